@@ -1,0 +1,110 @@
+"""Event store and delivery inbox; the database refuses changes to recorded events.
+
+Revision ID: 0001
+Revises:
+Create Date: 2026-11-21
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision = "0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+position = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+json_document = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+raw_body = sa.LargeBinary().with_variant(postgresql.BYTEA(), "postgresql")
+
+
+def upgrade() -> None:
+    op.create_table(
+        "events",
+        sa.Column("position", position, primary_key=True, autoincrement=True),
+        sa.Column("stream_id", sa.String(200), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("type", sa.String(100), nullable=False),
+        sa.Column("schema_version", sa.SmallInteger(), nullable=False),
+        sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("source", sa.String(20), nullable=False),
+        sa.Column("idempotency_key", sa.String(400), nullable=False),
+        sa.Column("content_digest", sa.String(64), nullable=False),
+        sa.Column("data", json_document, nullable=False),
+        sa.PrimaryKeyConstraint("position", name="pk_events"),
+        sa.UniqueConstraint("idempotency_key", name="uq_events_idempotency_key"),
+        sa.UniqueConstraint("stream_id", "version", name="uq_events_stream_id_version"),
+        sa.CheckConstraint(
+            "source IN ('webhook', 'reconciler', 'operator')", name=op.f("ck_events_source")
+        ),
+        sa.CheckConstraint("version >= 1", name=op.f("ck_events_version_positive")),
+        sqlite_autoincrement=True,
+    )
+    op.create_table(
+        "inbox",
+        sa.Column("id", position, primary_key=True, autoincrement=True),
+        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("outcome", sa.String(20), nullable=False),
+        sa.Column("reason", sa.String(500), nullable=True),
+        sa.Column("notification_id", sa.String(200), nullable=True),
+        sa.Column("event_type", sa.String(200), nullable=True),
+        sa.Column("webhook_id", sa.String(200), nullable=True),
+        sa.Column("key_id", sa.String(200), nullable=True),
+        sa.Column("signed_content", sa.String(20), nullable=True),
+        sa.Column("retry_count", sa.Integer(), nullable=True),
+        sa.Column("trace_id", sa.String(200), nullable=True),
+        sa.Column("event_position", sa.BigInteger(), nullable=True),
+        sa.Column("body", raw_body, nullable=True),
+        sa.PrimaryKeyConstraint("id", name="pk_inbox"),
+        sa.CheckConstraint(
+            "outcome IN ('accepted', 'duplicate', 'conflict', 'ignored', 'rejected')",
+            name=op.f("ck_inbox_outcome"),
+        ),
+        sqlite_autoincrement=True,
+    )
+    op.create_index("ix_inbox_received_at", "inbox", ["received_at"])
+    op.create_index("ix_inbox_notification_id", "inbox", ["notification_id"])
+    op.create_index("ix_inbox_outcome_received_at", "inbox", ["outcome", "received_at"])
+    _refuse_event_changes()
+
+
+def _refuse_event_changes() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(
+            """
+            CREATE FUNCTION events_are_append_only() RETURNS trigger
+            LANGUAGE plpgsql AS $$
+            BEGIN
+                RAISE EXCEPTION 'events are append-only: % refused', TG_OP
+                    USING ERRCODE = 'restrict_violation';
+            END
+            $$
+            """
+        )
+        op.execute(
+            "CREATE TRIGGER events_refuse_update_delete BEFORE UPDATE OR DELETE ON events"
+            " FOR EACH ROW EXECUTE FUNCTION events_are_append_only()"
+        )
+        op.execute(
+            "CREATE TRIGGER events_refuse_truncate BEFORE TRUNCATE ON events"
+            " FOR EACH STATEMENT EXECUTE FUNCTION events_are_append_only()"
+        )
+    else:
+        for operation in ("UPDATE", "DELETE"):
+            op.execute(
+                f"CREATE TRIGGER events_refuse_{operation.lower()} BEFORE {operation} ON events"
+                f" BEGIN SELECT RAISE(ABORT, 'events are append-only: {operation} refused'); END"
+            )
+
+
+def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER events_refuse_truncate ON events")
+        op.execute("DROP TRIGGER events_refuse_update_delete ON events")
+        op.execute("DROP FUNCTION events_are_append_only()")
+    op.drop_table("inbox")
+    op.drop_table("events")

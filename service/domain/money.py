@@ -1,0 +1,57 @@
+"""Exact money parsing: amounts are Decimal, never float, and always travel with a currency."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+
+# A plain decimal number as providers write it: optional sign, digits, optional fraction.
+# Exponents, "NaN" and "Infinity" are accepted by Decimal() but are never amounts.
+_AMOUNT_PATTERN = re.compile(r"-?\d{1,18}(\.\d{1,12})?")
+_CURRENCY_PATTERN = re.compile(r"[A-Z]{3}")
+
+
+class InvalidAmount(ValueError):
+    """An amount that is not an exact, finite, non-negative decimal number."""
+
+
+class InvalidCurrency(ValueError):
+    """A currency that is not a three-letter ISO 4217 code."""
+
+
+def parse_amount(value: object) -> Decimal:
+    """Parse an amount written as a JSON string or a JSON number, exactly.
+
+    JSON numbers must already have been parsed with ``parse_float=Decimal``: a ``float``
+    here means precision may already be lost, so it is refused rather than trusted.
+    """
+    if isinstance(value, bool) or isinstance(value, float):
+        raise InvalidAmount(f"amount {value!r} is not an exact decimal")
+    if isinstance(value, int):
+        text = str(value)
+    elif isinstance(value, Decimal):
+        if not value.is_finite():
+            raise InvalidAmount(f"amount {value} is not finite")
+        text = format(value, "f")
+    elif isinstance(value, str):
+        text = value.strip()
+    else:
+        raise InvalidAmount(f"amount must be a string or a number, not {type(value).__name__}")
+    if not _AMOUNT_PATTERN.fullmatch(text):
+        raise InvalidAmount(f"amount {text[:40]!r} is not a plain decimal number")
+    try:
+        amount = Decimal(text)
+    except InvalidOperation as error:  # pragma: no cover - the pattern admits only valid numbers
+        raise InvalidAmount(f"amount {text!r} is not a number") from error
+    if amount < 0:
+        raise InvalidAmount(f"amount {text} is negative")
+    return amount
+
+
+def parse_currency(value: object) -> str:
+    if not isinstance(value, str):
+        raise InvalidCurrency(f"currency must be a string, not {type(value).__name__}")
+    code = value.strip().upper()
+    if not _CURRENCY_PATTERN.fullmatch(code):
+        raise InvalidCurrency(f"currency {value[:10]!r} is not a three-letter code")
+    return code

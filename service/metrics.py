@@ -1,0 +1,39 @@
+"""Prometheus metrics, in a registry of the app's own (several apps can live in one process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+
+class LedgerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.deliveries = Counter(
+            "ledger_webhook_deliveries",
+            "Webhook deliveries by outcome.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.signature_failures = Counter(
+            "ledger_webhook_signature_failures",
+            "Deliveries refused because their signature could not be trusted, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.signed_content_matches = Counter(
+            "ledger_webhook_signed_content_matches",
+            "Verified deliveries by the signed-content form that matched (raw or payload).",
+            ["form"],
+            registry=self.registry,
+        )
+        self.store_unavailable = Counter(
+            "ledger_webhook_store_unavailable",
+            "Deliveries answered 503 because the database was unavailable.",
+            registry=self.registry,
+        )
+        self.acknowledgement_seconds = Histogram(
+            "ledger_webhook_acknowledgement_seconds",
+            "Time from receiving a delivery to answering it.",
+            buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=self.registry,
+        )

@@ -1,0 +1,107 @@
+"""Typed settings from the environment, validated once at start-up.
+
+An invalid value stops the service with a message that names the variable; secret values
+are never echoed back.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import URL
+
+from service.store.database import UnsupportedDatabaseUrl, resolve_database_url
+from service.webhooks.signature import SignedContent
+
+ENVIRONMENT_PREFIX = "LEDGER_"
+DEFAULT_DATABASE_URL = "sqlite:///var/ledger.db"
+
+
+class ConfigurationError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class WebhookKeyring:
+    """Signing keys by keyId. Its repr lists key ids only, so settings can be logged safely."""
+
+    keys: Mapping[str, bytes] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"WebhookKeyring(key_ids={sorted(self.keys)})"
+
+    @classmethod
+    def parse(cls, value: str) -> WebhookKeyring:
+        keys: dict[str, bytes] = {}
+        for position, pair in enumerate(filter(None, (p.strip() for p in value.split(","))), 1):
+            key_id, separator, encoded = pair.rpartition(":")
+            key_id = key_id.strip()
+            if not separator or not key_id or not encoded.strip():
+                raise ValueError(f"entry {position} is not keyId:base64key")
+            try:
+                key = base64.b64decode(encoded.strip(), validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError(f"the key for keyId {key_id!r} is not valid base64") from None
+            if len(key) < 16:
+                raise ValueError(f"the key for keyId {key_id!r} is shorter than 16 bytes")
+            if key_id in keys:
+                raise ValueError(f"keyId {key_id!r} appears twice")
+            keys[key_id] = key
+        return cls(keys)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENVIRONMENT_PREFIX, frozen=True, extra="ignore", hide_input_in_errors=True
+    )
+
+    database_url: str = Field(DEFAULT_DATABASE_URL, repr=False)
+    database_pool_size: int = Field(10, ge=1, le=200)
+    webhook_keys: Annotated[WebhookKeyring, NoDecode] = WebhookKeyring()
+    webhook_tolerance_seconds: int = Field(3600, ge=1, le=7 * 24 * 3600)
+    webhook_signed_content: SignedContent = SignedContent.AUTO
+    max_body_bytes: int = Field(1_048_576, ge=1024, le=64 * 1_048_576)
+    log_level: str = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        try:
+            resolve_database_url(value)
+        except UnsupportedDatabaseUrl as error:
+            raise ValueError(str(error)) from None
+        return value
+
+    @field_validator("webhook_keys", mode="before")
+    @classmethod
+    def _parse_keys(cls, value: Any) -> Any:
+        return WebhookKeyring.parse(value) if isinstance(value, str) else value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return level
+
+    @property
+    def database(self) -> URL:
+        return resolve_database_url(self.database_url)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        problems = []
+        for detail in error.errors():
+            name = ENVIRONMENT_PREFIX + str(detail["loc"][0]).upper() if detail["loc"] else "?"
+            problems.append(f"{name}: {detail['msg'].removeprefix('Value error, ')}")
+        raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from None

@@ -1,0 +1,1 @@
+"""Persistence: the schema, the append-only event store and the inbox of deliveries."""

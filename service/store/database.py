@@ -1,0 +1,96 @@
+"""Engines for the two supported databases, from the URL forms users write."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+SQLITE_BUSY_TIMEOUT_SECONDS = 5.0
+POSTGRESQL_CONNECT_TIMEOUT_SECONDS = 5.0
+POSTGRESQL_COMMAND_TIMEOUT_SECONDS = 30.0
+POOL_TIMEOUT_SECONDS = 5.0
+
+
+class UnsupportedDatabaseUrl(ValueError):
+    pass
+
+
+def resolve_database_url(url: str) -> URL:
+    """Accept ``sqlite:///path.db`` and ``postgresql://…`` as written; pick the async driver."""
+    try:
+        parsed = make_url(url.strip())
+    except ArgumentError as error:
+        raise UnsupportedDatabaseUrl(f"{_redacted(url)!r} is not a database URL") from error
+    backend = parsed.get_backend_name()
+    if backend in ("postgresql", "postgres"):
+        if not parsed.database:
+            raise UnsupportedDatabaseUrl("a PostgreSQL URL must name a database")
+        return parsed.set(drivername="postgresql+asyncpg")
+    if backend == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            raise UnsupportedDatabaseUrl(
+                "an SQLite URL must name a file (sqlite:///relative.db or sqlite:////absolute.db);"
+                " an in-memory database would lose every acknowledged notification"
+            )
+        return parsed.set(drivername="sqlite+aiosqlite")
+    raise UnsupportedDatabaseUrl(
+        f"unsupported database {backend!r}: use sqlite:///path.db or postgresql://user@host/db"
+    )
+
+
+def _redacted(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable>"
+
+
+def is_postgresql(engine: AsyncEngine) -> bool:
+    return engine.dialect.name == "postgresql"
+
+
+def create_engine(url: URL, *, pool_size: int = 10) -> AsyncEngine:
+    if url.get_backend_name() == "sqlite":
+        return _create_sqlite_engine(url)
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_timeout=POOL_TIMEOUT_SECONDS,
+        pool_pre_ping=True,
+        connect_args={
+            "timeout": POSTGRESQL_CONNECT_TIMEOUT_SECONDS,
+            "command_timeout": POSTGRESQL_COMMAND_TIMEOUT_SECONDS,
+            "server_settings": {"application_name": "invoice-ledger"},
+        },
+    )
+
+
+def _create_sqlite_engine(url: URL) -> AsyncEngine:
+    if url.database:
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # FULL: a notification acknowledged with 200 must survive a power cut.
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        # Take the write lock up front: two deferred transactions that both upgrade to
+        # writing would otherwise deadlock, and appends must be serialised anyway.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine

@@ -1,0 +1,121 @@
+"""The one definition of the database schema. Alembic migrations create it; nothing else does."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import BYTEA, JSONB
+
+from service.domain.events import EventSource
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware in, timezone-aware UTC out, on every engine (SQLite stores no offset)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("refusing to store a naive datetime")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL positions need 64 bits.
+Position = BigInteger().with_variant(Integer(), "sqlite")
+JsonDocument = JSON().with_variant(JSONB(), "postgresql")
+RawBody = LargeBinary().with_variant(BYTEA(), "postgresql")
+
+
+class InboxOutcome(StrEnum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    CONFLICT = "conflict"
+    IGNORED = "ignored"
+    REJECTED = "rejected"
+
+
+def _one_of(column: str, values: Any) -> str:
+    return f"{column} IN ({', '.join(repr(str(value)) for value in values)})"
+
+
+events = Table(
+    "events",
+    metadata,
+    Column("position", Position, primary_key=True, autoincrement=True),
+    Column("stream_id", String(200), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("type", String(100), nullable=False),
+    Column("schema_version", SmallInteger, nullable=False),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Column("recorded_at", UtcDateTime, nullable=False),
+    Column("source", String(20), nullable=False),
+    Column("idempotency_key", String(400), nullable=False),
+    # SHA-256 of the fact's content: tells a harmless repeat from a conflicting one.
+    Column("content_digest", String(64), nullable=False),
+    Column("data", JsonDocument, nullable=False),
+    UniqueConstraint("idempotency_key"),
+    UniqueConstraint("stream_id", "version"),
+    CheckConstraint(_one_of("source", EventSource), name="source"),
+    CheckConstraint("version >= 1", name="version_positive"),
+    sqlite_autoincrement=True,
+)
+
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("id", Position, primary_key=True, autoincrement=True),
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("outcome", String(20), nullable=False),
+    Column("reason", String(500), nullable=True),
+    Column("notification_id", String(200), nullable=True),
+    Column("event_type", String(200), nullable=True),
+    Column("webhook_id", String(200), nullable=True),
+    Column("key_id", String(200), nullable=True),
+    Column("signed_content", String(20), nullable=True),
+    Column("retry_count", Integer, nullable=True),
+    Column("trace_id", String(200), nullable=True),
+    Column("event_position", BigInteger, nullable=True),
+    # Kept for every signature-valid delivery, so an operator can replay or inspect it.
+    Column("body", RawBody, nullable=True),
+    CheckConstraint(_one_of("outcome", InboxOutcome), name="outcome"),
+    Index("ix_inbox_received_at", "received_at"),
+    Index("ix_inbox_notification_id", "notification_id"),
+    Index("ix_inbox_outcome_received_at", "outcome", "received_at"),
+    sqlite_autoincrement=True,
+)

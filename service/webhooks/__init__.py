@@ -1,0 +1,1 @@
+"""Receiving Cybersource notifications: signature, envelope parsing and the HTTP endpoint."""
