@@ -1,0 +1,232 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from service.domain.events import EventSource, InvoiceEventType
+from service.webhooks.envelope import (
+    DeliveryHeaders,
+    UnusableBody,
+    parse_body,
+    read_notification,
+)
+from service.webhooks.translation import UnmodelledEventType, notification_events
+
+SIGNED_AT = datetime(2023, 5, 26, 0, 49, 43, tzinfo=UTC)
+NO_HEADERS = DeliveryHeaders()
+
+
+def events_of(body: dict[str, Any] | bytes, headers: DeliveryHeaders = NO_HEADERS) -> Any:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return notification_events(read_notification(parse_body(raw), headers), SIGNED_AT)
+
+
+def documented_invoicing_example() -> dict[str, Any]:
+    return {
+        "notificationId": "fc8f1cae-0001",
+        "retryNumber": 0,
+        "eventType": "invoicing.customer.invoice.send",
+        "eventDate": "2023-05-25T17:49:40.309-07:00",
+        "webhookId": "fc8a9385-0001",
+        "payloads": [
+            {
+                "data": {
+                    "invoiceNumber": "20220389",
+                    "invoiceBalance": "102.00",
+                    "balanceAmount": "102.00",
+                    "currency": "ALL",
+                    "dueDate": "2023-05-25",
+                    "payerName": "Tanya Lee",
+                    "emailTo": "tanya@example.com",
+                    "eventType": "invoicing.customer.invoice.send",
+                    "organizationID": "invoicetest",
+                    "subject": "Your invoice",
+                }
+            }
+        ],
+    }
+
+
+def test_the_documented_invoicing_example_becomes_an_invoice_sent_event() -> None:
+    [event] = events_of(documented_invoicing_example())
+    assert event.stream_id == "20220389"
+    assert event.type == InvoiceEventType.INVOICE_SENT
+    assert event.source is EventSource.WEBHOOK
+    assert event.occurred_at == datetime(2023, 5, 26, 0, 49, 40, 309000, tzinfo=UTC)
+    assert event.idempotency_key == "cybersource:notification:fc8f1cae-0001"
+    assert event.data["balanceAmount"] == "102.00"
+    assert event.data["currency"] == "ALL"
+    assert event.data["dueDate"] == "2023-05-25"
+    assert event.data["customer"] == {"name": "Tanya Lee", "email": "tanya@example.com"}
+    assert event.data["notification"]["organizationId"] == "invoicetest"
+
+
+@pytest.mark.parametrize(
+    ("notification_type", "event_type"),
+    [
+        ("invoicing.customer.invoice.send", InvoiceEventType.INVOICE_SENT),
+        ("invoicing.customer.invoice.cancel", InvoiceEventType.INVOICE_CANCELED),
+        ("invoicing.customer.invoice.paid", InvoiceEventType.INVOICE_PAID),
+        ("invoicing.customer.invoice.partial-payment", InvoiceEventType.INVOICE_PARTIALLY_PAID),
+        ("invoicing.customer.invoice.reminder", InvoiceEventType.INVOICE_REMINDER_SENT),
+        (
+            "invoicing.customer.invoice.overdue-reminder",
+            InvoiceEventType.INVOICE_OVERDUE_REMINDER_SENT,
+        ),
+        ("invoicing.customer.invoice.partial-resend", InvoiceEventType.INVOICE_PARTIAL_RESENT),
+    ],
+)
+def test_each_invoicing_type_maps_to_a_past_tense_event(
+    notification_type: str, event_type: InvoiceEventType
+) -> None:
+    body = documented_invoicing_example()
+    body["eventType"] = notification_type
+    [event] = events_of(body)
+    assert event.type == event_type
+    assert event.data["notification"]["eventType"] == notification_type
+
+
+def test_payload_singular_with_organization_id_beside_data_is_understood() -> None:
+    body = documented_invoicing_example()
+    item = body.pop("payloads")[0]
+    del item["data"]["organizationID"]
+    body["payload"] = [{"data": item["data"], "organizationId": "tms-org"}]
+    [event] = events_of(body)
+    assert event.stream_id == "20220389"
+    assert event.data["notification"]["organizationId"] == "tms-org"
+
+
+def test_payloads_as_an_object_rather_than_a_list_is_understood() -> None:
+    body = documented_invoicing_example()
+    body["payloads"] = body["payloads"][0]
+    [event] = events_of(body)
+    assert event.stream_id == "20220389"
+
+
+def test_a_payload_item_without_a_data_wrapper_is_understood() -> None:
+    body = documented_invoicing_example()
+    body["payloads"] = [body["payloads"][0]["data"]]
+    [event] = events_of(body)
+    assert event.stream_id == "20220389"
+
+
+@pytest.mark.parametrize("retry_number", [2, "2", " 2 "])
+def test_retry_number_may_be_a_string_or_an_int(retry_number: object) -> None:
+    body = documented_invoicing_example()
+    body["retryNumber"] = retry_number
+    notification = read_notification(body, NO_HEADERS)
+    assert notification.retry_number == 2
+
+
+def test_top_level_organization_id_in_either_spelling() -> None:
+    for spelling in ("organizationId", "organizationID"):
+        body = documented_invoicing_example()
+        del body["payloads"][0]["data"]["organizationID"]
+        body[spelling] = "org-top"
+        assert read_notification(body, NO_HEADERS).organization_id == "org-top"
+
+
+def test_missing_body_fields_fall_back_to_the_v_c_headers() -> None:
+    body = documented_invoicing_example()
+    for name in ("eventType", "webhookId", "retryNumber"):
+        del body[name]
+    del body["payloads"][0]["data"]["eventType"]
+    headers = DeliveryHeaders.from_mapping(
+        {
+            "v-c-event-type": "invoicing.customer.invoice.paid",
+            "v-c-webhook-id": "wh-from-header",
+            "v-c-retry-count": "1",
+            "v-c-transaction-trace-id": "trace-1",
+        }
+    )
+    notification = read_notification(body, headers)
+    assert notification.event_type == "invoicing.customer.invoice.paid"
+    assert notification.webhook_id == "wh-from-header"
+    assert notification.retry_number == 1
+
+
+def test_without_a_notification_id_the_key_is_webhook_type_invoice_and_date() -> None:
+    body = documented_invoicing_example()
+    del body["notificationId"]
+    [event] = events_of(body)
+    assert event.idempotency_key == (
+        "cybersource:notification:fc8a9385-0001|invoicing.customer.invoice.send|20220389"
+        "|2023-05-25T17:49:40.309-07:00"
+    )
+
+
+def test_retries_of_one_notification_produce_the_same_fact() -> None:
+    first = documented_invoicing_example()
+    retry = documented_invoicing_example()
+    retry["retryNumber"] = 3
+    retry["transactionTraceId"] = "another-attempt"
+    [a], [b] = events_of(first), events_of(retry)
+    assert (a.idempotency_key, a.data) == (b.idempotency_key, b.data)
+
+
+@pytest.mark.parametrize(
+    ("balance_json", "recorded"), [('"102.10"', "102.10"), ("102.10", "102.10"), ("102.1", "102.1")]
+)
+def test_amounts_as_strings_or_numbers_are_recorded_exactly(
+    balance_json: str, recorded: str
+) -> None:
+    raw = json.dumps(documented_invoicing_example()).replace(
+        '"balanceAmount": "102.00"', f'"balanceAmount": {balance_json}'
+    )
+    [event] = events_of(raw.encode())
+    assert event.data["balanceAmount"] == recorded
+
+
+def test_the_test_webhook_is_an_unmodelled_event_type() -> None:
+    test_webhook = {
+        "eventDate": "2024-05-08T16:15:23",
+        "eventType": "tms.networktoken.updated",
+        "organizationId": "org",
+        "payloads": {"testPayload": {"message": "Yay! Your webhook integration worked!"}},
+        "productId": "tokenManagement",
+        "requestType": "NEW",
+        "retryNumber": "0",
+        "transactionTraceId": "ddd8883c",
+        "webhookId": "17915c64",
+    }
+    notification = read_notification(test_webhook, NO_HEADERS)
+    assert notification.event_date == datetime(2024, 5, 8, 16, 15, 23, tzinfo=UTC)
+    with pytest.raises(UnmodelledEventType):
+        notification_events(notification, SIGNED_AT)
+
+
+def test_without_an_event_date_the_signature_time_is_the_provider_time() -> None:
+    body = documented_invoicing_example()
+    del body["eventDate"]
+    [event] = events_of(body)
+    assert event.occurred_at == SIGNED_AT
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda b: b["payloads"][0]["data"].pop("invoiceNumber"), "invoiceNumber"),
+        (lambda b: b["payloads"][0]["data"].update(invoiceNumber="  "), "invoiceNumber"),
+        (lambda b: b["payloads"][0]["data"].update(balanceAmount="12,00"), "balanceAmount"),
+        (lambda b: b["payloads"][0]["data"].update(balanceAmount="-1"), "balanceAmount"),
+        (lambda b: b["payloads"][0]["data"].update(currency="dollars"), "currency"),
+        (lambda b: b["payloads"][0]["data"].update(dueDate="tomorrow"), "dueDate"),
+        (lambda b: b.update(eventDate="yesterday"), "eventDate"),
+        (lambda b: b.pop("payloads"), "no payload"),
+        (lambda b: b.update(payloads=["not an object"]), "not an object"),
+    ],
+)
+def test_unusable_bodies_are_refused_naming_what_is_wrong(mutate: Any, message: str) -> None:
+    body = documented_invoicing_example()
+    mutate(body)
+    with pytest.raises(UnusableBody, match=message):
+        events_of(body)
+
+
+@pytest.mark.parametrize("raw", [b"not json", b"[1, 2]", b'"text"', b"{", b'{"a": NaN}'])
+def test_bodies_that_are_not_a_json_object_are_unusable(raw: bytes) -> None:
+    with pytest.raises(UnusableBody):
+        read_notification(parse_body(raw), NO_HEADERS)

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+
+from service.domain.money import InvalidAmount, InvalidCurrency, parse_amount, parse_currency
+
+
+@pytest.mark.parametrize(
+    ("json_text", "expected"),
+    [
+        ('"102.00"', Decimal("102.00")),
+        ("102.00", Decimal("102.00")),
+        ("247.86", Decimal("247.86")),
+        ("0.1", Decimal("0.1")),
+        ("5", Decimal("5")),
+        ('" 12.5 "', Decimal("12.5")),
+        ('"0"', Decimal("0")),
+    ],
+)
+def test_amounts_parse_exactly_from_json_strings_and_numbers(
+    json_text: str, expected: Decimal
+) -> None:
+    amount = parse_amount(json.loads(json_text, parse_float=Decimal))
+    assert amount == expected
+    assert amount.as_tuple() == expected.as_tuple()  # the scale is kept: 102.00 stays 102.00
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["abc", "", "1e3", "NaN", "Infinity", "-1.00", "1,000.00", "1.", ".5", True, None, [1], 0.1],
+)
+def test_anything_but_a_plain_non_negative_decimal_is_not_an_amount(value: object) -> None:
+    with pytest.raises(InvalidAmount):
+        parse_amount(value)
+
+
+def test_a_float_is_refused_because_its_precision_is_already_lost() -> None:
+    with pytest.raises(InvalidAmount, match="exact"):
+        parse_amount(0.1)
+
+
+def test_currencies_are_three_letter_codes() -> None:
+    assert parse_currency("usd") == "USD"
+    for bad in ("US", "DOLLAR", "U$D", 840):
+        with pytest.raises(InvalidCurrency):
+            parse_currency(bad)
