@@ -85,9 +85,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
 
     app = Starlette(
         routes=[
-            Route(
-                "/webhooks/cybersource", receiver.endpoint, methods=["GET", "HEAD", "POST"]
-            ),
+            Route("/webhooks/cybersource", receiver.endpoint, methods=["GET", "HEAD", "POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import NoReturn
+from typing import BinaryIO, NoReturn
 
 import click
 import uvicorn
@@ -81,7 +81,7 @@ def serve(host: str, port: int) -> None:
     show_default=True,
     help="Sign the raw body, or JSON.stringify of its payload field.",
 )
-def sign_webhook(body_file: click.utils.LazyFile, key_id: str, signed_content: str) -> None:
+def sign_webhook(body_file: BinaryIO, key_id: str, signed_content: str) -> None:
     """Print a v-c-signature header value for BODY_FILE (default: standard input).
 
     The key is taken from LEDGER_WEBHOOK_KEYS, never from the command line, so it stays out

@@ -9,6 +9,7 @@ from service.store.database import create_engine, resolve_database_url
 from service.store.event_store import SqlEventStore
 from tests.support.databases import PostgresServer, fresh_sqlite_database
 
+
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:
     return "asyncio"

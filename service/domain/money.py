@@ -25,7 +25,7 @@ def parse_amount(value: object) -> Decimal:
     JSON numbers must already have been parsed with ``parse_float=Decimal``: a ``float``
     here means precision may already be lost, so it is refused rather than trusted.
     """
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, bool | float):
         raise InvalidAmount(f"amount {value!r} is not an exact decimal")
     if isinstance(value, int):
         text = str(value)

@@ -96,7 +96,9 @@ def _retry_number(value: Any) -> Any:
     return value
 
 
-Text = Annotated[str | None, BeforeValidator(_optional_text), Field(max_length=IDENTIFIER_LENGTH_MAX)]
+Text = Annotated[
+    str | None, BeforeValidator(_optional_text), Field(max_length=IDENTIFIER_LENGTH_MAX)
+]
 Amount = Annotated[Decimal | None, BeforeValidator(_amount)]
 Currency = Annotated[str | None, BeforeValidator(_currency)]
 
@@ -189,9 +191,7 @@ def read_notification(body: Any, headers: DeliveryHeaders) -> Notification:
         raise UnusableBody(f"the envelope is invalid: {_describe(error)}") from error
     items = _payload_items(envelope.payload)
     first_data = items[0] if items else {}
-    event_type = (
-        envelope.event_type or _text_field(first_data, "eventType") or headers.event_type
-    )
+    event_type = envelope.event_type or _text_field(first_data, "eventType") or headers.event_type
     organization_id = (
         envelope.organization_id
         or _text_field(first_data, "organizationId", "organizationID")

@@ -104,7 +104,9 @@ class WebhookReceiver:
             return _error(401, rejection.reason, rejection.detail)
 
         self._metrics.signed_content_matches.labels(verified.signed_content.value).inc()
-        entry = replace(entry, key_id=verified.key_id, signed_content=verified.signed_content, body=body)
+        entry = replace(
+            entry, key_id=verified.key_id, signed_content=verified.signed_content, body=body
+        )
         signed_at = datetime.fromtimestamp(verified.timestamp_ms / 1000, UTC)
         try:
             notification = read_notification(parse_body(body), headers)
@@ -153,7 +155,9 @@ class WebhookReceiver:
         """An untrusted delivery leaves a trace without its body; losing the trace is tolerable."""
         self._count(InboxOutcome.REJECTED)
         try:
-            await self._store.record_inbox(replace(entry, outcome=InboxOutcome.REJECTED, reason=reason))
+            await self._store.record_inbox(
+                replace(entry, outcome=InboxOutcome.REJECTED, reason=reason)
+            )
         except StoreUnavailable:
             log.warning("webhook.refusal_not_recorded", reason=reason)
         log.warning("webhook.refused", reason=reason)

@@ -69,9 +69,7 @@ def parse_signature_header(value: str | None) -> SignatureHeader:
         parts[name.strip()] = part_value.strip()
     missing = [name for name in ("t", "keyId", "sig") if not parts.get(name)]
     if missing:
-        raise SignatureRejected(
-            "malformed_signature", f"v-c-signature lacks {', '.join(missing)}"
-        )
+        raise SignatureRejected("malformed_signature", f"v-c-signature lacks {', '.join(missing)}")
     if not parts["t"].isdigit() or len(parts["t"]) > 16:
         raise SignatureRejected(
             "malformed_signature", "v-c-signature t must be milliseconds since the epoch"
@@ -124,9 +122,7 @@ class WebhookVerifier:
         self._tolerance_ms = tolerance_seconds * 1000
         self._signed_content = signed_content
 
-    def verify(
-        self, header_value: str | None, raw_body: bytes, now_ms: int
-    ) -> VerifiedSignature:
+    def verify(self, header_value: str | None, raw_body: bytes, now_ms: int) -> VerifiedSignature:
         header = parse_signature_header(header_value)
         key = self._keys.get(header.key_id)
         if key is None:
@@ -137,7 +133,9 @@ class WebhookVerifier:
                 "the signature timestamp is outside the allowed window",
             )
         parsed_body = _parse_for_payload_form(raw_body, self._signed_content)
-        candidates = signed_messages(header.timestamp_ms, raw_body, parsed_body, self._signed_content)
+        candidates = signed_messages(
+            header.timestamp_ms, raw_body, parsed_body, self._signed_content
+        )
         for form, message in candidates.items():
             # compare_digest takes time independent of where the values differ.
             if hmac.compare_digest(compute_signature(key, message), header.signature):

@@ -108,7 +108,7 @@ async def test_the_database_refuses_to_change_recorded_events(
     event_store: SqlEventStore, statement: str
 ) -> None:
     await event_store.append([invoice_event()])
-    engine = event_store._engine  # noqa: SLF001 - the test goes around the store on purpose
+    engine = event_store._engine
     with pytest.raises(DBAPIError, match="append-only"):
         async with engine.begin() as connection:
             await connection.execute(text(statement))

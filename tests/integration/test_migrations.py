@@ -38,4 +38,4 @@ async def test_migrating_again_keeps_the_recorded_events(
     await upgrade_to_head_async(database_url)  # the fixture already migrated once
     [recorded] = await event_store.read_after(0, limit=10)
     assert recorded.idempotency_key == invoice_event().idempotency_key
-    assert await current_revision(event_store._engine) == head_revision()  # noqa: SLF001
+    assert await current_revision(event_store._engine) == head_revision()

@@ -93,19 +93,23 @@ async def test_without_the_horizon_a_naive_follower_would_skip(
 ) -> None:
     """Proves the setup really produces late commits that a plain query would pass over."""
     store = store_with_slow_commits
-    engine = store._engine  # noqa: SLF001 - reads around the store's horizon on purpose
+    engine = store._engine
     checkpoint = 0
     seen: list[int] = []
     appending = asyncio.create_task(append_concurrently(store))
     while not appending.done():
         async with engine.connect() as connection:
             rows = (
-                await connection.execute(
-                    select(events.c.position)
-                    .where(events.c.position > checkpoint)
-                    .order_by(events.c.position)
+                (
+                    await connection.execute(
+                        select(events.c.position)
+                        .where(events.c.position > checkpoint)
+                        .order_by(events.c.position)
+                    )
                 )
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
         if rows:
             seen.extend(rows)
             checkpoint = rows[-1]

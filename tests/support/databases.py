@@ -36,7 +36,7 @@ async def _admin_connection() -> tuple[asyncpg.Connection, str]:
                 host=POSTGRES_HOST, port=POSTGRES_PORT, user=user, database="postgres", timeout=3
             )
             return connection, user
-        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as error:
+        except (TimeoutError, OSError, asyncpg.PostgresError) as error:
             last_error = error
     raise ConnectionError(f"PostgreSQL at {POSTGRES_HOST}:{POSTGRES_PORT}: {last_error}")
 

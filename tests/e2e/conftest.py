@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from service.app import create_app
+from service.settings import load_settings
+from tests.support.server import serving
+from tests.support.webhooks import WEBHOOK_KEYS_SETTING
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+@pytest.fixture
+def base_url(database_url: str) -> Iterator[str]:
+    settings = load_settings(
+        database_url=database_url,
+        webhook_keys=WEBHOOK_KEYS_SETTING,
+        webhook_tolerance_seconds=300,
+        max_body_bytes=MAX_BODY_BYTES,
+    )
+    with serving(create_app(settings)) as url:
+        yield url
+
+
+@pytest.fixture
+def client(base_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=base_url, timeout=30) as http_client:
+        yield http_client

@@ -1,0 +1,125 @@
+"""While the database is away, deliveries get 503 so Cybersource retries.
+
+Nothing that was acknowledged is lost, and the refused deliveries are recorded once retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from sqlalchemy.engine import make_url
+
+from service.app import create_app
+from service.settings import load_settings
+from tests.e2e.test_webhook_receiver import WEBHOOK_PATH, read_ledger
+from tests.support.proxy import outage_proxy
+from tests.support.server import serving
+from tests.support.webhooks import (
+    WEBHOOK_KEYS_SETTING,
+    encode,
+    invoice_notification,
+    signed_headers,
+)
+
+
+@dataclass
+class Outage:
+    service_database_url: str
+    begin: Callable[[], None]
+    end: Callable[[], None]
+
+
+@contextmanager
+def postgresql_outage(database_url: str) -> Iterator[Outage]:
+    """The service reaches PostgreSQL through a proxy that the test can cut."""
+    url = make_url(database_url)
+    with outage_proxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
+        proxied = url.set(port=proxy.port).render_as_string(hide_password=False)
+        yield Outage(proxied, proxy.cut, proxy.restore)
+
+
+@contextmanager
+def sqlite_outage(database_url: str) -> Iterator[Outage]:
+    """Another process holds SQLite's exclusive lock for longer than the service will wait."""
+    path = make_url(database_url).database
+    holder = sqlite3.connect(path, isolation_level=None)
+
+    def begin() -> None:
+        holder.execute("BEGIN EXCLUSIVE")
+
+    def end() -> None:
+        holder.execute("ROLLBACK")
+
+    try:
+        yield Outage(database_url, begin, end)
+    finally:
+        holder.close()
+
+
+def deliver(client: httpx.Client, body: bytes) -> httpx.Response:
+    return client.post(WEBHOOK_PATH, content=body, headers=signed_headers(body))
+
+
+def test_deliveries_during_an_outage_get_503_and_their_retries_are_recorded_once(
+    database_url: str,
+) -> None:
+    during_outage_count = 3 if database_url.startswith("postgresql") else 2
+    outage_for = postgresql_outage if database_url.startswith("postgresql") else sqlite_outage
+    before = [encode(invoice_notification(f"INV-B{i}", notification_id=f"b{i}")) for i in range(3)]
+    during = [
+        encode(invoice_notification(f"INV-D{i}", notification_id=f"d{i}"))
+        for i in range(during_outage_count)
+    ]
+    with outage_for(database_url) as outage:
+        settings = load_settings(
+            database_url=outage.service_database_url, webhook_keys=WEBHOOK_KEYS_SETTING
+        )
+        with (
+            serving(create_app(settings)) as base_url,
+            httpx.Client(base_url=base_url, timeout=30) as client,
+        ):
+            assert [deliver(client, body).json()["status"] for body in before] == ["accepted"] * 3
+
+            outage.begin()
+            refused = [deliver(client, body) for body in during]
+            assert [response.status_code for response in refused] == [503] * len(during)
+            assert all(response.headers["Retry-After"].isdigit() for response in refused)
+            assert refused[0].json()["error"] == "store_unavailable"
+            outage.end()
+
+            # Cybersource retries what was refused, and may resend what was acknowledged.
+            assert [deliver(client, body).json()["status"] for body in during] == [
+                "accepted"
+            ] * len(during)
+            assert [deliver(client, body).json()["status"] for body in before] == ["duplicate"] * 3
+            metrics = client.get("/metrics").text
+            assert f"ledger_webhook_store_unavailable_total {float(len(during))}" in metrics
+
+    events, _ = asyncio.run(read_ledger(database_url))
+    recorded = sorted(event.data["notification"]["id"] for event in events)
+    assert recorded == sorted([f"b{i}" for i in range(3)] + [f"d{i}" for i in range(len(during))])
+
+
+@pytest.mark.postgresql
+def test_readiness_fails_while_postgresql_is_unreachable(postgresql_database_url: str) -> None:
+    with postgresql_outage(postgresql_database_url) as outage:
+        settings = load_settings(
+            database_url=outage.service_database_url, webhook_keys=WEBHOOK_KEYS_SETTING
+        )
+        with (
+            serving(create_app(settings)) as base_url,
+            httpx.Client(base_url=base_url, timeout=30) as client,
+        ):
+            assert client.get("/readyz").status_code == 200
+            outage.begin()
+            unready = client.get("/readyz")
+            outage.end()
+            assert unready.status_code == 503
+            assert unready.json()["problems"] == ["database unreachable"]
+            assert client.get("/readyz").status_code == 200
