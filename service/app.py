@@ -18,7 +18,7 @@ from starlette.routing import Route
 from service.metrics import LedgerMetrics
 from service.settings import Settings
 from service.store.database import create_engine
-from service.store.errors import AppendContention, StoreUnavailable, is_unavailability
+from service.store.errors import StoreUnavailable, is_unavailability
 from service.store.event_store import SqlEventStore
 from service.store.migrations import current_revision, head_revision
 from service.webhooks.receiver import WebhookReceiver
@@ -92,7 +92,6 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
         ],
         exception_handlers={
             StoreUnavailable: _try_again_later,
-            AppendContention: _try_again_later,
         },
         lifespan=lifespan,
     )

@@ -97,3 +97,7 @@ def sign_webhook(body_file: BinaryIO, key_id: str, signed_content: str) -> None:
     except (ValueError, KeyError) as error:
         _fail(f"cannot sign this body: {error}")
     click.echo(header)
+
+
+if __name__ == "__main__":
+    main()

@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     )
 
     database_url: str = Field(DEFAULT_DATABASE_URL, repr=False)
-    database_pool_size: int = Field(10, ge=1, le=200)
+    database_pool_size: int = Field(20, ge=1, le=200)
     webhook_keys: Annotated[WebhookKeyring, NoDecode] = WebhookKeyring()
     webhook_tolerance_seconds: int = Field(3600, ge=1, le=7 * 24 * 3600)
     webhook_signed_content: SignedContent = SignedContent.AUTO

@@ -70,6 +70,93 @@ def upgrade() -> None:
     op.create_index("ix_inbox_notification_id", "inbox", ["notification_id"])
     op.create_index("ix_inbox_outcome_received_at", "inbox", ["outcome", "received_at"])
     _refuse_event_changes()
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(APPEND_FUNCTION)
+
+
+# Appending on PostgreSQL is one call to this function: one round trip and one commit per
+# delivery. It mirrors SqlEventStore's SQLite path; the store's contract tests run on both.
+# - the shared lock on APPEND_LOCK_KEY (0x1ED6E80001) lets appends run together but lets a
+#   reader wait until none is in flight (see service/store/event_store.py);
+# - the per-stream lock (namespace 0x1ED6 = 7894) serialises appends to one invoice, so the
+#   version read below is the latest and two appends never pick the same one. Streams are
+#   locked in sorted order so that multi-stream appends cannot deadlock;
+# - PL/pgSQL takes a fresh snapshot per statement, so the version is read after the locks.
+APPEND_FUNCTION = """
+CREATE FUNCTION ledger_append(new_events jsonb, delivery jsonb) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    event jsonb;
+    appended_position bigint;
+    existing record;
+    event_outcome text;
+    results jsonb := '[]'::jsonb;
+    outcomes text[] := '{}';
+BEGIN
+    PERFORM pg_advisory_xact_lock_shared(132454547457);
+    PERFORM pg_advisory_xact_lock(7894, hashtext(stream_id))
+    FROM (SELECT DISTINCT e->>'stream_id' AS stream_id
+          FROM jsonb_array_elements(new_events) AS e ORDER BY 1) AS streams;
+
+    FOR event IN SELECT value FROM jsonb_array_elements(new_events) LOOP
+        appended_position := NULL;
+        INSERT INTO events (stream_id, version, type, schema_version, occurred_at, recorded_at,
+                            source, idempotency_key, content_digest, data)
+        VALUES (
+            event->>'stream_id',
+            (SELECT coalesce(max(version), 0) + 1 FROM events
+             WHERE stream_id = event->>'stream_id'),
+            event->>'type',
+            (event->>'schema_version')::smallint,
+            (event->>'occurred_at')::timestamptz,
+            (event->>'recorded_at')::timestamptz,
+            event->>'source',
+            event->>'idempotency_key',
+            event->>'content_digest',
+            event->'data'
+        )
+        ON CONFLICT (idempotency_key) DO NOTHING
+        RETURNING position INTO appended_position;
+
+        IF appended_position IS NOT NULL THEN
+            event_outcome := 'appended';
+        ELSE
+            SELECT position, content_digest INTO existing
+            FROM events WHERE idempotency_key = event->>'idempotency_key';
+            appended_position := existing.position;
+            event_outcome := CASE WHEN existing.content_digest = event->>'content_digest'
+                                  THEN 'duplicate' ELSE 'conflict' END;
+        END IF;
+        outcomes := outcomes || event_outcome;
+        results := results || jsonb_build_object(
+            'outcome', event_outcome, 'position', appended_position);
+    END LOOP;
+
+    IF delivery IS NOT NULL THEN
+        INSERT INTO inbox (received_at, outcome, reason, notification_id, event_type,
+                           webhook_id, key_id, signed_content, retry_count, trace_id,
+                           event_position, body)
+        VALUES (
+            (delivery->>'received_at')::timestamptz,
+            CASE WHEN 'conflict' = ANY(outcomes) THEN 'conflict'
+                 WHEN 'appended' = ANY(outcomes) THEN 'accepted'
+                 ELSE 'duplicate' END,
+            delivery->>'reason',
+            delivery->>'notification_id',
+            delivery->>'event_type',
+            delivery->>'webhook_id',
+            delivery->>'key_id',
+            delivery->>'signed_content',
+            (delivery->>'retry_count')::integer,
+            delivery->>'trace_id',
+            (results->0->>'position')::bigint,
+            decode(delivery->>'body_base64', 'base64')
+        );
+    END IF;
+    RETURN results;
+END
+$$
+"""
 
 
 def _refuse_event_changes() -> None:
@@ -106,5 +193,6 @@ def downgrade() -> None:
         op.execute("DROP TRIGGER events_refuse_truncate ON events")
         op.execute("DROP TRIGGER events_refuse_update_delete ON events")
         op.execute("DROP FUNCTION events_are_append_only()")
+        op.execute("DROP FUNCTION ledger_append(jsonb, jsonb)")
     op.drop_table("inbox")
     op.drop_table("events")

@@ -13,10 +13,6 @@ class StoreUnavailable(Exception):
     """The database cannot be reached or is not answering; the caller should try again later."""
 
 
-class AppendContention(Exception):
-    """Concurrent appends to one stream kept colliding beyond the retry bound."""
-
-
 def is_unavailability(error: BaseException) -> bool:
     if isinstance(error, exc.DBAPIError) and not isinstance(error, exc.IntegrityError):
         return isinstance(error, exc.OperationalError | exc.InterfaceError) or bool(

@@ -6,16 +6,17 @@ commits late. Every append therefore holds a *shared* transaction-scoped advisor
 reader fixes its horizon under the *exclusive* form of the same lock: once it holds it, no
 append is in flight, so every position up to the current maximum is final (committed or
 rolled back) and any later append gets a higher one. Appends still run concurrently with
-each other; they wait only for the brief moment a reader takes its horizon.
+each other; they wait only for the brief moment a reader takes its horizon. Appends to one
+stream are serialised by a per-stream lock, so versions never collide. All of this runs in
+the ``ledger_append`` database function: one round trip and one commit per delivery.
 On SQLite, BEGIN IMMEDIATE serialises writers, so committed positions never have holes.
 """
 
 from __future__ import annotations
 
-import asyncio
+import base64
 import hashlib
 import json
-import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,20 +24,22 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Row, func, select, text
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service.domain.events import EventSource, NewEvent, RecordedEvent
 from service.store.database import is_postgresql
-from service.store.errors import AppendContention, unavailability_as_store_error
+from service.store.errors import StoreUnavailable, unavailability_as_store_error
 from service.store.schema import InboxOutcome, events, inbox
 
-# Any constant shared by all appenders and readers of the events table.
+# Shared by every appender and reader of the events table; the ledger_append function in
+# the first migration uses the same value (132454547457).
 APPEND_LOCK_KEY = 0x1E_D6E8_0001
-APPEND_ATTEMPTS_MAX = 8
+RECONNECT_ATTEMPTS_MAX = 2
 HORIZON_LOCK_TIMEOUT_MILLISECONDS = 5000
 READ_BATCH_SIZE_MAX = 10_000
+_APPEND_CALL = text("SELECT ledger_append(CAST(:new_events AS jsonb), CAST(:delivery AS jsonb))")
 
 
 class AppendOutcome(StrEnum):
@@ -96,86 +99,113 @@ class SqlEventStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._postgresql = is_postgresql(engine)
-        dialect_insert = postgresql.insert if self._postgresql else sqlite.insert
-        self._insert_event = dialect_insert(events).on_conflict_do_nothing(
-            index_elements=[events.c.idempotency_key]
+        self._insert_event = (
+            sqlite.insert(events)
+            .on_conflict_do_nothing(index_elements=[events.c.idempotency_key])
+            .returning(events.c.position)
         )
 
     async def append(
         self, new_events: Sequence[NewEvent], inbox_entry: InboxEntry | None = None
     ) -> list[AppendResult]:
-        """Append each fact once, with the delivery's inbox row, in one transaction.
-
-        Two appends to one stream may pick the same version; the loser's transaction is
-        retried a bounded number of times with jittered backoff.
-        """
-        for attempt in range(1, APPEND_ATTEMPTS_MAX + 1):
+        """Append each fact once, with the delivery's inbox row, in one transaction."""
+        recorded_at = datetime.now(UTC)
+        # An append is idempotent, so one found on a dead pooled connection (the database
+        # restarted, say) can safely run again on a fresh one.
+        for attempt in range(1, RECONNECT_ATTEMPTS_MAX + 1):
             try:
-                async with unavailability_as_store_error(), self._engine.begin() as connection:
-                    results = await self._append_in(connection, new_events)
-                    if inbox_entry is not None:
-                        await self._insert_inbox(
-                            connection, inbox_entry, delivery_outcome(results), results
-                        )
-                    return results
-            except IntegrityError as error:
-                if not _is_version_collision(error) or attempt == APPEND_ATTEMPTS_MAX:
-                    if _is_version_collision(error):
-                        raise AppendContention(
-                            f"stream version collided {attempt} times"
-                        ) from error
+                async with unavailability_as_store_error():
+                    if self._postgresql:
+                        return await self._append_postgresql(new_events, inbox_entry, recorded_at)
+                    return await self._append_sqlite(new_events, inbox_entry, recorded_at)
+            except StoreUnavailable as error:
+                if attempt == RECONNECT_ATTEMPTS_MAX or not _connection_was_lost(error):
                     raise
-                await asyncio.sleep(random.uniform(0, 0.002 * 2**attempt))
         raise AssertionError("unreachable: the loop returns or raises")
 
-    async def _append_in(
-        self, connection: AsyncConnection, new_events: Sequence[NewEvent]
+    async def _append_postgresql(
+        self,
+        new_events: Sequence[NewEvent],
+        inbox_entry: InboxEntry | None,
+        recorded_at: datetime,
     ) -> list[AppendResult]:
-        if self._postgresql:
-            await connection.execute(
-                text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": APPEND_LOCK_KEY}
+        """One round trip: the ledger_append function (see the first migration)."""
+        rows = [
+            {
+                "stream_id": event.stream_id,
+                "type": event.type,
+                "schema_version": event.schema_version,
+                "occurred_at": event.occurred_at.isoformat(),
+                "recorded_at": recorded_at.isoformat(),
+                "source": event.source.value,
+                "idempotency_key": event.idempotency_key,
+                "content_digest": content_digest(event),
+                "data": event.data,
+            }
+            for event in new_events
+        ]
+        delivery = None if inbox_entry is None else json.dumps(_inbox_document(inbox_entry))
+        async with self._engine.connect() as connection:
+            connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            results = await connection.scalar(
+                _APPEND_CALL, {"new_events": json.dumps(rows), "delivery": delivery}
             )
-        recorded_at = datetime.now(UTC)
-        results = []
-        for event in new_events:
-            digest = content_digest(event)
-            next_version = (
-                select(func.coalesce(func.max(events.c.version), 0) + 1)
-                .where(events.c.stream_id == event.stream_id)
-                .scalar_subquery()
-            )
-            inserted = await connection.execute(
-                self._insert_event.values(
-                    stream_id=event.stream_id,
-                    version=next_version,
-                    type=event.type,
-                    schema_version=event.schema_version,
-                    occurred_at=event.occurred_at,
-                    recorded_at=recorded_at,
-                    source=event.source.value,
-                    idempotency_key=event.idempotency_key,
-                    content_digest=digest,
-                    data=dict(event.data),
-                ).returning(events.c.position)
-            )
-            position = inserted.scalar_one_or_none()
-            if position is not None:
-                results.append(AppendResult(AppendOutcome.APPENDED, position))
-                continue
-            existing = (
-                await connection.execute(
-                    select(events.c.position, events.c.content_digest).where(
-                        events.c.idempotency_key == event.idempotency_key
-                    )
+        return [AppendResult(AppendOutcome(r["outcome"]), int(r["position"])) for r in results]
+
+    async def _append_sqlite(
+        self,
+        new_events: Sequence[NewEvent],
+        inbox_entry: InboxEntry | None,
+        recorded_at: datetime,
+    ) -> list[AppendResult]:
+        # BEGIN IMMEDIATE (see database.py) serialises writers, so the version read here
+        # cannot be taken by another append before this one commits.
+        async with self._engine.begin() as connection:
+            results = [
+                await self._append_one_sqlite(connection, event, recorded_at)
+                for event in new_events
+            ]
+            if inbox_entry is not None:
+                await self._insert_inbox(
+                    connection, inbox_entry, delivery_outcome(results), results
                 )
-            ).one()
-            outcome = (
-                AppendOutcome.DUPLICATE
-                if existing.content_digest == digest
-                else AppendOutcome.CONFLICT
+            return results
+
+    async def _append_one_sqlite(
+        self, connection: AsyncConnection, event: NewEvent, recorded_at: datetime
+    ) -> AppendResult:
+        digest = content_digest(event)
+        next_version = (
+            select(func.coalesce(func.max(events.c.version), 0) + 1)
+            .where(events.c.stream_id == event.stream_id)
+            .scalar_subquery()
+        )
+        position = await connection.scalar(
+            self._insert_event.values(
+                stream_id=event.stream_id,
+                version=next_version,
+                type=event.type,
+                schema_version=event.schema_version,
+                occurred_at=event.occurred_at,
+                recorded_at=recorded_at,
+                source=event.source.value,
+                idempotency_key=event.idempotency_key,
+                content_digest=digest,
+                data=dict(event.data),
             )
-            results.append(AppendResult(outcome, existing.position))
-        return results
+        )
+        if position is not None:
+            return AppendResult(AppendOutcome.APPENDED, position)
+        existing = (
+            await connection.execute(
+                select(events.c.position, events.c.content_digest).where(
+                    events.c.idempotency_key == event.idempotency_key
+                )
+            )
+        ).one()
+        same = existing.content_digest == digest
+        outcome = AppendOutcome.DUPLICATE if same else AppendOutcome.CONFLICT
+        return AppendResult(outcome, existing.position)
 
     async def record_inbox(self, entry: InboxEntry) -> None:
         """Record a delivery that produced no append (rejected, ignored, dead letter)."""
@@ -255,11 +285,24 @@ class SqlEventStore:
         return [row._asdict() for row in rows]
 
 
-def _is_version_collision(error: IntegrityError) -> bool:
-    message = str(error.orig)
-    return "uq_events_stream_id_version" in message or (
-        "events.stream_id" in message and "events.version" in message
-    )
+def _connection_was_lost(error: StoreUnavailable) -> bool:
+    cause = error.__cause__
+    return isinstance(cause, DBAPIError) and cause.connection_invalidated
+
+
+def _inbox_document(entry: InboxEntry) -> dict[str, Any]:
+    return {
+        "received_at": entry.received_at.isoformat(),
+        "reason": entry.reason[:500] if entry.reason else None,
+        "notification_id": entry.notification_id,
+        "event_type": entry.event_type,
+        "webhook_id": entry.webhook_id,
+        "key_id": entry.key_id,
+        "signed_content": entry.signed_content,
+        "retry_count": entry.retry_count,
+        "trace_id": entry.trace_id,
+        "body_base64": base64.b64encode(entry.body).decode() if entry.body is not None else None,
+    }
 
 
 def _recorded_event(row: Row[Any]) -> RecordedEvent:

@@ -16,7 +16,7 @@ import base64
 import binascii
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -82,18 +82,20 @@ def parse_signature_header(value: str | None) -> SignatureHeader:
 
 
 def signed_messages(
-    timestamp_ms: int, raw_body: bytes, parsed_body: Any, signed_content: SignedContent
-) -> dict[SignedContent, bytes]:
-    """The candidate messages a sender may have signed, by form."""
+    timestamp_ms: int, raw_body: bytes, signed_content: SignedContent
+) -> Iterator[tuple[SignedContent, bytes]]:
+    """The candidate messages a sender may have signed, by form, cheapest first.
+
+    The payload form needs the body parsed and re-serialised, so it is built only when the
+    raw form did not match.
+    """
     prefix = str(timestamp_ms).encode() + b"."
-    messages: dict[SignedContent, bytes] = {}
     if signed_content in (SignedContent.AUTO, SignedContent.RAW):
-        messages[SignedContent.RAW] = prefix + raw_body
+        yield SignedContent.RAW, prefix + raw_body
     if signed_content in (SignedContent.AUTO, SignedContent.PAYLOAD):
-        payload = _payload_field(parsed_body)
+        payload = _payload_field(_parse_as_javascript(raw_body))
         if payload is not None:
-            messages[SignedContent.PAYLOAD] = prefix + javascript_json.stringify(payload).encode()
-    return messages
+            yield SignedContent.PAYLOAD, prefix + javascript_json.stringify(payload).encode()
 
 
 def _payload_field(parsed_body: Any) -> Any:
@@ -132,20 +134,14 @@ class WebhookVerifier:
                 "stale_timestamp",
                 "the signature timestamp is outside the allowed window",
             )
-        parsed_body = _parse_for_payload_form(raw_body, self._signed_content)
-        candidates = signed_messages(
-            header.timestamp_ms, raw_body, parsed_body, self._signed_content
-        )
-        for form, message in candidates.items():
+        for form, message in signed_messages(header.timestamp_ms, raw_body, self._signed_content):
             # compare_digest takes time independent of where the values differ.
             if hmac.compare_digest(compute_signature(key, message), header.signature):
                 return VerifiedSignature(header.key_id, form, header.timestamp_ms)
         raise SignatureRejected("bad_signature", "the signature does not match the body")
 
 
-def _parse_for_payload_form(raw_body: bytes, signed_content: SignedContent) -> Any:
-    if signed_content is SignedContent.RAW:
-        return None
+def _parse_as_javascript(raw_body: bytes) -> Any:
     try:
         return javascript_json.loads(raw_body)
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -162,7 +158,9 @@ def sign(
     """The v-c-signature header value a sender would attach to ``body``."""
     if signed_content is SignedContent.AUTO:
         raise ValueError("a sender signs one form: raw or payload")
-    parsed = javascript_json.loads(body) if signed_content is SignedContent.PAYLOAD else None
-    message = signed_messages(timestamp_ms, body, parsed, signed_content)[signed_content]
+    messages = dict(signed_messages(timestamp_ms, body, signed_content))
+    if signed_content not in messages:
+        raise ValueError("the body has no payload field to sign")
+    message = messages[signed_content]
     signature = base64.b64encode(compute_signature(key, message)).decode()
     return f"t={timestamp_ms};keyId={key_id};sig={signature}"

@@ -1,0 +1,225 @@
+"""Webhook ingestion benchmark on PostgreSQL: the receiver against a one-INSERT baseline.
+
+Both servers run as separate processes (one uvicorn worker each) on one throwaway database,
+and receive signed deliveries from the same load generator, in alternating rounds within one
+run, so a shared, noisy machine affects both alike. Usage: ``make bench`` or
+``python -m bench.ingest --duration 15 --rounds 2``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import platform
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.load import LoadResult, run_load
+from bench.postgres import throwaway_database
+from service.webhooks.signature import sign
+
+KEY_ID = "bench-key"
+KEY = secrets.token_bytes(32)
+PATH = "/webhooks/cybersource"
+INVOICE_COUNT = 10_000
+STARTUP_TIMEOUT_SECONDS = 30.0
+RESULTS_DIRECTORY = Path(__file__).parent / "results"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def server(command: list[str], port: int, environment: dict[str, str]) -> Iterator[None]:
+    process = subprocess.Popen(
+        command,
+        env={**os.environ, **environment},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"{command[0]} did not start") from None
+                time.sleep(0.1)
+        yield
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def signed_delivery() -> tuple[bytes, dict[str, str]]:
+    """A new invoicing notification, signed now, as Cybersource would send it."""
+    invoice_number = f"BENCH-{secrets.randbelow(INVOICE_COUNT)}"
+    body = json.dumps(
+        {
+            "notificationId": str(uuid.uuid4()),
+            "retryNumber": 0,
+            "eventType": "invoicing.customer.invoice.partial-payment",
+            "eventDate": datetime.now(UTC).isoformat(),
+            "webhookId": "bench-webhook",
+            "payloads": [
+                {
+                    "data": {
+                        "invoiceNumber": invoice_number,
+                        "balanceAmount": f"{secrets.randbelow(100_000) / 100:.2f}",
+                        "currency": "USD",
+                        "dueDate": "2026-12-31",
+                        "organizationID": "bench",
+                    }
+                }
+            ],
+        }
+    ).encode()
+    signature = sign(KEY_ID, KEY, body, int(time.time() * 1000))
+    return body, {
+        "Content-Type": "application/json",
+        "v-c-signature": signature,
+        "V-C-Event-Type": "invoicing.customer.invoice.partial-payment",
+    }
+
+
+@dataclass
+class Round:
+    target: str
+    result: LoadResult
+
+
+def summarise(rounds: list[Round], target: str) -> dict[str, float]:
+    mine = [r.result for r in rounds if r.target == target]
+    return {
+        "throughput_per_second": statistics.median(r.throughput for r in mine),
+        "p50_ms": statistics.median(r.percentile_ms(0.50) for r in mine),
+        "p99_ms": statistics.median(r.percentile_ms(0.99) for r in mine),
+        "requests": sum(len(r.latencies_seconds) for r in mine),
+        "non_2xx": sum(n for r in mine for status, n in r.statuses.items() if status >= 300),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds per round")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds before each round")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds per target, alternating")
+    parser.add_argument("--connections", type=int, default=32)
+    arguments = parser.parse_args()
+
+    service_port, baseline_port = free_port(), free_port()
+    rounds: list[Round] = []
+    with throwaway_database("ledger_bench") as database_url:
+        environment = {
+            "LEDGER_DATABASE_URL": database_url,
+            "LEDGER_WEBHOOK_KEYS": f"{KEY_ID}:{base64.b64encode(KEY).decode()}",
+        }
+        subprocess.run(
+            [sys.executable, "-m", "service.cli", "migrate"],
+            env={**os.environ, **environment},
+            check=True,
+            stderr=subprocess.DEVNULL,
+        )
+        service_command = [
+            sys.executable,
+            "-m",
+            "service.cli",
+            "serve",
+            "--port",
+            str(service_port),
+        ]
+        baseline_command = [
+            sys.executable,
+            "-m",
+            "bench.baseline_app",
+            "--port",
+            str(baseline_port),
+            "--dsn",
+            database_url,
+        ]
+        targets = {"baseline": baseline_port, "receiver": service_port}
+        with (
+            server(service_command, service_port, environment),
+            server(baseline_command, baseline_port, {}),
+        ):
+            for round_number in range(arguments.rounds):
+                for target, port in targets.items():
+                    load = {"connections": arguments.connections}
+                    asyncio.run(
+                        run_load(
+                            "127.0.0.1",
+                            port,
+                            PATH,
+                            signed_delivery,
+                            duration_seconds=arguments.warmup,
+                            **load,
+                        )
+                    )
+                    result = asyncio.run(
+                        run_load(
+                            "127.0.0.1",
+                            port,
+                            PATH,
+                            signed_delivery,
+                            duration_seconds=arguments.duration,
+                            **load,
+                        )
+                    )
+                    rounds.append(Round(target, result))
+                    print(
+                        f"round {round_number + 1} {target:9s}: {result.throughput:7.0f}/s"
+                        f"  p50 {result.percentile_ms(0.5):6.1f} ms"
+                        f"  p99 {result.percentile_ms(0.99):6.1f} ms  statuses {result.statuses}",
+                        flush=True,
+                    )
+
+    baseline, receiver = summarise(rounds, "baseline"), summarise(rounds, "receiver")
+    ratio = receiver["throughput_per_second"] / baseline["throughput_per_second"]
+    report = {
+        "date": datetime.now(UTC).date().isoformat(),
+        "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores",
+        "python": platform.python_version(),
+        "connections": arguments.connections,
+        "duration_seconds": arguments.duration,
+        "rounds": arguments.rounds,
+        "baseline": baseline,
+        "receiver": receiver,
+        "throughput_ratio": ratio,
+    }
+    RESULTS_DIRECTORY.mkdir(exist_ok=True)
+    (RESULTS_DIRECTORY / f"ingest-{report['date']}.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+    print(
+        f"\n| target | throughput (req/s) | p50 (ms) | p99 (ms) |\n|---|---|---|---|\n"
+        f"| baseline (1 INSERT) | {baseline['throughput_per_second']:.0f} |"
+        f" {baseline['p50_ms']:.1f} | {baseline['p99_ms']:.1f} |\n"
+        f"| receiver | {receiver['throughput_per_second']:.0f} |"
+        f" {receiver['p50_ms']:.1f} | {receiver['p99_ms']:.1f} |\n"
+        f"\nratio {ratio:.2f} (target ≥ 0.60); receiver p99 {receiver['p99_ms']:.1f} ms"
+        " (target < 50 ms)"
+    )
+    if receiver["non_2xx"] or baseline["non_2xx"]:
+        raise SystemExit("some requests were not acknowledged with 2xx: see statuses above")
+
+
+if __name__ == "__main__":
+    main()
