@@ -66,9 +66,15 @@ def upgrade() -> None:
         ),
         sqlite_autoincrement=True,
     )
-    op.create_index("ix_inbox_received_at", "inbox", ["received_at"])
     op.create_index("ix_inbox_notification_id", "inbox", ["notification_id"])
-    op.create_index("ix_inbox_outcome_received_at", "inbox", ["outcome", "received_at"])
+    needs_attention = sa.text("outcome IN ('conflict', 'rejected')")
+    op.create_index(
+        "ix_inbox_needs_attention",
+        "inbox",
+        ["id"],
+        postgresql_where=needs_attention,
+        sqlite_where=needs_attention,
+    )
     _refuse_event_changes()
     if op.get_bind().dialect.name == "postgresql":
         op.execute(APPEND_FUNCTION)

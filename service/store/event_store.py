@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+import asyncpg
 from sqlalchemy import Row, func, select, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import DBAPIError
@@ -39,7 +40,10 @@ APPEND_LOCK_KEY = 0x1E_D6E8_0001
 RECONNECT_ATTEMPTS_MAX = 2
 HORIZON_LOCK_TIMEOUT_MILLISECONDS = 5000
 READ_BATCH_SIZE_MAX = 10_000
-_APPEND_CALL = text("SELECT ledger_append(CAST(:new_events AS jsonb), CAST(:delivery AS jsonb))")
+_APPEND_CALL = "SELECT ledger_append($1::jsonb, $2::jsonb)::text"
+# SQLSTATE classes meaning "the server is not there for you right now": connection
+# exception, insufficient resources, operator intervention (shutdown, recovery).
+_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")
 
 
 class AppendOutcome(StrEnum):
@@ -146,11 +150,24 @@ class SqlEventStore:
         ]
         delivery = None if inbox_entry is None else json.dumps(_inbox_document(inbox_entry))
         async with self._engine.connect() as connection:
-            connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            results = await connection.scalar(
-                _APPEND_CALL, {"new_events": json.dumps(rows), "delivery": delivery}
-            )
-        return [AppendResult(AppendOutcome(r["outcome"]), int(r["position"])) for r in results]
+            # Straight to the driver: for this one call SQLAlchemy's execution layer costs
+            # more CPU than everything else the receiver does (see bench/README.md). The pool,
+            # its bounds and the invalidation of dead connections remain SQLAlchemy's.
+            driver_connection = (await connection.get_raw_connection()).driver_connection
+            assert driver_connection is not None, "a checked-out connection has a driver"
+            try:
+                document = await driver_connection.fetchval(
+                    _APPEND_CALL, json.dumps(rows), delivery
+                )
+            except Exception as error:
+                if not _asyncpg_unavailability(error):
+                    raise
+                await connection.invalidate(error)
+                raise StoreUnavailable(f"database unavailable: {type(error).__name__}") from error
+        return [
+            AppendResult(AppendOutcome(result["outcome"]), int(result["position"]))
+            for result in json.loads(document)
+        ]
 
     async def _append_sqlite(
         self,
@@ -287,7 +304,15 @@ class SqlEventStore:
 
 def _connection_was_lost(error: StoreUnavailable) -> bool:
     cause = error.__cause__
-    return isinstance(cause, DBAPIError) and cause.connection_invalidated
+    if isinstance(cause, DBAPIError):
+        return cause.connection_invalidated
+    return cause is not None and _asyncpg_unavailability(cause)
+
+
+def _asyncpg_unavailability(error: BaseException) -> bool:
+    if isinstance(error, asyncpg.PostgresError):
+        return str(error.sqlstate or "")[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
+    return isinstance(error, asyncpg.InterfaceError | OSError | TimeoutError)
 
 
 def _inbox_document(entry: InboxEntry) -> dict[str, Any]:
