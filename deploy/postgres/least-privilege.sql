@@ -1,0 +1,26 @@
+-- Least privilege for invoice-ledger on PostgreSQL.
+--
+-- Two roles: the owner runs `invoice-ledger migrate` (creates tables, triggers and the
+-- ledger_append function); the service role, which `invoice-ledger serve` connects as, can
+-- only read and append. It cannot UPDATE, DELETE or TRUNCATE anything, nor change the schema,
+-- so even a compromised service cannot rewrite history (the triggers refuse it as well).
+--
+-- Run as a superuser, once per database, after the first migration:
+--   psql -v ON_ERROR_STOP=1 -d ledger -f deploy/postgres/least-privilege.sql
+-- then set the password of invoice_ledger_service (ALTER ROLE … PASSWORD …) from your secret
+-- store and give the service LEDGER_DATABASE_URL=postgresql://invoice_ledger_service@host/ledger.
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'invoice_ledger_service') THEN
+        CREATE ROLE invoice_ledger_service LOGIN;
+    END IF;
+END
+$$;
+
+REVOKE ALL ON ALL TABLES IN SCHEMA public FROM invoice_ledger_service;
+GRANT USAGE ON SCHEMA public TO invoice_ledger_service;
+GRANT SELECT, INSERT ON events, inbox TO invoice_ledger_service;
+GRANT SELECT ON alembic_version TO invoice_ledger_service;
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO invoice_ledger_service;
+GRANT EXECUTE ON FUNCTION ledger_append(jsonb, jsonb) TO invoice_ledger_service;

@@ -1,0 +1,70 @@
+"""The service works as the least-privileged role of deploy/postgres, and that role cannot
+rewrite history even where no trigger would stop it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+
+from service.store.database import create_engine, resolve_database_url
+from service.store.event_store import AppendOutcome, SqlEventStore
+from tests.support.events import invoice_event
+
+pytestmark = [pytest.mark.anyio, pytest.mark.postgresql]
+
+GRANTS = Path(__file__).parents[2] / "deploy" / "postgres" / "least-privilege.sql"
+
+
+@pytest.fixture
+async def service_role_url(postgresql_database_url: str) -> AsyncIterator[str]:
+    role = f"ledger_service_{uuid.uuid4().hex[:8]}"
+    url = make_url(postgresql_database_url)
+    admin = await asyncpg.connect(
+        host=url.host, port=url.port, user=url.username, database=url.database
+    )
+    try:
+        await admin.execute(GRANTS.read_text().replace("invoice_ledger_service", role))
+        yield url.set(username=role).render_as_string(hide_password=False)
+    finally:
+        await admin.execute(f'DROP OWNED BY "{role}"; DROP ROLE "{role}"')
+        await admin.close()
+
+
+async def test_the_service_role_appends_and_reads(service_role_url: str) -> None:
+    engine = create_engine(resolve_database_url(service_role_url))
+    store = SqlEventStore(engine)
+    try:
+        [result] = await store.append([invoice_event()])
+        assert result.outcome is AppendOutcome.APPENDED
+        assert [e.position for e in await store.read_after(0, limit=10)] == [result.position]
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE inbox SET outcome = 'accepted'",
+        "DELETE FROM inbox",
+        "TRUNCATE events",
+        "DROP TRIGGER events_refuse_update_delete ON events",
+        "CREATE TABLE smuggled (id int)",
+    ],
+)
+async def test_the_service_role_cannot_change_what_was_recorded(
+    service_role_url: str, statement: str
+) -> None:
+    url = make_url(service_role_url)
+    connection = await asyncpg.connect(
+        host=url.host, port=url.port, user=url.username, database=url.database
+    )
+    try:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await connection.execute(statement)
+    finally:
+        await connection.close()
