@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import asyncpg
+
 from bench.load import LoadResult, run_load
 from bench.postgres import throwaway_database
 from service.webhooks.signature import sign
@@ -47,7 +49,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(command: list[str], port: int, environment: dict[str, str]) -> Iterator[None]:
+def server(
+    command: list[str], port: int, environment: dict[str, str]
+) -> Iterator[subprocess.Popen[bytes]]:
     process = subprocess.Popen(
         command,
         env={**os.environ, **environment},
@@ -64,7 +68,7 @@ def server(command: list[str], port: int, environment: dict[str, str]) -> Iterat
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise SystemExit(f"{command[0]} did not start") from None
                 time.sleep(0.1)
-        yield
+        yield process
     finally:
         process.terminate()
         process.wait(timeout=15)
@@ -101,10 +105,81 @@ def signed_delivery() -> tuple[bytes, dict[str, str]]:
     }
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User plus system CPU time consumed so far by these processes (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # a backend that has exited
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_pids() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "cmdline").read_bytes().startswith(b"postgres"):
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
 @dataclass
 class Round:
     target: str
     result: LoadResult
+    server_cpu_microseconds_per_request: float
+    postgres_cpu_microseconds_per_request: float
+
+    def __str__(self) -> str:
+        return (
+            f"{self.target:9s}: {self.result.throughput:7.0f}/s"
+            f"  p50 {self.result.percentile_ms(0.5):6.1f} ms"
+            f"  p99 {self.result.percentile_ms(0.99):6.1f} ms"
+            f"  CPU per request: server {self.server_cpu_microseconds_per_request:4.0f} us,"
+            f" PostgreSQL {self.postgres_cpu_microseconds_per_request:4.0f} us"
+            f"  statuses {self.result.statuses}"
+        )
+
+
+def measure_round(
+    target: str, port: int, pid: int, arguments: argparse.Namespace
+) -> tuple[LoadResult, Round]:
+    def load(duration_seconds: float) -> LoadResult:
+        return asyncio.run(
+            run_load(
+                "127.0.0.1",
+                port,
+                PATH,
+                signed_delivery,
+                connections=arguments.connections,
+                duration_seconds=duration_seconds,
+            )
+        )
+
+    warmup = load(arguments.warmup)
+    server_before, postgres_before = cpu_seconds([pid]), cpu_seconds(postgres_pids())
+    result = load(arguments.duration)
+    requests = max(1, len(result.latencies_seconds))
+    return warmup, Round(
+        target,
+        result,
+        (cpu_seconds([pid]) - server_before) * 1e6 / requests,
+        (cpu_seconds(postgres_pids()) - postgres_before) * 1e6 / requests,
+    )
+
+
+async def count_events(database_url: str) -> int:
+    connection = await asyncpg.connect(database_url)
+    try:
+        return int(await connection.fetchval("SELECT count(*) FROM events"))
+    finally:
+        await connection.close()
 
 
 def summarise(rounds: list[Round], target: str) -> dict[str, float]:
@@ -115,6 +190,12 @@ def summarise(rounds: list[Round], target: str) -> dict[str, float]:
         "p99_ms": statistics.median(r.percentile_ms(0.99) for r in mine),
         "requests": sum(len(r.latencies_seconds) for r in mine),
         "non_2xx": sum(n for r in mine for status, n in r.statuses.items() if status >= 300),
+        "server_cpu_us_per_request": statistics.median(
+            r.server_cpu_microseconds_per_request for r in rounds if r.target == target
+        ),
+        "postgres_cpu_us_per_request": statistics.median(
+            r.postgres_cpu_microseconds_per_request for r in rounds if r.target == target
+        ),
     }
 
 
@@ -156,41 +237,24 @@ def main() -> None:
             "--dsn",
             database_url,
         ]
-        targets = {"baseline": baseline_port, "receiver": service_port}
         with (
-            server(service_command, service_port, environment),
-            server(baseline_command, baseline_port, {}),
+            server(service_command, service_port, environment) as service,
+            server(baseline_command, baseline_port, {}) as bare,
         ):
-            for round_number in range(arguments.rounds):
-                for target, port in targets.items():
-                    load = {"connections": arguments.connections}
-                    asyncio.run(
-                        run_load(
-                            "127.0.0.1",
-                            port,
-                            PATH,
-                            signed_delivery,
-                            duration_seconds=arguments.warmup,
-                            **load,
-                        )
-                    )
-                    result = asyncio.run(
-                        run_load(
-                            "127.0.0.1",
-                            port,
-                            PATH,
-                            signed_delivery,
-                            duration_seconds=arguments.duration,
-                            **load,
-                        )
-                    )
-                    rounds.append(Round(target, result))
-                    print(
-                        f"round {round_number + 1} {target:9s}: {result.throughput:7.0f}/s"
-                        f"  p50 {result.percentile_ms(0.5):6.1f} ms"
-                        f"  p99 {result.percentile_ms(0.99):6.1f} ms  statuses {result.statuses}",
-                        flush=True,
-                    )
+            targets = {
+                "baseline": (baseline_port, bare.pid),
+                "receiver": (service_port, service.pid),
+            }
+            acknowledged_by_receiver = 0
+            for round_number in range(1, arguments.rounds + 1):
+                for target, (port, pid) in targets.items():
+                    warmup, measured = measure_round(target, port, pid, arguments)
+                    rounds.append(measured)
+                    print(f"round {round_number} {measured}", flush=True)
+                    if target == "receiver":
+                        acknowledged_by_receiver += warmup.statuses.get(200, 0)
+                        acknowledged_by_receiver += measured.result.statuses.get(200, 0)
+        recorded = asyncio.run(count_events(database_url))
 
     baseline, receiver = summarise(rounds, "baseline"), summarise(rounds, "receiver")
     ratio = receiver["throughput_per_second"] / baseline["throughput_per_second"]
@@ -204,6 +268,8 @@ def main() -> None:
         "baseline": baseline,
         "receiver": receiver,
         "throughput_ratio": ratio,
+        "receiver_acknowledged": acknowledged_by_receiver,
+        "events_recorded": recorded,
     }
     RESULTS_DIRECTORY.mkdir(exist_ok=True)
     (RESULTS_DIRECTORY / f"ingest-{report['date']}.json").write_text(json.dumps(report, indent=2))
@@ -217,6 +283,8 @@ def main() -> None:
         f"\nratio {ratio:.2f} (target ≥ 0.60); receiver p99 {receiver['p99_ms']:.1f} ms"
         " (target < 50 ms)"
     )
+    if recorded != acknowledged_by_receiver:
+        raise SystemExit(f"{acknowledged_by_receiver} acknowledged but {recorded} events recorded")
     if receiver["non_2xx"] or baseline["non_2xx"]:
         raise SystemExit("some requests were not acknowledged with 2xx: see statuses above")
 

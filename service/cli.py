@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import json
 import sys
 import time
+from datetime import datetime
 from typing import BinaryIO, NoReturn
 
 import click
 import uvicorn
 
+from service.domain.events import RecordedEvent
 from service.logs import configure_logging
 from service.settings import ConfigurationError, Settings, load_settings
+from service.store.database import create_engine
+from service.store.event_store import SqlEventStore
 from service.store.migrations import upgrade_to_head
 from service.webhooks.signature import SignedContent, sign
 
@@ -69,6 +76,41 @@ def serve(host: str, port: int) -> None:
         server_header=False,
         access_log=False,
     )
+
+
+@main.command()
+@click.option("--invoice", "stream_id", help="Only this invoice's events, in version order.")
+@click.option(
+    "--after",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Only after this position.",
+)
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10_000))
+def events(stream_id: str | None, after: int, limit: int) -> None:
+    """Print recorded events as JSON lines, in position order (the audit trail)."""
+    settings = _settings()
+    for event in asyncio.run(_read_events(settings, stream_id, after, limit)):
+        record = dataclasses.asdict(event)
+        click.echo(json.dumps(record, default=_json_value, ensure_ascii=False))
+
+
+def _json_value(value: object) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+async def _read_events(
+    settings: Settings, stream_id: str | None, after: int, limit: int
+) -> list[RecordedEvent]:
+    engine = create_engine(settings.database, pool_size=1)
+    try:
+        store = SqlEventStore(engine)
+        if stream_id is not None:
+            return [e for e in await store.read_stream(stream_id) if e.position > after][:limit]
+        return await store.read_after(after, limit)
+    finally:
+        await engine.dispose()
 
 
 @main.command("sign-webhook")

@@ -1,0 +1,114 @@
+"""The invoice-ledger command, run as a real process with its configuration in the environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from service.webhooks.signature import SignedContent, WebhookVerifier
+from tests.support.webhooks import (
+    WEBHOOK_KEY,
+    WEBHOOK_KEY_ID,
+    WEBHOOK_KEYS_SETTING,
+    encode,
+    invoice_notification,
+)
+
+
+def invoice_ledger(
+    *arguments: str, environment: dict[str, str], stdin: bytes = b""
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "service.cli", *arguments],
+        input=stdin,
+        capture_output=True,
+        env={**os.environ, **environment},
+        timeout=60,
+    )
+
+
+def test_an_invalid_setting_stops_the_command_naming_the_variable(tmp_path: Path) -> None:
+    result = invoice_ledger(
+        "migrate",
+        environment={
+            "LEDGER_DATABASE_URL": f"sqlite:///{tmp_path / 'l.db'}",
+            "LEDGER_WEBHOOK_KEYS": "key-without-secret",
+            "LEDGER_WEBHOOK_TOLERANCE_SECONDS": "soon",
+        },
+    )
+    assert result.returncode == 2
+    message = result.stderr.decode()
+    assert "LEDGER_WEBHOOK_KEYS" in message and "keyId:base64key" in message
+    assert "LEDGER_WEBHOOK_TOLERANCE_SECONDS" in message
+    assert "key-without-secret" not in message  # configuration values are never echoed
+
+
+def test_sign_webhook_signs_with_the_configured_key_in_either_form(tmp_path: Path) -> None:
+    body = encode(invoice_notification())
+    verifier = WebhookVerifier(
+        {WEBHOOK_KEY_ID: WEBHOOK_KEY}, tolerance_seconds=60, signed_content=SignedContent.AUTO
+    )
+    for form in (SignedContent.RAW, SignedContent.PAYLOAD):
+        result = invoice_ledger(
+            "sign-webhook",
+            "--key-id",
+            WEBHOOK_KEY_ID,
+            "--signed-content",
+            form.value,
+            environment={"LEDGER_WEBHOOK_KEYS": WEBHOOK_KEYS_SETTING},
+            stdin=body,
+        )
+        assert result.returncode == 0, result.stderr
+        header = result.stdout.decode().strip()
+        verified = verifier.verify(header, body, int(time.time() * 1000))
+        assert verified.signed_content is form
+
+
+def test_sign_webhook_refuses_a_key_id_that_is_not_configured() -> None:
+    result = invoice_ledger(
+        "sign-webhook",
+        "--key-id",
+        "nope",
+        environment={"LEDGER_WEBHOOK_KEYS": WEBHOOK_KEYS_SETTING},
+        stdin=b"{}",
+    )
+    assert result.returncode == 2
+    assert "nope" in result.stderr.decode()
+
+
+def test_migrate_runs_again_on_a_migrated_database_and_events_starts_empty(
+    database_url: str,
+) -> None:
+    environment = {"LEDGER_DATABASE_URL": database_url}
+    for _ in range(2):
+        migrated = invoice_ledger("migrate", environment=environment)
+        assert migrated.returncode == 0, migrated.stderr
+    result = invoice_ledger("events", environment=environment)
+    assert (result.returncode, result.stdout) == (0, b"")
+
+
+def test_events_lists_what_the_receiver_recorded(base_url: str, database_url: str) -> None:
+    import httpx
+
+    from tests.support.webhooks import signed_headers
+
+    body = encode(invoice_notification("INV-CLI", notification_id="n-cli"))
+    response = httpx.post(
+        f"{base_url}/webhooks/cybersource", content=body, headers=signed_headers(body)
+    )
+    assert response.json() == {"status": "accepted"}
+    result = invoice_ledger(
+        "events", "--invoice", "INV-CLI", environment={"LEDGER_DATABASE_URL": database_url}
+    )
+    [line] = result.stdout.decode().splitlines()
+    event = json.loads(line)
+    assert (event["stream_id"], event["type"], event["source"]) == (
+        "INV-CLI",
+        "InvoiceSent",
+        "webhook",
+    )
+    assert event["occurred_at"] == "2023-05-26T00:49:40.309000+00:00"
