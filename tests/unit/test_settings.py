@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from service.settings import ConfigurationError, WebhookKeyring, load_settings
+from service.store.database import UnsupportedDatabaseUrl, resolve_database_url
+
+KEY_32 = base64.b64encode(b"x" * 32).decode()
+
+
+@pytest.mark.parametrize(
+    ("written", "driver", "database"),
+    [
+        ("sqlite:///var/ledger.db", "sqlite+aiosqlite", "var/ledger.db"),
+        ("sqlite:////srv/ledger/ledger.db", "sqlite+aiosqlite", "/srv/ledger/ledger.db"),
+        ("postgresql://ledger@db.internal/ledger", "postgresql+asyncpg", "ledger"),
+        ("postgresql://ledger:s3cret@db:6432/ledger", "postgresql+asyncpg", "ledger"),
+        ("postgres://ledger@db/ledger", "postgresql+asyncpg", "ledger"),
+    ],
+)
+def test_database_urls_are_accepted_as_users_write_them(
+    written: str, driver: str, database: str
+) -> None:
+    url = resolve_database_url(written)
+    assert (url.drivername, url.database) == (driver, database)
+
+
+@pytest.mark.parametrize(
+    ("written", "problem"),
+    [
+        ("mysql://root@localhost/ledger", "unsupported database 'mysql'"),
+        ("sqlite://", "must name a file"),
+        ("sqlite:///:memory:", "in-memory"),
+        ("postgresql://ledger@db", "must name a database"),
+        ("not a url", "is not a database URL"),
+    ],
+)
+def test_unusable_database_urls_are_refused_saying_why(written: str, problem: str) -> None:
+    with pytest.raises(UnsupportedDatabaseUrl, match=problem):
+        resolve_database_url(written)
+
+
+def test_a_refused_database_url_does_not_echo_its_password() -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        load_settings(database_url="mysql://root:hunter2@db/ledger")
+    assert "LEDGER_DATABASE_URL" in str(refused.value)
+    assert "hunter2" not in str(refused.value)
+
+
+def test_several_webhook_keys_parse_and_their_repr_hides_the_secrets() -> None:
+    secret = base64.b64encode(b"s" * 32).decode()
+    keyring = WebhookKeyring.parse(f"old:{secret}, new:{secret}")
+    assert sorted(keyring.keys) == ["new", "old"]
+    assert keyring.keys["new"] == b"s" * 32
+    assert secret not in repr(keyring) and secret not in repr(
+        load_settings(webhook_keys=f"k:{secret}")
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("no-separator", "not keyId:base64key"),
+        ("k:***", "not valid base64"),
+        (f"k:{base64.b64encode(b'short').decode()}", "shorter than 16 bytes"),
+        (
+            f"k:{base64.b64encode(b'x' * 32).decode()},k:{base64.b64encode(b'y' * 32).decode()}",
+            "twice",
+        ),
+    ],
+)
+def test_malformed_webhook_keys_stop_start_up_naming_the_variable(value: str, problem: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"LEDGER_WEBHOOK_KEYS: .*{problem}"):
+        load_settings(webhook_keys=value)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "variable"),
+    [
+        ("webhook_tolerance_seconds", 0, "LEDGER_WEBHOOK_TOLERANCE_SECONDS"),
+        ("webhook_signed_content", "body", "LEDGER_WEBHOOK_SIGNED_CONTENT"),
+        ("max_body_bytes", 10, "LEDGER_MAX_BODY_BYTES"),
+        ("log_level", "LOUD", "LEDGER_LOG_LEVEL"),
+    ],
+)
+def test_out_of_range_settings_name_their_variable(
+    field: str, value: object, variable: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=variable):
+        load_settings(**{field: value})
