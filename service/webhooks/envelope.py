@@ -57,7 +57,7 @@ class DeliveryHeaders:
             webhook_id=text("v-c-webhook-id"),
             organization_id=text("v-c-organization-id"),
             product_name=text("v-c-product-name"),
-            retry_count=int(retry) if retry and retry.isdigit() else None,
+            retry_count=_retry_number(retry),
             trace_id=text("v-c-transaction-trace-id"),
         )
 
@@ -68,6 +68,9 @@ def _optional_text(value: Any) -> Any:
     if isinstance(value, int | Decimal) and not isinstance(value, bool):
         return str(value)
     if isinstance(value, str):
+        if "\x00" in value:
+            # PostgreSQL text and JSONB cannot hold NUL; such a body stays a dead letter.
+            raise ValueError("contains a NUL character")
         return value.strip() or None
     return value
 
@@ -90,10 +93,16 @@ def _currency(value: Any) -> str | None:
         raise ValueError(str(error)) from error
 
 
-def _retry_number(value: Any) -> Any:
-    if isinstance(value, str):
-        return int(value.strip()) if value.strip().isdigit() else None
-    return value
+RETRY_NUMBER_MAX = 1_000_000
+
+
+def _retry_number(value: Any) -> int | None:
+    """Informational only: an unreadable or absurd retry number is dropped, not fatal."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= RETRY_NUMBER_MAX:
+        return value
+    return None
 
 
 Text = Annotated[

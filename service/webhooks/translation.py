@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -42,17 +43,24 @@ def notification_events(notification: Notification, signed_at: datetime) -> list
     return events
 
 
+KEY_PREFIX = "cybersource:notification:"
+KEY_LENGTH_MAX = 300  # the events table allows 400
+
+
 def idempotency_key(notification: Notification, invoice: InvoiceData) -> str:
     """Names the notification, not the delivery: retries share it, trace ids never enter it."""
     if notification.notification_id:
-        return f"cybersource:notification:{notification.notification_id}"
+        return KEY_PREFIX + notification.notification_id
     parts = (
         notification.webhook_id or "-",
         notification.event_type or "-",
         invoice.invoice_number,
         notification.event_date_text or "-",
     )
-    return "cybersource:notification:" + "|".join(parts)
+    key = KEY_PREFIX + "|".join(parts)
+    if len(key) > KEY_LENGTH_MAX:
+        key = KEY_PREFIX + "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+    return key
 
 
 def _event_data(notification: Notification, invoice: InvoiceData) -> dict[str, Any]:

@@ -140,6 +140,7 @@ def test_a_body_over_the_limit_gets_413_and_is_not_stored(
         (b"definitely not json", "not JSON"),
         (encode(invoice_notification(invoiceNumber=None)), "invoiceNumber"),
         (encode(invoice_notification(balance="ten")), "balanceAmount"),
+        (encode(invoice_notification(payerName="Tanya\x00Lee")), "NUL"),
     ],
 )
 def test_a_signed_but_unusable_body_gets_422_and_is_kept_as_a_dead_letter(

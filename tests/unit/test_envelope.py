@@ -230,3 +230,28 @@ def test_unusable_bodies_are_refused_naming_what_is_wrong(mutate: Any, message: 
 def test_bodies_that_are_not_a_json_object_are_unusable(raw: bytes) -> None:
     with pytest.raises(UnusableBody):
         read_notification(parse_body(raw), NO_HEADERS)
+
+
+def test_a_long_fallback_key_is_digested_to_fit_the_store() -> None:
+    body = documented_invoicing_example()
+    del body["notificationId"]
+    body["webhookId"] = "w" * 200
+    body["payloads"][0]["data"]["invoiceNumber"] = "9" * 200
+    [event] = events_of(body)
+    assert len(event.idempotency_key) <= 300
+    assert event.idempotency_key.startswith("cybersource:notification:sha256:")
+    assert events_of(body)[0].idempotency_key == event.idempotency_key
+
+
+def test_text_with_a_nul_character_is_unusable() -> None:
+    body = documented_invoicing_example()
+    body["payloads"][0]["data"]["payerName"] = "Tanya\x00Lee"
+    with pytest.raises(UnusableBody, match="NUL"):
+        events_of(body)
+
+
+@pytest.mark.parametrize("retry_number", [-1, 10**30, "many", True])
+def test_an_absurd_retry_number_is_dropped_rather_than_fatal(retry_number: object) -> None:
+    body = documented_invoicing_example()
+    body["retryNumber"] = retry_number
+    assert read_notification(body, NO_HEADERS).retry_number is None
