@@ -25,6 +25,15 @@ class InvoiceEventType(StrEnum):
     INVOICE_REMINDER_SENT = "InvoiceReminderSent"
     INVOICE_OVERDUE_REMINDER_SENT = "InvoiceOverdueReminderSent"
     INVOICE_PARTIAL_RESENT = "InvoicePartialResent"
+    # Facts the reconciler establishes from Get Invoice Details (its invoiceHistory has
+    # events no webhook reports). Their data uses the same field names as the others.
+    INVOICE_OBSERVED = "InvoiceObserved"  # a full snapshot, including "status"
+    INVOICE_DRAFTED = "InvoiceDrafted"
+    INVOICE_CREATED = "InvoiceCreated"
+    INVOICE_UPDATED = "InvoiceUpdated"
+    INVOICE_PAYMENT_PENDING = "InvoicePaymentPending"
+    INVOICE_PAYMENT_REJECTED = "InvoicePaymentRejected"
+    PAYMENT_RECEIVED = "PaymentReceived"
 
 
 # Cybersource's invoicing notification types and the fact each one states.
