@@ -6,8 +6,9 @@ import re
 from decimal import Decimal, InvalidOperation
 
 # A plain decimal number as providers write it: optional sign, digits, optional fraction.
-# Exponents, "NaN" and "Infinity" are accepted by Decimal() but are never amounts.
-_AMOUNT_PATTERN = re.compile(r"-?\d{1,18}(\.\d{1,12})?")
+# Exponents, "NaN" and "Infinity" are accepted by Decimal() but are never amounts. At most
+# six decimals, so every amount is a whole number of micro-units (how read models store it).
+_AMOUNT_PATTERN = re.compile(r"-?\d{1,13}(\.\d{1,6})?")
 _CURRENCY_PATTERN = re.compile(r"[A-Z]{3}")
 
 
@@ -55,3 +56,44 @@ def parse_currency(value: object) -> str:
     if not _CURRENCY_PATTERN.fullmatch(code):
         raise InvalidCurrency(f"currency {value[:10]!r} is not a three-letter code")
     return code
+
+
+MICROS_PER_UNIT = 1_000_000
+# ISO 4217 minor-unit exponents that differ from the usual two.
+_ZERO_DECIMAL_CURRENCIES = (
+    "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF"
+).split()
+_THREE_DECIMAL_CURRENCIES = "BHD IQD JOD KWD LYD OMR TND".split()
+_EXPONENT_BY_CURRENCY = {
+    **dict.fromkeys(_ZERO_DECIMAL_CURRENCIES, 0),
+    **dict.fromkeys(_THREE_DECIMAL_CURRENCIES, 3),
+    "CLF": 4,
+    "UYW": 4,
+}
+
+
+def currency_exponent(currency: str) -> int:
+    return _EXPONENT_BY_CURRENCY.get(currency, 2)
+
+
+def to_micros(amount: Decimal) -> int:
+    micros = amount * MICROS_PER_UNIT
+    if micros != micros.to_integral_value():
+        raise InvalidAmount(f"amount {amount} has more than six decimals")
+    return int(micros)
+
+
+def from_micros(micros: int) -> Decimal:
+    return Decimal(micros) / MICROS_PER_UNIT
+
+
+def format_amount(amount: Decimal, currency: str | None) -> str:
+    """A decimal string with the currency's exponent (``102.5`` USD is ``"102.50"``).
+
+    An amount more precise than its currency allows is shown in full, never rounded.
+    """
+    if currency is None:
+        return format(amount.normalize(), "f")
+    quantum = Decimal(1).scaleb(-currency_exponent(currency))
+    quantized = amount.quantize(quantum)
+    return format(quantized if quantized == amount else amount.normalize(), "f")

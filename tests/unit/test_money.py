@@ -5,7 +5,15 @@ from decimal import Decimal
 
 import pytest
 
-from service.domain.money import InvalidAmount, InvalidCurrency, parse_amount, parse_currency
+from service.domain.money import (
+    InvalidAmount,
+    InvalidCurrency,
+    format_amount,
+    from_micros,
+    parse_amount,
+    parse_currency,
+    to_micros,
+)
 
 
 @pytest.mark.parametrize(
@@ -47,3 +55,27 @@ def test_currencies_are_three_letter_codes() -> None:
     for bad in ("US", "DOLLAR", "U$D", 840):
         with pytest.raises(InvalidCurrency):
             parse_currency(bad)
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "shown"),
+    [
+        ("102.5", "USD", "102.50"),
+        ("102", "USD", "102.00"),
+        ("1500", "JPY", "1500"),
+        ("1.2", "KWD", "1.200"),
+        ("0.005", "USD", "0.005"),  # more precise than USD: shown whole, not rounded
+        ("7.10", None, "7.1"),
+    ],
+)
+def test_amounts_are_shown_with_their_currency_exponent(
+    amount: str, currency: str | None, shown: str
+) -> None:
+    assert format_amount(Decimal(amount), currency) == shown
+
+
+def test_micro_units_round_trip_exactly() -> None:
+    for text in ("0", "0.000001", "102.10", "9999999999999.999999"):
+        assert from_micros(to_micros(Decimal(text))) == Decimal(text)
+    with pytest.raises(InvalidAmount):
+        parse_amount("1.0000001")
