@@ -60,7 +60,10 @@ def parse_currency(value: object) -> str:
 
 MICROS_PER_UNIT = 1_000_000
 # ISO 4217 minor-unit exponents that differ from the usual two.
-_ZERO_DECIMAL_CURRENCIES = ["BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND", "VUV", "XAF", "XOF", "XPF"]
+_ZERO_DECIMAL_CURRENCIES = [
+    "BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG",
+    "RWF", "UGX", "UYI", "VND", "VUV", "XAF", "XOF", "XPF",
+]  # fmt: skip
 _THREE_DECIMAL_CURRENCIES = ["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"]
 _EXPONENT_BY_CURRENCY = {
     **dict.fromkeys(_ZERO_DECIMAL_CURRENCIES, 0),
