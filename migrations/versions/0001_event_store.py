@@ -138,6 +138,10 @@ BEGIN
             'outcome', event_outcome, 'position', appended_position);
     END LOOP;
 
+    IF 'appended' = ANY(outcomes) THEN
+        PERFORM pg_notify('ledger_events', '');  -- wakes projectors, delivered at commit
+    END IF;
+
     IF delivery IS NOT NULL THEN
         INSERT INTO inbox (received_at, outcome, reason, notification_id, event_type,
                            webhook_id, key_id, signed_content, retry_count, trace_id,

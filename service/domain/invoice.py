@@ -94,6 +94,19 @@ def fold(invoice_number: str, events: Iterable[RecordedEvent]) -> InvoiceState:
     return state
 
 
+def state_history(invoice_number: str, events: Iterable[RecordedEvent]) -> list[InvoiceState]:
+    """Every state the invoice was in, one per distinct provider time, oldest first."""
+    history: list[InvoiceState] = []
+    state = InvoiceState(invoice_number)
+    for event in sorted(events, key=lambda e: (e.occurred_at, e.position)):
+        state = apply(state, event)
+        if history and history[-1].last_event_at == state.last_event_at:
+            history[-1] = state  # several facts at one instant: only the last state was seen
+        else:
+            history.append(state)
+    return history
+
+
 def fold_as_of(
     invoice_number: str, events: Iterable[RecordedEvent], moment: datetime
 ) -> InvoiceState:

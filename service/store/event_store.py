@@ -293,6 +293,54 @@ class SqlEventStore:
             ).all()
         return [_recorded_event(row) for row in rows]
 
+    async def read_streams(
+        self, stream_ids: Sequence[str], up_to_position: int
+    ) -> dict[str, list[RecordedEvent]]:
+        """The events of several streams, each in version order, up to a position."""
+        streams: dict[str, list[RecordedEvent]] = {stream_id: [] for stream_id in stream_ids}
+        if not stream_ids:
+            return streams
+        async with unavailability_as_store_error(), self._engine.connect() as connection:
+            rows = (
+                await connection.execute(
+                    select(events)
+                    .where(
+                        events.c.stream_id.in_(list(stream_ids)),
+                        events.c.position <= up_to_position,
+                    )
+                    .order_by(events.c.stream_id, events.c.version)
+                )
+            ).all()
+        for row in rows:
+            streams[row.stream_id].append(_recorded_event(row))
+        return streams
+
+    async def stream_ids(self, after: str, limit: int, up_to_position: int) -> list[str]:
+        """Stream ids in order, after ``after``, that have an event up to the position."""
+        async with unavailability_as_store_error(), self._engine.connect() as connection:
+            return list(
+                (
+                    await connection.execute(
+                        select(events.c.stream_id)
+                        .where(events.c.stream_id > after, events.c.position <= up_to_position)
+                        .group_by(events.c.stream_id)
+                        .order_by(events.c.stream_id)
+                        .limit(limit)
+                    )
+                ).scalars()
+            )
+
+    async def last_position(self) -> int:
+        """The highest position that no append still in flight can precede."""
+        async with unavailability_as_store_error():
+            if self._postgresql:
+                return await self._committed_horizon()
+            async with self._engine.connect() as connection:
+                return int(
+                    await connection.scalar(select(func.coalesce(func.max(events.c.position), 0)))
+                    or 0
+                )
+
     async def inbox_entries(self, limit: int = 100) -> list[Mapping[str, Any]]:
         """The most recent deliveries, newest first (for operators and tests)."""
         async with unavailability_as_store_error(), self._engine.connect() as connection:

@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
+    Date,
     DateTime,
     Dialect,
     Index,
@@ -130,3 +131,86 @@ inbox = Table(
     ),
     sqlite_autoincrement=True,
 )
+
+
+# Read models, derived from the events by the projector and rebuildable from them at any time.
+# Amounts are whole micro-units (BigInteger), exact on both engines.
+
+projection_checkpoints = Table(
+    "projection_checkpoints",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("position", BigInteger, nullable=False),
+    # A lease: one projector per projection across every replica.
+    Column("owner", String(200), nullable=True),
+    Column("lease_expires_at", UtcDateTime, nullable=True),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+
+def _invoice_columns() -> list[Column[Any]]:
+    return [
+        Column("invoice_number", String(200), primary_key=True),
+        Column("status", String(20), nullable=True),
+        Column("currency", String(3), nullable=True),
+        Column("total_micros", BigInteger, nullable=True),
+        Column("balance_micros", BigInteger, nullable=True),
+        Column("due_date", Date, nullable=True),
+        Column("customer_name", String(200), nullable=True),
+        Column("customer_email", String(200), nullable=True),
+        Column("payments", JsonDocument, nullable=False),
+        Column("last_event_at", UtcDateTime, nullable=True),
+        Column("last_position", BigInteger, nullable=False),
+        Column("updated_at", UtcDateTime, nullable=False),
+    ]
+
+
+def _invoice_version_columns() -> list[Column[Any]]:
+    # One row per state an invoice was in, valid from a provider time until the next one.
+    return [
+        Column("invoice_number", String(200), primary_key=True),
+        Column("valid_from", UtcDateTime, primary_key=True),
+        Column("valid_to", UtcDateTime, nullable=True),
+        Column("status", String(20), nullable=True),
+        Column("currency", String(3), nullable=True),
+        Column("balance_micros", BigInteger, nullable=True),
+        Column("due_date", Date, nullable=True),
+    ]
+
+
+def _collection_columns() -> list[Column[Any]]:
+    return [
+        Column("invoice_number", String(200), primary_key=True),
+        Column("sequence", Integer, primary_key=True),
+        Column("collected_at", UtcDateTime, nullable=False),
+        Column("currency", String(3), nullable=True),
+        Column("amount_micros", BigInteger, nullable=False),
+    ]
+
+
+invoices = Table(
+    "invoices",
+    metadata,
+    *_invoice_columns(),
+    Index("ix_invoices_updated_at_invoice_number", "updated_at", "invoice_number"),
+    Index("ix_invoices_status_currency", "status", "currency"),
+    Index("ix_invoices_due_date", "due_date"),
+)
+invoice_versions = Table(
+    "invoice_versions",
+    metadata,
+    *_invoice_version_columns(),
+    Index("ix_invoice_versions_valid_from_valid_to", "valid_from", "valid_to"),
+)
+invoice_collections = Table(
+    "invoice_collections",
+    metadata,
+    *_collection_columns(),
+    Index("ix_invoice_collections_collected_at", "collected_at"),
+)
+
+# A rebuild fills these, then swaps their content into the live tables in one transaction,
+# so dashboards never see a half-built read model.
+rebuild_invoices = Table("rebuild_invoices", metadata, *_invoice_columns())
+rebuild_invoice_versions = Table("rebuild_invoice_versions", metadata, *_invoice_version_columns())
+rebuild_invoice_collections = Table("rebuild_invoice_collections", metadata, *_collection_columns())

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from service.domain.events import EventSource, InvoiceEventType, RecordedEvent
-from service.domain.invoice import InvoiceStatus, fold, fold_as_of
+from service.domain.invoice import InvoiceStatus, fold, fold_as_of, state_history
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 E = InvoiceEventType
@@ -175,3 +175,14 @@ def test_any_history_folds_the_same_in_any_delivery_order(
     shuffled = list(events)
     random.shuffle(shuffled)
     assert fold("INV-1", shuffled) == fold("INV-1", events)
+
+
+def test_the_state_history_has_one_state_per_provider_instant() -> None:
+    events = [*lifecycle(), event(4, E.INVOICE_REMINDER_SENT, 20)]
+    history = state_history("INV-1", events)
+    assert [s.status for s in history] == [
+        InvoiceStatus.SENT,
+        InvoiceStatus.PARTIAL,
+        InvoiceStatus.PAID,
+    ]
+    assert history[-1] == fold("INV-1", events)

@@ -1,0 +1,251 @@
+"""Writing the invoice read models and the projector's checkpoint, and the projector lease."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Table, delete, false, insert, or_, select, true, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from service.domain.invoice import InvoiceState
+from service.domain.money import to_micros
+from service.store.database import is_postgresql
+from service.store.errors import unavailability_as_store_error
+from service.store.schema import (
+    invoice_collections,
+    invoice_versions,
+    invoices,
+    projection_checkpoints,
+    rebuild_invoice_collections,
+    rebuild_invoice_versions,
+    rebuild_invoices,
+)
+
+INVOICES_PROJECTION = "invoices"
+
+
+class LeaseLost(Exception):
+    """Another projector took over this projection; this one must stop writing."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectedInvoice:
+    """An invoice's derived rows: its current state and every state it was in."""
+
+    state: InvoiceState
+    history: Sequence[InvoiceState]
+    updated_at: datetime  # when the store last recorded a fact about it
+
+
+@dataclass(frozen=True, slots=True)
+class ReadModelTables:
+    invoices: Table
+    versions: Table
+    collections: Table
+
+
+LIVE_TABLES = ReadModelTables(invoices, invoice_versions, invoice_collections)
+REBUILD_TABLES = ReadModelTables(
+    rebuild_invoices, rebuild_invoice_versions, rebuild_invoice_collections
+)
+
+
+class SqlReadModelStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._dialect_insert = postgresql.insert if is_postgresql(engine) else sqlite.insert
+
+    async def checkpoint(self, name: str = INVOICES_PROJECTION) -> int:
+        async with unavailability_as_store_error(), self._engine.connect() as connection:
+            position = await connection.scalar(
+                select(projection_checkpoints.c.position).where(
+                    projection_checkpoints.c.name == name
+                )
+            )
+        return int(position or 0)
+
+    async def acquire_lease(
+        self,
+        owner: str,
+        lease_seconds: float,
+        name: str = INVOICES_PROJECTION,
+        *,
+        take_over: bool = False,
+    ) -> bool:
+        """Take or renew the lease; True while this owner is the projection's one writer.
+
+        ``take_over`` takes it even from a live holder (a rebuild does): that holder's next
+        write is refused and it stands by until the lease is free again.
+        """
+        now = datetime.now(UTC)
+        async with unavailability_as_store_error(), self._engine.begin() as connection:
+            await connection.execute(
+                self._dialect_insert(projection_checkpoints)
+                .values(name=name, position=0, updated_at=now)
+                .on_conflict_do_nothing(index_elements=[projection_checkpoints.c.name])
+            )
+            taken = await connection.execute(
+                update(projection_checkpoints)
+                .where(
+                    projection_checkpoints.c.name == name,
+                    or_(
+                        true() if take_over else false(),
+                        projection_checkpoints.c.owner.is_(None),
+                        projection_checkpoints.c.owner == owner,
+                        projection_checkpoints.c.lease_expires_at < now,
+                    ),
+                )
+                .values(owner=owner, lease_expires_at=now + timedelta(seconds=lease_seconds))
+            )
+        return taken.rowcount == 1
+
+    async def release_lease(self, owner: str, name: str = INVOICES_PROJECTION) -> None:
+        async with unavailability_as_store_error(), self._engine.begin() as connection:
+            await connection.execute(
+                update(projection_checkpoints)
+                .where(
+                    projection_checkpoints.c.name == name, projection_checkpoints.c.owner == owner
+                )
+                .values(owner=None, lease_expires_at=None)
+            )
+
+    async def apply(
+        self,
+        projected: Sequence[ProjectedInvoice],
+        *,
+        owner: str,
+        from_position: int,
+        to_position: int,
+        name: str = INVOICES_PROJECTION,
+    ) -> None:
+        """Replace the rows of these invoices and move the checkpoint, in one transaction.
+
+        The checkpoint moves only from ``from_position`` and only for the lease holder, so a
+        projector that lost its lease, or raced another, writes nothing.
+        """
+        async with unavailability_as_store_error(), self._engine.begin() as connection:
+            moved = await connection.execute(
+                update(projection_checkpoints)
+                .where(
+                    projection_checkpoints.c.name == name,
+                    projection_checkpoints.c.owner == owner,
+                    projection_checkpoints.c.position == from_position,
+                )
+                .values(position=to_position, updated_at=datetime.now(UTC))
+            )
+            if moved.rowcount != 1:
+                raise LeaseLost(f"projection {name!r} is no longer at {from_position} for {owner}")
+            await replace_invoices(connection, LIVE_TABLES, projected)
+
+    async def write_rebuild_batch(self, projected: Sequence[ProjectedInvoice]) -> None:
+        async with unavailability_as_store_error(), self._engine.begin() as connection:
+            await replace_invoices(connection, REBUILD_TABLES, projected)
+
+    async def clear_rebuild_tables(self) -> None:
+        async with unavailability_as_store_error(), self._engine.begin() as connection:
+            for table in _tables(REBUILD_TABLES):
+                await connection.execute(delete(table))
+
+    async def swap_in_rebuild(
+        self, *, owner: str, to_position: int, name: str = INVOICES_PROJECTION
+    ) -> None:
+        """Make the rebuilt rows live and set the checkpoint, atomically for every reader."""
+        async with unavailability_as_store_error(), self._engine.begin() as connection:
+            moved = await connection.execute(
+                update(projection_checkpoints)
+                .where(
+                    projection_checkpoints.c.name == name, projection_checkpoints.c.owner == owner
+                )
+                .values(position=to_position, updated_at=datetime.now(UTC))
+            )
+            if moved.rowcount != 1:
+                raise LeaseLost(f"projection {name!r} lease lost during the rebuild")
+            for live, rebuilt in zip(_tables(LIVE_TABLES), _tables(REBUILD_TABLES), strict=True):
+                await connection.execute(delete(live))
+                await connection.execute(insert(live).from_select(list(rebuilt.c), select(rebuilt)))
+                await connection.execute(delete(rebuilt))
+
+
+def _tables(tables: ReadModelTables) -> tuple[Table, Table, Table]:
+    return tables.invoices, tables.versions, tables.collections
+
+
+async def replace_invoices(
+    connection: AsyncConnection, tables: ReadModelTables, projected: Sequence[ProjectedInvoice]
+) -> None:
+    if not projected:
+        return
+    numbers = [item.state.invoice_number for item in projected]
+    for table in _tables(tables):
+        await connection.execute(delete(table).where(table.c.invoice_number.in_(numbers)))
+    await connection.execute(insert(tables.invoices), [_invoice_row(item) for item in projected])
+    versions = [row for item in projected for row in _version_rows(item)]
+    if versions:
+        await connection.execute(insert(tables.versions), versions)
+    collections = [row for item in projected for row in _collection_rows(item)]
+    if collections:
+        await connection.execute(insert(tables.collections), collections)
+
+
+def _micros(amount: Any) -> int | None:
+    return None if amount is None else to_micros(amount)
+
+
+def _invoice_row(item: ProjectedInvoice) -> dict[str, Any]:
+    state = item.state
+    return {
+        "invoice_number": state.invoice_number,
+        "status": state.status.value if state.status else None,
+        "currency": state.currency,
+        "total_micros": _micros(state.total_amount),
+        "balance_micros": _micros(state.balance_amount),
+        "due_date": state.due_date,
+        "customer_name": state.customer_name,
+        "customer_email": state.customer_email,
+        "payments": [
+            {
+                "transactionId": payment.transaction_id,
+                "amount": None if payment.amount is None else str(payment.amount),
+                "date": payment.received_at.isoformat(),
+            }
+            for payment in state.payments
+        ],
+        "last_event_at": state.last_event_at,
+        "last_position": state.last_position,
+        "updated_at": item.updated_at,
+    }
+
+
+def _version_rows(item: ProjectedInvoice) -> list[dict[str, Any]]:
+    rows = []
+    for index, state in enumerate(item.history):
+        following = item.history[index + 1] if index + 1 < len(item.history) else None
+        rows.append(
+            {
+                "invoice_number": state.invoice_number,
+                "valid_from": state.last_event_at,
+                "valid_to": following.last_event_at if following else None,
+                "status": state.status.value if state.status else None,
+                "currency": state.currency,
+                "balance_micros": _micros(state.balance_amount),
+                "due_date": state.due_date,
+            }
+        )
+    return rows
+
+
+def _collection_rows(item: ProjectedInvoice) -> list[dict[str, Any]]:
+    return [
+        {
+            "invoice_number": item.state.invoice_number,
+            "sequence": sequence,
+            "collected_at": collection.collected_at,
+            "currency": item.state.currency,
+            "amount_micros": to_micros(collection.amount),
+        }
+        for sequence, collection in enumerate(item.state.collections, 1)
+    ]

@@ -1,0 +1,179 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.domain.invoice import InvoiceStatus, fold
+from service.domain.money import from_micros
+from service.projections.projector import InvoiceProjector
+from service.projections.rebuild import rebuild_invoices
+from service.store.database import create_engine, resolve_database_url
+from service.store.event_store import SqlEventStore
+from service.store.read_models import LeaseLost, SqlReadModelStore
+from service.store.schema import invoice_collections, invoice_versions, invoices
+from tests.support.events import invoice_event
+from tests.support.histories import random_history
+
+pytestmark = pytest.mark.anyio
+E_SENT, E_PAID = "InvoiceSent", "InvoicePaid"
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(resolve_database_url(database_url))
+    yield engine
+    await engine.dispose()
+
+
+async def read_model(engine: AsyncEngine) -> dict[str, list[dict[str, Any]]]:
+    tables = {
+        "invoices": invoices,
+        "versions": invoice_versions,
+        "collections": invoice_collections,
+    }
+    async with engine.connect() as connection:
+        return {
+            name: [
+                row._asdict()
+                for row in await connection.execute(select(table).order_by(*table.primary_key))
+            ]
+            for name, table in tables.items()
+        }
+
+
+def projector(engine: AsyncEngine, owner: str = "p1", batch_size: int = 7) -> InvoiceProjector:
+    return InvoiceProjector(
+        SqlEventStore(engine), SqlReadModelStore(engine), owner=owner, batch_size=batch_size
+    )
+
+
+async def test_projected_rows_are_the_fold_of_each_invoice(engine: AsyncEngine) -> None:
+    store = SqlEventStore(engine)
+    await store.append(
+        [
+            invoice_event(
+                "A",
+                "a1",
+                balanceAmount="100.00",
+                totalAmount="100.00",
+                currency="USD",
+                dueDate="2026-03-31",
+            )
+        ]
+    )
+    await store.append([invoice_event("A", "a2", type=E_PAID, seconds=60, balanceAmount="0.00")])
+    assert await projector(engine).catch_up() == 2
+    [row] = (await read_model(engine))["invoices"]
+    expected = fold("A", await store.read_stream("A"))
+    assert row["status"] == InvoiceStatus.PAID == expected.status
+    assert from_micros(row["balance_micros"]) == Decimal("0")
+    assert from_micros(row["total_micros"]) == Decimal("100")
+    assert row["last_position"] == 2
+    assert await SqlReadModelStore(engine).checkpoint() == 2
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_incremental_projection_equals_a_rebuild(engine: AsyncEngine, seed: int) -> None:
+    store = SqlEventStore(engine)
+    history = random_history(seed)
+    for start in range(0, len(history), 10):
+        for event in history[start : start + 10]:
+            await store.append([event])
+        await projector(engine).catch_up()  # projects as deliveries arrive, in small batches
+    incremental = await read_model(engine)
+    position = await rebuild_invoices(store, SqlReadModelStore(engine), invoices_per_batch=3)
+    assert await read_model(engine) == incremental
+    assert position == await SqlReadModelStore(engine).checkpoint() == len(history)
+
+
+class CrashingReadModels(SqlReadModelStore):
+    """Crashes after writing a number of batches, as a process killed between batches would."""
+
+    def __init__(self, engine: AsyncEngine, batches_before_crash: int) -> None:
+        super().__init__(engine)
+        self.remaining = batches_before_crash
+
+    async def apply(self, *args: Any, **kwargs: Any) -> None:
+        if self.remaining == 0:
+            raise ConnectionResetError("process killed")
+        self.remaining -= 1
+        await super().apply(*args, **kwargs)
+
+
+async def test_crash_and_resume_neither_repeats_nor_skips(engine: AsyncEngine) -> None:
+    store = SqlEventStore(engine)
+    for event in random_history(7):
+        await store.append([event])
+    crashing = InvoiceProjector(
+        store, CrashingReadModels(engine, batches_before_crash=3), owner="p1", batch_size=5
+    )
+    with pytest.raises(ConnectionResetError):
+        await crashing.catch_up()
+    assert await SqlReadModelStore(engine).checkpoint() == 15
+    await SqlReadModelStore(engine).release_lease("p1")  # as if its lease had lapsed
+    await projector(engine, owner="p2", batch_size=5).catch_up()
+    resumed = await read_model(engine)
+    await rebuild_invoices(store, SqlReadModelStore(engine))
+    assert resumed == await read_model(engine)
+
+
+async def test_only_one_of_two_projectors_writes_at_a_time(engine: AsyncEngine) -> None:
+    store = SqlEventStore(engine)
+    for event in random_history(11):
+        await store.append([event])
+    first, second = projector(engine, "first"), projector(engine, "second")
+    assert await first.take_lease()
+    assert not await second.take_lease()
+    await asyncio.gather(first.catch_up(), second.catch_up())
+    assert (first.health.leader, second.health.leader) == (True, False)
+    assert await SqlReadModelStore(engine).checkpoint() == 80
+    # The leader stops; the other takes over where it left off.
+    await SqlReadModelStore(engine).release_lease("first")
+    await store.append([invoice_event("INV-0", "late", seconds=7200)])
+    await second.catch_up()
+    assert second.health.leader
+    assert await SqlReadModelStore(engine).checkpoint() == 81
+
+
+async def test_a_projector_whose_lease_was_taken_stops_writing(engine: AsyncEngine) -> None:
+    store = SqlEventStore(engine)
+    await store.append([invoice_event("A", "a1")])
+    stale = projector(engine, "stale")
+    await stale.catch_up()
+    await SqlReadModelStore(engine).acquire_lease("rebuild", 15, take_over=True)
+    await store.append([invoice_event("A", "a2", seconds=5)])
+    with pytest.raises(LeaseLost):
+        await stale.project_batch()
+    assert await stale.catch_up() == 0
+    assert not stale.health.leader
+    assert await SqlReadModelStore(engine).checkpoint() == 1
+
+
+async def test_readers_never_see_a_half_built_rebuild(engine: AsyncEngine) -> None:
+    store = SqlEventStore(engine)
+    for event in random_history(5):
+        await store.append([event])
+    await projector(engine).catch_up()
+    before = await read_model(engine)
+    seen_during: list[dict[str, Any]] = []
+
+    async def observe(_: int) -> None:
+        seen_during.append(await read_model(engine))
+
+    observations: list[asyncio.Task[None]] = []
+    await rebuild_invoices(
+        store,
+        SqlReadModelStore(engine),
+        invoices_per_batch=2,
+        on_progress=lambda n: observations.append(asyncio.ensure_future(observe(n))),
+    )
+    await asyncio.gather(*observations)
+    assert len(seen_during) > 3
+    assert all(snapshot == before for snapshot in seen_during)
+    assert await read_model(engine) == before
