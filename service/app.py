@@ -1,11 +1,20 @@
-"""Wiring: builds the engine, store, verifier and routes from settings. Nothing else does."""
+"""Wiring: builds the engine, stores, verifier, projector and routes from settings.
+
+Nothing else in the service builds engines or workers.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import json
+import os
+import socket
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from importlib import resources as package_resources
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -16,36 +25,51 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from service.api.auth import ApiAuthorizer
+from service.api.errors import ApiError
+from service.api.routes import QueryApi
 from service.metrics import LedgerMetrics
+from service.projections.projector import InvoiceProjector
+from service.projections.queries import InvoiceQueries
 from service.settings import Settings
-from service.store.database import create_engine
+from service.store.database import create_engine, is_postgresql
 from service.store.errors import StoreUnavailable, is_unavailability
 from service.store.event_store import SqlEventStore
 from service.store.migrations import current_revision, head_revision
+from service.store.notifications import appended_events_signal
+from service.store.read_models import SqlReadModelStore
 from service.webhooks.receiver import WebhookReceiver
 from service.webhooks.signature import WebhookVerifier
 
 log = structlog.get_logger("service.app")
 
 RETRY_AFTER_SECONDS = 60
-READINESS_TIMEOUT_SECONDS = 2.0
+# With LISTEN/NOTIFY the poll is only a safety net; SQLite has nothing else.
+POLL_SECONDS_POSTGRESQL = 2.0
+POLL_SECONDS_SQLITE = 0.2
 
 
 @dataclass
 class Resources:
     engine: AsyncEngine
     store: SqlEventStore
+    read_models: SqlReadModelStore
     metrics: LedgerMetrics
     expected_revision: str | None
+    projector: InvoiceProjector | None = None
+
+
+def projector_owner() -> str:
+    """Names this process in the projector lease, for operators reading it."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) -> Starlette:
     metrics = LedgerMetrics()
     engine = create_engine(settings.database, pool_size=settings.database_pool_size)
     store = SqlEventStore(engine)
-    resources = Resources(
-        engine=engine, store=store, metrics=metrics, expected_revision=head_revision()
-    )
+    read_models = SqlReadModelStore(engine)
+    resources = Resources(engine, store, read_models, metrics, head_revision())
     verifier = WebhookVerifier(
         settings.webhook_keys.keys,
         tolerance_seconds=settings.webhook_tolerance_seconds,
@@ -55,28 +79,31 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
     receiver = WebhookReceiver(
         verifier, store, metrics, max_body_bytes=settings.max_body_bytes, **receiver_options
     )
+    authorizer = ApiAuthorizer(settings.api_tokens.tokens)
+    query_api = QueryApi(InvoiceQueries(engine), store, read_models, authorizer)
+    openapi = json.loads(
+        package_resources.files("service.api").joinpath("openapi.json").read_text()
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if not settings.webhook_keys.keys:
-            log.warning(
-                "webhook.no_keys",
-                detail="LEDGER_WEBHOOK_KEYS is empty: every delivery will be refused",
-            )
+        _warn_about_open_doors(settings, authorizer)
         log.info(
             "service.started",
             database=engine.dialect.name,
             key_ids=sorted(settings.webhook_keys.keys),
             signed_content=settings.webhook_signed_content.value,
+            projector=settings.projector_enabled,
         )
         # Everything built so far lives as long as the process: keep the collector from
         # re-scanning it on every collection of the request path's short-lived objects.
         gc.freeze()
-        try:
-            yield
-        finally:
-            await engine.dispose()
-            log.info("service.stopped")
+        async with _projecting(settings, resources):
+            try:
+                yield
+            finally:
+                log.info("service.stopping")
+        await engine.dispose()
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -87,28 +114,85 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
     async def metrics_endpoint(request: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    async def openapi_endpoint(request: Request) -> Response:
+        return JSONResponse(openapi)
+
     app = Starlette(
         routes=[
             Route("/webhooks/cybersource", receiver.endpoint, methods=["GET", "HEAD", "POST"]),
+            *query_api.routes(),
+            Route("/openapi.json", openapi_endpoint, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
         ],
-        exception_handlers={
-            StoreUnavailable: _try_again_later,
-        },
+        exception_handlers={StoreUnavailable: _try_again_later, ApiError: _api_error},
         lifespan=lifespan,
     )
     app.state.resources = resources
     return app
 
 
+def _warn_about_open_doors(settings: Settings, authorizer: ApiAuthorizer) -> None:
+    if not settings.webhook_keys.keys:
+        log.warning(
+            "webhook.no_keys", detail="LEDGER_WEBHOOK_KEYS is empty: every delivery is refused"
+        )
+    if authorizer.loopback_only:
+        log.warning(
+            "api.no_tokens",
+            detail="LEDGER_API_TOKENS is empty: /v1 answers loopback clients only",
+        )
+
+
+@asynccontextmanager
+async def _projecting(settings: Settings, resources: Resources) -> AsyncIterator[None]:
+    """Run the projector beside the server for as long as the server runs."""
+    if not settings.projector_enabled:
+        yield
+        return
+    metrics = resources.metrics
+
+    def on_batch(events: int, position: int) -> None:
+        metrics.projected_events.inc(events)
+        metrics.projector_position.set(position)
+
+    projector = InvoiceProjector(
+        resources.store, resources.read_models, owner=projector_owner(), on_batch=on_batch
+    )
+    resources.projector = projector
+    stop, wake = asyncio.Event(), asyncio.Event()
+    poll = POLL_SECONDS_POSTGRESQL if is_postgresql(resources.engine) else POLL_SECONDS_SQLITE
+    async with appended_events_signal(resources.engine, wake):
+        task = asyncio.create_task(projector.run(stop, wake, poll))
+        task.add_done_callback(lambda done: _count_projector_stop(done, metrics))
+        try:
+            yield
+        finally:
+            stop.set()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+def _count_projector_stop(task: asyncio.Task[None], metrics: LedgerMetrics) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        metrics.projector_errors.inc()
+
+
 async def _try_again_later(request: Request, error: Exception) -> Response:
     log.warning("request.store_unavailable", path=request.url.path, error=str(error))
     return JSONResponse(
-        {"error": "store_unavailable", "detail": "the ledger cannot store right now; retry later"},
+        {"error": "store_unavailable", "detail": "the ledger cannot be reached; retry later"},
         status_code=503,
         headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+async def _api_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, ApiError)
+    return JSONResponse(
+        {"error": error.error, "detail": error.detail},
+        status_code=error.status_code,
+        headers=error.headers,
     )
 
 
@@ -126,6 +210,8 @@ async def _readiness(resources: Resources) -> Response:
         if not is_unavailability(error):
             raise
         problems.append("database unreachable")
+    if resources.projector is not None and resources.projector.health.error:
+        problems.append(f"projector stopped: {resources.projector.health.error}")
     if problems:
         return JSONResponse({"status": "unready", "problems": problems}, status_code=503)
     return JSONResponse({"status": "ready"})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class LedgerMetrics:
@@ -35,5 +35,20 @@ class LedgerMetrics:
             "ledger_webhook_acknowledgement_seconds",
             "Time from receiving a delivery to answering it.",
             buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=self.registry,
+        )
+        self.projector_position = Gauge(
+            "ledger_projector_position",
+            "Event position the invoice read models reflect (this process's projector).",
+            registry=self.registry,
+        )
+        self.projected_events = Counter(
+            "ledger_projector_events",
+            "Events projected into the invoice read models by this process.",
+            registry=self.registry,
+        )
+        self.projector_errors = Counter(
+            "ledger_projector_errors",
+            "Projector stops on an error (it stops rather than skip an event).",
             registry=self.registry,
         )

@@ -56,6 +56,23 @@ class WebhookKeyring:
         return cls(keys)
 
 
+@dataclass(frozen=True)
+class ApiTokens:
+    """Bearer tokens for the query API. Its repr counts them and shows none."""
+
+    tokens: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        return f"ApiTokens(count={len(self.tokens)})"
+
+    @classmethod
+    def parse(cls, value: str) -> ApiTokens:
+        tokens = tuple(token.strip() for token in value.split(",") if token.strip())
+        if any(len(token) < 16 for token in tokens):
+            raise ValueError("every token must be at least 16 characters")
+        return cls(tokens)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENVIRONMENT_PREFIX, frozen=True, extra="ignore", hide_input_in_errors=True
@@ -68,6 +85,8 @@ class Settings(BaseSettings):
     webhook_signed_content: SignedContent = SignedContent.AUTO
     max_body_bytes: int = Field(1_048_576, ge=1024, le=64 * 1_048_576)
     log_level: str = "INFO"
+    projector_enabled: bool = True
+    api_tokens: Annotated[ApiTokens, NoDecode] = ApiTokens()
 
     @field_validator("database_url")
     @classmethod
@@ -82,6 +101,11 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_keys(cls, value: Any) -> Any:
         return WebhookKeyring.parse(value) if isinstance(value, str) else value
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _parse_tokens(cls, value: Any) -> Any:
+        return ApiTokens.parse(value) if isinstance(value, str) else value
 
     @field_validator("log_level")
     @classmethod

@@ -69,7 +69,8 @@ def create_engine(url: URL, *, pool_size: int = 20) -> AsyncEngine:
         connect_args={
             "timeout": POSTGRESQL_CONNECT_TIMEOUT_SECONDS,
             "command_timeout": POSTGRESQL_COMMAND_TIMEOUT_SECONDS,
-            "server_settings": {"application_name": "invoice-ledger"},
+            # Dates of instants (reports by day) are UTC dates.
+            "server_settings": {"application_name": "invoice-ledger", "timezone": "UTC"},
         },
     )
 

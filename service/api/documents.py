@@ -1,0 +1,114 @@
+"""The JSON shapes the API answers with.
+
+Amounts are decimal strings with their currency's exponent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Row
+
+from service.domain.events import RecordedEvent
+from service.domain.invoice import InvoiceState
+from service.domain.money import format_amount, from_micros
+
+
+def money(amount: Decimal | None, currency: str | None) -> str | None:
+    return None if amount is None else format_amount(amount, currency)
+
+
+def _instant(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+
+
+def _day(day: date | None) -> str | None:
+    return None if day is None else day.isoformat()
+
+
+def _customer(name: str | None, email: str | None) -> dict[str, str | None] | None:
+    return None if name is None and email is None else {"name": name, "email": email}
+
+
+def _micros(value: int | None) -> Decimal | None:
+    return None if value is None else from_micros(value)
+
+
+def invoice_from_row(row: Row[Any]) -> dict[str, Any]:
+    total, balance = _micros(row.total_micros), _micros(row.balance_micros)
+    currency = row.currency
+    return {
+        "invoiceNumber": row.invoice_number,
+        "status": row.status,
+        "currency": currency,
+        "totalAmount": money(total, currency),
+        "balanceAmount": money(balance, currency),
+        "paidAmount": money(total - balance, currency)
+        if total is not None and balance is not None
+        else None,
+        "dueDate": _day(row.due_date),
+        "customer": _customer(row.customer_name, row.customer_email),
+        "payments": [
+            {
+                "transactionId": payment["transactionId"],
+                "amount": money(Decimal(payment["amount"]), currency)
+                if payment["amount"]
+                else None,
+                "date": payment["date"].replace("+00:00", "Z"),
+            }
+            for payment in row.payments
+        ],
+        "lastEventAt": _instant(row.last_event_at),
+        "updatedAt": _instant(row.updated_at),
+    }
+
+
+def invoice_from_state(state: InvoiceState, updated_at: datetime | None) -> dict[str, Any]:
+    currency = state.currency
+    return {
+        "invoiceNumber": state.invoice_number,
+        "status": state.status.value if state.status else None,
+        "currency": currency,
+        "totalAmount": money(state.total_amount, currency),
+        "balanceAmount": money(state.balance_amount, currency),
+        "paidAmount": money(state.paid_amount, currency),
+        "dueDate": _day(state.due_date),
+        "customer": _customer(state.customer_name, state.customer_email),
+        "payments": [
+            {
+                "transactionId": payment.transaction_id,
+                "amount": money(payment.amount, currency),
+                "date": _instant(payment.received_at),
+            }
+            for payment in state.payments
+        ],
+        "lastEventAt": _instant(state.last_event_at),
+        "updatedAt": _instant(updated_at),
+    }
+
+
+def event_document(event: RecordedEvent) -> dict[str, Any]:
+    return {
+        "position": event.position,
+        "type": event.type,
+        "occurredAt": _instant(event.occurred_at),
+        "recordedAt": _instant(event.recorded_at),
+        "source": event.source.value,
+        "data": event.data,
+    }
+
+
+def report_items(
+    rows: Sequence[Mapping[str, Any]], amount_fields: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """Rows with Decimal amounts as strings in each row's currency; ``amount_fields`` renames."""
+    items = []
+    for row in rows:
+        item = {key: value for key, value in row.items() if key not in amount_fields}
+        for field, name in amount_fields.items():
+            item[name] = money(row[field], row.get("currency"))
+        items.append(item)
+    return items
