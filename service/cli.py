@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import signal
 import sys
 import time
 from datetime import datetime
@@ -12,13 +13,18 @@ from typing import BinaryIO, NoReturn
 
 import click
 import uvicorn
+from tqdm import tqdm
 
 from service.domain.events import RecordedEvent
 from service.logs import configure_logging
+from service.projections.projector import InvoiceProjector
+from service.projections.rebuild import rebuild_invoices
 from service.settings import ConfigurationError, Settings, load_settings
 from service.store.database import create_engine
 from service.store.event_store import SqlEventStore
 from service.store.migrations import upgrade_to_head
+from service.store.notifications import appended_events_signal
+from service.store.read_models import SqlReadModelStore
 from service.webhooks.signature import SignedContent, sign
 
 GRACEFUL_SHUTDOWN_SECONDS = 10
@@ -76,6 +82,72 @@ def serve(host: str, port: int) -> None:
         server_header=False,
         access_log=False,
     )
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Catch up with the event store, then exit.")
+def project(once: bool) -> None:
+    """Run the invoice projector on its own (serve runs one too, unless disabled).
+
+    One projector writes at a time across all replicas; others stand by.
+    """
+    settings = _settings()
+    try:
+        position = asyncio.run(_project(settings, once))
+    except KeyboardInterrupt:
+        return
+    click.echo(f"projection at position {position}", err=True)
+
+
+async def _project(settings: Settings, once: bool) -> int:
+    from service.app import POLL_SECONDS_POSTGRESQL, POLL_SECONDS_SQLITE, projector_owner
+
+    engine = create_engine(settings.database, pool_size=2)
+    try:
+        read_models = SqlReadModelStore(engine)
+        projector = InvoiceProjector(SqlEventStore(engine), read_models, owner=projector_owner())
+        if once:
+            if not await projector.take_lease():
+                _fail("another projector holds the lease; it is keeping the projection current")
+            try:
+                await projector.catch_up()
+            finally:
+                await projector.release_lease()
+            return await read_models.checkpoint()
+        stop, wake = asyncio.Event(), asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signal_number in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signal_number, stop.set)
+        poll = (
+            POLL_SECONDS_POSTGRESQL if engine.dialect.name == "postgresql" else POLL_SECONDS_SQLITE
+        )
+        async with appended_events_signal(engine, wake):
+            await projector.run(stop, wake, poll)
+        return await read_models.checkpoint()
+    finally:
+        await engine.dispose()
+
+
+@main.command()
+def rebuild() -> None:
+    """Replay every event into fresh read models, then swap them in at once.
+
+    Dashboards keep reading the old read models until the swap; a running projector
+    stands by meanwhile and continues from the rebuilt position.
+    """
+    settings = _settings()
+    position = asyncio.run(_rebuild(settings))
+    click.echo(f"read models rebuilt up to position {position}", err=True)
+
+
+async def _rebuild(settings: Settings) -> int:
+    engine = create_engine(settings.database, pool_size=2)
+    try:
+        store = SqlEventStore(engine)
+        with tqdm(total=await store.last_position(), unit="event", desc="rebuild") as bar:
+            return await rebuild_invoices(store, SqlReadModelStore(engine), on_progress=bar.update)
+    finally:
+        await engine.dispose()
 
 
 @main.command()

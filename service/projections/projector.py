@@ -85,6 +85,14 @@ class InvoiceProjector:
             self._on_batch(len(batch), to_position)
         return len(batch)
 
+    @property
+    def owner(self) -> str:
+        return self._owner
+
+    async def release_lease(self) -> None:
+        await self._read_models.release_lease(self._owner)
+        self.health.leader = False
+
     async def take_lease(self) -> bool:
         leader = await self._read_models.acquire_lease(self._owner, self._lease_seconds)
         if leader:

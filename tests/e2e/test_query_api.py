@@ -1,0 +1,222 @@
+"""From signed webhooks to dashboard answers, over a real socket, on both engines."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from service.app import create_app
+from service.projections.rebuild import rebuild_invoices
+from service.settings import load_settings
+from service.store.database import create_engine, resolve_database_url
+from service.store.event_store import SqlEventStore
+from service.store.read_models import SqlReadModelStore
+from tests.support.server import serving
+from tests.support.webhooks import WEBHOOK_KEYS_SETTING, encode, signed_headers
+
+TOKEN = "dashboard-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def api(database_url: str) -> Iterator[httpx.Client]:
+    settings = load_settings(
+        database_url=database_url, webhook_keys=WEBHOOK_KEYS_SETTING, api_tokens=TOKEN
+    )
+    with (
+        serving(create_app(settings)) as base_url,
+        httpx.Client(base_url=base_url, timeout=30) as client,
+    ):
+        yield client
+
+
+def notification(kind: str, invoice: str, balance: str, when: str, **extra: Any) -> bytes:
+    return encode(
+        {
+            "notificationId": f"{invoice}-{kind}",
+            "eventType": f"invoicing.customer.invoice.{kind}",
+            "eventDate": when,
+            "webhookId": "wh-1",
+            "payloads": [
+                {
+                    "data": {
+                        "invoiceNumber": invoice,
+                        "balanceAmount": balance,
+                        "totalAmount": "100.00",
+                        "currency": "USD",
+                        "dueDate": "2026-03-31",
+                        "payerName": "Tanya Lee",
+                        "emailTo": "tanya@example.com",
+                        **extra,
+                    }
+                }
+            ],
+        }
+    )
+
+
+LIFECYCLE = [
+    ("send", "100.00", "2026-03-01T10:00:00Z"),
+    ("partial-payment", "60.00", "2026-03-10T10:00:00Z"),
+    ("paid", "0.00", "2026-04-02T10:00:00Z"),
+]
+
+
+def deliver(api: httpx.Client, body: bytes) -> int:
+    response = api.post("/webhooks/cybersource", content=body, headers=signed_headers(body))
+    assert response.status_code == 200, response.text
+    return int(api.get("/v1/reports/status", headers=AUTH).headers["X-Ledger-Position"])
+
+
+def get(api: httpx.Client, path: str, **params: Any) -> Any:
+    response = api.get(path, params=params, headers=AUTH)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
+def test_send_partial_payment_and_paid_in_any_order_give_the_same_answers(
+    api: httpx.Client, database_url: str, order: tuple[int, ...]
+) -> None:
+    for index in order:
+        deliver(api, notification(LIFECYCLE[index][0], "INV-1", *LIFECYCLE[index][1:]))
+    invoice = get(api, "/v1/invoices/INV-1", minPosition=3)
+    amounts = ("status", "totalAmount", "balanceAmount", "paidAmount")
+    assert [invoice[key] for key in amounts] == ["PAID", "100.00", "0.00", "100.00"]
+    assert invoice["customer"] == {"name": "Tanya Lee", "email": "tanya@example.com"}
+    assert invoice["dueDate"] == "2026-03-31"
+    collections = get(api, "/v1/reports/collections", **{"from": "2026-03-01", "to": "2026-04-30"},
+                      interval="month", minPosition=3)  # fmt: skip
+    assert collections["items"] == [
+        {"period": "2026-03", "currency": "USD", "amount": "40.00"},
+        {"period": "2026-04", "currency": "USD", "amount": "60.00"},
+    ]
+    before = [get(api, path) for path in ("/v1/invoices", "/v1/reports/status")]
+    asyncio.run(_rebuild(database_url))
+    assert [get(api, path) for path in ("/v1/invoices", "/v1/reports/status")] == before
+
+
+async def _rebuild(database_url: str) -> None:
+    engine = create_engine(resolve_database_url(database_url))
+    try:
+        await rebuild_invoices(SqlEventStore(engine), SqlReadModelStore(engine))
+    finally:
+        await engine.dispose()
+
+
+def test_the_state_of_an_invoice_as_of_a_past_moment(api: httpx.Client) -> None:
+    for kind, balance, when in LIFECYCLE:
+        deliver(api, notification(kind, "INV-2", balance, when))
+    invoice = get(api, "/v1/invoices/INV-2", asOf="2026-03-15T00:00:00Z", minPosition=3)
+    assert (invoice["status"], invoice["balanceAmount"]) == ("PARTIAL", "60.00")
+    missing = api.get("/v1/invoices/INV-2", params={"asOf": "2026-01-01T00:00:00Z"}, headers=AUTH)
+    assert missing.status_code == 404
+
+
+def test_reports_as_of_a_date_and_by_status(api: httpx.Client) -> None:
+    for kind, balance, when in LIFECYCLE:
+        deliver(api, notification(kind, "INV-3", balance, when))
+    deliver(
+        api, notification("send", "INV-4", "25.50", "2026-01-01T00:00:00Z", dueDate="2026-01-15")
+    )
+    get(api, "/v1/reports/status", minPosition=4)
+    outstanding = get(api, "/v1/reports/outstanding", asOf="2026-03-15T00:00:00Z")
+    assert outstanding["items"] == [{"currency": "USD", "invoices": 2, "balanceAmount": "85.50"}]
+    assert get(api, "/v1/reports/outstanding")["items"] == [
+        {"currency": "USD", "invoices": 1, "balanceAmount": "25.50"}
+    ]
+    aging = get(api, "/v1/reports/aging", asOf="2026-03-15")["items"]
+    assert aging == [
+        {"currency": "USD", "current": "60.00", "days1To30": "0.00", "days31To60": "25.50",
+         "days61To90": "0.00", "over90": "0.00", "noDueDate": "0.00"}
+    ]  # fmt: skip
+    by_status = get(api, "/v1/reports/status")["items"]
+    assert [(row["status"], row["invoices"], row["balanceAmount"]) for row in by_status] == [
+        ("PAID", 1, "0.00"), ("SENT", 1, "25.50"),
+    ]  # fmt: skip
+
+
+def test_invoices_page_with_a_cursor_and_filter(api: httpx.Client) -> None:
+    for number in range(5):
+        position = deliver(
+            api, notification("send", f"INV-P{number}", "10.00", "2026-03-01T00:00:00Z")
+        )
+    get(api, "/v1/invoices", minPosition=5)
+    seen, cursor = [], None
+    while True:
+        page = get(api, "/v1/invoices", limit=2, **({"cursor": cursor} if cursor else {}))
+        seen += [item["invoiceNumber"] for item in page["items"]]
+        if not (cursor := page["nextCursor"]):
+            break
+    assert sorted(seen) == [f"INV-P{n}" for n in range(5)] and len(seen) == 5
+    assert get(api, "/v1/invoices", status="PAID")["items"] == []
+    assert len(get(api, "/v1/invoices", status="SENT", currency="USD")["items"]) == 5
+
+
+def test_the_audit_trail_lists_every_event_in_position_order(api: httpx.Client) -> None:
+    for kind, balance, when in reversed(LIFECYCLE):
+        deliver(api, notification(kind, "INV-5", balance, when))
+    events = get(api, "/v1/invoices/INV-5/events")["items"]
+    assert [event["type"] for event in events] == [
+        "InvoicePaid",
+        "InvoicePartiallyPaid",
+        "InvoiceSent",
+    ]
+    assert [event["position"] for event in events] == sorted(event["position"] for event in events)
+    assert {event["source"] for event in events} == {"webhook"}
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "status", "error", "detail"),
+    [
+        ("/v1/invoices/NOPE", {}, 404, "unknown_invoice", "NOPE"),
+        ("/v1/invoices/NOPE/events", {}, 404, "unknown_invoice", "NOPE"),
+        ("/v1/invoices", {"limit": "0"}, 400, "bad_parameter", "limit"),
+        ("/v1/invoices", {"status": "OPEN"}, 400, "bad_parameter", "status"),
+        ("/v1/invoices", {"cursor": "garbage"}, 400, "bad_parameter", "cursor"),
+        ("/v1/invoices", {"updatedSince": "yesterday"}, 400, "bad_parameter", "updatedSince"),
+        ("/v1/invoices/X", {"asOf": "2026-01-01T00:00:00"}, 400, "bad_parameter", "asOf"),
+        ("/v1/reports/aging", {"asOf": "2026-13-01"}, 400, "bad_parameter", "asOf"),
+        ("/v1/reports/collections", {"from": "2026-01-01"}, 400, "bad_parameter", "to"),
+        (
+            "/v1/reports/collections",
+            {"from": "2026-02-01", "to": "2026-01-01"},
+            400,
+            "bad_parameter",
+            "to",
+        ),
+        ("/v1/reports/status", {"minPosition": "-1"}, 400, "bad_parameter", "minPosition"),
+        ("/v1/reports/status", {"verbose": "1"}, 400, "bad_parameter", "verbose"),
+    ],
+)
+def test_bad_requests_get_errors_that_name_the_problem(
+    api: httpx.Client, path: str, params: dict[str, str], status: int, error: str, detail: str
+) -> None:
+    response = api.get(path, params=params, headers=AUTH)
+    assert response.status_code == status
+    assert response.json()["error"] == error
+    assert detail in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer wrong-token-0123456789"}, {"Authorization": TOKEN}]
+)
+def test_the_api_refuses_a_missing_or_wrong_token(
+    api: httpx.Client, headers: dict[str, str]
+) -> None:
+    response = api.get("/v1/reports/status", headers=headers)
+    assert response.status_code == 401
+    assert response.json()["error"] == "unauthorized"
+
+
+def test_the_openapi_document_describes_every_endpoint(api: httpx.Client) -> None:
+    document = api.get("/openapi.json").json()
+    served = {route for route in document["paths"]}
+    assert {"/v1/invoices", "/v1/invoices/{invoiceNumber}", "/v1/invoices/{invoiceNumber}/events",
+            "/v1/reports/outstanding", "/v1/reports/aging", "/v1/reports/collections",
+            "/v1/reports/status", "/webhooks/cybersource"} == served  # fmt: skip
