@@ -143,9 +143,7 @@ def test_reports_as_of_a_date_and_by_status(api: httpx.Client) -> None:
 
 def test_invoices_page_with_a_cursor_and_filter(api: httpx.Client) -> None:
     for number in range(5):
-        position = deliver(
-            api, notification("send", f"INV-P{number}", "10.00", "2026-03-01T00:00:00Z")
-        )
+        deliver(api, notification("send", f"INV-P{number}", "10.00", "2026-03-01T00:00:00Z"))
     get(api, "/v1/invoices", minPosition=5)
     seen, cursor = [], None
     while True:
