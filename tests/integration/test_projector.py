@@ -177,3 +177,40 @@ async def test_readers_never_see_a_half_built_rebuild(engine: AsyncEngine) -> No
     assert len(seen_during) > 3
     assert all(snapshot == before for snapshot in seen_during)
     assert await read_model(engine) == before
+
+
+async def test_a_running_projector_wakes_promptly_on_new_events(engine: AsyncEngine) -> None:
+    """On PostgreSQL the notification wakes it long before its poll; SQLite polls quickly."""
+    from service.store.notifications import appended_events_signal
+
+    store = SqlEventStore(engine)
+    running = projector(engine)
+    stop, wake = asyncio.Event(), asyncio.Event()
+    poll_seconds = 30.0 if engine.dialect.name == "postgresql" else 0.1
+    async with appended_events_signal(engine, wake):
+        task = asyncio.create_task(running.run(stop, wake, poll_seconds))
+        await asyncio.sleep(0.3)  # it has caught up and sleeps
+        await store.append([invoice_event("A", "a1")])
+        for _ in range(100):
+            if await SqlReadModelStore(engine).checkpoint() == 1:
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+        await task
+    assert await SqlReadModelStore(engine).checkpoint() == 1
+
+
+class BrokenReadModels(SqlReadModelStore):
+    async def apply(self, *args: Any, **kwargs: Any) -> None:
+        raise ValueError("a read row that cannot be written")
+
+
+async def test_a_projector_error_stops_it_loudly_instead_of_skipping(engine: AsyncEngine) -> None:
+    store = SqlEventStore(engine)
+    await store.append([invoice_event("A", "a1")])
+    broken = InvoiceProjector(store, BrokenReadModels(engine), owner="p1")
+    with pytest.raises(ValueError, match="cannot be written"):
+        await broken.run(asyncio.Event(), asyncio.Event(), 0.1)
+    assert broken.health.error == "ValueError: a read row that cannot be written"
+    assert await SqlReadModelStore(engine).checkpoint() == 0  # nothing was skipped
+    assert not broken.health.leader  # and its lease was handed back for another to retry
