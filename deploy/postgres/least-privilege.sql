@@ -2,8 +2,9 @@
 --
 -- Two roles: the owner runs `invoice-ledger migrate` (creates tables, triggers and the
 -- ledger_append function); the service role, which `invoice-ledger serve` connects as, can
--- only read and append. It cannot UPDATE, DELETE or TRUNCATE anything, nor change the schema,
--- so even a compromised service cannot rewrite history (the triggers refuse it as well).
+-- only read and append events and deliveries: it cannot UPDATE, DELETE or TRUNCATE them, nor
+-- change the schema, so even a compromised service cannot rewrite history (the triggers
+-- refuse it as well). It may rewrite the read models, which are derived from the events.
 --
 -- Run as a superuser, once per database, after the first migration:
 --   psql -v ON_ERROR_STOP=1 -d ledger -f deploy/postgres/least-privilege.sql
@@ -24,3 +25,9 @@ GRANT SELECT, INSERT ON events, inbox TO invoice_ledger_service;
 GRANT SELECT ON alembic_version TO invoice_ledger_service;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO invoice_ledger_service;
 GRANT EXECUTE ON FUNCTION ledger_append(jsonb, jsonb) TO invoice_ledger_service;
+-- Read models are derived and rebuildable: the projector and `rebuild` rewrite them.
+GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON
+    invoices, invoice_versions, invoice_collections,
+    rebuild_invoices, rebuild_invoice_versions, rebuild_invoice_collections,
+    projection_checkpoints
+    TO invoice_ledger_service;

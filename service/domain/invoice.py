@@ -115,15 +115,16 @@ def fold_as_of(
 
 
 def apply(state: InvoiceState, event: RecordedEvent) -> InvoiceState:
-    data = event.data
-    state = _with_facts(state, data)
-    state = replace(
+    changes = _fact_changes(event.data)
+    total = changes.get("total_amount", state.total_amount)
+    changes.update(_money_changes(state, event, total))
+    return replace(
         state,
-        status=next_status(state, event.type, data),
+        status=next_status(state, event.type, event.data),
         last_event_at=event.occurred_at,
         last_position=max(state.last_position, event.position),
+        **changes,
     )
-    return _with_money(state, event)
 
 
 def next_status(
@@ -162,7 +163,7 @@ def next_status(
             return current  # reminders, updates: no change of status
 
 
-def _with_facts(state: InvoiceState, data: Mapping[str, Any]) -> InvoiceState:
+def _fact_changes(data: Mapping[str, Any]) -> dict[str, Any]:
     changes: dict[str, Any] = {}
     if (currency := data.get("currency")) is not None:
         changes["currency"] = currency
@@ -175,10 +176,12 @@ def _with_facts(state: InvoiceState, data: Mapping[str, Any]) -> InvoiceState:
         changes["customer_name"] = customer["name"]
     if customer.get("email") is not None:
         changes["customer_email"] = customer["email"]
-    return replace(state, **changes) if changes else state
+    return changes
 
 
-def _with_money(state: InvoiceState, event: RecordedEvent) -> InvoiceState:
+def _money_changes(
+    state: InvoiceState, event: RecordedEvent, total: Decimal | None
+) -> dict[str, Any]:
     balance = _amount(event.data.get("balanceAmount"))
     payment = _payment(event)
     already_seen = (
@@ -193,7 +196,7 @@ def _with_money(state: InvoiceState, event: RecordedEvent) -> InvoiceState:
     collected: Decimal | None = None
     accounted = state.accounted_balance
     if event.type in PAYMENT_EVENT_TYPES:
-        before = accounted if accounted is not None else state.total_amount
+        before = accounted if accounted is not None else total
         if balance is not None and before is not None:
             collected = before - balance
         elif payment is not None and payment.amount is not None and not already_seen:
@@ -207,13 +210,12 @@ def _with_money(state: InvoiceState, event: RecordedEvent) -> InvoiceState:
     collections = state.collections
     if collected is not None and collected > 0:
         collections = (*collections, Collection(event.occurred_at, collected))
-    return replace(
-        state,
-        balance_amount=balance if balance is not None else state.balance_amount,
-        payments=payments,
-        collections=collections,
-        accounted_balance=accounted,
-    )
+    return {
+        "balance_amount": balance if balance is not None else state.balance_amount,
+        "payments": payments,
+        "collections": collections,
+        "accounted_balance": accounted,
+    }
 
 
 def _payment(event: RecordedEvent) -> Payment | None:

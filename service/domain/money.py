@@ -78,6 +78,9 @@ def currency_exponent(currency: str) -> int:
 
 
 def to_micros(amount: Decimal) -> int:
+    exponent = amount.as_tuple().exponent
+    if isinstance(exponent, int) and exponent >= -6:
+        return int(amount.scaleb(6))  # exact: at most six decimals
     micros = amount * MICROS_PER_UNIT
     if micros != micros.to_integral_value():
         raise InvalidAmount(f"amount {amount} has more than six decimals")

@@ -24,7 +24,7 @@ from enum import StrEnum
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Row, func, select, text
+from sqlalchemy import Row, func, select, text, tuple_
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -41,6 +41,15 @@ RECONNECT_ATTEMPTS_MAX = 2
 HORIZON_LOCK_TIMEOUT_MILLISECONDS = 5000
 READ_BATCH_SIZE_MAX = 10_000
 _APPEND_CALL = "SELECT ledger_append($1::jsonb, $2::jsonb)::text"
+_STREAM_ORDER_COLUMNS = (
+    "SELECT position, stream_id, version, type, schema_version, occurred_at, recorded_at,"
+    " source, idempotency_key, data::text AS data FROM events WHERE position <= $1"
+)
+_FIRST_PAGE = _STREAM_ORDER_COLUMNS + " ORDER BY stream_id, version LIMIT $2"
+_NEXT_PAGE = (
+    _STREAM_ORDER_COLUMNS
+    + " AND (stream_id, version) > ($3, $4) ORDER BY stream_id, version LIMIT $2"
+)
 # SQLSTATE classes meaning "the server is not there for you right now": connection
 # exception, insufficient resources, operator intervention (shutdown, recovery).
 _UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")
@@ -315,20 +324,31 @@ class SqlEventStore:
             streams[row.stream_id].append(_recorded_event(row))
         return streams
 
-    async def stream_ids(self, after: str, limit: int, up_to_position: int) -> list[str]:
-        """Stream ids in order, after ``after``, that have an event up to the position."""
+    async def read_in_stream_order(
+        self, after: tuple[str, int] | None, limit: int, up_to_position: int
+    ) -> list[RecordedEvent]:
+        """Events ordered by (stream, version), after a (stream, version) key: one index scan
+        over the whole store, a page at a time (for rebuilds)."""
+        if not 0 < limit <= READ_BATCH_SIZE_MAX:
+            raise ValueError(f"limit must be within 1..{READ_BATCH_SIZE_MAX}")
+        query = select(events).where(events.c.position <= up_to_position)
+        if after is not None:
+            query = query.where(tuple_(events.c.stream_id, events.c.version) > tuple_(*after))
+        query = query.order_by(events.c.stream_id, events.c.version).limit(limit)
         async with unavailability_as_store_error(), self._engine.connect() as connection:
-            return list(
-                (
-                    await connection.execute(
-                        select(events.c.stream_id)
-                        .where(events.c.stream_id > after, events.c.position <= up_to_position)
-                        .group_by(events.c.stream_id)
-                        .order_by(events.c.stream_id)
-                        .limit(limit)
-                    )
-                ).scalars()
-            )
+            if not self._postgresql:
+                return [_recorded_event(row) for row in (await connection.execute(query)).all()]
+            # A rebuild reads every event: straight from the driver, without SQLAlchemy's
+            # per-row result processing, which costs as much as the fold itself.
+            driver_connection = (await connection.get_raw_connection()).driver_connection
+            assert driver_connection is not None
+            if after is None:
+                records = await driver_connection.fetch(_FIRST_PAGE, up_to_position, limit)
+            else:
+                records = await driver_connection.fetch(
+                    _NEXT_PAGE, up_to_position, limit, after[0], after[1]
+                )
+        return [_recorded_event_from_driver(record) for record in records]
 
     async def last_position(self) -> int:
         """The highest position that no append still in flight can precede."""
@@ -376,6 +396,21 @@ def _inbox_document(entry: InboxEntry) -> dict[str, Any]:
         "trace_id": entry.trace_id,
         "body_base64": base64.b64encode(entry.body).decode() if entry.body is not None else None,
     }
+
+
+def _recorded_event_from_driver(record: Any) -> RecordedEvent:
+    return RecordedEvent(
+        position=record["position"],
+        stream_id=record["stream_id"],
+        version=record["version"],
+        type=record["type"],
+        schema_version=record["schema_version"],
+        occurred_at=record["occurred_at"],
+        recorded_at=record["recorded_at"],
+        source=EventSource(record["source"]),
+        idempotency_key=record["idempotency_key"],
+        data=json.loads(record["data"]),
+    )
 
 
 def _recorded_event(row: Row[Any]) -> RecordedEvent:

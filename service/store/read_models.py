@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Table, delete, false, insert, or_, select, true, update
+from sqlalchemy import Table, delete, false, insert, or_, select, text, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -142,13 +144,26 @@ class SqlReadModelStore:
             await replace_invoices(connection, LIVE_TABLES, projected)
 
     async def write_rebuild_batch(self, projected: Sequence[ProjectedInvoice]) -> None:
+        """Add rows to the rebuild tables (emptied when the rebuild began).
+
+        On PostgreSQL with COPY: a rebuild writes every row of the read model, and COPY does
+        that several times faster than batched INSERTs.
+        """
         async with unavailability_as_store_error(), self._engine.begin() as connection:
-            await replace_invoices(connection, REBUILD_TABLES, projected)
+            if not is_postgresql(self._engine):
+                await insert_invoices(connection, REBUILD_TABLES, projected)
+                return
+            driver_connection = (await connection.get_raw_connection()).driver_connection
+            assert driver_connection is not None
+            for table, rows in _rows_by_table(REBUILD_TABLES, projected):
+                columns = [column.name for column in table.columns]
+                await driver_connection.copy_records_to_table(
+                    table.name, records=_copy_records(columns, rows), columns=columns
+                )
 
     async def clear_rebuild_tables(self) -> None:
         async with unavailability_as_store_error(), self._engine.begin() as connection:
-            for table in _tables(REBUILD_TABLES):
-                await connection.execute(delete(table))
+            await _empty(connection, _tables(REBUILD_TABLES))
 
     async def swap_in_rebuild(
         self, *, owner: str, to_position: int, name: str = INVOICES_PROJECTION
@@ -164,10 +179,20 @@ class SqlReadModelStore:
             )
             if moved.rowcount != 1:
                 raise LeaseLost(f"projection {name!r} lease lost during the rebuild")
+            await _empty(connection, _tables(LIVE_TABLES))
             for live, rebuilt in zip(_tables(LIVE_TABLES), _tables(REBUILD_TABLES), strict=True):
-                await connection.execute(delete(live))
                 await connection.execute(insert(live).from_select(list(rebuilt.c), select(rebuilt)))
-                await connection.execute(delete(rebuilt))
+            await _empty(connection, _tables(REBUILD_TABLES))
+
+
+async def _empty(connection: AsyncConnection, tables: Sequence[Table]) -> None:
+    if connection.dialect.name == "postgresql":
+        # Inside the swap's transaction: readers wait for its commit, then see the new rows.
+        names = ", ".join(connection.dialect.identifier_preparer.quote(t.name) for t in tables)
+        await connection.execute(text(f"TRUNCATE {names}"))
+        return
+    for table in tables:
+        await connection.execute(delete(table))
 
 
 def _tables(tables: ReadModelTables) -> tuple[Table, Table, Table]:
@@ -182,13 +207,34 @@ async def replace_invoices(
     numbers = [item.state.invoice_number for item in projected]
     for table in _tables(tables):
         await connection.execute(delete(table).where(table.c.invoice_number.in_(numbers)))
-    await connection.execute(insert(tables.invoices), [_invoice_row(item) for item in projected])
-    versions = [row for item in projected for row in _version_rows(item)]
-    if versions:
-        await connection.execute(insert(tables.versions), versions)
-    collections = [row for item in projected for row in _collection_rows(item)]
-    if collections:
-        await connection.execute(insert(tables.collections), collections)
+    await insert_invoices(connection, tables, projected)
+
+
+async def insert_invoices(
+    connection: AsyncConnection, tables: ReadModelTables, projected: Sequence[ProjectedInvoice]
+) -> None:
+    for table, rows in _rows_by_table(tables, projected):
+        await connection.execute(insert(table), rows)
+
+
+def _rows_by_table(
+    tables: ReadModelTables, projected: Sequence[ProjectedInvoice]
+) -> list[tuple[Table, list[dict[str, Any]]]]:
+    candidates = [
+        (tables.invoices, [_invoice_row(item) for item in projected]),
+        (tables.versions, [row for item in projected for row in _version_rows(item)]),
+        (tables.collections, [row for item in projected for row in _collection_rows(item)]),
+    ]
+    return [(table, rows) for table, rows in candidates if rows]
+
+
+def _copy_records(columns: list[str], rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """Rows as COPY records; JSON documents serialised, as the driver's codec expects."""
+    records = list(map(itemgetter(*columns), rows))
+    if "payments" not in columns:
+        return records
+    at = columns.index("payments")
+    return [(*record[:at], json.dumps(record[at]), *record[at + 1 :]) for record in records]
 
 
 def _micros(amount: Any) -> int | None:

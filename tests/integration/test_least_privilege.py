@@ -11,8 +11,11 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
+from service.projections.projector import InvoiceProjector
+from service.projections.rebuild import rebuild_invoices
 from service.store.database import create_engine, resolve_database_url
 from service.store.event_store import AppendOutcome, SqlEventStore
+from service.store.read_models import SqlReadModelStore
 from tests.support.events import invoice_event
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgresql]
@@ -35,13 +38,17 @@ async def service_role_url(postgresql_database_url: str) -> AsyncIterator[str]:
         await admin.close()
 
 
-async def test_the_service_role_appends_and_reads(service_role_url: str) -> None:
+async def test_the_service_role_appends_reads_projects_and_rebuilds(service_role_url: str) -> None:
     engine = create_engine(resolve_database_url(service_role_url))
     store = SqlEventStore(engine)
+    read_models = SqlReadModelStore(engine)
     try:
         [result] = await store.append([invoice_event()])
         assert result.outcome is AppendOutcome.APPENDED
         assert [e.position for e in await store.read_after(0, limit=10)] == [result.position]
+        await InvoiceProjector(store, read_models, owner="p").catch_up()
+        assert await read_models.checkpoint() == result.position
+        assert await rebuild_invoices(store, read_models) == result.position
     finally:
         await engine.dispose()
 

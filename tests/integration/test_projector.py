@@ -87,7 +87,7 @@ async def test_incremental_projection_equals_a_rebuild(engine: AsyncEngine, seed
             await store.append([event])
         await projector(engine).catch_up()  # projects as deliveries arrive, in small batches
     incremental = await read_model(engine)
-    position = await rebuild_invoices(store, SqlReadModelStore(engine), invoices_per_batch=3)
+    position = await rebuild_invoices(store, SqlReadModelStore(engine), events_per_page=4)
     assert await read_model(engine) == incremental
     assert position == await SqlReadModelStore(engine).checkpoint() == len(history)
 
@@ -170,7 +170,7 @@ async def test_readers_never_see_a_half_built_rebuild(engine: AsyncEngine) -> No
     await rebuild_invoices(
         store,
         SqlReadModelStore(engine),
-        invoices_per_batch=2,
+        events_per_page=5,
         on_progress=lambda n: observations.append(asyncio.ensure_future(observe(n))),
     )
     await asyncio.gather(*observations)

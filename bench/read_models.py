@@ -1,0 +1,182 @@
+"""Read-model benchmark on PostgreSQL: rebuild, projection lag, invoice reads, reports.
+
+``python -m bench.read_models [--invoices 1000000]`` (about 1.4 events per invoice):
+
+1. rebuild throughput and peak memory at a quarter of the invoices and at all of them
+   (memory should stay flat), against a bare read of every event in the same order;
+2. ``GET /v1/invoices/{n}`` and each report, sequentially over HTTP, against ``GET /healthz``;
+3. projection lag (append to read-model position) while notifications arrive at 500/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import httpx
+
+from bench.generate import generate
+from bench.ingest import KEY, KEY_ID, RESULTS_DIRECTORY, free_port, server, signed_delivery
+from bench.postgres import throwaway_database
+
+REPORTS = {
+    "outstanding": ("/v1/reports/outstanding", {}),
+    "outstanding asOf": ("/v1/reports/outstanding", {"asOf": "2025-06-30T00:00:00Z"}),
+    "aging": ("/v1/reports/aging", {"asOf": "2025-09-30"}),
+    "collections": (
+        "/v1/reports/collections",
+        {"from": "2025-01-01", "to": "2025-12-31", "interval": "month"},
+    ),
+    "status": ("/v1/reports/status", {}),
+}
+
+
+def rebuild(database_url: str) -> dict[str, float]:
+    output = subprocess.run(
+        [sys.executable, "-m", "bench.rebuild_run", database_url],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    result: dict[str, float] = json.loads(output.stdout)
+    result["events_per_second"] = result["events"] / result["rebuild_seconds"]
+    result["read_events_per_second"] = result["events"] / result["read_seconds"]
+    print(f"rebuild: {result}", flush=True)
+    return result
+
+
+def latencies_ms(
+    client: httpx.Client, path: str, params: dict[str, str], times: int
+) -> dict[str, float]:
+    samples = []
+    for _ in range(times):
+        started = time.perf_counter()
+        response = client.get(path, params=params)
+        samples.append((time.perf_counter() - started) * 1000)
+        response.raise_for_status()
+    samples.sort()
+    return {"p50_ms": statistics.median(samples), "p95_ms": samples[int(0.95 * len(samples)) - 1]}
+
+
+def invoice_reads(client: httpx.Client, invoices: int, times: int) -> dict[str, float]:
+    samples = []
+    for _ in range(times):
+        number = f"BENCH-{random.randrange(invoices):08d}"
+        started = time.perf_counter()
+        client.get(f"/v1/invoices/{number}").raise_for_status()
+        samples.append((time.perf_counter() - started) * 1000)
+    samples.sort()
+    return {"p50_ms": statistics.median(samples), "p95_ms": samples[int(0.95 * len(samples)) - 1]}
+
+
+async def projection_lag(
+    database_url: str, port: int, rate: int, seconds: float
+) -> dict[str, float]:
+    """Send at a steady rate; sample when each position is appended and when it is projected."""
+    connection = await asyncpg.connect(database_url)
+    appended_at: dict[int, float] = {}
+    projected_at: dict[int, float] = {}
+    stop = asyncio.Event()
+
+    async def sample() -> None:
+        while not stop.is_set():
+            now = time.perf_counter()
+            head = await connection.fetchval("SELECT coalesce(max(position), 0) FROM events")
+            checkpoint = await connection.fetchval(
+                "SELECT position FROM projection_checkpoints WHERE name = 'invoices'"
+            )
+            appended_at.setdefault(head, now)
+            projected_at.setdefault(checkpoint, now)
+            await asyncio.sleep(0.01)
+
+    sampler = asyncio.create_task(sample())
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        sends = []
+        started = time.perf_counter()
+        for index in range(int(rate * seconds)):
+            await asyncio.sleep(max(0.0, started + index / rate - time.perf_counter()))
+            body, headers = signed_delivery()
+            post = client.post("/webhooks/cybersource", content=body, headers=headers)
+            sends.append(asyncio.create_task(post))
+        responses = await asyncio.gather(*sends)
+        achieved = len(responses) / (time.perf_counter() - started)
+    await asyncio.sleep(2)
+    stop.set()
+    await sampler
+    await connection.close()
+    lags = []
+    for position, at in appended_at.items():
+        done = min((t for p, t in projected_at.items() if p >= position), default=None)
+        if done is not None and position > min(appended_at):
+            lags.append(max(0.0, done - at))
+    lags.sort()
+    return {
+        "rate_per_second": achieved,
+        "non_2xx": sum(1 for r in responses if r.status_code >= 300),
+        "lag_p50_ms": statistics.median(lags) * 1000,
+        "lag_p99_ms": lags[int(0.99 * len(lags)) - 1] * 1000,
+        "samples": len(lags),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--invoices", type=int, default=1_000_000)
+    parser.add_argument("--requests", type=int, default=1000, help="invoice reads")
+    parser.add_argument("--report-requests", type=int, default=20)
+    arguments = parser.parse_args()
+    report: dict[str, Any] = {
+        "date": datetime.now(UTC).date().isoformat(),
+        "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores",
+    }
+    with throwaway_database("ledger_bench_read") as database_url:
+        environment = {
+            "LEDGER_DATABASE_URL": database_url,
+            "LEDGER_WEBHOOK_KEYS": f"{KEY_ID}:{base64.b64encode(KEY).decode()}",
+        }
+        subprocess.run(
+            [sys.executable, "-m", "service.cli", "migrate"],
+            env={**os.environ, **environment}, check=True, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        quarter = arguments.invoices // 4
+        asyncio.run(generate(database_url, 0, quarter))
+        report["rebuild_quarter"] = rebuild(database_url)
+        asyncio.run(generate(database_url, quarter, arguments.invoices - quarter))
+        report["rebuild_full"] = rebuild(database_url)
+
+        port = free_port()
+        command = [sys.executable, "-m", "service.cli", "serve", "--port", str(port)]
+        with (
+            server(command, port, environment),
+            httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client,
+        ):
+            report["healthz"] = latencies_ms(client, "/healthz", {}, arguments.requests)
+            report["get_invoice"] = invoice_reads(client, arguments.invoices, arguments.requests)
+            print(f"healthz {report['healthz']}  get invoice {report['get_invoice']}", flush=True)
+            report["reports"] = {}
+            for name, (path, params) in REPORTS.items():
+                timings = latencies_ms(client, path, params, arguments.report_requests)
+                report["reports"][name] = timings
+                print(f"report {name}: {report['reports'][name]}", flush=True)
+            report["projection_lag"] = asyncio.run(projection_lag(database_url, port, 500, 20))
+            print(f"projection lag: {report['projection_lag']}", flush=True)
+
+    RESULTS_DIRECTORY.mkdir(exist_ok=True)
+    (RESULTS_DIRECTORY / f"read-models-{report['date']}.json").write_text(
+        json.dumps(report, indent=2)
+    )
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
