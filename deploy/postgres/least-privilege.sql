@@ -27,7 +27,7 @@ GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO invoice_ledger_service;
 GRANT EXECUTE ON FUNCTION ledger_append(jsonb, jsonb) TO invoice_ledger_service;
 -- Read models are derived and rebuildable: the projector and `rebuild` rewrite them.
 GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON
-    invoices, invoice_versions, invoice_collections,
+    invoices, invoice_versions, invoice_collections, invoice_totals,
     rebuild_invoices, rebuild_invoice_versions, rebuild_invoice_collections,
     projection_checkpoints
     TO invoice_ledger_service;

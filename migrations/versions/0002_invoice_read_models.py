@@ -1,4 +1,4 @@
-"""Invoice read models: current state, state history, collections, projector checkpoints.
+"""Invoice read models: current state, state history, collections, totals, checkpoints.
 
 Revision ID: 0002
 Revises: 0001
@@ -88,6 +88,15 @@ def upgrade() -> None:
                 "invoice_number", "sequence", name=f"pk_{prefix}invoice_collections"
             ),
         )
+    op.create_table(
+        "invoice_totals",
+        sa.Column("status", sa.String(20), primary_key=True),
+        sa.Column("currency", sa.String(3), primary_key=True),
+        sa.Column("invoices", sa.BigInteger(), nullable=False),
+        sa.Column("total_micros", sa.BigInteger(), nullable=False),
+        sa.Column("balance_micros", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("status", "currency", name="pk_invoice_totals"),
+    )
     op.create_index(
         "ix_invoices_updated_at_invoice_number", "invoices", ["updated_at", "invoice_number"]
     )
@@ -100,6 +109,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("invoice_totals")
     for prefix in ("rebuild_", ""):
         op.drop_table(f"{prefix}invoice_collections")
         op.drop_table(f"{prefix}invoice_versions")

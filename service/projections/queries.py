@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.domain.invoice import OPEN_STATUSES
 from service.domain.money import from_micros
 from service.store.errors import unavailability_as_store_error
-from service.store.schema import invoice_collections, invoice_versions, invoices
+from service.store.schema import invoice_collections, invoice_totals, invoice_versions, invoices
 
 OPEN = sorted(status.value for status in OPEN_STATUSES)
 Interval = Literal["day", "week", "month"]
@@ -81,17 +81,28 @@ class InvoiceQueries:
         )
 
     async def outstanding(self, as_of: datetime | None) -> list[dict[str, Any]]:
-        source = invoices if as_of is None else invoice_versions
-        query = select(
-            source.c.currency,
-            func.count().label("invoices"),
-            func.sum(source.c.balance_micros).label("balance"),
-        ).where(source.c.status.in_(OPEN))
-        if as_of is not None:
-            query = query.where(_valid_at(as_of))
+        if as_of is None:
+            source = invoice_totals
+            query = select(
+                source.c.currency,
+                func.sum(source.c.invoices).label("invoices"),
+                func.sum(source.c.balance_micros).label("balance"),
+            ).where(source.c.invoices > 0)
+        else:
+            source = invoice_versions
+            query = select(
+                source.c.currency,
+                func.count().label("invoices"),
+                func.sum(source.c.balance_micros).label("balance"),
+            ).where(_valid_at(as_of))
+        query = query.where(source.c.status.in_(OPEN))
         rows = await self._all(query.group_by(source.c.currency).order_by(source.c.currency))
         return [
-            {"currency": row.currency, "invoices": row.invoices, "balance": _sum(row.balance)}
+            {
+                "currency": row.currency or None,
+                "invoices": int(row.invoices),
+                "balance": _sum(row.balance),
+            }
             for row in rows
         ]
 
@@ -147,23 +158,17 @@ class InvoiceQueries:
 
     async def by_status(self) -> list[dict[str, Any]]:
         rows = await self._all(
-            select(
-                invoices.c.status,
-                invoices.c.currency,
-                func.count().label("invoices"),
-                func.sum(invoices.c.total_micros).label("total"),
-                func.sum(invoices.c.balance_micros).label("balance"),
-            )
-            .group_by(invoices.c.status, invoices.c.currency)
-            .order_by(invoices.c.status, invoices.c.currency)
+            select(invoice_totals)
+            .where(invoice_totals.c.invoices > 0)
+            .order_by(invoice_totals.c.status, invoice_totals.c.currency)
         )
         return [
             {
-                "status": row.status,
-                "currency": row.currency,
+                "status": row.status or None,
+                "currency": row.currency or None,
                 "invoices": row.invoices,
-                "total": _sum(row.total),
-                "balance": _sum(row.balance),
+                "total": _sum(row.total_micros),
+                "balance": _sum(row.balance_micros),
             }
             for row in rows
         ]

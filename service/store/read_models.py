@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Table, delete, false, insert, or_, select, text, true, update
+from sqlalchemy import Table, delete, false, func, insert, or_, select, text, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -19,6 +19,7 @@ from service.store.database import is_postgresql
 from service.store.errors import unavailability_as_store_error
 from service.store.schema import (
     invoice_collections,
+    invoice_totals,
     invoice_versions,
     invoices,
     projection_checkpoints,
@@ -183,6 +184,7 @@ class SqlReadModelStore:
             for live, rebuilt in zip(_tables(LIVE_TABLES), _tables(REBUILD_TABLES), strict=True):
                 await connection.execute(insert(live).from_select(list(rebuilt.c), select(rebuilt)))
             await _empty(connection, _tables(REBUILD_TABLES))
+            await _recount_totals(connection)
 
 
 async def _empty(connection: AsyncConnection, tables: Sequence[Table]) -> None:
@@ -205,9 +207,17 @@ async def replace_invoices(
     if not projected:
         return
     numbers = [item.state.invoice_number for item in projected]
-    for table in _tables(tables):
+    replaced = await connection.execute(
+        delete(tables.invoices)
+        .where(tables.invoices.c.invoice_number.in_(numbers))
+        .returning(*_totals_columns(tables.invoices))
+    )
+    deltas = _totals_deltas(replaced.all(), [_invoice_row(item) for item in projected])
+    for table in (tables.versions, tables.collections):
         await connection.execute(delete(table).where(table.c.invoice_number.in_(numbers)))
     await insert_invoices(connection, tables, projected)
+    if tables is LIVE_TABLES:
+        await _add_to_totals(connection, deltas)
 
 
 async def insert_invoices(
@@ -226,6 +236,67 @@ def _rows_by_table(
         (tables.collections, [row for item in projected for row in _collection_rows(item)]),
     ]
     return [(table, rows) for table, rows in candidates if rows]
+
+
+def _totals_columns(table: Table) -> list[Any]:
+    return [table.c.status, table.c.currency, table.c.total_micros, table.c.balance_micros]
+
+
+TotalsKey = tuple[str, str]
+
+
+def _totals_deltas(
+    removed: Sequence[Any], added: Sequence[dict[str, Any]]
+) -> dict[TotalsKey, list[int]]:
+    """Per (status, currency): change in invoices, total and balance."""
+    deltas: dict[TotalsKey, list[int]] = {}
+    rows = [(-1, r.status, r.currency, r.total_micros, r.balance_micros) for r in removed]
+    rows += [(1, r["status"], r["currency"], r["total_micros"], r["balance_micros"]) for r in added]
+    for sign, status, currency, total, balance in rows:
+        delta = deltas.setdefault((status or "", currency or ""), [0, 0, 0])
+        delta[0] += sign
+        delta[1] += sign * (total or 0)
+        delta[2] += sign * (balance or 0)
+    return deltas
+
+
+async def _add_to_totals(connection: AsyncConnection, deltas: dict[TotalsKey, list[int]]) -> None:
+    dialect_insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    for (status, currency), (invoices_delta, total_delta, balance_delta) in sorted(deltas.items()):
+        if invoices_delta == total_delta == balance_delta == 0:
+            continue
+        statement = dialect_insert(invoice_totals).values(
+            status=status,
+            currency=currency,
+            invoices=invoices_delta,
+            total_micros=total_delta,
+            balance_micros=balance_delta,
+        )
+        await connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=[invoice_totals.c.status, invoice_totals.c.currency],
+                set_={
+                    "invoices": invoice_totals.c.invoices + statement.excluded.invoices,
+                    "total_micros": invoice_totals.c.total_micros + statement.excluded.total_micros,
+                    "balance_micros": invoice_totals.c.balance_micros
+                    + statement.excluded.balance_micros,
+                },
+            )
+        )
+
+
+async def _recount_totals(connection: AsyncConnection) -> None:
+    """Totals from scratch, from the live invoice rows (after a rebuild's swap)."""
+    await _empty(connection, [invoice_totals])
+    grouped = select(
+        func.coalesce(invoices.c.status, ""),
+        func.coalesce(invoices.c.currency, ""),
+        func.count(),
+        func.coalesce(func.sum(invoices.c.total_micros), 0),
+        func.coalesce(func.sum(invoices.c.balance_micros), 0),
+    ).group_by(invoices.c.status, invoices.c.currency)
+    columns = ["status", "currency", "invoices", "total_micros", "balance_micros"]
+    await connection.execute(insert(invoice_totals).from_select(columns, grouped))
 
 
 def _copy_records(columns: list[str], rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:

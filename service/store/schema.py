@@ -214,3 +214,17 @@ invoice_collections = Table(
 rebuild_invoices = Table("rebuild_invoices", metadata, *_invoice_columns())
 rebuild_invoice_versions = Table("rebuild_invoice_versions", metadata, *_invoice_version_columns())
 rebuild_invoice_collections = Table("rebuild_invoice_collections", metadata, *_collection_columns())
+
+# Per status and currency, the number of invoices and the sums of their known amounts: kept
+# current by the projector in the same transaction as the invoice rows, so the status and
+# current outstanding reports read a handful of rows instead of every invoice.
+# An unknown status or currency is stored as "" (key columns cannot be NULL).
+invoice_totals = Table(
+    "invoice_totals",
+    metadata,
+    Column("status", String(20), primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("invoices", BigInteger, nullable=False),
+    Column("total_micros", BigInteger, nullable=False),
+    Column("balance_micros", BigInteger, nullable=False),
+)

@@ -112,3 +112,32 @@ def test_events_lists_what_the_receiver_recorded(base_url: str, database_url: st
         "webhook",
     )
     assert event["occurred_at"] == "2023-05-26T00:49:40.309000+00:00"
+
+
+def test_project_once_catches_up_and_rebuild_reports_the_same_position(
+    database_url: str,
+) -> None:
+    import asyncio
+
+    from service.store.database import create_engine, resolve_database_url
+    from service.store.event_store import SqlEventStore
+    from tests.support.events import invoice_event
+
+    async def append_two() -> None:
+        engine = create_engine(resolve_database_url(database_url))
+        try:
+            store = SqlEventStore(engine)
+            await store.append([invoice_event("A", "a1")])
+            await store.append([invoice_event("B", "b1")])
+        finally:
+            await engine.dispose()
+
+    asyncio.run(append_two())
+    environment = {"LEDGER_DATABASE_URL": database_url}
+    projected = invoice_ledger("project", "--once", environment=environment)
+    assert projected.returncode == 0, projected.stderr
+    assert "projection at position 2" in projected.stderr.decode()
+    rebuilt = invoice_ledger("rebuild", environment=environment)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "read models rebuilt up to position 2" in rebuilt.stderr.decode()
+    assert "2/2" in rebuilt.stderr.decode()  # the progress bar reached the end
