@@ -55,6 +55,62 @@ async def _send(
     return int(status_line.split()[1])
 
 
+async def _paced_connection(
+    host: str,
+    port: int,
+    path: str,
+    make_request: RequestFactory,
+    start: float,
+    interval: float,
+    count: int,
+    result: LoadResult,
+) -> None:
+    """Send ``count`` requests, one every ``interval`` seconds from ``start`` (no catch-up burst
+    beyond falling behind: a late request goes at once, the next keeps the schedule)."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        for index in range(count):
+            await asyncio.sleep(max(0.0, start + index * interval - time.perf_counter()))
+            body, headers = make_request()
+            started = time.perf_counter()
+            status = await asyncio.wait_for(
+                _send(reader, writer, f"{host}:{port}", path, body, headers),
+                RESPONSE_TIMEOUT_SECONDS,
+            )
+            result.latencies_seconds.append(time.perf_counter() - started)
+            result.statuses[status] = result.statuses.get(status, 0) + 1
+    finally:
+        writer.close()
+
+
+async def run_paced_load(
+    host: str,
+    port: int,
+    path: str,
+    make_request: RequestFactory,
+    *,
+    rate_per_second: float,
+    duration_seconds: float,
+    connections: int = 16,
+) -> LoadResult:
+    """A steady offered load: ``connections`` connections sharing ``rate_per_second``."""
+    result = LoadResult()
+    started = time.perf_counter()
+    per_connection = int(rate_per_second * duration_seconds / connections)
+    interval = connections / rate_per_second
+    await asyncio.gather(
+        *(
+            _paced_connection(
+                host, port, path, make_request, started + index * interval / connections,
+                interval, per_connection, result,
+            )
+            for index in range(connections)
+        )
+    )  # fmt: skip
+    result.elapsed_seconds = time.perf_counter() - started
+    return result
+
+
 async def _connection(
     host: str,
     port: int,

@@ -28,7 +28,8 @@ import asyncpg
 import httpx
 
 from bench.generate import generate
-from bench.ingest import KEY, KEY_ID, RESULTS_DIRECTORY, free_port, server, signed_delivery
+from bench.ingest import KEY, KEY_ID, PATH, RESULTS_DIRECTORY, free_port, server, signed_delivery
+from bench.load import run_paced_load
 from bench.postgres import throwaway_database
 
 REPORTS = {
@@ -100,16 +101,9 @@ async def projection_lag(
             await asyncio.sleep(0.01)
 
     sampler = asyncio.create_task(sample())
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-        sends = []
-        started = time.perf_counter()
-        for index in range(int(rate * seconds)):
-            await asyncio.sleep(max(0.0, started + index / rate - time.perf_counter()))
-            body, headers = signed_delivery()
-            post = client.post("/webhooks/cybersource", content=body, headers=headers)
-            sends.append(asyncio.create_task(post))
-        responses = await asyncio.gather(*sends)
-        achieved = len(responses) / (time.perf_counter() - started)
+    load = await run_paced_load(
+        "127.0.0.1", port, PATH, signed_delivery, rate_per_second=rate, duration_seconds=seconds
+    )
     await asyncio.sleep(2)
     stop.set()
     await sampler
@@ -121,8 +115,9 @@ async def projection_lag(
             lags.append(max(0.0, done - at))
     lags.sort()
     return {
-        "rate_per_second": achieved,
-        "non_2xx": sum(1 for r in responses if r.status_code >= 300),
+        "rate_per_second": load.throughput,
+        "ack_p99_ms": load.percentile_ms(0.99),
+        "non_2xx": sum(n for status, n in load.statuses.items() if status >= 300),
         "lag_p50_ms": statistics.median(lags) * 1000,
         "lag_p99_ms": lags[int(0.99 * len(lags)) - 1] * 1000,
         "samples": len(lags),
