@@ -55,6 +55,23 @@ async def _send(
     return int(status_line.split()[1])
 
 
+async def _timed_request(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    host: str,
+    path: str,
+    make_request: RequestFactory,
+    result: LoadResult,
+) -> None:
+    body, headers = make_request()
+    started = time.perf_counter()
+    status = await asyncio.wait_for(
+        _send(reader, writer, host, path, body, headers), RESPONSE_TIMEOUT_SECONDS
+    )
+    result.latencies_seconds.append(time.perf_counter() - started)
+    result.statuses[status] = result.statuses.get(status, 0) + 1
+
+
 async def _paced_connection(
     host: str,
     port: int,
@@ -71,14 +88,7 @@ async def _paced_connection(
     try:
         for index in range(count):
             await asyncio.sleep(max(0.0, start + index * interval - time.perf_counter()))
-            body, headers = make_request()
-            started = time.perf_counter()
-            status = await asyncio.wait_for(
-                _send(reader, writer, f"{host}:{port}", path, body, headers),
-                RESPONSE_TIMEOUT_SECONDS,
-            )
-            result.latencies_seconds.append(time.perf_counter() - started)
-            result.statuses[status] = result.statuses.get(status, 0) + 1
+            await _timed_request(reader, writer, f"{host}:{port}", path, make_request, result)
     finally:
         writer.close()
 
@@ -122,14 +132,7 @@ async def _connection(
     reader, writer = await asyncio.open_connection(host, port)
     try:
         while time.perf_counter() < deadline:
-            body, headers = make_request()
-            started = time.perf_counter()
-            status = await asyncio.wait_for(
-                _send(reader, writer, f"{host}:{port}", path, body, headers),
-                RESPONSE_TIMEOUT_SECONDS,
-            )
-            result.latencies_seconds.append(time.perf_counter() - started)
-            result.statuses[status] = result.statuses.get(status, 0) + 1
+            await _timed_request(reader, writer, f"{host}:{port}", path, make_request, result)
     finally:
         writer.close()
 

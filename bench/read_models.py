@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
 import platform
@@ -28,9 +27,15 @@ import asyncpg
 import httpx
 
 from bench.generate import generate
-from bench.ingest import KEY, KEY_ID, PATH, RESULTS_DIRECTORY, free_port, server, signed_delivery
+from bench.harness import (
+    PATH,
+    RESULTS_DIRECTORY,
+    free_port,
+    migrated_database,
+    server,
+    signed_delivery,
+)
 from bench.load import run_paced_load
-from bench.postgres import throwaway_database
 
 REPORTS = {
     "outstanding": ("/v1/reports/outstanding", {}),
@@ -134,15 +139,7 @@ def main() -> None:
         "date": datetime.now(UTC).date().isoformat(),
         "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores",
     }
-    with throwaway_database("ledger_bench_read") as database_url:
-        environment = {
-            "LEDGER_DATABASE_URL": database_url,
-            "LEDGER_WEBHOOK_KEYS": f"{KEY_ID}:{base64.b64encode(KEY).decode()}",
-        }
-        subprocess.run(
-            [sys.executable, "-m", "service.cli", "migrate"],
-            env={**os.environ, **environment}, check=True, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+    with migrated_database("ledger_bench_read") as (database_url, environment):
         quarter = arguments.invoices // 4
         asyncio.run(generate(database_url, 0, quarter))
         report["rebuild_quarter"] = rebuild(database_url)

@@ -331,24 +331,16 @@ class SqlEventStore:
         over the whole store, a page at a time (for rebuilds)."""
         if not 0 < limit <= READ_BATCH_SIZE_MAX:
             raise ValueError(f"limit must be within 1..{READ_BATCH_SIZE_MAX}")
-        query = select(events).where(events.c.position <= up_to_position)
-        if after is not None:
-            query = query.where(tuple_(events.c.stream_id, events.c.version) > tuple_(*after))
-        query = query.order_by(events.c.stream_id, events.c.version).limit(limit)
         async with unavailability_as_store_error(), self._engine.connect() as connection:
-            if not self._postgresql:
-                return [_recorded_event(row) for row in (await connection.execute(query)).all()]
-            # A rebuild reads every event: straight from the driver, without SQLAlchemy's
-            # per-row result processing, which costs as much as the fold itself.
-            driver_connection = (await connection.get_raw_connection()).driver_connection
-            assert driver_connection is not None
-            if after is None:
-                records = await driver_connection.fetch(_FIRST_PAGE, up_to_position, limit)
-            else:
-                records = await driver_connection.fetch(
-                    _NEXT_PAGE, up_to_position, limit, after[0], after[1]
+            if self._postgresql:
+                return await _read_in_stream_order_from_driver(
+                    connection, after, limit, up_to_position
                 )
-        return [_recorded_event_from_driver(record) for record in records]
+            query = select(events).where(events.c.position <= up_to_position)
+            if after is not None:
+                query = query.where(tuple_(events.c.stream_id, events.c.version) > tuple_(*after))
+            query = query.order_by(events.c.stream_id, events.c.version).limit(limit)
+            return [_recorded_event(row) for row in (await connection.execute(query)).all()]
 
     async def last_position(self) -> int:
         """The highest position that no append still in flight can precede."""
@@ -398,31 +390,41 @@ def _inbox_document(entry: InboxEntry) -> dict[str, Any]:
     }
 
 
+async def _read_in_stream_order_from_driver(
+    connection: AsyncConnection, after: tuple[str, int] | None, limit: int, up_to_position: int
+) -> list[RecordedEvent]:
+    """A rebuild reads every event: straight from the driver, without SQLAlchemy's per-row
+    result processing, which costs as much as the fold itself."""
+    driver_connection = (await connection.get_raw_connection()).driver_connection
+    assert driver_connection is not None
+    if after is None:
+        records = await driver_connection.fetch(_FIRST_PAGE, up_to_position, limit)
+    else:
+        records = await driver_connection.fetch(
+            _NEXT_PAGE, up_to_position, limit, after[0], after[1]
+        )
+    return [_recorded_event_from_driver(record) for record in records]
+
+
 def _recorded_event_from_driver(record: Any) -> RecordedEvent:
-    return RecordedEvent(
-        position=record["position"],
-        stream_id=record["stream_id"],
-        version=record["version"],
-        type=record["type"],
-        schema_version=record["schema_version"],
-        occurred_at=record["occurred_at"],
-        recorded_at=record["recorded_at"],
-        source=EventSource(record["source"]),
-        idempotency_key=record["idempotency_key"],
-        data=json.loads(record["data"]),
-    )
+    return _recorded_event_from(record, json.loads(record["data"]))
 
 
 def _recorded_event(row: Row[Any]) -> RecordedEvent:
+    return _recorded_event_from(row._mapping, row.data)
+
+
+def _recorded_event_from(values: Any, data: Mapping[str, Any]) -> RecordedEvent:
+    """From a SQLAlchemy row mapping or a driver record: both index by column name."""
     return RecordedEvent(
-        position=row.position,
-        stream_id=row.stream_id,
-        version=row.version,
-        type=row.type,
-        schema_version=row.schema_version,
-        occurred_at=row.occurred_at,
-        recorded_at=row.recorded_at,
-        source=EventSource(row.source),
-        idempotency_key=row.idempotency_key,
-        data=row.data,
+        position=values["position"],
+        stream_id=values["stream_id"],
+        version=values["version"],
+        type=values["type"],
+        schema_version=values["schema_version"],
+        occurred_at=values["occurred_at"],
+        recorded_at=values["recorded_at"],
+        source=EventSource(values["source"]),
+        idempotency_key=values["idempotency_key"],
+        data=data,
     )
