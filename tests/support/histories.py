@@ -16,13 +16,15 @@ TYPES = [
 ]  # fmt: skip
 
 
-def random_history(seed: int, invoices: int = 12, events: int = 80) -> list[NewEvent]:
+def random_history(
+    seed: int, invoices: int = 12, events: int = 80, prefix: str = ""
+) -> list[NewEvent]:
     """Facts about several invoices, in a shuffled delivery order."""
     rng = random.Random(seed)
     history = []
     for index in range(events):
-        number = f"INV-{rng.randrange(invoices)}"
-        data: dict[str, object] = {"currency": "USD" if number < "INV-6" else "EUR"}
+        number = f"{prefix}INV-{rng.randrange(invoices)}"
+        data: dict[str, object] = {"currency": rng.choice(["USD", "EUR"])}
         if rng.random() < 0.7:
             data["balanceAmount"] = f"{rng.randrange(0, 50_000) / 100:.2f}"
         if rng.random() < 0.3:
