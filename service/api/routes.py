@@ -65,14 +65,10 @@ class QueryApi:
     def _endpoint(self, handler: Endpoint) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             self._authorizer.check(request)
-            query = p.query_dict(request.query_params.multi_items())
-            consistency = (
-                p.Consistency.model_validate(
-                    {"minPosition": query["minPosition"]} if "minPosition" in query else {}
-                )
-                if "minPosition" not in query or query["minPosition"].isdigit()
-                else p.parse(p.Consistency, {"minPosition": query["minPosition"]})
-            )
+            # minPosition is checked and awaited first; each handler validates the rest.
+            query = self._query(request)
+            wanted = {name: value for name, value in query.items() if name == "minPosition"}
+            consistency = p.parse(p.Consistency, wanted)
             position = await self._position_at_least(consistency.min_position)
             body = await handler(request, position)
             return JSONResponse(body, headers={POSITION_HEADER: str(position)})

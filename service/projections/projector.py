@@ -17,6 +17,7 @@ import structlog
 
 from service.domain.events import RecordedEvent
 from service.domain.invoice import state_history
+from service.store.errors import StoreUnavailable
 from service.store.event_store import SqlEventStore
 from service.store.read_models import LeaseLost, ProjectedInvoice, SqlReadModelStore
 
@@ -126,10 +127,19 @@ class InvoiceProjector:
         return await self.take_lease()
 
     async def run(self, stop: asyncio.Event, wake: asyncio.Event, poll_seconds: float) -> None:
-        """Project until ``stop``; wake early on ``wake``. An error stops it, loudly."""
+        """Project until ``stop``; wake early on ``wake``.
+
+        An unavailable database is waited out; any other error stops the projector, loudly.
+        """
         try:
             while not stop.is_set():
-                await self.catch_up()
+                try:
+                    await self.catch_up()
+                except StoreUnavailable as unavailable:
+                    # The database being away is no reason to give up: nothing was written,
+                    # and the checkpoint says where to resume once it is back.
+                    log.warning("projector.store_unavailable", error=str(unavailable))
+                    self.health.leader = False
                 wake.clear()
                 await _wait_for_either(stop, wake, poll_seconds)
         except Exception as error:

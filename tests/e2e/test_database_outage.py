@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -62,6 +63,19 @@ def sqlite_outage(database_url: str) -> Iterator[Outage]:
         holder.close()
 
 
+@contextmanager
+def service_behind(outage: Outage) -> Iterator[httpx.Client]:
+    """The service, reaching its database only through the outage's control."""
+    settings = load_settings(
+        database_url=outage.service_database_url, webhook_keys=WEBHOOK_KEYS_SETTING
+    )
+    with (
+        serving(create_app(settings)) as base_url,
+        httpx.Client(base_url=base_url, timeout=30) as client,
+    ):
+        yield client
+
+
 def deliver(client: httpx.Client, body: bytes) -> httpx.Response:
     return client.post(WEBHOOK_PATH, content=body, headers=signed_headers(body))
 
@@ -76,30 +90,23 @@ def test_deliveries_during_an_outage_get_503_and_their_retries_are_recorded_once
         encode(invoice_notification(f"INV-D{i}", notification_id=f"d{i}"))
         for i in range(during_outage_count)
     ]
-    with outage_for(database_url) as outage:
-        settings = load_settings(
-            database_url=outage.service_database_url, webhook_keys=WEBHOOK_KEYS_SETTING
+    with outage_for(database_url) as outage, service_behind(outage) as client:
+        assert [deliver(client, body).json()["status"] for body in before] == ["accepted"] * 3
+
+        outage.begin()
+        refused = [deliver(client, body) for body in during]
+        assert [response.status_code for response in refused] == [503] * len(during)
+        assert all(response.headers["Retry-After"].isdigit() for response in refused)
+        assert refused[0].json()["error"] == "store_unavailable"
+        outage.end()
+
+        # Cybersource retries what was refused, and may resend what was acknowledged.
+        assert [deliver(client, body).json()["status"] for body in during] == ["accepted"] * len(
+            during
         )
-        with (
-            serving(create_app(settings)) as base_url,
-            httpx.Client(base_url=base_url, timeout=30) as client,
-        ):
-            assert [deliver(client, body).json()["status"] for body in before] == ["accepted"] * 3
-
-            outage.begin()
-            refused = [deliver(client, body) for body in during]
-            assert [response.status_code for response in refused] == [503] * len(during)
-            assert all(response.headers["Retry-After"].isdigit() for response in refused)
-            assert refused[0].json()["error"] == "store_unavailable"
-            outage.end()
-
-            # Cybersource retries what was refused, and may resend what was acknowledged.
-            assert [deliver(client, body).json()["status"] for body in during] == [
-                "accepted"
-            ] * len(during)
-            assert [deliver(client, body).json()["status"] for body in before] == ["duplicate"] * 3
-            metrics = client.get("/metrics").text
-            assert f"ledger_webhook_store_unavailable_total {float(len(during))}" in metrics
+        assert [deliver(client, body).json()["status"] for body in before] == ["duplicate"] * 3
+        metrics = client.get("/metrics").text
+        assert f"ledger_webhook_store_unavailable_total {float(len(during))}" in metrics
 
     events, _ = asyncio.run(read_ledger(database_url))
     recorded = sorted(event.data["notification"]["id"] for event in events)
@@ -108,18 +115,25 @@ def test_deliveries_during_an_outage_get_503_and_their_retries_are_recorded_once
 
 @pytest.mark.postgresql
 def test_readiness_fails_while_postgresql_is_unreachable(postgresql_database_url: str) -> None:
-    with postgresql_outage(postgresql_database_url) as outage:
-        settings = load_settings(
-            database_url=outage.service_database_url, webhook_keys=WEBHOOK_KEYS_SETTING
-        )
-        with (
-            serving(create_app(settings)) as base_url,
-            httpx.Client(base_url=base_url, timeout=30) as client,
-        ):
-            assert client.get("/readyz").status_code == 200
-            outage.begin()
-            unready = client.get("/readyz")
-            outage.end()
-            assert unready.status_code == 503
-            assert unready.json()["problems"] == ["database unreachable"]
-            assert client.get("/readyz").status_code == 200
+    with postgresql_outage(postgresql_database_url) as outage, service_behind(outage) as client:
+        assert client.get("/readyz").status_code == 200
+        outage.begin()
+        unready = client.get("/readyz")
+        outage.end()
+        assert unready.status_code == 503
+        assert unready.json()["problems"] == ["database unreachable"]
+        assert client.get("/readyz").status_code == 200
+
+
+@pytest.mark.postgresql
+def test_the_projector_waits_out_an_outage_and_resumes(postgresql_database_url: str) -> None:
+    body = encode(invoice_notification("INV-AFTER", notification_id="after"))
+    with postgresql_outage(postgresql_database_url) as outage, service_behind(outage) as client:
+        outage.begin()
+        time.sleep(3)  # longer than the projector's poll: it meets the outage
+        outage.end()
+        assert deliver(client, body).json()["status"] == "accepted"
+        answer = client.get("/v1/invoices/INV-AFTER", params={"minPosition": 1})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["status"] == "SENT"
+        assert client.get("/readyz").json() == {"status": "ready"}
