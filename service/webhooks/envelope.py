@@ -1,6 +1,6 @@
 """Reading a Cybersource notification, whichever documented envelope variant it arrives in.
 
-Variants seen in Cybersource's documentation and official code (see cybersource.md §1.5):
+Variants seen in Cybersource's documentation and official code:
 ``payload`` or ``payloads``, each a list or an object; ``organizationId`` or
 ``organizationID``; ``retryNumber`` as a string or an int; items with their fields under
 ``data`` or directly; identifiers missing from the body but present in ``V-C-*`` headers.
