@@ -1,0 +1,167 @@
+"""The REST client against the sandbox, over real sockets, signatures checked on every call."""
+
+from __future__ import annotations
+
+import base64
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+
+from service.reconciler.client import (
+    ClientLimits,
+    CybersourceClient,
+    CybersourceError,
+    CybersourceNotFound,
+)
+from service.reconciler.http_signature import MerchantCredentials
+from service.sandbox.app import create_sandbox_app
+from tests.support.server import serving
+
+pytestmark = pytest.mark.anyio
+
+MERCHANT = MerchantCredentials(
+    merchant_id="ledgertest",
+    key_id="5b1e2f6a-3c4d-4e5f-8a9b-0c1d2e3f4a5b",
+    secret_key=base64.b64decode(base64.b64encode(b"sandbox-shared-secret-0123456789")),
+)
+FAST = ClientLimits(
+    max_requests_per_second=1000, backoff_initial_seconds=0.01, backoff_max_seconds=0.05
+)
+
+
+@pytest.fixture
+def sandbox_url() -> Iterator[str]:
+    with serving(create_sandbox_app([MERCHANT])) as url:
+        yield url
+
+
+@pytest.fixture
+async def client(sandbox_url: str) -> AsyncIterator[CybersourceClient]:
+    async with CybersourceClient(sandbox_url, MERCHANT, FAST) as cybersource:
+        yield cybersource
+
+
+def drive(
+    sandbox_url: str, path: str, document: dict[str, object] | None = None
+) -> dict[str, object]:
+    response = httpx.post(f"{sandbox_url}/sandbox{path}", json=document or {})
+    assert response.status_code in (200, 201), response.text
+    return response.json()
+
+
+def new_invoice(sandbox_url: str, number: str, total: str = "100.00", **extra: object) -> None:
+    drive(
+        sandbox_url,
+        "/invoices",
+        {
+            "invoiceNumber": number,
+            "totalAmount": total,
+            "currency": "USD",
+            "dueDate": "2026-12-31",
+            **extra,
+        },
+    )
+
+
+async def test_invoice_details_come_back_with_their_history(
+    client: CybersourceClient, sandbox_url: str
+) -> None:
+    new_invoice(sandbox_url, "2670", allowPartialPayments=True)
+    drive(sandbox_url, "/invoices/2670/send")
+    drive(sandbox_url, "/invoices/2670/pay", {"amount": "40.00", "transactionId": "tx-1"})
+    details = await client.get_invoice("2670")
+    assert details["status"] == "PARTIAL"
+    amounts = details["orderInformation"]["amountDetails"]
+    assert (amounts["totalAmount"], amounts["balanceAmount"]) == ("100.00", "60.00")
+    assert [entry["event"] for entry in details["invoiceHistory"]] == ["PAYMENT", "SEND", "DRAFT"]
+    assert details["invoiceHistory"][0]["transactionDetails"] == {
+        "transactionId": "tx-1",
+        "amount": "40.00",
+    }
+
+
+async def test_a_wrong_secret_is_refused_once_and_not_retried(sandbox_url: str) -> None:
+    impostor = MerchantCredentials(
+        MERCHANT.merchant_id, MERCHANT.key_id, b"not-the-secret-0123456789abcdef"
+    )
+    async with CybersourceClient(sandbox_url, impostor, FAST) as client:
+        with pytest.raises(
+            CybersourceError, match="Get Invoice Details: HTTP 401 AUTHENTICATION_FAILED"
+        ):
+            await client.get_invoice("1")
+        assert client.requests_sent == 1
+
+
+async def test_an_unknown_invoice_is_not_found_and_not_retried(client: CybersourceClient) -> None:
+    with pytest.raises(CybersourceNotFound, match="HTTP 404 NOTFOUND"):
+        await client.get_invoice("does-not-exist")
+    assert client.requests_sent == 1
+
+
+async def test_429_and_502_are_retried_with_backoff(
+    client: CybersourceClient, sandbox_url: str
+) -> None:
+    new_invoice(sandbox_url, "7")
+    drive(sandbox_url, "/faults", {"statuses": [429, 502]})
+    details = await client.get_invoice("7")
+    assert details["id"] == "7"
+    assert client.requests_sent == 3
+
+
+async def test_retries_are_bounded_and_the_error_names_the_call_and_reason(
+    client: CybersourceClient, sandbox_url: str
+) -> None:
+    drive(sandbox_url, "/faults", {"statuses": [502] * FAST.attempts_max})
+    with pytest.raises(CybersourceError, match="Get Invoice Details: HTTP 502 SYSTEM_ERROR"):
+        await client.get_invoice("7")
+    assert client.requests_sent == FAST.attempts_max
+
+
+async def test_network_errors_are_retried_then_reported() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    async with CybersourceClient(f"http://127.0.0.1:{closed_port}", MERCHANT, FAST) as client:
+        with pytest.raises(CybersourceError, match="Get List of Invoices: ConnectError"):
+            await client.list_invoices(0, 10)
+        assert client.requests_sent == FAST.attempts_max
+
+
+async def test_listing_pages_to_the_end_and_filters_by_status(
+    client: CybersourceClient, sandbox_url: str
+) -> None:
+    for number in range(25):
+        new_invoice(sandbox_url, f"L{number}")
+        if number % 5 == 0:
+            drive(sandbox_url, f"/invoices/L{number}/send")
+    every = [invoice["id"] async for invoice in client.iterate_invoices(page_size=10)]
+    assert sorted(every) == sorted(f"L{n}" for n in range(25))
+    sent = [invoice["id"] async for invoice in client.iterate_invoices(status="SENT", page_size=2)]
+    assert sorted(sent) == sorted(f"L{n}" for n in range(0, 25, 5))
+
+
+async def test_posts_are_signed_with_a_digest_and_accepted(client: CybersourceClient) -> None:
+    key = await client.create_webhook_key("ledgertest")
+    assert key["keyInformation"]["keyType"] == "sharedSecret"
+    subscription = await client.create_webhook_subscription(
+        "ledgertest",
+        "https://ledger.example.com/webhooks/cybersource",
+        ["invoicing.customer.invoice.paid"],
+    )
+    assert subscription["products"][0]["eventTypes"] == ["invoicing.customer.invoice.paid"]
+    assert subscription["webhookId"]
+
+
+async def test_the_client_keeps_to_its_rate_limit(sandbox_url: str) -> None:
+    new_invoice(sandbox_url, "R")
+    limits = ClientLimits(max_requests_per_second=5)
+    async with CybersourceClient(sandbox_url, MERCHANT, limits) as client:
+        started = time.monotonic()
+        for _ in range(12):
+            await client.get_invoice("R")
+        elapsed = time.monotonic() - started
+    # A burst of five, then five a second: twelve calls cannot finish before 1.4 s.
+    assert elapsed >= 1.3
