@@ -9,7 +9,7 @@ import signal
 import sys
 import time
 from datetime import datetime
-from typing import BinaryIO, NoReturn
+from typing import Any, BinaryIO, NoReturn
 
 import click
 import uvicorn
@@ -19,6 +19,8 @@ from service.domain.events import RecordedEvent
 from service.logs import configure_logging
 from service.projections.projector import InvoiceProjector
 from service.projections.rebuild import rebuild_invoices
+from service.reconciler.client import ClientLimits, CybersourceClient
+from service.reconciler.reconciler import SWEEP_STATUS_ORDER, Reconciler, SweepSummary
 from service.settings import ConfigurationError, Settings, load_settings
 from service.store.database import create_engine
 from service.store.event_store import SqlEventStore
@@ -148,6 +150,105 @@ async def _rebuild(settings: Settings) -> int:
             return await rebuild_invoices(store, SqlReadModelStore(engine), on_progress=bar.update)
     finally:
         await engine.dispose()
+
+
+INVOICING_EVENT_TYPES = [
+    "invoicing.customer.invoice.send",
+    "invoicing.customer.invoice.cancel",
+    "invoicing.customer.invoice.paid",
+    "invoicing.customer.invoice.partial-payment",
+    "invoicing.customer.invoice.reminder",
+    "invoicing.customer.invoice.overdue-reminder",
+    "invoicing.customer.invoice.partial-resend",
+]
+
+
+def _cybersource_client(settings: Settings) -> CybersourceClient:
+    credentials = settings.cybersource_credentials()
+    if credentials is None:
+        _fail(
+            "set LEDGER_CYBERSOURCE_MERCHANT_ID, LEDGER_CYBERSOURCE_KEY_ID and"
+            " LEDGER_CYBERSOURCE_SECRET_KEY to call Cybersource"
+        )
+    limits = ClientLimits(max_requests_per_second=settings.cybersource_max_requests_per_second)
+    return CybersourceClient(settings.cybersource_base_url, credentials, limits)
+
+
+@main.command()
+@click.option("--invoice", "invoices", multiple=True, help="An invoice number (repeatable).")
+@click.option("--sweep", is_flag=True, help="Every invoice Cybersource lists (open ones first).")
+@click.option("--status", help="With --sweep: only invoices in this status.")
+def reconcile(invoices: tuple[str, ...], sweep: bool, status: str | None) -> None:
+    """Ask Cybersource about invoices and append what the ledger lacks (idempotent).
+
+    Exits non-zero when any call failed.
+    """
+    if bool(invoices) == sweep:
+        _fail("give either --invoice N (one or more) or --sweep")
+    settings = _settings()
+    summary = asyncio.run(_reconcile(settings, invoices, sweep, status))
+    click.echo(
+        f"checked {summary.checked}, changed {summary.changed}, failed {summary.failed}", err=True
+    )
+    for error in summary.errors[:20]:
+        click.echo(f"  {error}", err=True)
+    if summary.failed:
+        sys.exit(1)
+
+
+async def _reconcile(
+    settings: Settings, invoices: tuple[str, ...], sweep: bool, status: str | None
+) -> SweepSummary:
+    engine = create_engine(settings.database, pool_size=4)
+    try:
+        async with _cybersource_client(settings) as client:
+            reconciler = Reconciler(client, SqlEventStore(engine))
+            with tqdm(unit="invoice", desc="reconcile", total=len(invoices) or None) as bar:
+                if sweep:
+                    statuses = (status,) if status else SWEEP_STATUS_ORDER
+                    return await reconciler.sweep(statuses, on_invoice=lambda _: bar.update())
+                summary = SweepSummary()
+                for number in invoices:
+                    outcome = await reconciler.reconcile_invoice(number)
+                    summary.checked += 1
+                    summary.changed += bool(outcome.appended)
+                    if outcome.error:
+                        summary.failed += 1
+                        summary.errors.append(f"{number}: {outcome.error}")
+                    bar.update()
+                return summary
+    finally:
+        await engine.dispose()
+
+
+@main.command()
+@click.option("--url", required=True, help="The public HTTPS URL of /webhooks/cybersource.")
+@click.option("--organization-id", help="Defaults to LEDGER_CYBERSOURCE_MERCHANT_ID.")
+def subscribe(url: str, organization_id: str | None) -> None:
+    """Create a webhook signing key and a subscription to the invoicing events.
+
+    Prints the keyId and the LEDGER_WEBHOOK_KEYS entry to configure (a secret: store it).
+    """
+    if not url.startswith("https://"):
+        _fail("Cybersource delivers only to https URLs on port 443 or 8443")
+    settings = _settings()
+    organization = organization_id or settings.cybersource_merchant_id or ""
+    key, subscription = asyncio.run(_subscribe(settings, organization, url))
+    information = key.get("keyInformation", {})
+    click.echo(f"webhookId: {subscription.get('webhookId')}")
+    click.echo(f"keyId: {information.get('keyId')}")
+    click.echo(f"LEDGER_WEBHOOK_KEYS={information.get('keyId')}:{information.get('key')}")
+
+
+async def _subscribe(
+    settings: Settings, organization_id: str, url: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    async with _cybersource_client(settings) as client:
+        key = await client.create_webhook_key(organization_id)
+        subscription = await client.create_webhook_subscription(
+            organization_id, url, INVOICING_EVENT_TYPES
+        )
+    return key, subscription
 
 
 @main.command()

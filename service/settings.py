@@ -12,10 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL
 
+from service.reconciler.http_signature import MerchantCredentials
 from service.store.database import UnsupportedDatabaseUrl, resolve_database_url
 from service.webhooks.signature import SignedContent
 
@@ -86,6 +87,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_048_576, ge=1024, le=64 * 1_048_576)
     log_level: str = "INFO"
     projector_enabled: bool = True
+    cybersource_base_url: str = Field("https://apitest.cybersource.com", pattern=r"^https?://")
+    cybersource_merchant_id: str | None = None
+    cybersource_key_id: str | None = None
+    cybersource_secret_key: SecretStr | None = None
+    cybersource_max_requests_per_second: float = Field(5.0, gt=0, le=1000)
+    reconcile_interval_seconds: int = Field(900, ge=10, le=7 * 24 * 3600)
     api_tokens: Annotated[ApiTokens, NoDecode] = ApiTokens()
 
     @field_validator("database_url")
@@ -115,6 +122,33 @@ class Settings(BaseSettings):
             raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
         return level
 
+    @model_validator(mode="after")
+    def _credentials_all_or_none(self) -> Settings:
+        given = [self.cybersource_merchant_id, self.cybersource_key_id, self.cybersource_secret_key]
+        if any(given) and not all(given):
+            raise ValueError(
+                "LEDGER_CYBERSOURCE_MERCHANT_ID, LEDGER_CYBERSOURCE_KEY_ID and"
+                " LEDGER_CYBERSOURCE_SECRET_KEY go together: set all three or none"
+            )
+        if self.cybersource_secret_key is not None:
+            try:
+                base64.b64decode(self.cybersource_secret_key.get_secret_value(), validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError("LEDGER_CYBERSOURCE_SECRET_KEY is not valid base64") from None
+        return self
+
+    def cybersource_credentials(self) -> MerchantCredentials | None:
+        """None when no credentials are configured: the reconciler is off."""
+        if not (self.cybersource_merchant_id and self.cybersource_key_id):
+            return None
+        if self.cybersource_secret_key is None:
+            return None
+        return MerchantCredentials(
+            merchant_id=self.cybersource_merchant_id,
+            key_id=self.cybersource_key_id,
+            secret_key=base64.b64decode(self.cybersource_secret_key.get_secret_value()),
+        )
+
     @property
     def database(self) -> URL:
         return resolve_database_url(self.database_url)
@@ -126,6 +160,8 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as error:
         problems = []
         for detail in error.errors():
-            name = ENVIRONMENT_PREFIX + str(detail["loc"][0]).upper() if detail["loc"] else "?"
-            problems.append(f"{name}: {detail['msg'].removeprefix('Value error, ')}")
+            message = detail["msg"].removeprefix("Value error, ")
+            if detail["loc"]:  # one variable; otherwise the message names the variables
+                message = f"{ENVIRONMENT_PREFIX}{str(detail['loc'][0]).upper()}: {message}"
+            problems.append(message)
         raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from None

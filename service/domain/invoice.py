@@ -200,10 +200,11 @@ def _money_changes(
         if balance is not None and before is not None:
             collected = before - balance
         elif payment is not None and payment.amount is not None and not already_seen:
-            collected = payment.amount
+            # Never more than was still owed: the same money may already have been counted
+            # from a balance report that named no transaction.
+            collected = payment.amount if before is None else min(payment.amount, before)
             if before is not None:
-                balance_implied = before - payment.amount
-                accounted = balance_implied
+                accounted = before - collected
     if balance is not None:
         accounted = balance
 

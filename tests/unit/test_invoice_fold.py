@@ -118,6 +118,17 @@ def test_a_payment_seen_twice_counts_once() -> None:
     assert state.balance_amount == Decimal("60.00")
 
 
+def test_a_payment_reported_after_the_balance_that_included_it_counts_once() -> None:
+    events = [
+        event(1, E.INVOICE_SENT, 0, balanceAmount="100.00", totalAmount="100.00"),
+        event(2, E.INVOICE_PAID, 10, balanceAmount="0.00"),  # the webhook names no transaction
+        event(3, E.PAYMENT_RECEIVED, 11, payment={"transactionId": "tx-9", "amount": "100.00"}),
+    ]
+    state = fold("INV-1", events)
+    assert sum(c.amount for c in state.collections) == Decimal("100.00")
+    assert [p.transaction_id for p in state.payments] == ["tx-9"]
+
+
 def test_the_state_as_of_a_past_moment_ignores_later_events() -> None:
     state = fold_as_of("INV-1", lifecycle(), T0 + timedelta(minutes=15))
     assert state.status is InvoiceStatus.PARTIAL

@@ -90,3 +90,19 @@ def test_out_of_range_settings_name_their_variable(
 ) -> None:
     with pytest.raises(ConfigurationError, match=variable):
         load_settings(**{field: value})
+
+
+def test_cybersource_credentials_go_together_and_are_off_when_absent() -> None:
+    assert load_settings().cybersource_credentials() is None
+    with pytest.raises(ConfigurationError, match="LEDGER_CYBERSOURCE_SECRET_KEY go together"):
+        load_settings(cybersource_merchant_id="m", cybersource_key_id="k")
+    with pytest.raises(ConfigurationError, match="not valid base64"):
+        load_settings(
+            cybersource_merchant_id="m", cybersource_key_id="k", cybersource_secret_key="*"
+        )
+    settings = load_settings(
+        cybersource_merchant_id="m", cybersource_key_id="k", cybersource_secret_key=KEY_32
+    )
+    credentials = settings.cybersource_credentials()
+    assert credentials is not None and credentials.secret_key == b"x" * 32
+    assert KEY_32 not in repr(settings) and KEY_32 not in repr(credentials)

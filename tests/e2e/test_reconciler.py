@@ -1,0 +1,132 @@
+"""The reconciler against the sandbox: the ledger ends up matching Cybersource, idempotently."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.domain.invoice import fold
+from service.reconciler.client import CybersourceClient
+from service.reconciler.reconciler import Reconciler
+from service.sandbox.app import create_sandbox_app
+from service.store.database import create_engine, resolve_database_url
+from service.store.event_store import SqlEventStore
+from service.webhooks.envelope import DeliveryHeaders, parse_body, read_notification
+from service.webhooks.translation import notification_events
+from tests.e2e.test_cybersource_client import FAST, MERCHANT, drive, new_invoice
+from tests.support.server import serving
+from tests.support.webhooks import encode, invoice_notification
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def sandbox_url() -> Iterator[str]:
+    with serving(create_sandbox_app([MERCHANT])) as url:
+        yield url
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(resolve_database_url(database_url))
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def cybersource(sandbox_url: str) -> AsyncIterator[CybersourceClient]:
+    async with CybersourceClient(sandbox_url, MERCHANT, FAST) as client:
+        yield client
+
+
+@pytest.fixture
+def reconciler(cybersource: CybersourceClient, engine: AsyncEngine) -> Reconciler:
+    return Reconciler(cybersource, SqlEventStore(engine))
+
+
+def lifecycles(sandbox_url: str) -> None:
+    new_invoice(sandbox_url, "R-PAID", allowPartialPayments=True, customerName="Tanya Lee")
+    drive(sandbox_url, "/invoices/R-PAID/send")
+    drive(sandbox_url, "/invoices/R-PAID/pay", {"amount": "30.00", "transactionId": "tx-1"})
+    drive(sandbox_url, "/invoices/R-PAID/pay", {"amount": "70.00", "transactionId": "tx-2"})
+    new_invoice(sandbox_url, "R-PARTIAL", "50.00", allowPartialPayments=True)
+    drive(sandbox_url, "/invoices/R-PARTIAL/publish")
+    drive(sandbox_url, "/invoices/R-PARTIAL/pay", {"amount": "20.00", "transactionId": "tx-3"})
+    new_invoice(sandbox_url, "R-CANCELED")
+    drive(sandbox_url, "/invoices/R-CANCELED/send")
+    drive(sandbox_url, "/invoices/R-CANCELED/cancel")
+    new_invoice(sandbox_url, "R-CREATED")
+    drive(sandbox_url, "/invoices/R-CREATED/publish")
+
+
+async def test_a_sweep_brings_the_ledger_to_what_cybersource_says(
+    reconciler: Reconciler, cybersource: CybersourceClient, sandbox_url: str, engine: AsyncEngine
+) -> None:
+    lifecycles(sandbox_url)
+    summary = await reconciler.sweep()
+    assert (summary.checked, summary.changed, summary.failed) == (4, 4, 0)
+    store = SqlEventStore(engine)
+    for number in ("R-PAID", "R-PARTIAL", "R-CANCELED", "R-CREATED"):
+        truth = await cybersource.get_invoice(number)
+        state = fold(number, await store.read_stream(number))
+        amounts = truth["orderInformation"]["amountDetails"]
+        assert state.status == truth["status"]
+        assert state.total_amount == Decimal(amounts["totalAmount"])
+        assert state.balance_amount == Decimal(amounts["balanceAmount"])
+        paid = [h for h in truth["invoiceHistory"] if h["event"] == "PAYMENT"]
+        assert sorted(p.transaction_id for p in state.payments) == sorted(
+            h["transactionDetails"]["transactionId"] for h in paid
+        )
+        assert sum(c.amount for c in state.collections) == sum(
+            Decimal(h["transactionDetails"]["amount"]) for h in paid
+        )
+
+
+async def test_reconciling_twice_appends_nothing_the_second_time(
+    reconciler: Reconciler, sandbox_url: str, engine: AsyncEngine
+) -> None:
+    lifecycles(sandbox_url)
+    first = await reconciler.sweep()
+    positions = await SqlEventStore(engine).last_position()
+    second = await reconciler.sweep()
+    assert first.changed == 4 and second.changed == 0 and second.checked == 4
+    assert await SqlEventStore(engine).last_position() == positions
+
+
+async def test_a_payment_seen_by_webhook_and_by_reconciler_counts_once(
+    reconciler: Reconciler, sandbox_url: str, engine: AsyncEngine
+) -> None:
+    new_invoice(sandbox_url, "R-BOTH")
+    drive(sandbox_url, "/invoices/R-BOTH/send")
+    drive(sandbox_url, "/invoices/R-BOTH/pay", {"amount": "100.00", "transactionId": "tx-b"})
+    store = SqlEventStore(engine)
+
+    webhook = encode(
+        invoice_notification(
+            "R-BOTH",
+            "invoicing.customer.invoice.paid",
+            balance="0.00",
+            totalAmount="100.00",
+            event_date=datetime.now(UTC).isoformat(),
+        )
+    )
+    notification = read_notification(parse_body(webhook), DeliveryHeaders())
+    await store.append(notification_events(notification, datetime.now(UTC)))
+    outcome = await reconciler.reconcile_invoice("R-BOTH")
+    assert outcome.error is None and outcome.appended > 0
+    state = fold("R-BOTH", await store.read_stream("R-BOTH"))
+    assert state.status == "PAID"
+    assert sum(c.amount for c in state.collections) == Decimal("100.00")
+    assert [p.transaction_id for p in state.payments] == ["tx-b"]
+
+
+async def test_an_unknown_invoice_is_reported_not_appended(
+    reconciler: Reconciler, engine: AsyncEngine
+) -> None:
+    outcome = await reconciler.reconcile_invoice("nobody")
+    assert outcome.error is not None and "404" in outcome.error
+    assert await SqlEventStore(engine).last_position() == 0
