@@ -252,6 +252,25 @@ async def _subscribe(
 
 
 @main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8400, show_default=True, type=click.IntRange(1, 65535))
+def sandbox(host: str, port: int) -> None:
+    """Serve a local Cybersource: invoicing REST API with HTTP Signature checks.
+
+    It accepts the credentials in LEDGER_CYBERSOURCE_* (point LEDGER_CYBERSOURCE_BASE_URL
+    at it). Drive invoices with POST /sandbox/invoices and
+    /sandbox/invoices/{id}/publish|send|pay|cancel; inject 429/502 with POST /sandbox/faults.
+    """
+    from service.sandbox.app import create_sandbox_app
+
+    settings = _settings()
+    credentials = settings.cybersource_credentials()
+    if credentials is None:
+        _fail("set LEDGER_CYBERSOURCE_MERCHANT_ID, _KEY_ID and _SECRET_KEY for the sandbox")
+    uvicorn.run(create_sandbox_app([credentials]), host=host, port=port, log_config=None)
+
+
+@main.command()
 @click.option("--invoice", "stream_id", help="Only this invoice's events, in version order.")
 @click.option(
     "--after",

@@ -10,6 +10,8 @@ import structlog
 
 def configure_logging(level: str) -> None:
     logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level, force=True)
+    # httpx logs every request line at INFO; the reconciler logs what matters itself.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
