@@ -49,6 +49,11 @@ def parse_amount(value: object) -> Decimal:
     return amount
 
 
+def parse_optional_amount(value: object) -> Decimal | None:
+    """An amount, or None where the provider left it out (absent or an empty string)."""
+    return None if value is None or value == "" else parse_amount(value)
+
+
 def parse_currency(value: object) -> str:
     if not isinstance(value, str):
         raise InvalidCurrency(f"currency must be a string, not {type(value).__name__}")

@@ -8,12 +8,12 @@ import hashlib
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from service.domain.events import EventSource, InvoiceEventType, NewEvent
-from service.domain.money import InvalidAmount, parse_amount
+from service.domain.money import parse_optional_amount
 
 E = InvoiceEventType
 EVENT_TYPE_BY_HISTORY_EVENT = {
@@ -34,17 +34,11 @@ class InvalidInvoiceDetails(ValueError):
     """Cybersource answered something the ledger cannot read; nothing is appended."""
 
 
-def _amount(value: Any) -> Decimal | None:
-    if value is None or value == "":
-        return None
-    try:
-        return parse_amount(value)
-    except InvalidAmount as error:
-        raise ValueError(str(error)) from error
-
-
 def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+Amount = Annotated[Decimal | None, BeforeValidator(parse_optional_amount)]
 
 
 class _Model(BaseModel):
@@ -53,8 +47,7 @@ class _Model(BaseModel):
 
 class _Transaction(_Model):
     transaction_id: str | None = Field(None, alias="transactionId", max_length=200)
-    amount: Decimal | None = None
-    _amount = field_validator("amount", mode="before")(_amount)
+    amount: Amount = None
 
 
 class _HistoryEntry(_Model):
@@ -64,10 +57,9 @@ class _HistoryEntry(_Model):
 
 
 class _Amounts(_Model):
-    total: Decimal | None = Field(None, alias="totalAmount")
-    balance: Decimal | None = Field(None, alias="balanceAmount")
+    total: Amount = Field(None, alias="totalAmount")
+    balance: Amount = Field(None, alias="balanceAmount")
     currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")
-    _amounts = field_validator("total", "balance", mode="before")(_amount)
 
 
 class _Order(_Model):
@@ -102,7 +94,8 @@ def read_details(document: dict[str, Any]) -> InvoiceDetails:
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
-        raise InvalidInvoiceDetails(f"Get Invoice Details: {where}: {first['msg']}") from None
+        message = first["msg"].removeprefix("Value error, ")
+        raise InvalidInvoiceDetails(f"Get Invoice Details: {where}: {message}") from None
 
 
 def _money(amount: Decimal | None) -> str | None:

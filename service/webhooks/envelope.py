@@ -25,7 +25,7 @@ from pydantic import (
     field_validator,
 )
 
-from service.domain.money import InvalidAmount, InvalidCurrency, parse_amount, parse_currency
+from service.domain.money import InvalidCurrency, parse_currency, parse_optional_amount
 
 IDENTIFIER_LENGTH_MAX = 200
 
@@ -75,15 +75,6 @@ def _optional_text(value: Any) -> Any:
     return value
 
 
-def _amount(value: Any) -> Decimal | None:
-    if value is None or value == "":
-        return None
-    try:
-        return parse_amount(value)
-    except InvalidAmount as error:
-        raise ValueError(str(error)) from error
-
-
 def _currency(value: Any) -> str | None:
     if value is None or value == "":
         return None
@@ -108,7 +99,7 @@ def _retry_number(value: Any) -> int | None:
 Text = Annotated[
     str | None, BeforeValidator(_optional_text), Field(max_length=IDENTIFIER_LENGTH_MAX)
 ]
-Amount = Annotated[Decimal | None, BeforeValidator(_amount)]
+Amount = Annotated[Decimal | None, BeforeValidator(parse_optional_amount)]
 Currency = Annotated[str | None, BeforeValidator(_currency)]
 
 

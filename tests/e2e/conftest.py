@@ -29,3 +29,13 @@ def base_url(database_url: str) -> Iterator[str]:
 def client(base_url: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=base_url, timeout=30) as http_client:
         yield http_client
+
+
+@pytest.fixture
+def sandbox_url() -> Iterator[str]:
+    """The local Cybersource, over a real socket, knowing the tests' merchant credentials."""
+    from service.sandbox.app import create_sandbox_app
+    from tests.e2e.test_cybersource_client import MERCHANT
+
+    with serving(create_sandbox_app([MERCHANT])) as url:
+        yield url

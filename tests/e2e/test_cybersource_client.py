@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -17,8 +17,6 @@ from service.reconciler.client import (
     CybersourceNotFound,
 )
 from service.reconciler.http_signature import MerchantCredentials
-from service.sandbox.app import create_sandbox_app
-from tests.support.server import serving
 
 pytestmark = pytest.mark.anyio
 
@@ -30,12 +28,6 @@ MERCHANT = MerchantCredentials(
 FAST = ClientLimits(
     max_requests_per_second=1000, backoff_initial_seconds=0.01, backoff_max_seconds=0.05
 )
-
-
-@pytest.fixture
-def sandbox_url() -> Iterator[str]:
-    with serving(create_sandbox_app([MERCHANT])) as url:
-        yield url
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -12,22 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.domain.invoice import fold
 from service.reconciler.client import CybersourceClient
 from service.reconciler.reconciler import Reconciler
-from service.sandbox.app import create_sandbox_app
 from service.store.database import create_engine, resolve_database_url
 from service.store.event_store import SqlEventStore
 from service.webhooks.envelope import DeliveryHeaders, parse_body, read_notification
 from service.webhooks.translation import notification_events
 from tests.e2e.test_cybersource_client import FAST, MERCHANT, drive, new_invoice
-from tests.support.server import serving
 from tests.support.webhooks import encode, invoice_notification
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def sandbox_url() -> Iterator[str]:
-    with serving(create_sandbox_app([MERCHANT])) as url:
-        yield url
 
 
 @pytest.fixture
