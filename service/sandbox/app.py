@@ -1,6 +1,7 @@
 """The sandbox's HTTP API: Cybersource's invoicing and webhook-setup endpoints, each checking
 the HTTP Signature, plus unsigned ``/sandbox`` endpoints to drive invoices through their
-lifecycle and to inject faults (429/502 answers) on demand."""
+lifecycle (each change sends the webhook Cybersource would), to inject 429/502 answers on
+demand, and to read the delivery log."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import secrets
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -22,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service.reconciler.http_signature import MerchantCredentials, SignatureMismatch, verify_request
+from service.sandbox.deliveries import WebhookDeliveries
 from service.sandbox.invoices import ActionNotAllowed, SandboxInvoice
 
 DATE_SKEW_SECONDS_MAX = 15 * 60
@@ -51,8 +54,12 @@ Handler = Callable[[Request, bytes], Awaitable[Response]]
 
 
 def create_sandbox_app(
-    merchants: Sequence[MerchantCredentials], *, clock: Callable[[], float] = time.time
+    merchants: Sequence[MerchantCredentials],
+    *,
+    deliveries: WebhookDeliveries | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> Starlette:
+    """``deliveries``: where and how to send webhooks for lifecycle changes (none: silent)."""
     state = SandboxState({credentials.key_id: credentials for credentials in merchants})
 
     def signed(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
@@ -166,24 +173,42 @@ def create_sandbox_app(
         if invoice is None:
             return _error(404, "NOTFOUND", "the invoice does not exist")
         action = request.path_params["action"]
+        was_partial = invoice.status == "PARTIAL"
         try:
             if action == "publish":
                 invoice.publish()
+                event_type = None  # Cybersource has no webhook for CREATED
             elif action == "send":
                 invoice.send()
+                event_type = "partial-resend" if was_partial else "send"
             elif action == "cancel":
                 invoice.cancel()
+                event_type = "cancel"
             elif action == "pay":
                 document = await request.json()
-                invoice.pay(
-                    Decimal(str(document["amount"])),
-                    str(document.get("transactionId") or uuid.uuid4().hex),
-                )
+                transaction_id = str(document.get("transactionId") or uuid.uuid4().hex)
+                invoice.pay(Decimal(str(document["amount"])), transaction_id)
+                event_type = "paid" if invoice.status == "PAID" else "partial-payment"
             else:
                 return _error(404, "NOTFOUND", f"no action {action!r}")
         except ActionNotAllowed as refused:
             return _error(400, "ACTION_NOT_ALLOWED", str(refused))
+        if deliveries is not None and event_type is not None:
+            deliveries.notify(f"invoicing.customer.invoice.{event_type}", invoice)
         return JSONResponse(invoice.details())
+
+    async def delivery_log(request: Request) -> Response:
+        if deliveries is None:
+            return JSONResponse({"configured": False})
+        return JSONResponse({"configured": True, **vars(deliveries.log)})
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if deliveries is not None:
+                await deliveries.close()
 
     async def inject_faults(request: Request) -> Response:
         statuses = (await request.json()).get("statuses", [])
@@ -203,7 +228,9 @@ def create_sandbox_app(
             Route("/sandbox/invoices", create_invoice, methods=["POST"]),
             Route("/sandbox/invoices/{id}/{action}", invoice_action, methods=["POST"]),
             Route("/sandbox/faults", inject_faults, methods=["POST"]),
-        ]
+            Route("/sandbox/deliveries", delivery_log, methods=["GET"]),
+        ],
+        lifespan=lifespan,
     )
     app.state.sandbox = state
     return app

@@ -21,6 +21,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StringConstraints,
     ValidationError,
     field_validator,
 )
@@ -96,9 +97,9 @@ def _retry_number(value: Any) -> int | None:
     return None
 
 
-Text = Annotated[
-    str | None, BeforeValidator(_optional_text), Field(max_length=IDENTIFIER_LENGTH_MAX)
-]
+# The length bound applies to the text only: None (absent or blank) is always acceptable.
+BoundedText = Annotated[str, StringConstraints(max_length=IDENTIFIER_LENGTH_MAX)]
+Text = Annotated[BoundedText | None, BeforeValidator(_optional_text)]
 Amount = Annotated[Decimal | None, BeforeValidator(parse_optional_amount)]
 Currency = Annotated[str | None, BeforeValidator(_currency)]
 

@@ -255,3 +255,11 @@ def test_an_absurd_retry_number_is_dropped_rather_than_fatal(retry_number: objec
     body = documented_invoicing_example()
     body["retryNumber"] = retry_number
     assert read_notification(body, NO_HEADERS).retry_number is None
+
+
+def test_blank_optional_fields_are_unknown_not_errors() -> None:
+    body = documented_invoicing_example()
+    body["payloads"][0]["data"].update(payerName="", emailTo="  ", dueDate="")
+    [event] = events_of(body)
+    assert event.data["customer"] is None
+    assert event.data["dueDate"] is None

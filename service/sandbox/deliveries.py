@@ -1,0 +1,169 @@
+"""The sandbox's webhook deliveries: signed as Cybersource signs them, retried by its retry
+policy (time compressible), with optional faults: a share of notifications dropped,
+duplicated or delayed (so they arrive out of order)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import structlog
+
+from service.sandbox.invoices import SandboxInvoice
+from service.webhooks.signature import SignedContent, sign
+
+log = structlog.get_logger("service.sandbox")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Cybersource's defaults: first retry a minute after a failure, then every minute, three
+    times. ``seconds_per_minute`` compresses time for tests and demos."""
+
+    first_retry_minutes: float = 1
+    interval_minutes: float = 1
+    retries: int = 3
+    seconds_per_minute: float = 60.0
+
+
+@dataclass(frozen=True)
+class DeliveryFaults:
+    drop_share: float = 0.0
+    duplicate_share: float = 0.0
+    delay_share: float = 0.0
+    delay_seconds_max: float = 0.0
+    seed: int | None = None
+
+
+@dataclass
+class WebhookTarget:
+    url: str
+    key_id: str
+    key: bytes
+    webhook_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    organization_id: str = "sandbox"
+    signed_content: SignedContent = SignedContent.PAYLOAD
+
+
+@dataclass
+class DeliveryLog:
+    sent: int = 0
+    acknowledged: int = 0
+    dropped: int = 0
+    failed: int = 0  # retries exhausted
+    pending: int = 0
+
+
+class WebhookDeliveries:
+    def __init__(
+        self,
+        target: WebhookTarget,
+        retry_policy: RetryPolicy = RetryPolicy(),
+        faults: DeliveryFaults = DeliveryFaults(),
+        timeout_seconds: float = 10.0,
+    ) -> None:
+        self._target = target
+        self._retry = retry_policy
+        self._faults = faults
+        self._random = random.Random(faults.seed)
+        self._http = httpx.AsyncClient(timeout=timeout_seconds)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.log = DeliveryLog()
+
+    def notify(self, event_type: str, invoice: SandboxInvoice) -> None:
+        """Queue a notification about this invoice's current state."""
+        notification = self._notification(event_type, invoice)
+        if self._random.random() < self._faults.drop_share:
+            self.log.dropped += 1
+            return
+        copies = 2 if self._random.random() < self._faults.duplicate_share else 1
+        for _ in range(copies):
+            delay = 0.0
+            if self._random.random() < self._faults.delay_share:
+                delay = self._random.uniform(0, self._faults.delay_seconds_max)
+            task = asyncio.get_running_loop().create_task(self._deliver(notification, delay))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def settle(self, timeout_seconds: float) -> None:
+        """Wait until every queued delivery has been acknowledged or given up."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout_seconds)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await self._http.aclose()
+
+    def _notification(self, event_type: str, invoice: SandboxInvoice) -> dict[str, Any]:
+        data = {
+            "invoiceNumber": invoice.invoice_number,
+            "invoiceBalance": str(invoice.balance_amount),
+            "balanceAmount": str(invoice.balance_amount),
+            "currency": invoice.currency,
+            "dueDate": invoice.due_date.isoformat(),
+            "payerName": invoice.customer_name or "",
+            "emailTo": invoice.customer_email or "",
+            "eventType": event_type,
+            "organizationID": self._target.organization_id,
+        }
+        return {
+            "notificationId": str(uuid.uuid4()),
+            "retryNumber": 0,
+            "eventType": event_type,
+            "eventDate": datetime.now(UTC).isoformat(),
+            "webhookId": self._target.webhook_id,
+            "payloads": [{"data": data}],
+        }
+
+    async def _deliver(self, notification: dict[str, Any], delay_seconds: float) -> None:
+        self.log.pending += 1
+        try:
+            await asyncio.sleep(delay_seconds)
+            waits = [self._retry.first_retry_minutes] + [self._retry.interval_minutes] * (
+                self._retry.retries - 1
+            )
+            for attempt in range(self._retry.retries + 1):
+                if await self._attempt({**notification, "retryNumber": attempt}, attempt):
+                    self.log.acknowledged += 1
+                    return
+                if attempt < self._retry.retries:
+                    await asyncio.sleep(waits[attempt] * self._retry.seconds_per_minute)
+            self.log.failed += 1
+        finally:
+            self.log.pending -= 1
+
+    async def _attempt(self, notification: dict[str, Any], attempt: int) -> bool:
+        body = json.dumps(notification).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "Vert.x-WebClient/3.9.8",
+            "v-c-signature": sign(
+                self._target.key_id,
+                self._target.key,
+                body,
+                int(time.time() * 1000),
+                self._target.signed_content,
+            ),
+            "V-C-Event-Type": notification["eventType"],
+            "V-C-Organization-Id": self._target.organization_id,
+            "V-C-Product-Name": "customerInvoicing",
+            "V-C-Request-Type": "NEW" if attempt == 0 else "RETRY",
+            "V-C-Retry-Count": str(attempt),
+            "V-C-Transaction-Trace-Id": f"{uuid.uuid4()}-{attempt}",
+            "V-C-Webhook-Id": self._target.webhook_id,
+        }
+        self.log.sent += 1
+        try:
+            response = await self._http.post(self._target.url, content=body, headers=headers)
+        except httpx.TransportError as error:
+            log.info("sandbox.delivery_failed", error=type(error).__name__, attempt=attempt)
+            return False
+        return 200 <= response.status_code < 300
