@@ -254,20 +254,59 @@ async def _subscribe(
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8400, show_default=True, type=click.IntRange(1, 65535))
-def sandbox(host: str, port: int) -> None:
-    """Serve a local Cybersource: invoicing REST API with HTTP Signature checks.
+@click.option("--webhook-url", help="Where to deliver invoicing webhooks (e.g. the ledger's).")
+@click.option(
+    "--seconds-per-minute",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(0.001, 60),
+    help="Compress the retry policy's minutes.",
+)
+@click.option("--drop", default=0.0, type=click.FloatRange(0, 1), help="Share never delivered.")
+@click.option("--duplicate", default=0.0, type=click.FloatRange(0, 1), help="Share sent twice.")
+@click.option("--delay", default=0.0, type=click.FloatRange(0, 1), help="Share delayed up to 5 s.")
+def sandbox(
+    host: str,
+    port: int,
+    webhook_url: str | None,
+    seconds_per_minute: float,
+    drop: float,
+    duplicate: float,
+    delay: float,
+) -> None:
+    """Serve a local Cybersource: invoicing REST API with HTTP Signature checks, and webhooks.
 
-    It accepts the credentials in LEDGER_CYBERSOURCE_* (point LEDGER_CYBERSOURCE_BASE_URL
-    at it). Drive invoices with POST /sandbox/invoices and
-    /sandbox/invoices/{id}/publish|send|pay|cancel; inject 429/502 with POST /sandbox/faults.
+    It accepts the credentials in LEDGER_CYBERSOURCE_* and signs webhooks with the first key
+    of LEDGER_WEBHOOK_KEYS. Drive invoices with POST /sandbox/invoices and
+    /sandbox/invoices/{id}/publish|send|pay|cancel; inject 429/502 with POST /sandbox/faults;
+    read the delivery log at GET /sandbox/deliveries.
     """
     from service.sandbox.app import create_sandbox_app
+    from service.sandbox.deliveries import (
+        DeliveryFaults,
+        RetryPolicy,
+        WebhookDeliveries,
+        WebhookTarget,
+    )
 
     settings = _settings()
     credentials = settings.cybersource_credentials()
     if credentials is None:
         _fail("set LEDGER_CYBERSOURCE_MERCHANT_ID, _KEY_ID and _SECRET_KEY for the sandbox")
-    uvicorn.run(create_sandbox_app([credentials]), host=host, port=port, log_config=None)
+    deliveries = None
+    if webhook_url:
+        if not settings.webhook_keys.keys:
+            _fail("set LEDGER_WEBHOOK_KEYS: the sandbox signs its webhooks with the first key")
+        key_id, key = next(iter(settings.webhook_keys.keys.items()))
+        deliveries = WebhookDeliveries(
+            WebhookTarget(webhook_url, key_id, key, organization_id=credentials.merchant_id),
+            RetryPolicy(seconds_per_minute=seconds_per_minute),
+            DeliveryFaults(
+                drop_share=drop, duplicate_share=duplicate, delay_share=delay, delay_seconds_max=5.0
+            ),
+        )
+    app = create_sandbox_app([credentials], deliveries=deliveries)
+    uvicorn.run(app, host=host, port=port, log_config=None)
 
 
 @main.command()
