@@ -31,6 +31,9 @@ from service.api.routes import QueryApi
 from service.metrics import LedgerMetrics
 from service.projections.projector import InvoiceProjector
 from service.projections.queries import InvoiceQueries
+from service.reconciler.client import ClientLimits, CybersourceClient
+from service.reconciler.reconciler import Reconciler
+from service.reconciler.worker import ReconcilerWorker
 from service.settings import Settings
 from service.store.database import create_engine, is_postgresql
 from service.store.errors import StoreUnavailable, is_unavailability
@@ -54,6 +57,7 @@ class Resources:
     engine: AsyncEngine
     store: SqlEventStore
     read_models: SqlReadModelStore
+    queries: InvoiceQueries
     metrics: LedgerMetrics
     expected_revision: str | None
     projector: InvoiceProjector | None = None
@@ -69,7 +73,9 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
     engine = create_engine(settings.database, pool_size=settings.database_pool_size)
     store = SqlEventStore(engine)
     read_models = SqlReadModelStore(engine)
-    resources = Resources(engine, store, read_models, metrics, head_revision())
+    resources = Resources(
+        engine, store, read_models, InvoiceQueries(engine), metrics, head_revision()
+    )
     verifier = WebhookVerifier(
         settings.webhook_keys.keys,
         tolerance_seconds=settings.webhook_tolerance_seconds,
@@ -80,7 +86,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
         verifier, store, metrics, max_body_bytes=settings.max_body_bytes, **receiver_options
     )
     authorizer = ApiAuthorizer(settings.api_tokens.tokens)
-    query_api = QueryApi(InvoiceQueries(engine), store, read_models, authorizer)
+    query_api = QueryApi(resources.queries, store, read_models, authorizer)
     openapi = json.loads(
         package_resources.files("service.api").joinpath("openapi.json").read_text()
     )
@@ -98,7 +104,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
         # Everything built so far lives as long as the process: keep the collector from
         # re-scanning it on every collection of the request path's short-lived objects.
         gc.freeze()
-        async with _projecting(settings, resources):
+        async with _projecting(settings, resources), _reconciling(settings, resources):
             try:
                 yield
             finally:
@@ -166,6 +172,32 @@ async def _projecting(settings: Settings, resources: Resources) -> AsyncIterator
     async with appended_events_signal(resources.engine, wake):
         task = asyncio.create_task(projector.run(stop, wake, poll))
         task.add_done_callback(lambda done: _count_projector_stop(done, metrics))
+        try:
+            yield
+        finally:
+            stop.set()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+@asynccontextmanager
+async def _reconciling(settings: Settings, resources: Resources) -> AsyncIterator[None]:
+    """Run the reconciler beside the server when Cybersource credentials are configured."""
+    credentials = settings.cybersource_credentials()
+    if credentials is None:
+        log.info("reconciler.off", detail="no LEDGER_CYBERSOURCE_* credentials configured")
+        yield
+        return
+    limits = ClientLimits(max_requests_per_second=settings.cybersource_max_requests_per_second)
+    async with CybersourceClient(settings.cybersource_base_url, credentials, limits) as client:
+        worker = ReconcilerWorker(
+            Reconciler(client, resources.store),
+            resources.queries,
+            resources.read_models,
+            owner=projector_owner(),
+            sweep_interval_seconds=settings.reconcile_interval_seconds,
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
         try:
             yield
         finally:

@@ -156,6 +156,29 @@ class InvoiceQueries:
             )
         ]
 
+    async def doubtful_invoices(
+        self, now: datetime, quiet_since: datetime, limit: int
+    ) -> list[str]:
+        """Invoices the ledger has reason to doubt: never seen in full (no total), PENDING,
+        open and past due or quiet for long, or a balance above the total."""
+        columns = invoices.c
+        is_open = columns.status.in_(OPEN)
+        rows = await self._all(
+            select(columns.invoice_number)
+            .where(
+                or_(
+                    columns.total_micros.is_(None),
+                    columns.status == "PENDING",
+                    and_(is_open, columns.due_date < now.date()),
+                    and_(is_open, columns.last_event_at < quiet_since),
+                    columns.balance_micros > columns.total_micros,
+                )
+            )
+            .order_by(columns.updated_at)
+            .limit(limit)
+        )
+        return [row.invoice_number for row in rows]
+
     async def by_status(self) -> list[dict[str, Any]]:
         rows = await self._all(
             select(invoice_totals)

@@ -4,6 +4,7 @@ whose webhooks are partly lost, duplicated and reordered; after a sweep the ledg
 from __future__ import annotations
 
 import asyncio
+import base64
 import random
 import time
 from datetime import UTC, datetime
@@ -22,7 +23,14 @@ from service.store.database import create_engine, resolve_database_url
 from service.store.event_store import SqlEventStore
 from tests.e2e.test_cybersource_client import FAST, MERCHANT
 from tests.support.server import serving
-from tests.support.webhooks import WEBHOOK_KEY, WEBHOOK_KEY_ID, WEBHOOK_KEYS_SETTING
+from tests.support.webhooks import (
+    WEBHOOK_KEY,
+    WEBHOOK_KEY_ID,
+    WEBHOOK_KEYS_SETTING,
+    encode,
+    invoice_notification,
+    signed_headers,
+)
 
 FAULTS = DeliveryFaults(
     drop_share=0.25, duplicate_share=0.25, delay_share=0.5, delay_seconds_max=0.3, seed=7
@@ -148,3 +156,43 @@ async def last_position(database_url: str) -> int:
 async def details(sandbox_url: str, invoice: str) -> dict[str, Any]:
     async with CybersourceClient(sandbox_url, MERCHANT, FAST) as client:
         return await client.get_invoice(invoice)
+
+
+def test_the_serving_reconciler_fills_in_what_a_webhook_leaves_out(database_url: str) -> None:
+    """A send notification carries no total; the ledger asks Cybersource by itself."""
+    with serving(create_sandbox_app([MERCHANT])) as sandbox_url:
+        settings = load_settings(
+            database_url=database_url,
+            webhook_keys=WEBHOOK_KEYS_SETTING,
+            cybersource_base_url=sandbox_url,
+            cybersource_merchant_id=MERCHANT.merchant_id,
+            cybersource_key_id=MERCHANT.key_id,
+            cybersource_secret_key=base64.b64encode(MERCHANT.secret_key).decode(),
+        )
+        with serving(create_app(settings)) as ledger_url, httpx.Client(timeout=30) as http:
+            http.post(
+                f"{sandbox_url}/sandbox/invoices",
+                json={
+                    "invoiceNumber": "W-1",
+                    "totalAmount": "42.00",
+                    "currency": "USD",
+                    "dueDate": "2026-12-31",
+                },
+            ).raise_for_status()
+            http.post(f"{sandbox_url}/sandbox/invoices/W-1/send").raise_for_status()
+            body = encode(invoice_notification("W-1", balance="42.00"))
+            delivered = http.post(
+                f"{ledger_url}/webhooks/cybersource", content=body, headers=signed_headers(body)
+            )
+            assert delivered.json() == {"status": "accepted"}
+
+            def total_known() -> bool:
+                invoice = http.get(f"{ledger_url}/v1/invoices/W-1")
+                return invoice.status_code == 200 and invoice.json()["totalAmount"] == "42.00"
+
+            wait_for(total_known, 20)
+            sources = {
+                e["source"]
+                for e in http.get(f"{ledger_url}/v1/invoices/W-1/events").json()["items"]
+            }
+            assert sources == {"webhook", "reconciler"}
