@@ -37,7 +37,7 @@ def free_port() -> int:
 
 @contextmanager
 def server(
-    command: list[str], port: int, environment: dict[str, str]
+    command: list[str], port: int, environment: dict[str, str], health_path: str = "/healthz"
 ) -> Iterator[subprocess.Popen[bytes]]:
     process = subprocess.Popen(
         command,
@@ -49,7 +49,7 @@ def server(
         deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{health_path}", timeout=1):
                     break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:

@@ -85,9 +85,10 @@ class CybersourceClient:
             limits=httpx.Limits(max_connections=limits.max_concurrency),
         )
         self._host = self._http.base_url.netloc.decode()
-        rate = limits.max_requests_per_second
-        # A bucket must hold at least one request: below 1/s, one per 1/rate seconds.
-        self._rate = AsyncLimiter(rate, 1.0) if rate >= 1 else AsyncLimiter(1, 1 / rate)
+        # A bucket holding a tenth of a second's requests (at least one): the rate holds over
+        # any stretch of time, with no burst of a whole second's worth at once.
+        capacity = max(1.0, limits.max_requests_per_second / 10)
+        self._rate = AsyncLimiter(capacity, capacity / limits.max_requests_per_second)
         self._concurrency = asyncio.Semaphore(limits.max_concurrency)
         self.requests_sent = 0
 
