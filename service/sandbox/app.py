@@ -184,15 +184,37 @@ def create_sandbox_app(
             elif action == "cancel":
                 invoice.cancel()
                 event_type = "cancel"
-            elif action == "pay":
+            elif action in ("pay", "pending"):
                 document = await request.json()
+                amount = Decimal(str(document["amount"]))
                 transaction_id = str(document.get("transactionId") or uuid.uuid4().hex)
-                invoice.pay(Decimal(str(document["amount"])), transaction_id)
+                if action == "pending":
+                    invoice.start_payment_under_review(amount, transaction_id)
+                    event_type = None  # no webhook for PENDING
+                else:
+                    invoice.pay(amount, transaction_id)
+                    event_type = "paid" if invoice.status == "PAID" else "partial-payment"
+            elif action == "accept":
+                invoice.accept_pending_payment()
                 event_type = "paid" if invoice.status == "PAID" else "partial-payment"
+            elif action == "reject":
+                invoice.reject_pending_payment()
+                event_type = None  # no webhook for a rejection either
+            elif action == "update":
+                document = await request.json()
+                total = document.get("totalAmount")
+                due = document.get("dueDate")
+                invoice.update(
+                    Decimal(str(total)) if total is not None else None,
+                    date.fromisoformat(due) if due else None,
+                )
+                event_type = None
             else:
                 return _error(404, "NOTFOUND", f"no action {action!r}")
         except ActionNotAllowed as refused:
             return _error(400, "ACTION_NOT_ALLOWED", str(refused))
+        except (KeyError, ValueError, InvalidOperation) as error:
+            return _error(400, "VALIDATION_ERRORS", f"invalid {action} request: {error}")
         if deliveries is not None and event_type is not None:
             deliveries.notify(f"invoicing.customer.invoice.{event_type}", invoice)
         return JSONResponse(invoice.details())

@@ -25,6 +25,7 @@ class SandboxInvoice:
     status: str = "DRAFT"
     balance_amount: Decimal = Decimal(0)
     history: list[dict[str, Any]] = field(default_factory=list)
+    pending_payment: tuple[Decimal, str] | None = None
 
     def __post_init__(self) -> None:
         self.balance_amount = self.total_amount
@@ -59,14 +60,50 @@ class SandboxInvoice:
     def pay(self, amount: Decimal, transaction_id: str) -> None:
         payable = self.status in ("CREATED", "SENT", "PARTIAL", "PENDING")
         self._require(payable, f"cannot pay a {self.status} invoice")
+        self._check_payment_amount(amount)
+        self.balance_amount -= amount
+        self.status = "PAID" if self.balance_amount == 0 else "PARTIAL"
+        self.record("PAYMENT", transactionId=transaction_id, amount=str(amount))
+
+    def update(self, total_amount: Decimal | None, due_date: date | None) -> None:
+        unpaid = self.balance_amount == self.total_amount
+        editable = self.status in ("DRAFT", "CREATED", "SENT") and unpaid
+        self._require(editable, "only an invoice without payment can be updated")
+        if total_amount is not None:
+            self._require(total_amount > 0, "the total must be positive")
+            self.total_amount = self.balance_amount = total_amount
+        if due_date is not None:
+            self.due_date = due_date
+        self.record("UPDATE")
+
+    def start_payment_under_review(self, amount: Decimal, transaction_id: str) -> None:
+        """The customer paid and fraud management holds the payment: PENDING."""
+        payable = self.status in ("CREATED", "SENT", "PARTIAL")
+        self._require(payable, f"cannot start a payment on a {self.status} invoice")
+        self._check_payment_amount(amount)
+        self.pending_payment = (amount, transaction_id)
+        self.status = "PENDING"
+        self.record("PENDING")
+
+    def accept_pending_payment(self) -> None:
+        self._require(self.pending_payment is not None, "no payment is pending")
+        assert self.pending_payment is not None
+        amount, transaction_id = self.pending_payment
+        self.pending_payment = None
+        self.pay(amount, transaction_id)
+
+    def reject_pending_payment(self) -> None:
+        self._require(self.pending_payment is not None, "no payment is pending")
+        self.pending_payment = None
+        self.status = "PARTIAL" if self.balance_amount < self.total_amount else "SENT"
+        self.record("REJECTED")
+
+    def _check_payment_amount(self, amount: Decimal) -> None:
         self._require(Decimal(0) < amount <= self.balance_amount, "amount exceeds the balance")
         if amount < self.balance_amount:
             self._require(self.allow_partial_payments, "partial payments are not allowed")
             minimum = self.minimum_partial_amount
             self._require(minimum is None or amount >= minimum, "below the minimum partial amount")
-        self.balance_amount -= amount
-        self.status = "PAID" if self.balance_amount == 0 else "PARTIAL"
-        self.record("PAYMENT", transactionId=transaction_id, amount=str(amount))
 
     def _require(self, condition: bool, message: str) -> None:
         if not condition:

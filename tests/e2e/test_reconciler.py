@@ -122,3 +122,36 @@ async def test_an_unknown_invoice_is_reported_not_appended(
     outcome = await reconciler.reconcile_invoice("nobody")
     assert outcome.error is not None and "404" in outcome.error
     assert await SqlEventStore(engine).last_position() == 0
+
+
+async def test_fraud_review_pending_then_rejected_then_accepted(
+    reconciler: Reconciler, sandbox_url: str, engine: AsyncEngine
+) -> None:
+    new_invoice(sandbox_url, "R-FRAUD", "60.00")
+    drive(sandbox_url, "/invoices/R-FRAUD/send")
+    store = SqlEventStore(engine)
+
+    async def status_after_reconcile() -> str | None:
+        assert (await reconciler.reconcile_invoice("R-FRAUD")).error is None
+        return fold("R-FRAUD", await store.read_stream("R-FRAUD")).status
+
+    drive(sandbox_url, "/invoices/R-FRAUD/pending", {"amount": "60.00", "transactionId": "tx-f1"})
+    assert await status_after_reconcile() == "PENDING"
+    drive(sandbox_url, "/invoices/R-FRAUD/reject")
+    assert await status_after_reconcile() == "SENT"
+    drive(sandbox_url, "/invoices/R-FRAUD/pending", {"amount": "60.00", "transactionId": "tx-f2"})
+    drive(sandbox_url, "/invoices/R-FRAUD/accept")
+    assert await status_after_reconcile() == "PAID"
+    state = fold("R-FRAUD", await store.read_stream("R-FRAUD"))
+    assert [p.transaction_id for p in state.payments] == ["tx-f2"]
+    assert sum(c.amount for c in state.collections) == Decimal("60.00")
+
+
+async def test_an_update_before_payment_changes_the_total(
+    reconciler: Reconciler, sandbox_url: str, engine: AsyncEngine
+) -> None:
+    new_invoice(sandbox_url, "R-UPD", "60.00")
+    drive(sandbox_url, "/invoices/R-UPD/update", {"totalAmount": "75.00"})
+    await reconciler.reconcile_invoice("R-UPD")
+    state = fold("R-UPD", await SqlEventStore(engine).read_stream("R-UPD"))
+    assert (state.total_amount, state.balance_amount) == (Decimal("75.00"), Decimal("75.00"))
