@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint bench bench-read-models clean
+.PHONY: run test lint bench bench-read-models bench-sweep clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ bench: $(VENV)/.installed-dev
 
 bench-read-models: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.read_models $(BENCH_ARGS)
+
+bench-sweep: $(VENV)/.installed-dev
+	$(BIN)/python -m bench.sweep $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
