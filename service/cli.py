@@ -15,7 +15,7 @@ import click
 import uvicorn
 from tqdm import tqdm
 
-from service.domain.events import RecordedEvent
+from service.domain.events import EVENT_TYPE_BY_NOTIFICATION_TYPE, RecordedEvent
 from service.logs import configure_logging
 from service.projections.projector import InvoiceProjector
 from service.projections.rebuild import rebuild_invoices
@@ -152,17 +152,6 @@ async def _rebuild(settings: Settings) -> int:
         await engine.dispose()
 
 
-INVOICING_EVENT_TYPES = [
-    "invoicing.customer.invoice.send",
-    "invoicing.customer.invoice.cancel",
-    "invoicing.customer.invoice.paid",
-    "invoicing.customer.invoice.partial-payment",
-    "invoicing.customer.invoice.reminder",
-    "invoicing.customer.invoice.overdue-reminder",
-    "invoicing.customer.invoice.partial-resend",
-]
-
-
 def _cybersource_client(settings: Settings) -> CybersourceClient:
     credentials = settings.cybersource_credentials()
     if credentials is None:
@@ -209,12 +198,7 @@ async def _reconcile(
                     return await reconciler.sweep(statuses, on_invoice=lambda _: bar.update())
                 summary = SweepSummary()
                 for number in invoices:
-                    outcome = await reconciler.reconcile_invoice(number)
-                    summary.checked += 1
-                    summary.changed += bool(outcome.appended)
-                    if outcome.error:
-                        summary.failed += 1
-                        summary.errors.append(f"{number}: {outcome.error}")
+                    summary.count(await reconciler.reconcile_invoice(number))
                     bar.update()
                 return summary
     finally:
@@ -246,7 +230,7 @@ async def _subscribe(
     async with _cybersource_client(settings) as client:
         key = await client.create_webhook_key(organization_id)
         subscription = await client.create_webhook_subscription(
-            organization_id, url, INVOICING_EVENT_TYPES
+            organization_id, url, list(EVENT_TYPE_BY_NOTIFICATION_TYPE)
         )
     return key, subscription
 

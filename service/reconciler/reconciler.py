@@ -35,6 +35,13 @@ class SweepSummary:
     failed: int = 0
     errors: list[str] = field(default_factory=list)
 
+    def count(self, outcome: InvoiceReconciled) -> None:
+        self.checked += 1
+        self.changed += bool(outcome.appended)
+        if outcome.error:
+            self.failed += 1
+            self.errors.append(f"{outcome.invoice_number}: {outcome.error}")
+
 
 class Reconciler:
     def __init__(self, client: CybersourceClient, store: SqlEventStore) -> None:
@@ -73,11 +80,7 @@ class Reconciler:
 
         def account(task: asyncio.Task[InvoiceReconciled]) -> None:
             outcome = task.result()
-            summary.checked += 1
-            summary.changed += bool(outcome.appended)
-            if outcome.error:
-                summary.failed += 1
-                summary.errors.append(f"{outcome.invoice_number}: {outcome.error}")
+            summary.count(outcome)
             if on_invoice:
                 on_invoice(outcome)
 

@@ -141,3 +141,51 @@ def test_project_once_catches_up_and_rebuild_reports_the_same_position(
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert "read models rebuilt up to position 2" in rebuilt.stderr.decode()
     assert "2/2" in rebuilt.stderr.decode()  # the progress bar reached the end
+
+
+def cybersource_environment(sandbox_url: str) -> dict[str, str]:
+    import base64
+
+    from tests.e2e.test_cybersource_client import MERCHANT
+
+    return {
+        "LEDGER_CYBERSOURCE_BASE_URL": sandbox_url,
+        "LEDGER_CYBERSOURCE_MERCHANT_ID": MERCHANT.merchant_id,
+        "LEDGER_CYBERSOURCE_KEY_ID": MERCHANT.key_id,
+        "LEDGER_CYBERSOURCE_SECRET_KEY": base64.b64encode(MERCHANT.secret_key).decode(),
+    }
+
+
+def test_subscribe_prints_the_webhook_key_to_configure(sandbox_url: str) -> None:
+    result = invoice_ledger(
+        "subscribe",
+        "--url",
+        "https://ledger.example.com/webhooks/cybersource",
+        environment=cybersource_environment(sandbox_url),
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.decode().splitlines()
+    [entry] = [line for line in lines if line.startswith("LEDGER_WEBHOOK_KEYS=")]
+    key_id, _, key = entry.removeprefix("LEDGER_WEBHOOK_KEYS=").rpartition(":")
+    assert f"keyId: {key_id}" in lines and len(key) > 20
+
+
+def test_reconcile_reports_failures_with_a_non_zero_exit(
+    sandbox_url: str, database_url: str
+) -> None:
+    import httpx
+
+    httpx.post(
+        f"{sandbox_url}/sandbox/invoices",
+        json={"invoiceNumber": "C-1", "totalAmount": "10.00", "dueDate": "2026-12-31"},
+    ).raise_for_status()
+    environment = {**cybersource_environment(sandbox_url), "LEDGER_DATABASE_URL": database_url}
+    good = invoice_ledger("reconcile", "--invoice", "C-1", environment=environment)
+    assert good.returncode == 0, good.stderr
+    assert "checked 1, changed 1, failed 0" in good.stderr.decode()
+    bad = invoice_ledger(
+        "reconcile", "--invoice", "C-1", "--invoice", "C-404", environment=environment
+    )
+    assert bad.returncode == 1
+    assert "checked 2, changed 0, failed 1" in bad.stderr.decode()
+    assert "C-404: Get Invoice Details: HTTP 404" in bad.stderr.decode()
