@@ -164,8 +164,17 @@ def create_sandbox_app(
             return _error(400, "VALIDATION_ERRORS", f"invalid invoice: {error}")
         if invoice.invoice_number in state.invoices:
             return _error(400, "DUPLICATE_RECORD", "the invoice number exists")
+        status = document.get("status", "DRAFT")
+        if status not in ("DRAFT", "CREATED", "SENT"):
+            return _error(400, "VALIDATION_ERRORS", "status must be DRAFT, CREATED or SENT")
         invoice.record("DRAFT")
         state.invoices[invoice.invoice_number] = invoice
+        if status == "CREATED":
+            invoice.publish()
+        elif status == "SENT":
+            invoice.send()
+            if deliveries is not None:
+                deliveries.notify("invoicing.customer.invoice.send", invoice)
         return JSONResponse(invoice.details(), status_code=201)
 
     async def invoice_action(request: Request) -> Response:

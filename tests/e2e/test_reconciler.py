@@ -155,3 +155,13 @@ async def test_an_update_before_payment_changes_the_total(
     await reconciler.reconcile_invoice("R-UPD")
     state = fold("R-UPD", await SqlEventStore(engine).read_stream("R-UPD"))
     assert (state.total_amount, state.balance_amount) == (Decimal("75.00"), Decimal("75.00"))
+
+
+async def test_invoices_can_be_created_published_or_sent(
+    reconciler: Reconciler, sandbox_url: str, engine: AsyncEngine
+) -> None:
+    for status in ("DRAFT", "CREATED", "SENT"):
+        new_invoice(sandbox_url, f"R-NEW-{status}", status=status)
+        await reconciler.reconcile_invoice(f"R-NEW-{status}")
+        state = fold(f"R-NEW-{status}", await SqlEventStore(engine).read_stream(f"R-NEW-{status}"))
+        assert state.status == status
