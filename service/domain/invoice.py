@@ -82,10 +82,6 @@ class InvoiceState:
             return None
         return self.total_amount - self.balance_amount
 
-    @property
-    def is_open(self) -> bool:
-        return self.status in OPEN_STATUSES
-
 
 def fold(invoice_number: str, events: Iterable[RecordedEvent]) -> InvoiceState:
     state = InvoiceState(invoice_number)

@@ -86,10 +86,6 @@ class InvoiceProjector:
             self._on_batch(len(batch), to_position)
         return len(batch)
 
-    @property
-    def owner(self) -> str:
-        return self._owner
-
     async def release_lease(self) -> None:
         await self._read_models.release_lease(self._owner)
         self.health.leader = False
@@ -153,10 +149,10 @@ class InvoiceProjector:
 
     async def _release_quietly(self) -> None:
         try:
-            await self._read_models.release_lease(self._owner)
+            await self.release_lease()
         except Exception:  # the lease lapses by itself; never mask the original outcome
             log.warning("projector.lease_not_released", owner=self._owner)
-        self.health.leader = False
+            self.health.leader = False
 
 
 async def _wait_for_either(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
