@@ -12,7 +12,9 @@ import asyncio
 import contextlib
 import time
 from collections import OrderedDict
+from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import structlog
 
@@ -41,6 +43,7 @@ class ReconcilerWorker:
         sweep_interval_seconds: float,
         poll_seconds: float = 5.0,
         refetch_seconds: float = 3600.0,
+        lease_seconds: float = LEASE_SECONDS,
     ) -> None:
         self._reconciler = reconciler
         self._queries = queries
@@ -49,6 +52,7 @@ class ReconcilerWorker:
         self._sweep_interval = sweep_interval_seconds
         self._poll = poll_seconds
         self._refetch = refetch_seconds
+        self._lease_seconds = lease_seconds
         self._fetched_at: OrderedDict[str, float] = OrderedDict()
         self._next_sweep = time.monotonic()
 
@@ -56,10 +60,8 @@ class ReconcilerWorker:
         try:
             while not stop.is_set():
                 try:
-                    if await self._read_models.acquire_lease(
-                        self._owner, LEASE_SECONDS, LEASE_NAME
-                    ):
-                        await self.round()
+                    if await self._renew_lease():
+                        await self.holding_lease(self.round())
                 except StoreUnavailable as unavailable:
                     log.warning("reconciler.store_unavailable", error=str(unavailable))
                 with contextlib.suppress(TimeoutError):
@@ -69,6 +71,30 @@ class ReconcilerWorker:
                 await self._read_models.release_lease(self._owner, LEASE_NAME)
             except StoreUnavailable:
                 log.warning("reconciler.lease_not_released")
+
+    async def _renew_lease(self) -> bool:
+        return await self._read_models.acquire_lease(self._owner, self._lease_seconds, LEASE_NAME)
+
+    async def holding_lease(self, work: Coroutine[Any, Any, None]) -> bool:
+        """Run ``work`` while renewing the lease; a sweep can outlast one lease by far.
+
+        Returns False, with the work cancelled, if another replica took the lease over.
+        """
+        task = asyncio.ensure_future(work)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=self._lease_seconds / 3)
+                if done:
+                    task.result()
+                    return True
+                if not await self._renew_lease():
+                    log.warning("reconciler.lease_lost", owner=self._owner)
+                    return False
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def round(self) -> None:
         """Doubts first (they are cheap and urgent), then the sweep when it is due."""
