@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -91,6 +92,9 @@ class Settings(BaseSettings):
     cybersource_merchant_id: str | None = None
     cybersource_key_id: str | None = None
     cybersource_secret_key: SecretStr | None = None
+    # A portfolio's key acts for these organizations (comma-separated); empty: only for the
+    # merchant id itself.
+    cybersource_organization_ids: Annotated[tuple[str, ...], NoDecode] = ()
     cybersource_max_requests_per_second: float = Field(5.0, gt=0, le=1000)
     reconcile_interval_seconds: int = Field(900, ge=10, le=7 * 24 * 3600)
     api_tokens: Annotated[ApiTokens, NoDecode] = ApiTokens()
@@ -113,6 +117,17 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_tokens(cls, value: Any) -> Any:
         return ApiTokens.parse(value) if isinstance(value, str) else value
+
+    @field_validator("cybersource_organization_ids", mode="before")
+    @classmethod
+    def _parse_organizations(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        organizations = tuple(part.strip() for part in value.split(",") if part.strip())
+        for organization in organizations:
+            if not re.fullmatch(r"[A-Za-z0-9_.\-]{1,100}", organization):
+                raise ValueError(f"organization id {organization[:20]!r} is not an identifier")
+        return organizations
 
     @field_validator("log_level")
     @classmethod
@@ -147,7 +162,15 @@ class Settings(BaseSettings):
             merchant_id=self.cybersource_merchant_id,
             key_id=self.cybersource_key_id,
             secret_key=base64.b64decode(self.cybersource_secret_key.get_secret_value()),
+            organization_ids=self.cybersource_organization_ids,
         )
+
+    @property
+    def cybersource_organizations(self) -> tuple[str, ...]:
+        """The organizations the reconciler acts for: the configured ones, else the merchant."""
+        if self.cybersource_organization_ids:
+            return self.cybersource_organization_ids
+        return (self.cybersource_merchant_id,) if self.cybersource_merchant_id else ()
 
     @property
     def database(self) -> URL:

@@ -55,12 +55,13 @@ class Collection:
     """Money collected on an invoice at a provider time, counted once."""
 
     collected_at: datetime
-    amount: Decimal
+    amount: Decimal | None  # None: money arrived, but how much is not known yet
 
 
 @dataclass(frozen=True, slots=True)
 class InvoiceState:
     invoice_number: str
+    organization_id: str = ""
     status: InvoiceStatus | None = None
     currency: str | None = None
     total_amount: Decimal | None = None

@@ -92,6 +92,10 @@ class CybersourceClient:
         self._concurrency = asyncio.Semaphore(limits.max_concurrency)
         self.requests_sent = 0
 
+    @property
+    def merchant_id(self) -> str:
+        return self._credentials.merchant_id
+
     async def __aenter__(self) -> CybersourceClient:
         return self
 

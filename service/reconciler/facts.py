@@ -102,7 +102,7 @@ def _money(amount: Decimal | None) -> str | None:
     return None if amount is None else format(amount, "f")
 
 
-def reconciler_facts(details: InvoiceDetails) -> list[NewEvent]:
+def reconciler_facts(details: InvoiceDetails, organization_id: str) -> list[NewEvent]:
     number = details.information.invoice_number or details.id
     amounts = details.order.amount_details
     events = [_history_event(number, entry, amounts.currency) for entry in details.history]

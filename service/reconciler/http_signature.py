@@ -5,6 +5,10 @@ Signed headers: ``host date request-target v-c-merchant-id`` for GET and DELETE,
 ``name: value`` line per header, lower-case names, joined by newlines with no trailing one;
 ``request-target`` is the lower-case method, a space and the path with its query string. The
 signature is base64(HMAC-SHA256(base64-decoded secret, signing string)).
+
+A portfolio's key (Cybersource's "meta key") acts for the portfolio's organizations: the
+``v-c-merchant-id`` header names the organization the call is for, while the signing string's
+``v-c-merchant-id`` line names the portfolio that owns the key.
 """
 
 from __future__ import annotations
@@ -24,6 +28,11 @@ class MerchantCredentials:
     merchant_id: str
     key_id: str
     secret_key: bytes  # base64-decoded
+    # The organizations this key may act for besides its owner (a portfolio's children).
+    organization_ids: tuple[str, ...] = ()
+
+    def may_act_for(self, organization_id: str) -> bool:
+        return organization_id == self.merchant_id or organization_id in self.organization_ids
 
     def __repr__(self) -> str:
         return f"MerchantCredentials(merchant_id={self.merchant_id!r}, key_id={self.key_id!r})"
@@ -59,8 +68,13 @@ def sign_request(
     path_and_query: str,
     date: str,
     body: bytes = b"",
+    organization_id: str | None = None,
 ) -> dict[str, str]:
-    """The headers that authenticate one request."""
+    """The headers that authenticate one request made for ``organization_id`` (by default the
+    key's owner)."""
+    acting_for = organization_id or credentials.merchant_id
+    if not credentials.may_act_for(acting_for):
+        raise ValueError(f"this key does not act for organization {acting_for!r}")
     names = signed_header_names(method)
     values = {
         "host": host,
@@ -68,7 +82,7 @@ def sign_request(
         "request-target": f"{method.lower()} {path_and_query}",
         "v-c-merchant-id": credentials.merchant_id,
     }
-    headers = {"host": host, "date": date, "v-c-merchant-id": credentials.merchant_id}
+    headers = {"host": host, "date": date, "v-c-merchant-id": acting_for}
     if "digest" in names:
         values["digest"] = headers["digest"] = body_digest(body)
     signature = _hmac(credentials.secret_key, signing_string(values, names))
@@ -101,7 +115,9 @@ def verify_request(
     headers: Mapping[str, str],
     body: bytes,
 ) -> MerchantCredentials:
-    """Check a request as Cybersource would (the sandbox does); returns whose key signed it."""
+    """Check a request as Cybersource would (the sandbox does); returns whose key signed it.
+
+    The organization the request acts for is its ``v-c-merchant-id`` header."""
     header = headers.get("signature")
     if not header:
         raise SignatureMismatch("no Signature header")
@@ -112,7 +128,7 @@ def verify_request(
     names = tuple(parameters.get("headers", "").split())
     if names != signed_header_names(method):
         raise SignatureMismatch(f"signed headers must be {' '.join(signed_header_names(method))}")
-    if headers.get("v-c-merchant-id") != credentials.merchant_id:
+    if not credentials.may_act_for(headers.get("v-c-merchant-id", "")):
         raise SignatureMismatch("v-c-merchant-id does not belong to the key")
     if "digest" in names and not hmac.compare_digest(headers.get("digest", ""), body_digest(body)):
         raise SignatureMismatch("Digest does not match the body")
@@ -121,7 +137,7 @@ def verify_request(
         "date": headers.get("date", ""),
         "request-target": f"{method.lower()} {path_and_query}",
         "digest": headers.get("digest", ""),
-        "v-c-merchant-id": headers.get("v-c-merchant-id", ""),
+        "v-c-merchant-id": credentials.merchant_id,
     }
     expected = _hmac(credentials.secret_key, signing_string(values, names))
     if not hmac.compare_digest(expected, parameters.get("signature", "")):

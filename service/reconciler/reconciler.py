@@ -51,7 +51,7 @@ class Reconciler:
     async def reconcile_invoice(self, invoice_number: str) -> InvoiceReconciled:
         try:
             details = read_details(await self._client.get_invoice(invoice_number))
-            results = await self._store.append(reconciler_facts(details))
+            results = await self._store.append(reconciler_facts(details, self._client.merchant_id))
         except (CybersourceError, InvalidInvoiceDetails, StoreUnavailable) as error:
             log.warning("reconciler.failed", invoice_number=invoice_number, error=str(error))
             return InvoiceReconciled(invoice_number, error=str(error))

@@ -365,4 +365,5 @@ def _collection_rows(item: ProjectedInvoice) -> list[dict[str, Any]]:
             "amount_micros": to_micros(collection.amount),
         }
         for sequence, collection in enumerate(item.state.collections, 1)
+        if collection.amount is not None
     ]

@@ -28,7 +28,7 @@ def documented_details(**changes: Any) -> dict[str, Any]:
 
 
 def test_the_documented_example_becomes_history_events_and_an_observation() -> None:
-    events = reconciler_facts(read_details(documented_details()))
+    events = reconciler_facts(read_details(documented_details()), "testrest")
     assert [event.type for event in events] == [
         InvoiceEventType.INVOICE_SENT, InvoiceEventType.INVOICE_DRAFTED,
         InvoiceEventType.INVOICE_OBSERVED,
@@ -41,8 +41,10 @@ def test_the_documented_example_becomes_history_events_and_an_observation() -> N
 
 
 def test_the_same_details_give_the_same_facts() -> None:
-    first = reconciler_facts(read_details(documented_details()))
-    again = reconciler_facts(read_details(documented_details(submitTimeUtc="2025-01-01T00:00:00Z")))
+    first = reconciler_facts(read_details(documented_details()), "testrest")
+    again = reconciler_facts(
+        read_details(documented_details(submitTimeUtc="2025-01-01T00:00:00Z")), "testrest"
+    )
     assert [(e.idempotency_key, e.data) for e in first] == [
         (e.idempotency_key, e.data) for e in again
     ]
@@ -51,7 +53,9 @@ def test_the_same_details_give_the_same_facts() -> None:
 def test_a_payment_entry_carries_its_transaction() -> None:
     payment = {"event": "PAYMENT", "date": "2024-07-25T10:00:00Z",
                "transactionDetails": {"transactionId": "tx-1", "amount": "100.00"}}  # fmt: skip
-    [event, *_] = reconciler_facts(read_details(documented_details(invoiceHistory=[payment])))
+    [event, *_] = reconciler_facts(
+        read_details(documented_details(invoiceHistory=[payment])), "testrest"
+    )
     assert event.type == InvoiceEventType.PAYMENT_RECEIVED
     assert event.data["payment"] == {"transactionId": "tx-1", "amount": "100.00"}
     assert "tx-1" in event.idempotency_key
