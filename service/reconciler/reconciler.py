@@ -8,10 +8,18 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from service.domain.identity import InvoiceKey, invoices_in_stream
+from service.domain.invoice import fold
 from service.reconciler.client import CybersourceClient, CybersourceError
-from service.reconciler.facts import InvalidInvoiceDetails, read_details, reconciler_facts
+from service.reconciler.facts import (
+    InvalidInvoiceDetails,
+    ReconcilerFacts,
+    observation_is_news,
+    read_details,
+    reconciler_facts,
+)
 from service.store.errors import StoreUnavailable
-from service.store.event_store import AppendOutcome, SqlEventStore
+from service.store.event_store import AppendOutcome, AppendResult, SqlEventStore
 
 log = structlog.get_logger("service.reconciler")
 
@@ -51,7 +59,7 @@ class Reconciler:
     async def reconcile_invoice(self, invoice_number: str) -> InvoiceReconciled:
         try:
             details = read_details(await self._client.get_invoice(invoice_number))
-            results = await self._store.append(reconciler_facts(details, self._client.merchant_id))
+            results = await self._record(reconciler_facts(details, self._client.merchant_id))
         except (CybersourceError, InvalidInvoiceDetails, StoreUnavailable) as error:
             log.warning("reconciler.failed", invoice_number=invoice_number, error=str(error))
             return InvoiceReconciled(invoice_number, error=str(error))
@@ -68,6 +76,22 @@ class Reconciler:
                 "reconciler.appended", invoice_number=invoice_number, events=reconciled.appended
             )
         return reconciled
+
+    async def _record(self, facts: ReconcilerFacts) -> list[AppendResult]:
+        """Append the history entries the ledger lacks, and the observation when it tells the
+        ledger something: new history, or a state other than the one the ledger derives."""
+        results = await self._store.append(facts.history)
+        news = any(result.outcome is AppendOutcome.APPENDED for result in results)
+        if not news:
+            observed = facts.observed
+            key = InvoiceKey(observed.organization_id or "", observed.invoice_number)
+            stream = await self._store.read_stream(observed.invoice_number)
+            events = invoices_in_stream(observed.invoice_number, stream).get(key, [])
+            ledger = fold(key.invoice_number, events, key.organization_id)
+            news = not events or observation_is_news(ledger, observed)
+        if news:
+            results += await self._store.append([facts.observation])
+        return results
 
     async def sweep(
         self,

@@ -85,17 +85,10 @@ class InboxEntry:
 
 
 def content_digest(event: NewEvent) -> str:
-    canonical = json.dumps(
-        {
-            "stream": event.stream_id,
-            "type": event.type,
-            "occurredAt": event.occurred_at.astimezone(UTC).isoformat(),
-            "data": event.data,
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
+    content: dict[str, Any] = {"stream": event.stream_id, "type": event.type, "data": event.data}
+    if event.time_is_content:
+        content["occurredAt"] = event.occurred_at.astimezone(UTC).isoformat()
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
