@@ -207,6 +207,8 @@ class _Running:
     customer_email: str | None = None
     payments: list[Payment] = field(default_factory=list)
     collections: list[Collection] = field(default_factory=list)
+    # Whether Cybersource has been asked about the invoice (its answer shaped this state).
+    observed: bool = False
     # History payments a notification has been recognised as (by their index in payments).
     matched_payments: set[int] = field(default_factory=set)
 
@@ -269,9 +271,11 @@ class _Running:
     def notified(self, fact: _Fact, notice: NotificationReceived) -> InvoiceState:
         stated, moment, event_type = notice.stated, fact.moment, fact.event.type
         self.describe(stated)
-        if stated.currency is not None:
+        # What Cybersource answered stands until it answers again: a notification (perhaps
+        # stamped late) fills in only what the ledger does not know.
+        if stated.currency is not None and (self.currency is None or not self.observed):
             self.currency = stated.currency
-        if stated.due_date is not None:
+        if stated.due_date is not None and (self.due_date is None or not self.observed):
             self.due_date = stated.due_date
         previous = self.status
         paid_before = self.paid_before
@@ -404,6 +408,7 @@ class _ProviderPast:
 
     def _observed(self, fact: _Fact, observed: InvoiceObserved) -> None:
         running = self._running
+        running.observed = True
         running.describe(observed.stated)
         if observed.status is not None and observed.status in InvoiceStatus.__members__:
             running.status = InvoiceStatus(observed.status)
