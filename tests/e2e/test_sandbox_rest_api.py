@@ -14,15 +14,12 @@ from typing import Any
 
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from service.reconciler.http_signature import MerchantCredentials, http_date, sign_request
 from service.sandbox.app import SandboxOptions, create_sandbox_app
 from service.sandbox.deliveries import WebhookDeliveries, WebhookTarget
 from service.sandbox.event_dates import EventDateOrder, EventTiming
+from tests.support.receiver import Receiver, receiving_webhooks
 from tests.support.server import serving
 
 PORTFOLIO = MerchantCredentials(
@@ -32,7 +29,6 @@ PORTFOLIO = MerchantCredentials(
     organization_ids=("org-a", "org-b"),
 )
 WEBHOOK_KEY = base64.b64decode(base64.b64encode(b"webhook-key-0123456789abcdef0123"))
-DELIVERY_TIMEOUT_SECONDS = 10.0
 
 
 class Cybersource:
@@ -66,30 +62,10 @@ class Cybersource:
         })  # fmt: skip
 
 
-class Receiver:
-    """A webhook endpoint that keeps what it is sent."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[dict[str, str], dict[str, Any]]] = []
-
-    async def receive(self, request: Request) -> Response:
-        self.received.append((dict(request.headers), json.loads(await request.body())))
-        return Response(status_code=200)
-
-    def wait_for(self, count: int) -> list[tuple[dict[str, str], dict[str, Any]]]:
-        deadline = time.monotonic() + DELIVERY_TIMEOUT_SECONDS
-        while len(self.received) < count:
-            assert time.monotonic() < deadline, f"only {len(self.received)} webhooks arrived"
-            time.sleep(0.02)
-        return self.received
-
-
 @pytest.fixture
 def receiver() -> Iterator[tuple[Receiver, str]]:
-    receiver = Receiver()
-    app = Starlette(routes=[Route("/webhooks", receiver.receive, methods=["POST"])])
-    with serving(app) as url:
-        yield receiver, f"{url}/webhooks"
+    with receiving_webhooks() as receiving:
+        yield receiving
 
 
 def sandbox(
