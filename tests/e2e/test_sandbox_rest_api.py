@@ -72,12 +72,15 @@ def sandbox(
     webhook_url: str | None = None,
     order: EventDateOrder | None = None,
     options: SandboxOptions | None = None,
+    *,
+    include_payment_amount: bool = False,
 ) -> Any:
     deliveries = None
     if webhook_url is not None:
         deliveries = WebhookDeliveries(
             WebhookTarget(webhook_url, "key-1", WEBHOOK_KEY),
             timing=EventTiming(offset_seconds_max=1, order=order, seed=3),
+            include_payment_amount=include_payment_amount,
         )
     return serving(
         create_sandbox_app([PORTFOLIO], deliveries=deliveries, options=options or SandboxOptions())
@@ -254,3 +257,17 @@ def test_review_entries_may_carry_the_transaction(receiver: tuple[Receiver, str]
     assert (rejected["event"], pending["event"]) == ("REJECTED", "PENDING")
     assert rejected["transactionDetails"] == {"transactionId": "t1", "amount": 247.86}
     assert Decimal(str(pending["transactionDetails"]["amount"])) == Decimal("247.86")
+
+
+def test_payment_webhooks_carry_the_amount_only_when_asked(receiver: tuple[Receiver, str]) -> None:
+    webhooks, url = receiver
+    with (
+        sandbox(url, include_payment_amount=True) as sandbox_url,
+        httpx.Client(base_url=sandbox_url) as http,
+    ):
+        Cybersource(http).create("A-1", sendImmediately=True)
+        http.post("/sandbox/invoices/A-1/pay", json={"amount": "247.86"}).raise_for_status()
+        received = webhooks.wait_for(2)
+    data = {body["eventType"]: body["payloads"][0]["data"] for _, body in received}
+    assert data["invoicing.customer.invoice.paid"]["paymentAmount"] == "247.86"
+    assert "paymentAmount" not in data["invoicing.customer.invoice.send"]
