@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from service.reconciler.http_signature import MerchantCredentials
 from service.sandbox.app import create_sandbox_app
 from tests.e2e.test_cybersource_client import MERCHANT
 from tests.support.server import serving
@@ -29,20 +30,32 @@ pytestmark = [
 ]
 
 
+PORTFOLIO = MerchantCredentials(
+    merchant_id="portfolio",
+    key_id="7d0c3e55-95b1-4c61-a2a4-3f1d2c9b8e70",
+    secret_key=b"portfolio-shared-secret-76543210",
+    organization_ids=("child-1", "child-2"),
+)
+
+
+def sdk_config(url: str, credentials: MerchantCredentials, **extra: Any) -> dict[str, Any]:
+    return {
+        "authentication_type": "http_signature",
+        "merchantid": credentials.merchant_id,
+        "merchant_keyid": credentials.key_id,
+        "merchant_secretkey": base64.b64encode(credentials.secret_key).decode(),
+        # The host it signs and sends as Host; IntermediateHost is where it connects, and is
+        # the one place the SDK accepts a scheme, so plain HTTP needs no TLS.
+        "run_environment": url.removeprefix("http://"),
+        "IntermediateHost": url,
+        **extra,
+    }
+
+
 @pytest.fixture
 def invoices_api() -> Iterator[Any]:
     with serving(create_sandbox_app([MERCHANT])) as url:
-        config = {
-            "authentication_type": "http_signature",
-            "merchantid": MERCHANT.merchant_id,
-            "merchant_keyid": MERCHANT.key_id,
-            "merchant_secretkey": base64.b64encode(MERCHANT.secret_key).decode(),
-            # The host it signs and sends as Host; IntermediateHost is where it connects, and
-            # is the one place the SDK accepts a scheme, so plain HTTP needs no TLS.
-            "run_environment": url.removeprefix("http://"),
-            "IntermediateHost": url,
-        }
-        yield CyberSource.InvoicesApi(config)
+        yield CyberSource.InvoicesApi(sdk_config(url, MERCHANT))
 
 
 def request_body(model: Any) -> str:
@@ -144,3 +157,22 @@ def test_the_sdk_reports_a_refusal_with_the_documented_reason(invoices_api: Any)
         invoices_api.perform_send_action("SDK-4")
     assert refused.value.status == 400
     assert json.loads(refused.value.body)["reason"] == "ACTION_NOT_ALLOWED"
+
+
+def test_a_portfolio_meta_key_acts_for_each_child_organization_apart() -> None:
+    with serving(create_sandbox_app([PORTFOLIO])) as url:
+        child_apis = [
+            CyberSource.InvoicesApi(
+                # A string: this SDK version logs its config through ast.literal_eval of
+                # JSON, which cannot read a JSON true.
+                sdk_config(url, PORTFOLIO, merchantid=child, use_metakey="true",
+                           portfolio_id=PORTFOLIO.merchant_id)
+            )
+            for child in PORTFOLIO.organization_ids
+        ]  # fmt: skip
+        first, second = child_apis
+        create(first, "1001", "10.00", send_immediately=True)
+        create(second, "1001", "20.00", send_immediately=False)
+        assert first.get_invoice("1001")[0].status == "SENT"
+        assert second.get_invoice("1001")[0].status == "DRAFT"
+        assert second.get_all_invoices(0, 10)[0].total_invoices == 1
