@@ -108,10 +108,8 @@ def invoice_list(
     now: datetime,
 ) -> dict[str, Any]:
     filter_query = f"&status={status}" if status else ""
-    links: dict[str, Any] = {
-        "self": {"href": f"/v2/invoices/?offset={offset}&limit={limit}{filter_query}",
-                 "method": "GET"},
-    }  # fmt: skip
+    self_href = f"/v2/invoices/?offset={offset}&limit={limit}{filter_query}"
+    links: dict[str, Any] = {"self": {"href": self_href, "method": "GET"}}
     if offset + limit < total:
         links["next"] = {
             "href": f"/v2/invoices/?offset={offset + limit}&limit={limit}{filter_query}",
@@ -132,9 +130,10 @@ def refusal(error: SandboxRefusal, now: datetime) -> dict[str, Any]:
         "status": error.status,
         "reason": error.reason,
         "message": error.message,
-        "details": [{"field": problem.field, "reason": problem.reason}
-                    for problem in error.details],
-    }  # fmt: skip
+        "details": [
+            {"field": problem.field, "reason": problem.reason} for problem in error.details
+        ],
+    }
 
 
 def _customer(content: InvoiceContent) -> dict[str, Any]:
@@ -156,11 +155,15 @@ def _amount_details(invoice: SandboxInvoice) -> dict[str, Any]:
         discountPercent=content.discount_percent,
         subAmount=content.sub_amount,
         minimumPartialAmount=content.minimum_partial_amount,
-        taxDetails=_present(type=content.tax_type, amount=content.tax_amount,
-                            rate=content.tax_rate) or None,
-        freight=_present(amount=content.freight_amount, taxable=content.freight_taxable,
-                         taxRate=content.freight_tax_rate) or None,
-    )  # fmt: skip
+        taxDetails=_present(type=content.tax_type, amount=content.tax_amount, rate=content.tax_rate)
+        or None,
+        freight=_present(
+            amount=content.freight_amount,
+            taxable=content.freight_taxable,
+            taxRate=content.freight_tax_rate,
+        )
+        or None,
+    )
 
 
 def _line_item(item: LineItem) -> dict[str, Any]:

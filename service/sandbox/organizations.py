@@ -59,8 +59,9 @@ class Organizations:
     """Every organization the configured keys may act for; the first is the helpers' default."""
 
     def __init__(self, organization_ids: Iterable[str]) -> None:
-        self._books = {organization: OrganizationInvoices(organization) for organization in
-                       organization_ids}  # fmt: skip
+        self._books = {
+            organization: OrganizationInvoices(organization) for organization in organization_ids
+        }
         if not self._books:
             raise ValueError("the sandbox needs at least one organization")
         self.default_id = next(iter(self._books))
