@@ -99,11 +99,6 @@ def test_random_lifecycles_with_lost_duplicated_and_reordered_webhooks_match_aft
     lifecycles_match_after_a_sweep(database_url, WEBHOOKS_JUST_AFTER_HISTORY)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="the ledger folds by eventDate: a webhook dated at or before its history entry, or "
-    "minutes after it, can outrank the reconciled history and skew balances and collections",
-)
 def test_lifecycles_match_after_a_sweep_however_webhooks_are_dated(database_url: str) -> None:
     lifecycles_match_after_a_sweep(database_url, EventTiming(seed=11))
 
