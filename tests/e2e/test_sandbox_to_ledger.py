@@ -12,7 +12,6 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
-import pytest
 
 from service.app import create_app
 from service.reconciler.client import CybersourceClient
