@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import structlog
 
 from service.domain.events import RecordedEvent
+from service.domain.identity import InvoiceKey, invoices_in_stream
 from service.domain.invoice import state_history
 from service.store.errors import StoreUnavailable
 from service.store.event_store import SqlEventStore
@@ -27,8 +28,19 @@ BATCH_SIZE_DEFAULT = 1000
 LEASE_SECONDS_DEFAULT = 15.0
 
 
-def project_invoice(invoice_number: str, events: Sequence[RecordedEvent]) -> ProjectedInvoice:
-    history = state_history(invoice_number, events)
+def project_stream(invoice_number: str, events: Sequence[RecordedEvent]) -> list[ProjectedInvoice]:
+    """The invoices of one stream (one per organization that has this invoice number)."""
+    return [
+        project_invoice(key, invoice_events)
+        for key, invoice_events in sorted(invoices_in_stream(invoice_number, events).items())
+    ]
+
+
+def project_invoice(key: InvoiceKey, events: Sequence[RecordedEvent]) -> ProjectedInvoice:
+    history = [
+        replace(state, organization_id=key.organization_id)
+        for state in state_history(key.invoice_number, events)
+    ]
     return ProjectedInvoice(
         state=history[-1],
         history=history,
@@ -77,7 +89,9 @@ class InvoiceProjector:
         to_position = batch[-1].position
         stream_ids = sorted({event.stream_id for event in batch})
         streams = await self._events.read_streams(stream_ids, to_position)
-        projected = [project_invoice(number, streams[number]) for number in stream_ids]
+        projected = [
+            invoice for number in stream_ids for invoice in project_stream(number, streams[number])
+        ]
         await self._read_models.apply(
             projected, owner=self._owner, from_position=from_position, to_position=to_position
         )

@@ -93,8 +93,8 @@ def test_send_partial_payment_and_paid_in_any_order_give_the_same_answers(
     collections = get(api, "/v1/reports/collections", **{"from": "2026-03-01", "to": "2026-04-30"},
                       interval="month", minPosition=3)  # fmt: skip
     assert collections["items"] == [
-        {"period": "2026-03", "currency": "USD", "amount": "40.00"},
-        {"period": "2026-04", "currency": "USD", "amount": "60.00"},
+        {"period": "2026-03", "currency": "USD", "amount": "40.00", "incomplete": False},
+        {"period": "2026-04", "currency": "USD", "amount": "60.00", "incomplete": False},
     ]
     before = [get(api, path) for path in ("/v1/invoices", "/v1/reports/status")]
     asyncio.run(_rebuild(database_url))
@@ -126,14 +126,16 @@ def test_reports_as_of_a_date_and_by_status(api: httpx.Client) -> None:
     )
     get(api, "/v1/reports/status", minPosition=4)
     outstanding = get(api, "/v1/reports/outstanding", asOf="2026-03-15T00:00:00Z")
-    assert outstanding["items"] == [{"currency": "USD", "invoices": 2, "balanceAmount": "85.50"}]
+    assert outstanding["items"] == [
+        {"currency": "USD", "invoices": 2, "balanceAmount": "85.50", "incomplete": False}
+    ]
     assert get(api, "/v1/reports/outstanding")["items"] == [
-        {"currency": "USD", "invoices": 1, "balanceAmount": "25.50"}
+        {"currency": "USD", "invoices": 1, "balanceAmount": "25.50", "incomplete": False}
     ]
     aging = get(api, "/v1/reports/aging", asOf="2026-03-15")["items"]
     assert aging == [
         {"currency": "USD", "current": "60.00", "days1To30": "0.00", "days31To60": "25.50",
-         "days61To90": "0.00", "over90": "0.00", "noDueDate": "0.00"}
+         "days61To90": "0.00", "over90": "0.00", "noDueDate": "0.00", "incomplete": False}
     ]  # fmt: skip
     by_status = get(api, "/v1/reports/status")["items"]
     assert [(row["status"], row["invoices"], row["balanceAmount"]) for row in by_status] == [
