@@ -387,3 +387,19 @@ def test_report_totals_do_not_overflow(api: httpx.Client) -> None:
     [aging] = get(api, "/v1/reports/aging", asOf="2026-03-02")["items"]
     assert aging["current"] == "19999999999999.98"
     assert get(api, "/v1/invoices/BIG-1")["totalAmount"] == largest
+
+
+def test_the_openapi_document_names_the_organization_parameter_and_the_ambiguity(
+    api: httpx.Client,
+) -> None:
+    document = api.get("/openapi.json").json()
+    for path, operations in document["paths"].items():
+        if path.startswith("/v1/"):
+            names = [parameter["name"] for parameter in operations["get"]["parameters"]]
+            assert "organizationId" in names, path
+    for path in ("/v1/invoices/{invoiceNumber}", "/v1/invoices/{invoiceNumber}/events"):
+        assert "409" in document["paths"][path]["get"]["responses"]
+    schemas = document["components"]["schemas"]
+    assert "organizationId" in schemas["Invoice"]["required"]
+    for report in ("Outstanding", "Aging", "Collections", "StatusReport"):
+        assert "incomplete" in schemas[report]["properties"]["items"]["items"]["required"]
