@@ -15,6 +15,7 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, Row, and_, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from service.domain.identity import InvoiceKey
 from service.domain.invoice import OPEN_STATUSES
 from service.store.errors import unavailability_as_store_error
 from service.store.exact_sums import GroupSums, PartialSum, Summed, grouped_sums
@@ -204,7 +205,7 @@ class InvoiceQueries:
 
     async def doubtful_invoices(
         self, now: datetime, quiet_since: datetime, limit: int
-    ) -> list[str]:
+    ) -> list[InvoiceKey]:
         """Invoices the ledger has reason to doubt: never seen in full (no total), PENDING,
         open and past due or quiet for long, or a balance above the total."""
         columns = invoices.c
@@ -223,7 +224,7 @@ class InvoiceQueries:
             .order_by(columns.updated_at, columns.organization_id, columns.invoice_number)
             .limit(limit)
         )
-        return [row.invoice_number for row in rows]
+        return [InvoiceKey(row.organization_id, row.invoice_number) for row in rows]
 
     async def by_status(self, organization_id: str | None = None) -> list[dict[str, Any]]:
         """Per status and currency: invoices, and the sums of their totals and balances."""

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from service.domain.identity import InvoiceKey
 from service.domain.invoice import Collection, InvoiceState, InvoiceStatus
 from service.projections.projector import InvoiceProjector
 from service.projections.queries import InvoiceQueries
@@ -151,3 +152,16 @@ async def _identities(engine: AsyncEngine) -> list[tuple[str]]:
     async with engine.connect() as connection:
         rows = await connection.execute(text("SELECT organization_id FROM invoices"))
         return [tuple(row) for row in rows]
+
+
+async def test_doubtful_invoices_are_named_with_their_organization(engine: AsyncEngine) -> None:
+    await project(
+        engine,
+        invoice("D-1", organization="org-a", total=None, balance="5"),  # never seen in full
+        invoice("D-1", organization="org-b", total="10", balance="9999999999999"),  # above total
+        invoice("D-2", organization="org-a", total="1000000000000", balance="999999999999.5"),
+    )
+    doubts = await InvoiceQueries(engine).doubtful_invoices(
+        MOMENT, MOMENT - timedelta(days=7), limit=10
+    )
+    assert sorted(doubts) == [InvoiceKey("org-a", "D-1"), InvoiceKey("org-b", "D-1")]
