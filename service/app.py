@@ -222,7 +222,7 @@ async def _try_again_later(request: Request, error: Exception) -> Response:
 async def _api_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, ApiError)
     return JSONResponse(
-        {"error": error.error, "detail": error.detail},
+        error.document,
         status_code=error.status_code,
         headers=error.headers,
     )
