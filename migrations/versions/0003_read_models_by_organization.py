@@ -17,7 +17,7 @@ altered rather than dropped, so the privileges granted on them
 
 Revision ID: 0003
 Revises: 0002
-Create Date: 2026-12-02
+Create Date: 2026-11-22
 """
 
 from __future__ import annotations

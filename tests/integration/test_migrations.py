@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -59,10 +60,15 @@ async def test_migrating_from_0002_loses_no_event_and_the_projector_rebuilds_the
 ) -> None:
     await asyncio.to_thread(command.downgrade, alembic_config(database_url), "0002")
     engine = event_store._engine
-    appended = [
-        invoice_event("1001", "a", notification={"organizationId": "org-a"}, totalAmount="5.00"),
-        invoice_event("1001", "b", seconds=1, notification={"organizationId": "org-b"}),
-        invoice_event("1002", "c", seconds=2),
+    appended = [  # as version 1 wrote them: the organization only under "notification"
+        replace(event, schema_version=1)
+        for event in (
+            invoice_event(
+                "1001", "a", notification={"organizationId": "org-a"}, totalAmount="5.00"
+            ),
+            invoice_event("1001", "b", seconds=1, notification={"organizationId": "org-b"}),
+            invoice_event("1002", "c", seconds=2),
+        )
     ]
     for event in appended:
         await event_store.append([event])
@@ -93,7 +99,9 @@ async def test_migrating_from_0002_loses_no_event_and_the_projector_rebuilds_the
             .order_by(invoices.c.invoice_number, invoices.c.organization_id)
         )  # fmt: skip
         assert [tuple(row) for row in rows] == [
-            ("org-a", "1001", Decimal("5")), ("org-b", "1001", None), ("", "1002", None),
+            # A send's balance, before any payment, is its total.
+            ("org-a", "1001", Decimal("5")), ("org-b", "1001", Decimal("10")),
+            ("", "1002", Decimal("10")),
         ]  # fmt: skip
 
 
