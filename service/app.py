@@ -80,6 +80,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
         settings.webhook_keys.keys,
         tolerance_seconds=settings.webhook_tolerance_seconds,
         signed_content=settings.webhook_signed_content,
+        future_skew_seconds=settings.webhook_future_skew_seconds,
+        payload_form_max_bytes=settings.webhook_payload_form_max_bytes,
     )
     receiver_options = {"clock": clock} if clock else {}
     receiver = WebhookReceiver(

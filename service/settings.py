@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     webhook_keys: Annotated[WebhookKeyring, NoDecode] = WebhookKeyring()
     webhook_tolerance_seconds: int = Field(3600, ge=1, le=7 * 24 * 3600)
     webhook_signed_content: SignedContent = SignedContent.AUTO
+    # How far ahead of this clock a signature's t may be (clock skew), apart from its age.
+    webhook_future_skew_seconds: int = Field(300, ge=0, le=3600)
+    # In auto mode the payload form costs a parse and a re-serialisation: only bodies up to
+    # this size get it (invoicing notifications are a few kilobytes).
+    webhook_payload_form_max_bytes: int = Field(262_144, ge=1024, le=64 * 1_048_576)
     max_body_bytes: int = Field(1_048_576, ge=1024, le=64 * 1_048_576)
     log_level: str = "INFO"
     projector_enabled: bool = True
