@@ -8,6 +8,7 @@ signed body the ledger cannot read.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Callable
@@ -73,12 +74,14 @@ class WebhookReceiver:
         metrics: LedgerMetrics,
         *,
         max_body_bytes: int,
+        body_timeout_seconds: float = 30.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._verifier = verifier
         self._store = store
         self._metrics = metrics
         self._max_body_bytes = max_body_bytes
+        self._body_timeout_seconds = body_timeout_seconds
         self._clock = clock
         self._pinning_recommended = False
 
@@ -115,7 +118,14 @@ class WebhookReceiver:
         except SignatureRejected as rejection:
             return await self._refuse(entry, rejection.reason, rejection.detail)
         try:
-            body = await read_bounded_body(request, self._max_body_bytes)
+            # A client trickling its body would otherwise hold a connection and its buffer.
+            async with asyncio.timeout(self._body_timeout_seconds):
+                body = await read_bounded_body(request, self._max_body_bytes)
+        except TimeoutError:
+            await self._record_refusal(entry, "body_timeout")
+            return _error(
+                408, "body_timeout", f"the body took over {self._body_timeout_seconds:g} s to send"
+            )
         except BodyTooLarge:
             await self._record_refusal(entry, "body_too_large")
             return _error(413, "body_too_large", f"the body exceeds {self._max_body_bytes} bytes")
