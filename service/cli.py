@@ -16,6 +16,7 @@ import uvicorn
 from tqdm import tqdm
 
 from service.domain.events import EVENT_TYPE_BY_NOTIFICATION_TYPE, RecordedEvent
+from service.http_server import server_config
 from service.logs import configure_logging
 from service.projections.projector import InvoiceProjector
 from service.projections.rebuild import rebuild_invoices
@@ -28,8 +29,6 @@ from service.store.migrations import upgrade_to_head
 from service.store.notifications import appended_events_signal
 from service.store.read_models import SqlReadModelStore
 from service.webhooks.signature import SignedContent, sign
-
-GRACEFUL_SHUTDOWN_SECONDS = 10
 
 
 def _settings() -> Settings:
@@ -75,15 +74,14 @@ def serve(host: str, port: int) -> None:
     from service.app import create_app
 
     settings = _settings()
-    uvicorn.run(
+    config = server_config(
         create_app(settings),
         host=host,
         port=port,
-        log_config=None,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-        server_header=False,
-        access_log=False,
+        implementation=settings.http_implementation,
+        limits=settings.http_limits,
     )
+    uvicorn.Server(config).run()
 
 
 @main.command()
