@@ -12,6 +12,7 @@ from typing import Any, Literal
 from sqlalchemy import Row, and_, case, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from service.domain.identity import UNKNOWN_ORGANIZATION, InvoiceKey
 from service.domain.invoice import OPEN_STATUSES
 from service.domain.money import from_micros
 from service.store.errors import unavailability_as_store_error
@@ -158,7 +159,7 @@ class InvoiceQueries:
 
     async def doubtful_invoices(
         self, now: datetime, quiet_since: datetime, limit: int
-    ) -> list[str]:
+    ) -> list[InvoiceKey]:
         """Invoices the ledger has reason to doubt: never seen in full (no total), PENDING,
         open and past due or quiet for long, or a balance above the total."""
         columns = invoices.c
@@ -177,7 +178,8 @@ class InvoiceQueries:
             .order_by(columns.updated_at)
             .limit(limit)
         )
-        return [row.invoice_number for row in rows]
+        # Until the read model records organizations, every doubt's organization is unknown.
+        return [InvoiceKey(UNKNOWN_ORGANIZATION, row.invoice_number) for row in rows]
 
     async def by_status(self) -> list[dict[str, Any]]:
         rows = await self._all(
