@@ -47,7 +47,8 @@ EVENT_TYPE_BY_NOTIFICATION_TYPE: Mapping[str, InvoiceEventType] = {
     "invoicing.customer.invoice.partial-resend": InvoiceEventType.INVOICE_PARTIAL_RESENT,
 }
 
-CURRENT_SCHEMA_VERSION = 1
+# 2: every fact names its organization; history entries carry their occurrence.
+CURRENT_SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,10 @@ class NewEvent:
     idempotency_key: str
     data: Mapping[str, Any]
     schema_version: int = CURRENT_SCHEMA_VERSION
+    # Whether the provider time is part of what the fact says. Not when it is only a
+    # delivery's signature time (a notification without eventDate): a retry signed later is
+    # the same fact.
+    time_is_content: bool = True
 
     def __post_init__(self) -> None:
         if not self.stream_id:

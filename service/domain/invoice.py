@@ -1,20 +1,48 @@
-"""An invoice's state as a pure function of its events.
+"""An invoice's state, at every moment, as a pure function of its facts.
 
-Events are applied in provider time, ties broken by store position, so any delivery order
-gives the same state. Every field the events do not establish stays unknown (None).
+Facts are ordered by provider time, ties broken by store position, so any delivery order
+gives the same answer. Two kinds of fact weigh differently:
+
+- **Get Invoice Details** (an observation, with its ``invoiceHistory``) is the truth as of
+  the moment Cybersource produced it. Up to the latest observation, the invoice's past is
+  reconstructed from the provider's history alone: its payments are the ``PAYMENT`` entries
+  (and only those), its total is the one observed from the last ``UPDATE`` (or its creation)
+  on (updates are allowed only before any payment), its balance at any moment is that total
+  less the payments up to then. Notifications dated before the latest observation are
+  superseded by it.
+- **Notifications** after the latest observation are provisional: they show changes at once,
+  and the next observation supersedes them. They carry no transaction id, so a payment is
+  the balance decrease they report. The total may have been updated since it was last
+  stated (updates send no notification), so the first payment a notification reports leaves
+  the total, and the amount collected, unknown until the next observation; once a payment
+  is known the total cannot change, and every later decrease is exact.
+
+Money rules that hold at every moment: where total and balance are known, the collections
+sum to total - balance; PAID means a balance of 0; unknown stays unknown (None), never 0.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import bisect
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from itertools import accumulate
 
 from service.domain.events import InvoiceEventType, RecordedEvent
-from service.domain.money import InvalidAmount, parse_amount
+from service.domain.payloads import (
+    HistoryEntryRecorded,
+    InvoiceObserved,
+    NotificationReceived,
+    Payload,
+    StatedFields,
+    decode,
+)
+
+E = InvoiceEventType
+ZERO = Decimal(0)
 
 
 class InvoiceStatus(StrEnum):
@@ -33,14 +61,11 @@ OPEN_STATUSES = frozenset(
     {InvoiceStatus.CREATED, InvoiceStatus.SENT, InvoiceStatus.PARTIAL, InvoiceStatus.PENDING}
 )
 FINAL_STATUSES = frozenset({InvoiceStatus.PAID, InvoiceStatus.CANCELED})
-# Facts that mean money arrived; their balance decrease is what was collected.
-PAYMENT_EVENT_TYPES = frozenset(
-    {
-        InvoiceEventType.INVOICE_PAID,
-        InvoiceEventType.INVOICE_PARTIALLY_PAID,
-        InvoiceEventType.PAYMENT_RECEIVED,
-    }
-)
+# Notifications that say money arrived.
+PAYMENT_NOTIFICATION_TYPES = frozenset({E.INVOICE_PAID, E.INVOICE_PARTIALLY_PAID})
+# How far a notification's eventDate may stray from the history entry of the same payment:
+# Cybersource stamps them independently, milliseconds to minutes apart.
+NOTIFICATION_LAG_MAX = timedelta(minutes=30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,9 +98,6 @@ class InvoiceState:
     collections: tuple[Collection, ...] = ()
     last_event_at: datetime | None = None
     last_position: int = 0
-    # The balance implied by the collections counted so far: lets a payment seen without a
-    # balance and a later balance report of the same money count once, not twice.
-    accounted_balance: Decimal | None = field(default=None, repr=False)
 
     @property
     def paid_amount(self) -> Decimal | None:
@@ -83,150 +105,468 @@ class InvoiceState:
             return None
         return self.total_amount - self.balance_amount
 
+    @property
+    def collected_amount(self) -> Decimal | None:
+        """The sum of the collections, or None while one of them is of unknown amount."""
+        if any(collection.amount is None for collection in self.collections):
+            return None
+        return sum((c.amount for c in self.collections if c.amount is not None), ZERO)
 
-def fold(invoice_number: str, events: Iterable[RecordedEvent]) -> InvoiceState:
-    state = InvoiceState(invoice_number)
-    for event in sorted(events, key=lambda e: (e.occurred_at, e.position)):
-        state = apply(state, event)
-    return state
 
-
-def state_history(invoice_number: str, events: Iterable[RecordedEvent]) -> list[InvoiceState]:
-    """Every state the invoice was in, one per distinct provider time, oldest first."""
-    history: list[InvoiceState] = []
-    state = InvoiceState(invoice_number)
-    for event in sorted(events, key=lambda e: (e.occurred_at, e.position)):
-        state = apply(state, event)
-        if history and history[-1].last_event_at == state.last_event_at:
-            history[-1] = state  # several facts at one instant: only the last state was seen
-        else:
-            history.append(state)
-    return history
+def fold(
+    invoice_number: str, events: Iterable[RecordedEvent], organization_id: str = ""
+) -> InvoiceState:
+    history = state_history(invoice_number, events, organization_id)
+    return history[-1] if history else InvoiceState(invoice_number, organization_id)
 
 
 def fold_as_of(
-    invoice_number: str, events: Iterable[RecordedEvent], moment: datetime
+    invoice_number: str,
+    events: Iterable[RecordedEvent],
+    moment: datetime,
+    organization_id: str = "",
 ) -> InvoiceState:
-    """The state as it stood at provider time ``moment`` (events at that instant included)."""
-    return fold(invoice_number, (e for e in events if e.occurred_at <= moment))
+    """The state in force at provider time ``moment`` (facts at that instant included), as
+    everything known now tells it."""
+    history = state_history(invoice_number, events, organization_id)
+    moments = [state.last_event_at or moment for state in history]
+    at = bisect.bisect_right(moments, moment)
+    return history[at - 1] if at else InvoiceState(invoice_number, organization_id)
 
 
-def apply(state: InvoiceState, event: RecordedEvent) -> InvoiceState:
-    changes = _fact_changes(event.data)
-    total = changes.get("total_amount", state.total_amount)
-    changes.update(_money_changes(state, event, total))
-    return replace(
-        state,
-        status=next_status(state, event.type, event.data),
-        last_event_at=event.occurred_at,
-        last_position=max(state.last_position, event.position),
-        **changes,
-    )
+def state_history(
+    invoice_number: str, events: Iterable[RecordedEvent], organization_id: str = ""
+) -> list[InvoiceState]:
+    """Every state the invoice was in, one per distinct provider time, oldest first."""
+    facts = sorted((_Fact(event, decode(event)) for event in events), key=_Fact.order)
+    if not facts:
+        return []
+    running = _Running(invoice_number, organization_id)
+    states: list[InvoiceState] = []
+    observations = [fact for fact in facts if isinstance(fact.payload, InvoiceObserved)]
+    horizon: tuple[datetime, int] | None = None
+    if observations:
+        horizon = observations[-1].order()
+        states = _ProviderPast(running, facts, horizon).states()
+    for fact in facts:
+        if isinstance(fact.payload, NotificationReceived) and (
+            horizon is None or fact.order() > horizon
+        ):
+            states.append(running.notified(fact, fact.payload))
+    if not states:
+        # Facts that establish nothing (history entries without their observation): the
+        # invoice exists, and everything about it is unknown.
+        states = [running.snapshot(facts[0].moment)]
+    return _one_per_instant(states, facts)
+
+
+@dataclass(frozen=True, slots=True)
+class _Fact:
+    event: RecordedEvent
+    payload: Payload
+
+    def order(self) -> tuple[datetime, int]:
+        return (self.event.occurred_at, self.event.position)
+
+    @property
+    def moment(self) -> datetime:
+        return self.event.occurred_at
+
+
+def _one_per_instant(states: list[InvoiceState], facts: Sequence[_Fact]) -> list[InvoiceState]:
+    """Several facts at one instant: only the last state was ever in force. Each state also
+    names the highest store position among the facts up to its instant."""
+    merged: list[InvoiceState] = []
+    for state in states:
+        if merged and merged[-1].last_event_at == state.last_event_at:
+            merged[-1] = state
+        else:
+            merged.append(state)
+    moments = [fact.moment for fact in facts]  # facts are in provider-time order
+    highest = list(accumulate((fact.event.position for fact in facts), max))
+    result = []
+    for state in merged:
+        assert state.last_event_at is not None
+        seen = bisect.bisect_right(moments, state.last_event_at)
+        result.append(replace(state, last_position=highest[seen - 1] if seen else 0))
+    return result
+
+
+@dataclass
+class _Running:
+    """The invoice as the facts applied so far leave it; each step returns a snapshot."""
+
+    invoice_number: str
+    organization_id: str
+    status: InvoiceStatus | None = None
+    currency: str | None = None
+    total: Decimal | None = None
+    balance: Decimal | None = None
+    due_date: date | None = None
+    customer_name: str | None = None
+    customer_email: str | None = None
+    payments: list[Payment] = field(default_factory=list)
+    collections: list[Collection] = field(default_factory=list)
+    # Whether Cybersource has been asked about the invoice (its answer shaped this state).
+    observed: bool = False
+    # History payments a notification has been recognised as (by their index in payments).
+    matched_payments: set[int] = field(default_factory=set)
+
+    # --- shared -----------------------------------------------------------------------------
+
+    def snapshot(self, moment: datetime) -> InvoiceState:
+        return InvoiceState(
+            invoice_number=self.invoice_number,
+            organization_id=self.organization_id,
+            status=self.status,
+            currency=self.currency,
+            total_amount=self.total,
+            balance_amount=self.balance,
+            due_date=self.due_date,
+            customer_name=self.customer_name,
+            customer_email=self.customer_email,
+            payments=tuple(self.payments),
+            collections=tuple(self.collections),
+            last_event_at=moment,
+        )
+
+    def describe(self, stated: StatedFields) -> None:
+        if stated.customer_name is not None:
+            self.customer_name = stated.customer_name
+        if stated.customer_email is not None:
+            self.customer_email = stated.customer_email
+
+    @property
+    def paid_before(self) -> bool:
+        return bool(self.collections) or self.status in (InvoiceStatus.PARTIAL, InvoiceStatus.PAID)
+
+    def collect(self, moment: datetime, amount: Decimal | None) -> None:
+        if amount is None or amount != 0:
+            self.collections.append(Collection(moment, amount))
+
+    def settle_money(self, moment: datetime) -> None:
+        """Make the money rules hold: PAID owes nothing, and where total and balance are
+        known the collections sum to their difference."""
+        if self.status is InvoiceStatus.PAID:
+            self.balance = ZERO
+        if self.total is None or self.balance is None:
+            return
+        known = sum((c.amount for c in self.collections if c.amount is not None), ZERO)
+        missing = self.total - self.balance - known
+        unknown = [i for i, c in enumerate(self.collections) if c.amount is None]
+        if unknown:
+            # Now that total and balance are known, so is what the unknown collections were.
+            first, *others = unknown
+            self.collections[first] = replace(self.collections[first], amount=missing)
+            for index in reversed(others):
+                del self.collections[index]
+            self.collections = [c for c in self.collections if c.amount != 0]
+        elif missing > 0:
+            self.collect(moment, missing)  # money the facts show arrived without saying when
+        elif missing < 0:
+            self.balance = self.total - known  # never less owed than what was collected says
+
+    # --- provisional: notifications -----------------------------------------------------------
+
+    def notified(self, fact: _Fact, notice: NotificationReceived) -> InvoiceState:
+        stated, moment, event_type = notice.stated, fact.moment, fact.event.type
+        self.describe(stated)
+        # What Cybersource answered stands until it answers again: a notification (perhaps
+        # stamped late) fills in only what the ledger does not know.
+        if stated.currency is not None and (self.currency is None or not self.observed):
+            self.currency = stated.currency
+        if stated.due_date is not None and (self.due_date is None or not self.observed):
+            self.due_date = stated.due_date
+        previous = self.status
+        paid_before = self.paid_before
+        self.status = next_status(previous, event_type, has_payments=paid_before)
+        if previous in FINAL_STATUSES:
+            return self.snapshot(moment)  # a settled invoice's money no longer moves
+        balance = ZERO if event_type == E.INVOICE_PAID else stated.balance_amount
+        reported = notice.payment.amount if notice.payment else None
+        if paid_before:
+            self._later_payment(moment, event_type, stated, balance, reported)
+        else:
+            self._first_money(moment, event_type, stated, balance, reported)
+        if event_type in PAYMENT_NOTIFICATION_TYPES:
+            self.payments.append(Payment(None, reported, moment))
+        self.settle_money(moment)
+        return self.snapshot(moment)
+
+    def _first_money(
+        self,
+        moment: datetime,
+        event_type: str,
+        stated: StatedFields,
+        balance: Decimal | None,
+        reported: Decimal | None,
+    ) -> None:
+        money_arrived = event_type in PAYMENT_NOTIFICATION_TYPES or (
+            event_type == E.INVOICE_PARTIAL_RESENT
+        )
+        if stated.total_amount is not None:
+            # Total and balance stated together are exact, whatever happened before.
+            self.total = stated.total_amount
+            self.balance = balance if balance is not None else self.total
+            return
+        if not money_arrived:
+            if balance is not None:
+                self.total = self.balance = balance  # before any payment, the balance is the total
+            return
+        if reported is not None and balance is not None:
+            self.total, self.balance = balance + reported, balance
+            self.collect(moment, reported)
+            return
+        # The total may have been updated since it was last stated (updates notify nobody):
+        # how much was paid is unknown until the provider is asked.
+        self.total, self.balance = None, balance
+        self.collect(moment, reported)
+
+    def _later_payment(
+        self,
+        moment: datetime,
+        event_type: str,
+        stated: StatedFields,
+        balance: Decimal | None,
+        reported: Decimal | None,
+    ) -> None:
+        """A payment is known, so the total is final and every decrease is exact money."""
+        if self.total is None and stated.total_amount is not None:
+            self.total = stated.total_amount
+        prior = self.balance
+        if balance is not None:
+            if prior is None or balance < prior:
+                if prior is not None:
+                    self.collect(moment, prior - balance)
+                self.balance = balance
+            # A balance at or above the known one repeats money already counted (a late or
+            # duplicated notification): nothing new arrived.
+            return
+        if event_type not in PAYMENT_NOTIFICATION_TYPES:
+            return
+        if reported is not None and self._already_observed(moment, reported):
+            return
+        if reported is not None and prior is not None:
+            reported = min(reported, prior)
+            self.balance = prior - reported
+        else:
+            self.balance = None
+        self.collect(moment, reported)
+
+    def _already_observed(self, moment: datetime, amount: Decimal) -> bool:
+        """A notification naming only an amount is the same money as a history payment of
+        that amount close to it in time, unless another notification already matched it."""
+        for index, payment in enumerate(self.payments):
+            if (
+                index not in self.matched_payments
+                and payment.transaction_id is not None
+                and payment.amount == amount
+                and abs(payment.received_at - moment) <= NOTIFICATION_LAG_MAX
+            ):
+                self.matched_payments.add(index)
+                return True
+        return False
+
+
+class _ProviderPast:
+    """The invoice's past up to its latest observation, from the provider's own history."""
+
+    def __init__(
+        self, running: _Running, facts: Sequence[_Fact], horizon: tuple[datetime, int]
+    ) -> None:
+        self._running = running
+        self._horizon = horizon
+        known = [fact for fact in facts if fact.order() <= horizon]
+        self._observations = [f for f in known if isinstance(f.payload, InvoiceObserved)]
+        self._notifications = [f for f in known if isinstance(f.payload, NotificationReceived)]
+        self._entries = _distinct_entries(
+            f for f in known if isinstance(f.payload, HistoryEntryRecorded)
+        )
+        self._updates = sorted(
+            fact.moment for fact in self._entries if _entry(fact).history_event == "UPDATE"
+        )
+        self._amounts, self._adjustments = self._payment_amounts()
+
+    def states(self) -> list[InvoiceState]:
+        running = self._running
+        points = sorted([*self._entries, *self._observations], key=_Fact.order)
+        states = []
+        matched: set[str] = set()
+        for fact in points:
+            segment = self._segment_values(fact.moment)
+            running.total = segment.total_amount
+            running.currency = segment.currency
+            running.due_date = segment.due_date
+            if isinstance(fact.payload, InvoiceObserved):
+                self._observed(fact, fact.payload)
+            else:
+                self._history_entry(fact, _entry(fact), matched)
+            running.balance = self._balance()
+            running.settle_money(fact.moment)
+            states.append(running.snapshot(fact.moment))
+        return states
+
+    def _observed(self, fact: _Fact, observed: InvoiceObserved) -> None:
+        running = self._running
+        running.observed = True
+        running.describe(observed.stated)
+        if observed.status is not None and observed.status in InvoiceStatus.__members__:
+            running.status = InvoiceStatus(observed.status)
+        for moment, amount in self._adjustments.get(fact.event.position, ()):
+            running.collect(moment, amount)
+
+    def _history_entry(self, fact: _Fact, entry: HistoryEntryRecorded, matched: set[str]) -> None:
+        running = self._running
+        for notice in self._notifications:
+            # Payer details are never in the history; the notifications up to now tell them.
+            if notice.order() <= fact.order():
+                running.describe(notice.payload.stated)  # type: ignore[union-attr]
+        current = running.status
+        match entry.history_event:
+            case "DRAFT":
+                running.status = InvoiceStatus.DRAFT if current is None else current
+            case "CREATE":
+                if current in (None, InvoiceStatus.DRAFT):
+                    running.status = InvoiceStatus.CREATED
+            case "SEND" | "RESEND" | "REMINDER":
+                if current in (None, InvoiceStatus.DRAFT, InvoiceStatus.CREATED):
+                    running.status = InvoiceStatus.SENT
+            case "PAYMENT":
+                amount = self._amounts.get(fact.event.position)
+                transaction = entry.transaction.transaction_id if entry.transaction else None
+                if transaction is not None and transaction in matched:
+                    return
+                if transaction is not None:
+                    matched.add(transaction)
+                running.payments.append(Payment(transaction, amount, fact.moment))
+                running.collect(fact.moment, amount)
+                running.balance = self._balance()
+                paid_in_full = running.balance is not None and running.balance <= 0
+                running.status = InvoiceStatus.PAID if paid_in_full else InvoiceStatus.PARTIAL
+            case "PENDING":
+                if current not in FINAL_STATUSES:
+                    running.status = InvoiceStatus.PENDING
+            case "REJECTED":
+                if current is InvoiceStatus.PENDING:
+                    paid = bool(running.collections)
+                    running.status = InvoiceStatus.PARTIAL if paid else InvoiceStatus.SENT
+            case "CANCEL":
+                if current is not InvoiceStatus.PAID:
+                    running.status = InvoiceStatus.CANCELED
+            case _:
+                pass  # UPDATE and entries the ledger does not model change no status
+
+    def _balance(self) -> Decimal | None:
+        running = self._running
+        if running.total is None or any(c.amount is None for c in running.collections):
+            return None
+        return running.total - sum((c.amount or ZERO for c in running.collections), ZERO)
+
+    # --- totals along the history ----------------------------------------------------------
+
+    def _segment_values(self, moment: datetime) -> StatedFields:
+        """Total, currency and due date in force at ``moment``: an update (allowed only
+        before payment) may change them, so each stretch between updates takes the values
+        stated within it; the last stretch takes the latest observation's."""
+        segment = bisect.bisect_right(self._updates, moment)
+        start = self._updates[segment - 1] if segment else None
+        end = self._updates[segment] if segment < len(self._updates) else None
+
+        def within(fact: _Fact) -> bool:
+            return (start is None or fact.moment >= start) and (end is None or fact.moment < end)
+
+        sources = [f for f in self._observations if within(f)][::-1]
+        sources += [f for f in self._notifications if within(f)][::-1]
+        total = currency = due = None
+        for fact in sources:
+            stated = fact.payload.stated  # type: ignore[union-attr]
+            total = total if total is not None else stated.total_amount
+            if (
+                total is None
+                and isinstance(fact.payload, NotificationReceived)
+                and fact.event.type not in PAYMENT_NOTIFICATION_TYPES
+            ):
+                total = stated.balance_amount  # before payment, the balance is the total
+            currency = currency or stated.currency
+            due = due or stated.due_date
+        return StatedFields(currency=currency, total_amount=total, due_date=due)
+
+    # --- payments without amounts ----------------------------------------------------------
+
+    def _payment_amounts(
+        self,
+    ) -> tuple[dict[int, Decimal | None], dict[int, list[tuple[datetime, Decimal]]]]:
+        """Each PAYMENT entry's amount; where the history leaves it out, what the observed
+        paid amount (total - balance) needs. What no entry can explain is collected at the
+        observation that shows it."""
+        payments = [f for f in self._entries if _entry(f).history_event == "PAYMENT"]
+        amounts: dict[int, Decimal | None] = {}
+        seen: set[str] = set()
+        for fact in payments:
+            transaction = _entry(fact).transaction
+            if transaction and transaction.transaction_id:
+                if transaction.transaction_id in seen:
+                    continue
+                seen.add(transaction.transaction_id)
+            amounts[fact.event.position] = transaction.amount if transaction else None
+        adjustments: dict[int, list[tuple[datetime, Decimal]]] = {}
+        paid_so_far = ZERO
+        remaining = [f for f in payments if f.event.position in amounts]
+        for anchor in self._observations:
+            stated = anchor.payload.stated  # type: ignore[union-attr]
+            if stated.total_amount is None or stated.balance_amount is None:
+                continue
+            due = [f for f in remaining if f.order() <= anchor.order()]
+            remaining = [f for f in remaining if f.order() > anchor.order()]
+            target = stated.total_amount - stated.balance_amount
+            known = sum((amounts[f.event.position] or ZERO for f in due), ZERO)
+            unknown = [f for f in due if amounts[f.event.position] is None]
+            missing = target - paid_so_far - known
+            for index, fact in enumerate(unknown):
+                share = missing if index == 0 and missing > 0 else ZERO
+                amounts[fact.event.position] = share
+                missing -= share
+            if missing != 0:
+                adjustments.setdefault(anchor.event.position, []).append((anchor.moment, missing))
+            paid_so_far = target
+        return amounts, adjustments
+
+
+def _entry(fact: _Fact) -> HistoryEntryRecorded:
+    assert isinstance(fact.payload, HistoryEntryRecorded)
+    return fact.payload
+
+
+def _distinct_entries(facts: Iterable[_Fact]) -> list[_Fact]:
+    """One fact per history entry, however often (and under whichever key version) it was
+    recorded: entries are identified by event, date, transaction and occurrence."""
+    chosen: dict[tuple[str, datetime, str | None, int], _Fact] = {}
+    for fact in sorted(facts, key=_Fact.order):
+        entry = _entry(fact)
+        transaction = entry.transaction.transaction_id if entry.transaction else None
+        identity = (entry.history_event, fact.moment, transaction, entry.occurrence or 0)
+        current = chosen.get(identity)
+        # A fact that knows its occurrence is preferred to a version 1 copy of the same entry.
+        if current is None or (_entry(current).occurrence is None and entry.occurrence is not None):
+            chosen[identity] = fact
+    return sorted(chosen.values(), key=_Fact.order)
 
 
 def next_status(
-    state: InvoiceState, event_type: str, data: Mapping[str, Any]
+    current: InvoiceStatus | None, event_type: str, *, has_payments: bool
 ) -> InvoiceStatus | None:
-    current = state.status
+    """The status a notification leads to."""
     match event_type:
-        case InvoiceEventType.INVOICE_OBSERVED:
-            observed = data.get("status")
-            if isinstance(observed, str) and observed in InvoiceStatus.__members__:
-                return InvoiceStatus(observed)
-            return current
-        case InvoiceEventType.INVOICE_DRAFTED:
-            return InvoiceStatus.DRAFT if current is None else current
-        case InvoiceEventType.INVOICE_CREATED:
-            return InvoiceStatus.CREATED if current in (None, InvoiceStatus.DRAFT) else current
-        case InvoiceEventType.INVOICE_SENT:
-            # Sending never reopens a settled invoice and a resend keeps PARTIAL/PENDING.
+        case E.INVOICE_SENT | E.INVOICE_REMINDER_SENT | E.INVOICE_OVERDUE_REMINDER_SENT:
+            # Sending never reopens a settled invoice and a resend keeps PARTIAL/PENDING; an
+            # invoice first heard of through a reminder was sent, so it is open.
             reopenable = (None, InvoiceStatus.DRAFT, InvoiceStatus.CREATED)
             return InvoiceStatus.SENT if current in reopenable else current
-        case InvoiceEventType.INVOICE_PARTIAL_RESENT | InvoiceEventType.INVOICE_PARTIALLY_PAID:
-            if current in FINAL_STATUSES:
-                return current
-            return InvoiceStatus.PARTIAL
-        case InvoiceEventType.INVOICE_PAID:
-            return InvoiceStatus.PAID
-        case InvoiceEventType.INVOICE_CANCELED:
+        case E.INVOICE_PARTIAL_RESENT | E.INVOICE_PARTIALLY_PAID:
+            return current if current in FINAL_STATUSES else InvoiceStatus.PARTIAL
+        case E.INVOICE_PAID:
+            return current if current is InvoiceStatus.CANCELED else InvoiceStatus.PAID
+        case E.INVOICE_CANCELED:
             return current if current is InvoiceStatus.PAID else InvoiceStatus.CANCELED
-        case InvoiceEventType.INVOICE_PAYMENT_PENDING:
-            return current if current in FINAL_STATUSES else InvoiceStatus.PENDING
-        case InvoiceEventType.INVOICE_PAYMENT_REJECTED:
-            if current is not InvoiceStatus.PENDING:
-                return current
-            return InvoiceStatus.PARTIAL if state.payments else InvoiceStatus.SENT
         case _:
-            return current  # reminders, updates: no change of status
-
-
-def _fact_changes(data: Mapping[str, Any]) -> dict[str, Any]:
-    changes: dict[str, Any] = {}
-    if (currency := data.get("currency")) is not None:
-        changes["currency"] = currency
-    if (total := _amount(data.get("totalAmount"))) is not None:
-        changes["total_amount"] = total
-    if (due := data.get("dueDate")) is not None:
-        changes["due_date"] = date.fromisoformat(due)
-    customer = data.get("customer") or {}
-    if customer.get("name") is not None:
-        changes["customer_name"] = customer["name"]
-    if customer.get("email") is not None:
-        changes["customer_email"] = customer["email"]
-    return changes
-
-
-def _money_changes(
-    state: InvoiceState, event: RecordedEvent, total: Decimal | None
-) -> dict[str, Any]:
-    balance = _amount(event.data.get("balanceAmount"))
-    payment = _payment(event)
-    already_seen = (
-        payment is not None
-        and payment.transaction_id is not None
-        and any(p.transaction_id == payment.transaction_id for p in state.payments)
-    )
-    payments = state.payments
-    if payment is not None and not already_seen:
-        payments = (*payments, payment)
-
-    collected: Decimal | None = None
-    accounted = state.accounted_balance
-    if event.type in PAYMENT_EVENT_TYPES:
-        before = accounted if accounted is not None else total
-        if balance is not None and before is not None:
-            collected = before - balance
-        elif payment is not None and payment.amount is not None and not already_seen:
-            # Never more than was still owed: the same money may already have been counted
-            # from a balance report that named no transaction.
-            collected = payment.amount if before is None else min(payment.amount, before)
-            if before is not None:
-                accounted = before - collected
-    if balance is not None:
-        accounted = balance
-
-    collections = state.collections
-    if collected is not None and collected > 0:
-        collections = (*collections, Collection(event.occurred_at, collected))
-    return {
-        "balance_amount": balance if balance is not None else state.balance_amount,
-        "payments": payments,
-        "collections": collections,
-        "accounted_balance": accounted,
-    }
-
-
-def _payment(event: RecordedEvent) -> Payment | None:
-    raw = event.data.get("payment")
-    if not raw:
-        return None
-    return Payment(raw.get("transactionId"), _amount(raw.get("amount")), event.occurred_at)
-
-
-def _amount(value: Any) -> Decimal | None:
-    if value is None:
-        return None
-    try:
-        return parse_amount(value)
-    except InvalidAmount:
-        return None  # a stored fact was validated on the way in; never guess at a bad one
+            return current

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import structlog
 
 from service.domain.events import RecordedEvent
+from service.domain.identity import InvoiceKey, invoices_in_stream
 from service.domain.invoice import state_history
 from service.store.errors import StoreUnavailable
 from service.store.event_store import SqlEventStore
@@ -27,13 +28,21 @@ BATCH_SIZE_DEFAULT = 1000
 LEASE_SECONDS_DEFAULT = 15.0
 
 
-def project_invoice(invoice_number: str, events: Sequence[RecordedEvent]) -> ProjectedInvoice:
-    history = state_history(invoice_number, events)
+def project_invoice(key: InvoiceKey, events: Sequence[RecordedEvent]) -> ProjectedInvoice:
+    history = state_history(key.invoice_number, events, key.organization_id)
     return ProjectedInvoice(
         state=history[-1],
         history=history,
         updated_at=max(event.recorded_at for event in events),
     )
+
+
+def project_stream(invoice_number: str, events: Sequence[RecordedEvent]) -> list[ProjectedInvoice]:
+    """A stream holds one invoice number's facts, possibly of several organizations."""
+    return [
+        project_invoice(key, invoice_events)
+        for key, invoice_events in sorted(invoices_in_stream(invoice_number, events).items())
+    ]
 
 
 @dataclass
@@ -77,7 +86,9 @@ class InvoiceProjector:
         to_position = batch[-1].position
         stream_ids = sorted({event.stream_id for event in batch})
         streams = await self._events.read_streams(stream_ids, to_position)
-        projected = [project_invoice(number, streams[number]) for number in stream_ids]
+        projected = [
+            invoice for number in stream_ids for invoice in project_stream(number, streams[number])
+        ]
         await self._read_models.apply(
             projected, owner=self._owner, from_position=from_position, to_position=to_position
         )

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 
 from service.domain.events import RecordedEvent
-from service.projections.projector import LEASE_SECONDS_DEFAULT, project_invoice
+from service.projections.projector import LEASE_SECONDS_DEFAULT, project_stream
 from service.store.event_store import SqlEventStore
 from service.store.read_models import LeaseLost, SqlReadModelStore
 
@@ -66,7 +66,8 @@ async def rebuild_invoices(
 async def _write(read_models: SqlReadModelStore, events: list[RecordedEvent]) -> None:
     """Fold and write invoices whose events are all here (``events`` is in stream order)."""
     projected = [
-        project_invoice(stream_id, list(stream))
+        invoice
         for stream_id, stream in itertools.groupby(events, key=lambda e: e.stream_id)
+        for invoice in project_stream(stream_id, list(stream))
     ]
     await read_models.write_rebuild_batch(projected)

@@ -1,19 +1,26 @@
-"""Turning Get Invoice Details into the ledger's facts: an observation of the invoice, and
-one event per ``invoiceHistory`` entry. Each has a key naming the fact itself, so asking twice
-appends nothing, and a payment seen here and in a webhook counts once (by transaction id)."""
+"""Turning Get Invoice Details into the ledger's facts: one event per ``invoiceHistory``
+entry, each with a key naming the entry (asking twice appends nothing), and an observation
+of the invoice as Cybersource answered, the truth as of that moment."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from service.domain.events import EventSource, InvoiceEventType, NewEvent
+from service.domain.invoice import InvoiceState
 from service.domain.money import parse_optional_amount
+from service.domain.payloads import (
+    HistoryEntryRecorded,
+    InvoiceObserved,
+    PaymentReported,
+    StatedFields,
+    encode,
+)
 
 E = InvoiceEventType
 EVENT_TYPE_BY_HISTORY_EVENT = {
@@ -98,62 +105,120 @@ def read_details(document: dict[str, Any]) -> InvoiceDetails:
         raise InvalidInvoiceDetails(f"Get Invoice Details: {where}: {message}") from None
 
 
-def _money(amount: Decimal | None) -> str | None:
-    return None if amount is None else format(amount, "f")
-
-
-def reconciler_facts(details: InvoiceDetails, organization_id: str) -> list[NewEvent]:
-    number = details.information.invoice_number or details.id
+def observed_invoice(details: InvoiceDetails, organization_id: str) -> InvoiceObserved:
     amounts = details.order.amount_details
-    events = [_history_event(number, entry, amounts.currency) for entry in details.history]
-    snapshot = {
-        "invoiceNumber": number,
-        "status": details.status,
-        "totalAmount": _money(amounts.total),
-        "balanceAmount": _money(amounts.balance),
-        "currency": amounts.currency,
-        "dueDate": details.information.due_date,
-        "customer": {"name": details.customer.name, "email": details.customer.email}
-        if details.customer.name or details.customer.email
-        else None,
-    }
-    # The invoice has looked like this since its latest history entry: dating the observation
-    # there makes the same state, observed again, the same fact.
-    dates = [_aware(entry.date) for entry in details.history]
-    observed_at = max(dates) if dates else _aware(details.submit_time or datetime.now(UTC))
-    digest = hashlib.sha256(json.dumps(snapshot, sort_keys=True).encode()).hexdigest()[:32]
-    events.append(
-        NewEvent(
-            stream_id=number,
-            type=E.INVOICE_OBSERVED,
-            occurred_at=observed_at,
-            source=EventSource.RECONCILER,
-            idempotency_key=f"cybersource:observation:{number}:{observed_at.isoformat()}:{digest}",
-            data=snapshot,
-        )
+    due = details.information.due_date
+    return InvoiceObserved(
+        organization_id=organization_id,
+        invoice_number=details.information.invoice_number or details.id,
+        status=details.status,
+        stated=StatedFields(
+            currency=amounts.currency,
+            total_amount=amounts.total,
+            balance_amount=amounts.balance,
+            due_date=date.fromisoformat(due) if due else None,
+            customer_name=details.customer.name,
+            customer_email=details.customer.email,
+        ),
     )
-    return events
 
 
-def _history_event(number: str, entry: _HistoryEntry, currency: str | None) -> NewEvent:
+def reconciler_facts(
+    details: InvoiceDetails, organization_id: str, *, called_at: datetime | None = None
+) -> ReconcilerFacts:
+    """The history entries, each a fact with a key naming the entry, and the observation.
+
+    The observation is the truth as of the moment Cybersource produced it (``submitTimeUtc``,
+    else the time of the call), never earlier than the history it shows; its key names that
+    moment, so each answer is a fact of its own. Whether it is worth recording is the
+    caller's decision (``observation_is_news``).
+    """
+    observed = observed_invoice(details, organization_id)
+    number = observed.invoice_number
+    oldest_first = sorted(details.history, key=lambda entry: _aware(entry.date))
+    occurrences: dict[tuple[str, datetime, str | None], int] = {}
+    history = []
+    for entry in oldest_first:
+        transaction_id = entry.transaction.transaction_id if entry.transaction else None
+        identity = (entry.event, _aware(entry.date), transaction_id)
+        occurrence = occurrences.get(identity, 0)
+        occurrences[identity] = occurrence + 1
+        history.append(
+            _history_event(organization_id, number, entry, observed.stated.currency, occurrence)
+        )
+    produced_at = _aware(details.submit_time or called_at or datetime.now(UTC))
+    observed_at = max([produced_at, *(_aware(entry.date) for entry in details.history)])
+    observation = NewEvent(
+        stream_id=number,
+        type=E.INVOICE_OBSERVED,
+        occurred_at=observed_at,
+        source=EventSource.RECONCILER,
+        idempotency_key=":".join(
+            ("cybersource:observation", organization_id, number, observed_at.isoformat())
+        ),
+        data=encode(observed),
+    )
+    return ReconcilerFacts(observed, history, observation)
+
+
+@dataclass(frozen=True)
+class ReconcilerFacts:
+    observed: InvoiceObserved
+    history: list[NewEvent]
+    observation: NewEvent
+
+    @property
+    def all(self) -> list[NewEvent]:
+        return [*self.history, self.observation]
+
+
+def observation_is_news(ledger: InvoiceState, observed: InvoiceObserved) -> bool:
+    """Whether the ledger, as it stands, differs from what Cybersource answered: then the
+    answer is recorded, superseding whatever notification left the ledger otherwise."""
+    stated = observed.stated
+    return (ledger.status.value if ledger.status else None, ledger.total_amount,
+            ledger.balance_amount, ledger.currency, ledger.due_date) != (
+        observed.status, stated.total_amount, stated.balance_amount, stated.currency,
+        stated.due_date,
+    )  # fmt: skip
+
+
+def _history_event(
+    organization_id: str,
+    number: str,
+    entry: _HistoryEntry,
+    currency: str | None,
+    occurrence: int,
+) -> NewEvent:
     moment = _aware(entry.date)
     transaction = entry.transaction
-    data: dict[str, Any] = {"invoiceNumber": number, "historyEvent": entry.event}
+    reported = None
     if transaction is not None and (transaction.transaction_id or transaction.amount is not None):
-        data["payment"] = {
-            "transactionId": transaction.transaction_id,
-            "amount": _money(transaction.amount),
-        }
-        data["currency"] = currency
-    event_type = EVENT_TYPE_BY_HISTORY_EVENT.get(entry.event, "InvoiceHistoryRecorded")
+        reported = PaymentReported(transaction.transaction_id, transaction.amount)
+    fact = HistoryEntryRecorded(
+        organization_id=organization_id,
+        invoice_number=number,
+        history_event=entry.event,
+        transaction=reported,
+        currency=currency if reported else None,
+        occurrence=occurrence,
+    )
     transaction_id = transaction.transaction_id if transaction else None
     return NewEvent(
         stream_id=number,
-        type=event_type,
+        type=EVENT_TYPE_BY_HISTORY_EVENT.get(entry.event, "InvoiceHistoryRecorded"),
         occurred_at=moment,
         source=EventSource.RECONCILER,
         idempotency_key=":".join(
-            ("cybersource:history", number, entry.event, moment.isoformat(), transaction_id or "-")
+            (
+                "cybersource:history",
+                organization_id,
+                number,
+                entry.event,
+                moment.isoformat(),
+                transaction_id or "-",
+                str(occurrence),
+            )
         ),
-        data=data,
+        data=encode(fact),
     )

@@ -12,10 +12,18 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from service.domain.identity import InvoiceKey, invoices_in_stream
+from service.domain.invoice import fold
 from service.reconciler.client import CybersourceClient, CybersourceError
-from service.reconciler.facts import InvalidInvoiceDetails, read_details, reconciler_facts
+from service.reconciler.facts import (
+    InvalidInvoiceDetails,
+    ReconcilerFacts,
+    observation_is_news,
+    read_details,
+    reconciler_facts,
+)
 from service.store.errors import StoreUnavailable
-from service.store.event_store import AppendOutcome, SqlEventStore
+from service.store.event_store import AppendOutcome, AppendResult, SqlEventStore
 
 log = structlog.get_logger("service.reconciler")
 
@@ -116,8 +124,7 @@ class Reconciler:
         organization = choose_organization(organization_id, self.organizations)
         try:
             document = await self._client.get_invoice(invoice_number, organization)
-            facts = reconciler_facts(read_details(document), organization)
-            results = await self._store.append(facts)
+            results = await self._record(reconciler_facts(read_details(document), organization))
         except CybersourceError as error:
             # The client has logged and counted the call with its status and reason.
             return InvoiceReconciled(organization, invoice_number, error=str(error))
@@ -156,6 +163,22 @@ class Reconciler:
                 events=reconciled.appended,
             )
         return reconciled
+
+    async def _record(self, facts: ReconcilerFacts) -> list[AppendResult]:
+        """Append the history entries the ledger lacks, and the observation when it tells the
+        ledger something: new history, or a state other than the one the ledger derives."""
+        results = await self._store.append(facts.history)
+        news = any(result.outcome is AppendOutcome.APPENDED for result in results)
+        if not news:
+            observed = facts.observed
+            key = InvoiceKey(observed.organization_id or "", observed.invoice_number)
+            stream = await self._store.read_stream(observed.invoice_number)
+            events = invoices_in_stream(observed.invoice_number, stream).get(key, [])
+            ledger = fold(key.invoice_number, events, key.organization_id)
+            news = not events or observation_is_news(ledger, observed)
+        if news:
+            results += await self._store.append([facts.observation])
+        return results
 
     async def sweep(
         self,

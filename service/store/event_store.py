@@ -55,6 +55,17 @@ _NEXT_PAGE = (
 _UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")
 
 
+_LOCK_NOT_AVAILABLE = "55P03"
+
+
+class StoreBusy(StoreUnavailable):
+    """The store answers but is held up (a lock was not granted in time); try again later."""
+
+
+def _sqlstate(error: DBAPIError) -> str:
+    return str(getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", "") or "")
+
+
 class AppendOutcome(StrEnum):
     APPENDED = "appended"
     DUPLICATE = "duplicate"  # the same fact was already recorded
@@ -85,17 +96,10 @@ class InboxEntry:
 
 
 def content_digest(event: NewEvent) -> str:
-    canonical = json.dumps(
-        {
-            "stream": event.stream_id,
-            "type": event.type,
-            "occurredAt": event.occurred_at.astimezone(UTC).isoformat(),
-            "data": event.data,
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
+    content: dict[str, Any] = {"stream": event.stream_id, "type": event.type, "data": event.data}
+    if event.time_is_content:
+        content["occurredAt"] = event.occurred_at.astimezone(UTC).isoformat()
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -109,9 +113,15 @@ def delivery_outcome(results: Sequence[AppendResult]) -> InboxOutcome:
 
 
 class SqlEventStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        horizon_lock_timeout_milliseconds: int = HORIZON_LOCK_TIMEOUT_MILLISECONDS,
+    ) -> None:
         self._engine = engine
         self._postgresql = is_postgresql(engine)
+        self._horizon_lock_timeout_milliseconds = int(horizon_lock_timeout_milliseconds)
         self._insert_event = (
             sqlite.insert(events)
             .on_conflict_do_nothing(index_elements=[events.c.idempotency_key])
@@ -285,11 +295,21 @@ class SqlEventStore:
     async def _committed_horizon(self) -> int:
         async with self._engine.begin() as connection:
             await connection.execute(
-                text(f"SET LOCAL lock_timeout = {HORIZON_LOCK_TIMEOUT_MILLISECONDS}")
+                text(f"SET LOCAL lock_timeout = {self._horizon_lock_timeout_milliseconds}")
             )
-            await connection.execute(
-                text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPEND_LOCK_KEY}
-            )
+            try:
+                await connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPEND_LOCK_KEY}
+                )
+            except DBAPIError as error:
+                if _sqlstate(error) != _LOCK_NOT_AVAILABLE:
+                    raise
+                # An append held up (a table lock, a huge delivery) is no fault of the
+                # reader's: it is busy, not broken, and the caller tries again later.
+                raise StoreBusy(
+                    f"appends held the horizon lock over {self._horizon_lock_timeout_milliseconds}"
+                    " ms"
+                ) from error
             horizon = await connection.scalar(select(func.coalesce(func.max(events.c.position), 0)))
             return int(horizon or 0)
 

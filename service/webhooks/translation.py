@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import datetime
-from decimal import Decimal
-from typing import Any
 
 from service.domain.events import EVENT_TYPE_BY_NOTIFICATION_TYPE, EventSource, NewEvent
+from service.domain.payloads import (
+    NotificationIdentity,
+    NotificationReceived,
+    PaymentReported,
+    StatedFields,
+    encode,
+)
 from service.webhooks.envelope import InvoiceData, Notification, UnusableBody, read_invoice_data
 
 
@@ -37,7 +43,10 @@ def notification_events(notification: Notification, signed_at: datetime) -> list
                 occurred_at=occurred_at,
                 source=EventSource.WEBHOOK,
                 idempotency_key=key,
-                data=_event_data(notification, invoice),
+                data=encode(_fact(notification, invoice)),
+                # Without eventDate the time is the delivery's signature time, which a retry
+                # may change: it must not make a retry look like a different fact.
+                time_is_content=notification.event_date is not None,
             )
         )
     return events
@@ -48,14 +57,21 @@ KEY_LENGTH_MAX = 300  # the events table allows 400
 
 
 def idempotency_key(notification: Notification, invoice: InvoiceData) -> str:
-    """Names the notification, not the delivery: retries share it, trace ids never enter it."""
+    """Names the notification, not the delivery: retries share it, trace ids never enter it.
+
+    Without a notification id: the subscription, type, organization, invoice and eventDate
+    name it; without an eventDate either, a digest of the payload does (two different
+    notifications never share a key; a retry of one always does).
+    """
     if notification.notification_id:
         return KEY_PREFIX + notification.notification_id
+    moment = notification.event_date_text or "payload-sha256:" + _payload_digest(notification)
     parts = (
         notification.webhook_id or "-",
         notification.event_type or "-",
+        notification.organization_id or invoice.organization_id or "-",
         invoice.invoice_number,
-        notification.event_date_text or "-",
+        moment,
     )
     key = KEY_PREFIX + "|".join(parts)
     if len(key) > KEY_LENGTH_MAX:
@@ -63,34 +79,34 @@ def idempotency_key(notification: Notification, invoice: InvoiceData) -> str:
     return key
 
 
-def _event_data(notification: Notification, invoice: InvoiceData) -> dict[str, Any]:
-    customer = None
-    if invoice.payer_name or invoice.email_to:
-        customer = {"name": invoice.payer_name, "email": invoice.email_to}
+def _payload_digest(notification: Notification) -> str:
+    canonical = json.dumps(
+        list(notification.items), sort_keys=True, separators=(",", ":"), default=str
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _fact(notification: Notification, invoice: InvoiceData) -> NotificationReceived:
     payment = None
     if invoice.transaction_id or invoice.payment_amount is not None:
-        payment = {
-            "transactionId": invoice.transaction_id,
-            "amount": _money(invoice.payment_amount),
-        }
-    return {
-        "invoiceNumber": invoice.invoice_number,
-        "balanceAmount": _money(invoice.balance_amount),
-        "totalAmount": _money(invoice.total_amount),
-        "currency": invoice.currency,
-        "dueDate": invoice.due_date.isoformat() if invoice.due_date else None,
-        "customer": customer,
-        "payment": payment,
-        "notification": {
-            "id": notification.notification_id,
-            "webhookId": notification.webhook_id,
-            "eventType": notification.event_type,
-            "eventDate": notification.event_date_text,
-            "organizationId": notification.organization_id or invoice.organization_id,
-            "productId": notification.product_id,
-        },
-    }
-
-
-def _money(amount: Decimal | None) -> str | None:
-    return None if amount is None else format(amount, "f")
+        payment = PaymentReported(invoice.transaction_id, invoice.payment_amount)
+    return NotificationReceived(
+        organization_id=notification.organization_id or invoice.organization_id,
+        invoice_number=invoice.invoice_number,
+        stated=StatedFields(
+            currency=invoice.currency,
+            total_amount=invoice.total_amount,
+            balance_amount=invoice.balance_amount,
+            due_date=invoice.due_date,
+            customer_name=invoice.payer_name,
+            customer_email=invoice.email_to,
+        ),
+        payment=payment,
+        notification=NotificationIdentity(
+            notification_id=notification.notification_id,
+            webhook_id=notification.webhook_id,
+            event_type=notification.event_type,
+            event_date=notification.event_date_text,
+            product_id=notification.product_id,
+        ),
+    )

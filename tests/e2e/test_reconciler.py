@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.domain.invoice import fold
+from service.domain.identity import InvoiceKey, invoices_in_stream
+from service.domain.invoice import InvoiceState, fold
 from service.reconciler.client import CybersourceClient
 from service.reconciler.reconciler import Reconciler
 from service.store.database import create_engine, resolve_database_url
@@ -104,13 +105,14 @@ async def test_a_payment_seen_by_webhook_and_by_reconciler_counts_once(
             balance="0.00",
             totalAmount="100.00",
             event_date=datetime.now(UTC).isoformat(),
+            organizationID=MERCHANT.merchant_id,
         )
     )
     notification = read_notification(parse_body(webhook), DeliveryHeaders())
     await store.append(notification_events(notification, datetime.now(UTC)))
     outcome = await reconciler.reconcile_invoice("R-BOTH")
     assert outcome.error is None and outcome.appended > 0
-    state = fold("R-BOTH", await store.read_stream("R-BOTH"))
+    state = await ledger_state(store, "R-BOTH")
     assert state.status == "PAID"
     assert sum(c.amount for c in state.collections) == Decimal("100.00")
     assert [p.transaction_id for p in state.payments] == ["tx-b"]
@@ -165,3 +167,65 @@ async def test_invoices_can_be_created_published_or_sent(
         await reconciler.reconcile_invoice(f"R-NEW-{status}")
         state = fold(f"R-NEW-{status}", await SqlEventStore(engine).read_stream(f"R-NEW-{status}"))
         assert state.status == status
+
+
+async def test_reconciling_again_supersedes_a_stale_notification_dated_after_the_last_answer(
+    reconciler: Reconciler, sandbox_url: str, engine: AsyncEngine
+) -> None:
+    new_invoice(sandbox_url, "R-STALE", allowPartialPayments=True)
+    drive(sandbox_url, "/invoices/R-STALE/send")
+    drive(sandbox_url, "/invoices/R-STALE/pay", {"amount": "30.00", "transactionId": "tx-s1"})
+    drive(sandbox_url, "/invoices/R-STALE/pay", {"amount": "70.00", "transactionId": "tx-s2"})
+    assert (await reconciler.reconcile_invoice("R-STALE")).appended > 0
+    store = SqlEventStore(engine)
+    # The first payment's notification, stamped minutes late, arrives after the answer.
+    stale = encode(
+        invoice_notification(
+            "R-STALE",
+            "invoicing.customer.invoice.partial-payment",
+            balance="70.00",
+            event_date=(datetime.now(UTC) + timedelta(minutes=3)).isoformat(),
+            organizationID=MERCHANT.merchant_id,
+        )
+    )
+    notification = read_notification(parse_body(stale), DeliveryHeaders())
+    await store.append(notification_events(notification, datetime.now(UTC)))
+    state = await ledger_state(store, "R-STALE")
+    assert (state.status, state.balance_amount) == ("PAID", Decimal("0.00"))
+    assert state.collected_amount == Decimal("100.00")
+
+    # A notification that moved nothing leaves the ledger as Cybersource has it: nothing to add.
+    assert (await reconciler.reconcile_invoice("R-STALE")).appended == 0
+
+
+async def test_a_new_answer_supersedes_a_wrong_notification_dated_before_it(
+    reconciler: Reconciler, sandbox_url: str, engine: AsyncEngine
+) -> None:
+    new_invoice(sandbox_url, "R-DIFF", "40.00")
+    drive(sandbox_url, "/invoices/R-DIFF/send")
+    assert (await reconciler.reconcile_invoice("R-DIFF")).appended > 0
+    store = SqlEventStore(engine)
+    # A notification claiming a cancellation that Cybersource does not show, dated after the
+    # ledger's last answer: nothing the ledger holds contradicts it yet.
+    wrong = encode(
+        invoice_notification(
+            "R-DIFF",
+            "invoicing.customer.invoice.cancel",
+            balance="40.00",
+            event_date=datetime.now(UTC).isoformat(),
+            organizationID=MERCHANT.merchant_id,
+        )
+    )
+    notification = read_notification(parse_body(wrong), DeliveryHeaders())
+    await store.append(notification_events(notification, datetime.now(UTC)))
+    assert (await ledger_state(store, "R-DIFF")).status == "CANCELED"
+    outcome = await reconciler.reconcile_invoice("R-DIFF")
+    assert outcome.appended == 1  # the new answer: the ledger differed from it
+    assert (await ledger_state(store, "R-DIFF")).status == "SENT"
+    assert (await reconciler.reconcile_invoice("R-DIFF")).appended == 0
+
+
+async def ledger_state(store: SqlEventStore, number: str) -> InvoiceState:
+    key = InvoiceKey(MERCHANT.merchant_id, number)
+    events = invoices_in_stream(number, await store.read_stream(number))[key]
+    return fold(number, events, key.organization_id)

@@ -77,7 +77,9 @@ async def test_projected_rows_are_the_fold_of_each_invoice(engine: AsyncEngine) 
     expected = fold("A", await store.read_stream("A"))
     assert row["status"] == InvoiceStatus.PAID == expected.status
     assert from_micros(row["balance_micros"]) == Decimal("0")
-    assert from_micros(row["total_micros"]) == Decimal("100")
+    # A paid notification does not say what was paid, and the total may have been updated
+    # since it was stated: until Cybersource is asked, the total is unknown.
+    assert row["total_micros"] is None is expected.total_amount
     assert row["last_position"] == 2
     assert await SqlReadModelStore(engine).checkpoint() == 2
 

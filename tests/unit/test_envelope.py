@@ -148,14 +148,26 @@ def test_missing_body_fields_fall_back_to_the_v_c_headers() -> None:
     assert notification.retry_number == 1
 
 
-def test_without_a_notification_id_the_key_is_webhook_type_invoice_and_date() -> None:
+def test_without_a_notification_id_the_key_is_webhook_type_organization_invoice_and_date() -> None:
     body = documented_invoicing_example()
     del body["notificationId"]
     [event] = events_of(body)
     assert event.idempotency_key == (
-        "cybersource:notification:fc8a9385-0001|invoicing.customer.invoice.send|20220389"
-        "|2023-05-25T17:49:40.309-07:00"
+        "cybersource:notification:fc8a9385-0001|invoicing.customer.invoice.send|invoicetest"
+        "|20220389|2023-05-25T17:49:40.309-07:00"
     )
+
+
+def test_without_notification_id_or_event_date_different_notifications_get_different_keys() -> None:
+    first, second = documented_invoicing_example(), documented_invoicing_example()
+    for body in (first, second):
+        del body["notificationId"], body["eventDate"]
+    second["payloads"][0]["data"]["balanceAmount"] = "50.00"
+    [a], [b] = events_of(first), events_of(second)
+    assert a.idempotency_key != b.idempotency_key
+    assert events_of(first)[0].idempotency_key == a.idempotency_key  # a retry shares it
+    # Its time is the delivery's signature time: a retry signed later is the same content.
+    assert not a.time_is_content
 
 
 def test_retries_of_one_notification_produce_the_same_fact() -> None:

@@ -1,12 +1,19 @@
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from service.domain.events import EventSource, InvoiceEventType
-from service.reconciler.facts import InvalidInvoiceDetails, read_details, reconciler_facts
+from service.domain.invoice import InvoiceState, InvoiceStatus
+from service.reconciler.facts import (
+    InvalidInvoiceDetails,
+    observation_is_news,
+    read_details,
+    reconciler_facts,
+)
 
 
 def documented_details(**changes: Any) -> dict[str, Any]:
@@ -28,37 +35,67 @@ def documented_details(**changes: Any) -> dict[str, Any]:
 
 
 def test_the_documented_example_becomes_history_events_and_an_observation() -> None:
-    events = reconciler_facts(read_details(documented_details()), "testrest")
-    assert [event.type for event in events] == [
-        InvoiceEventType.INVOICE_SENT, InvoiceEventType.INVOICE_DRAFTED,
+    facts = reconciler_facts(read_details(documented_details()), "testrest")
+    assert [event.type for event in facts.all] == [
+        InvoiceEventType.INVOICE_DRAFTED, InvoiceEventType.INVOICE_SENT,
         InvoiceEventType.INVOICE_OBSERVED,
     ]  # fmt: skip
-    observation = events[-1]
+    observation = facts.observation
     assert observation.data["status"] == "SENT"
     assert observation.data["totalAmount"] == "247.86"
-    assert observation.occurred_at == events[0].occurred_at  # dated at the latest history entry
-    assert {event.source for event in events} == {EventSource.RECONCILER}
+    assert observation.data["organizationId"] == "testrest"
+    # The truth as of the moment Cybersource answered, not as of its latest history entry.
+    assert observation.occurred_at == datetime(2024, 7, 24, 18, 36, 18, 863175, tzinfo=UTC)
+    assert {event.source for event in facts.all} == {EventSource.RECONCILER}
 
 
-def test_the_same_details_give_the_same_facts() -> None:
+def test_the_same_history_gives_the_same_facts_and_each_answer_a_new_observation() -> None:
     first = reconciler_facts(read_details(documented_details()), "testrest")
-    again = reconciler_facts(
-        read_details(documented_details(submitTimeUtc="2025-01-01T00:00:00Z")), "testrest"
-    )
-    assert [(e.idempotency_key, e.data) for e in first] == [
-        (e.idempotency_key, e.data) for e in again
+    later = documented_details(submitTimeUtc="2025-01-01T00:00:00Z")
+    again = reconciler_facts(read_details(later), "testrest")
+    assert [(e.idempotency_key, e.data) for e in first.history] == [
+        (e.idempotency_key, e.data) for e in again.history
     ]
+    assert first.observation.idempotency_key != again.observation.idempotency_key
+
+
+def test_an_observation_is_never_dated_before_the_history_it_shows() -> None:
+    details = documented_details(submitTimeUtc="2024-07-24T18:35:00Z")  # a skewed clock
+    facts = reconciler_facts(read_details(details), "testrest")
+    assert facts.observation.occurred_at == max(e.occurred_at for e in facts.history)
+
+
+def test_without_submit_time_the_observation_is_dated_at_the_call() -> None:
+    called_at = datetime(2026, 1, 1, tzinfo=UTC)
+    details = read_details(documented_details(submitTimeUtc=None))
+    assert reconciler_facts(details, "o", called_at=called_at).observation.occurred_at == called_at
 
 
 def test_a_payment_entry_carries_its_transaction() -> None:
     payment = {"event": "PAYMENT", "date": "2024-07-25T10:00:00Z",
                "transactionDetails": {"transactionId": "tx-1", "amount": "100.00"}}  # fmt: skip
-    [event, *_] = reconciler_facts(
-        read_details(documented_details(invoiceHistory=[payment])), "testrest"
-    )
+    details = read_details(documented_details(invoiceHistory=[payment]))
+    [event] = reconciler_facts(details, "testrest").history
     assert event.type == InvoiceEventType.PAYMENT_RECEIVED
     assert event.data["payment"] == {"transactionId": "tx-1", "amount": "100.00"}
-    assert "tx-1" in event.idempotency_key
+    assert "tx-1" in event.idempotency_key and "testrest" in event.idempotency_key
+
+
+def test_identical_history_entries_are_told_apart_by_their_occurrence() -> None:
+    payment = {"event": "PAYMENT", "date": "2024-07-25T10:00:00.001Z"}
+    details = read_details(documented_details(invoiceHistory=[payment, dict(payment)]))
+    keys = [event.idempotency_key for event in reconciler_facts(details, "o").history]
+    assert len(set(keys)) == 2
+
+
+def test_an_observation_is_news_when_the_ledger_differs_from_it() -> None:
+    facts = reconciler_facts(read_details(documented_details()), "testrest")
+    matching = InvoiceState("2670", "testrest", InvoiceStatus.SENT, "USD", Decimal("247.86"),
+                            Decimal("247.86"), date(2019, 7, 11))  # fmt: skip
+    assert not observation_is_news(matching, facts.observed)
+    stale = InvoiceState("2670", "testrest", InvoiceStatus.PAID, "USD", Decimal("247.86"),
+                         Decimal("0"), date(2019, 7, 11))  # fmt: skip
+    assert observation_is_news(stale, facts.observed)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,234 @@
+"""What each recorded fact carries, typed, and the one place where stored JSON becomes a typed
+payload and back.
+
+Three kinds of fact:
+- ``NotificationReceived``: a webhook notification (the seven ``invoicing.customer.invoice.*``
+  types); provisional, it shows a change at once.
+- ``InvoiceObserved``: Get Invoice Details, the provider's truth as of the moment it answered.
+- ``HistoryEntryRecorded``: one ``invoiceHistory`` entry of such an answer.
+
+Stored data is JSON with camelCase names and amounts as decimal strings. Version 1 events
+(before organizations were recorded and history entries were told apart) are upcast here, when
+read, and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from service.domain.events import InvoiceEventType, RecordedEvent
+from service.domain.identity import organization_named_by
+from service.domain.money import InvalidAmount, parse_amount
+
+
+@dataclass(frozen=True, slots=True)
+class StatedFields:
+    """What a fact says about the invoice itself; None where it says nothing."""
+
+    currency: str | None = None
+    total_amount: Decimal | None = None
+    balance_amount: Decimal | None = None
+    due_date: date | None = None
+    customer_name: str | None = None
+    customer_email: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentReported:
+    transaction_id: str | None = None
+    amount: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationIdentity:
+    notification_id: str | None = None
+    webhook_id: str | None = None
+    event_type: str | None = None
+    event_date: str | None = None
+    product_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationReceived:
+    organization_id: str | None
+    invoice_number: str
+    stated: StatedFields
+    payment: PaymentReported | None = None
+    notification: NotificationIdentity = NotificationIdentity()
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceObserved:
+    organization_id: str | None
+    invoice_number: str
+    status: str | None
+    stated: StatedFields
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntryRecorded:
+    """``occurrence`` tells apart identical entries (same event, date and transaction): the
+    n-th such entry in the history, from the oldest. Unknown (None) for version 1 facts."""
+
+    organization_id: str | None
+    invoice_number: str
+    history_event: str
+    transaction: PaymentReported | None = None
+    currency: str | None = None
+    occurrence: int | None = None
+
+
+Payload = NotificationReceived | InvoiceObserved | HistoryEntryRecorded
+
+E = InvoiceEventType
+HISTORY_EVENT_TYPES = frozenset(
+    {
+        E.INVOICE_DRAFTED,
+        E.INVOICE_CREATED,
+        E.INVOICE_UPDATED,
+        E.PAYMENT_RECEIVED,
+        E.INVOICE_PAYMENT_PENDING,
+        E.INVOICE_PAYMENT_REJECTED,
+        "InvoiceHistoryRecorded",
+    }
+)
+
+
+def encode(payload: Payload) -> dict[str, Any]:
+    """The stored JSON of a payload (the current schema version)."""
+    match payload:
+        case NotificationReceived():
+            return {
+                "organizationId": payload.organization_id,
+                "invoiceNumber": payload.invoice_number,
+                **_encode_stated(payload.stated),
+                "payment": _encode_payment(payload.payment),
+                "notification": {
+                    "id": payload.notification.notification_id,
+                    "webhookId": payload.notification.webhook_id,
+                    "eventType": payload.notification.event_type,
+                    "eventDate": payload.notification.event_date,
+                    "organizationId": payload.organization_id,
+                    "productId": payload.notification.product_id,
+                },
+            }
+        case InvoiceObserved():
+            return {
+                "organizationId": payload.organization_id,
+                "invoiceNumber": payload.invoice_number,
+                "status": payload.status,
+                **_encode_stated(payload.stated),
+            }
+        case HistoryEntryRecorded():
+            return {
+                "organizationId": payload.organization_id,
+                "invoiceNumber": payload.invoice_number,
+                "historyEvent": payload.history_event,
+                "occurrence": payload.occurrence,
+                "payment": _encode_payment(payload.transaction),
+                "currency": payload.currency,
+            }
+    raise TypeError(f"not a payload: {type(payload).__name__}")  # pragma: no cover
+
+
+def decode(event: RecordedEvent) -> Payload:
+    """The typed payload of a recorded event, whatever schema version it was written in."""
+    data = event.data
+    if event.schema_version < 2:
+        data = _upcast_from_version_1(event.type, data)
+    number = str(data.get("invoiceNumber") or event.stream_id)
+    organization = data.get("organizationId") or None
+    if event.type == E.INVOICE_OBSERVED:
+        status = data.get("status")
+        return InvoiceObserved(
+            organization, number, status if isinstance(status, str) else None, _stated(data)
+        )
+    if event.type in HISTORY_EVENT_TYPES or "historyEvent" in data:
+        # A history SEND, RESEND, REMINDER or CANCEL shares its event type with a webhook's;
+        # "historyEvent" tells them apart.
+        return HistoryEntryRecorded(
+            organization,
+            number,
+            str(data.get("historyEvent") or ""),
+            _payment(data.get("payment")),
+            data.get("currency"),
+            data.get("occurrence"),
+        )
+    notification = data.get("notification") or {}
+    return NotificationReceived(
+        organization,
+        number,
+        _stated(data),
+        _payment(data.get("payment")),
+        NotificationIdentity(
+            notification.get("id"),
+            notification.get("webhookId"),
+            notification.get("eventType"),
+            notification.get("eventDate"),
+            notification.get("productId"),
+        ),
+    )
+
+
+def _upcast_from_version_1(event_type: str, data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Version 1 named the organization only inside a webhook's ``notification`` and did not
+    count identical history entries (each was the first of its kind)."""
+    upgraded = {**data, "organizationId": organization_named_by(data)}
+    if "historyEvent" in data:
+        upgraded["occurrence"] = None
+    return upgraded
+
+
+def _encode_stated(stated: StatedFields) -> dict[str, Any]:
+    customer = None
+    if stated.customer_name is not None or stated.customer_email is not None:
+        customer = {"name": stated.customer_name, "email": stated.customer_email}
+    return {
+        "balanceAmount": _money(stated.balance_amount),
+        "totalAmount": _money(stated.total_amount),
+        "currency": stated.currency,
+        "dueDate": stated.due_date.isoformat() if stated.due_date else None,
+        "customer": customer,
+    }
+
+
+def _encode_payment(payment: PaymentReported | None) -> dict[str, Any] | None:
+    if payment is None:
+        return None
+    return {"transactionId": payment.transaction_id, "amount": _money(payment.amount)}
+
+
+def _stated(data: Mapping[str, Any]) -> StatedFields:
+    customer = data.get("customer") or {}
+    due = data.get("dueDate")
+    return StatedFields(
+        currency=data.get("currency"),
+        total_amount=_amount(data.get("totalAmount")),
+        balance_amount=_amount(data.get("balanceAmount")),
+        due_date=date.fromisoformat(due) if due else None,
+        customer_name=customer.get("name"),
+        customer_email=customer.get("email"),
+    )
+
+
+def _payment(raw: Any) -> PaymentReported | None:
+    if not raw:
+        return None
+    return PaymentReported(raw.get("transactionId"), _amount(raw.get("amount")))
+
+
+def _money(amount: Decimal | None) -> str | None:
+    return None if amount is None else format(amount, "f")
+
+
+def _amount(value: Any) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        return parse_amount(value)
+    except InvalidAmount:
+        return None  # a stored fact was validated on the way in; never guess at a bad one

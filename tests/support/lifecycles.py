@@ -1,0 +1,313 @@
+"""Simulated Cybersource invoices and the facts the ledger would receive about them.
+
+A lifecycle is generated as Cybersource would live it (drafts, updates only before payment,
+reviews accepted or rejected, partial payments, cancellation only without payment), with
+the truth at every moment kept aside. From it come the ledger's facts: history entries and
+observations as Get Invoice Details would give them at chosen moments, and notifications
+whose eventDate falls before, at or after the history entry they report (milliseconds to
+minutes), some lost, some duplicated, all delivered in a shuffled order.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+from service.domain.events import EventSource, InvoiceEventType, RecordedEvent
+from service.domain.payloads import (
+    HistoryEntryRecorded,
+    InvoiceObserved,
+    NotificationIdentity,
+    NotificationReceived,
+    PaymentReported,
+    StatedFields,
+    encode,
+)
+
+E = InvoiceEventType
+START = datetime(2026, 3, 1, 9, tzinfo=UTC)
+EXPONENTS = {"USD": 2, "JPY": 0, "KWD": 3}
+HISTORY_TYPES = {
+    "DRAFT": E.INVOICE_DRAFTED,
+    "CREATE": E.INVOICE_CREATED,
+    "UPDATE": E.INVOICE_UPDATED,
+    "SEND": E.INVOICE_SENT,
+    "RESEND": E.INVOICE_SENT,
+    "REMINDER": E.INVOICE_REMINDER_SENT,
+    "PAYMENT": E.PAYMENT_RECEIVED,
+    "CANCEL": E.INVOICE_CANCELED,
+    "PENDING": E.INVOICE_PAYMENT_PENDING,
+    "REJECTED": E.INVOICE_PAYMENT_REJECTED,
+}
+
+
+@dataclass(frozen=True)
+class Truth:
+    """How the invoice stood, as Cybersource knew it, from ``moment`` on."""
+
+    moment: datetime
+    status: str
+    total: Decimal
+    balance: Decimal
+    due_date: date
+
+
+@dataclass(frozen=True)
+class Entry:
+    event: str
+    moment: datetime
+    transaction_id: str | None = None
+    amount: Decimal | None = None
+    details_shown: bool = True
+
+
+@dataclass
+class Lifecycle:
+    organization_id: str
+    number: str
+    currency: str
+    truths: list[Truth] = field(default_factory=list)
+    entries: list[Entry] = field(default_factory=list)
+    # (moment of the entry, notification type) for every notification Cybersource sends.
+    notifications: list[tuple[Entry, str, Truth]] = field(default_factory=list)
+
+    def truth_at(self, moment: datetime) -> Truth | None:
+        standing = [truth for truth in self.truths if truth.moment <= moment]
+        return standing[-1] if standing else None
+
+    def paid_at(self, moment: datetime) -> Decimal:
+        return sum(
+            (
+                e.amount or Decimal(0)
+                for e in self.entries
+                if e.event == "PAYMENT" and e.moment <= moment
+            ),
+            Decimal(0),
+        )
+
+
+def simulate(rng: random.Random, organization_id: str = "org-a", number: str = "1001") -> Lifecycle:
+    currency = rng.choice(list(EXPONENTS))
+    quantum = Decimal(1).scaleb(-EXPONENTS[currency])
+    life = Lifecycle(organization_id, number, currency)
+    moment = START + timedelta(seconds=rng.randrange(0, 3600))
+    total = quantum * rng.randrange(1_000, 100_000)
+    due = date(2026, 3, 1) + timedelta(days=rng.randrange(0, 90))
+    status, balance = "DRAFT", total
+
+    def record(
+        event: str, new_status: str, notification: str | None = None, **entry: object
+    ) -> None:
+        nonlocal moment
+        moment += timedelta(seconds=rng.uniform(0.002, 900))
+        item = Entry(event, moment, **entry)  # type: ignore[arg-type]
+        life.entries.append(item)
+        life.truths.append(Truth(moment, new_status, total, balance, due))
+        if notification:
+            life.notifications.append((item, notification, life.truths[-1]))
+
+    if rng.random() < 0.5:
+        record("DRAFT", "DRAFT")
+        status = "CREATED" if rng.random() < 0.5 else "DRAFT"
+        if status == "CREATED":
+            record("CREATE", "CREATED")
+    else:
+        status = "CREATED"
+        record("CREATE", "CREATED")
+
+    def update() -> None:
+        nonlocal total, balance, due
+        total = balance = quantum * rng.randrange(1_000, 100_000)
+        if rng.random() < 0.5:
+            due += timedelta(days=rng.randrange(1, 30))
+        record("UPDATE", status)
+
+    for _ in range(rng.choice([0, 0, 1, 2])):
+        update()
+    status = "SENT"
+    record("SEND", status, "invoicing.customer.invoice.send")
+    # A sent invoice may still be updated before any payment: no notification says so.
+    for _ in range(rng.choice([0, 0, 1])):
+        update()
+    if rng.random() < 0.15:
+        record("CANCEL", "CANCELED", "invoicing.customer.invoice.cancel")
+        return life
+    payers = rng.randrange(0, 4)
+    for payer in range(payers):
+        if balance == 0:
+            break
+        amount = (
+            balance
+            if payer == payers - 1
+            else quantum * rng.randrange(1, int(balance / quantum) + 1)
+        )
+        transaction = f"{number}-tx{payer}"
+        if rng.random() < 0.25:
+            record(
+                "PENDING",
+                "PENDING",
+                transaction_id=transaction,
+                amount=amount,
+                details_shown=rng.random() < 0.5,
+            )
+            if rng.random() < 0.4:
+                record(
+                    "REJECTED",
+                    "PARTIAL" if balance < total else "SENT",
+                    transaction_id=transaction,
+                    details_shown=rng.random() < 0.5,
+                )
+                continue
+        balance -= amount
+        status = "PAID" if balance == 0 else "PARTIAL"
+        kind = "paid" if balance == 0 else "partial-payment"
+        record(
+            "PAYMENT",
+            status,
+            f"invoicing.customer.invoice.{kind}",
+            transaction_id=transaction,
+            amount=amount,
+            details_shown=rng.random() < 0.85,
+        )
+    if status in ("SENT", "PARTIAL") and rng.random() < 0.5:
+        record("REMINDER", status, "invoicing.customer.invoice.reminder")
+    return life
+
+
+@dataclass
+class Delivery:
+    """What reaches the ledger, in arrival order; positions are given on arrival."""
+
+    facts: list[tuple[str, datetime, EventSource, dict[str, object], str]] = field(
+        default_factory=list
+    )
+
+    def recorded(self, rng: random.Random) -> list[RecordedEvent]:
+        arrival = list(self.facts)
+        rng.shuffle(arrival)
+        seen: set[str] = set()
+        events = []
+        for type_, moment, source, data, key in arrival:
+            if key in seen:
+                continue  # the store keeps one event per idempotency key
+            seen.add(key)
+            position = len(events) + 1
+            events.append(
+                RecordedEvent(
+                    position=position,
+                    stream_id=str(data["invoiceNumber"]),
+                    version=position,
+                    type=type_,
+                    schema_version=2,
+                    occurred_at=moment,
+                    recorded_at=moment,
+                    source=source,
+                    idempotency_key=key,
+                    data=data,
+                )
+            )
+        return events
+
+
+def lag(rng: random.Random) -> timedelta:
+    """How far a notification's eventDate strays from its history entry."""
+    kind = rng.choice(["before-ms", "before-minutes", "equal", "after-ms", "after-minutes"])
+    milliseconds = {
+        "before-ms": -rng.uniform(1, 999),
+        "before-minutes": -rng.uniform(60_000, 300_000),
+        "equal": 0.0,
+        "after-ms": rng.uniform(1, 999),
+        "after-minutes": rng.uniform(60_000, 300_000),
+    }[kind]
+    return timedelta(milliseconds=milliseconds)
+
+
+def notifications(
+    life: Lifecycle, rng: random.Random, delivery: Delivery, lost_share: float = 0.3
+) -> None:
+    for index, (entry, notification_type, truth) in enumerate(life.notifications):
+        if rng.random() < lost_share:
+            continue
+        fact = NotificationReceived(
+            organization_id=life.organization_id,
+            invoice_number=life.number,
+            stated=StatedFields(
+                currency=life.currency,
+                balance_amount=truth.balance,
+                due_date=truth.due_date,
+                customer_name="Tanya Lee",
+            ),
+            notification=NotificationIdentity(
+                f"{life.number}-n{index}", "webhook-1", notification_type
+            ),
+        )
+        type_ = {
+            "send": E.INVOICE_SENT,
+            "cancel": E.INVOICE_CANCELED,
+            "paid": E.INVOICE_PAID,
+            "partial-payment": E.INVOICE_PARTIALLY_PAID,
+            "reminder": E.INVOICE_REMINDER_SENT,
+        }[notification_type.rsplit(".", 1)[1]]
+        copies = 2 if rng.random() < 0.15 else 1
+        for _ in range(copies):
+            delivery.facts.append(
+                (
+                    type_,
+                    entry.moment + lag(rng),
+                    EventSource.WEBHOOK,
+                    encode(fact),
+                    f"n:{life.number}-{index}",
+                )
+            )
+
+
+def observe(life: Lifecycle, moment: datetime, delivery: Delivery) -> InvoiceObserved | None:
+    """Get Invoice Details answered at ``moment``: its history entries and its observation."""
+    truth = life.truth_at(moment)
+    if truth is None:
+        return None
+    shown = [entry for entry in life.entries if entry.moment <= moment]
+    occurrences: dict[tuple[str, datetime, str | None], int] = {}
+    for entry in shown:
+        transaction = entry.transaction_id if entry.details_shown else None
+        identity = (entry.event, entry.moment, transaction)
+        occurrence = occurrences.get(identity, 0)
+        occurrences[identity] = occurrence + 1
+        reported = None
+        if entry.details_shown and entry.transaction_id:
+            reported = PaymentReported(entry.transaction_id, entry.amount)
+        fact = HistoryEntryRecorded(
+            life.organization_id,
+            life.number,
+            entry.event,
+            reported,
+            life.currency if reported else None,
+            occurrence,
+        )
+        key = f"h:{life.number}:{entry.event}:{entry.moment.isoformat()}:{transaction}:{occurrence}"
+        delivery.facts.append(
+            (HISTORY_TYPES[entry.event], entry.moment, EventSource.RECONCILER, encode(fact), key)
+        )
+    observed = InvoiceObserved(
+        life.organization_id,
+        life.number,
+        truth.status,
+        StatedFields(
+            currency=life.currency,
+            total_amount=truth.total,
+            balance_amount=truth.balance,
+            due_date=truth.due_date,
+        ),
+    )
+    delivery.facts.append(
+        (
+            E.INVOICE_OBSERVED,
+            moment,
+            EventSource.RECONCILER,
+            encode(observed),
+            f"o:{life.number}:{moment.isoformat()}",
+        )
+    )
+    return observed
