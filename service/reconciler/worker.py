@@ -51,6 +51,7 @@ class ReconcilerWorker:
         poll_seconds: float = 5.0,
         refetch_seconds: float = 3600.0,
         lease_seconds: float = LEASE_SECONDS,
+        first_sweep_delay_seconds: float = 0.0,
         on_failure: FailureObserver | None = None,
     ) -> None:
         self._reconciler = reconciler
@@ -63,7 +64,7 @@ class ReconcilerWorker:
         self._lease_seconds = lease_seconds
         self._on_failure = on_failure
         self._fetched_at: OrderedDict[InvoiceKey, float] = OrderedDict()
-        self._next_sweep = time.monotonic()
+        self._next_sweep = time.monotonic() + first_sweep_delay_seconds
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
