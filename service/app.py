@@ -32,7 +32,7 @@ from service.metrics import LedgerMetrics
 from service.projections.projector import InvoiceProjector
 from service.projections.queries import InvoiceQueries
 from service.reconciler.client import CallFailure, CallOutcome, ClientLimits, CybersourceClient
-from service.reconciler.reconciler import Reconciler
+from service.reconciler.reconciler import Reconciler, ReconcilerFailure
 from service.reconciler.worker import ReconcilerWorker
 from service.settings import Settings
 from service.store.database import create_engine, is_postgresql
@@ -191,16 +191,16 @@ async def _reconciling(settings: Settings, resources: Resources) -> AsyncIterato
     # Every series from the start at zero, so that an alert on a rate sees its first error.
     for outcome in CallOutcome:
         metrics.reconciler_calls.labels(outcome.value)
-    for failure in CallFailure:
-        metrics.reconciler_errors.labels(failure.value)
+    for reason in (*CallFailure, *ReconcilerFailure):
+        metrics.reconciler_errors.labels(reason.value)
 
     def count_call(outcome: CallOutcome, failure: CallFailure | None) -> None:
         metrics.reconciler_calls.labels(outcome.value).inc()
         if failure is not None:
             metrics.reconciler_errors.labels(failure.value).inc()
 
-    def count_failure(reason: str) -> None:
-        metrics.reconciler_errors.labels(reason).inc()
+    def count_failure(reason: ReconcilerFailure) -> None:
+        metrics.reconciler_errors.labels(reason.value).inc()
 
     limits = ClientLimits(max_requests_per_second=settings.cybersource_max_requests_per_second)
     client = CybersourceClient(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 import structlog
 
@@ -31,8 +32,17 @@ log = structlog.get_logger("service.reconciler")
 SWEEP_STATUS_ORDER = ("PENDING", "PARTIAL", "SENT", "CREATED", "DRAFT", "PAID", "CANCELED")
 SWEEP_CONCURRENCY = 8
 
-# Told of the reconciler's own failures (the calls' are the client's to report), by reason.
-FailureObserver = Callable[[str], None]
+
+class ReconcilerFailure(StrEnum):
+    """The reconciler's own failures; a failed call is the client's to report."""
+
+    INVALID_DETAILS = "invalid_details"  # Cybersource answered something the ledger cannot read
+    STORE_UNAVAILABLE = "store_unavailable"
+    CONFLICT = "conflict"  # a fact's key already names a different fact
+    ROUND_FAILED = "round_failed"  # the background worker's round raised unexpectedly
+
+
+FailureObserver = Callable[[ReconcilerFailure], None]
 
 
 class OrganizationNotChosen(ValueError):
@@ -130,16 +140,16 @@ class Reconciler:
             return InvoiceReconciled(organization, invoice_number, error=str(error))
         except (InvalidInvoiceDetails, StoreUnavailable) as error:
             reason = (
-                "invalid_details"
+                ReconcilerFailure.INVALID_DETAILS
                 if isinstance(error, InvalidInvoiceDetails)
-                else "store_unavailable"
+                else ReconcilerFailure.STORE_UNAVAILABLE
             )
             self._failed(reason)
             log.warning(
                 "reconciler.failed",
                 organization_id=organization,
                 invoice_number=invoice_number,
-                reason=reason,
+                reason=reason.value,
                 error=str(error),
             )
             return InvoiceReconciled(organization, invoice_number, error=str(error))
@@ -151,7 +161,7 @@ class Reconciler:
             conflicts=outcomes.count(AppendOutcome.CONFLICT),
         )
         if reconciled.conflicts:
-            self._failed("conflict")
+            self._failed(ReconcilerFailure.CONFLICT)
             log.error(
                 "reconciler.conflict", organization_id=organization, invoice_number=invoice_number
             )
@@ -223,6 +233,6 @@ class Reconciler:
             await asyncio.wait(running)
         return summary
 
-    def _failed(self, reason: str) -> None:
+    def _failed(self, reason: ReconcilerFailure) -> None:
         if self._on_failure is not None:
             self._on_failure(reason)

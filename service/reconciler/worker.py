@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import structlog
 
 from service.domain.identity import UNKNOWN_ORGANIZATION, InvoiceKey
-from service.reconciler.reconciler import FailureObserver, Reconciler
+from service.reconciler.reconciler import FailureObserver, Reconciler, ReconcilerFailure
 from service.store.errors import StoreUnavailable
 from service.store.read_models import SqlReadModelStore
 
@@ -80,7 +80,7 @@ class ReconcilerWorker:
                     # than stopping unnoticed beside a server that still looks healthy.
                     log.exception("reconciler.round_failed")
                     if self._on_failure is not None:
-                        self._on_failure("round_failed")
+                        self._on_failure(ReconcilerFailure.ROUND_FAILED)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self._poll)
         finally:

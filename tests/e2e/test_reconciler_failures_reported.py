@@ -4,11 +4,13 @@ in ledger_reconciler_calls_total / ledger_reconciler_errors_total."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import socket
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -16,6 +18,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from service.app import create_app
+from service.domain.identity import InvoiceKey
 from service.reconciler.client import (
     CallFailure,
     CallOutcome,
@@ -23,7 +26,12 @@ from service.reconciler.client import (
     CybersourceError,
 )
 from service.reconciler.http_signature import MerchantCredentials
+from service.reconciler.reconciler import Reconciler, ReconcilerFailure
+from service.reconciler.worker import ReconcilerWorker
 from service.settings import load_settings
+from service.store.database import create_engine, resolve_database_url
+from service.store.event_store import SqlEventStore
+from service.store.read_models import SqlReadModelStore
 from tests.e2e.test_cybersource_client import FAST, MERCHANT
 from tests.support.organizations_cybersource import OrganizationsCybersource
 from tests.support.server import serving
@@ -156,9 +164,60 @@ def test_the_serving_reconciler_counts_refused_calls_in_its_metrics(
         exposition = httpx.get(f"{url}/metrics").text
         # Every series is there from the start; the first sweep's listing is refused.
         assert metric(exposition, 'ledger_reconciler_errors_total{reason="unreachable"}') == 0
+        assert metric(exposition, 'ledger_reconciler_errors_total{reason="round_failed"}') == 0
         while metric(exposition, unauthorized) == 0 and time.monotonic() < deadline:
             time.sleep(0.1)
             exposition = httpx.get(f"{url}/metrics").text
     assert metric(exposition, unauthorized) >= 1
     assert metric(exposition, refused) >= 1
     assert metric(exposition, 'ledger_reconciler_calls_total{outcome="answered"}') == 0
+
+
+class FlakyDoubts:
+    """A read model whose first answer is an unexpected error."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    async def doubtful_invoices(
+        self, now: datetime, quiet_since: datetime, limit: int
+    ) -> list[InvoiceKey]:
+        self.asked += 1
+        if self.asked == 1:
+            raise RuntimeError("a bug in the read model")
+        return []
+
+
+async def test_an_unexpected_error_in_a_round_is_reported_and_the_worker_carries_on(
+    database_url: str, sandbox_url: str
+) -> None:
+    engine = create_engine(resolve_database_url(database_url))
+    doubts = FlakyDoubts()
+    failures: list[ReconcilerFailure] = []
+    stop = asyncio.Event()
+    try:
+        async with CybersourceClient(sandbox_url, MERCHANT, FAST) as client:
+            worker = ReconcilerWorker(
+                Reconciler(client, SqlEventStore(engine)),
+                doubts,
+                SqlReadModelStore(engine),
+                owner="test",
+                sweep_interval_seconds=3600,
+                poll_seconds=0.01,
+                first_sweep_delay_seconds=3600,
+                on_failure=failures.append,
+            )
+            with capture_logs() as logs:
+                running = asyncio.create_task(worker.run(stop))
+                for _ in range(500):  # five seconds at most
+                    if doubts.asked >= 2:
+                        break
+                    await asyncio.sleep(0.01)
+                stop.set()
+                await running
+    finally:
+        await engine.dispose()
+    assert doubts.asked >= 2
+    assert failures == [ReconcilerFailure.ROUND_FAILED]
+    [entry] = [entry for entry in logs if entry["event"] == "reconciler.round_failed"]
+    assert entry["log_level"] == "error" and entry["exc_info"]
