@@ -80,10 +80,17 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
         settings.webhook_keys.keys,
         tolerance_seconds=settings.webhook_tolerance_seconds,
         signed_content=settings.webhook_signed_content,
+        future_skew_seconds=settings.webhook_future_skew_seconds,
+        payload_form_max_bytes=settings.webhook_payload_form_max_bytes,
     )
     receiver_options = {"clock": clock} if clock else {}
     receiver = WebhookReceiver(
-        verifier, store, metrics, max_body_bytes=settings.max_body_bytes, **receiver_options
+        verifier,
+        store,
+        metrics,
+        max_body_bytes=settings.max_body_bytes,
+        body_timeout_seconds=settings.http_body_timeout_seconds,
+        **receiver_options,
     )
     authorizer = ApiAuthorizer(settings.api_tokens.tokens)
     query_api = QueryApi(resources.queries, store, read_models, authorizer)
@@ -247,7 +254,7 @@ async def _try_again_later(request: Request, error: Exception) -> Response:
 async def _api_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, ApiError)
     return JSONResponse(
-        {"error": error.error, "detail": error.detail},
+        error.document,
         status_code=error.status_code,
         headers=error.headers,
     )
@@ -264,11 +271,16 @@ async def _readiness(resources: Resources) -> Response:
                 f"schema at {revision}, expected {resources.expected_revision}: run migrate"
             )
     except Exception as error:
-        if not is_unavailability(error):
-            raise
-        problems.append("database unreachable")
+        problems.append(
+            "database unreachable"
+            if is_unavailability(error)
+            else f"database check failed with {type(error).__name__}"
+        )
     if resources.projector is not None and resources.projector.health.error:
-        problems.append(f"projector stopped: {resources.projector.health.error}")
+        # /readyz is unauthenticated, and an error's message may quote a statement's values:
+        # name the error's type only ("Type: message" is how the projector records it).
+        error_type = resources.projector.health.error.partition(":")[0]
+        problems.append(f"projector stopped on {error_type}; see the logs")
     if problems:
         return JSONResponse({"status": "unready", "problems": problems}, status_code=503)
     return JSONResponse({"status": "ready"})

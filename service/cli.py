@@ -16,6 +16,7 @@ import uvicorn
 from tqdm import tqdm
 
 from service.domain.events import EVENT_TYPE_BY_NOTIFICATION_TYPE, RecordedEvent
+from service.http_server import server_config
 from service.logs import configure_logging
 from service.projections.projector import InvoiceProjector
 from service.projections.rebuild import rebuild_invoices
@@ -28,8 +29,6 @@ from service.store.migrations import upgrade_to_head
 from service.store.notifications import appended_events_signal
 from service.store.read_models import SqlReadModelStore
 from service.webhooks.signature import SignedContent, sign
-
-GRACEFUL_SHUTDOWN_SECONDS = 10
 
 
 def _settings() -> Settings:
@@ -75,15 +74,14 @@ def serve(host: str, port: int) -> None:
     from service.app import create_app
 
     settings = _settings()
-    uvicorn.run(
+    config = server_config(
         create_app(settings),
         host=host,
         port=port,
-        log_config=None,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-        server_header=False,
-        access_log=False,
+        implementation=settings.http_implementation,
+        limits=settings.http_limits,
     )
+    uvicorn.Server(config).run()
 
 
 @main.command()
@@ -304,6 +302,36 @@ async def _subscribe(
 @click.option("--drop", default=0.0, type=click.FloatRange(0, 1), help="Share never delivered.")
 @click.option("--duplicate", default=0.0, type=click.FloatRange(0, 1), help="Share sent twice.")
 @click.option("--delay", default=0.0, type=click.FloatRange(0, 1), help="Share delayed up to 5 s.")
+@click.option(
+    "--event-date-offset-min-seconds",
+    default=0.001,
+    show_default=True,
+    type=click.FloatRange(0.001, 3600),
+    help="Least distance between a webhook's eventDate and its history entry's date.",
+)
+@click.option(
+    "--event-date-offset-max-seconds",
+    default=300.0,
+    show_default=True,
+    type=click.FloatRange(0.001, 3600),
+    help="Greatest distance between a webhook's eventDate and its history entry's date.",
+)
+@click.option(
+    "--event-date-order",
+    type=click.Choice(["before", "equal", "after"]),
+    help="Always date webhooks this way against the history (default: at random).",
+)
+@click.option("--seed", type=int, help="Seed for delivery faults and event dates.")
+@click.option(
+    "--payment-amount-in-webhooks",
+    is_flag=True,
+    help="Add paymentAmount to paid and partial-payment webhooks (undocumented by Cybersource).",
+)
+@click.option(
+    "--transaction-details-on-review",
+    is_flag=True,
+    help="Show the payment's transactionDetails on PENDING and REJECTED history entries.",
+)
 def sandbox(
     host: str,
     port: int,
@@ -312,39 +340,66 @@ def sandbox(
     drop: float,
     duplicate: float,
     delay: float,
+    event_date_offset_min_seconds: float,
+    event_date_offset_max_seconds: float,
+    event_date_order: str | None,
+    seed: int | None,
+    payment_amount_in_webhooks: bool,
+    transaction_details_on_review: bool,
 ) -> None:
     """Serve a local Cybersource: invoicing REST API with HTTP Signature checks, and webhooks.
 
-    It accepts the credentials in LEDGER_CYBERSOURCE_* and signs webhooks with the first key
-    of LEDGER_WEBHOOK_KEYS. Drive invoices with POST /sandbox/invoices and
-    /sandbox/invoices/{id}/publish|send|pay|cancel; inject 429/502 with POST /sandbox/faults;
-    read the delivery log at GET /sandbox/deliveries.
+    It accepts the credentials in LEDGER_CYBERSOURCE_* and serves the organizations of
+    LEDGER_CYBERSOURCE_ORGANIZATION_IDS (else the merchant's own), each with its own invoices;
+    it signs webhooks with the first key of LEDGER_WEBHOOK_KEYS. Customers' doings are unsigned
+    helpers, each taking ?organizationId= (default: the first organization): POST
+    /sandbox/invoices/{id}/pay|pending|accept|reject|remind; inject 429/502 with POST
+    /sandbox/faults; read the delivery log at GET /sandbox/deliveries.
     """
-    from service.sandbox.app import create_sandbox_app
+    from service.sandbox.app import SandboxOptions, create_sandbox_app
     from service.sandbox.deliveries import (
         DeliveryFaults,
         RetryPolicy,
         WebhookDeliveries,
         WebhookTarget,
     )
+    from service.sandbox.event_dates import EventDateOrder, EventTiming
 
     settings = _settings()
     credentials = settings.cybersource_credentials()
     if credentials is None:
         _fail("set LEDGER_CYBERSOURCE_MERCHANT_ID, _KEY_ID and _SECRET_KEY for the sandbox")
+    if event_date_offset_min_seconds > event_date_offset_max_seconds:
+        _fail("--event-date-offset-min-seconds exceeds --event-date-offset-max-seconds")
     deliveries = None
     if webhook_url:
         if not settings.webhook_keys.keys:
             _fail("set LEDGER_WEBHOOK_KEYS: the sandbox signs its webhooks with the first key")
         key_id, key = next(iter(settings.webhook_keys.keys.items()))
         deliveries = WebhookDeliveries(
-            WebhookTarget(webhook_url, key_id, key, organization_id=credentials.merchant_id),
+            WebhookTarget(webhook_url, key_id, key),
             RetryPolicy(seconds_per_minute=seconds_per_minute),
             DeliveryFaults(
-                drop_share=drop, duplicate_share=duplicate, delay_share=delay, delay_seconds_max=5.0
+                drop_share=drop,
+                duplicate_share=duplicate,
+                delay_share=delay,
+                delay_seconds_max=5.0,
+                seed=seed,
             ),
+            timing=EventTiming(
+                offset_seconds_min=event_date_offset_min_seconds,
+                offset_seconds_max=event_date_offset_max_seconds,
+                seed=seed,
+                order=EventDateOrder(event_date_order) if event_date_order else None,
+            ),
+            include_payment_amount=payment_amount_in_webhooks,
         )
-    app = create_sandbox_app([credentials], deliveries=deliveries)
+    app = create_sandbox_app(
+        [credentials],
+        organization_ids=settings.cybersource_organizations,
+        deliveries=deliveries,
+        options=SandboxOptions(transaction_details_on_review=transaction_details_on_review),
+    )
     uvicorn.run(app, host=host, port=port, log_config=None)
 
 

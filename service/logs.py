@@ -1,15 +1,29 @@
-"""Structured JSON logs. Callers log identifiers and outcomes, never bodies, keys or payer data."""
+"""Structured JSON logs. Callers log identifiers and outcomes, never bodies, keys or payer data.
+
+Exception messages are never logged: a driver's message can quote the statement's values
+(asyncpg: "invalid input for query argument $3: 'Tanya Lee'"; PostgreSQL: "Key (email)=(…)
+already exists"), and a validation error can quote the body. A logged exception keeps its
+types, SQLSTATE and stack (files, lines, functions), which is what locates a fault.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+import traceback
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
+
+# Causes and contexts chain; a chain longer than this is cut rather than walked forever.
+EXCEPTION_CHAIN_LENGTH_MAX = 8
 
 
 def configure_logging(level: str) -> None:
     logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level, force=True)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(ScrubbingFormatter("%(message)s"))
     # httpx logs every request line at INFO; the reconciler logs what matters itself.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     structlog.configure(
@@ -17,10 +31,70 @@ def configure_logging(level: str) -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
+            scrub_exception_info,
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
+
+
+def scrubbed_exception(error: BaseException) -> str:
+    """A traceback naming exception types (and SQLSTATEs), never their messages."""
+    chain: list[BaseException] = []
+    link: BaseException | None = error
+    while link is not None and link not in chain and len(chain) < EXCEPTION_CHAIN_LENGTH_MAX:
+        chain.append(link)
+        link = link.__cause__ or (None if link.__suppress_context__ else link.__context__)
+    parts: list[str] = []
+    for exception in reversed(chain):
+        if parts:
+            parts.append("\nThe above exception led to the following exception:\n\n")
+        parts.append("Traceback (most recent call last):\n")
+        parts.extend(traceback.format_list(traceback.extract_tb(exception.__traceback__)))
+        parts.append(_exception_name(exception) + "\n")
+    return "".join(parts).rstrip("\n")
+
+
+def _exception_name(error: BaseException) -> str:
+    kind = type(error)
+    name = f"{kind.__module__}.{kind.__qualname__}"
+    sqlstate = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
+    return f"{name} (SQLSTATE {sqlstate})" if isinstance(sqlstate, str) else name
+
+
+def scrub_exception_info(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: ``exc_info`` becomes a scrubbed ``exception`` field."""
+    exc_info = event.pop("exc_info", None)
+    error = _exception_of(exc_info)
+    if error is not None:
+        event["exception"] = scrubbed_exception(error)
+    return event
+
+
+def _exception_of(exc_info: Any) -> BaseException | None:
+    if isinstance(exc_info, BaseException):
+        return exc_info
+    if exc_info is True:
+        return sys.exc_info()[1]
+    if isinstance(exc_info, tuple) and len(exc_info) == 3:
+        return exc_info[1] if isinstance(exc_info[1], BaseException) else None
+    return None
+
+
+class ScrubbingFormatter(logging.Formatter):
+    """For the standard library's loggers (uvicorn's "Exception in ASGI application", asyncio)."""
+
+    def formatException(self, ei: Any) -> str:
+        error = _exception_of(ei)
+        return scrubbed_exception(error) if error is not None else ""
+
+    def format(self, record: logging.LogRecord) -> str:
+        # The record's message may itself quote an exception ("… %s", error): only its
+        # template is kept when an exception accompanies it.
+        if record.exc_info and record.args:
+            record.msg, record.args = f"{record.msg} (arguments withheld)", None
+        return super().format(record)

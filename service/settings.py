@@ -17,6 +17,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL
 
+from service.http_server import HttpImplementation, HttpLimits
 from service.reconciler.http_signature import MerchantCredentials
 from service.store.database import UnsupportedDatabaseUrl, resolve_database_url
 from service.webhooks.signature import SignedContent
@@ -85,7 +86,20 @@ class Settings(BaseSettings):
     webhook_keys: Annotated[WebhookKeyring, NoDecode] = WebhookKeyring()
     webhook_tolerance_seconds: int = Field(3600, ge=1, le=7 * 24 * 3600)
     webhook_signed_content: SignedContent = SignedContent.AUTO
+    # How far ahead of this clock a signature's t may be (clock skew), apart from its age.
+    webhook_future_skew_seconds: int = Field(300, ge=0, le=3600)
+    # In auto mode the payload form costs a parse and a re-serialisation: only bodies up to
+    # this size get it (invoicing notifications are a few kilobytes).
+    webhook_payload_form_max_bytes: int = Field(262_144, ge=1024, le=64 * 1_048_576)
     max_body_bytes: int = Field(1_048_576, ge=1024, le=64 * 1_048_576)
+    # What one client may hold of the HTTP server (see service/http_server.py).
+    http_implementation: HttpImplementation = HttpImplementation.HTTPTOOLS
+    http_max_header_bytes: int = Field(16_384, ge=1024, le=1_048_576)
+    http_max_header_count: int = Field(100, ge=10, le=10_000)
+    http_header_timeout_seconds: float = Field(10.0, gt=0, le=600)
+    http_body_timeout_seconds: float = Field(30.0, gt=0, le=600)
+    http_keep_alive_timeout_seconds: int = Field(5, ge=1, le=600)
+    http_max_connections: int = Field(200, ge=1, le=100_000)
     log_level: str = "INFO"
     projector_enabled: bool = True
     cybersource_base_url: str = Field("https://apitest.cybersource.com", pattern=r"^https?://")
@@ -171,6 +185,16 @@ class Settings(BaseSettings):
         if self.cybersource_organization_ids:
             return self.cybersource_organization_ids
         return (self.cybersource_merchant_id,) if self.cybersource_merchant_id else ()
+
+    @property
+    def http_limits(self) -> HttpLimits:
+        return HttpLimits(
+            max_header_bytes=self.http_max_header_bytes,
+            max_header_count=self.http_max_header_count,
+            header_timeout_seconds=self.http_header_timeout_seconds,
+            keep_alive_timeout_seconds=self.http_keep_alive_timeout_seconds,
+            max_connections=self.http_max_connections,
+        )
 
     @property
     def database(self) -> URL:

@@ -14,7 +14,7 @@ from sqlalchemy import Row
 
 from service.domain.events import RecordedEvent
 from service.domain.invoice import InvoiceState
-from service.domain.money import format_amount, from_micros
+from service.domain.money import format_amount
 
 
 def money(amount: Decimal | None, currency: str | None) -> str | None:
@@ -33,14 +33,11 @@ def _customer(name: str | None, email: str | None) -> dict[str, str | None] | No
     return None if name is None and email is None else {"name": name, "email": email}
 
 
-def _micros(value: int | None) -> Decimal | None:
-    return None if value is None else from_micros(value)
-
-
 def invoice_from_row(row: Row[Any]) -> dict[str, Any]:
-    total, balance = _micros(row.total_micros), _micros(row.balance_micros)
+    total, balance = row.total_amount, row.balance_amount
     currency = row.currency
     return {
+        "organizationId": row.organization_id,
         "invoiceNumber": row.invoice_number,
         "status": row.status,
         "currency": currency,
@@ -69,6 +66,7 @@ def invoice_from_row(row: Row[Any]) -> dict[str, Any]:
 def invoice_from_state(state: InvoiceState, updated_at: datetime | None) -> dict[str, Any]:
     currency = state.currency
     return {
+        "organizationId": state.organization_id,
         "invoiceNumber": state.invoice_number,
         "status": state.status.value if state.status else None,
         "currency": currency,
@@ -104,7 +102,8 @@ def event_document(event: RecordedEvent) -> dict[str, Any]:
 def report_items(
     rows: Sequence[Mapping[str, Any]], amount_fields: Mapping[str, str]
 ) -> list[dict[str, Any]]:
-    """Rows with Decimal amounts as strings in each row's currency; ``amount_fields`` renames."""
+    """Rows with Decimal amounts as strings in each row's currency, and unknown sums as None;
+    ``amount_fields`` renames."""
     items = []
     for row in rows:
         item = {key: value for key, value in row.items() if key not in amount_fields}

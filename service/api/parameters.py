@@ -37,11 +37,20 @@ class Consistency(_Strict):
     min_position: int | None = Field(None, alias="minPosition", ge=0)
 
 
-class InvoiceParameters(Consistency):
+class OrganizationFilter(Consistency):
+    # "" is a value, not an absence: it names the invoices whose organization is unknown.
+    organization_id: str | None = Field(None, alias="organizationId", max_length=200)
+
+
+class InvoiceParameters(OrganizationFilter):
     as_of: AwareInstant | None = Field(None, alias="asOf")
 
 
-class InvoiceListParameters(Consistency):
+class InvoiceEventsParameters(OrganizationFilter):
+    pass
+
+
+class InvoiceListParameters(OrganizationFilter):
     status: InvoiceStatus | None = None
     currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")
     due_before: date | None = Field(None, alias="dueBefore")
@@ -51,18 +60,22 @@ class InvoiceListParameters(Consistency):
     cursor: str | None = Field(None, max_length=1000)
 
 
-class OutstandingParameters(Consistency):
+class OutstandingParameters(OrganizationFilter):
     as_of: AwareInstant | None = Field(None, alias="asOf")
 
 
-class AgingParameters(Consistency):
+class AgingParameters(OrganizationFilter):
     as_of: date | None = Field(None, alias="asOf")
 
 
-class CollectionsParameters(Consistency):
+class CollectionsParameters(OrganizationFilter):
     start: date = Field(alias="from")
     end: date = Field(alias="to")
     interval: str = Field("day", pattern=r"^(day|week|month)$")
+
+
+class StatusParameters(OrganizationFilter):
+    pass
 
 
 def parse(model: type[Parameters], query: dict[str, str]) -> Parameters:
@@ -78,15 +91,19 @@ def parse(model: type[Parameters], query: dict[str, str]) -> Parameters:
 
 
 def encode_cursor(key: PageKey) -> str:
-    raw = json.dumps([key.updated_at.isoformat(), key.invoice_number]).encode()
+    raw = json.dumps(
+        [key.updated_at.isoformat(), key.organization_id, key.invoice_number]
+    ).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str) -> PageKey:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        updated_at, invoice_number = json.loads(base64.urlsafe_b64decode(padded))
-        return PageKey(datetime.fromisoformat(updated_at), str(invoice_number))
+        updated_at, organization_id, invoice_number = json.loads(base64.urlsafe_b64decode(padded))
+        return PageKey(
+            datetime.fromisoformat(updated_at), str(organization_id), str(invoice_number)
+        )
     except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
         raise bad_parameter("cursor", "is not a cursor this API issued") from None
 

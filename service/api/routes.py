@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,8 +23,10 @@ from service.api.documents import (
     report_items,
 )
 from service.api.errors import ApiError
+from service.api.invoice_identity import organization_meant
+from service.domain.identity import invoices_in_stream
 from service.domain.invoice import fold_as_of
-from service.projections.queries import InvoiceFilters, InvoiceQueries, PageKey
+from service.projections.queries import AGING_BUCKETS, InvoiceFilters, InvoiceQueries, PageKey
 from service.store.event_store import SqlEventStore
 from service.store.read_models import SqlReadModelStore
 
@@ -96,26 +99,34 @@ class QueryApi:
     async def get_invoice(self, request: Request, position: int) -> Any:
         number = request.path_params["invoiceNumber"]
         parameters = p.parse(p.InvoiceParameters, self._query(request))
+        named = parameters.organization_id
         if parameters.as_of is None:
-            row = await self._queries.invoice(number)
-            if row is None:
-                raise ApiError(404, "unknown_invoice", f"no invoice {number!r} in the ledger")
+            rows = await self._queries.invoices_numbered(number, named)
+            organization = organization_meant(number, [r.organization_id for r in rows], named)
+            [row] = [r for r in rows if r.organization_id == organization]
             return invoice_from_row(row)
-        events = [e for e in await self._events.read_stream(number) if e.position <= position]
-        known = [e for e in events if e.occurred_at <= parameters.as_of]
-        if not known:
-            raise ApiError(
-                404,
-                "unknown_invoice",
-                f"no invoice {number!r} as of {parameters.as_of.isoformat()}",
-            )
-        state = fold_as_of(number, events, parameters.as_of)
+        as_of = parameters.as_of
+        # The events the read model reflects, of the invoices this number has in each
+        # organization, grouped as the projector groups them.
+        stream = [e for e in await self._events.read_stream(number) if e.position <= position]
+        existing = {
+            key.organization_id: events
+            for key, events in invoices_in_stream(number, stream).items()
+            if any(event.occurred_at <= as_of for event in events)
+        }
+        organization = organization_meant(
+            number, existing, named, when=f" as of {as_of.isoformat()}"
+        )
+        events = existing[organization]
+        state = replace(fold_as_of(number, events, as_of), organization_id=organization)
+        known = [e for e in events if e.occurred_at <= as_of]
         return invoice_from_state(state, max(e.recorded_at for e in known))
 
     async def list_invoices(self, request: Request, position: int) -> Any:
         parameters = p.parse(p.InvoiceListParameters, self._query(request))
         after = p.decode_cursor(parameters.cursor) if parameters.cursor else None
         filters = InvoiceFilters(
+            organization_id=parameters.organization_id,
             status=parameters.status.value if parameters.status else None,
             currency=parameters.currency,
             due_before=parameters.due_before,
@@ -126,31 +137,39 @@ class QueryApi:
         next_cursor = None
         if len(rows) == parameters.limit:
             last = rows[-1]
-            next_cursor = p.encode_cursor(PageKey(last.updated_at, last.invoice_number))
+            next_cursor = p.encode_cursor(
+                PageKey(last.updated_at, last.organization_id, last.invoice_number)
+            )
         return {"items": [invoice_from_row(row) for row in rows], "nextCursor": next_cursor}
 
     async def invoice_events(self, request: Request, position: int) -> Any:
         number = request.path_params["invoiceNumber"]
-        p.parse(p.Consistency, self._query(request))
-        events = await self._events.read_stream(number)
-        if not events:
-            raise ApiError(404, "unknown_invoice", f"no invoice {number!r} in the ledger")
-        ordered = sorted(events, key=lambda event: event.position)
-        return {"items": [event_document(event) for event in ordered]}
+        parameters = p.parse(p.InvoiceEventsParameters, self._query(request))
+        by_organization = {
+            key.organization_id: events
+            for key, events in invoices_in_stream(
+                number, await self._events.read_stream(number)
+            ).items()
+        }
+        organization = organization_meant(number, by_organization, parameters.organization_id)
+        ordered = sorted(by_organization[organization], key=lambda event: event.position)
+        return {
+            "organizationId": organization,
+            "items": [event_document(event) for event in ordered],
+        }
 
     async def outstanding(self, request: Request, position: int) -> Any:
         parameters = p.parse(p.OutstandingParameters, self._query(request))
-        rows = await self._queries.outstanding(parameters.as_of)
+        rows = await self._queries.outstanding(parameters.as_of, parameters.organization_id)
         return {"items": report_items(rows, {"balance": "balanceAmount"})}
 
     async def aging(self, request: Request, position: int) -> Any:
         parameters = p.parse(p.AgingParameters, self._query(request))
         as_of = parameters.as_of or datetime.now(UTC).date()
-        rows = await self._queries.aging(as_of)
-        buckets = ("current", "days1To30", "days31To60", "days61To90", "over90", "noDueDate")
+        rows = await self._queries.aging(as_of, parameters.organization_id)
         return {
             "asOf": as_of.isoformat(),
-            "items": report_items(rows, {name: name for name in buckets}),
+            "items": report_items(rows, {name: name for name in AGING_BUCKETS}),
         }
 
     async def collections(self, request: Request, position: int) -> Any:
@@ -160,10 +179,11 @@ class QueryApi:
             parameters.start,
             parameters.end,
             parameters.interval,  # type: ignore[arg-type]
+            parameters.organization_id,
         )
         return {"items": report_items(rows, {"amount": "amount"})}
 
     async def status(self, request: Request, position: int) -> Any:
-        p.parse(p.Consistency, self._query(request))
-        rows = await self._queries.by_status()
+        parameters = p.parse(p.StatusParameters, self._query(request))
+        rows = await self._queries.by_status(parameters.organization_id)
         return {"items": report_items(rows, {"total": "totalAmount", "balance": "balanceAmount"})}

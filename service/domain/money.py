@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 
-# A plain decimal number as providers write it: optional sign, digits, optional fraction.
+# A plain decimal number as providers write it: optional sign, ASCII digits, optional
+# fraction (\d would admit "١٢", which Decimal() reads as 12, and "²", which it refuses).
 # Exponents, "NaN" and "Infinity" are accepted by Decimal() but are never amounts. At most
 # six decimals, so every amount is a whole number of micro-units (how read models store it).
-_AMOUNT_PATTERN = re.compile(r"-?\d{1,13}(\.\d{1,6})?")
+_AMOUNT_PATTERN = re.compile(r"-?[0-9]{1,13}(\.[0-9]{1,6})?")
 _CURRENCY_PATTERN = re.compile(r"[A-Z]{3}")
 
 

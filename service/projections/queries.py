@@ -1,29 +1,34 @@
-"""Read-only queries over the invoice read models, for the API and its reports."""
+"""Read-only queries over the invoice read models, for the API and its reports.
+
+Every report sums only known amounts, in one currency per row, and says per row whether any
+invoice in it lacked an amount the row sums (``incomplete``); a sum over no known amount is
+None. Sums are exact Decimals on both engines (see ``service.store.exact_sums``).
+"""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
 from typing import Any, Literal
 
-from sqlalchemy import Row, and_, case, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, Row, and_, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.domain.identity import UNKNOWN_ORGANIZATION, InvoiceKey
+from service.domain.identity import InvoiceKey
 from service.domain.invoice import OPEN_STATUSES
-from service.domain.money import from_micros
 from service.store.errors import unavailability_as_store_error
+from service.store.exact_sums import GroupSums, PartialSum, Summed, grouped_sums
 from service.store.schema import invoice_collections, invoice_totals, invoice_versions, invoices
 
 OPEN = sorted(status.value for status in OPEN_STATUSES)
 Interval = Literal["day", "week", "month"]
+AGING_BUCKETS = ("current", "days1To30", "days31To60", "days61To90", "over90", "noDueDate")
 
 
 @dataclass(frozen=True, slots=True)
 class InvoiceFilters:
+    organization_id: str | None = None
     status: str | None = None
     currency: str | None = None
     due_before: date | None = None
@@ -33,14 +38,15 @@ class InvoiceFilters:
 
 @dataclass(frozen=True, slots=True)
 class PageKey:
-    """Where a page ended: invoices are listed by (updated_at, invoice_number)."""
+    """Where a page ended: invoices are listed by (updated_at, organization, number)."""
 
     updated_at: datetime
+    organization_id: str
     invoice_number: str
 
 
-def _sum(micros: Any) -> Decimal:
-    return from_micros(int(micros or 0))
+def _report_order(item: dict[str, Any]) -> tuple[str, ...]:
+    return (item.get("period", ""), item.get("status") or "", item["currency"] or "")
 
 
 class InvoiceQueries:
@@ -51,67 +57,86 @@ class InvoiceQueries:
         async with unavailability_as_store_error(), self._engine.connect() as connection:
             return (await connection.execute(query)).all()
 
-    async def invoice(self, invoice_number: str) -> Row[Any] | None:
-        rows = await self._all(select(invoices).where(invoices.c.invoice_number == invoice_number))
-        return rows[0] if rows else None
+    async def _grouped_sums(
+        self,
+        source: Any,
+        keys: Sequence[ColumnElement[Any]],
+        sums: dict[str, Summed],
+        where: Sequence[ColumnElement[bool]],
+    ) -> list[GroupSums]:
+        async with unavailability_as_store_error(), self._engine.connect() as connection:
+            return await grouped_sums(connection, source, keys, sums, where)
+
+    async def invoices_numbered(
+        self, invoice_number: str, organization_id: str | None = None
+    ) -> Sequence[Row[Any]]:
+        """The invoices with this number: in the organization named, else in every one."""
+        query = select(invoices).where(invoices.c.invoice_number == invoice_number)
+        if organization_id is not None:
+            query = query.where(invoices.c.organization_id == organization_id)
+        return await self._all(query.order_by(invoices.c.organization_id))
 
     async def invoices(
         self, filters: InvoiceFilters, limit: int, after: PageKey | None
     ) -> Sequence[Row[Any]]:
+        columns = invoices.c
         conditions = []
+        if filters.organization_id is not None:
+            conditions.append(columns.organization_id == filters.organization_id)
         if filters.status:
-            conditions.append(invoices.c.status == filters.status)
+            conditions.append(columns.status == filters.status)
         if filters.currency:
-            conditions.append(invoices.c.currency == filters.currency)
+            conditions.append(columns.currency == filters.currency)
         if filters.due_before:
-            conditions.append(invoices.c.due_date < filters.due_before)
+            conditions.append(columns.due_date < filters.due_before)
         if filters.due_after:
-            conditions.append(invoices.c.due_date > filters.due_after)
+            conditions.append(columns.due_date > filters.due_after)
         if filters.updated_since:
-            conditions.append(invoices.c.updated_at >= filters.updated_since)
+            conditions.append(columns.updated_at >= filters.updated_since)
+        order = (columns.updated_at, columns.organization_id, columns.invoice_number)
         if after:
-            conditions.append(
-                tuple_(invoices.c.updated_at, invoices.c.invoice_number)
-                > tuple_(after.updated_at, after.invoice_number)
-            )
-        return await self._all(
-            select(invoices)
-            .where(*conditions)
-            .order_by(invoices.c.updated_at, invoices.c.invoice_number)
-            .limit(limit)
-        )
+            last = (after.updated_at, after.organization_id, after.invoice_number)
+            conditions.append(tuple_(*order) > tuple_(*last))
+        return await self._all(select(invoices).where(*conditions).order_by(*order).limit(limit))
 
-    async def outstanding(self, as_of: datetime | None) -> list[dict[str, Any]]:
+    async def outstanding(
+        self, as_of: datetime | None, organization_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Per currency: open invoices and their balance, now or at a past provider time."""
         if as_of is None:
-            source = invoice_totals
-            query = select(
-                source.c.currency,
-                func.sum(source.c.invoices).label("invoices"),
-                func.sum(source.c.balance_micros).label("balance"),
-            ).where(source.c.invoices > 0)
+            by_currency: dict[str | None, PartialSum] = {}
+            for row in await self._totals(organization_id, invoice_totals.c.status.in_(OPEN)):
+                currency = row.currency or None
+                balance = PartialSum(row.invoices, row.invoices_without_balance, row.balance_amount)
+                by_currency[currency] = by_currency.get(currency, PartialSum()) + balance
+            sums = [(currency, balance.rows, balance) for currency, balance in by_currency.items()]
         else:
-            source = invoice_versions
-            query = select(
-                source.c.currency,
-                func.count().label("invoices"),
-                func.sum(source.c.balance_micros).label("balance"),
-            ).where(_valid_at(as_of))
-        query = query.where(source.c.status.in_(OPEN))
-        rows = await self._all(query.group_by(source.c.currency).order_by(source.c.currency))
-        return [
+            groups = await self._grouped_sums(
+                invoice_versions,
+                [invoice_versions.c.currency],
+                {"balance": Summed(invoice_versions.c.balance_amount)},
+                [
+                    invoice_versions.c.status.in_(OPEN),
+                    _valid_at(as_of),
+                    *_in_organization(invoice_versions, organization_id),
+                ],
+            )
+            sums = [(group.key[0], group.rows, group.sums["balance"]) for group in groups]
+        items = [
             {
-                "currency": row.currency or None,
-                "invoices": int(row.invoices),
-                "balance": _sum(row.balance),
+                "currency": currency,
+                "invoices": count,
+                "balance": balance.amount,
+                "incomplete": balance.incomplete,
             }
-            for row in rows
+            for currency, count, balance in sums
         ]
+        return sorted(items, key=_report_order)
 
-    async def aging(self, as_of: date) -> list[dict[str, Any]]:
+    async def aging(self, as_of: date, organization_id: str | None = None) -> list[dict[str, Any]]:
         """Open balances by days past due at the end of ``as_of`` (UTC)."""
         end_of_day = datetime.combine(as_of + timedelta(days=1), time(), UTC)
         due = invoice_versions.c.due_date
-        balance = invoice_versions.c.balance_micros
         buckets = {
             "current": due >= as_of,
             "days1To30": and_(due < as_of, due >= as_of - timedelta(days=30)),
@@ -120,42 +145,63 @@ class InvoiceQueries:
             "over90": due < as_of - timedelta(days=90),
             "noDueDate": due.is_(None),
         }
-        columns = [
-            func.sum(case((rule, balance), else_=0)).label(name) for name, rule in buckets.items()
-        ]
-        rows = await self._all(
-            select(invoice_versions.c.currency, *columns)
-            .where(invoice_versions.c.status.in_(OPEN), _valid_before(end_of_day))
-            .group_by(invoice_versions.c.currency)
-            .order_by(invoice_versions.c.currency)
+        groups = await self._grouped_sums(
+            invoice_versions,
+            [invoice_versions.c.currency],
+            {
+                name: Summed(invoice_versions.c.balance_amount, counted=rule)
+                for name, rule in buckets.items()
+            },
+            [
+                invoice_versions.c.status.in_(OPEN),
+                _valid_before(end_of_day),
+                *_in_organization(invoice_versions, organization_id),
+            ],
         )
-        return [
-            {"currency": row.currency, **{name: _sum(getattr(row, name)) for name in buckets}}
-            for row in rows
+        items = [
+            {
+                "currency": group.key[0],
+                **{name: group.sums[name].amount for name in AGING_BUCKETS},
+                "incomplete": group.incomplete,
+            }
+            for group in groups
         ]
+        return sorted(items, key=_report_order)
 
-    async def collections(self, start: date, end: date, interval: Interval) -> list[dict[str, Any]]:
-        day = func.date(invoice_collections.c.collected_at)
-        rows = await self._all(
-            select(invoice_collections.c.currency, day.label("day"),
-                   func.sum(invoice_collections.c.amount_micros).label("amount"))
-            .where(
-                invoice_collections.c.collected_at >= datetime.combine(start, time(), UTC),
-                invoice_collections.c.collected_at
-                < datetime.combine(end + timedelta(days=1), time(), UTC),
-            )
-            .group_by(invoice_collections.c.currency, day)
-        )  # fmt: skip
-        totals: dict[tuple[str, str | None], int] = defaultdict(int)
-        for row in rows:
-            collected_on = row.day if isinstance(row.day, date) else date.fromisoformat(row.day)
-            totals[(period_of(collected_on, interval), row.currency)] += int(row.amount)
-        return [
-            {"period": period, "currency": currency, "amount": from_micros(micros)}
-            for (period, currency), micros in sorted(
-                totals.items(), key=lambda item: (item[0][0], item[0][1] or "")
-            )
+    async def collections(
+        self, start: date, end: date, interval: Interval, organization_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Money collected per period and currency; a collection of unknown amount makes its
+        period's row incomplete."""
+        collected = invoice_collections.c
+        day = func.date(collected.collected_at)  # UTC: sessions and stored instants are UTC
+        groups = await self._grouped_sums(
+            invoice_collections,
+            [collected.currency, day],
+            {"amount": Summed(collected.amount)},
+            [
+                collected.collected_at >= datetime.combine(start, time(), UTC),
+                collected.collected_at < datetime.combine(end + timedelta(days=1), time(), UTC),
+                *_in_organization(invoice_collections, organization_id),
+            ],
+        )
+        by_period: dict[tuple[str, str | None], PartialSum] = {}
+        for group in groups:
+            currency, day_collected = group.key
+            if not isinstance(day_collected, date):  # SQLite's date() answers with text
+                day_collected = date.fromisoformat(day_collected)
+            key = (period_of(day_collected, interval), currency)
+            by_period[key] = by_period.get(key, PartialSum()) + group.sums["amount"]
+        items = [
+            {
+                "period": period,
+                "currency": currency,
+                "amount": amount.amount,
+                "incomplete": amount.incomplete,
+            }
+            for (period, currency), amount in by_period.items()
         ]
+        return sorted(items, key=_report_order)
 
     async def doubtful_invoices(
         self, now: datetime, quiet_since: datetime, limit: int
@@ -165,48 +211,68 @@ class InvoiceQueries:
         columns = invoices.c
         is_open = columns.status.in_(OPEN)
         rows = await self._all(
-            select(columns.invoice_number)
+            select(columns.organization_id, columns.invoice_number)
             .where(
                 or_(
-                    columns.total_micros.is_(None),
+                    columns.total_amount.is_(None),
                     columns.status == "PENDING",
                     and_(is_open, columns.due_date < now.date()),
                     and_(is_open, columns.last_event_at < quiet_since),
-                    columns.balance_micros > columns.total_micros,
+                    columns.balance_amount > columns.total_amount,
                 )
             )
-            .order_by(columns.updated_at)
+            .order_by(columns.updated_at, columns.organization_id, columns.invoice_number)
             .limit(limit)
         )
-        # Until the read model records organizations, every doubt's organization is unknown.
-        return [InvoiceKey(UNKNOWN_ORGANIZATION, row.invoice_number) for row in rows]
+        return [InvoiceKey(row.organization_id, row.invoice_number) for row in rows]
 
-    async def by_status(self) -> list[dict[str, Any]]:
-        rows = await self._all(
-            select(invoice_totals)
-            .where(invoice_totals.c.invoices > 0)
-            .order_by(invoice_totals.c.status, invoice_totals.c.currency)
-        )
-        return [
+    async def by_status(self, organization_id: str | None = None) -> list[dict[str, Any]]:
+        """Per status and currency: invoices, and the sums of their totals and balances."""
+        by_key: dict[tuple[str | None, str | None], tuple[PartialSum, PartialSum]] = {}
+        for row in await self._totals(organization_id):
+            key = (row.status or None, row.currency or None)
+            total = PartialSum(row.invoices, row.invoices_without_total, row.total_amount)
+            balance = PartialSum(row.invoices, row.invoices_without_balance, row.balance_amount)
+            known_total, known_balance = by_key.get(key, (PartialSum(), PartialSum()))
+            by_key[key] = (known_total + total, known_balance + balance)
+        items = [
             {
-                "status": row.status or None,
-                "currency": row.currency or None,
-                "invoices": row.invoices,
-                "total": _sum(row.total_micros),
-                "balance": _sum(row.balance_micros),
+                "status": status,
+                "currency": currency,
+                "invoices": total.rows,
+                "total": total.amount,
+                "balance": balance.amount,
+                "incomplete": total.incomplete or balance.incomplete,
             }
-            for row in rows
+            for (status, currency), (total, balance) in by_key.items()
         ]
+        return sorted(items, key=_report_order)
+
+    async def _totals(
+        self, organization_id: str | None, *conditions: ColumnElement[bool]
+    ) -> Sequence[Row[Any]]:
+        """invoice_totals rows: a handful per organization, added up in Python, exactly."""
+        return await self._all(
+            select(invoice_totals).where(
+                invoice_totals.c.invoices > 0,
+                *conditions,
+                *_in_organization(invoice_totals, organization_id),
+            )
+        )
 
 
-def _valid_at(moment: datetime) -> Any:
+def _in_organization(table: Any, organization_id: str | None) -> list[ColumnElement[bool]]:
+    return [] if organization_id is None else [table.c.organization_id == organization_id]
+
+
+def _valid_at(moment: datetime) -> ColumnElement[bool]:
     return and_(
         invoice_versions.c.valid_from <= moment,
         or_(invoice_versions.c.valid_to.is_(None), invoice_versions.c.valid_to > moment),
     )
 
 
-def _valid_before(moment: datetime) -> Any:
+def _valid_before(moment: datetime) -> ColumnElement[bool]:
     """The state in force just before ``moment`` (the end of a day, exclusive)."""
     return and_(
         invoice_versions.c.valid_from < moment,
@@ -220,3 +286,4 @@ def period_of(day: date, interval: Interval) -> str:
     if interval == "week":
         return (day - timedelta(days=day.weekday())).isoformat()  # the Monday it starts
     return day.strftime("%Y-%m")
+

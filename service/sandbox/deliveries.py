@@ -1,6 +1,7 @@
 """The sandbox's webhook deliveries: signed as Cybersource signs them, retried by its retry
 policy (time compressible), with optional faults: a share of notifications dropped,
-duplicated or delayed (so they arrive out of order)."""
+duplicated or delayed (so they arrive out of order). Each notification names the organization
+whose invoice changed, and its ``eventDate`` is drawn around the history entry's date."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ import random
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import httpx
 import structlog
 
-from service.sandbox.invoices import SandboxInvoice
+from service.sandbox.event_dates import EventDates, EventTiming
+from service.sandbox.invoices import HistoryEntry, SandboxInvoice
 from service.webhooks.signature import SignedContent, sign
 
 log = structlog.get_logger("service.sandbox")
@@ -48,7 +50,6 @@ class WebhookTarget:
     key_id: str
     key: bytes
     webhook_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    organization_id: str = "sandbox"
     signed_content: SignedContent = SignedContent.PAYLOAD
 
 
@@ -68,18 +69,32 @@ class WebhookDeliveries:
         retry_policy: RetryPolicy = RetryPolicy(),
         faults: DeliveryFaults = DeliveryFaults(),
         timeout_seconds: float = 10.0,
+        timing: EventTiming | None = None,
+        *,
+        include_payment_amount: bool = False,
     ) -> None:
+        """``include_payment_amount``: add ``paymentAmount`` to paid and partial-payment data.
+        Off by default: what those payloads carry is undocumented, so consumers must not need
+        more than the send example shows."""
         self._target = target
         self._retry = retry_policy
         self._faults = faults
+        self._event_dates = EventDates(timing or EventTiming())
+        self._include_payment_amount = include_payment_amount
         self._random = random.Random(faults.seed)
         self._http = httpx.AsyncClient(timeout=timeout_seconds)
         self._tasks: set[asyncio.Task[None]] = set()
         self.log = DeliveryLog()
 
-    def notify(self, event_type: str, invoice: SandboxInvoice) -> None:
-        """Queue a notification about this invoice's current state."""
-        notification = self._notification(event_type, invoice)
+    def notify(
+        self,
+        event_type: str,
+        organization_id: str,
+        invoice: SandboxInvoice,
+        history_entry: HistoryEntry,
+    ) -> None:
+        """Queue a notification about this invoice's current state, after ``history_entry``."""
+        notification = self._notification(event_type, organization_id, invoice, history_entry)
         if self._random.random() < self._faults.drop_share:
             self.log.dropped += 1
             return
@@ -102,23 +117,34 @@ class WebhookDeliveries:
             task.cancel()
         await self._http.aclose()
 
-    def _notification(self, event_type: str, invoice: SandboxInvoice) -> dict[str, Any]:
-        data = {
+    def _notification(
+        self,
+        event_type: str,
+        organization_id: str,
+        invoice: SandboxInvoice,
+        history_entry: HistoryEntry,
+    ) -> dict[str, Any]:
+        content = invoice.content
+        data: dict[str, Any] = {
             "invoiceNumber": invoice.invoice_number,
-            "invoiceBalance": str(invoice.balance_amount),
-            "balanceAmount": str(invoice.balance_amount),
-            "currency": invoice.currency,
-            "dueDate": invoice.due_date.isoformat(),
-            "payerName": invoice.customer_name or "",
-            "emailTo": invoice.customer_email or "",
+            "invoiceBalance": _amount(invoice.balance_amount),
+            "balanceAmount": _amount(invoice.balance_amount),
+            "currency": content.currency,
+            "dueDate": content.due_date.isoformat(),
+            "payerName": content.customer_name or "",
+            "emailTo": content.customer_email or "",
+            "invoiceUrl": invoice.payment_link,
             "eventType": event_type,
-            "organizationID": self._target.organization_id,
+            "organizationID": organization_id,
         }
+        if self._include_payment_amount and history_entry.payment is not None:
+            data["paymentAmount"] = _amount(history_entry.payment.amount)
+        event_date = self._event_dates.event_date(history_entry.date)
         return {
             "notificationId": str(uuid.uuid4()),
             "retryNumber": 0,
             "eventType": event_type,
-            "eventDate": datetime.now(UTC).isoformat(),
+            "eventDate": event_date.isoformat(timespec="milliseconds"),
             "webhookId": self._target.webhook_id,
             "payloads": [{"data": data}],
         }
@@ -153,7 +179,7 @@ class WebhookDeliveries:
                 self._target.signed_content,
             ),
             "V-C-Event-Type": notification["eventType"],
-            "V-C-Organization-Id": self._target.organization_id,
+            "V-C-Organization-Id": notification["payloads"][0]["data"]["organizationID"],
             "V-C-Product-Name": "customerInvoicing",
             "V-C-Request-Type": "NEW" if attempt == 0 else "RETRY",
             "V-C-Retry-Count": str(attempt),
@@ -167,3 +193,8 @@ class WebhookDeliveries:
             log.info("sandbox.delivery_failed", error=type(error).__name__, attempt=attempt)
             return False
         return 200 <= response.status_code < 300
+
+
+def _amount(amount: Decimal) -> str:
+    """Webhook amounts are strings, as in the documented example (``"102.00"``)."""
+    return format(amount, "f")

@@ -1,146 +1,232 @@
-"""The sandbox's invoices and the lifecycle rules Cybersource documents for them."""
+"""The sandbox's invoices and the lifecycle rules Cybersource documents for them.
+
+Every action takes the moment it happens and returns the history entry it records, so the
+caller can date the webhook against it."""
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from enum import StrEnum
+
+from service.sandbox.errors import ActionNotAllowed
+
+HISTORY_DATE_STEP = timedelta(milliseconds=1)
+PAYMENT_LINK_BASE = "https://businesscentertest.cybersource.com/ebc2/invoicing/payInvoice"
 
 
-class ActionNotAllowed(Exception):
-    """What Cybersource answers 400 ACTION_NOT_ALLOWED to."""
+class DeliveryMode(StrEnum):
+    """As the responses spell it; requests say ``email`` or ``none``."""
+
+    EMAIL = "Email"
+    NONE = "None"
+
+
+@dataclass(frozen=True)
+class LineItem:
+    product_sku: str | None = None
+    product_name: str | None = None
+    quantity: int | None = None
+    unit_price: Decimal | None = None
+    discount_amount: Decimal | None = None
+    discount_percent: Decimal | None = None
+    tax_amount: Decimal | None = None
+    tax_rate: Decimal | None = None
+    total_amount: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class InvoiceContent:
+    """What a create or update request says; an update replaces all of it."""
+
+    due_date: date
+    total_amount: Decimal
+    currency: str
+    customer_name: str | None = None
+    customer_email: str | None = None
+    merchant_customer_id: str | None = None
+    company_name: str | None = None
+    description: str | None = None
+    expiration_date: date | None = None
+    delivery_mode: DeliveryMode = DeliveryMode.EMAIL
+    allow_partial_payments: bool = False
+    request_phone: bool = False
+    request_shipping: bool = False
+    minimum_partial_amount: Decimal | None = None
+    sub_amount: Decimal | None = None
+    discount_amount: Decimal | None = None
+    discount_percent: Decimal | None = None
+    freight_amount: Decimal | None = None
+    freight_taxable: bool | None = None
+    freight_tax_rate: Decimal | None = None
+    tax_type: str | None = None
+    tax_amount: Decimal | None = None
+    tax_rate: Decimal | None = None
+    line_items: tuple[LineItem, ...] = ()
+
+
+class InvoiceStatus(StrEnum):
+    DRAFT = "DRAFT"
+    CREATED = "CREATED"
+    SENT = "SENT"
+    PARTIAL = "PARTIAL"
+    PAID = "PAID"
+    CANCELED = "CANCELED"
+    PENDING = "PENDING"
+
+
+class HistoryEvent(StrEnum):
+    DRAFT = "DRAFT"
+    CREATE = "CREATE"
+    UPDATE = "UPDATE"
+    SEND = "SEND"
+    RESEND = "RESEND"
+    REMINDER = "REMINDER"
+    PAYMENT = "PAYMENT"
+    CANCEL = "CANCEL"
+    PENDING = "PENDING"
+    REJECTED = "REJECTED"
+
+
+@dataclass(frozen=True)
+class Payment:
+    amount: Decimal
+    transaction_id: str
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    event: HistoryEvent
+    date: datetime
+    payment: Payment | None = None
+
+
+def new_payment_link() -> str:
+    return f"{PAYMENT_LINK_BASE}/{secrets.token_urlsafe(48)}?version=v2.1"
 
 
 @dataclass
 class SandboxInvoice:
     invoice_number: str
-    total_amount: Decimal
-    currency: str
-    due_date: date
-    customer_name: str | None = None
-    customer_email: str | None = None
-    allow_partial_payments: bool = False
-    minimum_partial_amount: Decimal | None = None
-    status: str = "DRAFT"
+    content: InvoiceContent
+    created_at: datetime
+    payment_link: str = field(default_factory=new_payment_link)
+    status: InvoiceStatus = InvoiceStatus.DRAFT
     balance_amount: Decimal = Decimal(0)
-    history: list[dict[str, Any]] = field(default_factory=list)
-    pending_payment: tuple[Decimal, str] | None = None
+    history: list[HistoryEntry] = field(default_factory=list)
+    payment_under_review: Payment | None = None
 
-    def __post_init__(self) -> None:
-        self.balance_amount = self.total_amount
+    @classmethod
+    def draft(cls, invoice_number: str, content: InvoiceContent, now: datetime) -> SandboxInvoice:
+        invoice = cls(invoice_number, content, created_at=now)
+        invoice.balance_amount = content.total_amount
+        invoice._record(HistoryEvent.DRAFT, now)
+        return invoice
 
-    def record(self, event: str, **transaction: Any) -> None:
-        entry: dict[str, Any] = {"event": event, "date": datetime.now(UTC).isoformat()}
-        if transaction:
-            entry["transactionDetails"] = transaction
-        self.history.append(entry)
+    @property
+    def paid_amount(self) -> Decimal:
+        return self.content.total_amount - self.balance_amount
 
-    def publish(self) -> None:
-        self._require(self.status == "DRAFT", "only a draft can be published")
-        self.status = "CREATED"
-        self.record("CREATE")
+    def publish(self, now: datetime) -> HistoryEntry:
+        self._require(self.status is InvoiceStatus.DRAFT, "only a draft can be published")
+        self.status = InvoiceStatus.CREATED
+        return self._record(HistoryEvent.CREATE, now)
 
-    def send(self) -> None:
+    def send(self, now: datetime) -> HistoryEntry:
+        """Send a draft or created invoice, or resend a sent or partially paid one."""
+        sendable = (InvoiceStatus.DRAFT, InvoiceStatus.CREATED)
+        resendable = (InvoiceStatus.SENT, InvoiceStatus.PARTIAL)
         self._require(
-            self.status not in ("PAID", "CANCELED"), "a paid or canceled invoice cannot be sent"
+            self.status in sendable + resendable, f"a {self.status} invoice cannot be sent"
         )
-        resend = self.status in ("SENT", "PARTIAL")
-        if self.status in ("DRAFT", "CREATED"):
-            self.status = "SENT"
-        self.record("RESEND" if resend else "SEND")
+        if self.status in resendable:
+            return self._record(HistoryEvent.RESEND, now)
+        self.status = InvoiceStatus.SENT
+        return self._record(HistoryEvent.SEND, now)
 
-    def cancel(self) -> None:
-        unpaid = self.balance_amount == self.total_amount
-        self._require(unpaid, "only an invoice without payment can be canceled")
-        self._require(self.status != "CANCELED", "already canceled")
-        self.status = "CANCELED"
-        self.record("CANCEL")
+    def remind(self, now: datetime) -> HistoryEntry:
+        sent = (InvoiceStatus.SENT, InvoiceStatus.PARTIAL)
+        self._require(self.status in sent, "only a sent, unpaid invoice gets reminders")
+        return self._record(HistoryEvent.REMINDER, now)
 
-    def pay(self, amount: Decimal, transaction_id: str) -> None:
-        payable = self.status in ("CREATED", "SENT", "PARTIAL", "PENDING")
-        self._require(payable, f"cannot pay a {self.status} invoice")
-        self._check_payment_amount(amount)
-        self.balance_amount -= amount
-        self.status = "PAID" if self.balance_amount == 0 else "PARTIAL"
-        self.record("PAYMENT", transactionId=transaction_id, amount=str(amount))
+    def cancel(self, now: datetime) -> HistoryEntry:
+        self._require(self.status is not InvoiceStatus.PENDING, "a payment is under review")
+        self._require(self.paid_amount == 0, "only an invoice without payment can be canceled")
+        self._require(self.status is not InvoiceStatus.CANCELED, "already canceled")
+        self.status = InvoiceStatus.CANCELED
+        return self._record(HistoryEvent.CANCEL, now)
 
-    def update(self, total_amount: Decimal | None, due_date: date | None) -> None:
-        unpaid = self.balance_amount == self.total_amount
-        editable = self.status in ("DRAFT", "CREATED", "SENT") and unpaid
-        self._require(editable, "only an invoice without payment can be updated")
-        if total_amount is not None:
-            self._require(total_amount > 0, "the total must be positive")
-            self.total_amount = self.balance_amount = total_amount
-        if due_date is not None:
-            self.due_date = due_date
-        self.record("UPDATE")
+    def update(self, content: InvoiceContent, now: datetime) -> HistoryEntry:
+        """Replace the content; a new e-mail address invalidates the old payment link."""
+        self._require(self.status is not InvoiceStatus.PENDING, "a payment is under review")
+        self._require(self.paid_amount == 0, "only an invoice without payment can be updated")
+        self._require(self.status is not InvoiceStatus.CANCELED, "a canceled invoice is closed")
+        if content.customer_email != self.content.customer_email:
+            self.payment_link = new_payment_link()
+        self.content = content
+        self.balance_amount = content.total_amount
+        return self._record(HistoryEvent.UPDATE, now)
 
-    def start_payment_under_review(self, amount: Decimal, transaction_id: str) -> None:
+    def pay(self, payment: Payment, now: datetime) -> HistoryEntry:
+        self._require_payable()
+        return self._settle(payment, now)
+
+    def hold_payment_for_review(self, payment: Payment, now: datetime) -> HistoryEntry:
         """The customer paid and fraud management holds the payment: PENDING."""
-        payable = self.status in ("CREATED", "SENT", "PARTIAL")
-        self._require(payable, f"cannot start a payment on a {self.status} invoice")
-        self._check_payment_amount(amount)
-        self.pending_payment = (amount, transaction_id)
-        self.status = "PENDING"
-        self.record("PENDING")
+        self._require_payable()
+        self._check_payment_amount(payment.amount)
+        self.payment_under_review = payment
+        self.status = InvoiceStatus.PENDING
+        return self._record(HistoryEvent.PENDING, now, payment)
 
-    def accept_pending_payment(self) -> None:
-        self._require(self.pending_payment is not None, "no payment is pending")
-        assert self.pending_payment is not None
-        amount, transaction_id = self.pending_payment
-        self.pending_payment = None
-        self.pay(amount, transaction_id)
+    def accept_payment_under_review(self, now: datetime) -> HistoryEntry:
+        payment = self._take_payment_under_review()
+        return self._settle(payment, now)
 
-    def reject_pending_payment(self) -> None:
-        self._require(self.pending_payment is not None, "no payment is pending")
-        self.pending_payment = None
-        self.status = "PARTIAL" if self.balance_amount < self.total_amount else "SENT"
-        self.record("REJECTED")
+    def reject_payment_under_review(self, now: datetime) -> HistoryEntry:
+        payment = self._take_payment_under_review()
+        self.status = InvoiceStatus.PARTIAL if self.paid_amount > 0 else InvoiceStatus.SENT
+        return self._record(HistoryEvent.REJECTED, now, payment)
+
+    def _require_payable(self) -> None:
+        self._require(self.status is not InvoiceStatus.PENDING, "a payment is already in review")
+        payable = (InvoiceStatus.CREATED, InvoiceStatus.SENT, InvoiceStatus.PARTIAL)
+        self._require(self.status in payable, f"a {self.status} invoice cannot be paid")
+
+    def _take_payment_under_review(self) -> Payment:
+        payment = self.payment_under_review
+        if payment is None:
+            raise ActionNotAllowed("no payment is under review")
+        self.payment_under_review = None
+        return payment
+
+    def _settle(self, payment: Payment, now: datetime) -> HistoryEntry:
+        self._check_payment_amount(payment.amount)
+        self.balance_amount -= payment.amount
+        self.status = InvoiceStatus.PAID if self.balance_amount == 0 else InvoiceStatus.PARTIAL
+        return self._record(HistoryEvent.PAYMENT, now, payment)
 
     def _check_payment_amount(self, amount: Decimal) -> None:
         self._require(Decimal(0) < amount <= self.balance_amount, "amount exceeds the balance")
         if amount < self.balance_amount:
-            self._require(self.allow_partial_payments, "partial payments are not allowed")
-            minimum = self.minimum_partial_amount
+            self._require(self.content.allow_partial_payments, "partial payments are not allowed")
+            minimum = self.content.minimum_partial_amount
             self._require(minimum is None or amount >= minimum, "below the minimum partial amount")
 
-    def _require(self, condition: bool, message: str) -> None:
+    def _record(
+        self, event: HistoryEvent, now: datetime, payment: Payment | None = None
+    ) -> HistoryEntry:
+        # Dates are written to the millisecond; two changes within one still get distinct,
+        # ordered dates, as Cybersource's history never shows two at the same instant.
+        if self.history and now <= self.history[-1].date:
+            now = self.history[-1].date + HISTORY_DATE_STEP
+        entry = HistoryEntry(event, now, payment)
+        self.history.append(entry)
+        return entry
+
+    @staticmethod
+    def _require(condition: bool, message: str) -> None:
         if not condition:
             raise ActionNotAllowed(message)
-
-    def details(self) -> dict[str, Any]:
-        return {
-            "_links": {"self": {"href": f"/v2/invoices/{self.invoice_number}", "method": "GET"}},
-            "id": self.invoice_number,
-            "submitTimeUtc": datetime.now(UTC).isoformat(),
-            "status": self.status,
-            "customerInformation": {"name": self.customer_name, "email": self.customer_email},
-            "invoiceInformation": {
-                "invoiceNumber": self.invoice_number,
-                "dueDate": self.due_date.isoformat(),
-                "allowPartialPayments": self.allow_partial_payments,
-                "deliveryMode": "Email",
-            },
-            "orderInformation": {
-                "amountDetails": {
-                    "totalAmount": str(self.total_amount),
-                    "currency": self.currency,
-                    "balanceAmount": str(self.balance_amount),
-                    **({"minimumPartialAmount": str(self.minimum_partial_amount)}
-                       if self.minimum_partial_amount is not None else {}),
-                }
-            },
-            "invoiceHistory": list(reversed(self.history)),  # newest first, as documented
-        }  # fmt: skip
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "id": self.invoice_number,
-            "status": self.status,
-            "customerInformation": {"name": self.customer_name},
-            "invoiceInformation": {"dueDate": self.due_date.isoformat()},
-            "orderInformation": {
-                "amountDetails": {"totalAmount": str(self.total_amount), "currency": self.currency}
-            },
-        }

@@ -59,6 +59,9 @@ def create_engine(url: URL, *, pool_size: int = 20) -> AsyncEngine:
         return _create_sqlite_engine(url)
     return create_async_engine(
         url,
+        # Statement parameters carry payer names and e-mail addresses: they must never reach
+        # an exception message, a log line or an answer.
+        hide_parameters=True,
         pool_size=pool_size,
         # Connections beyond the pool would be opened and closed per request under load,
         # and connecting costs far more than waiting briefly for a pooled connection.
@@ -78,7 +81,11 @@ def create_engine(url: URL, *, pool_size: int = 20) -> AsyncEngine:
 def _create_sqlite_engine(url: URL) -> AsyncEngine:
     if url.database:
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
+    engine = create_async_engine(
+        url,
+        hide_parameters=True,  # see create_engine
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
+    )
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

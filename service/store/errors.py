@@ -6,7 +6,15 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import asyncpg
 from sqlalchemy import exc
+
+# SQLSTATE classes meaning "the server is not there for you right now": connection
+# exception (08), insufficient resources such as too many connections (53), operator
+# intervention such as 57P03 "cannot connect now" while starting up or shutting down (57).
+UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")
+# Drivers wrap driver errors which wrap socket errors; a chain longer than this is not one.
+CAUSE_CHAIN_LENGTH_MAX = 8
 
 
 class StoreUnavailable(Exception):
@@ -14,11 +22,45 @@ class StoreUnavailable(Exception):
 
 
 def is_unavailability(error: BaseException) -> bool:
-    if isinstance(error, exc.DBAPIError) and not isinstance(error, exc.IntegrityError):
-        return isinstance(error, exc.OperationalError | exc.InterfaceError) or bool(
-            error.connection_invalidated
-        )
-    return isinstance(error, exc.TimeoutError | OSError | asyncio.TimeoutError)
+    """Whether ``error``, or what caused it, says the database is away rather than the request
+    is wrong: a caller then answers 503 and the sender retries."""
+    for link in _cause_chain(error):
+        if isinstance(link, exc.IntegrityError):
+            return False  # a constraint the request broke: retrying cannot help
+        if _is_unavailability_itself(link):
+            return True
+    return False
+
+
+def _is_unavailability_itself(error: BaseException) -> bool:
+    if isinstance(error, StoreUnavailable | exc.OperationalError | exc.InterfaceError):
+        return True
+    if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
+        return True
+    # SQLAlchemy's asyncpg adapter maps, for example, 57P03 to InternalError: the SQLSTATE,
+    # not the class, says whether the server is unavailable.
+    sqlstate = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
+    if isinstance(sqlstate, str) and sqlstate[:2] in UNAVAILABLE_SQLSTATE_CLASSES:
+        return True
+    return isinstance(
+        error,
+        exc.TimeoutError  # the pool had no connection to give within its timeout
+        | asyncpg.InterfaceError
+        | asyncpg.PostgresConnectionError
+        | ConnectionError
+        | OSError
+        | asyncio.TimeoutError,
+    )
+
+
+def _cause_chain(error: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    link: BaseException | None = error
+    while link is not None and len(chain) < CAUSE_CHAIN_LENGTH_MAX and link not in chain:
+        chain.append(link)
+        original = getattr(link, "orig", None)
+        link = original if isinstance(original, BaseException) else link.__cause__
+    return chain
 
 
 @asynccontextmanager

@@ -3,20 +3,34 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from operator import itemgetter
+from decimal import Decimal
+from functools import partial
 from typing import Any
 
-from sqlalchemy import Table, delete, false, func, insert, or_, select, text, true, update
+from sqlalchemy import (
+    Dialect,
+    Table,
+    TypeDecorator,
+    delete,
+    false,
+    insert,
+    or_,
+    select,
+    text,
+    true,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service.domain.invoice import InvoiceState
-from service.domain.money import to_micros
 from service.store.database import is_postgresql
 from service.store.errors import unavailability_as_store_error
+from service.store.exact_sums import EXACT, Summed, grouped_sums
 from service.store.schema import (
     invoice_collections,
     invoice_totals,
@@ -29,6 +43,8 @@ from service.store.schema import (
 )
 
 INVOICES_PROJECTION = "invoices"
+# Keeps each statement's parameters well under SQLite's limit of 32,766.
+KEYS_PER_STATEMENT_MAX = 5_000
 
 
 class LeaseLost(Exception):
@@ -37,7 +53,10 @@ class LeaseLost(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ProjectedInvoice:
-    """An invoice's derived rows: its current state and every state it was in."""
+    """An invoice's derived rows: its current state and every state it was in.
+
+    ``state.organization_id`` and ``state.invoice_number`` identify the invoice.
+    """
 
     state: InvoiceState
     history: Sequence[InvoiceState]
@@ -157,9 +176,10 @@ class SqlReadModelStore:
             driver_connection = (await connection.get_raw_connection()).driver_connection
             assert driver_connection is not None
             for table, rows in _rows_by_table(REBUILD_TABLES, projected):
-                columns = [column.name for column in table.columns]
                 await driver_connection.copy_records_to_table(
-                    table.name, records=_copy_records(columns, rows), columns=columns
+                    table.name,
+                    records=_copy_records(table, rows, connection.dialect),
+                    columns=[column.name for column in table.columns],
                 )
 
     async def clear_rebuild_tables(self) -> None:
@@ -204,20 +224,35 @@ def _tables(tables: ReadModelTables) -> tuple[Table, Table, Table]:
 async def replace_invoices(
     connection: AsyncConnection, tables: ReadModelTables, projected: Sequence[ProjectedInvoice]
 ) -> None:
+    """Replace every row of the invoice numbers projected, in every organization.
+
+    A stream is re-projected whole, so the invoices it yields now are all there are: a row
+    from an earlier grouping of the same stream (say, its facts' organization unknown until
+    one named it) must go too.
+    """
     if not projected:
         return
-    numbers = [item.state.invoice_number for item in projected]
-    replaced = await connection.execute(
-        delete(tables.invoices)
-        .where(tables.invoices.c.invoice_number.in_(numbers))
-        .returning(*_totals_columns(tables.invoices))
-    )
-    deltas = _totals_deltas(replaced.all(), [_invoice_row(item) for item in projected])
+    numbers = sorted({item.state.invoice_number for item in projected})
+    replaced = (
+        await connection.execute(
+            delete(tables.invoices)
+            .where(tables.invoices.c.invoice_number.in_(numbers))
+            .returning(*_totals_columns(tables.invoices))
+        )
+    ).all()
+    keys = [(row.organization_id, row.invoice_number) for row in replaced]
     for table in (tables.versions, tables.collections):
-        await connection.execute(delete(table).where(table.c.invoice_number.in_(numbers)))
+        identity = tuple_(table.c.organization_id, table.c.invoice_number)
+        for chunk in _chunks(keys, KEYS_PER_STATEMENT_MAX):
+            await connection.execute(delete(table).where(identity.in_(chunk)))
     await insert_invoices(connection, tables, projected)
     if tables is LIVE_TABLES:
+        deltas = _totals_deltas(replaced, [_invoice_row(item) for item in projected])
         await _add_to_totals(connection, deltas)
+
+
+def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
 async def insert_invoices(
@@ -239,87 +274,170 @@ def _rows_by_table(
 
 
 def _totals_columns(table: Table) -> list[Any]:
-    return [table.c.status, table.c.currency, table.c.total_micros, table.c.balance_micros]
+    columns = table.c
+    return [
+        columns.organization_id, columns.invoice_number, columns.status, columns.currency,
+        columns.total_amount, columns.balance_amount,
+    ]  # fmt: skip
 
 
-TotalsKey = tuple[str, str]
+TotalsKey = tuple[str, str, str]  # organization, status, currency ("" when unknown)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusTotals:
+    """The figures of one invoice_totals row; invoices add to them and subtract from them."""
+
+    invoices: int = 0
+    total: Decimal = Decimal(0)
+    balance: Decimal = Decimal(0)
+    without_total: int = 0
+    without_balance: int = 0
+
+    @classmethod
+    def of_invoice(cls, total: Decimal | None, balance: Decimal | None, sign: int) -> StatusTotals:
+        # An unknown amount adds nothing to its sum: it is counted apart, never as zero.
+        return cls(
+            invoices=sign,
+            total=sign * total if total is not None else Decimal(0),
+            balance=sign * balance if balance is not None else Decimal(0),
+            without_total=sign if total is None else 0,
+            without_balance=sign if balance is None else 0,
+        )
+
+    def __add__(self, other: StatusTotals) -> StatusTotals:
+        return StatusTotals(
+            self.invoices + other.invoices,
+            EXACT.add(self.total, other.total),
+            EXACT.add(self.balance, other.balance),
+            self.without_total + other.without_total,
+            self.without_balance + other.without_balance,
+        )
 
 
 def _totals_deltas(
     removed: Sequence[Any], added: Sequence[dict[str, Any]]
-) -> dict[TotalsKey, list[int]]:
-    """Per (status, currency): change in invoices, total and balance."""
-    deltas: dict[TotalsKey, list[int]] = {}
-    rows = [(-1, r.status, r.currency, r.total_micros, r.balance_micros) for r in removed]
-    rows += [(1, r["status"], r["currency"], r["total_micros"], r["balance_micros"]) for r in added]
-    for sign, status, currency, total, balance in rows:
-        delta = deltas.setdefault((status or "", currency or ""), [0, 0, 0])
-        delta[0] += sign
-        delta[1] += sign * (total or 0)
-        delta[2] += sign * (balance or 0)
+) -> dict[TotalsKey, StatusTotals]:
+    """Per (organization, status, currency): the change the replaced invoices make."""
+    changes = [
+        (-1, r.organization_id, r.status, r.currency, r.total_amount, r.balance_amount)
+        for r in removed
+    ] + [
+        (1, r["organization_id"], r["status"], r["currency"], r["total_amount"],
+         r["balance_amount"])
+        for r in added
+    ]  # fmt: skip
+    deltas: dict[TotalsKey, StatusTotals] = {}
+    for sign, organization, status, currency, total, balance in changes:
+        key = (organization, status or "", currency or "")
+        change = StatusTotals.of_invoice(total, balance, sign)
+        deltas[key] = deltas.get(key, StatusTotals()) + change
     return deltas
 
 
-async def _add_to_totals(connection: AsyncConnection, deltas: dict[TotalsKey, list[int]]) -> None:
-    dialect_insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
-    for (status, currency), (invoices_delta, total_delta, balance_delta) in sorted(deltas.items()):
-        if invoices_delta == total_delta == balance_delta == 0:
-            continue
-        statement = dialect_insert(invoice_totals).values(
-            status=status,
-            currency=currency,
-            invoices=invoices_delta,
-            total_micros=total_delta,
-            balance_micros=balance_delta,
+async def _add_to_totals(
+    connection: AsyncConnection, deltas: dict[TotalsKey, StatusTotals]
+) -> None:
+    """Add in Python, exactly: SQLite's arithmetic on the stored text would be floating point.
+
+    Reading and then writing is safe: the totals' one writer moved the checkpoint row at the
+    start of this transaction, which serialises writers on both engines.
+    """
+    changed = {key: delta for key, delta in deltas.items() if delta != StatusTotals()}
+    if not changed:
+        return
+    columns = invoice_totals.c
+    identity = tuple_(columns.organization_id, columns.status, columns.currency)
+    current = {
+        (row.organization_id, row.status, row.currency): _status_totals(row)
+        for row in await connection.execute(
+            select(invoice_totals).where(identity.in_(list(changed)))
         )
-        await connection.execute(
-            statement.on_conflict_do_update(
-                index_elements=[invoice_totals.c.status, invoice_totals.c.currency],
-                set_={
-                    "invoices": invoice_totals.c.invoices + statement.excluded.invoices,
-                    "total_micros": invoice_totals.c.total_micros + statement.excluded.total_micros,
-                    "balance_micros": invoice_totals.c.balance_micros
-                    + statement.excluded.balance_micros,
-                },
-            )
-        )
+    }
+    for key, delta in sorted(changed.items()):
+        after = current.get(key, StatusTotals()) + delta
+        if after.invoices < 0 or after.total < 0 or after.balance < 0:
+            raise AssertionError(f"the invoice totals of {key} would fall below zero: {after}")
+        if key in current:
+            await connection.execute(delete(invoice_totals).where(identity == key))
+        if after.invoices:
+            await connection.execute(insert(invoice_totals).values(_totals_row(key, after)))
+
+
+def _status_totals(row: Any) -> StatusTotals:
+    return StatusTotals(
+        row.invoices, row.total_amount, row.balance_amount,
+        row.invoices_without_total, row.invoices_without_balance,
+    )  # fmt: skip
+
+
+def _totals_row(key: TotalsKey, totals: StatusTotals) -> dict[str, Any]:
+    organization, status, currency = key
+    return {
+        "organization_id": organization,
+        "status": status,
+        "currency": currency,
+        "invoices": totals.invoices,
+        "total_amount": totals.total,
+        "balance_amount": totals.balance,
+        "invoices_without_total": totals.without_total,
+        "invoices_without_balance": totals.without_balance,
+    }
 
 
 async def _recount_totals(connection: AsyncConnection) -> None:
     """Totals from scratch, from the live invoice rows (after a rebuild's swap)."""
     await _empty(connection, [invoice_totals])
-    grouped = select(
-        func.coalesce(invoices.c.status, ""),
-        func.coalesce(invoices.c.currency, ""),
-        func.count(),
-        func.coalesce(func.sum(invoices.c.total_micros), 0),
-        func.coalesce(func.sum(invoices.c.balance_micros), 0),
-    ).group_by(invoices.c.status, invoices.c.currency)
-    columns = ["status", "currency", "invoices", "total_micros", "balance_micros"]
-    await connection.execute(insert(invoice_totals).from_select(columns, grouped))
+    groups = await grouped_sums(
+        connection,
+        invoices,
+        [invoices.c.organization_id, invoices.c.status, invoices.c.currency],
+        {"total": Summed(invoices.c.total_amount), "balance": Summed(invoices.c.balance_amount)},
+    )
+    rows = []
+    for group in groups:
+        organization, status, currency = group.key
+        total, balance = group.sums["total"], group.sums["balance"]
+        figures = StatusTotals(
+            group.rows, total.known, balance.known, total.unknown, balance.unknown
+        )
+        rows.append(_totals_row((organization, status or "", currency or ""), figures))
+    if rows:
+        await connection.execute(insert(invoice_totals), rows)
 
 
-def _copy_records(columns: list[str], rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    """Rows as COPY records; JSON documents serialised, as the driver's codec expects."""
-    records = list(map(itemgetter(*columns), rows))
-    if "payments" not in columns:
-        return records
-    at = columns.index("payments")
-    return [(*record[:at], json.dumps(record[at]), *record[at + 1 :]) for record in records]
+def _copy_records(
+    table: Table, rows: list[dict[str, Any]], dialect: Dialect
+) -> list[tuple[Any, ...]]:
+    """Rows as COPY records, each value bound as its column's type binds it: COPY bypasses
+    SQLAlchemy's types, which check amounts and instants, and serialise JSON documents."""
+    binders: list[Callable[[Any], Any]] = []
+    for column in table.columns:
+        if column.name == "payments":
+            binders.append(json.dumps)
+        elif isinstance(column.type, TypeDecorator):
+            binders.append(partial(column.type.process_bind_param, dialect=dialect))
+        else:
+            binders.append(_unchanged)
+    names = [column.name for column in table.columns]
+    return [
+        tuple(bind(row[name]) for bind, name in zip(binders, names, strict=True)) for row in rows
+    ]
 
 
-def _micros(amount: Any) -> int | None:
-    return None if amount is None else to_micros(amount)
+def _unchanged(value: Any) -> Any:
+    return value
 
 
 def _invoice_row(item: ProjectedInvoice) -> dict[str, Any]:
     state = item.state
     return {
+        "organization_id": state.organization_id,
         "invoice_number": state.invoice_number,
         "status": state.status.value if state.status else None,
         "currency": state.currency,
-        "total_micros": _micros(state.total_amount),
-        "balance_micros": _micros(state.balance_amount),
+        "total_amount": state.total_amount,
+        "balance_amount": state.balance_amount,
         "due_date": state.due_date,
         "customer_name": state.customer_name,
         "customer_email": state.customer_email,
@@ -343,12 +461,14 @@ def _version_rows(item: ProjectedInvoice) -> list[dict[str, Any]]:
         following = item.history[index + 1] if index + 1 < len(item.history) else None
         rows.append(
             {
+                "organization_id": item.state.organization_id,
                 "invoice_number": state.invoice_number,
                 "valid_from": state.last_event_at,
                 "valid_to": following.last_event_at if following else None,
                 "status": state.status.value if state.status else None,
                 "currency": state.currency,
-                "balance_micros": _micros(state.balance_amount),
+                "total_amount": state.total_amount,
+                "balance_amount": state.balance_amount,
                 "due_date": state.due_date,
             }
         )
@@ -358,12 +478,12 @@ def _version_rows(item: ProjectedInvoice) -> list[dict[str, Any]]:
 def _collection_rows(item: ProjectedInvoice) -> list[dict[str, Any]]:
     return [
         {
+            "organization_id": item.state.organization_id,
             "invoice_number": item.state.invoice_number,
             "sequence": sequence,
             "collected_at": collection.collected_at,
             "currency": item.state.currency,
-            "amount_micros": to_micros(collection.amount),
+            "amount": collection.amount,  # None: money arrived, how much is not yet known
         }
         for sequence, collection in enumerate(item.state.collections, 1)
-        if collection.amount is not None
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Context, Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -18,14 +19,17 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Numeric,
     SmallInteger,
     String,
     Table,
+    Text,
     TypeDecorator,
     UniqueConstraint,
     text,
 )
 from sqlalchemy.dialects.postgresql import BYTEA, JSONB
+from sqlalchemy.types import TypeEngine
 
 from service.domain.events import EventSource
 
@@ -134,7 +138,65 @@ inbox = Table(
 
 
 # Read models, derived from the events by the projector and rebuildable from them at any time.
-# Amounts are whole micro-units (BigInteger), exact on both engines.
+# Every invoice row is keyed by (organization_id, invoice_number): invoice numbers are unique
+# per organization only. An unknown organization is "" (key columns cannot be NULL).
+
+AMOUNT_DIGITS = 38
+AMOUNT_DECIMALS = 6
+_AMOUNT_QUANTUM = Decimal(1).scaleb(-AMOUNT_DECIMALS)
+_AMOUNT_CONTEXT = Context(prec=AMOUNT_DIGITS)
+
+
+class ExactAmount(TypeDecorator[Decimal]):
+    """An exact, non-negative amount with up to six decimals, as a Decimal on every engine.
+
+    PostgreSQL stores NUMERIC(38, 6) and sums it exactly. SQLite has no exact decimal type
+    (its NUMERIC goes through float), so there the amount is text of a fixed width, zero
+    padded: text order is then numeric order, and comparisons in SQL stay exact. SQLite
+    never sums this text (it would do so in floating point); sums are made in Python there.
+    """
+
+    impl = Numeric(AMOUNT_DIGITS, AMOUNT_DECIMALS, asdecimal=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(Text())
+        return dialect.type_descriptor(Numeric(AMOUNT_DIGITS, AMOUNT_DECIMALS, asdecimal=True))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        exact = _exact_amount(value)
+        return _sortable_text(exact) if dialect.name == "sqlite" else exact
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return Decimal(value)  # text on SQLite, already a Decimal on PostgreSQL
+
+    @property
+    def python_type(self) -> type[Decimal]:
+        return Decimal
+
+
+def _exact_amount(value: Decimal) -> Decimal:
+    if not isinstance(value, Decimal) or not value.is_finite():
+        raise ValueError(f"refusing to store {value!r} as an amount: not a finite Decimal")
+    if value < 0:
+        raise ValueError(f"refusing to store the negative amount {value}")
+    if value.adjusted() >= AMOUNT_DIGITS - AMOUNT_DECIMALS:
+        raise ValueError(f"refusing to store {value}: over {AMOUNT_DIGITS} digits")
+    exact = value.quantize(_AMOUNT_QUANTUM, context=_AMOUNT_CONTEXT)
+    if exact != value:
+        raise ValueError(f"refusing to store {value}: more than {AMOUNT_DECIMALS} decimals")
+    return exact
+
+
+def _sortable_text(amount: Decimal) -> str:
+    width = AMOUNT_DIGITS + 1  # every digit and the decimal point
+    return format(amount, f"0{width}.{AMOUNT_DECIMALS}f")
+
 
 projection_checkpoints = Table(
     "projection_checkpoints",
@@ -148,13 +210,18 @@ projection_checkpoints = Table(
 )
 
 
+def _organization_column() -> Column[str]:
+    return Column("organization_id", String(200), primary_key=True)
+
+
 def _invoice_columns() -> list[Column[Any]]:
     return [
+        _organization_column(),
         Column("invoice_number", String(200), primary_key=True),
         Column("status", String(20), nullable=True),
         Column("currency", String(3), nullable=True),
-        Column("total_micros", BigInteger, nullable=True),
-        Column("balance_micros", BigInteger, nullable=True),
+        Column("total_amount", ExactAmount, nullable=True),
+        Column("balance_amount", ExactAmount, nullable=True),
         Column("due_date", Date, nullable=True),
         Column("customer_name", String(200), nullable=True),
         Column("customer_email", String(200), nullable=True),
@@ -168,23 +235,27 @@ def _invoice_columns() -> list[Column[Any]]:
 def _invoice_version_columns() -> list[Column[Any]]:
     # One row per state an invoice was in, valid from a provider time until the next one.
     return [
+        _organization_column(),
         Column("invoice_number", String(200), primary_key=True),
         Column("valid_from", UtcDateTime, primary_key=True),
         Column("valid_to", UtcDateTime, nullable=True),
         Column("status", String(20), nullable=True),
         Column("currency", String(3), nullable=True),
-        Column("balance_micros", BigInteger, nullable=True),
+        Column("total_amount", ExactAmount, nullable=True),
+        Column("balance_amount", ExactAmount, nullable=True),
         Column("due_date", Date, nullable=True),
     ]
 
 
 def _collection_columns() -> list[Column[Any]]:
     return [
+        _organization_column(),
         Column("invoice_number", String(200), primary_key=True),
         Column("sequence", Integer, primary_key=True),
         Column("collected_at", UtcDateTime, nullable=False),
         Column("currency", String(3), nullable=True),
-        Column("amount_micros", BigInteger, nullable=False),
+        # NULL: money arrived but how much is not known yet; never counted as zero.
+        Column("amount", ExactAmount, nullable=True),
     ]
 
 
@@ -192,7 +263,14 @@ invoices = Table(
     "invoices",
     metadata,
     *_invoice_columns(),
-    Index("ix_invoices_updated_at_invoice_number", "updated_at", "invoice_number"),
+    Index(
+        "ix_invoices_updated_at_organization_id_invoice_number",
+        "updated_at",
+        "organization_id",
+        "invoice_number",
+    ),
+    # Looking an invoice up by its number alone finds it in every organization that has one.
+    Index("ix_invoices_invoice_number", "invoice_number"),
     Index("ix_invoices_status_currency", "status", "currency"),
     Index("ix_invoices_due_date", "due_date"),
 )
@@ -215,16 +293,20 @@ rebuild_invoices = Table("rebuild_invoices", metadata, *_invoice_columns())
 rebuild_invoice_versions = Table("rebuild_invoice_versions", metadata, *_invoice_version_columns())
 rebuild_invoice_collections = Table("rebuild_invoice_collections", metadata, *_collection_columns())
 
-# Per status and currency, the number of invoices and the sums of their known amounts: kept
-# current by the projector in the same transaction as the invoice rows, so the status and
-# current outstanding reports read a handful of rows instead of every invoice.
+# Per organization, status and currency: the number of invoices, the sums of their known
+# amounts, and how many lack each amount (so a report can say it is incomplete without
+# reading every invoice). Kept current by the projector in the same transaction as the
+# invoice rows, so the status and current outstanding reports read a handful of rows.
 # An unknown status or currency is stored as "" (key columns cannot be NULL).
 invoice_totals = Table(
     "invoice_totals",
     metadata,
+    Column("organization_id", String(200), primary_key=True),
     Column("status", String(20), primary_key=True),
     Column("currency", String(3), primary_key=True),
     Column("invoices", BigInteger, nullable=False),
-    Column("total_micros", BigInteger, nullable=False),
-    Column("balance_micros", BigInteger, nullable=False),
+    Column("total_amount", ExactAmount, nullable=False),
+    Column("balance_amount", ExactAmount, nullable=False),
+    Column("invoices_without_total", BigInteger, nullable=False),
+    Column("invoices_without_balance", BigInteger, nullable=False),
 )

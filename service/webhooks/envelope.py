@@ -9,8 +9,9 @@ Variants seen in Cybersource's documentation and official code:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
@@ -26,13 +27,38 @@ from pydantic import (
     field_validator,
 )
 
-from service.domain.money import InvalidCurrency, parse_currency, parse_optional_amount
+from service.domain.money import (
+    InvalidAmount,
+    InvalidCurrency,
+    parse_currency,
+    parse_optional_amount,
+)
 
 IDENTIFIER_LENGTH_MAX = 200
+RETRY_NUMBER_MAX = 1_000_000
+# An amount's digits before the point that the money parser accepts; a JSON number such as
+# 1e999999999 is refused before it is written out as a billion digits.
+AMOUNT_INTEGER_DIGITS_MAX = 13
 
 
 class UnusableBody(ValueError):
-    """A correctly signed body the ledger cannot turn into a fact; it is kept as a dead letter."""
+    """A correctly signed body the ledger cannot turn into a fact; it is kept as a dead letter.
+
+    Its message names the field and the rule, never the value (which may be personal data).
+    """
+
+
+class EnvelopeContradictsPayload(Exception):
+    """Only the payload is signed, and the unsigned envelope around it says something else."""
+
+
+# PostgreSQL text and JSONB cannot hold NUL, and a lone surrogate cannot be encoded at all:
+# text carrying either would fail at the database, so it is refused here.
+_UNSTORABLE_CHARACTER = re.compile("[\x00\ud800-\udfff]")
+
+
+def _storable(text: str) -> bool:
+    return _UNSTORABLE_CHARACTER.search(text) is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +76,9 @@ class DeliveryHeaders:
     def from_mapping(cls, headers: Mapping[str, str]) -> DeliveryHeaders:
         def text(name: str) -> str | None:
             value = headers.get(name)
-            return value.strip()[:IDENTIFIER_LENGTH_MAX] or None if value else None
+            if not value or not _storable(value):
+                return None  # informational only: an unstorable header is dropped
+            return value.strip()[:IDENTIFIER_LENGTH_MAX] or None
 
         retry = text("v-c-retry-count")
         return cls(
@@ -70,8 +98,9 @@ def _optional_text(value: Any) -> Any:
         return str(value)
     if isinstance(value, str):
         if "\x00" in value:
-            # PostgreSQL text and JSONB cannot hold NUL; such a body stays a dead letter.
             raise ValueError("contains a NUL character")
+        if not _storable(value):
+            raise ValueError("contains a lone surrogate")
         return value.strip() or None
     return value
 
@@ -81,17 +110,30 @@ def _currency(value: Any) -> str | None:
         return None
     try:
         return parse_currency(value)
-    except InvalidCurrency as error:
-        raise ValueError(str(error)) from error
+    except InvalidCurrency:
+        raise ValueError("is not a three-letter ISO 4217 currency code") from None
 
 
-RETRY_NUMBER_MAX = 1_000_000
+def _amount(value: Any) -> Decimal | None:
+    if (
+        isinstance(value, Decimal)
+        and value.is_finite()
+        and value.adjusted() >= (AMOUNT_INTEGER_DIGITS_MAX)
+    ):
+        raise ValueError("is not a plain, non-negative decimal amount")
+    try:
+        return parse_optional_amount(value)
+    except InvalidAmount:
+        raise ValueError("is not a plain, non-negative decimal amount") from None
+
+
+_RETRY_NUMBER_PATTERN = re.compile(r"[0-9]{1,7}")  # ASCII only: str.isdigit accepts "²"
 
 
 def _retry_number(value: Any) -> int | None:
     """Informational only: an unreadable or absurd retry number is dropped, not fatal."""
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
+    if isinstance(value, str):
+        value = int(value.strip()) if _RETRY_NUMBER_PATTERN.fullmatch(value.strip()) else None
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= RETRY_NUMBER_MAX:
         return value
     return None
@@ -100,7 +142,7 @@ def _retry_number(value: Any) -> int | None:
 # The length bound applies to the text only: None (absent or blank) is always acceptable.
 BoundedText = Annotated[str, StringConstraints(max_length=IDENTIFIER_LENGTH_MAX)]
 Text = Annotated[BoundedText | None, BeforeValidator(_optional_text)]
-Amount = Annotated[Decimal | None, BeforeValidator(parse_optional_amount)]
+Amount = Annotated[Decimal | None, BeforeValidator(_amount)]
 Currency = Annotated[str | None, BeforeValidator(_currency)]
 
 
@@ -155,8 +197,34 @@ class InvoiceData(BaseModel):
 
 
 @dataclass(frozen=True, slots=True)
+class SignatureScope:
+    """What the verified signature covers.
+
+    ``envelope_signed``: the whole body was signed (the raw form). Otherwise only the payload
+    was (the payload form), ``payload_digest`` names it (SHA-256 hex of its JSON.stringify),
+    and ``signed_at`` (the signature's ``t``) bounds the unsigned ``eventDate``.
+    """
+
+    envelope_signed: bool = True
+    signed_at: datetime | None = None
+    payload_digest: str | None = None
+
+
+WHOLE_BODY_SIGNED = SignatureScope()
+PAYLOAD_DIGEST_PREFIX = "payload-sha256:"
+
+
+@dataclass(frozen=True, slots=True)
 class Notification:
-    """One delivery's notification, with header fallbacks applied."""
+    """One delivery's notification.
+
+    Every field that decides a fact (event type, organization, items) comes from signed
+    content; headers only fill identifiers the ledger does not decide by. When only the
+    payload is signed (``envelope_signed`` is False), ``notification_id`` is
+    ``payload-sha256:<hex>`` naming the signed payload, so a replay of it under another
+    unsigned id is the same notification; the id the envelope claimed is kept in
+    ``claimed_notification_id`` for operators, and ``event_date`` is at most the signature time.
+    """
 
     notification_id: str | None
     event_type: str | None
@@ -167,6 +235,11 @@ class Notification:
     product_id: str | None
     retry_number: int | None
     items: tuple[Mapping[str, Any], ...]
+    envelope_signed: bool = True
+    claimed_notification_id: str | None = None
+    # No signed content names the organization; the V-C-Organization-Id header did. It names
+    # the invoice's organization but never decides whether a notification is a new fact.
+    organization_from_header: bool = False
 
 
 def parse_body(raw_body: bytes) -> Any:
@@ -175,15 +248,21 @@ def parse_body(raw_body: bytes) -> Any:
         return json.loads(raw_body, parse_float=Decimal, parse_constant=_refuse_constant)
     except RecursionError as error:
         raise UnusableBody("the body nests too deeply") from error
-    except (ValueError, UnicodeDecodeError) as error:
-        raise UnusableBody(f"the body is not JSON: {error}") from error
+    except UnicodeDecodeError as error:
+        raise UnusableBody("the body is not JSON: it is not UTF-8") from error
+    except json.JSONDecodeError as error:
+        raise UnusableBody(f"the body is not JSON: {error.msg} at byte {error.pos}") from error
+    except ValueError as error:  # a constant such as NaN, or an integer of too many digits
+        raise UnusableBody("the body is not JSON: it holds a value JSON does not allow") from error
 
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def read_notification(body: Any, headers: DeliveryHeaders) -> Notification:
+def read_notification(
+    body: Any, headers: DeliveryHeaders, scope: SignatureScope = WHOLE_BODY_SIGNED
+) -> Notification:
     if not isinstance(body, dict):
         raise UnusableBody("the body is not a JSON object")
     try:
@@ -191,26 +270,72 @@ def read_notification(body: Any, headers: DeliveryHeaders) -> Notification:
     except ValidationError as error:
         raise UnusableBody(f"the envelope is invalid: {_describe(error)}") from error
     items = _payload_items(envelope.payload)
-    first_data = items[0] if items else {}
-    event_type = envelope.event_type or _text_field(first_data, "eventType") or headers.event_type
-    organization_id = (
-        envelope.organization_id
-        or _text_field(first_data, "organizationId", "organizationID")
-        or headers.organization_id
-    )
-    return Notification(
+    signed_event_type = _agreed_item_field(items, "eventType")
+    signed_organization = _agreed_item_field(items, "organizationId", "organizationID")
+    event_date = _parse_event_date(envelope.event_date)
+    notification = Notification(
         notification_id=envelope.notification_id,
-        event_type=event_type,
-        event_date=_parse_event_date(envelope.event_date),
+        event_type=envelope.event_type or signed_event_type,
+        event_date=event_date,
         event_date_text=envelope.event_date,
         webhook_id=envelope.webhook_id or headers.webhook_id,
-        organization_id=organization_id,
+        organization_id=envelope.organization_id or signed_organization,
         product_id=envelope.product_id or headers.product_name,
         retry_number=envelope.retry_number
         if envelope.retry_number is not None
         else headers.retry_count,
         items=items,
     )
+    if scope.envelope_signed:
+        if notification.event_type is None:
+            # V-C-Event-Type is unsigned: it may not decide what a signed body means.
+            raise UnusableBody("the signed body names no eventType")
+        return _organization_from_header(notification, headers)
+    # Only the payload is signed: the envelope may agree with it, never add to it.
+    if signed_event_type is None:
+        raise UnusableBody("the signed payload names no eventType")
+    _refuse_contradiction("eventType", envelope.event_type, signed_event_type)
+    _refuse_contradiction("organizationId", envelope.organization_id, signed_organization)
+    event_date_text = envelope.event_date
+    if event_date is not None and scope.signed_at is not None and event_date > scope.signed_at:
+        # A notification is signed after its event: an unsigned later date is not believed.
+        event_date = scope.signed_at
+        event_date_text = scope.signed_at.isoformat()
+    assert scope.payload_digest is not None, "a payload-form signature names its payload"
+    notification = replace(
+        notification,
+        notification_id=PAYLOAD_DIGEST_PREFIX + scope.payload_digest,
+        event_type=signed_event_type,
+        event_date=event_date,
+        event_date_text=event_date_text,
+        organization_id=signed_organization,
+        envelope_signed=False,
+        claimed_notification_id=envelope.notification_id,
+    )
+    return _organization_from_header(notification, headers)
+
+
+def _organization_from_header(notification: Notification, headers: DeliveryHeaders) -> Notification:
+    if notification.organization_id is not None or headers.organization_id is None:
+        return notification
+    return replace(
+        notification, organization_id=headers.organization_id, organization_from_header=True
+    )
+
+
+def _refuse_contradiction(name: str, unsigned: str | None, signed: str | None) -> None:
+    # Where the payload is silent the unsigned value is merely not used (a version 3
+    # envelope names its organization only outside the payload).
+    if unsigned is not None and signed is not None and unsigned != signed:
+        raise EnvelopeContradictsPayload(f"the unsigned envelope's {name} is not the signed one")
+
+
+def _agreed_item_field(items: tuple[Mapping[str, Any], ...], *names: str) -> str | None:
+    """The value every payload item gives (items that give none abstain)."""
+    values = {value for item in items if (value := _text_field(item, *names)) is not None}
+    if len(values) > 1:
+        raise UnusableBody(f"payload items disagree on {names[0]}")
+    return next(iter(values), None)
 
 
 def _payload_items(payload: list[Any] | dict[str, Any] | None) -> tuple[Mapping[str, Any], ...]:
@@ -235,6 +360,8 @@ def _text_field(data: Mapping[str, Any], *names: str) -> str | None:
     for name in names:
         value = data.get(name)
         if isinstance(value, str) and value.strip():
+            if not _storable(value):
+                raise UnusableBody(f"{name} contains a NUL character or a lone surrogate")
             return value.strip()[:IDENTIFIER_LENGTH_MAX]
     return None
 
@@ -244,10 +371,12 @@ def _parse_event_date(text: str | None) -> datetime | None:
         return None
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as error:
-        raise UnusableBody(f"eventDate {text[:40]!r} is not an ISO-8601 time") from error
-    # The test notification's eventDate carries no offset; Cybersource's clocks are UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        # The test notification's eventDate carries no offset; Cybersource's clocks are UTC.
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        moment.astimezone(UTC)  # 9999-12-31T23:00-02:00 has no UTC time: OverflowError
+    except (ValueError, OverflowError) as error:
+        raise UnusableBody("eventDate is not an ISO-8601 time within years 1 to 9999") from error
+    return moment
 
 
 def read_invoice_data(item: Mapping[str, Any], index: int) -> InvoiceData:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -37,7 +38,7 @@ def _chunks(value: Any) -> Any:
     elif value is False:
         yield "false"
     elif isinstance(value, str):
-        yield json.dumps(value, ensure_ascii=False)
+        yield _string_literal(value)
     elif isinstance(value, int | float | Decimal):
         yield number_to_string(float(value))
     elif isinstance(value, list):
@@ -52,12 +53,23 @@ def _chunks(value: Any) -> Any:
         for index, key in enumerate(_property_order(value)):
             if index:
                 yield ","
-            yield json.dumps(key, ensure_ascii=False)
+            yield _string_literal(key)
             yield ":"
             yield from _chunks(value[key])
         yield "}"
     else:
         raise TypeError(f"{type(value).__name__} is not a JSON value")
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _string_literal(text: str) -> str:
+    # Python's parser joins escaped surrogate pairs, so any surrogate left is a lone one.
+    # Well-formed JSON.stringify (ES2019) writes it as a lowercase \u escape; left raw it
+    # could not even be encoded as UTF-8.
+    literal = json.dumps(text, ensure_ascii=False)
+    return _LONE_SURROGATE.sub(lambda match: f"\\u{ord(match.group()):04x}", literal)
 
 
 def _property_order(obj: dict[str, Any]) -> list[str]:

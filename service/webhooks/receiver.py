@@ -8,26 +8,36 @@ signed body the ledger cannot read.
 
 from __future__ import annotations
 
+import asyncio
+import re
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
 import structlog
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from service.metrics import LedgerMetrics
-from service.store.errors import StoreUnavailable
+from service.store.errors import StoreUnavailable, is_unavailability
 from service.store.event_store import InboxEntry, SqlEventStore, delivery_outcome
 from service.store.schema import InboxOutcome
 from service.webhooks.envelope import (
     DeliveryHeaders,
+    EnvelopeContradictsPayload,
+    SignatureScope,
     UnusableBody,
     parse_body,
     read_notification,
 )
-from service.webhooks.signature import SIGNATURE_HEADER, SignatureRejected, WebhookVerifier
+from service.webhooks.signature import (
+    SIGNATURE_HEADER,
+    SignatureRejected,
+    SignedContent,
+    VerifiedSignature,
+    WebhookVerifier,
+)
 from service.webhooks.translation import UnmodelledEventType, notification_events
 
 log = structlog.get_logger("service.webhooks")
@@ -37,9 +47,16 @@ class BodyTooLarge(Exception):
     pass
 
 
+_CONTENT_LENGTH_PATTERN = re.compile(r"[0-9]{1,20}")  # ASCII only: str.isdigit accepts "²"
+
+
 async def read_bounded_body(request: Request, max_body_bytes: int) -> bytes:
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
+    if (
+        declared is not None
+        and _CONTENT_LENGTH_PATTERN.fullmatch(declared.strip())
+        and int(declared) > max_body_bytes
+    ):
         raise BodyTooLarge
     chunks = bytearray()
     async for chunk in request.stream():
@@ -57,13 +74,16 @@ class WebhookReceiver:
         metrics: LedgerMetrics,
         *,
         max_body_bytes: int,
+        body_timeout_seconds: float = 30.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._verifier = verifier
         self._store = store
         self._metrics = metrics
         self._max_body_bytes = max_body_bytes
+        self._body_timeout_seconds = body_timeout_seconds
         self._clock = clock
+        self._pinning_recommended = False
 
     async def endpoint(self, request: Request) -> Response:
         if request.method in ("GET", "HEAD"):
@@ -74,6 +94,10 @@ class WebhookReceiver:
         except StoreUnavailable:
             self._metrics.store_unavailable.inc()
             raise
+        except ClientDisconnect:
+            # Nobody is left to answer; the sender retries what it did not see acknowledged.
+            log.info("webhook.client_disconnected")
+            return Response(status_code=400)
         finally:
             self._metrics.acknowledgement_seconds.observe(time.perf_counter() - started)
 
@@ -89,27 +113,53 @@ class WebhookReceiver:
             trace_id=headers.trace_id,
         )
         try:
-            body = await read_bounded_body(request, self._max_body_bytes)
+            # The header alone can be refused before a byte of the body is read.
+            admitted = self._verifier.admit(request.headers.get(SIGNATURE_HEADER), int(now * 1000))
+        except SignatureRejected as rejection:
+            return await self._refuse(entry, rejection.reason, rejection.detail)
+        try:
+            # A client trickling its body would otherwise hold a connection and its buffer.
+            async with asyncio.timeout(self._body_timeout_seconds):
+                body = await read_bounded_body(request, self._max_body_bytes)
+        except TimeoutError:
+            await self._record_refusal(entry, "body_timeout")
+            return _error(
+                408, "body_timeout", f"the body took over {self._body_timeout_seconds:g} s to send"
+            )
         except BodyTooLarge:
             await self._record_refusal(entry, "body_too_large")
             return _error(413, "body_too_large", f"the body exceeds {self._max_body_bytes} bytes")
-
         try:
-            verified = self._verifier.verify(
-                request.headers.get(SIGNATURE_HEADER), body, int(now * 1000)
-            )
+            verified = self._verifier.verify_body(admitted, body)
         except SignatureRejected as rejection:
-            self._metrics.signature_failures.labels(rejection.reason).inc()
-            await self._record_refusal(entry, rejection.reason)
-            return _error(401, rejection.reason, rejection.detail)
+            return await self._refuse(entry, rejection.reason, rejection.detail)
 
         self._metrics.signed_content_matches.labels(verified.signed_content.value).inc()
+        self._recommend_pinning(verified.signed_content)
         entry = replace(
             entry, key_id=verified.key_id, signed_content=verified.signed_content, body=body
         )
-        signed_at = datetime.fromtimestamp(verified.timestamp_ms / 1000, UTC)
         try:
-            notification = read_notification(parse_body(body), headers)
+            return await self._record(entry, headers, verified)
+        except (StoreUnavailable, ClientDisconnect):
+            raise
+        except Exception as error:
+            if is_unavailability(error):
+                raise StoreUnavailable(f"database unavailable: {type(error).__name__}") from error
+            # A signed body must never be lost to a fault of ours: keep it for an operator.
+            return await self._keep_unexpected_dead_letter(entry, error)
+
+    async def _record(
+        self, entry: InboxEntry, headers: DeliveryHeaders, verified: VerifiedSignature
+    ) -> Response:
+        signed_at = datetime.fromtimestamp(verified.timestamp_ms / 1000, UTC)
+        scope = SignatureScope(
+            envelope_signed=verified.signed_content is SignedContent.RAW,
+            signed_at=signed_at,
+            payload_digest=verified.payload_digest,
+        )
+        try:
+            notification = read_notification(parse_body(entry.body or b""), headers, scope)
             entry = replace(
                 entry,
                 notification_id=notification.notification_id,
@@ -118,6 +168,10 @@ class WebhookReceiver:
                 retry_count=notification.retry_number,
             )
             new_events = notification_events(notification, signed_at)
+        except EnvelopeContradictsPayload as contradiction:
+            return await self._refuse(
+                replace(entry, body=None), "envelope_mismatch", str(contradiction)
+            )
         except UnusableBody as problem:
             # Signed by Cybersource but unreadable: keep it whole for an operator.
             await self._store.record_inbox(
@@ -139,6 +193,7 @@ class WebhookReceiver:
         self._count(outcome)
         fields = {
             "notification_id": notification.notification_id,
+            "claimed_notification_id": notification.claimed_notification_id,
             "event_type": notification.event_type,
             "key_id": verified.key_id,
             "signed_content": verified.signed_content.value,
@@ -151,6 +206,31 @@ class WebhookReceiver:
             log.info(f"webhook.{outcome.value}", **fields)
         return JSONResponse({"status": outcome.value})
 
+    async def _keep_unexpected_dead_letter(self, entry: InboxEntry, error: Exception) -> Response:
+        """Record the body with as little else as possible: the rest may be what failed."""
+        reason = f"unusable_body: unexpected {type(error).__name__}"
+        dead_letter = InboxEntry(
+            received_at=entry.received_at,
+            outcome=InboxOutcome.REJECTED,
+            reason=reason,
+            key_id=entry.key_id,
+            signed_content=entry.signed_content,
+            body=entry.body,
+        )
+        log.error("webhook.unexpected_dead_letter", key_id=entry.key_id, exc_info=error)
+        try:
+            await self._store.record_inbox(dead_letter)
+        except Exception as recording_error:
+            # Not even the bare body could be stored: the sender must keep it and retry.
+            raise StoreUnavailable("the dead letter could not be recorded") from recording_error
+        self._count(InboxOutcome.REJECTED)
+        return _error(422, "unusable_body", "the body could not be read; it is kept for review")
+
+    async def _refuse(self, entry: InboxEntry, reason: str, detail: str) -> Response:
+        self._metrics.signature_failures.labels(reason).inc()
+        await self._record_refusal(entry, reason)
+        return _error(401, reason, detail)
+
     async def _record_refusal(self, entry: InboxEntry, reason: str) -> None:
         """An untrusted delivery leaves a trace without its body; losing the trace is tolerable."""
         self._count(InboxOutcome.REJECTED)
@@ -161,6 +241,20 @@ class WebhookReceiver:
         except StoreUnavailable:
             log.warning("webhook.refusal_not_recorded", reason=reason)
         log.warning("webhook.refused", reason=reason)
+
+    def _recommend_pinning(self, form: SignedContent) -> None:
+        if self._pinning_recommended or self._verifier.signed_content is not SignedContent.AUTO:
+            return
+        self._pinning_recommended = True
+        log.warning(
+            "webhook.pin_signed_content",
+            form=form.value,
+            detail=(
+                f"a delivery verified in the {form.value} form: set"
+                f" LEDGER_WEBHOOK_SIGNED_CONTENT={form.value} so that the other form is never"
+                " computed"
+            ),
+        )
 
     def _count(self, outcome: InboxOutcome) -> None:
         self._metrics.deliveries.labels(outcome.value).inc()

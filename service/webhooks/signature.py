@@ -16,7 +16,8 @@ import base64
 import binascii
 import hashlib
 import hmac
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 from service.webhooks import javascript_json
 
 SIGNATURE_HEADER = "v-c-signature"
+SIGNATURE_BYTES = hashlib.sha256().digest_size
 
 
 class SignedContent(StrEnum):
@@ -53,6 +55,12 @@ class VerifiedSignature:
     key_id: str
     signed_content: SignedContent
     timestamp_ms: int
+    # SHA-256 (hex) of the JSON.stringify'd payload when only the payload was signed: the
+    # envelope around it is then unsigned, and this digest names the signed content.
+    payload_digest: str | None = None
+
+
+_TIMESTAMP_PATTERN = re.compile(r"[0-9]{1,16}")  # ASCII only: str.isdigit accepts "²"
 
 
 def parse_signature_header(value: str | None) -> SignatureHeader:
@@ -70,7 +78,7 @@ def parse_signature_header(value: str | None) -> SignatureHeader:
     missing = [name for name in ("t", "keyId", "sig") if not parts.get(name)]
     if missing:
         raise SignatureRejected("malformed_signature", f"v-c-signature lacks {', '.join(missing)}")
-    if not parts["t"].isdigit() or len(parts["t"]) > 16:
+    if not _TIMESTAMP_PATTERN.fullmatch(parts["t"]):
         raise SignatureRejected(
             "malformed_signature", "v-c-signature t must be milliseconds since the epoch"
         )
@@ -81,21 +89,26 @@ def parse_signature_header(value: str | None) -> SignatureHeader:
     return SignatureHeader(timestamp_ms=int(parts["t"]), key_id=parts["keyId"], signature=signature)
 
 
-def signed_messages(
-    timestamp_ms: int, raw_body: bytes, signed_content: SignedContent
-) -> Iterator[tuple[SignedContent, bytes]]:
-    """The candidate messages a sender may have signed, by form, cheapest first.
-
-    The payload form needs the body parsed and re-serialised, so it is built only when the
-    raw form did not match.
-    """
+def signed_message(timestamp_ms: int, raw_body: bytes, form: SignedContent) -> bytes | None:
+    """What a sender signing ``form`` signed; None when the body has no payload to sign."""
     prefix = str(timestamp_ms).encode() + b"."
-    if signed_content in (SignedContent.AUTO, SignedContent.RAW):
-        yield SignedContent.RAW, prefix + raw_body
-    if signed_content in (SignedContent.AUTO, SignedContent.PAYLOAD):
-        payload = _payload_field(_parse_as_javascript(raw_body))
-        if payload is not None:
-            yield SignedContent.PAYLOAD, prefix + javascript_json.stringify(payload).encode()
+    if form is SignedContent.RAW:
+        return prefix + raw_body
+    if form is SignedContent.PAYLOAD:
+        content = payload_content(raw_body)
+        return None if content is None else prefix + content
+    raise ValueError("a sender signs one form: raw or payload")
+
+
+def payload_content(raw_body: bytes) -> bytes | None:
+    """``JSON.stringify(JSON.parse(body).payload)`` as UTF-8, or None without a payload."""
+    payload = _payload_field(_parse_as_javascript(raw_body))
+    if payload is None:
+        return None
+    try:
+        return javascript_json.stringify(payload).encode()
+    except RecursionError:
+        return None  # nested beyond what can be re-serialised: only the raw form can match
 
 
 def _payload_field(parsed_body: Any) -> Any:
@@ -106,12 +119,32 @@ def _payload_field(parsed_body: Any) -> Any:
     return parsed_body.get("payloads")
 
 
+def _may_carry_a_payload(raw_body: bytes) -> bool:
+    """A byte-level test, far cheaper than parsing: only a JSON object naming a payload field
+    can be signed in the payload form."""
+    return raw_body.lstrip()[:1] == b"{" and b'"payload' in raw_body
+
+
 def compute_signature(key: bytes, message: bytes) -> bytes:
     return hmac.new(key, message, hashlib.sha256).digest()
 
 
+@dataclass(frozen=True, slots=True)
+class AdmittedSignature:
+    """A signature header naming a configured key with a timely ``t``: worth reading a body for."""
+
+    header: SignatureHeader
+    key: bytes
+
+
 class WebhookVerifier:
-    """Checks signatures against several keys at once, so keys can be rotated without downtime."""
+    """Checks signatures against several keys at once, so keys can be rotated without downtime.
+
+    Refusal is made cheap, because anyone can send a body that will not verify: the header is
+    judged before the body is read, the raw form costs one HMAC over the bytes, and the payload
+    form (a parse and a re-serialisation, tens of times dearer) is computed only for a body that
+    could carry a payload and is no larger than ``payload_form_max_bytes``.
+    """
 
     def __init__(
         self,
@@ -119,26 +152,72 @@ class WebhookVerifier:
         *,
         tolerance_seconds: int,
         signed_content: SignedContent,
+        future_skew_seconds: int = 300,
+        payload_form_max_bytes: int = 262_144,
     ) -> None:
         self._keys = dict(keys)
         self._tolerance_ms = tolerance_seconds * 1000
+        self._future_skew_ms = future_skew_seconds * 1000
         self._signed_content = signed_content
+        self._payload_form_max_bytes = payload_form_max_bytes
 
-    def verify(self, header_value: str | None, raw_body: bytes, now_ms: int) -> VerifiedSignature:
+    @property
+    def signed_content(self) -> SignedContent:
+        return self._signed_content
+
+    def admit(self, header_value: str | None, now_ms: int) -> AdmittedSignature:
+        """Judge the header alone: syntax, key and timestamp."""
         header = parse_signature_header(header_value)
         key = self._keys.get(header.key_id)
         if key is None:
             raise SignatureRejected("unknown_key_id", "the signature's keyId is not configured")
-        if abs(now_ms - header.timestamp_ms) > self._tolerance_ms:
+        if now_ms - header.timestamp_ms > self._tolerance_ms:
             raise SignatureRejected(
-                "stale_timestamp",
-                "the signature timestamp is outside the allowed window",
+                "stale_timestamp", "the signature timestamp is older than the allowed age"
             )
-        for form, message in signed_messages(header.timestamp_ms, raw_body, self._signed_content):
-            # compare_digest takes time independent of where the values differ.
-            if hmac.compare_digest(compute_signature(key, message), header.signature):
-                return VerifiedSignature(header.key_id, form, header.timestamp_ms)
+        # A genuine signature is made before it is received; only clock skew can put it
+        # ahead, and a far-future t would let a captured delivery be replayed for longer.
+        if header.timestamp_ms - now_ms > self._future_skew_ms:
+            raise SignatureRejected(
+                "future_timestamp", "the signature timestamp is ahead of the allowed clock skew"
+            )
+        return AdmittedSignature(header, key)
+
+    def verify_body(self, admitted: AdmittedSignature, raw_body: bytes) -> VerifiedSignature:
+        header = admitted.header
+        if len(header.signature) != SIGNATURE_BYTES:
+            raise SignatureRejected("bad_signature", "the signature does not match the body")
+        if self._signed_content in (SignedContent.AUTO, SignedContent.RAW):
+            message = signed_message(header.timestamp_ms, raw_body, SignedContent.RAW)
+            if message is not None and self._matches(admitted, message):
+                return VerifiedSignature(header.key_id, SignedContent.RAW, header.timestamp_ms)
+        if self._signed_content in (SignedContent.AUTO, SignedContent.PAYLOAD):
+            content = self._payload_content_within_bounds(raw_body)
+            if content is not None:
+                message = str(header.timestamp_ms).encode() + b"." + content
+                if self._matches(admitted, message):
+                    return VerifiedSignature(
+                        header.key_id,
+                        SignedContent.PAYLOAD,
+                        header.timestamp_ms,
+                        payload_digest=hashlib.sha256(content).hexdigest(),
+                    )
         raise SignatureRejected("bad_signature", "the signature does not match the body")
+
+    def verify(self, header_value: str | None, raw_body: bytes, now_ms: int) -> VerifiedSignature:
+        return self.verify_body(self.admit(header_value, now_ms), raw_body)
+
+    def _payload_content_within_bounds(self, raw_body: bytes) -> bytes | None:
+        if len(raw_body) > self._payload_form_max_bytes or not _may_carry_a_payload(raw_body):
+            return None
+        return payload_content(raw_body)
+
+    @staticmethod
+    def _matches(admitted: AdmittedSignature, message: bytes) -> bool:
+        # compare_digest takes time independent of where the values differ.
+        return hmac.compare_digest(
+            compute_signature(admitted.key, message), admitted.header.signature
+        )
 
 
 def _parse_as_javascript(raw_body: bytes) -> Any:
@@ -156,11 +235,8 @@ def sign(
     signed_content: SignedContent = SignedContent.RAW,
 ) -> str:
     """The v-c-signature header value a sender would attach to ``body``."""
-    if signed_content is SignedContent.AUTO:
-        raise ValueError("a sender signs one form: raw or payload")
-    messages = dict(signed_messages(timestamp_ms, body, signed_content))
-    if signed_content not in messages:
+    message = signed_message(timestamp_ms, body, signed_content)
+    if message is None:
         raise ValueError("the body has no payload field to sign")
-    message = messages[signed_content]
     signature = base64.b64encode(compute_signature(key, message)).decode()
     return f"t={timestamp_ms};keyId={key_id};sig={signature}"

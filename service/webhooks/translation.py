@@ -66,10 +66,12 @@ def idempotency_key(notification: Notification, invoice: InvoiceData) -> str:
     if notification.notification_id:
         return KEY_PREFIX + notification.notification_id
     moment = notification.event_date_text or "payload-sha256:" + _payload_digest(notification)
+    # An unsigned header may name the organization, never make a notification a new fact.
+    named = None if notification.organization_from_header else notification.organization_id
     parts = (
         notification.webhook_id or "-",
         notification.event_type or "-",
-        notification.organization_id or invoice.organization_id or "-",
+        named or invoice.organization_id or "-",
         invoice.invoice_number,
         moment,
     )

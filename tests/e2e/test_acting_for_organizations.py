@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from decimal import Decimal
 
+import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -21,7 +22,7 @@ from service.reconciler.worker import ReconcilerWorker
 from service.store.database import create_engine, resolve_database_url
 from service.store.event_store import SqlEventStore
 from service.store.read_models import SqlReadModelStore
-from tests.e2e.test_cybersource_client import FAST, new_invoice
+from tests.e2e.test_cybersource_client import FAST
 from tests.support.organizations_cybersource import OrganizationsCybersource, RecordedCall
 from tests.support.server import serving
 
@@ -103,19 +104,30 @@ async def test_an_organization_the_key_may_not_act_for_is_refused_before_any_req
     assert client.requests_sent == 0
 
 
-async def test_the_sandbox_accepts_a_portfolio_key_acting_for_a_child(sandbox_url: str) -> None:
+def new_organization_invoice(sandbox_url: str, organization: str, number: str, total: str) -> None:
+    httpx.post(
+        f"{sandbox_url}/sandbox/invoices",
+        params={"organizationId": organization},
+        json={"invoiceNumber": number, "totalAmount": total, "dueDate": "2026-12-31"},
+    ).raise_for_status()
+
+
+async def test_the_sandbox_serves_each_child_its_own_invoices_to_the_portfolio_key() -> None:
     from service.sandbox.app import create_sandbox_app
 
-    # The sandbox keeps one set of invoices for every organization; what it proves here is
-    # that Cybersource's own check of the signature accepts each child's calls.
-    with serving(create_sandbox_app([PORTFOLIO])) as portfolio_sandbox_url:
-        new_invoice(portfolio_sandbox_url, "P-1")
-        async with CybersourceClient(portfolio_sandbox_url, PORTFOLIO, FAST) as client:
-            for organization in CHILDREN:
-                details = await client.get_invoice("P-1", organization_id=organization)
-                assert details["id"] == "P-1"
-            listed = [i["id"] async for i in client.iterate_invoices(organization_id=CHILDREN[0])]
-            assert listed == ["P-1"]
+    with serving(create_sandbox_app([PORTFOLIO])) as sandbox_url:
+        new_organization_invoice(sandbox_url, "ledgerchild1", "P-1", "10.00")
+        new_organization_invoice(sandbox_url, "ledgerchild2", "P-1", "20.00")
+        async with CybersourceClient(sandbox_url, PORTFOLIO, FAST) as client:
+            totals = [
+                (await client.get_invoice("P-1", organization))["orderInformation"][
+                    "amountDetails"
+                ]["totalAmount"]
+                for organization in CHILDREN
+            ]
+            listed = [i["id"] async for i in client.iterate_invoices(organization_id=CHILDREN[1])]
+    assert [Decimal(str(total)) for total in totals] == [Decimal("10.00"), Decimal("20.00")]
+    assert listed == ["P-1"]
 
 
 async def test_a_sweep_covers_every_organization_open_statuses_first(

@@ -259,13 +259,13 @@ def test_reconcile_sweeps_every_configured_organization_or_those_named(
     from tests.support.server import serving
 
     with serving(create_sandbox_app([PORTFOLIO])) as sandbox_url:
-        httpx.post(
-            f"{sandbox_url}/sandbox/invoices",
-            json={"invoiceNumber": "P-1", "totalAmount": "10.00", "dueDate": "2026-12-31"},
-        ).raise_for_status()
+        for organization in PORTFOLIO.organization_ids:  # one number, two invoices
+            httpx.post(
+                f"{sandbox_url}/sandbox/invoices",
+                params={"organizationId": organization},
+                json={"invoiceNumber": "P-1", "totalAmount": "10.00", "dueDate": "2026-12-31"},
+            ).raise_for_status()
         environment = portfolio_environment(sandbox_url, database_url)
-        # The sandbox shows its invoices to every organization: each one is an invoice of
-        # its own in the ledger.
         every = invoice_ledger("reconcile", "--sweep", environment=environment)
         assert every.returncode == 0, every.stderr
         report = every.stderr.decode()

@@ -6,6 +6,7 @@ import base64
 import socket
 import time
 from collections.abc import AsyncIterator
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -67,11 +68,12 @@ async def test_invoice_details_come_back_with_their_history(
     details = await client.get_invoice("2670")
     assert details["status"] == "PARTIAL"
     amounts = details["orderInformation"]["amountDetails"]
-    assert (amounts["totalAmount"], amounts["balanceAmount"]) == ("100.00", "60.00")
+    # JSON numbers, as documented; the client reads them as exact Decimals.
+    assert (amounts["totalAmount"], amounts["balanceAmount"]) == (Decimal("100.00"), Decimal("60"))
     assert [entry["event"] for entry in details["invoiceHistory"]] == ["PAYMENT", "SEND", "DRAFT"]
     assert details["invoiceHistory"][0]["transactionDetails"] == {
         "transactionId": "tx-1",
-        "amount": "40.00",
+        "amount": Decimal("40.00"),
     }
 
 

@@ -137,3 +137,33 @@ def test_the_projector_waits_out_an_outage_and_resumes(postgresql_database_url: 
         assert answer.status_code == 200, answer.text
         assert answer.json()["status"] == "SENT"
         assert client.get("/readyz").json() == {"status": "ready"}
+
+
+@pytest.mark.postgresql
+def test_a_postgresql_that_cannot_accept_connections_now_gets_503_not_500(
+    postgresql_database_url: str,
+) -> None:
+    """57P03 (starting up, shutting down) at pool checkout is an outage like any other."""
+    url = make_url(postgresql_database_url)
+    body = encode(invoice_notification("INV-57P03", notification_id="starting-up"))
+    with outage_proxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
+        settings = load_settings(
+            database_url=url.set(port=proxy.port).render_as_string(hide_password=False),
+            webhook_keys=WEBHOOK_KEYS_SETTING,
+        )
+        with (
+            serving(create_app(settings)) as base_url,
+            httpx.Client(base_url=base_url, timeout=30) as client,
+        ):
+            assert client.get("/readyz").status_code == 200
+            proxy.answer_cannot_connect_now()
+            refused = deliver(client, body)
+            unready = client.get("/readyz")
+            proxy.relay_again()
+            assert (refused.status_code, refused.json()["error"]) == (503, "store_unavailable")
+            assert refused.headers["Retry-After"].isdigit()
+            assert (unready.status_code, unready.json()["problems"]) == (
+                503,
+                ["database unreachable"],
+            )
+            assert deliver(client, body).json() == {"status": "accepted"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -93,8 +94,8 @@ def test_send_partial_payment_and_paid_in_any_order_give_the_same_answers(
     collections = get(api, "/v1/reports/collections", **{"from": "2026-03-01", "to": "2026-04-30"},
                       interval="month", minPosition=3)  # fmt: skip
     assert collections["items"] == [
-        {"period": "2026-03", "currency": "USD", "amount": "40.00"},
-        {"period": "2026-04", "currency": "USD", "amount": "60.00"},
+        {"period": "2026-03", "currency": "USD", "amount": "40.00", "incomplete": False},
+        {"period": "2026-04", "currency": "USD", "amount": "60.00", "incomplete": False},
     ]
     before = [get(api, path) for path in ("/v1/invoices", "/v1/reports/status")]
     asyncio.run(_rebuild(database_url))
@@ -126,14 +127,16 @@ def test_reports_as_of_a_date_and_by_status(api: httpx.Client) -> None:
     )
     get(api, "/v1/reports/status", minPosition=4)
     outstanding = get(api, "/v1/reports/outstanding", asOf="2026-03-15T00:00:00Z")
-    assert outstanding["items"] == [{"currency": "USD", "invoices": 2, "balanceAmount": "85.50"}]
+    assert outstanding["items"] == [
+        {"currency": "USD", "invoices": 2, "balanceAmount": "85.50", "incomplete": False}
+    ]
     assert get(api, "/v1/reports/outstanding")["items"] == [
-        {"currency": "USD", "invoices": 1, "balanceAmount": "25.50"}
+        {"currency": "USD", "invoices": 1, "balanceAmount": "25.50", "incomplete": False}
     ]
     aging = get(api, "/v1/reports/aging", asOf="2026-03-15")["items"]
     assert aging == [
         {"currency": "USD", "current": "60.00", "days1To30": "0.00", "days31To60": "25.50",
-         "days61To90": "0.00", "over90": "0.00", "noDueDate": "0.00"}
+         "days61To90": "0.00", "over90": "0.00", "noDueDate": "0.00", "incomplete": False}
     ]  # fmt: skip
     by_status = get(api, "/v1/reports/status")["items"]
     assert [(row["status"], row["invoices"], row["balanceAmount"]) for row in by_status] == [
@@ -218,3 +221,185 @@ def test_the_openapi_document_describes_every_endpoint(api: httpx.Client) -> Non
     assert {"/v1/invoices", "/v1/invoices/{invoiceNumber}", "/v1/invoices/{invoiceNumber}/events",
             "/v1/reports/outstanding", "/v1/reports/aging", "/v1/reports/collections",
             "/v1/reports/status", "/webhooks/cybersource"} == served  # fmt: skip
+
+
+def organization_notification(
+    organization: str, kind: str, invoice: str, balance: str | None, when: str, **extra: Any
+) -> bytes:
+    """A notification for one organization's invoice (numbers repeat across organizations)."""
+    document = json.loads(notification(kind, invoice, balance or "", when, **extra))
+    document["notificationId"] = f"{organization}-{invoice}-{kind}"
+    data = document["payloads"][0]["data"]
+    data["organizationID"] = organization
+    if balance is None:
+        del data["balanceAmount"]
+    return encode(document)
+
+
+def deliver_all(api: httpx.Client, bodies: list[bytes]) -> None:
+    """Deliver to a fresh ledger (one event each) and wait until the read model has them."""
+    for body in bodies:
+        deliver(api, body)
+    get(api, "/v1/reports/status", minPosition=len(bodies))
+
+
+TWO_ORGANIZATIONS = [
+    organization_notification("org-a", "send", "1001", "100.00", "2026-03-01T10:00:00Z"),
+    organization_notification("org-a", "partial-payment", "1001", "70.00", "2026-03-05T10:00:00Z"),
+    organization_notification(
+        "org-b", "send", "1001", "40.00", "2026-03-02T10:00:00Z", totalAmount="40.00",
+        currency="EUR", dueDate="2026-02-01",
+    ),
+    organization_notification(
+        "org-b", "paid", "1001", "0.00", "2026-03-20T10:00:00Z", totalAmount="40.00",
+        currency="EUR", dueDate="2026-02-01",
+    ),
+]  # fmt: skip
+
+
+def test_two_organizations_invoice_1001_stay_two_invoices(api: httpx.Client) -> None:
+    deliver_all(api, TWO_ORGANIZATIONS)
+    items = get(api, "/v1/invoices")["items"]
+    assert sorted((i["organizationId"], i["status"], i["balanceAmount"]) for i in items) == [
+        ("org-a", "PARTIAL", "70.00"), ("org-b", "PAID", "0.00"),
+    ]  # fmt: skip
+    invoice = get(api, "/v1/invoices/1001", organizationId="org-b")
+    assert (invoice["organizationId"], invoice["currency"], invoice["paidAmount"]) == (
+        "org-b", "EUR", "40.00",
+    )  # fmt: skip
+    as_of = get(api, "/v1/invoices/1001", organizationId="org-a", asOf="2026-03-03T00:00:00Z")
+    assert (as_of["organizationId"], as_of["balanceAmount"]) == ("org-a", "100.00")
+    events = get(api, "/v1/invoices/1001/events", organizationId="org-b")
+    assert events["organizationId"] == "org-b"
+    assert [event["type"] for event in events["items"]] == ["InvoiceSent", "InvoicePaid"]
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/v1/invoices/1001", {}),
+        ("/v1/invoices/1001", {"asOf": "2026-03-10T00:00:00Z"}),
+        ("/v1/invoices/1001/events", {}),
+    ],
+)
+def test_an_invoice_number_in_two_organizations_is_ambiguous_until_one_is_named(
+    api: httpx.Client, path: str, params: dict[str, str]
+) -> None:
+    deliver_all(api, TWO_ORGANIZATIONS)
+    ambiguous = api.get(path, params=params, headers=AUTH)
+    assert ambiguous.status_code == 409
+    assert ambiguous.json()["error"] == "ambiguous_invoice"
+    assert ambiguous.json()["organizationIds"] == ["org-a", "org-b"]
+    assert "organizationId" in ambiguous.json()["detail"]
+    elsewhere = api.get(path, params={**params, "organizationId": "org-c"}, headers=AUTH)
+    assert elsewhere.status_code == 404
+    assert elsewhere.json()["error"] == "unknown_invoice"
+    assert "org-c" in elsewhere.json()["detail"]
+    named = api.get(path, params={**params, "organizationId": "org-a"}, headers=AUTH)
+    assert named.status_code == 200
+    assert named.json()["organizationId"] == "org-a"
+
+
+def test_every_list_and_report_filters_by_organization(api: httpx.Client) -> None:
+    deliver_all(api, TWO_ORGANIZATIONS)
+    org_b = {"organizationId": "org-b"}
+    assert [i["organizationId"] for i in get(api, "/v1/invoices", **org_b)["items"]] == ["org-b"]
+    assert get(api, "/v1/invoices", organizationId="org-c")["items"] == []
+    assert get(api, "/v1/reports/outstanding", organizationId="org-a")["items"] == [
+        {"currency": "USD", "invoices": 1, "balanceAmount": "70.00", "incomplete": False}
+    ]
+    assert get(api, "/v1/reports/outstanding", **org_b)["items"] == []
+    assert get(api, "/v1/reports/outstanding", asOf="2026-03-10T00:00:00Z", **org_b)["items"] == [
+        {"currency": "EUR", "invoices": 1, "balanceAmount": "40.00", "incomplete": False}
+    ]
+    [aging] = get(api, "/v1/reports/aging", asOf="2026-03-10", **org_b)["items"]
+    assert (aging["currency"], aging["days31To60"], aging["current"]) == ("EUR", "40.00", "0.00")
+    collections = get(api, "/v1/reports/collections", **{"from": "2026-03-01", "to": "2026-03-31"},
+                      interval="month", **org_b)["items"]  # fmt: skip
+    assert collections == [
+        {"period": "2026-03", "currency": "EUR", "amount": "40.00", "incomplete": False}
+    ]
+    assert get(api, "/v1/reports/status", organizationId="org-a")["items"] == [
+        {"status": "PARTIAL", "currency": "USD", "invoices": 1, "totalAmount": "100.00",
+         "balanceAmount": "70.00", "incomplete": False}
+    ]  # fmt: skip
+    everyone = get(api, "/v1/reports/status")["items"]
+    assert [(row["status"], row["currency"]) for row in everyone] == [
+        ("PAID", "EUR"), ("PARTIAL", "USD"),
+    ]  # fmt: skip
+
+
+def test_a_report_row_with_an_unknown_amount_is_incomplete_and_sums_only_the_known_ones(
+    api: httpx.Client,
+) -> None:
+    deliver_all(api, [
+        organization_notification("org-a", "send", "K-1", "100.00", "2026-03-01T10:00:00Z"),
+        organization_notification("org-a", "send", "U-1", None, "2026-03-01T10:00:00Z",
+                                  totalAmount=None),
+    ])  # fmt: skip
+    assert get(api, "/v1/reports/outstanding")["items"] == [
+        {"currency": "USD", "invoices": 2, "balanceAmount": "100.00", "incomplete": True}
+    ]
+    assert get(api, "/v1/reports/outstanding", asOf="2026-03-02T00:00:00Z")["items"] == [
+        {"currency": "USD", "invoices": 2, "balanceAmount": "100.00", "incomplete": True}
+    ]
+    assert get(api, "/v1/reports/status")["items"] == [
+        {"status": "SENT", "currency": "USD", "invoices": 2, "totalAmount": "100.00",
+         "balanceAmount": "100.00", "incomplete": True}
+    ]  # fmt: skip
+    [aging] = get(api, "/v1/reports/aging", asOf="2026-03-02")["items"]
+    assert (aging["current"], aging["days1To30"], aging["incomplete"]) == ("100.00", "0.00", True)
+    unknown = get(api, "/v1/invoices/U-1")
+    assert (unknown["totalAmount"], unknown["balanceAmount"], unknown["paidAmount"]) == (
+        None, None, None,
+    )  # fmt: skip
+
+
+def test_a_sum_over_no_known_amount_is_null_never_zero(api: httpx.Client) -> None:
+    deliver_all(api, [
+        organization_notification("org-a", "send", "U-2", None, "2026-03-01T10:00:00Z",
+                                  totalAmount=None, currency="EUR"),
+    ])  # fmt: skip
+    assert get(api, "/v1/reports/outstanding")["items"] == [
+        {"currency": "EUR", "invoices": 1, "balanceAmount": None, "incomplete": True}
+    ]
+    assert get(api, "/v1/reports/status")["items"] == [
+        {"status": "SENT", "currency": "EUR", "invoices": 1, "totalAmount": None,
+         "balanceAmount": None, "incomplete": True}
+    ]  # fmt: skip
+    [aging] = get(api, "/v1/reports/aging", asOf="2026-03-02")["items"]
+    assert aging["current"] is None  # the invoice is there, its balance unknown
+    assert aging["over90"] == "0.00"  # no invoice at all is a known zero
+    assert aging["incomplete"] is True
+
+
+def test_report_totals_do_not_overflow(api: httpx.Client) -> None:
+    largest = "9999999999999.99"
+    deliver_all(api, [
+        organization_notification("org-a", "send", f"BIG-{n}", largest, "2026-03-01T10:00:00Z",
+                                  totalAmount=largest)
+        for n in range(2)
+    ])  # fmt: skip
+    [status] = get(api, "/v1/reports/status")["items"]
+    assert (status["totalAmount"], status["balanceAmount"]) == ("19999999999999.98",) * 2
+    [outstanding] = get(api, "/v1/reports/outstanding", asOf="2026-03-02T00:00:00Z")["items"]
+    assert outstanding["balanceAmount"] == "19999999999999.98"
+    [aging] = get(api, "/v1/reports/aging", asOf="2026-03-02")["items"]
+    assert aging["current"] == "19999999999999.98"
+    assert get(api, "/v1/invoices/BIG-1")["totalAmount"] == largest
+
+
+def test_the_openapi_document_names_the_organization_parameter_and_the_ambiguity(
+    api: httpx.Client,
+) -> None:
+    document = api.get("/openapi.json").json()
+    for path, operations in document["paths"].items():
+        if path.startswith("/v1/"):
+            names = [parameter["name"] for parameter in operations["get"]["parameters"]]
+            assert "organizationId" in names, path
+    for path in ("/v1/invoices/{invoiceNumber}", "/v1/invoices/{invoiceNumber}/events"):
+        assert "409" in document["paths"][path]["get"]["responses"]
+    schemas = document["components"]["schemas"]
+    assert "organizationId" in schemas["Invoice"]["required"]
+    for report in ("Outstanding", "Aging", "Collections", "StatusReport"):
+        assert "incomplete" in schemas[report]["properties"]["items"]["items"]["required"]

@@ -8,11 +8,19 @@ import time
 import httpx
 import pytest
 
+from service.app import create_app
+from service.settings import load_settings
 from service.store.database import create_engine, resolve_database_url
 from service.store.event_store import SqlEventStore
 from service.webhooks.signature import SignedContent
 from tests.e2e.conftest import MAX_BODY_BYTES
-from tests.support.webhooks import encode, invoice_notification, signed_headers
+from tests.support.asgi import post_in_process
+from tests.support.webhooks import (
+    WEBHOOK_KEYS_SETTING,
+    encode,
+    invoice_notification,
+    signed_headers,
+)
 
 WEBHOOK_PATH = "/webhooks/cybersource"
 
@@ -181,3 +189,90 @@ async def test_concurrent_copies_of_a_delivery_record_one_event(
 def test_readiness_reports_a_migrated_reachable_database(client: httpx.Client) -> None:
     assert client.get("/readyz").json() == {"status": "ready"}
     assert client.get("/healthz").status_code == 200
+
+
+def test_an_envelope_contradicting_its_signed_payload_gets_401_envelope_mismatch(
+    client: httpx.Client, database_url: str
+) -> None:
+    notification = invoice_notification("INV-300")
+    notification["eventType"] = "invoicing.customer.invoice.paid"  # the payload says send
+    response = deliver(client, encode(notification), signed_content=SignedContent.PAYLOAD)
+    assert (response.status_code, response.json()["error"]) == (401, "envelope_mismatch")
+    events, inbox = ledger(database_url)
+    assert events == []
+    assert [(row["outcome"], row["reason"], row["body"]) for row in inbox] == [
+        ("rejected", "envelope_mismatch", None)
+    ]
+
+
+def test_a_signed_payload_without_an_event_type_is_kept_as_a_dead_letter_not_applied(
+    client: httpx.Client, database_url: str
+) -> None:
+    notification = invoice_notification("INV-301")
+    del notification["payloads"][0]["data"]["eventType"]
+    body = encode(notification)
+    response = deliver(client, body, signed_content=SignedContent.PAYLOAD)
+    assert (response.status_code, response.json()["error"]) == (422, "unusable_body")
+    events, inbox = ledger(database_url)
+    assert events == []
+    assert (inbox[0]["outcome"], bytes(inbox[0]["body"])) == ("rejected", body)
+
+
+def test_a_signed_payload_replayed_under_a_new_notification_id_is_a_duplicate(
+    client: httpx.Client, database_url: str
+) -> None:
+    """And with its unsigned date changed too it is a conflict: recorded, never a new fact."""
+    original = invoice_notification("INV-302", notification_id="n-302")
+    replays = [
+        {**original, "notificationId": "n-302-replayed"},
+        {**original, "notificationId": "n-302-again", "eventDate": "2023-05-26T00:00:00Z"},
+    ]
+    answers = [
+        deliver(client, encode(body), signed_content=SignedContent.PAYLOAD).json()["status"]
+        for body in [original, *replays]
+    ]
+    assert answers == ["accepted", "duplicate", "conflict"]
+    events, inbox = ledger(database_url)
+    assert len(events) == 1
+    assert len({row["notification_id"] for row in inbox}) == 1
+
+
+def test_an_unsigned_event_date_later_than_the_signature_is_clamped_to_it(
+    client: httpx.Client, database_url: str
+) -> None:
+    signed_at_ms = int(time.time() * 1000)
+    body = encode(invoice_notification("INV-303", event_date="2030-01-01T00:00:00Z"))
+    response = deliver(
+        client, body, signed_content=SignedContent.PAYLOAD, timestamp_ms=signed_at_ms
+    )
+    assert response.json() == {"status": "accepted"}
+    events, _ = ledger(database_url)
+    assert events[0].occurred_at.timestamp() == signed_at_ms / 1000
+
+
+def test_a_raw_form_body_is_signed_whole_so_its_envelope_is_trusted(
+    client: httpx.Client, database_url: str
+) -> None:
+    notification = invoice_notification("INV-304", notification_id="n-304")
+    response = deliver(client, encode(notification))
+    assert response.json() == {"status": "accepted"}
+    events, _ = ledger(database_url)
+    assert events[0].idempotency_key == "cybersource:notification:n-304"
+
+
+@pytest.mark.parametrize("header", ["V-C-Retry-Count", "Content-Length"])
+def test_unicode_digits_in_headers_never_cause_a_server_error(
+    database_url: str, header: str
+) -> None:
+    """In-process: an HTTP server may refuse such a header before the application sees it."""
+    app = create_app(load_settings(database_url=database_url, webhook_keys=WEBHOOK_KEYS_SETTING))
+    body = encode(invoice_notification("INV-305"))
+    headers = {**signed_headers(body), header: "\u00b2"}
+
+    async def post_and_close() -> tuple[int, object]:
+        try:
+            return await post_in_process(app, WEBHOOK_PATH, body, headers)
+        finally:
+            await app.state.resources.engine.dispose()
+
+    assert asyncio.run(post_and_close()) == (200, {"status": "accepted"})

@@ -1,14 +1,28 @@
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
+from datetime import UTC, datetime
+from decimal import Decimal
+
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import select, text
 from sqlalchemy.engine import Connection
 
+from service.projections.projector import InvoiceProjector
 from service.store.database import create_engine, resolve_database_url
 from service.store.event_store import SqlEventStore
-from service.store.migrations import current_revision, head_revision, upgrade_to_head_async
-from service.store.schema import metadata
+from service.store.migrations import (
+    alembic_config,
+    current_revision,
+    head_revision,
+    upgrade_to_head_async,
+)
+from service.store.read_models import SqlReadModelStore
+from service.store.schema import invoices, metadata
 from tests.support.events import invoice_event
 
 pytestmark = pytest.mark.anyio
@@ -38,4 +52,64 @@ async def test_migrating_again_keeps_the_recorded_events(
     await upgrade_to_head_async(database_url)  # the fixture already migrated once
     [recorded] = await event_store.read_after(0, limit=10)
     assert recorded.idempotency_key == invoice_event().idempotency_key
+    assert await current_revision(event_store._engine) == head_revision()
+
+
+async def test_migrating_from_0002_loses_no_event_and_the_projector_rebuilds_the_read_models(
+    database_url: str, event_store: SqlEventStore
+) -> None:
+    await asyncio.to_thread(command.downgrade, alembic_config(database_url), "0002")
+    engine = event_store._engine
+    appended = [  # as version 1 wrote them: the organization only under "notification"
+        replace(event, schema_version=1)
+        for event in (
+            invoice_event(
+                "1001", "a", notification={"organizationId": "org-a"}, totalAmount="5.00"
+            ),
+            invoice_event("1001", "b", seconds=1, notification={"organizationId": "org-b"}),
+            invoice_event("1002", "c", seconds=2),
+        )
+    ]
+    for event in appended:
+        await event_store.append([event])
+    before = await event_store.read_after(0, limit=100)
+    async with engine.begin() as connection:  # what the 0002 projector had written
+        now = datetime.now(UTC)
+        await connection.execute(
+            text("INSERT INTO projection_checkpoints (name, position, updated_at)"
+                 " VALUES ('invoices', 3, :now)"),
+            {"now": now},
+        )  # fmt: skip
+        await connection.execute(
+            text("INSERT INTO invoices (invoice_number, total_micros, balance_micros, payments,"
+                 " last_position, updated_at) VALUES ('1001', 5000000, 10000000, '[]', 3, :now)"),
+            {"now": now},
+        )  # fmt: skip
+
+    await upgrade_to_head_async(database_url)
+
+    assert await event_store.read_after(0, limit=100) == before
+    read_models = SqlReadModelStore(engine)
+    assert await read_models.checkpoint() == 0
+    await InvoiceProjector(event_store, read_models, owner="p1").catch_up()
+    assert await read_models.checkpoint() == 3
+    async with engine.connect() as connection:
+        rows = await connection.execute(
+            select(invoices.c.organization_id, invoices.c.invoice_number, invoices.c.total_amount)
+            .order_by(invoices.c.invoice_number, invoices.c.organization_id)
+        )  # fmt: skip
+        assert [tuple(row) for row in rows] == [
+            # A send's balance, before any payment, is its total.
+            ("org-a", "1001", Decimal("5")), ("org-b", "1001", Decimal("10")),
+            ("", "1002", Decimal("10")),
+        ]  # fmt: skip
+
+
+async def test_the_downgrade_to_0002_keeps_the_events(
+    database_url: str, event_store: SqlEventStore
+) -> None:
+    await event_store.append([invoice_event()])
+    await asyncio.to_thread(command.downgrade, alembic_config(database_url), "0002")
+    assert [e.idempotency_key for e in await event_store.read_after(0, limit=10)] == ["key-1"]
+    await upgrade_to_head_async(database_url)
     assert await current_revision(event_store._engine) == head_revision()

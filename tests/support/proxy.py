@@ -1,10 +1,15 @@
-"""A TCP proxy that can be cut and restored: a real network outage between service and database."""
+"""A TCP proxy that can be cut and restored: a real network outage between service and database.
+
+It can also play a PostgreSQL server that is starting up or shutting down: every new
+connection gets the FATAL error 57P03 ("cannot connect now") that such a server sends.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import socket
+import struct
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +25,7 @@ class OutageProxy:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._cannot_connect_now = False
 
     def start(self) -> None:
         self._thread.start()
@@ -31,6 +37,15 @@ class OutageProxy:
     def cut(self) -> None:
         """Refuse new connections and reset every open one, as a dead database host would."""
         asyncio.run_coroutine_threadsafe(self._cut(), self._loop).result(timeout=5)
+
+    def answer_cannot_connect_now(self) -> None:
+        """Reset open connections; answer every new one as a PostgreSQL starting up does."""
+        self._cannot_connect_now = True
+        self.cut()
+        self.restore()
+
+    def relay_again(self) -> None:
+        self._cannot_connect_now = False
 
     def stop(self) -> None:
         self.cut()
@@ -55,6 +70,9 @@ class OutageProxy:
     async def _relay(
         self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter
     ) -> None:
+        if self._cannot_connect_now:
+            await _refuse_as_starting_up(client_reader, client_writer)
+            return
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(*self._target)
         except OSError:
@@ -72,6 +90,37 @@ class OutageProxy:
                 await writer.drain()
         self._writers.discard(writer)
         writer.transport.abort()
+
+
+SSL_REQUEST_CODE = 80877103
+STARTUP_MESSAGE_BYTES_MAX = 10_000
+
+
+async def _refuse_as_starting_up(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """The server side of PostgreSQL's startup: decline TLS, then FATAL 57P03."""
+    with contextlib.suppress(OSError, asyncio.IncompleteReadError, ValueError):
+        length, code = struct.unpack("!ii", await reader.readexactly(8))
+        if code == SSL_REQUEST_CODE:
+            writer.write(b"N")
+            length, code = struct.unpack("!ii", await reader.readexactly(8))
+        if not 8 <= length <= STARTUP_MESSAGE_BYTES_MAX:
+            raise ValueError("not a startup message")
+        await reader.readexactly(length - 8)
+        fields = b"".join(
+            kind + text + b"\0"
+            for kind, text in (
+                (b"S", b"FATAL"),
+                (b"V", b"FATAL"),
+                (b"C", b"57P03"),
+                (b"M", b"the database system is starting up"),
+            )
+        )
+        body = fields + b"\0"
+        writer.write(b"E" + struct.pack("!i", len(body) + 4) + body)
+        await writer.drain()
+    writer.close()
 
 
 @contextmanager

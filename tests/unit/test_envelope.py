@@ -9,6 +9,8 @@ import pytest
 from service.domain.events import EventSource, InvoiceEventType
 from service.webhooks.envelope import (
     DeliveryHeaders,
+    EnvelopeContradictsPayload,
+    SignatureScope,
     UnusableBody,
     parse_body,
     read_notification,
@@ -129,23 +131,39 @@ def test_top_level_organization_id_in_either_spelling() -> None:
         assert read_notification(body, NO_HEADERS).organization_id == "org-top"
 
 
-def test_missing_body_fields_fall_back_to_the_v_c_headers() -> None:
+def test_missing_identifiers_fall_back_to_the_v_c_headers() -> None:
     body = documented_invoicing_example()
-    for name in ("eventType", "webhookId", "retryNumber"):
+    for name in ("webhookId", "retryNumber"):
         del body[name]
-    del body["payloads"][0]["data"]["eventType"]
     headers = DeliveryHeaders.from_mapping(
         {
-            "v-c-event-type": "invoicing.customer.invoice.paid",
             "v-c-webhook-id": "wh-from-header",
             "v-c-retry-count": "1",
             "v-c-transaction-trace-id": "trace-1",
         }
     )
     notification = read_notification(body, headers)
-    assert notification.event_type == "invoicing.customer.invoice.paid"
     assert notification.webhook_id == "wh-from-header"
     assert notification.retry_number == 1
+
+
+def test_an_unsigned_header_never_supplies_the_event_type_only_a_missing_organization() -> None:
+    body = documented_invoicing_example()
+    del body["eventType"]
+    del body["payloads"][0]["data"]["eventType"]
+    del body["payloads"][0]["data"]["organizationID"]
+    headers = DeliveryHeaders.from_mapping(
+        {
+            "v-c-event-type": "invoicing.customer.invoice.paid",
+            "v-c-organization-id": "another-merchant",
+        }
+    )
+    with pytest.raises(UnusableBody, match="names no eventType"):
+        read_notification(body, headers)
+    body["eventType"] = "invoicing.customer.invoice.send"
+    notification = read_notification(body, headers)
+    assert notification.organization_id == "another-merchant"
+    assert notification.organization_from_header
 
 
 def test_without_a_notification_id_the_key_is_webhook_type_organization_invoice_and_date() -> None:
@@ -275,3 +293,107 @@ def test_blank_optional_fields_are_unknown_not_errors() -> None:
     [event] = events_of(body)
     assert event.data["customer"] is None
     assert event.data["dueDate"] is None
+
+
+PAYLOAD_ONLY = SignatureScope(envelope_signed=False, signed_at=SIGNED_AT, payload_digest="d" * 64)
+
+
+def test_with_only_the_payload_signed_type_and_organization_come_from_the_payload() -> None:
+    body = documented_invoicing_example()
+    del body["eventType"]
+    notification = read_notification(body, NO_HEADERS, PAYLOAD_ONLY)
+    assert notification.event_type == "invoicing.customer.invoice.send"
+    assert notification.organization_id == "invoicetest"
+    assert notification.envelope_signed is False
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda b: b.update(eventType="invoicing.customer.invoice.paid"),
+        lambda b: b.update(organizationId="another-merchant"),
+    ],
+)
+def test_an_unsigned_envelope_contradicting_its_signed_payload_is_refused(mutate: Any) -> None:
+    body = documented_invoicing_example()
+    mutate(body)
+    with pytest.raises(EnvelopeContradictsPayload):
+        read_notification(body, NO_HEADERS, PAYLOAD_ONLY)
+    assert read_notification(body, NO_HEADERS).event_type  # signed whole, it is the sender's
+
+
+def test_a_signed_payload_naming_no_event_type_is_unusable_whatever_the_envelope_says() -> None:
+    body = documented_invoicing_example()
+    del body["payloads"][0]["data"]["eventType"]
+    with pytest.raises(UnusableBody, match="names no eventType"):
+        read_notification(body, NO_HEADERS, PAYLOAD_ONLY)
+
+
+def test_an_unsigned_notification_id_does_not_name_the_notification() -> None:
+    first, replay = documented_invoicing_example(), documented_invoicing_example()
+    replay["notificationId"] = "a-fresh-id-chosen-by-someone-else"
+    a = read_notification(first, NO_HEADERS, PAYLOAD_ONLY)
+    b = read_notification(replay, NO_HEADERS, PAYLOAD_ONLY)
+    assert a.notification_id == b.notification_id == "payload-sha256:" + "d" * 64
+    assert b.claimed_notification_id == "a-fresh-id-chosen-by-someone-else"
+    [event_a], [event_b] = notification_events(a, SIGNED_AT), notification_events(b, SIGNED_AT)
+    assert event_a.idempotency_key == event_b.idempotency_key
+
+
+def test_an_unsigned_event_date_after_the_signature_is_clamped_to_the_signature_time() -> None:
+    body = documented_invoicing_example()
+    body["eventDate"] = "2030-01-01T00:00:00Z"
+    assert read_notification(body, NO_HEADERS, PAYLOAD_ONLY).event_date == SIGNED_AT
+    earlier = documented_invoicing_example()
+    assert read_notification(earlier, NO_HEADERS, PAYLOAD_ONLY).event_date < SIGNED_AT
+
+
+@pytest.mark.parametrize(
+    "event_date", ["9999-12-31T23:00:00-02:00", "0001-01-01T00:30:00+01:00", "2023-13-01T00:00Z"]
+)
+def test_an_event_date_beyond_the_calendar_is_unusable_not_a_crash(event_date: str) -> None:
+    body = documented_invoicing_example()
+    body["eventDate"] = event_date
+    with pytest.raises(UnusableBody, match="eventDate"):
+        read_notification(body, NO_HEADERS)
+
+
+@pytest.mark.parametrize("event_type", ["invoicing\x00paid", "invoicing\ud800"])
+def test_an_unstorable_payload_event_type_is_unusable(event_type: str) -> None:
+    body = documented_invoicing_example()
+    del body["eventType"]
+    body["payloads"][0]["data"]["eventType"] = event_type
+    with pytest.raises(UnusableBody, match="eventType"):
+        read_notification(body, NO_HEADERS)
+
+
+def test_a_lone_surrogate_in_a_recorded_field_is_unusable() -> None:
+    body = documented_invoicing_example()
+    body["payloads"][0]["data"]["payerName"] = "Tanya\ud800"
+    with pytest.raises(UnusableBody, match="surrogate"):
+        events_of(body)
+
+
+@pytest.mark.parametrize("retry_count", ["\u00b2", "\u0661", "\uff11"])
+def test_unicode_digits_in_the_retry_count_are_dropped_not_a_crash(retry_count: str) -> None:
+    assert DeliveryHeaders.from_mapping({"v-c-retry-count": retry_count}).retry_count is None
+    body = documented_invoicing_example()
+    body["retryNumber"] = retry_count
+    assert read_notification(body, NO_HEADERS).retry_number is None
+
+
+@pytest.mark.parametrize("amount", ['"\u0661\u0662"', '"\u00b2"', "1e999999999", '"1e3"'])
+def test_an_amount_that_is_not_plain_ascii_decimal_is_unusable(amount: str) -> None:
+    raw = json.dumps(documented_invoicing_example()).replace(
+        '"balanceAmount": "102.00"', f'"balanceAmount": {amount}'
+    )
+    with pytest.raises(UnusableBody, match="balanceAmount"):
+        events_of(raw.encode())
+
+
+def test_an_unusable_body_is_described_without_its_values() -> None:
+    body = documented_invoicing_example()
+    body["payloads"][0]["data"].update(balanceAmount="Tanya Lee", currency="tanya@example")
+    with pytest.raises(UnusableBody) as unusable:
+        events_of(body)
+    assert "Tanya" not in str(unusable.value) and "tanya" not in str(unusable.value)

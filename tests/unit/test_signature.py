@@ -84,16 +84,60 @@ def test_several_keys_verify_at_once_for_rotation() -> None:
         assert verifier(keys=keys).verify(header, BODY, NOW_MS).key_id == key_id
 
 
-@pytest.mark.parametrize("skew_seconds", [-301, 301])
-def test_a_timestamp_outside_the_tolerance_is_stale(skew_seconds: int) -> None:
-    header = sign(KEY_ID, KEY, BODY, NOW_MS + skew_seconds * 1000)
-    assert rejection_reason(verifier(tolerance_seconds=300), header) == "stale_timestamp"
+def test_a_timestamp_older_than_the_tolerance_is_stale() -> None:
+    header = sign(KEY_ID, KEY, BODY, NOW_MS - 3601 * 1000)
+    assert rejection_reason(verifier(tolerance_seconds=3600), header) == "stale_timestamp"
+
+
+def test_a_forward_dated_timestamp_is_accepted_only_within_the_clock_skew() -> None:
+    """The skew is its own bound: a long age tolerance does not admit a far-future t."""
+    within = sign(KEY_ID, KEY, BODY, NOW_MS + 300 * 1000)
+    beyond = sign(KEY_ID, KEY, BODY, NOW_MS + 301 * 1000)
+    assert verifier(tolerance_seconds=3600).verify(within, BODY, NOW_MS).key_id == KEY_ID
+    assert rejection_reason(verifier(tolerance_seconds=3600), beyond) == "future_timestamp"
 
 
 @pytest.mark.parametrize("skew_seconds", [-300, 0, 300])
 def test_a_timestamp_within_the_tolerance_is_accepted(skew_seconds: int) -> None:
     header = sign(KEY_ID, KEY, BODY, NOW_MS + skew_seconds * 1000)
     assert verifier(tolerance_seconds=300).verify(header, BODY, NOW_MS).key_id == KEY_ID
+
+
+@pytest.mark.parametrize("digits", ["\u00b2", "\u0661\u0662", "\uff11"])
+def test_unicode_digits_in_t_are_malformed_not_a_crash(digits: str) -> None:
+    header = f"t={digits};keyId={KEY_ID};sig=AAAA"
+    assert rejection_reason(verifier(), header) == "malformed_signature"
+
+
+def test_the_payload_form_is_not_computed_for_a_body_over_its_size_bound() -> None:
+    large = json.dumps(
+        {"payloads": [{"data": {"invoiceNumber": "1", "subject": "x" * 5000}}]}
+    ).encode()
+    header = sign(KEY_ID, KEY, large, NOW_MS, SignedContent.PAYLOAD)
+    bounded = WebhookVerifier(
+        {KEY_ID: KEY},
+        tolerance_seconds=3600,
+        signed_content=SignedContent.AUTO,
+        payload_form_max_bytes=len(large) - 1,
+    )
+    assert rejection_reason(bounded, header, large) == "bad_signature"
+    assert verifier().verify(header, large, NOW_MS).signed_content is SignedContent.PAYLOAD
+
+
+def test_a_payload_form_verification_names_the_signed_payload_by_digest() -> None:
+    header = sign(KEY_ID, KEY, BODY, NOW_MS, SignedContent.PAYLOAD)
+    verified = verifier().verify(header, BODY, NOW_MS)
+    renamed = BODY.replace(b'"n-1"', b'"n-2"')  # the notification id is outside the payload
+    assert verifier().verify(header, renamed, NOW_MS).payload_digest == verified.payload_digest
+    assert verified.payload_digest is not None and len(verified.payload_digest) == 64
+
+
+def test_a_lone_surrogate_in_an_unsigned_body_is_a_bad_signature_not_a_crash() -> None:
+    body = b'{"payloads": [{"data": {"payerName": "\\ud800"}}]}'
+    header = f"t={NOW_MS};keyId={KEY_ID};sig={base64.b64encode(b'x' * 32).decode()}"
+    assert rejection_reason(verifier(), header, body) == "bad_signature"
+    signed = sign(KEY_ID, KEY, body, NOW_MS, SignedContent.PAYLOAD)
+    assert verifier().verify(signed, body, NOW_MS).signed_content is SignedContent.PAYLOAD
 
 
 @pytest.mark.parametrize(

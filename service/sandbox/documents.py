@@ -1,0 +1,197 @@
+"""The response documents, shaped as Cybersource documents them: amounts stay Decimals (the
+JSON writer prints them as exact numbers); fields the invoice does not have are left out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from service.sandbox.errors import SandboxRefusal
+from service.sandbox.invoices import (
+    HistoryEntry,
+    HistoryEvent,
+    InvoiceContent,
+    LineItem,
+    SandboxInvoice,
+)
+
+REVIEW_EVENTS = frozenset({HistoryEvent.PENDING, HistoryEvent.REJECTED})
+
+
+def utc_time(moment: datetime) -> str:
+    """``2024-07-24T18:35:23.320Z``: the history's and list's format."""
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def submit_time(moment: datetime) -> str:
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def invoice_links(invoice_number: str) -> dict[str, Any]:
+    path = f"/v2/invoices/{invoice_number}"
+    return {
+        "self": {"href": path, "method": "GET"},
+        "update": {"href": path, "method": "PUT"},
+        "deliver": {"href": f"{path}/delivery", "method": "POST"},
+        "cancel": {"href": f"{path}/cancelation", "method": "POST"},
+    }
+
+
+def invoice_details(
+    invoice: SandboxInvoice, now: datetime, *, transaction_details_on_review: bool = False
+) -> dict[str, Any]:
+    """Get Invoice Details; also the answer to create, update and the actions.
+
+    ``transaction_details_on_review``: PENDING and REJECTED entries carry the payment's
+    transaction, as Cybersource may."""
+    content = invoice.content
+    return {
+        "_links": invoice_links(invoice.invoice_number),
+        "id": invoice.invoice_number,
+        "submitTimeUtc": submit_time(now),
+        "status": invoice.status.value,
+        "customerInformation": _customer(content),
+        "processingInformation": {
+            "requestPhone": content.request_phone,
+            "requestShipping": content.request_shipping,
+        },
+        "invoiceInformation": _present(
+            invoiceNumber=invoice.invoice_number,
+            description=content.description,
+            dueDate=content.due_date.isoformat(),
+            expirationDate=content.expiration_date and content.expiration_date.isoformat(),
+            allowPartialPayments=content.allow_partial_payments,
+            paymentLink=invoice.payment_link,
+            deliveryMode=content.delivery_mode.value,
+        ),
+        "orderInformation": _present(
+            amountDetails=_amount_details(invoice),
+            lineItems=[_line_item(item) for item in content.line_items] or None,
+        ),
+        "invoiceHistory": [
+            _history_entry(entry, transaction_details_on_review)
+            for entry in reversed(invoice.history)  # newest first, as documented
+        ],
+    }
+
+
+def invoice_summary(invoice: SandboxInvoice) -> dict[str, Any]:
+    """One item of Get List of Invoices: no balance, no history."""
+    content = invoice.content
+    return {
+        "_links": invoice_links(invoice.invoice_number),
+        "id": invoice.invoice_number,
+        "status": invoice.status.value,
+        "createdDate": utc_time(invoice.created_at),
+        "customerInformation": _present(
+            name=content.customer_name, merchantCustomerId=content.merchant_customer_id
+        ),
+        "invoiceInformation": _present(
+            dueDate=content.due_date.isoformat(),
+            expirationDate=content.expiration_date and content.expiration_date.isoformat(),
+            paymentLink=invoice.payment_link,
+        ),
+        "orderInformation": {
+            "amountDetails": {"totalAmount": content.total_amount, "currency": content.currency}
+        },
+    }
+
+
+def invoice_list(
+    page: Sequence[SandboxInvoice],
+    *,
+    offset: int,
+    limit: int,
+    status: str | None,
+    total: int,
+    now: datetime,
+) -> dict[str, Any]:
+    filter_query = f"&status={status}" if status else ""
+    self_href = f"/v2/invoices/?offset={offset}&limit={limit}{filter_query}"
+    links: dict[str, Any] = {"self": {"href": self_href, "method": "GET"}}
+    if offset + limit < total:
+        links["next"] = {
+            "href": f"/v2/invoices/?offset={offset + limit}&limit={limit}{filter_query}",
+            "method": "GET",
+        }
+    return {
+        "_links": links,
+        "submitTimeUtc": submit_time(now),
+        "totalInvoices": total,
+        "invoices": [invoice_summary(invoice) for invoice in page],
+    }
+
+
+def refusal(error: SandboxRefusal, now: datetime) -> dict[str, Any]:
+    """The documented error body of a 400, 401, 404, 429 or 502."""
+    return {
+        "submitTimeUtc": submit_time(now),
+        "status": error.status,
+        "reason": error.reason,
+        "message": error.message,
+        "details": [
+            {"field": problem.field, "reason": problem.reason} for problem in error.details
+        ],
+    }
+
+
+def _customer(content: InvoiceContent) -> dict[str, Any]:
+    return _present(
+        name=content.customer_name,
+        email=content.customer_email,
+        merchantCustomerId=content.merchant_customer_id,
+        company=content.company_name and {"name": content.company_name},
+    )
+
+
+def _amount_details(invoice: SandboxInvoice) -> dict[str, Any]:
+    content = invoice.content
+    return _present(
+        totalAmount=content.total_amount,
+        currency=content.currency,
+        balanceAmount=invoice.balance_amount,
+        discountAmount=content.discount_amount,
+        discountPercent=content.discount_percent,
+        subAmount=content.sub_amount,
+        minimumPartialAmount=content.minimum_partial_amount,
+        taxDetails=_present(type=content.tax_type, amount=content.tax_amount, rate=content.tax_rate)
+        or None,
+        freight=_present(
+            amount=content.freight_amount,
+            taxable=content.freight_taxable,
+            taxRate=content.freight_tax_rate,
+        )
+        or None,
+    )
+
+
+def _line_item(item: LineItem) -> dict[str, Any]:
+    return _present(
+        productSku=item.product_sku,
+        productName=item.product_name,
+        quantity=item.quantity,
+        unitPrice=item.unit_price,
+        discountAmount=item.discount_amount,
+        discountPercent=item.discount_percent,
+        taxAmount=item.tax_amount,
+        taxRate=item.tax_rate,
+        totalAmount=item.total_amount,
+    )
+
+
+def _history_entry(entry: HistoryEntry, transaction_details_on_review: bool) -> dict[str, Any]:
+    document: dict[str, Any] = {"event": entry.event.value, "date": utc_time(entry.date)}
+    shows_payment = entry.event is HistoryEvent.PAYMENT or (
+        transaction_details_on_review and entry.event in REVIEW_EVENTS
+    )
+    if entry.payment is not None and shows_payment:
+        document["transactionDetails"] = {
+            "transactionId": entry.payment.transaction_id,
+            "amount": entry.payment.amount,
+        }
+    return document
+
+
+def _present(**fields: Any) -> dict[str, Any]:
+    return {name: value for name, value in fields.items() if value is not None}

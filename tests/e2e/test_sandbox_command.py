@@ -1,0 +1,55 @@
+"""``invoice-ledger sandbox`` serves the configured organizations and dates webhooks as told."""
+
+from __future__ import annotations
+
+import base64
+import sys
+from collections.abc import Iterator
+from datetime import datetime
+
+import httpx
+import pytest
+
+from bench.harness import free_port, server
+from tests.e2e.test_cybersource_client import MERCHANT
+from tests.support.receiver import Receiver, receiving_webhooks
+from tests.support.webhooks import WEBHOOK_KEYS_SETTING
+
+ENVIRONMENT = {
+    "LEDGER_CYBERSOURCE_MERCHANT_ID": MERCHANT.merchant_id,
+    "LEDGER_CYBERSOURCE_KEY_ID": MERCHANT.key_id,
+    "LEDGER_CYBERSOURCE_SECRET_KEY": base64.b64encode(MERCHANT.secret_key).decode(),
+    "LEDGER_CYBERSOURCE_ORGANIZATION_IDS": "child-1,child-2",
+    "LEDGER_WEBHOOK_KEYS": WEBHOOK_KEYS_SETTING,
+}
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[Receiver, str]]:
+    with receiving_webhooks() as receiving:
+        yield receiving
+
+
+def test_the_command_serves_each_organization_and_dates_webhooks_before_history(
+    receiver: tuple[Receiver, str],
+) -> None:
+    webhooks, webhook_url = receiver
+    port = free_port()
+    options = ["--webhook-url", webhook_url, "--event-date-order", "before", "--seed", "4"]
+    command = [sys.executable, "-m", "service.cli", "sandbox", "--port", str(port), *options]
+    with (
+        server(command, port, ENVIRONMENT, health_path="/sandbox/deliveries"),
+        httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as sandbox,
+    ):
+        invoice = {"invoiceNumber": "1", "totalAmount": "5.00", "dueDate": "2026-12-31"}
+        first = sandbox.post("/sandbox/invoices", json=invoice)
+        second = sandbox.post(
+            "/sandbox/invoices?organizationId=child-2", json={**invoice, "status": "SENT"}
+        )
+        assert (first.status_code, second.status_code) == (201, 201)  # same number, two orgs
+        unknown = sandbox.post("/sandbox/invoices?organizationId=elsewhere", json=invoice)
+        assert unknown.status_code == 400
+        (headers, body), *_ = webhooks.wait_for(1)
+    assert headers["v-c-organization-id"] == "child-2"
+    sent_at = datetime.fromisoformat(second.json()["invoiceHistory"][0]["date"])
+    assert datetime.fromisoformat(body["eventDate"]) < sent_at

@@ -1,0 +1,38 @@
+"""One delivery naming thousands of invoices is appended whole, each fact once."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.store.database import create_engine, resolve_database_url
+from service.store.event_store import AppendOutcome, SqlEventStore
+from tests.support.events import invoice_event
+
+pytestmark = pytest.mark.anyio
+
+INVOICES = 3000
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(resolve_database_url(database_url))
+    yield engine
+    await engine.dispose()
+
+
+async def test_a_delivery_of_thousands_of_facts_is_appended_in_order_and_once(
+    engine: AsyncEngine,
+) -> None:
+    store = SqlEventStore(engine)
+    facts = [invoice_event(f"BULK-{index}", f"bulk-{index}") for index in range(INVOICES)]
+    first = await store.append(facts)
+    assert {result.outcome for result in first} == {AppendOutcome.APPENDED}
+    positions = [result.position for result in first]
+    assert positions == sorted(positions) and len(set(positions)) == INVOICES
+    again = await store.append(facts)
+    assert [(r.outcome, r.position) for r in again] == [
+        (AppendOutcome.DUPLICATE, position) for position in positions
+    ]

@@ -1,0 +1,167 @@
+"""Report queries over read rows written as the projector writes them, on both engines."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.domain.identity import InvoiceKey
+from service.domain.invoice import Collection, InvoiceState, InvoiceStatus
+from service.projections.projector import InvoiceProjector
+from service.projections.queries import InvoiceQueries
+from service.projections.rebuild import rebuild_invoices
+from service.store.database import create_engine, resolve_database_url
+from service.store.event_store import SqlEventStore
+from service.store.read_models import ProjectedInvoice, SqlReadModelStore
+from service.store.schema import invoices
+from tests.support.events import invoice_event
+
+pytestmark = pytest.mark.anyio
+MOMENT = datetime(2026, 3, 1, 12, tzinfo=UTC)
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(resolve_database_url(database_url))
+    yield engine
+    await engine.dispose()
+
+
+def invoice(
+    number: str,
+    *,
+    organization: str = "org-a",
+    total: str | None = None,
+    balance: str | None = None,
+    collected: tuple[str | None, ...] = (),
+    currency: str = "USD",
+) -> ProjectedInvoice:
+    state = InvoiceState(
+        number,
+        organization_id=organization,
+        status=InvoiceStatus.PARTIAL,
+        currency=currency,
+        total_amount=None if total is None else Decimal(total),
+        balance_amount=None if balance is None else Decimal(balance),
+        due_date=date(2026, 3, 31),
+        collections=tuple(
+            Collection(MOMENT, None if amount is None else Decimal(amount)) for amount in collected
+        ),
+        last_event_at=MOMENT,
+        last_position=1,
+    )
+    return ProjectedInvoice(state, [state], MOMENT)
+
+
+async def project(engine: AsyncEngine, *projected: ProjectedInvoice) -> None:
+    read_models = SqlReadModelStore(engine)
+    assert await read_models.acquire_lease("test", 15)
+    position = await read_models.checkpoint()
+    await read_models.apply(
+        projected, owner="test", from_position=position, to_position=position + 1
+    )
+
+
+async def test_a_collection_of_unknown_amount_is_stored_unknown_and_makes_its_row_incomplete(
+    engine: AsyncEngine,
+) -> None:
+    await project(engine, invoice("C-1", total="100", balance="50", collected=("30", None)))
+    await project(engine, invoice("C-2", total="10", balance="10", collected=(None,),
+                                  currency="EUR"))  # fmt: skip
+    rows = await InvoiceQueries(engine).collections(date(2026, 3, 1), date(2026, 3, 31), "month")
+    assert rows == [
+        {"period": "2026-03", "currency": "EUR", "amount": None, "incomplete": True},
+        {"period": "2026-03", "currency": "USD", "amount": Decimal("30"), "incomplete": True},
+    ]
+
+
+async def test_sums_are_exact_decimals_where_floating_point_would_not_be(
+    engine: AsyncEngine,
+) -> None:
+    # As floats these sum to 1234567890124.4568 and 0.30000000000000004.
+    await project(
+        engine,
+        invoice("E-1", total="1234567890123.456789", balance="0.1", collected=("0.1",)),
+        invoice("E-2", total="0.999999", balance="0.2", collected=("0.2",)),
+    )
+    queries = InvoiceQueries(engine)
+    [status] = await queries.by_status()
+    assert status["total"] == Decimal("1234567890124.456788")
+    assert status["balance"] == Decimal("0.3")
+    [outstanding] = await queries.outstanding(MOMENT + timedelta(seconds=1))
+    assert outstanding["balance"] == Decimal("0.3")
+    [collections] = await queries.collections(date(2026, 3, 1), date(2026, 3, 1), "day")
+    assert collections["amount"] == Decimal("0.3")
+    amounts = [status["total"], status["balance"], outstanding["balance"], collections["amount"]]
+    assert all(type(amount) is Decimal for amount in amounts)
+
+
+async def test_an_amount_is_stored_whole_whatever_its_size(engine: AsyncEngine) -> None:
+    largest = Decimal("9999999999999.999999")
+    await project(engine, *[invoice(f"L-{n}", total=str(largest), balance="1") for n in range(3)])
+    [status] = await InvoiceQueries(engine).by_status()
+    assert status["total"] == 3 * largest
+    async with engine.connect() as connection:
+        stored = await connection.scalar(select(invoices.c.total_amount).limit(1))
+    assert stored == largest
+
+
+async def test_the_totals_follow_invoices_as_they_change(
+    engine: AsyncEngine,
+) -> None:
+    await project(engine, invoice("T-1", total="100", balance="100"), invoice("T-2"))
+    await project(engine, invoice("T-2", total="20", balance="5"))
+    await project(engine, invoice("T-1", total="100", balance=None))
+    queries = InvoiceQueries(engine)
+    incremental = await queries.by_status()
+    assert incremental == [
+        {"status": "PARTIAL", "currency": "USD", "invoices": 2, "total": Decimal("120"),
+         "balance": Decimal("5"), "incomplete": True},
+    ]  # fmt: skip
+
+
+async def test_an_invoice_whose_organization_becomes_known_leaves_no_row_behind(
+    engine: AsyncEngine,
+) -> None:
+    store = SqlEventStore(engine)
+    read_models = SqlReadModelStore(engine)
+    projector = InvoiceProjector(store, read_models, owner="p1")
+    await store.append([invoice_event("2001", "unnamed", currency="USD")])
+    await projector.catch_up()
+    [(organization,)] = await _identities(engine)
+    assert organization == ""
+    await store.append([invoice_event("2001", "named", seconds=60,
+                                      notification={"organizationId": "org-a"})])  # fmt: skip
+    await projector.catch_up()
+    assert await _identities(engine) == [("org-a",)]
+    incremental = await InvoiceQueries(engine).by_status()
+    assert [(row["invoices"], row["total"], row["incomplete"]) for row in incremental] == [
+        (1, None, True),  # its total was never reported
+    ]
+    await rebuild_invoices(store, read_models)  # recounts the totals from the invoice rows
+    assert await _identities(engine) == [("org-a",)]
+    assert await InvoiceQueries(engine).by_status() == incremental
+
+
+async def _identities(engine: AsyncEngine) -> list[tuple[str]]:
+    async with engine.connect() as connection:
+        rows = await connection.execute(text("SELECT organization_id FROM invoices"))
+        return [tuple(row) for row in rows]
+
+
+async def test_doubtful_invoices_are_named_with_their_organization(engine: AsyncEngine) -> None:
+    await project(
+        engine,
+        invoice("D-1", organization="org-a", total=None, balance="5"),  # never seen in full
+        invoice("D-1", organization="org-b", total="10", balance="9999999999999"),  # above total
+        invoice("D-2", organization="org-a", total="1000000000000", balance="999999999999.5"),
+    )
+    doubts = await InvoiceQueries(engine).doubtful_invoices(
+        MOMENT, MOMENT - timedelta(days=7), limit=10
+    )
+    assert sorted(doubts) == [InvoiceKey("org-a", "D-1"), InvoiceKey("org-b", "D-1")]
