@@ -31,8 +31,8 @@ from service.api.routes import QueryApi
 from service.metrics import LedgerMetrics
 from service.projections.projector import InvoiceProjector
 from service.projections.queries import InvoiceQueries
-from service.reconciler.client import ClientLimits, CybersourceClient
-from service.reconciler.reconciler import Reconciler
+from service.reconciler.client import CallFailure, CallOutcome, ClientLimits, CybersourceClient
+from service.reconciler.reconciler import Reconciler, ReconcilerFailure
 from service.reconciler.worker import ReconcilerWorker
 from service.settings import Settings
 from service.store.database import create_engine, is_postgresql
@@ -194,15 +194,40 @@ async def _reconciling(settings: Settings, resources: Resources) -> AsyncIterato
         log.info("reconciler.off", detail="no LEDGER_CYBERSOURCE_* credentials configured")
         yield
         return
+    metrics = resources.metrics
+    # Every series from the start at zero, so that an alert on a rate sees its first error.
+    for outcome in CallOutcome:
+        metrics.reconciler_calls.labels(outcome.value)
+    for reason in (*CallFailure, *ReconcilerFailure):
+        metrics.reconciler_errors.labels(reason.value)
+
+    def count_call(outcome: CallOutcome, failure: CallFailure | None) -> None:
+        metrics.reconciler_calls.labels(outcome.value).inc()
+        if failure is not None:
+            metrics.reconciler_errors.labels(failure.value).inc()
+
+    def count_failure(reason: ReconcilerFailure) -> None:
+        metrics.reconciler_errors.labels(reason.value).inc()
+
     limits = ClientLimits(max_requests_per_second=settings.cybersource_max_requests_per_second)
-    async with CybersourceClient(settings.cybersource_base_url, credentials, limits) as client:
+    client = CybersourceClient(
+        settings.cybersource_base_url, credentials, limits, observer=count_call
+    )
+    async with client:
         worker = ReconcilerWorker(
-            Reconciler(client, resources.store),
+            Reconciler(
+                client,
+                resources.store,
+                settings.cybersource_organizations,
+                on_failure=count_failure,
+            ),
             resources.queries,
             resources.read_models,
             owner=projector_owner(),
             sweep_interval_seconds=settings.reconcile_interval_seconds,
+            on_failure=count_failure,
         )
+        log.info("reconciler.on", organizations=list(settings.cybersource_organizations))
         stop = asyncio.Event()
         task = asyncio.create_task(worker.run(stop))
         try:

@@ -165,38 +165,93 @@ def _cybersource_client(settings: Settings) -> CybersourceClient:
 @click.option("--invoice", "invoices", multiple=True, help="An invoice number (repeatable).")
 @click.option("--sweep", is_flag=True, help="Every invoice Cybersource lists (open ones first).")
 @click.option("--status", help="With --sweep: only invoices in this status.")
-def reconcile(invoices: tuple[str, ...], sweep: bool, status: str | None) -> None:
+@click.option(
+    "--organization",
+    "organizations",
+    multiple=True,
+    metavar="ORG",
+    help="The organization the invoices belong to; with --sweep, repeatable to sweep only"
+    " these. Default: every configured one (LEDGER_CYBERSOURCE_ORGANIZATION_IDS, else the"
+    " merchant).",
+)
+def reconcile(
+    invoices: tuple[str, ...], sweep: bool, status: str | None, organizations: tuple[str, ...]
+) -> None:
     """Ask Cybersource about invoices and append what the ledger lacks (idempotent).
 
     Exits non-zero when any call failed.
     """
     if bool(invoices) == sweep:
         _fail("give either --invoice N (one or more) or --sweep")
+    if invoices and len(organizations) > 1:
+        _fail("with --invoice, give one --organization: invoice numbers are per organization")
     settings = _settings()
-    summary = asyncio.run(_reconcile(settings, invoices, sweep, status))
+    chosen = _organizations_to_reconcile(settings, organizations, for_invoices=bool(invoices))
+    summary = asyncio.run(_reconcile(settings, invoices, sweep, status, chosen))
     click.echo(
         f"checked {summary.checked}, changed {summary.changed}, failed {summary.failed}", err=True
     )
+    if len(summary.by_organization) > 1:
+        for organization, counts in summary.by_organization.items():
+            click.echo(
+                f"  {organization}: checked {counts.checked}, changed {counts.changed},"
+                f" failed {counts.failed}",
+                err=True,
+            )
     for error in summary.errors[:20]:
         click.echo(f"  {error}", err=True)
     if summary.failed:
         sys.exit(1)
 
 
+def _organizations_to_reconcile(
+    settings: Settings, named: tuple[str, ...], *, for_invoices: bool
+) -> tuple[str, ...]:
+    """The organizations named on the command line, each one configured; with invoices and
+    none named, the only configured one."""
+    if settings.cybersource_credentials() is None:
+        _fail(
+            "set LEDGER_CYBERSOURCE_MERCHANT_ID, LEDGER_CYBERSOURCE_KEY_ID and"
+            " LEDGER_CYBERSOURCE_SECRET_KEY to call Cybersource"
+        )
+    configured = settings.cybersource_organizations
+    unknown = [organization for organization in named if organization not in configured]
+    if unknown:
+        _fail(
+            f"--organization {unknown[0]} is not configured: LEDGER_CYBERSOURCE_ORGANIZATION_IDS"
+            f" (else LEDGER_CYBERSOURCE_MERCHANT_ID) gives {', '.join(configured)}"
+        )
+    if for_invoices and not named and len(configured) > 1:
+        _fail(
+            f"{len(configured)} organizations are configured ({', '.join(configured)}):"
+            " name the invoices' organization with --organization ORG"
+        )
+    return named
+
+
 async def _reconcile(
-    settings: Settings, invoices: tuple[str, ...], sweep: bool, status: str | None
+    settings: Settings,
+    invoices: tuple[str, ...],
+    sweep: bool,
+    status: str | None,
+    organizations: tuple[str, ...],
 ) -> SweepSummary:
     engine = create_engine(settings.database, pool_size=4)
     try:
         async with _cybersource_client(settings) as client:
-            reconciler = Reconciler(client, SqlEventStore(engine))
+            reconciler = Reconciler(
+                client, SqlEventStore(engine), settings.cybersource_organizations
+            )
             with tqdm(unit="invoice", desc="reconcile", total=len(invoices) or None) as bar:
                 if sweep:
                     statuses = (status,) if status else SWEEP_STATUS_ORDER
-                    return await reconciler.sweep(statuses, on_invoice=lambda _: bar.update())
+                    return await reconciler.sweep(
+                        statuses, on_invoice=lambda _: bar.update(), organizations=organizations
+                    )
                 summary = SweepSummary()
+                organization = organizations[0] if organizations else None
                 for number in invoices:
-                    summary.count(await reconciler.reconcile_invoice(number))
+                    summary.count(await reconciler.reconcile_invoice(number, organization))
                     bar.update()
                 return summary
     finally:

@@ -52,3 +52,16 @@ class LedgerMetrics:
             "Projector stops on an error (it stops rather than skip an event).",
             registry=self.registry,
         )
+        self.reconciler_calls = Counter(
+            "ledger_reconciler_calls",
+            "Calls to Cybersource's REST API by outcome after retries (answered, refused, failed).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.reconciler_errors = Counter(
+            "ledger_reconciler_errors",
+            "Reconciler failures by reason: a failed call's (unauthorized, unreachable, ...) or"
+            " the reconciler's own (invalid_details, store_unavailable, conflict, round_failed).",
+            ["reason"],
+            registry=self.registry,
+        )

@@ -4,6 +4,11 @@ Every call is signed (HTTP Signature), bounded in time (connect and read timeout
 (a client-side leaky bucket) and in concurrency, and retried with exponential backoff and
 jitter only when retrying can help: network errors, 429 and 5xx. A 400, 401 or 404 is an
 answer, not an accident, and is raised at once with the call and Cybersource's reason.
+
+Each call is made for one organization (the ``v-c-merchant-id`` header); a portfolio's key
+acts for the organizations it was issued for. A failed call is logged (the call, the
+organization, the HTTP status and Cybersource's reason; never its free-text message, which can
+echo request data) and reported to the client's observer, which the service turns into metrics.
 """
 
 from __future__ import annotations
@@ -11,13 +16,15 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import httpx
+import structlog
 from aiolimiter import AsyncLimiter
 from tenacity import (
     AsyncRetrying,
@@ -28,8 +35,37 @@ from tenacity import (
 
 from service.reconciler.http_signature import MerchantCredentials, http_date, sign_request
 
+log = structlog.get_logger("service.reconciler")
+
 LIST_PAGE_SIZE_MAX = 100
 LIST_PAGES_MAX = 100_000  # a bound on any sweep: ten million invoices
+LOGGED_REASON_CHARACTERS_MAX = 100
+
+
+class CallOutcome(StrEnum):
+    """How a call ended, after its retries."""
+
+    ANSWERED = "answered"
+    REFUSED = "refused"  # Cybersource answered 4xx, or the key may not act for the organization
+    FAILED = "failed"  # unreachable, timed out, 429 or 5xx every time, or an unreadable answer
+
+
+class CallFailure(StrEnum):
+    """Why a call did not succeed, in words an alert can be written against."""
+
+    UNAUTHORIZED = "unauthorized"  # 401 or 403: the credentials, the clock or the organization
+    NOT_FOUND = "not_found"
+    BAD_REQUEST = "bad_request"
+    RATE_LIMITED = "rate_limited"
+    SERVER_ERROR = "server_error"
+    TIMEOUT = "timeout"
+    UNREACHABLE = "unreachable"
+    INVALID_ANSWER = "invalid_answer"
+    ORGANIZATION_NOT_PERMITTED = "organization_not_permitted"
+
+
+# Told of every call once it has ended: its outcome, and why when it did not succeed.
+CallObserver = Callable[[CallOutcome, CallFailure | None], None]
 
 
 @dataclass(frozen=True)
@@ -46,7 +82,14 @@ class ClientLimits:
 class CybersourceError(Exception):
     """Cybersource refused or failed a call; the message names the call and the reason."""
 
-    def __init__(self, call: str, status: int | None, reason: str, message: str = "") -> None:
+    def __init__(
+        self,
+        call: str,
+        status: int | None,
+        reason: str,
+        message: str = "",
+        failure: CallFailure | None = None,
+    ) -> None:
         detail = f"{call}: {reason}" + (f" ({message})" if message else "")
         if status is not None:
             detail = f"{call}: HTTP {status} {reason}" + (f" ({message})" if message else "")
@@ -54,6 +97,38 @@ class CybersourceError(Exception):
         self.call = call
         self.status = status
         self.reason = reason
+        self.failure = failure or _failure_for_status(status)
+
+    @property
+    def outcome(self) -> CallOutcome:
+        return CallOutcome.REFUSED if self.failure in _REFUSED else CallOutcome.FAILED
+
+
+_REFUSED = frozenset(
+    {
+        CallFailure.UNAUTHORIZED,
+        CallFailure.NOT_FOUND,
+        CallFailure.BAD_REQUEST,
+        CallFailure.ORGANIZATION_NOT_PERMITTED,
+    }
+)
+_REFUSALS = {
+    401: CallFailure.UNAUTHORIZED,
+    403: CallFailure.UNAUTHORIZED,
+    404: CallFailure.NOT_FOUND,
+}
+
+
+def _failure_for_status(status: int | None) -> CallFailure:
+    if status is None:
+        return CallFailure.INVALID_ANSWER
+    if status == 429:
+        return CallFailure.RATE_LIMITED
+    if status >= 500:
+        return CallFailure.SERVER_ERROR
+    if status in _REFUSALS:
+        return _REFUSALS[status]
+    return CallFailure.BAD_REQUEST if status >= 400 else CallFailure.INVALID_ANSWER
 
 
 class CybersourceNotFound(CybersourceError):
@@ -74,9 +149,12 @@ class CybersourceClient:
         base_url: str,
         credentials: MerchantCredentials,
         limits: ClientLimits = ClientLimits(),
+        *,
+        observer: CallObserver | None = None,
     ) -> None:
         self._credentials = credentials
         self._limits = limits
+        self._observer = observer
         self._http = httpx.AsyncClient(
             base_url=base_url,
             timeout=httpx.Timeout(
@@ -105,35 +183,57 @@ class CybersourceClient:
     async def close(self) -> None:
         await self._http.aclose()
 
-    async def get_invoice(self, invoice_number: str) -> dict[str, Any]:
+    async def get_invoice(
+        self, invoice_number: str, organization_id: str | None = None
+    ) -> dict[str, Any]:
+        """Get Invoice Details, for ``organization_id`` (by default the key's own merchant)."""
         path = f"/invoicing/v2/invoices/{quote(invoice_number, safe='')}"
-        return await self._call("Get Invoice Details", "GET", path)
+        return await self._call("Get Invoice Details", "GET", path, organization_id=organization_id)
 
     async def list_invoices(
-        self, offset: int, limit: int, status: str | None = None
+        self,
+        offset: int,
+        limit: int,
+        status: str | None = None,
+        organization_id: str | None = None,
     ) -> dict[str, Any]:
         query: dict[str, Any] = {"offset": offset, "limit": limit}
         if status:
             query["status"] = status
-        return await self._call("Get List of Invoices", "GET", "/invoicing/v2/invoices", query)
+        return await self._call(
+            "Get List of Invoices", "GET", "/invoicing/v2/invoices", query,
+            organization_id=organization_id,
+        )  # fmt: skip
 
     async def iterate_invoices(
-        self, status: str | None = None, page_size: int = LIST_PAGE_SIZE_MAX
+        self,
+        status: str | None = None,
+        page_size: int = LIST_PAGE_SIZE_MAX,
+        organization_id: str | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
-        """Every invoice summary, page by page, until a short page or ``totalInvoices``."""
+        """Every invoice summary of one organization, page by page, until a short page or
+        ``totalInvoices``."""
         offset = 0
         for _ in range(LIST_PAGES_MAX):
-            page = await self.list_invoices(offset, page_size, status)
+            page = await self.list_invoices(offset, page_size, status, organization_id)
             invoices = page.get("invoices") or []
             if not isinstance(invoices, list):
-                raise CybersourceError("Get List of Invoices", None, "invoices is not a list")
+                raise self._unreadable_list("invoices is not a list", organization_id)
             for invoice in invoices:
                 yield invoice
             offset += len(invoices)
             total = page.get("totalInvoices")
             if len(invoices) < page_size or (isinstance(total, int) and offset >= total):
                 return
-        raise CybersourceError("Get List of Invoices", None, f"more than {LIST_PAGES_MAX} pages")
+        raise self._unreadable_list(f"more than {LIST_PAGES_MAX} pages", organization_id)
+
+    def _unreadable_list(self, reason: str, organization_id: str | None) -> CybersourceError:
+        error = CybersourceError(
+            "Get List of Invoices", None, reason, failure=CallFailure.INVALID_ANSWER
+        )
+        acting_for = organization_id or self._credentials.merchant_id
+        self._report_failure(error, "GET", "/invoicing/v2/invoices", acting_for)
+        return error
 
     async def create_webhook_key(
         self, organization_id: str, expiry_days: int = 365
@@ -178,8 +278,33 @@ class CybersourceClient:
         path: str,
         query: Mapping[str, Any] | None = None,
         body: Mapping[str, Any] | None = None,
+        *,
+        organization_id: str | None = None,
     ) -> dict[str, Any]:
+        acting_for = organization_id or self._credentials.merchant_id
         path_and_query = path + (f"?{urlencode(query)}" if query else "")
+        try:
+            if not self._credentials.may_act_for(acting_for):
+                raise CybersourceError(
+                    call, None, f"the key does not act for organization {acting_for!r}",
+                    failure=CallFailure.ORGANIZATION_NOT_PERMITTED,
+                )  # fmt: skip
+            document = await self._retrying(call, method, path_and_query, acting_for, body)
+        except CybersourceError as error:
+            self._report_failure(error, method, path, acting_for)
+            raise
+        if self._observer is not None:
+            self._observer(CallOutcome.ANSWERED, None)
+        return document
+
+    async def _retrying(
+        self,
+        call: str,
+        method: str,
+        path_and_query: str,
+        organization_id: str,
+        body: Mapping[str, Any] | None,
+    ) -> dict[str, Any]:
         content = json.dumps(body, separators=(",", ":")).encode() if body is not None else b""
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._limits.attempts_max),
@@ -193,18 +318,45 @@ class CybersourceClient:
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._attempt(call, method, path_and_query, content)
+                    return await self._attempt(
+                        call, method, path_and_query, content, organization_id
+                    )
         except _Transient as transient:
             raise transient.error from transient
         raise AssertionError("unreachable: tenacity returns or raises")
 
+    def _report_failure(
+        self, error: CybersourceError, method: str, path: str, organization_id: str
+    ) -> None:
+        # The path names at most an invoice number; the query string and Cybersource's
+        # free-text message stay out of the log (either may carry request data).
+        level = log.error if error.failure in _NEEDS_AN_OPERATOR else log.warning
+        level(
+            "cybersource.call_failed",
+            call=error.call,
+            method=method,
+            path=path,
+            organization_id=organization_id,
+            status=error.status,
+            reason=error.reason[:LOGGED_REASON_CHARACTERS_MAX],
+            failure=error.failure.value,
+        )
+        if self._observer is not None:
+            self._observer(error.outcome, error.failure)
+
     async def _attempt(
-        self, call: str, method: str, path_and_query: str, content: bytes
+        self,
+        call: str,
+        method: str,
+        path_and_query: str,
+        content: bytes,
+        organization_id: str,
     ) -> dict[str, Any]:
         async with self._concurrency, self._rate:
             headers = sign_request(
                 self._credentials, method=method, host=self._host,
                 path_and_query=path_and_query, date=http_date(time.time()), body=content,
+                organization_id=organization_id,
             )  # fmt: skip
             headers["accept"] = "application/hal+json;charset=utf-8"
             if content:
@@ -215,8 +367,19 @@ class CybersourceClient:
                     method, path_and_query, content=content or None, headers=headers
                 )
             except httpx.TransportError as error:
-                raise _Transient(CybersourceError(call, None, type(error).__name__)) from error
+                failure = (
+                    CallFailure.TIMEOUT
+                    if isinstance(error, httpx.TimeoutException)
+                    else CallFailure.UNREACHABLE
+                )
+                raise _Transient(
+                    CybersourceError(call, None, type(error).__name__, failure=failure)
+                ) from error
         return _answer(call, response)
+
+
+# Retrying will not mend these: the credentials, the clock or the configured organizations.
+_NEEDS_AN_OPERATOR = frozenset({CallFailure.UNAUTHORIZED, CallFailure.ORGANIZATION_NOT_PERMITTED})
 
 
 def _answer(call: str, response: httpx.Response) -> dict[str, Any]:

@@ -1,10 +1,15 @@
-"""Asking Cybersource about invoices and appending what the ledger lacks, idempotently."""
+"""Asking Cybersource about invoices and appending what the ledger lacks, idempotently.
+
+The reconciler acts for the organizations it is configured with (a portfolio key's children,
+or the key's own merchant); every call, fact and outcome names the organization it is for.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 import structlog
 
@@ -28,12 +33,59 @@ SWEEP_STATUS_ORDER = ("PENDING", "PARTIAL", "SENT", "CREATED", "DRAFT", "PAID", 
 SWEEP_CONCURRENCY = 8
 
 
+class ReconcilerFailure(StrEnum):
+    """The reconciler's own failures; a failed call is the client's to report."""
+
+    INVALID_DETAILS = "invalid_details"  # Cybersource answered something the ledger cannot read
+    STORE_UNAVAILABLE = "store_unavailable"
+    CONFLICT = "conflict"  # a fact's key already names a different fact
+    ROUND_FAILED = "round_failed"  # the background worker's round raised unexpectedly
+
+
+FailureObserver = Callable[[ReconcilerFailure], None]
+
+
+class OrganizationNotChosen(ValueError):
+    """The organization a call is for is not one the reconciler acts for, or, with several
+    configured, none was named."""
+
+
+def choose_organization(named: str | None, configured: Sequence[str]) -> str:
+    """The organization to act for: the one named, which must be configured; else the only
+    one configured."""
+    if named:
+        if named not in configured:
+            raise OrganizationNotChosen(
+                f"organization {named!r} is not configured (configured: {', '.join(configured)})"
+            )
+        return named
+    if len(configured) != 1:
+        raise OrganizationNotChosen(
+            f"{len(configured)} organizations are configured ({', '.join(configured)}):"
+            " name the one the invoice belongs to"
+        )
+    return configured[0]
+
+
 @dataclass(frozen=True)
 class InvoiceReconciled:
+    organization_id: str
     invoice_number: str
     appended: int = 0
     conflicts: int = 0
     error: str | None = None
+
+    @property
+    def invoice(self) -> str:
+        """The invoice as people read it: organization and number."""
+        return f"{self.organization_id}/{self.invoice_number}"
+
+
+@dataclass
+class SweepCounts:
+    checked: int = 0
+    changed: int = 0
+    failed: int = 0
 
 
 @dataclass
@@ -42,38 +94,83 @@ class SweepSummary:
     changed: int = 0
     failed: int = 0
     errors: list[str] = field(default_factory=list)
+    by_organization: dict[str, SweepCounts] = field(default_factory=dict)
 
     def count(self, outcome: InvoiceReconciled) -> None:
-        self.checked += 1
-        self.changed += bool(outcome.appended)
+        organization = self.by_organization.setdefault(outcome.organization_id, SweepCounts())
+        for counts in (self, organization):
+            counts.checked += 1
+            counts.changed += bool(outcome.appended)
+            counts.failed += bool(outcome.error)
         if outcome.error:
-            self.failed += 1
-            self.errors.append(f"{outcome.invoice_number}: {outcome.error}")
+            self.errors.append(f"{outcome.invoice}: {outcome.error}")
+
+    def count_listing_failure(self, organization_id: str, status: str, error: str) -> None:
+        self.failed += 1
+        self.by_organization.setdefault(organization_id, SweepCounts()).failed += 1
+        self.errors.append(f"listing {organization_id} {status}: {error}")
 
 
 class Reconciler:
-    def __init__(self, client: CybersourceClient, store: SqlEventStore) -> None:
+    def __init__(
+        self,
+        client: CybersourceClient,
+        store: SqlEventStore,
+        organizations: Sequence[str] = (),
+        *,
+        on_failure: FailureObserver | None = None,
+    ) -> None:
+        """``organizations``: those the reconciler acts for; by default the key's merchant."""
         self._client = client
         self._store = store
+        self.organizations = tuple(organizations) or (client.merchant_id,)
+        self._on_failure = on_failure
 
-    async def reconcile_invoice(self, invoice_number: str) -> InvoiceReconciled:
+    async def reconcile_invoice(
+        self, invoice_number: str, organization_id: str | None = None
+    ) -> InvoiceReconciled:
+        """Fetch one invoice of ``organization_id`` (by default the only configured one) and
+        append what the ledger lacks."""
+        organization = choose_organization(organization_id, self.organizations)
         try:
-            details = read_details(await self._client.get_invoice(invoice_number))
-            results = await self._record(reconciler_facts(details, self._client.merchant_id))
-        except (CybersourceError, InvalidInvoiceDetails, StoreUnavailable) as error:
-            log.warning("reconciler.failed", invoice_number=invoice_number, error=str(error))
-            return InvoiceReconciled(invoice_number, error=str(error))
+            document = await self._client.get_invoice(invoice_number, organization)
+            results = await self._record(reconciler_facts(read_details(document), organization))
+        except CybersourceError as error:
+            # The client has logged and counted the call with its status and reason.
+            return InvoiceReconciled(organization, invoice_number, error=str(error))
+        except (InvalidInvoiceDetails, StoreUnavailable) as error:
+            reason = (
+                ReconcilerFailure.INVALID_DETAILS
+                if isinstance(error, InvalidInvoiceDetails)
+                else ReconcilerFailure.STORE_UNAVAILABLE
+            )
+            self._failed(reason)
+            log.warning(
+                "reconciler.failed",
+                organization_id=organization,
+                invoice_number=invoice_number,
+                reason=reason.value,
+                error=str(error),
+            )
+            return InvoiceReconciled(organization, invoice_number, error=str(error))
         outcomes = [result.outcome for result in results]
         reconciled = InvoiceReconciled(
+            organization,
             invoice_number,
             appended=outcomes.count(AppendOutcome.APPENDED),
             conflicts=outcomes.count(AppendOutcome.CONFLICT),
         )
         if reconciled.conflicts:
-            log.error("reconciler.conflict", invoice_number=invoice_number)
+            self._failed(ReconcilerFailure.CONFLICT)
+            log.error(
+                "reconciler.conflict", organization_id=organization, invoice_number=invoice_number
+            )
         if reconciled.appended:
             log.info(
-                "reconciler.appended", invoice_number=invoice_number, events=reconciled.appended
+                "reconciler.appended",
+                organization_id=organization,
+                invoice_number=invoice_number,
+                events=reconciled.appended,
             )
         return reconciled
 
@@ -97,9 +194,16 @@ class Reconciler:
         self,
         statuses: tuple[str, ...] = SWEEP_STATUS_ORDER,
         on_invoice: Callable[[InvoiceReconciled], None] | None = None,
+        organizations: Sequence[str] = (),
     ) -> SweepSummary:
-        """Every invoice Cybersource lists with these statuses, reconciled a few at a time."""
-        summary = SweepSummary()
+        """Every invoice Cybersource lists with these statuses, for each organization (by
+        default all configured ones), reconciled a few at a time.
+
+        Status by status across the organizations, so that every organization's open invoices
+        come before any organization's settled ones."""
+        chosen = [choose_organization(named, self.organizations) for named in organizations]
+        swept = tuple(chosen) or self.organizations
+        summary = SweepSummary(by_organization={name: SweepCounts() for name in swept})
         running: set[asyncio.Task[InvoiceReconciled]] = set()
 
         def account(task: asyncio.Task[InvoiceReconciled]) -> None:
@@ -109,17 +213,26 @@ class Reconciler:
                 on_invoice(outcome)
 
         for status in statuses:
-            try:
-                async for invoice in self._client.iterate_invoices(status):
-                    if len(running) >= SWEEP_CONCURRENCY:
-                        done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                        running -= done
-                    task = asyncio.create_task(self.reconcile_invoice(str(invoice.get("id"))))
-                    task.add_done_callback(account)
-                    running.add(task)
-            except CybersourceError as error:
-                summary.failed += 1
-                summary.errors.append(f"listing {status}: {error}")
+            for organization in swept:
+                try:
+                    async for invoice in self._client.iterate_invoices(
+                        status, organization_id=organization
+                    ):
+                        if len(running) >= SWEEP_CONCURRENCY:
+                            done, _ = await asyncio.wait(
+                                running, return_when=asyncio.FIRST_COMPLETED
+                            )
+                            running -= done
+                        number = str(invoice.get("id"))
+                        task = asyncio.create_task(self.reconcile_invoice(number, organization))
+                        task.add_done_callback(account)
+                        running.add(task)
+                except CybersourceError as error:
+                    summary.count_listing_failure(organization, status, str(error))
         if running:
             await asyncio.wait(running)
         return summary
+
+    def _failed(self, reason: ReconcilerFailure) -> None:
+        if self._on_failure is not None:
+            self._on_failure(reason)

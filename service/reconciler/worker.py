@@ -1,9 +1,10 @@
 """The reconciler as a background worker beside the server: one active across replicas.
 
 Every few seconds it asks the read model which invoices it has reason to doubt and fetches
-them, each at most once per ``refetch_seconds`` (repeated triggers coalesce); every
-``sweep_interval_seconds`` it sweeps Get List of Invoices for invoices it never heard of.
-It never runs inside a webhook request.
+each for its organization, at most once per ``refetch_seconds`` per (organization, invoice
+number) (repeated triggers coalesce); every ``sweep_interval_seconds`` it sweeps Get List of
+Invoices of every configured organization for invoices it never heard of. It never runs
+inside a webhook request.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
-from service.projections.queries import InvoiceQueries
-from service.reconciler.reconciler import Reconciler
+from service.domain.identity import UNKNOWN_ORGANIZATION, InvoiceKey
+from service.reconciler.reconciler import FailureObserver, Reconciler, ReconcilerFailure
 from service.store.errors import StoreUnavailable
 from service.store.read_models import SqlReadModelStore
 
@@ -32,11 +33,17 @@ REMEMBERED_INVOICES_MAX = 100_000
 QUIET_FOR = timedelta(days=7)
 
 
+class DoubtfulInvoices(Protocol):
+    async def doubtful_invoices(
+        self, now: datetime, quiet_since: datetime, limit: int
+    ) -> list[InvoiceKey]: ...
+
+
 class ReconcilerWorker:
     def __init__(
         self,
         reconciler: Reconciler,
-        queries: InvoiceQueries,
+        queries: DoubtfulInvoices,
         read_models: SqlReadModelStore,
         *,
         owner: str,
@@ -44,6 +51,8 @@ class ReconcilerWorker:
         poll_seconds: float = 5.0,
         refetch_seconds: float = 3600.0,
         lease_seconds: float = LEASE_SECONDS,
+        first_sweep_delay_seconds: float = 0.0,
+        on_failure: FailureObserver | None = None,
     ) -> None:
         self._reconciler = reconciler
         self._queries = queries
@@ -53,8 +62,9 @@ class ReconcilerWorker:
         self._poll = poll_seconds
         self._refetch = refetch_seconds
         self._lease_seconds = lease_seconds
-        self._fetched_at: OrderedDict[str, float] = OrderedDict()
-        self._next_sweep = time.monotonic()
+        self._on_failure = on_failure
+        self._fetched_at: OrderedDict[InvoiceKey, float] = OrderedDict()
+        self._next_sweep = time.monotonic() + first_sweep_delay_seconds
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
@@ -64,6 +74,13 @@ class ReconcilerWorker:
                         await self.holding_lease(self.round())
                 except StoreUnavailable as unavailable:
                     log.warning("reconciler.store_unavailable", error=str(unavailable))
+                except Exception:
+                    # Reconciling is idempotent and the next round starts afresh: an
+                    # unexpected error is reported loudly and the worker carries on, rather
+                    # than stopping unnoticed beside a server that still looks healthy.
+                    log.exception("reconciler.round_failed")
+                    if self._on_failure is not None:
+                        self._on_failure(ReconcilerFailure.ROUND_FAILED)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self._poll)
         finally:
@@ -102,26 +119,52 @@ class ReconcilerWorker:
         doubts = await self._queries.doubtful_invoices(
             now, now - QUIET_FOR, DOUBTS_PER_ROUND_MAX * 4
         )
-        due = [number for number in doubts if self._due(number)][:DOUBTS_PER_ROUND_MAX]
-        for number in due:
-            self._remember(number)
-            await self._reconciler.reconcile_invoice(number)
+        due = [key for key in doubts if self._due(key)][:DOUBTS_PER_ROUND_MAX]
+        for key in due:
+            self._remember(key)
+            organization = self._organization_to_ask(key)
+            if organization is not None:
+                await self._reconciler.reconcile_invoice(key.invoice_number, organization)
         if time.monotonic() >= self._next_sweep:
             self._next_sweep = time.monotonic() + self._sweep_interval
             summary = await self._reconciler.sweep()
-            log.info(
-                "reconciler.swept",
-                checked=summary.checked,
-                changed=summary.changed,
-                failed=summary.failed,
-            )
+            for organization, counts in summary.by_organization.items():
+                (log.warning if counts.failed else log.info)(
+                    "reconciler.swept",
+                    organization_id=organization,
+                    checked=counts.checked,
+                    changed=counts.changed,
+                    failed=counts.failed,
+                )
 
-    def _due(self, invoice_number: str) -> bool:
-        fetched = self._fetched_at.get(invoice_number)
+    def _organization_to_ask(self, key: InvoiceKey) -> str | None:
+        """The organization to fetch a doubtful invoice for, or None to leave it to the sweep.
+
+        Logged at most once per ``refetch_seconds`` per invoice: the caller remembers it."""
+        configured = self._reconciler.organizations
+        if key.organization_id in configured:
+            return key.organization_id
+        if key.organization_id == UNKNOWN_ORGANIZATION:
+            if len(configured) == 1:
+                return configured[0]
+            # Invoice numbers are per organization: asking each would guess. The sweep lists
+            # every organization's invoices and names the organization of what it finds.
+            log.info("reconciler.organization_unknown", invoice_number=key.invoice_number)
+            return None
+        log.warning(
+            "reconciler.organization_not_configured",
+            organization_id=key.organization_id,
+            invoice_number=key.invoice_number,
+            detail="LEDGER_CYBERSOURCE_ORGANIZATION_IDS does not list it",
+        )
+        return None
+
+    def _due(self, key: InvoiceKey) -> bool:
+        fetched = self._fetched_at.get(key)
         return fetched is None or time.monotonic() - fetched >= self._refetch
 
-    def _remember(self, invoice_number: str) -> None:
-        self._fetched_at[invoice_number] = time.monotonic()
-        self._fetched_at.move_to_end(invoice_number)
+    def _remember(self, key: InvoiceKey) -> None:
+        self._fetched_at[key] = time.monotonic()
+        self._fetched_at.move_to_end(key)
         while len(self._fetched_at) > REMEMBERED_INVOICES_MAX:
             self._fetched_at.popitem(last=False)

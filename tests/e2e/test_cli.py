@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -189,3 +190,98 @@ def test_reconcile_reports_failures_with_a_non_zero_exit(
     assert bad.returncode == 1
     assert "checked 2, changed 0, failed 1" in bad.stderr.decode()
     assert "C-404: Get Invoice Details: HTTP 404" in bad.stderr.decode()
+
+
+def test_reconcile_for_a_named_organization_works_with_one_configured(
+    sandbox_url: str, database_url: str
+) -> None:
+    import httpx
+
+    httpx.post(
+        f"{sandbox_url}/sandbox/invoices",
+        json={"invoiceNumber": "C-2", "totalAmount": "10.00", "dueDate": "2026-12-31"},
+    ).raise_for_status()
+    environment = {**cybersource_environment(sandbox_url), "LEDGER_DATABASE_URL": database_url}
+    named = invoice_ledger(
+        "reconcile", "--invoice", "C-2", "--organization", "ledgertest", environment=environment
+    )
+    assert named.returncode == 0, named.stderr
+    assert "checked 1, changed 1, failed 0" in named.stderr.decode()
+    swept = invoice_ledger(
+        "reconcile", "--sweep", "--organization", "ledgertest", environment=environment
+    )
+    assert swept.returncode == 0, swept.stderr
+    assert "checked 1, changed 0, failed 0" in swept.stderr.decode()
+
+
+def portfolio_environment(sandbox_url: str, database_url: str) -> dict[str, str]:
+    from tests.e2e.test_acting_for_organizations import PORTFOLIO
+
+    return {
+        "LEDGER_DATABASE_URL": database_url,
+        "LEDGER_CYBERSOURCE_BASE_URL": sandbox_url,
+        "LEDGER_CYBERSOURCE_MERCHANT_ID": PORTFOLIO.merchant_id,
+        "LEDGER_CYBERSOURCE_KEY_ID": PORTFOLIO.key_id,
+        "LEDGER_CYBERSOURCE_SECRET_KEY": base64.b64encode(PORTFOLIO.secret_key).decode(),
+        "LEDGER_CYBERSOURCE_ORGANIZATION_IDS": ",".join(PORTFOLIO.organization_ids),
+    }
+
+
+def test_reconcile_with_several_organizations_asks_which_one_an_invoice_belongs_to(
+    tmp_path: Path,
+) -> None:
+    environment = portfolio_environment("http://127.0.0.1:9", f"sqlite:///{tmp_path}/l.db")
+    unnamed = invoice_ledger("reconcile", "--invoice", "1001", environment=environment)
+    assert unnamed.returncode == 2
+    assert "2 organizations are configured (ledgerchild1, ledgerchild2)" in unnamed.stderr.decode()
+    assert "--organization ORG" in unnamed.stderr.decode()
+
+    stranger = invoice_ledger(
+        "reconcile", "--sweep", "--organization", "stranger", environment=environment
+    )
+    assert stranger.returncode == 2
+    assert "--organization stranger is not configured" in stranger.stderr.decode()
+
+    two = invoice_ledger(
+        "reconcile", "--invoice", "1001", "--organization", "ledgerchild1",
+        "--organization", "ledgerchild2", environment=environment,
+    )  # fmt: skip
+    assert two.returncode == 2 and "give one --organization" in two.stderr.decode()
+
+
+def test_reconcile_sweeps_every_configured_organization_or_those_named(
+    database_url: str,
+) -> None:
+    import httpx
+
+    from service.sandbox.app import create_sandbox_app
+    from tests.e2e.test_acting_for_organizations import PORTFOLIO
+    from tests.support.server import serving
+
+    with serving(create_sandbox_app([PORTFOLIO])) as sandbox_url:
+        for organization in PORTFOLIO.organization_ids:  # one number, two invoices
+            httpx.post(
+                f"{sandbox_url}/sandbox/invoices",
+                params={"organizationId": organization},
+                json={"invoiceNumber": "P-1", "totalAmount": "10.00", "dueDate": "2026-12-31"},
+            ).raise_for_status()
+        environment = portfolio_environment(sandbox_url, database_url)
+        every = invoice_ledger("reconcile", "--sweep", environment=environment)
+        assert every.returncode == 0, every.stderr
+        report = every.stderr.decode()
+        assert "checked 2, changed 2, failed 0" in report
+        assert "ledgerchild1: checked 1, changed 1, failed 0" in report
+        assert "ledgerchild2: checked 1, changed 1, failed 0" in report
+
+        one = invoice_ledger(
+            "reconcile", "--sweep", "--organization", "ledgerchild2", environment=environment
+        )
+        assert one.returncode == 0, one.stderr
+        assert "checked 1, changed 0, failed 0" in one.stderr.decode()
+
+        invoice = invoice_ledger(
+            "reconcile", "--invoice", "P-1", "--organization", "ledgerchild1",
+            environment=environment,
+        )  # fmt: skip
+        assert invoice.returncode == 0, invoice.stderr
+        assert "checked 1, changed 0, failed 0" in invoice.stderr.decode()

@@ -194,19 +194,22 @@ def test_the_serving_reconciler_fills_in_what_a_webhook_leaves_out(database_url:
                 },
             ).raise_for_status()
             http.post(f"{sandbox_url}/sandbox/invoices/W-1/send").raise_for_status()
-            body = encode(invoice_notification("W-1", balance="42.00"))
+            body = encode(
+                invoice_notification("W-1", balance="42.00", organizationID=MERCHANT.merchant_id)
+            )
             delivered = http.post(
                 f"{ledger_url}/webhooks/cybersource", content=body, headers=signed_headers(body)
             )
             assert delivered.json() == {"status": "accepted"}
 
+            def sources() -> set[str]:
+                events = http.get(f"{ledger_url}/v1/invoices/W-1/events").json()["items"]
+                return {event["source"] for event in events}
+
             def total_known() -> bool:
                 invoice = http.get(f"{ledger_url}/v1/invoices/W-1")
                 return invoice.status_code == 200 and invoice.json()["totalAmount"] == "42.00"
 
+            wait_for(lambda: "reconciler" in sources(), 20)
             wait_for(total_known, 20)
-            sources = {
-                e["source"]
-                for e in http.get(f"{ledger_url}/v1/invoices/W-1/events").json()["items"]
-            }
-            assert sources == {"webhook", "reconciler"}
+            assert sources() == {"webhook", "reconciler"}
