@@ -14,11 +14,13 @@ import json
 import random
 import time
 from collections import defaultdict
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
 import httpx
+import pytest
 
 from service.app import create_app
 from service.domain.identity import invoices_in_stream
@@ -140,20 +142,23 @@ def play(cybersource: Cybersource, number: str, rng: random.Random) -> None:
         cybersource.customer(number, "remind")
 
 
+@pytest.mark.parametrize("seed", [2, 3, 20261122])
 def test_the_ledger_agrees_with_cybersource_to_the_cent_whatever_the_timing(
-    database_url: str,
+    database_url: str, seed: int
 ) -> None:
     settings = load_settings(database_url=database_url, webhook_keys=WEBHOOK_KEYS_SETTING)
     with serving(create_app(settings)) as ledger_url:
         target = WebhookTarget(f"{ledger_url}/webhooks/cybersource", WEBHOOK_KEY_ID, WEBHOOK_KEY)
-        deliveries = WebhookDeliveries(target, QUICK_RETRIES, FAULTS, timing=EventTiming(seed=9))
+        deliveries = WebhookDeliveries(
+            target, QUICK_RETRIES, replace(FAULTS, seed=seed), timing=EventTiming(seed=seed)
+        )
         sandbox_app = create_sandbox_app([PORTFOLIO], deliveries=deliveries)
         with (
             serving(sandbox_app) as sandbox_url,
             httpx.Client(base_url=sandbox_url, timeout=30) as sandbox,
             httpx.Client(base_url=ledger_url, timeout=30) as ledger,
         ):
-            rng = random.Random(20261122)
+            rng = random.Random(seed)
             for organization in ORGANIZATIONS:
                 for index in range(INVOICES_PER_ORGANIZATION):
                     play(Cybersource(sandbox, organization), str(1001 + index), rng)
@@ -167,7 +172,7 @@ def test_the_ledger_agrees_with_cybersource_to_the_cent_whatever_the_timing(
             summary = asyncio.run(sweep(sandbox_url, database_url))
             assert summary.failed == 0
             assert summary.checked == len(ORGANIZATIONS) * INVOICES_PER_ORGANIZATION
-            position = asyncio.run(SqlEventStore(engine_for(database_url)).last_position())
+            position = asyncio.run(last_position(database_url))
 
             for (organization, number), truth in truths.items():
                 mine = ledger.get(
@@ -210,6 +215,14 @@ def wait_for(predicate: Any, seconds: float) -> None:
 
 def engine_for(database_url: str) -> Any:
     return create_engine(resolve_database_url(database_url))
+
+
+async def last_position(database_url: str) -> int:
+    engine = engine_for(database_url)
+    try:
+        return await SqlEventStore(engine).last_position()
+    finally:
+        await engine.dispose()
 
 
 async def everything_cybersource_knows(sandbox_url: str) -> dict[tuple[str, str], Any]:

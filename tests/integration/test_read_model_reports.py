@@ -131,11 +131,12 @@ async def test_an_invoice_whose_organization_becomes_known_leaves_no_row_behind(
     store = SqlEventStore(engine)
     read_models = SqlReadModelStore(engine)
     projector = InvoiceProjector(store, read_models, owner="p1")
-    await store.append([invoice_event("2001", "unnamed", currency="USD")])
+    unnamed = invoice_event("2001", "unnamed", currency="USD", balanceAmount=None)
+    await store.append([unnamed])
     await projector.catch_up()
     [(organization,)] = await _identities(engine)
     assert organization == ""
-    await store.append([invoice_event("2001", "named", seconds=60,
+    await store.append([invoice_event("2001", "named", seconds=60, balanceAmount=None,
                                       notification={"organizationId": "org-a"})])  # fmt: skip
     await projector.catch_up()
     assert await _identities(engine) == [("org-a",)]
