@@ -12,7 +12,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-MIGRATIONS_DIRECTORY = Path(__file__).resolve().parents[2] / "migrations"
+# Inside the package, so that an installed (non-editable) service can migrate.
+MIGRATIONS_DIRECTORY = Path(__file__).resolve().parent / "alembic"
 
 
 def alembic_config(database_url: str) -> Config:
