@@ -292,7 +292,11 @@ async def _ingestion_readiness(resources: Resources) -> Response:
             else f"database check failed with {type(error).__name__}"
         )
     if problems:
-        return JSONResponse({"status": "unready", "problems": problems}, status_code=503)
+        return JSONResponse(
+            {"status": "unready", "problems": problems},
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
     return JSONResponse({"status": "ready"})
 
 
