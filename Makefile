@@ -27,7 +27,7 @@ test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check service tests bench migrations
+	$(BIN)/ruff check service tests bench
 	$(BIN)/mypy
 
 bench: $(VENV)/.installed-dev

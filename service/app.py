@@ -122,7 +122,15 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
-        return await _readiness(resources)
+        component = request.query_params.get("component", "ingestion")
+        if component == "ingestion":
+            return await _ingestion_readiness(resources)
+        if component == "projector":
+            return _projector_readiness(resources)
+        return JSONResponse(
+            {"error": "unknown_component", "detail": "component is ingestion or projector"},
+            status_code=400,
+        )
 
     async def metrics_endpoint(request: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -178,6 +186,7 @@ async def _projecting(settings: Settings, resources: Resources) -> AsyncIterator
     poll = POLL_SECONDS_POSTGRESQL if is_postgresql(resources.engine) else POLL_SECONDS_SQLITE
     async with appended_events_signal(resources.engine, wake):
         task = asyncio.create_task(projector.run(stop, wake, poll))
+        metrics.projector_up.set(1)
         task.add_done_callback(lambda done: _count_projector_stop(done, metrics))
         try:
             yield
@@ -238,6 +247,7 @@ async def _reconciling(settings: Settings, resources: Resources) -> AsyncIterato
 
 
 def _count_projector_stop(task: asyncio.Task[None], metrics: LedgerMetrics) -> None:
+    metrics.projector_up.set(0)
     if not task.cancelled() and task.exception() is not None:
         metrics.projector_errors.inc()
 
@@ -260,7 +270,12 @@ async def _api_error(request: Request, error: Exception) -> Response:
     )
 
 
-async def _readiness(resources: Resources) -> Response:
+async def _ingestion_readiness(resources: Resources) -> Response:
+    """Whether deliveries can be stored: the database answers and its schema is at head.
+
+    A stopped projector is not a reason to take the receiver out of the load balancer: the
+    webhooks it would refuse are the facts a restarted projector needs.
+    """
     problems = []
     try:
         async with resources.engine.connect() as connection:
@@ -276,11 +291,25 @@ async def _readiness(resources: Resources) -> Response:
             if is_unavailability(error)
             else f"database check failed with {type(error).__name__}"
         )
-    if resources.projector is not None and resources.projector.health.error:
+    if problems:
+        return JSONResponse(
+            {"status": "unready", "problems": problems},
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    return JSONResponse({"status": "ready"})
+
+
+def _projector_readiness(resources: Resources) -> Response:
+    projector = resources.projector
+    if projector is None:
+        return JSONResponse({"status": "disabled"})
+    if projector.health.error:
         # /readyz is unauthenticated, and an error's message may quote a statement's values:
         # name the error's type only ("Type: message" is how the projector records it).
-        error_type = resources.projector.health.error.partition(":")[0]
-        problems.append(f"projector stopped on {error_type}; see the logs")
-    if problems:
-        return JSONResponse({"status": "unready", "problems": problems}, status_code=503)
-    return JSONResponse({"status": "ready"})
+        error_type = projector.health.error.partition(":")[0]
+        return JSONResponse(
+            {"status": "unready", "problems": [f"projector stopped on {error_type}; see the logs"]},
+            status_code=503,
+        )
+    return JSONResponse({"status": "ready", "leader": projector.health.leader})

@@ -24,11 +24,15 @@ from service.reconciler.client import ClientLimits, CybersourceClient
 from service.reconciler.reconciler import SWEEP_STATUS_ORDER, Reconciler, SweepSummary
 from service.settings import ConfigurationError, Settings, load_settings
 from service.store.database import create_engine
+from service.store.errors import is_unavailability
 from service.store.event_store import SqlEventStore
-from service.store.migrations import upgrade_to_head
+from service.store.migrations import SchemaNotAtHead, require_schema_at_head, upgrade_to_head
 from service.store.notifications import appended_events_signal
 from service.store.read_models import SqlReadModelStore
 from service.webhooks.signature import SignedContent, sign
+
+# How far back through "raised from" an error's first cause is looked for.
+CAUSE_CHAIN_LENGTH_MAX = 10
 
 
 def _settings() -> Settings:
@@ -45,8 +49,45 @@ def _fail(message: str) -> NoReturn:
     sys.exit(2)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
+class LedgerCommands(click.Group):
+    """Commands whose database problems end in one line on stderr and exit code 2.
+
+    ``--debug`` lets the exception through, with its traceback.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as error:
+            problem = _database_problem(error)
+            if problem is None or ctx.params.get("debug"):
+                raise
+            _fail(f"{problem} (--debug shows the traceback)")
+
+
+def _database_problem(error: Exception) -> str | None:
+    """One line naming what is wrong with the database, or None for any other error."""
+    if isinstance(error, SchemaNotAtHead):
+        return f"{error}: run invoice-ledger migrate"
+    if is_unavailability(error):
+        root: BaseException = error
+        for _ in range(CAUSE_CHAIN_LENGTH_MAX):
+            if root.__cause__ is None:
+                break
+            root = root.__cause__
+        # The type only: a driver's message can quote a statement's values.
+        return (
+            f"database unreachable ({type(root).__name__}): check LEDGER_DATABASE_URL"
+            " and that the database is up"
+        )
+    return None
+
+
+@click.group(cls=LedgerCommands, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show the traceback of a database problem.")
+def main(debug: bool) -> None:
     """A ledger of Cybersource invoices, fed by verified webhooks.
 
     Configuration comes from LEDGER_* environment variables (see README).
@@ -104,6 +145,7 @@ async def _project(settings: Settings, once: bool) -> int:
 
     engine = create_engine(settings.database, pool_size=2)
     try:
+        await require_schema_at_head(engine)
         read_models = SqlReadModelStore(engine)
         projector = InvoiceProjector(SqlEventStore(engine), read_models, owner=projector_owner())
         if once:
@@ -143,6 +185,7 @@ def rebuild() -> None:
 async def _rebuild(settings: Settings) -> int:
     engine = create_engine(settings.database, pool_size=2)
     try:
+        await require_schema_at_head(engine)
         store = SqlEventStore(engine)
         with tqdm(total=await store.last_position(), unit="event", desc="rebuild") as bar:
             return await rebuild_invoices(store, SqlReadModelStore(engine), on_progress=bar.update)
@@ -238,6 +281,7 @@ async def _reconcile(
 ) -> SweepSummary:
     engine = create_engine(settings.database, pool_size=4)
     try:
+        await require_schema_at_head(engine)
         async with _cybersource_client(settings) as client:
             reconciler = Reconciler(
                 client, SqlEventStore(engine), settings.cybersource_organizations
@@ -430,6 +474,7 @@ async def _read_events(
 ) -> list[RecordedEvent]:
     engine = create_engine(settings.database, pool_size=1)
     try:
+        await require_schema_at_head(engine)
         store = SqlEventStore(engine)
         if stream_id is not None:
             return [e for e in await store.read_stream(stream_id) if e.position > after][:limit]

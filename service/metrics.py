@@ -47,6 +47,12 @@ class LedgerMetrics:
             "Events projected into the invoice read models by this process.",
             registry=self.registry,
         )
+        self.projector_up = Gauge(
+            "ledger_projector_up",
+            "1 while this process's projector runs (leading or standing by); 0 once it stopped"
+            " on an error, or when this process runs none.",
+            registry=self.registry,
+        )
         self.projector_errors = Counter(
             "ledger_projector_errors",
             "Projector stops on an error (it stops rather than skip an event).",

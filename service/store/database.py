@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 5.0
 POSTGRESQL_CONNECT_TIMEOUT_SECONDS = 5.0
@@ -48,6 +49,20 @@ def _redacted(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
         return "<unparseable>"
+
+
+async def database_now(connection: AsyncConnection) -> datetime:
+    """The database server's clock (UTC): one clock for every replica, whatever each host's says.
+
+    PostgreSQL's CURRENT_TIMESTAMP is the transaction's start; SQLite's is whole seconds, so
+    milliseconds are asked of strftime.
+    """
+    if connection.dialect.name == "postgresql":
+        value = await connection.scalar(text("SELECT CURRENT_TIMESTAMP"))
+        assert isinstance(value, datetime)
+        return value.astimezone(UTC)
+    stamp = await connection.scalar(text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')"))
+    return datetime.fromisoformat(str(stamp)).replace(tzinfo=UTC)
 
 
 def is_postgresql(engine: AsyncEngine) -> bool:

@@ -7,12 +7,14 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-MIGRATIONS_DIRECTORY = Path(__file__).resolve().parents[2] / "migrations"
+# Inside the package, so that an installed (non-editable) service can migrate.
+MIGRATIONS_DIRECTORY = Path(__file__).resolve().parent / "alembic"
+VERSION_TABLE = "alembic_version"
 
 
 def alembic_config(database_url: str) -> Config:
@@ -37,8 +39,29 @@ def head_revision() -> str | None:
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
+    # Read directly rather than through alembic's MigrationContext, which logs two lines at
+    # INFO each time: noise on every readiness probe and before a command's own error.
     def read(connection: Connection) -> str | None:
-        return MigrationContext.configure(connection).get_current_revision()
+        if not inspect(connection).has_table(VERSION_TABLE):
+            return None
+        versions = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}"))
+        return versions.scalar_one_or_none()
 
     async with engine.connect() as connection:
         return await connection.run_sync(read)
+
+
+class SchemaNotAtHead(Exception):
+    """The database's schema is not the one this code was written for: run the migrations."""
+
+    def __init__(self, current: str | None, expected: str | None) -> None:
+        super().__init__(f"database schema at {current or 'nothing'}, expected {expected}")
+        self.current = current
+        self.expected = expected
+
+
+async def require_schema_at_head(engine: AsyncEngine) -> None:
+    """Raise ``SchemaNotAtHead`` unless the database is migrated to this code's head."""
+    current, expected = await current_revision(engine), head_revision()
+    if current != expected:
+        raise SchemaNotAtHead(current, expected)

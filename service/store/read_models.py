@@ -28,7 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service.domain.invoice import InvoiceState
-from service.store.database import is_postgresql
+from service.store.database import database_now, is_postgresql
 from service.store.errors import unavailability_as_store_error
 from service.store.exact_sums import EXACT, Summed, grouped_sums
 from service.store.schema import (
@@ -76,9 +76,17 @@ REBUILD_TABLES = ReadModelTables(
 )
 
 
+def host_now() -> datetime:
+    return datetime.now(UTC)
+
+
 class SqlReadModelStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, clock: Callable[[], datetime] = host_now
+    ) -> None:
+        """``clock`` (the host's) dates checkpoint updates; leases use the database's clock."""
         self._engine = engine
+        self._clock = clock
         self._dialect_insert = postgresql.insert if is_postgresql(engine) else sqlite.insert
 
     async def checkpoint(self, name: str = INVOICES_PROJECTION) -> int:
@@ -103,11 +111,13 @@ class SqlReadModelStore:
         ``take_over`` takes it even from a live holder (a rebuild does): that holder's next
         write is refused and it stands by until the lease is free again.
         """
-        now = datetime.now(UTC)
         async with unavailability_as_store_error(), self._engine.begin() as connection:
+            # Expiry is reckoned on the database's clock alone: replicas whose host clocks
+            # disagree would otherwise take a live lease, or keep a lapsed one, by the skew.
+            now = await database_now(connection)
             await connection.execute(
                 self._dialect_insert(projection_checkpoints)
-                .values(name=name, position=0, updated_at=now)
+                .values(name=name, position=0, updated_at=self._clock())
                 .on_conflict_do_nothing(index_elements=[projection_checkpoints.c.name])
             )
             taken = await connection.execute(
@@ -157,7 +167,7 @@ class SqlReadModelStore:
                     projection_checkpoints.c.owner == owner,
                     projection_checkpoints.c.position == from_position,
                 )
-                .values(position=to_position, updated_at=datetime.now(UTC))
+                .values(position=to_position, updated_at=self._clock())
             )
             if moved.rowcount != 1:
                 raise LeaseLost(f"projection {name!r} is no longer at {from_position} for {owner}")
@@ -196,7 +206,7 @@ class SqlReadModelStore:
                 .where(
                     projection_checkpoints.c.name == name, projection_checkpoints.c.owner == owner
                 )
-                .values(position=to_position, updated_at=datetime.now(UTC))
+                .values(position=to_position, updated_at=self._clock())
             )
             if moved.rowcount != 1:
                 raise LeaseLost(f"projection {name!r} lease lost during the rebuild")

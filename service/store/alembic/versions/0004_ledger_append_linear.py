@@ -3,7 +3,7 @@
 The first version concatenated a jsonb array per event, copying the whole answer each time:
 a delivery listing thousands of invoices held the append lock (and so held up the projector)
 for seconds. This version collects outcomes and positions in arrays, which PL/pgSQL grows in
-place, and builds the answer once. The function's text lives in ``migrations/sql/``.
+place, and builds the answer once. The function's text lives in ``sql/`` beside ``versions/``.
 PostgreSQL only; SQLite appends in Python.
 
 Revision ID: 0004
