@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.domain.identity import InvoiceKey
 from service.domain.invoice import OPEN_STATUSES
+from service.store.database import is_postgresql
 from service.store.errors import unavailability_as_store_error
 from service.store.exact_sums import GroupSums, PartialSum, Summed, grouped_sums
 from service.store.schema import invoice_collections, invoice_totals, invoice_versions, invoices
@@ -175,7 +176,7 @@ class InvoiceQueries:
         """Money collected per period and currency; a collection of unknown amount makes its
         period's row incomplete."""
         collected = invoice_collections.c
-        day = func.date(collected.collected_at)  # UTC: sessions and stored instants are UTC
+        day = self._utc_day(collected.collected_at)
         within = [collected.collected_at >= datetime.combine(start, time(), UTC)]
         if (after_end := _start_of_day_after(end)) is not None:
             within.append(collected.collected_at < after_end)
@@ -202,6 +203,14 @@ class InvoiceQueries:
             for (period, currency), amount in by_period.items()
         ]
         return sorted(items, key=_report_order)
+
+    def _utc_day(self, instant: ColumnElement[Any]) -> ColumnElement[Any]:
+        """The UTC day of a stored instant (sessions and stored instants are UTC)."""
+        if is_postgresql(self._engine):
+            return func.date(instant)
+        # SQLite's date() rounds to milliseconds: 23:59:59.9996 would fall on the next day
+        # (and on 9999-12-31, on none). Its stored text starts with the day itself.
+        return func.substr(instant, 1, 10)
 
     async def doubtful_invoices(
         self, now: datetime, quiet_since: datetime, limit: int
