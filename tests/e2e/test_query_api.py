@@ -513,3 +513,29 @@ def test_a_negative_zero_amount_is_shown_as_zero(api: httpx.Client) -> None:
         )  # fmt: skip
     [listed] = get(api, "/v1/invoices")["items"]
     assert listed["paidAmount"] == "0.00"
+
+
+def test_payments_that_contradict_each_other_leave_a_collection_unknown_never_negative(
+    api: httpx.Client,
+) -> None:
+    # One signed delivery stating six payments on one invoice at one moment, with totals and
+    # balances that contradict each other (found by the property test): the fold's
+    # differences between them go negative, and the projector used to stop on them.
+    stated = [  # (balance, total, payment, transaction)
+        (None, "0.000001", "0.00221", "p-1"), (None, None, None, "p-2"),
+        (None, "10426308.22509", "173023520.461", None), (None, "0.041", None, "p-4"),
+        ("9999999999999.999999", "0", None, "p-5"), ("9999999999999", "0.000001", "0.00", "p-6"),
+    ]  # fmt: skip
+    document = json.loads(notification("partial-payment", "INV-C", "0", "2024-02-29T12:00:00Z"))
+    [item] = document["payloads"]
+    document["payloads"] = [
+        {"data": {**item["data"], "balanceAmount": balance, "totalAmount": total,
+                  "paymentAmount": payment, "transactionId": transaction}}
+        for balance, total, payment, transaction in stated
+    ]  # fmt: skip
+    deliver_all(api, [encode(document)])
+    get(api, "/v1/reports/status", minPosition=len(stated))  # the projector did not stop
+    collections = get(api, "/v1/reports/collections", **{"from": "2024-02-29", "to": "2024-02-29"})
+    [row] = collections["items"]
+    assert row["amount"] is None or not row["amount"].startswith("-")
+    assert get(api, "/v1/invoices/INV-C")["invoiceNumber"] == "INV-C"
