@@ -90,6 +90,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
         metrics,
         max_body_bytes=settings.max_body_bytes,
         body_timeout_seconds=settings.http_body_timeout_seconds,
+        items_per_delivery_max=settings.webhook_items_max,
         **receiver_options,
     )
     authorizer = ApiAuthorizer(settings.api_tokens.tokens)

@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     # this size get it (invoicing notifications are a few kilobytes).
     webhook_payload_form_max_bytes: int = Field(262_144, ge=1024, le=64 * 1_048_576)
     max_body_bytes: int = Field(1_048_576, ge=1024, le=64 * 1_048_576)
+    # Invoices (payload items) one delivery may carry; beyond it 422 and a dead letter.
+    webhook_items_max: int = Field(1000, ge=1, le=100_000)
     # What one client may hold of the HTTP server (see service/http_server.py).
     http_implementation: HttpImplementation = HttpImplementation.HTTPTOOLS
     http_max_header_bytes: int = Field(16_384, ge=1024, le=1_048_576)

@@ -18,7 +18,20 @@ from service.domain.money import format_amount
 
 
 def money(amount: Decimal | None, currency: str | None) -> str | None:
-    return None if amount is None else format_amount(amount, currency)
+    # copy_abs: a provider's "-0.00" is zero, and a document never shows a minus sign.
+    return None if amount is None else format_amount(_unsigned_zero(amount), currency)
+
+
+def _unsigned_zero(amount: Decimal) -> Decimal:
+    return amount.copy_abs() if amount.is_zero() else amount
+
+
+def paid_money(total: Decimal | None, balance: Decimal | None, currency: str | None) -> str | None:
+    """Total less balance; null when either is unknown or the balance exceeds the total (the
+    facts disagree, and the reconciler treats such an invoice as doubtful): never negative."""
+    if total is None or balance is None or balance > total:
+        return None
+    return money(total - balance, currency)
 
 
 def _instant(moment: datetime | None) -> str | None:
@@ -43,9 +56,7 @@ def invoice_from_row(row: Row[Any]) -> dict[str, Any]:
         "currency": currency,
         "totalAmount": money(total, currency),
         "balanceAmount": money(balance, currency),
-        "paidAmount": money(total - balance, currency)
-        if total is not None and balance is not None
-        else None,
+        "paidAmount": paid_money(total, balance, currency),
         "dueDate": _day(row.due_date),
         "customer": _customer(row.customer_name, row.customer_email),
         "payments": [
@@ -72,7 +83,7 @@ def invoice_from_state(state: InvoiceState, updated_at: datetime | None) -> dict
         "currency": currency,
         "totalAmount": money(state.total_amount, currency),
         "balanceAmount": money(state.balance_amount, currency),
-        "paidAmount": money(state.paid_amount, currency),
+        "paidAmount": paid_money(state.total_amount, state.balance_amount, currency),
         "dueDate": _day(state.due_date),
         "customer": _customer(state.customer_name, state.customer_email),
         "payments": [

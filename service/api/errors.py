@@ -27,8 +27,12 @@ class ApiError(Exception):
         return {"error": self.error, "detail": self.detail, **self.facts}
 
 
+PARAMETER_NAME_SHOWN_MAX = 60  # an error names the parameter, never echoes a kilobyte of it
+
+
 def bad_parameter(name: str, problem: str) -> ApiError:
-    return ApiError(400, "bad_parameter", f"{name}: {problem}")
+    shown = name if len(name) <= PARAMETER_NAME_SHOWN_MAX else name[:PARAMETER_NAME_SHOWN_MAX] + "…"
+    return ApiError(400, "bad_parameter", f"{shown}: {problem}")
 
 
 def unknown_invoice(invoice_number: str, organization_id: str | None, when: str = "") -> ApiError:

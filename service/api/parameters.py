@@ -5,10 +5,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import UTC, date, datetime
+import re
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Annotated, Any, TypeVar
+from urllib.parse import quote, unquote_to_bytes
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
 
 from service.api.errors import bad_parameter
 from service.domain.invoice import InvoiceStatus
@@ -16,34 +19,78 @@ from service.projections.queries import PageKey
 
 PAGE_SIZE_MAX = 500
 COLLECTION_DAYS_MAX = 3660
+CURSOR_LENGTH_MAX = 1000
+# Identifiers as the receiver stores them (service.webhooks.envelope.IDENTIFIER_LENGTH_MAX).
+IDENTIFIER_LENGTH_MAX = 200
+QUERY_PARAMETERS_MAX = 20
+# Positions are PostgreSQL BIGINTs: a larger minPosition names no event that can ever exist.
+POSITION_MAX = 2**63 - 1
 
 Parameters = TypeVar("Parameters", bound=BaseModel)
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+    # Only the names the API documents: a field's Python name is not a parameter.
+    model_config = ConfigDict(extra="forbid", populate_by_name=False, frozen=True)
 
 
-def _aware(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        raise ValueError("must be an ISO-8601 instant with an offset, e.g. 2026-01-31T00:00:00Z")
-    return value.astimezone(UTC)
+# RFC 3339 (OpenAPI's date-time and date formats), and nothing else: an epoch number, a
+# week date or an instant without an offset is refused rather than guessed at.
+_INSTANT_PATTERN = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]{1,20})?"
+    r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))"
+)
+_DAY_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_INSTANT_EXAMPLE = "an ISO-8601 instant with an offset, e.g. 2026-01-31T00:00:00Z"
 
 
-AwareInstant = Annotated[datetime, AfterValidator(_aware)]
+def parse_instant(value: object) -> datetime:
+    """An RFC 3339 instant, in UTC; ValueError names the rule it breaks."""
+    match = _INSTANT_PATTERN.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(f"must be {_INSTANT_EXAMPLE}")
+    year, month, day, hour, minute, second = (int(part) for part in match.group(1, 2, 3, 4, 5, 6))
+    fraction = (match.group(7) or ".0")[1:7].ljust(6, "0")  # beyond microseconds: truncated
+    try:
+        offset = timedelta()
+        if match.group(8) is None:
+            sign = -1 if match.group(9) == "-" else 1
+            offset = sign * timedelta(hours=int(match.group(10)), minutes=int(match.group(11)))
+        zone = timezone(offset)  # ValueError beyond ±24 h
+        moment = datetime(year, month, day, hour, minute, second, int(fraction), tzinfo=zone)
+        return moment.astimezone(UTC)  # OverflowError before year 1 or after 9999 in UTC
+    except ValueError:
+        raise ValueError(f"must be {_INSTANT_EXAMPLE}, a real date and time") from None
+    except OverflowError:
+        raise ValueError("must fall within the years 1 to 9999 in UTC") from None
+
+
+def parse_day(value: object) -> date:
+    if not isinstance(value, str) or not _DAY_PATTERN.fullmatch(value):
+        raise ValueError("must be an ISO-8601 date, e.g. 2026-01-31")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be an ISO-8601 date, e.g. 2026-01-31, a real day") from None
+
+
+Instant = Annotated[datetime, PlainValidator(parse_instant)]
+Day = Annotated[date, PlainValidator(parse_day)]
 
 
 class Consistency(_Strict):
-    min_position: int | None = Field(None, alias="minPosition", ge=0)
+    min_position: int | None = Field(None, alias="minPosition", ge=0, le=POSITION_MAX)
 
 
 class OrganizationFilter(Consistency):
     # "" is a value, not an absence: it names the invoices whose organization is unknown.
-    organization_id: str | None = Field(None, alias="organizationId", max_length=200)
+    organization_id: str | None = Field(
+        None, alias="organizationId", max_length=IDENTIFIER_LENGTH_MAX
+    )
 
 
 class InvoiceParameters(OrganizationFilter):
-    as_of: AwareInstant | None = Field(None, alias="asOf")
+    as_of: Instant | None = Field(None, alias="asOf")
 
 
 class InvoiceEventsParameters(OrganizationFilter):
@@ -53,24 +100,24 @@ class InvoiceEventsParameters(OrganizationFilter):
 class InvoiceListParameters(OrganizationFilter):
     status: InvoiceStatus | None = None
     currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")
-    due_before: date | None = Field(None, alias="dueBefore")
-    due_after: date | None = Field(None, alias="dueAfter")
-    updated_since: AwareInstant | None = Field(None, alias="updatedSince")
+    due_before: Day | None = Field(None, alias="dueBefore")
+    due_after: Day | None = Field(None, alias="dueAfter")
+    updated_since: Instant | None = Field(None, alias="updatedSince")
     limit: int = Field(100, ge=1, le=PAGE_SIZE_MAX)
-    cursor: str | None = Field(None, max_length=1000)
+    cursor: str | None = Field(None, max_length=CURSOR_LENGTH_MAX)
 
 
 class OutstandingParameters(OrganizationFilter):
-    as_of: AwareInstant | None = Field(None, alias="asOf")
+    as_of: Instant | None = Field(None, alias="asOf")
 
 
 class AgingParameters(OrganizationFilter):
-    as_of: date | None = Field(None, alias="asOf")
+    as_of: Day | None = Field(None, alias="asOf")
 
 
 class CollectionsParameters(OrganizationFilter):
-    start: date = Field(alias="from")
-    end: date = Field(alias="to")
+    start: Day = Field(alias="from")
+    end: Day = Field(alias="to")
     interval: str = Field("day", pattern=r"^(day|week|month)$")
 
 
@@ -91,21 +138,27 @@ def parse(model: type[Parameters], query: dict[str, str]) -> Parameters:
 
 
 def encode_cursor(key: PageKey) -> str:
-    raw = json.dumps(
-        [key.updated_at.isoformat(), key.organization_id, key.invoice_number]
-    ).encode()
+    raw = json.dumps([key.updated_at.isoformat(), key.organization_id, key.invoice_number]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str) -> PageKey:
+    """The page key a cursor names; anything but a cursor this API issued is a 400."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        updated_at, organization_id, invoice_number = json.loads(base64.urlsafe_b64decode(padded))
-        return PageKey(
-            datetime.fromisoformat(updated_at), str(organization_id), str(invoice_number)
-        )
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+        key = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+        if not (isinstance(key, list) and len(key) == 3 and all(isinstance(k, str) for k in key)):
+            raise ValueError("not three strings")
+        updated_at, organization_id, invoice_number = key
+        if not all(_is_identifier(text) for text in (organization_id, invoice_number)):
+            raise ValueError("not identifiers")
+        return PageKey(parse_instant(updated_at), organization_id, invoice_number)
+    except (binascii.Error, ValueError, UnicodeError, RecursionError):
         raise bad_parameter("cursor", "is not a cursor this API issued") from None
+
+
+def _is_identifier(text: str) -> bool:
+    return len(text) <= IDENTIFIER_LENGTH_MAX and not _UNSTORABLE_CHARACTER.search(text)
 
 
 def collection_range(parameters: CollectionsParameters) -> None:
@@ -115,11 +168,58 @@ def collection_range(parameters: CollectionsParameters) -> None:
         raise bad_parameter("to", f"the range may span at most {COLLECTION_DAYS_MAX} days")
 
 
-def query_dict(items: Any) -> dict[str, str]:
-    """Query parameters as a dict; a repeated parameter is an error, not a silent pick."""
+# PostgreSQL text cannot hold NUL, and a lone surrogate cannot be encoded at all.
+_UNSTORABLE_CHARACTER = re.compile("[\x00\ud800-\udfff]")
+
+
+def decoded_text(raw: bytes, name: str) -> str:
+    """Percent-decoded UTF-8 text that a database can compare; 400 naming ``name`` otherwise."""
+    try:
+        text = unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        raise bad_parameter(name, "is not UTF-8 text once percent-decoded") from None
+    if _UNSTORABLE_CHARACTER.search(text):
+        raise bad_parameter(name, "contains a NUL character")
+    return text
+
+
+def query_dict(query_string: bytes) -> dict[str, str]:
+    """The raw query string as a dict, decoded strictly (never with replacement characters);
+    a repeated parameter is an error, not a silent pick."""
     result: dict[str, str] = {}
-    for name, value in items:
+    for pair in filter(None, query_string.split(b"&")):
+        raw_name, _, raw_value = pair.partition(b"=")
+        name = decoded_text(raw_name.replace(b"+", b" "), "query")
+        value = decoded_text(raw_value.replace(b"+", b" "), name)
         if name in result:
             raise bad_parameter(name, "is given more than once")
+        if len(result) == QUERY_PARAMETERS_MAX:
+            raise bad_parameter("query", f"has more than {QUERY_PARAMETERS_MAX} parameters")
         result[name] = value
     return result
+
+
+INVOICES_PATH_PREFIX = b"/v1/invoices/"
+
+
+def invoice_path(scope: Mapping[str, Any]) -> tuple[str, str | None] | None:
+    """(invoice number, sub-resource) of a path under /v1/invoices/, None if it names none.
+
+    Read from the raw path, so that a number containing "/" (sent as %2F) is one segment.
+    """
+    raw_path = scope.get("raw_path")
+    if not raw_path or INVOICES_PATH_PREFIX not in raw_path:
+        # No raw path from the server (it is optional in ASGI): quote the decoded one again.
+        raw_path = quote(scope["path"], safe="/", errors="surrogatepass").encode("ascii")
+    rest = raw_path[raw_path.index(INVOICES_PATH_PREFIX) + len(INVOICES_PATH_PREFIX) :]
+    match rest.split(b"/"):
+        case [number] if number:
+            sub_resource = None
+        case [number, b"events"] if number:
+            sub_resource = "events"
+        case _:
+            return None
+    invoice_number = decoded_text(number, "invoiceNumber")
+    if len(invoice_number) > IDENTIFIER_LENGTH_MAX:
+        raise bad_parameter("invoiceNumber", f"is longer than {IDENTIFIER_LENGTH_MAX} characters")
+    return invoice_number, sub_resource

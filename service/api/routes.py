@@ -22,7 +22,7 @@ from service.api.documents import (
     invoice_from_state,
     report_items,
 )
-from service.api.errors import ApiError
+from service.api.errors import ApiError, bad_parameter
 from service.api.invoice_identity import organization_meant
 from service.domain.identity import invoices_in_stream
 from service.domain.invoice import fold_as_of
@@ -53,8 +53,9 @@ class QueryApi:
     def routes(self) -> list[Route]:
         endpoints: dict[str, Endpoint] = {
             "/v1/invoices": self.list_invoices,
-            "/v1/invoices/{invoiceNumber}": self.get_invoice,
-            "/v1/invoices/{invoiceNumber}/events": self.invoice_events,
+            # One route for /v1/invoices/{invoiceNumber} and its /events, read from the raw
+            # path: Starlette's {invoiceNumber} would not match a number containing "/".
+            "/v1/invoices/{invoicePath:path}": self.invoice_resource,
             "/v1/reports/outstanding": self.outstanding,
             "/v1/reports/aging": self.aging,
             "/v1/reports/collections": self.collections,
@@ -84,6 +85,13 @@ class QueryApi:
             position = await self._read_models.checkpoint()
             if minimum is None or position >= minimum:
                 return position
+            # Every position a client can know was committed before it learnt it: a later
+            # one names no event yet, and waiting for it would be a 503 the input caused.
+            recorded = await self._events.highest_position()
+            if minimum > recorded:
+                raise bad_parameter(
+                    "minPosition", f"no event is recorded at {minimum}: the last is at {recorded}"
+                )
             if time.monotonic() >= deadline:
                 raise ApiError(
                     503, "projection_behind",
@@ -94,10 +102,18 @@ class QueryApi:
 
     @staticmethod
     def _query(request: Request) -> dict[str, str]:
-        return p.query_dict(request.query_params.multi_items())
+        return p.query_dict(request.scope.get("query_string", b""))
 
-    async def get_invoice(self, request: Request, position: int) -> Any:
-        number = request.path_params["invoiceNumber"]
+    async def invoice_resource(self, request: Request, position: int) -> Any:
+        path = p.invoice_path(request.scope)
+        if path is None:
+            raise ApiError(404, "unknown_path", "no resource at this path under /v1/invoices/")
+        number, sub_resource = path
+        if sub_resource == "events":
+            return await self.invoice_events(request, number)
+        return await self.get_invoice(request, number, position)
+
+    async def get_invoice(self, request: Request, number: str, position: int) -> Any:
         parameters = p.parse(p.InvoiceParameters, self._query(request))
         named = parameters.organization_id
         if parameters.as_of is None:
@@ -142,8 +158,7 @@ class QueryApi:
             )
         return {"items": [invoice_from_row(row) for row in rows], "nextCursor": next_cursor}
 
-    async def invoice_events(self, request: Request, position: int) -> Any:
-        number = request.path_params["invoiceNumber"]
+    async def invoice_events(self, request: Request, number: str) -> Any:
         parameters = p.parse(p.InvoiceEventsParameters, self._query(request))
         by_organization = {
             key.organization_id: events

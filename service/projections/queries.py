@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.domain.identity import InvoiceKey
 from service.domain.invoice import OPEN_STATUSES
+from service.store.database import is_postgresql
 from service.store.errors import unavailability_as_store_error
 from service.store.exact_sums import GroupSums, PartialSum, Summed, grouped_sums
 from service.store.schema import invoice_collections, invoice_totals, invoice_versions, invoices
@@ -135,14 +136,15 @@ class InvoiceQueries:
 
     async def aging(self, as_of: date, organization_id: str | None = None) -> list[dict[str, Any]]:
         """Open balances by days past due at the end of ``as_of`` (UTC)."""
-        end_of_day = datetime.combine(as_of + timedelta(days=1), time(), UTC)
+        end_of_day = _start_of_day_after(as_of) or datetime.max.replace(tzinfo=UTC)
         due = invoice_versions.c.due_date
+        days_30, days_60, days_90 = (_days_before(as_of, days) for days in (30, 60, 90))
         buckets = {
             "current": due >= as_of,
-            "days1To30": and_(due < as_of, due >= as_of - timedelta(days=30)),
-            "days31To60": and_(due < as_of - timedelta(days=30), due >= as_of - timedelta(days=60)),
-            "days61To90": and_(due < as_of - timedelta(days=60), due >= as_of - timedelta(days=90)),
-            "over90": due < as_of - timedelta(days=90),
+            "days1To30": and_(due < as_of, due >= days_30),
+            "days31To60": and_(due < days_30, due >= days_60),
+            "days61To90": and_(due < days_60, due >= days_90),
+            "over90": due < days_90,
             "noDueDate": due.is_(None),
         }
         groups = await self._grouped_sums(
@@ -174,16 +176,15 @@ class InvoiceQueries:
         """Money collected per period and currency; a collection of unknown amount makes its
         period's row incomplete."""
         collected = invoice_collections.c
-        day = func.date(collected.collected_at)  # UTC: sessions and stored instants are UTC
+        day = self._utc_day(collected.collected_at)
+        within = [collected.collected_at >= datetime.combine(start, time(), UTC)]
+        if (after_end := _start_of_day_after(end)) is not None:
+            within.append(collected.collected_at < after_end)
         groups = await self._grouped_sums(
             invoice_collections,
             [collected.currency, day],
             {"amount": Summed(collected.amount)},
-            [
-                collected.collected_at >= datetime.combine(start, time(), UTC),
-                collected.collected_at < datetime.combine(end + timedelta(days=1), time(), UTC),
-                *_in_organization(invoice_collections, organization_id),
-            ],
+            [*within, *_in_organization(invoice_collections, organization_id)],
         )
         by_period: dict[tuple[str, str | None], PartialSum] = {}
         for group in groups:
@@ -202,6 +203,14 @@ class InvoiceQueries:
             for (period, currency), amount in by_period.items()
         ]
         return sorted(items, key=_report_order)
+
+    def _utc_day(self, instant: ColumnElement[Any]) -> ColumnElement[Any]:
+        """The UTC day of a stored instant (sessions and stored instants are UTC)."""
+        if is_postgresql(self._engine):
+            return func.date(instant)
+        # SQLite's date() rounds to milliseconds: 23:59:59.9996 would fall on the next day
+        # (and on 9999-12-31, on none). Its stored text starts with the day itself.
+        return func.substr(instant, 1, 10)
 
     async def doubtful_invoices(
         self, now: datetime, quiet_since: datetime, limit: int
@@ -261,6 +270,16 @@ class InvoiceQueries:
         )
 
 
+def _days_before(day: date, days: int) -> date:
+    """``day`` less ``days``, or the first day there is (no invoice is due before it)."""
+    return day - timedelta(days=days) if day - date.min >= timedelta(days=days) else date.min
+
+
+def _start_of_day_after(day: date) -> datetime | None:
+    """Midnight UTC after ``day``; None after the last day there is (no instant follows it)."""
+    return None if day == date.max else datetime.combine(day + timedelta(days=1), time(), UTC)
+
+
 def _in_organization(table: Any, organization_id: str | None) -> list[ColumnElement[bool]]:
     return [] if organization_id is None else [table.c.organization_id == organization_id]
 
@@ -286,4 +305,3 @@ def period_of(day: date, interval: Interval) -> str:
     if interval == "week":
         return (day - timedelta(days=day.weekday())).isoformat()  # the Monday it starts
     return day.strftime("%Y-%m")
-

@@ -373,6 +373,13 @@ class SqlEventStore:
                     or 0
                 )
 
+    async def highest_position(self) -> int:
+        """The highest committed position (0 for none); unlike ``last_position`` it waits for
+        no append in flight, since it bounds what a client can know rather than what to read."""
+        async with unavailability_as_store_error(), self._engine.connect() as connection:
+            highest = await connection.scalar(select(func.coalesce(func.max(events.c.position), 0)))
+            return int(highest or 0)
+
     async def inbox_entries(self, limit: int = 100) -> list[Mapping[str, Any]]:
         """The most recent deliveries, newest first (for operators and tests)."""
         async with unavailability_as_store_error(), self._engine.connect() as connection:

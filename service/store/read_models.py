@@ -493,7 +493,15 @@ def _collection_rows(item: ProjectedInvoice) -> list[dict[str, Any]]:
             "sequence": sequence,
             "collected_at": collection.collected_at,
             "currency": item.state.currency,
-            "amount": collection.amount,  # None: money arrived, how much is not yet known
+            "amount": _collected_amount(collection.amount),
         }
         for sequence, collection in enumerate(item.state.collections, 1)
     ]
+
+
+def _collected_amount(amount: Decimal | None) -> Decimal | None:
+    """None: money arrived, how much is not yet known. Facts that contradict each other (a
+    balance stated above the total) can make the fold's difference negative: no money is
+    collected negatively, so that amount is unknown too, and the row says incomplete,
+    rather than the projector stopping on a notification Cybersource signed."""
+    return None if amount is not None and amount < 0 else amount

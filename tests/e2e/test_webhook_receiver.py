@@ -276,3 +276,41 @@ def test_unicode_digits_in_headers_never_cause_a_server_error(
             await app.state.resources.engine.dispose()
 
     assert asyncio.run(post_and_close()) == (200, {"status": "accepted"})
+
+
+def _notification_of(invoices: int) -> bytes:
+    notification = invoice_notification("BATCH-0", notification_id=f"batch-of-{invoices}")
+    [item] = notification["payloads"]
+    notification["payloads"] = [
+        {"data": {**item["data"], "invoiceNumber": f"BATCH-{index}"}} for index in range(invoices)
+    ]
+    return encode(notification)
+
+
+def test_a_delivery_of_more_invoices_than_the_bound_gets_422_and_is_kept_as_a_dead_letter(
+    database_url: str,
+) -> None:
+    settings = load_settings(
+        database_url=database_url, webhook_keys=WEBHOOK_KEYS_SETTING, webhook_items_max=3
+    )
+    app = create_app(settings)
+
+    async def deliver_both() -> list[tuple[int, object]]:
+        try:
+            return [
+                await post_in_process(app, WEBHOOK_PATH, body, signed_headers(body))
+                for body in (_notification_of(3), _notification_of(4))
+            ]
+        finally:
+            await app.state.resources.engine.dispose()
+
+    within, beyond = asyncio.run(deliver_both())
+    assert within == (200, {"status": "accepted"})
+    assert beyond[0] == 422
+    assert beyond[1] == {
+        "error": "unusable_body", "detail": "the payload holds more than 3 items",
+    }  # fmt: skip
+    events, inbox = ledger(database_url)
+    assert sorted(event.stream_id for event in events) == ["BATCH-0", "BATCH-1", "BATCH-2"]
+    assert (inbox[0]["outcome"], bytes(inbox[0]["body"])) == ("rejected", _notification_of(4))
+    assert inbox[0]["reason"].startswith("unusable_body: the payload holds more than 3 items")
