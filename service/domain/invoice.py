@@ -253,6 +253,11 @@ class _Running:
             return
         known = sum((c.amount for c in self.collections if c.amount is not None), ZERO)
         missing = self.total - self.balance - known
+        if missing < 0:
+            # More was collected than total and balance leave room for: the facts contradict
+            # each other about the total, which stays unknown until Cybersource is asked.
+            self.total = None
+            return
         unknown = [i for i, c in enumerate(self.collections) if c.amount is None]
         if unknown:
             # Now that total and balance are known, so is what the unknown collections were.
@@ -263,8 +268,6 @@ class _Running:
             self.collections = [c for c in self.collections if c.amount != 0]
         elif missing > 0:
             self.collect(moment, missing)  # money the facts show arrived without saying when
-        elif missing < 0:
-            self.balance = self.total - known  # never less owed than what was collected says
 
     # --- provisional: notifications -----------------------------------------------------------
 
