@@ -134,6 +134,9 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
         )
 
     async def metrics_endpoint(request: Request) -> Response:
+        if resources.projector is not None and resources.projector.health.error is not None:
+            # The projector has stopped even if its task is still releasing its lease.
+            metrics.projector_up.set(0)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def openapi_endpoint(request: Request) -> Response:

@@ -64,7 +64,11 @@ async def test_migrating_from_0002_loses_no_event_and_the_projector_rebuilds_the
         replace(event, schema_version=1)
         for event in (
             invoice_event(
-                "1001", "a", notification={"organizationId": "org-a"}, totalAmount="5.00"
+                "1001",
+                "a",
+                notification={"organizationId": "org-a"},
+                totalAmount="5.00",
+                balanceAmount="5.00",
             ),
             invoice_event("1001", "b", seconds=1, notification={"organizationId": "org-b"}),
             invoice_event("1002", "c", seconds=2),

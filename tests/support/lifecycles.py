@@ -25,22 +25,11 @@ from service.domain.payloads import (
     StatedFields,
     encode,
 )
+from service.reconciler.facts import EVENT_TYPE_BY_HISTORY_EVENT
 
 E = InvoiceEventType
 START = datetime(2026, 3, 1, 9, tzinfo=UTC)
 EXPONENTS = {"USD": 2, "JPY": 0, "KWD": 3}
-HISTORY_TYPES = {
-    "DRAFT": E.INVOICE_DRAFTED,
-    "CREATE": E.INVOICE_CREATED,
-    "UPDATE": E.INVOICE_UPDATED,
-    "SEND": E.INVOICE_SENT,
-    "RESEND": E.INVOICE_SENT,
-    "REMINDER": E.INVOICE_REMINDER_SENT,
-    "PAYMENT": E.PAYMENT_RECEIVED,
-    "CANCEL": E.INVOICE_CANCELED,
-    "PENDING": E.INVOICE_PAYMENT_PENDING,
-    "REJECTED": E.INVOICE_PAYMENT_REJECTED,
-}
 
 
 @dataclass(frozen=True)
@@ -288,7 +277,13 @@ def observe(life: Lifecycle, moment: datetime, delivery: Delivery) -> InvoiceObs
         )
         key = f"h:{life.number}:{entry.event}:{entry.moment.isoformat()}:{transaction}:{occurrence}"
         delivery.facts.append(
-            (HISTORY_TYPES[entry.event], entry.moment, EventSource.RECONCILER, encode(fact), key)
+            (
+                EVENT_TYPE_BY_HISTORY_EVENT[entry.event],
+                entry.moment,
+                EventSource.RECONCILER,
+                encode(fact),
+                key,
+            )
         )
     observed = InvoiceObserved(
         life.organization_id,
