@@ -394,8 +394,15 @@ class _ProviderPast:
         running = self._running
         points = sorted([*self._entries, *self._observations], key=_Fact.order)
         states = []
-        matched: set[str] = set()
+        described = 0  # notifications whose payer details have been taken, in time order
         for fact in points:
+            # Payer details are never in the history; the notifications up to now tell them.
+            while (
+                described < len(self._notifications)
+                and self._notifications[described].order() <= fact.order()
+            ):
+                running.describe(self._notifications[described].payload.stated)  # type: ignore[union-attr]
+                described += 1
             segment = self._segment_values(fact.moment)
             running.total = segment.total_amount
             running.currency = segment.currency
@@ -403,7 +410,7 @@ class _ProviderPast:
             if isinstance(fact.payload, InvoiceObserved):
                 self._observed(fact, fact.payload)
             else:
-                self._history_entry(fact, _entry(fact), matched)
+                self._history_entry(fact, _entry(fact))
             running.balance = self._balance()
             running.settle_money(fact.moment)
             states.append(running.snapshot(fact.moment))
@@ -418,12 +425,8 @@ class _ProviderPast:
         for moment, amount in self._adjustments.get(fact.event.position, ()):
             running.collect(moment, amount)
 
-    def _history_entry(self, fact: _Fact, entry: HistoryEntryRecorded, matched: set[str]) -> None:
+    def _history_entry(self, fact: _Fact, entry: HistoryEntryRecorded) -> None:
         running = self._running
-        for notice in self._notifications:
-            # Payer details are never in the history; the notifications up to now tell them.
-            if notice.order() <= fact.order():
-                running.describe(notice.payload.stated)  # type: ignore[union-attr]
         current = running.status
         match entry.history_event:
             case "DRAFT":
@@ -435,12 +438,10 @@ class _ProviderPast:
                 if current in (None, InvoiceStatus.DRAFT, InvoiceStatus.CREATED):
                     running.status = InvoiceStatus.SENT
             case "PAYMENT":
-                amount = self._amounts.get(fact.event.position)
+                if fact.event.position not in self._amounts:
+                    return  # another entry of a transaction already counted
+                amount = self._amounts[fact.event.position]
                 transaction = entry.transaction.transaction_id if entry.transaction else None
-                if transaction is not None and transaction in matched:
-                    return
-                if transaction is not None:
-                    matched.add(transaction)
                 running.payments.append(Payment(transaction, amount, fact.moment))
                 running.collect(fact.moment, amount)
                 running.balance = self._balance()
