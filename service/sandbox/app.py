@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from service.domain.invoice import InvoiceStatus
 from service.reconciler.http_signature import MerchantCredentials, SignatureMismatch, verify_request
 from service.sandbox import json_numbers
 from service.sandbox.deliveries import WebhookDeliveries
@@ -42,7 +43,6 @@ from service.sandbox.invoices import (
     DeliveryMode,
     HistoryEntry,
     HistoryEvent,
-    InvoiceStatus,
     Payment,
     SandboxInvoice,
 )

@@ -11,6 +11,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
+from service.domain.invoice import InvoiceStatus
 from service.sandbox.errors import ActionNotAllowed
 
 HISTORY_DATE_STEP = timedelta(milliseconds=1)
@@ -65,16 +66,6 @@ class InvoiceContent:
     tax_amount: Decimal | None = None
     tax_rate: Decimal | None = None
     line_items: tuple[LineItem, ...] = ()
-
-
-class InvoiceStatus(StrEnum):
-    DRAFT = "DRAFT"
-    CREATED = "CREATED"
-    SENT = "SENT"
-    PARTIAL = "PARTIAL"
-    PAID = "PAID"
-    CANCELED = "CANCELED"
-    PENDING = "PENDING"
 
 
 class HistoryEvent(StrEnum):

@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
+from service.domain.invoice import InvoiceStatus
 from service.sandbox.errors import DuplicateRecord, InvoiceNotFound, ValidationErrors
-from service.sandbox.invoices import InvoiceContent, InvoiceStatus, SandboxInvoice
+from service.sandbox.invoices import InvoiceContent, SandboxInvoice
 
 
 class OrganizationInvoices:

@@ -7,8 +7,9 @@ from decimal import Decimal
 
 import pytest
 
+from service.domain.invoice import InvoiceStatus
 from service.sandbox.errors import ActionNotAllowed, DuplicateRecord
-from service.sandbox.invoices import InvoiceContent, InvoiceStatus, Payment, SandboxInvoice
+from service.sandbox.invoices import InvoiceContent, Payment, SandboxInvoice
 from service.sandbox.organizations import OrganizationInvoices
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
