@@ -28,6 +28,8 @@ from starlette.routing import Route
 from service.api.auth import ApiAuthorizer
 from service.api.errors import ApiError
 from service.api.routes import QueryApi
+from service.console.inbox_log import InboxLog
+from service.console.routes import Console
 from service.metrics import LedgerMetrics
 from service.projections.projector import InvoiceProjector
 from service.projections.queries import InvoiceQueries
@@ -95,6 +97,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
     )
     authorizer = ApiAuthorizer(settings.api_tokens.tokens)
     query_api = QueryApi(resources.queries, store, read_models, authorizer)
+    console = Console(resources.queries, store, read_models, InboxLog(engine), authorizer)
     openapi = json.loads(
         package_resources.files("service.api").joinpath("openapi.json").read_text()
     )
@@ -146,6 +149,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
         routes=[
             Route("/webhooks/cybersource", receiver.endpoint, methods=["GET", "HEAD", "POST"]),
             *query_api.routes(),
+            *console.routes(),
             Route("/openapi.json", openapi_endpoint, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),

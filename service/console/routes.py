@@ -1,0 +1,456 @@
+"""The /console pages: server-rendered HTML over the same reads as /v1, no build step.
+
+Endpoints authorize through the /v1 authorizer (see ``access``), read through the same
+queries and document functions as /v1 (so a page and the API show the same figures), and
+render Jinja templates with autoescaping on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlencode
+
+import jinja2
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from service.api import parameters as p
+from service.api.auth import ApiAuthorizer
+from service.api.documents import event_document, invoice_from_row, report_items
+from service.api.errors import ApiError
+from service.console import access
+from service.console.charts import BarChart, bar_chart
+from service.console.inbox_log import DeliveryFilters, InboxLog
+from service.domain.identity import invoices_in_stream
+from service.domain.invoice import InvoiceStatus
+from service.projections.queries import AGING_BUCKETS, InvoiceFilters, InvoiceQueries
+from service.store.event_store import SqlEventStore
+from service.store.read_models import SqlReadModelStore
+from service.store.schema import InboxOutcome
+
+DELIVERIES_PAGE_SIZE = 50
+INVOICES_PAGE_SIZE = 50
+FILTER_LENGTH_MAX = 200
+COLLECTION_PERIODS = {"day": 31, "week": 26 * 7, "month": 366}  # default range, in days
+OUTCOME_WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+AGING_LABELS = {
+    "current": "Current",
+    "days1To30": "1-30 days",
+    "days31To60": "31-60 days",
+    "days61To90": "61-90 days",
+    "over90": "Over 90 days",
+    "noDueDate": "No due date",
+}
+# The pages show personal data (payer names, bodies): nothing is cached, framed or leaked
+# through a Referer, and the page loads nothing but its own stylesheet.
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+}
+
+Page = Callable[[Request], Awaitable[Response]]
+
+
+class InvalidInput(Exception):
+    """A filter the page cannot use; shown beside the form, answered with 400."""
+
+
+class Console:
+    def __init__(
+        self,
+        queries: InvoiceQueries,
+        event_store: SqlEventStore,
+        read_models: SqlReadModelStore,
+        inbox_log: InboxLog,
+        authorizer: ApiAuthorizer,
+    ) -> None:
+        self._queries = queries
+        self._events = event_store
+        self._read_models = read_models
+        self._inbox = inbox_log
+        self._authorizer = authorizer
+        self._form_tokens = access.FormTokens()
+        self._templates = jinja2.Environment(
+            loader=jinja2.PackageLoader("service.console", "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+        )
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/console", self._page(self.overview), methods=["GET"]),
+            Route("/console/deliveries", self._page(self.deliveries), methods=["GET"]),
+            Route(
+                "/console/deliveries/{deliveryId:int}",
+                self._page(self.delivery),
+                methods=["GET"],
+            ),
+            Route("/console/invoices", self._page(self.invoices), methods=["GET"]),
+            Route("/console/login", self.login, methods=["GET", "POST"]),
+            Route("/console/logout", self.logout, methods=["POST"]),
+            Route("/console/console.css", self.stylesheet, methods=["GET"]),
+        ]
+
+    # Rendering and access
+
+    def _render(
+        self, request: Request, template: str, status_code: int = 200, **context: Any
+    ) -> Response:
+        html = self._templates.get_template(template).render(
+            path=request.url.path,
+            form_token=self._form_tokens.issue(request),
+            has_cookie=access.TOKEN_COOKIE in request.cookies,
+            **context,
+        )
+        return HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)
+
+    def _page(self, page: Page) -> Page:
+        async def endpoint(request: Request) -> Response:
+            request = access.with_bearer(request, access.presented_token(request))
+            try:
+                self._authorizer.check(request)
+                return await page(request)
+            except ApiError as error:
+                if error.status_code == 401 and request.method == "GET":
+                    query = f"?{request.url.query}" if request.url.query else ""
+                    target = request.url.path + query
+                    return RedirectResponse(
+                        "/console/login?" + urlencode({"next": target}), status_code=303
+                    )
+                return self._render(
+                    request, "error.html", error.status_code, title="Not allowed", error=error
+                )
+            except InvalidInput as problem:
+                return self._render(
+                    request, "error.html", 400, title="Invalid input",
+                    error=ApiError(400, "bad_parameter", str(problem)),
+                )  # fmt: skip
+
+        return endpoint
+
+    async def login(self, request: Request) -> Response:
+        target = _local_target(request.query_params.get("next"))
+        if request.method == "GET":
+            return self._render(request, "login.html", title="Sign in", next=target, problem=None)
+        form = await request.form()
+        token = str(form.get("token", "")).strip()
+        target = _local_target(str(form.get("next", "")))
+        try:
+            self._authorizer.check(access.with_bearer(_without_credentials(request), token))
+        except ApiError:
+            return self._render(
+                request, "login.html", 401, title="Sign in", next=target,
+                problem="That token is not valid.",
+            )  # fmt: skip
+        response = RedirectResponse(target, status_code=303)
+        response.set_cookie(
+            access.TOKEN_COOKIE,
+            token,
+            max_age=access.TOKEN_COOKIE_MAX_AGE_SECONDS,
+            path="/console",
+            secure=request.url.scheme == "https",
+            httponly=True,
+            samesite="strict",
+        )
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        form = await request.form()
+        if not self._form_accepted(request, form.get(access.FORM_TOKEN_FIELD)):
+            return self._render(
+                request, "error.html", 403, title="Not allowed",
+                error=ApiError(403, "bad_form_token", "this form did not come from the console"),
+            )  # fmt: skip
+        response = RedirectResponse("/console/login", status_code=303)
+        response.delete_cookie(access.TOKEN_COOKIE, path="/console")
+        return response
+
+    def _form_accepted(self, request: Request, presented: object) -> bool:
+        return self._form_tokens.accepts(request, presented if isinstance(presented, str) else None)
+
+    async def stylesheet(self, request: Request) -> Response:
+        css = self._templates.loader.get_source(self._templates, "console.css")[0]  # type: ignore[union-attr]
+        return Response(css, media_type="text/css", headers={"Cache-Control": "max-age=300"})
+
+    # Pages
+
+    async def overview(self, request: Request) -> Response:
+        query = request.query_params
+        today = datetime.now(UTC).date()
+        as_of = _day(query.get("asOf"), "asOf") or today
+        interval = query.get("interval") or "month"
+        if interval not in COLLECTION_PERIODS:
+            raise InvalidInput("interval: must be day, week or month")
+        collections_to = _day(query.get("to"), "to") or today
+        collections_from = _day(query.get("from"), "from") or (
+            collections_to - timedelta(days=COLLECTION_PERIODS[interval])
+        )
+        if collections_from > collections_to:
+            raise InvalidInput("from: must not be after to")
+        if (collections_to - collections_from).days > p.COLLECTION_DAYS_MAX:
+            raise InvalidInput(f"from, to: at most {p.COLLECTION_DAYS_MAX} days apart")
+        window = query.get("outcomes") or "7d"
+        if window not in (*OUTCOME_WINDOWS, "all"):
+            raise InvalidInput("outcomes: must be 24h, 7d, 30d or all")
+        organization = _text(query.get("organizationId"), "organizationId")
+
+        aging = report_items(
+            await self._queries.aging(as_of, organization), {name: name for name in AGING_BUCKETS}
+        )
+        collections = report_items(
+            await self._queries.collections(
+                collections_from, collections_to, interval, organization  # type: ignore[arg-type]
+            ),
+            {"amount": "amount"},
+        )
+        since = None if window == "all" else datetime.now(UTC) - OUTCOME_WINDOWS[window]
+        outcomes = await self._inbox.outcome_counts(since)
+        lag = await self._projection_lag()
+        return self._render(
+            request,
+            "overview.html",
+            title="Overview",
+            as_of=as_of.isoformat(),
+            interval=interval,
+            collections_from=collections_from.isoformat(),
+            collections_to=collections_to.isoformat(),
+            window=window,
+            windows=[*OUTCOME_WINDOWS, "all"],
+            organization=organization or "",
+            aging_charts=_aging_charts(aging),
+            aging_incomplete=[item["currency"] for item in aging if item["incomplete"]],
+            collection_charts=_collection_charts(collections),
+            collections_incomplete=[
+                f"{item['period']} {item['currency']}" for item in collections if item["incomplete"]
+            ],
+            outcomes_chart=bar_chart(
+                "delivery-outcomes",
+                "Deliveries by outcome",
+                "deliveries",
+                [(name, name, count, str(count)) for name, count in outcomes.items()],
+            ),
+            lag=lag,
+        )
+
+    async def _projection_lag(self) -> dict[str, Any]:
+        """How far the read models are behind the event store, in events and in seconds."""
+        recorded = await self._events.highest_position()
+        projected = await self._read_models.checkpoint()
+        behind_seconds = 0.0
+        if recorded > projected:
+            oldest = await self._events.read_after(projected, 1)
+            if oldest:
+                behind_seconds = (datetime.now(UTC) - oldest[0].recorded_at).total_seconds()
+        return {
+            "recorded": recorded,
+            "projected": projected,
+            "events": max(recorded - projected, 0),
+            "seconds": round(max(behind_seconds, 0.0), 1),
+        }
+
+    async def deliveries(self, request: Request) -> Response:
+        query = request.query_params
+        outcome_text = query.get("outcome") or None
+        if outcome_text is not None and outcome_text not in set(InboxOutcome):
+            raise InvalidInput("outcome: must be one of " + ", ".join(InboxOutcome))
+        received_from = _instant_or_day(query.get("receivedFrom"), "receivedFrom", end=False)
+        received_to = _instant_or_day(query.get("receivedTo"), "receivedTo", end=True)
+        filters = DeliveryFilters(
+            outcome=InboxOutcome(outcome_text) if outcome_text else None,
+            event_type=_text(query.get("eventType"), "eventType"),
+            notification_id=_text(query.get("notificationId"), "notificationId"),
+            received_from=received_from,
+            received_to=received_to,
+        )
+        before = _positive_int(query.get("before"), "before")
+        rows = await self._inbox.deliveries(filters, DELIVERIES_PAGE_SIZE, before)
+        older = None
+        if len(rows) == DELIVERIES_PAGE_SIZE:
+            kept = {name: value for name, value in query.items() if name != "before" and value}
+            older = "?" + urlencode({**kept, "before": rows[-1]["id"]})
+        return self._render(
+            request,
+            "deliveries.html",
+            title="Deliveries",
+            deliveries=rows,
+            outcomes=list(InboxOutcome),
+            filters={name: query.get(name, "") for name in _DELIVERY_FILTERS},
+            older=older,
+        )
+
+    async def delivery(self, request: Request) -> Response:
+        delivery_id = request.path_params["deliveryId"]
+        row = await self._inbox.delivery(delivery_id)
+        if row is None:
+            raise ApiError(404, "unknown_delivery", f"no delivery {delivery_id} in the inbox")
+        return self._render(
+            request,
+            "delivery.html",
+            title=f"Delivery {delivery_id}",
+            delivery={name: value for name, value in row.items() if name != "body"},
+            body=_body_text(row["body"]),
+        )
+
+    async def invoices(self, request: Request) -> Response:
+        query = request.query_params
+        number = _text(query.get("invoiceNumber"), "invoiceNumber")
+        organization = _text(query.get("organizationId"), "organizationId")
+        status = _text(query.get("status"), "status")
+        if status is not None and status not in set(InvoiceStatus):
+            raise InvalidInput("status: must be one of " + ", ".join(InvoiceStatus))
+        context: dict[str, Any] = {
+            "title": "Invoices",
+            "statuses": list(InvoiceStatus),
+            "search": {
+                "invoiceNumber": number or "",
+                "organizationId": organization or "",
+                "status": status or "",
+            },
+            "found": [],
+            "listed": [],
+        }
+        if number is not None:
+            rows = await self._queries.invoices_numbered(number, organization)
+            trails = {
+                key.organization_id: sorted(events, key=lambda event: event.position)
+                for key, events in invoices_in_stream(
+                    number, await self._events.read_stream(number)
+                ).items()
+            }
+            context["found"] = [
+                {
+                    "invoice": invoice_from_row(row),
+                    "events": [
+                        _event_view(event_document(event))
+                        for event in trails.get(row.organization_id, [])
+                    ],
+                }
+                for row in rows
+            ]
+        else:
+            rows = await self._queries.invoices(
+                InvoiceFilters(organization_id=organization, status=status),
+                INVOICES_PAGE_SIZE,
+                None,
+            )
+            context["listed"] = [invoice_from_row(row) for row in rows]
+        return self._render(request, "invoices.html", **context)
+
+
+_DELIVERY_FILTERS = ("outcome", "eventType", "notificationId", "receivedFrom", "receivedTo")
+
+
+def _aging_charts(items: list[dict[str, Any]]) -> list[BarChart]:
+    return [
+        bar_chart(
+            f"aging-{item['currency']}",
+            f"Aging, {item['currency']}",
+            item["currency"],
+            [
+                (bucket, AGING_LABELS[bucket], _amount(item[bucket]), item[bucket])
+                for bucket in AGING_BUCKETS
+            ],
+        )
+        for item in items
+    ]
+
+
+def _collection_charts(items: list[dict[str, Any]]) -> list[BarChart]:
+    by_currency: dict[str, list[dict[str, Any]]] = {}
+    for item in items:
+        by_currency.setdefault(item["currency"], []).append(item)
+    return [
+        bar_chart(
+            f"collections-{currency}",
+            f"Collections, {currency}",
+            currency,
+            [
+                (item["period"], item["period"], _amount(item["amount"]), item["amount"])
+                for item in rows
+            ],
+        )
+        for currency, rows in sorted(by_currency.items())
+    ]
+
+
+def _amount(text: str | None) -> Decimal | None:
+    return None if text is None else Decimal(text)
+
+
+def _event_view(document: Mapping[str, Any]) -> dict[str, Any]:
+    return {**document, "dataText": json.dumps(document["data"], indent=2, sort_keys=True)}
+
+
+def _body_text(body: bytes | None) -> str | None:
+    """The stored body as text for an operator; JSON is indented, anything else shown as is."""
+    if body is None:
+        return None
+    text = body.decode("utf-8", errors="replace")
+    try:
+        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except ValueError:
+        return text
+
+
+def _text(value: str | None, name: str) -> str | None:
+    if value is None or not value.strip():
+        return None
+    if len(value) > FILTER_LENGTH_MAX:
+        raise InvalidInput(f"{name}: at most {FILTER_LENGTH_MAX} characters")
+    return value.strip()
+
+
+def _day(value: str | None, name: str) -> date | None:
+    if not value:
+        return None
+    try:
+        return p.parse_day(value)
+    except ValueError as problem:
+        raise InvalidInput(f"{name}: {problem}") from None
+
+
+def _instant_or_day(value: str | None, name: str, *, end: bool) -> datetime | None:
+    """An instant, or a day: its start, or (``end``) the start of the next, as an exclusive end."""
+    if not value:
+        return None
+    if "T" in value or "t" in value:
+        try:
+            return p.parse_instant(value)
+        except ValueError as problem:
+            raise InvalidInput(f"{name}: {problem}") from None
+    day = _day(value, name)
+    assert day is not None
+    start = datetime.combine(day, time(), UTC)
+    return start + timedelta(days=1) if end and day < date.max else start
+
+
+def _positive_int(value: str | None, name: str) -> int | None:
+    if not value:
+        return None
+    if not value.isdigit() or len(value) > 18:
+        raise InvalidInput(f"{name}: must be a positive whole number")
+    return int(value)
+
+
+def _local_target(target: str | None) -> str:
+    """Where to go after signing in: a console path of this site only, never another site."""
+    if target and target.startswith("/console") and "//" not in target and "\\" not in target:
+        return target
+    return "/console"
+
+
+def _without_credentials(request: Request) -> Request:
+    scope = dict(request.scope)
+    scope["headers"] = [(n, v) for n, v in request.scope["headers"] if n != b"authorization"]
+    return Request(scope, request.receive)
