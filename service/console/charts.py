@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-LABEL_WIDTH_PIXELS = 150
-PLOT_WIDTH_PIXELS = 360
-VALUE_WIDTH_PIXELS = 110
+LABEL_WIDTH_PIXELS = 120
+PLOT_WIDTH_PIXELS = 300
+VALUE_WIDTH_PIXELS = 120
 BAR_HEIGHT_PIXELS = 22
 BAR_GAP_PIXELS = 8
 BARS_MAX = 400  # a chart is read by a person: past this it is a table, and is cut

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import jinja2
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -36,8 +37,17 @@ from service.store.schema import InboxOutcome
 DELIVERIES_PAGE_SIZE = 50
 INVOICES_PAGE_SIZE = 50
 FILTER_LENGTH_MAX = 200
+# The console's forms hold a token and a few short fields; nothing larger is read.
+FORM_BYTES_MAX = 8 * 1024
+FORM_FIELDS_MAX = 10
 COLLECTION_PERIODS = {"day": 31, "week": 26 * 7, "month": 366}  # default range, in days
 OUTCOME_WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+OUTCOME_WINDOW_LABELS = {
+    "24h": "the last 24 hours",
+    "7d": "the last 7 days",
+    "30d": "the last 30 days",
+    "all": "all time",
+}
 AGING_LABELS = {
     "current": "Current",
     "days1To30": "1-30 days",
@@ -64,6 +74,17 @@ Page = Callable[[Request], Awaitable[Response]]
 
 class InvalidInput(Exception):
     """A filter the page cannot use; shown beside the form, answered with 400."""
+
+
+class FormTooLarge(Exception):
+    """A form without a length, or longer than any the console sends."""
+
+
+async def small_form(request: Request) -> FormData:
+    declared = request.headers.get("content-length", "")
+    if not declared.isdigit() or int(declared) > FORM_BYTES_MAX:
+        raise FormTooLarge
+    return await request.form(max_files=0, max_fields=FORM_FIELDS_MAX)
 
 
 class Console:
@@ -97,8 +118,8 @@ class Console:
                 methods=["GET"],
             ),
             Route("/console/invoices", self._page(self.invoices), methods=["GET"]),
-            Route("/console/login", self.login, methods=["GET", "POST"]),
-            Route("/console/logout", self.logout, methods=["POST"]),
+            Route("/console/login", self._bounded(self.login), methods=["GET", "POST"]),
+            Route("/console/logout", self._bounded(self.logout), methods=["POST"]),
             Route("/console/console.css", self.stylesheet, methods=["GET"]),
         ]
 
@@ -139,11 +160,23 @@ class Console:
 
         return endpoint
 
+    def _bounded(self, page: Page) -> Page:
+        async def endpoint(request: Request) -> Response:
+            try:
+                return await page(request)
+            except FormTooLarge:
+                return self._render(
+                    request, "error.html", 413, title="Form too large",
+                    error=ApiError(413, "form_too_large", f"at most {FORM_BYTES_MAX} bytes"),
+                )  # fmt: skip
+
+        return endpoint
+
     async def login(self, request: Request) -> Response:
         target = _local_target(request.query_params.get("next"))
         if request.method == "GET":
             return self._render(request, "login.html", title="Sign in", next=target, problem=None)
-        form = await request.form()
+        form = await small_form(request)
         token = str(form.get("token", "")).strip()
         target = _local_target(str(form.get("next", "")))
         try:
@@ -166,7 +199,7 @@ class Console:
         return response
 
     async def logout(self, request: Request) -> Response:
-        form = await request.form()
+        form = await small_form(request)
         if not self._form_accepted(request, form.get(access.FORM_TOKEN_FIELD)):
             return self._render(
                 request, "error.html", 403, title="Not allowed",
@@ -227,6 +260,7 @@ class Console:
             collections_to=collections_to.isoformat(),
             window=window,
             windows=[*OUTCOME_WINDOWS, "all"],
+            window_labels=OUTCOME_WINDOW_LABELS,
             organization=organization or "",
             aging_charts=_aging_charts(aging),
             aging_incomplete=[item["currency"] for item in aging if item["incomplete"]],

@@ -1,0 +1,174 @@
+"""The operator console in a real browser: sign in, read the charts, filter deliveries, find an
+invoice's audit trail; over a real socket, on both engines."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page
+
+from service.app import create_app
+from service.settings import load_settings
+from tests.support.server import serving
+from tests.support.webhooks import WEBHOOK_KEYS_SETTING, encode, signed_headers
+
+TOKEN = "console-browser-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+AGING_BUCKETS = ("current", "days1To30", "days31To60", "days61To90", "over90", "noDueDate")
+TODAY = datetime.now(UTC).date()
+DEAD_LETTER = b'{"notificationId": "not closed'
+
+
+def notification(kind: str, invoice: str, currency: str, balance: str, due: date) -> bytes:
+    return encode(
+        {
+            "notificationId": f"{invoice}-{kind}",
+            "eventType": f"invoicing.customer.invoice.{kind}",
+            "eventDate": (datetime.now(UTC) - timedelta(hours=1)).isoformat(),
+            "webhookId": "wh-console",
+            "payloads": [
+                {
+                    "data": {
+                        "invoiceNumber": invoice,
+                        "balanceAmount": balance,
+                        "totalAmount": "100.00",
+                        "currency": currency,
+                        "dueDate": due.isoformat(),
+                        "payerName": "Tanya Lee",
+                        "emailTo": "tanya@example.com",
+                        "organizationID": "console-org",
+                    }
+                }
+            ],
+        }
+    )
+
+
+SEEDED = [
+    notification("send", "INV-100", "USD", "100.00", TODAY - timedelta(days=45)),
+    notification("send", "INV-101", "USD", "100.00", TODAY + timedelta(days=10)),
+    notification("send", "INV-200", "EUR", "100.00", TODAY - timedelta(days=5)),
+    notification("partial-payment", "INV-200", "EUR", "60.00", TODAY - timedelta(days=5)),
+]
+
+
+@pytest.fixture
+def console_url(database_url: str) -> Iterator[str]:
+    settings = load_settings(
+        database_url=database_url, webhook_keys=WEBHOOK_KEYS_SETTING, api_tokens=TOKEN
+    )
+    with serving(create_app(settings)) as base_url, httpx.Client(base_url=base_url) as client:
+        for body in [*SEEDED, SEEDED[0]]:  # the repeat is recorded as a duplicate
+            answer = client.post(
+                "/webhooks/cybersource", content=body, headers=signed_headers(body)
+            )
+            assert answer.status_code == 200, answer.text
+        refused = client.post(
+            "/webhooks/cybersource", content=DEAD_LETTER, headers=signed_headers(DEAD_LETTER)
+        )
+        assert refused.status_code == 422
+        # Wait until the read models reflect every event before the browser looks.
+        v1(client, "/v1/invoices", minPosition=len(SEEDED))
+        yield base_url
+
+
+def v1(client: httpx.Client, path: str, **params: Any) -> Any:
+    response = client.get(path, params=params, headers=AUTH, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def chart_values(page: Page, chart: str) -> dict[str, str]:
+    bars = page.locator(f'figure[data-chart="{chart}"] g.bar')
+    return {
+        str(bars.nth(index).get_attribute("data-key")): str(
+            bars.nth(index).get_attribute("data-value")
+        )
+        for index in range(bars.count())
+    }
+
+
+def sign_in(page: Page, url: str) -> None:
+    page.goto(url)
+    assert page.url.startswith(url.split("?")[0].rsplit("/console", 1)[0] + "/console/login")
+    page.fill('input[name="token"]', TOKEN)
+    page.click('button:has-text("Sign in")')
+    page.wait_for_load_state()
+
+
+def test_an_operator_signs_in_reads_the_charts_filters_deliveries_and_finds_an_audit_trail(
+    console_url: str, browser: Browser, artifacts: Path, request: pytest.FixtureRequest
+) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    api = httpx.Client(base_url=console_url)
+    request.addfinalizer(api.close)
+    engine = request.node.callspec.params["database_url"]
+
+    overview = f"{console_url}/console?asOf={TODAY.isoformat()}&interval=month"
+    sign_in(page, overview)
+    assert page.locator("h1").inner_text() == "Overview"
+
+    # The aging chart shows exactly what /v1 answers, bucket by bucket, in each currency.
+    aging = v1(api, "/v1/reports/aging", asOf=TODAY.isoformat())["items"]
+    assert {item["currency"] for item in aging} == {"USD", "EUR"}
+    for item in aging:
+        shown = chart_values(page, f"aging-{item['currency']}")
+        assert shown == {
+            bucket: item[bucket] or ""
+            for bucket in AGING_BUCKETS
+        }
+    assert chart_values(page, "aging-USD")["days31To60"] == "100.00"
+    title = page.locator('figure[data-chart="aging-USD"] g.bar[data-key="current"] title')
+    assert title.text_content() == "Current: 100.00 USD"
+
+    # Collections per month, as /v1 answers for the same range.
+    start = page.locator('input[name="from"]').input_value()
+    collections = v1(
+        api, "/v1/reports/collections", **{"from": start, "to": TODAY.isoformat()}, interval="month"
+    )["items"]
+    assert [(c["period"], c["amount"]) for c in collections if c["currency"] == "EUR"] == list(
+        chart_values(page, "collections-EUR").items()
+    )
+    assert "40.00" in chart_values(page, "collections-EUR").values()
+
+    # Delivery outcomes: five stored notifications (one a repeat) and one dead letter.
+    outcomes = chart_values(page, "delivery-outcomes")
+    assert (outcomes["accepted"], outcomes["duplicate"], outcomes["rejected"]) == ("4", "1", "1")
+    assert page.locator('[data-figure="lag-events"] .figure').inner_text() == "0"
+    page.screenshot(path=str(artifacts / f"console-{engine}.png"), full_page=True)
+
+    # The delivery log, filtered to dead letters through the form.
+    page.click('nav a:has-text("Deliveries")')
+    assert page.locator("tbody tr[data-delivery-id]").count() == 6
+    page.select_option('select[name="outcome"]', "rejected")
+    page.click('button:has-text("Filter")')
+    page.wait_for_url("**/console/deliveries?outcome=rejected*")
+    rows = page.locator("tbody tr[data-delivery-id]")
+    assert rows.count() == 1
+    assert rows.first.locator(".badge").inner_text() == "rejected"
+    assert rows.first.locator("td").nth(3).inner_text().startswith("unusable_body")
+    page.screenshot(path=str(artifacts / f"console-deliveries-{engine}.png"), full_page=True)
+
+    rows.first.locator("a").click()
+    page.wait_for_url("**/console/deliveries/*")
+    assert page.locator('[data-field="outcome"]').inner_text() == "rejected"
+    assert page.locator("pre.body").inner_text() == DEAD_LETTER.decode()
+
+    # An invoice found by number, with its audit trail as /v1 lists it.
+    page.click('nav a:has-text("Invoices")')
+    page.fill('input[name="invoiceNumber"]', "INV-200")
+    page.click('button:has-text("Find")')
+    page.wait_for_url("**/console/invoices?invoiceNumber=INV-200*")
+    trail = v1(api, "/v1/invoices/INV-200/events")["items"]
+    positions = page.locator("table.events tbody tr").evaluate_all(
+        "rows => rows.map(row => Number(row.dataset.position))"
+    )
+    assert positions == [event["position"] for event in trail]
+    assert "60.00 EUR" in page.locator("section.invoice dl").inner_text()
+    page.screenshot(path=str(artifacts / f"console-invoice-{engine}.png"), full_page=True)
+    page.close()
