@@ -213,9 +213,7 @@ def test_a_conflict_shows_both_versions_and_its_correction_is_a_new_operator_eve
     assert [event["source"] for event in trail] == ["webhook", "operator"]
     assert trail[1]["data"]["correction"]["reason"] == reason["reason"]
     assert trail[1]["data"]["correction"]["correctsPosition"] == conflict["eventPosition"]
-    invoice = api.get(
-        "/v1/invoices/INV-C", params={"minPosition": position}, headers=READ
-    ).json()
+    invoice = api.get("/v1/invoices/INV-C", params={"minPosition": position}, headers=READ).json()
     assert invoice["balanceAmount"] == "80.00"
 
     accepted = deliveries(api, outcome="accepted")["items"][0]
