@@ -9,30 +9,36 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
 import jinja2
+from pydantic import BaseModel
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from service.api import parameters as p
-from service.api.auth import ApiAuthorizer
+from service.api.auth import ApiAuthorizer, Caller, Scope
+from service.api.deliveries import decode_cursor, detail, encode_cursor, summary
 from service.api.documents import event_document, invoice_from_row, report_items
 from service.api.errors import ApiError
 from service.console import access
 from service.console.charts import BarChart, bar_chart
-from service.console.inbox_log import DeliveryFilters, InboxLog
+from service.console.delivery_outcomes import DeliveryOutcomes
 from service.domain.identity import invoices_in_stream
 from service.domain.invoice import InvoiceStatus
 from service.projections.queries import AGING_BUCKETS, InvoiceFilters, InvoiceQueries
+from service.store.delivery_log import DeliveryFilters, SqlDeliveryLog
 from service.store.event_store import SqlEventStore
 from service.store.read_models import SqlReadModelStore
 from service.store.schema import InboxOutcome
+from service.webhooks.corrections import CorrectionRefused, DeliveryCorrections
+from service.webhooks.replay import DeliveryReplayer, NotReplayable, UnknownDelivery
 
 DELIVERIES_PAGE_SIZE = 50
 INVOICES_PAGE_SIZE = 50
@@ -69,7 +75,22 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
 }
 
-Page = Callable[[Request], Awaitable[Response]]
+Page = Callable[[Request, Caller], Awaitable[Response]]
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleSources:
+    """What the pages read and do, built once by the app and shared with /v1."""
+
+    queries: InvoiceQueries
+    event_store: SqlEventStore
+    read_models: SqlReadModelStore
+    delivery_log: SqlDeliveryLog
+    delivery_outcomes: DeliveryOutcomes
+    replayer: DeliveryReplayer
+    corrections: DeliveryCorrections
+    items_per_delivery_max: int
 
 
 class InvalidInput(Exception):
@@ -88,18 +109,11 @@ async def small_form(request: Request) -> FormData:
 
 
 class Console:
-    def __init__(
-        self,
-        queries: InvoiceQueries,
-        event_store: SqlEventStore,
-        read_models: SqlReadModelStore,
-        inbox_log: InboxLog,
-        authorizer: ApiAuthorizer,
-    ) -> None:
-        self._queries = queries
-        self._events = event_store
-        self._read_models = read_models
-        self._inbox = inbox_log
+    def __init__(self, sources: ConsoleSources, authorizer: ApiAuthorizer) -> None:
+        self._sources = sources
+        self._queries = sources.queries
+        self._events = sources.event_store
+        self._read_models = sources.read_models
         self._authorizer = authorizer
         self._form_tokens = access.FormTokens()
         self._templates = jinja2.Environment(
@@ -116,6 +130,16 @@ class Console:
                 "/console/deliveries/{deliveryId:int}",
                 self._page(self.delivery),
                 methods=["GET"],
+            ),
+            Route(
+                "/console/deliveries/{deliveryId:int}/replay",
+                self._bounded(self._page(self.replay, Scope.OPERATOR)),
+                methods=["POST"],
+            ),
+            Route(
+                "/console/deliveries/{deliveryId:int}/corrections",
+                self._bounded(self._page(self.correct, Scope.OPERATOR)),
+                methods=["POST"],
             ),
             Route("/console/invoices", self._page(self.invoices), methods=["GET"]),
             Route("/console/login", self._bounded(self.login), methods=["GET", "POST"]),
@@ -136,12 +160,23 @@ class Console:
         )
         return HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)
 
-    def _page(self, page: Page) -> Page:
+    def _page(self, page: Page, scope: Scope = Scope.READ) -> Endpoint:
         async def endpoint(request: Request) -> Response:
             request = access.with_bearer(request, access.presented_token(request))
             try:
-                self._authorizer.check(request)
-                return await page(request)
+                caller = self._authorizer.check(request, scope)
+                if request.method == "POST":
+                    form = await small_form(request)
+                    if not self._form_accepted(request, form.get(access.FORM_TOKEN_FIELD)):
+                        raise ApiError(
+                            403, "bad_form_token", "this form did not come from the console's page"
+                        )
+                return await page(request, caller)
+            except UnknownDelivery:
+                return self._render(
+                    request, "error.html", 404, title="Unknown delivery",
+                    error=ApiError(404, "unknown_delivery", "no delivery with this id"),
+                )  # fmt: skip
             except ApiError as error:
                 if error.status_code == 401 and request.method == "GET":
                     query = f"?{request.url.query}" if request.url.query else ""
@@ -160,7 +195,7 @@ class Console:
 
         return endpoint
 
-    def _bounded(self, page: Page) -> Page:
+    def _bounded(self, page: Endpoint) -> Endpoint:
         async def endpoint(request: Request) -> Response:
             try:
                 return await page(request)
@@ -218,7 +253,7 @@ class Console:
 
     # Pages
 
-    async def overview(self, request: Request) -> Response:
+    async def overview(self, request: Request, caller: Caller) -> Response:
         query = request.query_params
         today = datetime.now(UTC).date()
         as_of = _day(query.get("asOf"), "asOf") or today
@@ -248,7 +283,7 @@ class Console:
             {"amount": "amount"},
         )
         since = None if window == "all" else datetime.now(UTC) - OUTCOME_WINDOWS[window]
-        outcomes = await self._inbox.outcome_counts(since)
+        outcomes = await self._sources.delivery_outcomes.counts(since)
         lag = await self._projection_lag()
         return self._render(
             request,
@@ -293,50 +328,115 @@ class Console:
             "seconds": round(max(behind_seconds, 0.0), 1),
         }
 
-    async def deliveries(self, request: Request) -> Response:
+    async def deliveries(self, request: Request, caller: Caller) -> Response:
         query = request.query_params
         outcome_text = query.get("outcome") or None
         if outcome_text is not None and outcome_text not in set(InboxOutcome):
             raise InvalidInput("outcome: must be one of " + ", ".join(InboxOutcome))
-        received_from = _instant_or_day(query.get("receivedFrom"), "receivedFrom", end=False)
-        received_to = _instant_or_day(query.get("receivedTo"), "receivedTo", end=True)
         filters = DeliveryFilters(
             outcome=InboxOutcome(outcome_text) if outcome_text else None,
             event_type=_text(query.get("eventType"), "eventType"),
+            organization_id=_text(query.get("organizationId"), "organizationId"),
             notification_id=_text(query.get("notificationId"), "notificationId"),
-            received_from=received_from,
-            received_to=received_to,
+            received_from=_instant_or_day(query.get("receivedFrom"), "receivedFrom", end=False),
+            received_to=_instant_or_day(query.get("receivedTo"), "receivedTo", end=True),
         )
-        before = _positive_int(query.get("before"), "before")
-        rows = await self._inbox.deliveries(filters, DELIVERIES_PAGE_SIZE, before)
+        cursor = _text(query.get("cursor"), "cursor")
+        try:
+            before = decode_cursor(cursor) if cursor else None
+        except ApiError:
+            raise InvalidInput("cursor: is not a link this console made") from None
+        log = self._sources.delivery_log
+        rows = await log.deliveries(filters, DELIVERIES_PAGE_SIZE, before)
+        replays = await log.replays([row.delivery_id for row in rows])
         older = None
         if len(rows) == DELIVERIES_PAGE_SIZE:
-            kept = {name: value for name, value in query.items() if name != "before" and value}
-            older = "?" + urlencode({**kept, "before": rows[-1]["id"]})
+            kept = {name: value for name, value in query.items() if name != "cursor" and value}
+            older = "?" + urlencode({**kept, "cursor": encode_cursor(rows[-1].delivery_id)})
         return self._render(
             request,
             "deliveries.html",
             title="Deliveries",
-            deliveries=rows,
+            deliveries=[
+                _document(summary(row, replays[row.delivery_id])) for row in rows
+            ],
             outcomes=list(InboxOutcome),
             filters={name: query.get(name, "") for name in _DELIVERY_FILTERS},
             older=older,
         )
 
-    async def delivery(self, request: Request) -> Response:
+    async def delivery(self, request: Request, caller: Caller) -> Response:
         delivery_id = request.path_params["deliveryId"]
-        row = await self._inbox.delivery(delivery_id)
+        return await self._delivery_page(request, caller, delivery_id)
+
+    async def _delivery_page(
+        self,
+        request: Request,
+        caller: Caller,
+        delivery_id: int,
+        *,
+        notice: str | None = None,
+        problem: str | None = None,
+        status_code: int = 200,
+    ) -> Response:
+        sources = self._sources
+        # Read with its body: the body names the facts it states (shown to operators only).
+        row = await sources.delivery_log.delivery(delivery_id, with_body=True)
         if row is None:
-            raise ApiError(404, "unknown_delivery", f"no delivery {delivery_id} in the inbox")
+            raise UnknownDelivery(delivery_id)
+        document = await detail(
+            row,
+            sources.delivery_log,
+            sources.corrections,
+            items_per_delivery_max=sources.items_per_delivery_max,
+            with_body=caller.is_operator,
+        )
+        shown = _document(document)
         return self._render(
             request,
             "delivery.html",
+            status_code,
             title=f"Delivery {delivery_id}",
-            delivery={name: value for name, value in row.items() if name != "body"},
-            body=_body_text(row["body"]),
+            delivery=shown,
+            body=_body_text(shown["body"]),
+            operator=caller.is_operator,
+            notice=notice,
+            problem=problem,
         )
 
-    async def invoices(self, request: Request) -> Response:
+    async def replay(self, request: Request, caller: Caller) -> Response:
+        """Replays with the same function as /v1, then shows the delivery and its result."""
+        delivery_id = request.path_params["deliveryId"]
+        try:
+            outcome = await self._sources.replayer.replay(delivery_id, caller.name)
+        except NotReplayable as refused:
+            return await self._delivery_page(
+                request, caller, delivery_id, problem=refused.detail, status_code=409
+            )
+        positions = ", ".join(str(position) for position in outcome.positions)
+        notice = f"Replayed: {outcome.result.value}"
+        if positions:
+            notice += f" (positions {positions})"
+        if outcome.reason:
+            notice += f": {outcome.reason}"
+        return await self._delivery_page(request, caller, delivery_id, notice=notice)
+
+    async def correct(self, request: Request, caller: Caller) -> Response:
+        delivery_id = request.path_params["deliveryId"]
+        form = await small_form(request)
+        reason = str(form.get("reason", ""))
+        try:
+            outcome = await self._sources.corrections.correct(delivery_id, reason, caller.name)
+        except CorrectionRefused as refused:
+            return await self._delivery_page(
+                request, caller, delivery_id, problem=refused.detail, status_code=409
+            )
+        positions = ", ".join(str(position) for position in outcome.positions)
+        return await self._delivery_page(
+            request, caller, delivery_id, notice=f"Correction recorded at positions {positions}"
+        )
+
+    async def invoices(self, request: Request, caller: Caller) -> Response:
         query = request.query_params
         number = _text(query.get("invoiceNumber"), "invoiceNumber")
         organization = _text(query.get("organizationId"), "organizationId")
@@ -382,7 +482,20 @@ class Console:
         return self._render(request, "invoices.html", **context)
 
 
-_DELIVERY_FILTERS = ("outcome", "eventType", "notificationId", "receivedFrom", "receivedTo")
+_DELIVERY_FILTERS = (
+    "outcome",
+    "eventType",
+    "organizationId",
+    "notificationId",
+    "receivedFrom",
+    "receivedTo",
+)
+
+
+def _document(model: BaseModel) -> dict[str, Any]:
+    """An /v1 document as the API answers it (camelCase, JSON types), for a template."""
+    document: dict[str, Any] = model.model_dump(mode="json", by_alias=True)
+    return document
 
 
 def _aging_charts(items: list[dict[str, Any]]) -> list[BarChart]:
@@ -426,11 +539,10 @@ def _event_view(document: Mapping[str, Any]) -> dict[str, Any]:
     return {**document, "dataText": json.dumps(document["data"], indent=2, sort_keys=True)}
 
 
-def _body_text(body: bytes | None) -> str | None:
-    """The stored body as text for an operator; JSON is indented, anything else shown as is."""
-    if body is None:
+def _body_text(text: str | None) -> str | None:
+    """The stored body for an operator; JSON is indented, anything else shown as it came."""
+    if text is None:
         return None
-    text = body.decode("utf-8", errors="replace")
     try:
         return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
     except ValueError:
@@ -467,14 +579,6 @@ def _instant_or_day(value: str | None, name: str, *, end: bool) -> datetime | No
     assert day is not None
     start = datetime.combine(day, time(), UTC)
     return start + timedelta(days=1) if end and day < date.max else start
-
-
-def _positive_int(value: str | None, name: str) -> int | None:
-    if not value:
-        return None
-    if not value.isdigit() or len(value) > 18:
-        raise InvalidInput(f"{name}: must be a positive whole number")
-    return int(value)
 
 
 def _local_target(target: str | None) -> str:

@@ -60,7 +60,7 @@ SEEDED = [
 @pytest.fixture
 def console_url(database_url: str) -> Iterator[str]:
     settings = load_settings(
-        database_url=database_url, webhook_keys=WEBHOOK_KEYS_SETTING, api_tokens=TOKEN
+        database_url=database_url, webhook_keys=WEBHOOK_KEYS_SETTING, api_tokens=f"operator:{TOKEN}"
     )
     with serving(create_app(settings)) as base_url, httpx.Client(base_url=base_url) as client:
         for body in [*SEEDED, SEEDED[0]]:  # the repeat is recorded as a duplicate
@@ -158,6 +158,12 @@ def test_an_operator_signs_in_reads_the_charts_filters_deliveries_and_finds_an_a
     page.wait_for_url("**/console/deliveries/*")
     assert page.locator('[data-field="outcome"]').inner_text() == "rejected"
     assert page.locator("pre.body").inner_text() == DEAD_LETTER.decode()
+    # Not JSON with any reader: the replay is recorded and says it still does not read.
+    page.click('button:has-text("Replay")')
+    page.wait_for_load_state()
+    assert page.locator('[data-field="replay-result"]').inner_text().startswith(
+        "Replayed: unreadable"
+    )
 
     # An invoice found by number, with its audit trail as /v1 lists it.
     page.click('nav a:has-text("Invoices")')
