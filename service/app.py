@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from importlib import resources as package_resources
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -26,8 +24,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service.api.auth import ApiAuthorizer
+from service.api.contract import ApiRoute, declared_operations, openapi_document
 from service.api.errors import ApiError
 from service.api.routes import QueryApi
+from service.api.webhook_operation import WEBHOOK_OPERATIONS
 from service.metrics import LedgerMetrics
 from service.projections.projector import InvoiceProjector
 from service.projections.queries import InvoiceQueries
@@ -95,9 +95,6 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
     )
     authorizer = ApiAuthorizer(settings.api_tokens.tokens)
     query_api = QueryApi(resources.queries, store, read_models, authorizer)
-    openapi = json.loads(
-        package_resources.files("service.api").joinpath("openapi.json").read_text()
-    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -140,11 +137,16 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def openapi_endpoint(request: Request) -> Response:
-        return JSONResponse(openapi)
+        return JSONResponse(app.state.openapi)
 
     app = Starlette(
         routes=[
-            Route("/webhooks/cybersource", receiver.endpoint, methods=["GET", "HEAD", "POST"]),
+            ApiRoute(
+                "/webhooks/cybersource",
+                receiver.endpoint,
+                methods=["GET", "HEAD", "POST"],
+                operations=WEBHOOK_OPERATIONS,
+            ),
             *query_api.routes(),
             Route("/openapi.json", openapi_endpoint, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
@@ -155,6 +157,14 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
         lifespan=lifespan,
     )
     app.state.resources = resources
+    # Generated from the routes that declare their operations: it describes what is served.
+    app.state.openapi = openapi_document(
+        declared_operations(app.routes),
+        title="invoice-ledger",
+        version="1.0",
+        description="A ledger of Cybersource invoices: verified webhooks in, invoice state "
+        "and reports out.",
+    )
     return app
 
 
