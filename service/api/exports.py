@@ -13,7 +13,7 @@ import csv
 import io
 import json
 import types
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Union, get_args, get_origin
 
@@ -82,9 +82,11 @@ def _quality(accept: str, media_type: str) -> float:
     return 0.0 if found is None else found[1]
 
 
-def columns_of(model: type[BaseModel]) -> list[Column]:
+def columns_of(model: type[BaseModel], leave_out: Collection[str] = ()) -> list[Column]:
     columns = []
     for name, field in model.model_fields.items():
+        if name in leave_out:
+            continue
         nested = _model_in(field.annotation)
         if nested is not None:
             columns += [Column(f"{name}.{inner}", (name, inner)) for inner in nested.model_fields]
@@ -149,9 +151,11 @@ def csv_response(
     model: type[BaseModel],
     batches: AsyncIterator[Sequence[Mapping[str, Any]]],
     headers: Mapping[str, str],
+    leave_out: Collection[str] = (),
 ) -> StreamingResponse:
+    """``leave_out``: optional columns the answer does not fill (as JSON leaves them out)."""
     return StreamingResponse(
-        csv_lines(columns_of(model), batches),
+        csv_lines(columns_of(model, leave_out), batches),
         media_type=CSV_CONTENT_TYPE,
         headers={**headers, "Content-Disposition": f'attachment; filename="{filename}"'},
     )

@@ -64,6 +64,7 @@ INVOICE_NUMBER = PathParameter(
     'Cybersource invoice number, percent-encoded as a path segment (a "/" in it as %2F)',
     {"type": "string", "minLength": 1, "maxLength": p.IDENTIFIER_LENGTH_MAX},
 )
+CUSTOMER_FIELDS = ("organizationId", "customerName", "customerEmail")
 ONE_INVOICE_ERRORS = (400, 401, 404, 406, 409, 503)
 AMBIGUOUS = {409: models.AmbiguousInvoice}
 
@@ -315,7 +316,10 @@ class QueryApi:
             rows = await self._queries.aging(as_of, parameters.organization_id, zone)
             items = [models.AgingRow(**item) for item in report_items(rows, buckets)]
         if as_csv:
-            return _csv_of(items, models.AgingRow, f"aging-{as_of.isoformat()}.csv")
+            filename = f"aging-{as_of.isoformat()}.csv"
+            if parameters.group_by == "customer":
+                return _csv_of(items, models.AgingRow, filename)
+            return _csv_of(items, models.AgingRow, filename, leave_out=CUSTOMER_FIELDS)
         return models.Aging(asOf=as_of, items=items)
 
     async def collections(self, request: Request, position: int) -> Any:
@@ -373,6 +377,10 @@ async def _invoice_items(
 
 
 def _csv_of(
-    items: Sequence[models.Document], model: type[models.Document], filename: str
+    items: Sequence[models.Document],
+    model: type[models.Document],
+    filename: str,
+    leave_out: Sequence[str] = (),
 ) -> Response:
-    return csv_response(filename, model, one_batch([as_json(item) for item in items]), _no_cache())
+    batch = [as_json(item) for item in items]
+    return csv_response(filename, model, one_batch(batch), _no_cache(), leave_out)
