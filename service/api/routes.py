@@ -46,10 +46,9 @@ from service.store.read_models import SqlReadModelStore
 POSITION_HEADER = "X-Ledger-Position"
 MIN_POSITION_WAIT_SECONDS = 10.0
 MIN_POSITION_POLL_SECONDS = 0.05
-# A CSV export of invoices reads this many rows per query, and stops with an error (the
-# client sees a cut answer, never a short one that looks whole) past this many pages.
-EXPORT_PAGE_ROWS = 500
-EXPORT_PAGES_MAX = 20_000
+# A CSV export of invoices stops with an error past this many rows (the client sees a cut
+# answer, never a short one that looks whole).
+EXPORT_ROWS_MAX = 10_000_000
 
 Endpoint = Callable[[Request, int], Awaitable[models.Document | Response]]
 
