@@ -254,7 +254,8 @@ class QueryApi:
             aging=_aging_filter(parameters),
         )
         if as_csv:
-            pages = self._queries.invoice_pages(filters, parameters.limit, after, EXPORT_PAGES_MAX)
+            pages_max = EXPORT_ROWS_MAX // parameters.limit + 1
+            pages = self._queries.invoice_pages(filters, parameters.limit, after, pages_max)
             return csv_response("invoices.csv", models.Invoice, _invoice_items(pages), _no_cache())
         rows = await self._queries.invoices(filters, parameters.limit, after)
         next_cursor = None
