@@ -256,7 +256,11 @@ class QueryApi:
         if as_csv:
             pages_max = EXPORT_ROWS_MAX // parameters.limit + 1
             pages = self._queries.invoice_pages(filters, parameters.limit, after, pages_max)
-            return csv_response("invoices.csv", models.Invoice, _invoice_items(pages), _no_cache())
+            # The first page is read before the answer starts: a database that cannot be
+            # reached is a 503 then, not a 200 cut short.
+            first = await anext(pages, None)
+            batches = _invoice_items(_chained(first, pages))
+            return csv_response("invoices.csv", models.Invoice, batches, _no_cache())
         rows = await self._queries.invoices(filters, parameters.limit, after)
         next_cursor = None
         if len(rows) == parameters.limit:
@@ -367,6 +371,15 @@ def _aging_filter(parameters: p.InvoiceListParameters) -> AgingBucketFilter | No
 
 def _no_cache() -> dict[str, str]:
     return {"Cache-Control": "no-store"}
+
+
+async def _chained(
+    first: Sequence[Any] | None, rest: AsyncIterator[Sequence[Any]]
+) -> AsyncIterator[Sequence[Any]]:
+    if first is not None:
+        yield first
+        async for page in rest:
+            yield page
 
 
 async def _invoice_items(
