@@ -8,6 +8,7 @@ the same code. Amounts are decimal strings with their currency's exponent.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -91,6 +92,20 @@ def invoice_document(state: InvoiceState, updated_at: datetime | None) -> models
 
 def invoice_from_row(row: Row[Any]) -> models.Invoice:
     return invoice_document(state_from_row(row), row.updated_at)
+
+
+def invoice_at_day_end(row: Row[Any], end_of_day: datetime) -> models.Invoice:
+    """An invoice listed behind an aging bucket: the row holds the status, amounts and due
+    date of the state in force at ``end_of_day`` (and when it began, ``valid_from``); the
+    payments and last fact shown are those dated before it."""
+    state = state_from_row(row)
+    if state.last_event_at is not None and state.last_event_at >= end_of_day:
+        state = replace(
+            state,
+            payments=tuple(p for p in state.payments if p.received_at < end_of_day),
+            last_event_at=row.valid_from,
+        )
+    return invoice_document(state, row.updated_at)
 
 
 def event_document(event: RecordedEvent) -> models.Event:

@@ -23,6 +23,7 @@ from service.api.contract import ApiOperation, ApiRoute, PathParameter
 from service.api.documents import (
     as_json,
     event_document,
+    invoice_at_day_end,
     invoice_document,
     invoice_from_row,
     report_items,
@@ -259,7 +260,7 @@ class QueryApi:
             # The first page is read before the answer starts: a database that cannot be
             # reached is a 503 then, not a 200 cut short.
             first = await anext(pages, None)
-            batches = _invoice_items(_chained(first, pages))
+            batches = _invoice_items(_chained(first, pages), filters.aging)
             return csv_response("invoices.csv", models.Invoice, batches, _no_cache())
         rows = await self._queries.invoices(filters, parameters.limit, after)
         next_cursor = None
@@ -269,7 +270,7 @@ class QueryApi:
                 PageKey(last.updated_at, last.organization_id, last.invoice_number)
             )
         return models.InvoicePage(
-            items=[invoice_from_row(row) for row in rows], nextCursor=next_cursor
+            items=[_listed(row, filters.aging) for row in rows], nextCursor=next_cursor
         )
 
     async def invoice_events(self, request: Request, number: str) -> Any:
@@ -382,11 +383,16 @@ async def _chained(
             yield page
 
 
+def _listed(row: Any, aging: AgingBucketFilter | None) -> models.Invoice:
+    """An invoice as listed: as it stands, or behind an aging bucket as it stood then."""
+    return invoice_from_row(row) if aging is None else invoice_at_day_end(row, aging.end_of_day)
+
+
 async def _invoice_items(
-    pages: AsyncIterator[Sequence[Any]],
+    pages: AsyncIterator[Sequence[Any]], aging: AgingBucketFilter | None
 ) -> AsyncIterator[Sequence[Mapping[str, Any]]]:
     async for rows in pages:
-        yield [as_json(invoice_from_row(row)) for row in rows]
+        yield [as_json(_listed(row, aging)) for row in rows]
 
 
 def _csv_of(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Row, and_, exists, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, Row, and_, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.domain.identity import InvoiceKey
@@ -29,11 +29,16 @@ AGING_BUCKETS = ("current", "days1To30", "days31To60", "days61To90", "over90", "
 
 @dataclass(frozen=True, slots=True)
 class AgingBucketFilter:
-    """The invoices in one bucket of the aging report as of the end of ``as_of`` in ``zone``."""
+    """The invoices in one bucket of the aging report as of the end of ``as_of`` in ``zone``;
+    listed as they stood then (status, amounts and due date of the state in force)."""
 
     bucket: str
     as_of: date
     zone: tzinfo = UTC
+
+    @property
+    def end_of_day(self) -> datetime:
+        return _start_of_day_after(self.as_of, self.zone) or datetime.max.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,27 +355,38 @@ def _invoices_page(filters: InvoiceFilters, limit: int, after: PageKey | None) -
         conditions.append(columns.due_date > filters.due_after)
     if filters.updated_since:
         conditions.append(columns.updated_at >= filters.updated_since)
-    if filters.aging is not None:
-        conditions.append(_in_aging_bucket(filters.aging))
     order = (columns.updated_at, columns.organization_id, columns.invoice_number)
     if after:
         last = (after.updated_at, after.organization_id, after.invoice_number)
         conditions.append(tuple_(*order) > tuple_(*last))
-    return select(invoices).where(*conditions).order_by(*order).limit(limit)
+    query: Any = select(invoices)
+    if filters.aging is not None:
+        query = _in_aging_bucket(filters.aging)
+    return query.where(*conditions).order_by(*order).limit(limit)
 
 
-def _in_aging_bucket(aging: AgingBucketFilter) -> ColumnElement[bool]:
-    """The invoice's state at the end of the day is open and in the bucket: the aging
-    report's own rules, so the invoices listed add up to the bucket."""
+def _in_aging_bucket(aging: AgingBucketFilter) -> Any:
+    """The invoices whose state at the end of the day was open and in the bucket (the aging
+    report's own rules, so their balances add up to the bucket), with that state's status,
+    currency, amounts and due date; at most one state is in force at an instant, so each
+    invoice is one row."""
     versions = invoice_versions.c
     rule = _aging_buckets(aging.as_of, versions.due_date)[aging.bucket]
-    end_of_day = _start_of_day_after(aging.as_of, aging.zone) or datetime.max.replace(tzinfo=UTC)
-    return exists().where(
-        versions.organization_id == invoices.c.organization_id,
-        versions.invoice_number == invoices.c.invoice_number,
-        versions.status.in_(OPEN),
-        _valid_before(end_of_day),
-        rule,
+    as_of_state = [versions.status, versions.currency, versions.total_amount,
+                   versions.balance_amount, versions.due_date]  # fmt: skip
+    replaced = {column.name for column in as_of_state}
+    current = [column for column in invoices.c if column.name not in replaced]
+    return select(*current, *as_of_state, versions.valid_from).select_from(
+        invoices.join(
+            invoice_versions,
+            and_(
+                versions.organization_id == invoices.c.organization_id,
+                versions.invoice_number == invoices.c.invoice_number,
+                versions.status.in_(OPEN),
+                _valid_before(aging.end_of_day),
+                rule,
+            ),
+        )
     )
 
 

@@ -93,11 +93,18 @@ def test_the_invoices_behind_each_aging_bucket_add_up_to_it(api: httpx.Client) -
     ), "each open invoice behind exactly one bucket; the paid one behind none"
 
 
-def test_an_aging_bucket_lists_only_what_was_open_that_day(api: httpx.Client) -> None:
+def test_an_aging_bucket_lists_what_was_open_that_day_as_it_stood_then(
+    api: httpx.Client,
+) -> None:
     deliver_all(api, LEDGER)
     # On 2026-01-20 B-2 (due 2026-01-02) was open and 18 days late; it was paid 2026-02-01.
-    behind = _all_invoices(api, agingBucket="days1To30", asOf="2026-01-20")
-    assert [(i["organizationId"], i["invoiceNumber"]) for i in behind] == [("org-b", "B-2")]
+    [b2] = _all_invoices(api, agingBucket="days1To30", asOf="2026-01-20")
+    assert (b2["organizationId"], b2["invoiceNumber"]) == ("org-b", "B-2")
+    assert (b2["status"], b2["balanceAmount"], b2["paidAmount"]) == ("SENT", "8.00", "92.00")
+    assert b2["lastEventAt"] == "2026-01-05T10:00:00Z"
+    [row] = get(api, "/v1/reports/aging", asOf="2026-01-20")["items"]
+    assert row["days1To30"] == b2["balanceAmount"]
+    assert get(api, "/v1/invoices/B-2", organizationId="org-b")["status"] == "PAID"
     assert _all_invoices(api, agingBucket="days31To60", asOf="2026-03-05") == []
 
 
