@@ -67,6 +67,8 @@ class ApiOperation:
     # Other non-error answers: status → (description, body model or None).
     other_responses: Mapping[int, tuple[str, type[BaseModel] | None]] = field(default_factory=dict)
     request_body: Mapping[str, Any] | None = None
+    # A JSON request body validated by this model (its schema joins the components).
+    request_model: type[BaseModel] | None = None
     secured: bool = True
     tags: Sequence[str] = ()
 
@@ -133,6 +135,9 @@ def _models(operations: Sequence[ApiOperation]) -> list[type[BaseModel]]:
 
 def _component_schemas(operations: Sequence[ApiOperation]) -> dict[str, Any]:
     inputs = {op.parameters.__name__: op.parameters for op in operations if op.parameters}
+    inputs.update(
+        (op.request_model.__name__, op.request_model) for op in operations if op.request_model
+    )
     pairs: list[tuple[type[BaseModel], Any]] = [
         *((model, "validation") for model in inputs.values()),
         *((model, "serialization") for model in _models(operations)),
@@ -165,6 +170,11 @@ def _operation(operation: ApiOperation, schemas: Mapping[str, Any]) -> dict[str,
         document["parameters"] = parameters
     if operation.request_body is not None:
         document["requestBody"] = dict(operation.request_body)
+    if operation.request_model is not None:
+        document["requestBody"] = {
+            "required": True,
+            "content": {JSON_MEDIA_TYPE: {"schema": _reference(operation.request_model)}},
+        }
     document["responses"] = _responses(operation)
     if not operation.secured:
         document["security"] = []
