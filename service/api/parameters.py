@@ -184,6 +184,16 @@ class InvoiceListParameters(Exportable):
     as_of: Day | None = Field(
         None, alias="asOf", description="With agingBucket: the aging report's day; default today."
     )
+    customer_name: str | None = Field(
+        None, alias="customerName", max_length=IDENTIFIER_LENGTH_MAX,
+        description="Only invoices stating this payer name (as a groupBy=customer row of the "
+        "aging report names it); the empty string names those stating none.",
+    )  # fmt: skip
+    customer_email: str | None = Field(
+        None, alias="customerEmail", max_length=IDENTIFIER_LENGTH_MAX,
+        description="Only invoices stating this payer email; the empty string names those "
+        "stating none.",
+    )  # fmt: skip
     time_zone: TimeZone | None = Field(None, alias="timeZone", description=_TIME_ZONE)
     limit: int = Field(
         100, ge=1, le=PAGE_SIZE_MAX,

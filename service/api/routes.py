@@ -253,6 +253,8 @@ class QueryApi:
             due_after=parameters.due_after,
             updated_since=parameters.updated_since,
             aging=_aging_filter(parameters),
+            customer_name=parameters.customer_name,
+            customer_email=parameters.customer_email,
         )
         if as_csv:
             pages_max = EXPORT_ROWS_MAX // parameters.limit + 1

@@ -50,6 +50,9 @@ class InvoiceFilters:
     due_after: date | None = None
     updated_since: datetime | None = None
     aging: AgingBucketFilter | None = None
+    # As the aging report per customer names them; "" names the invoices stating none.
+    customer_name: str | None = None
+    customer_email: str | None = None
 
 
 class ExportTooLarge(Exception):
@@ -355,6 +358,10 @@ def _invoices_page(filters: InvoiceFilters, limit: int, after: PageKey | None) -
         conditions.append(columns.due_date > filters.due_after)
     if filters.updated_since:
         conditions.append(columns.updated_at >= filters.updated_since)
+    for column, value in ((columns.customer_name, filters.customer_name),
+                          (columns.customer_email, filters.customer_email)):  # fmt: skip
+        if value is not None:
+            conditions.append(column.is_(None) if value == "" else column == value)
     order = (columns.updated_at, columns.organization_id, columns.invoice_number)
     if after:
         last = (after.updated_at, after.organization_id, after.invoice_number)

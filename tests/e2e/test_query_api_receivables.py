@@ -128,6 +128,24 @@ def test_aging_per_customer_adds_up_to_the_report(api: httpx.Client) -> None:
                organizationId="org-b")["items"][0]["organizationId"] == "org-b"  # fmt: skip
 
 
+def test_the_invoices_behind_a_customer_row_add_up_to_it(api: httpx.Client) -> None:
+    deliver_all(api, LEDGER)
+    grouped = get(api, "/v1/reports/aging", asOf=AS_OF, groupBy="customer")["items"]
+    for row in grouped:
+        customer = {"organizationId": row["organizationId"], "currency": row["currency"],
+                    "customerName": row["customerName"] or "",
+                    "customerEmail": row["customerEmail"] or ""}  # fmt: skip
+        for bucket in AGING_BUCKETS:
+            behind = _all_invoices(api, agingBucket=bucket, asOf=AS_OF, **customer)
+            known = [Decimal(i["balanceAmount"]) for i in behind if i["balanceAmount"]]
+            assert sum(known, Decimal(0)) == Decimal(row[bucket] or "0"), (row, bucket)
+            assert {(i["customer"]["name"], i["organizationId"]) for i in behind} <= {
+                (row["customerName"], row["organizationId"])
+            }
+    nobody = _all_invoices(api, customerName="", customerEmail="")
+    assert nobody == [], "every seeded invoice states its payer"
+
+
 TOKYO = "Asia/Tokyo"
 
 
