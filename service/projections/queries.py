@@ -479,4 +479,5 @@ def period_of(day: date, interval: Interval) -> str:
         return day.isoformat()
     if interval == "week":
         return (day - timedelta(days=day.weekday())).isoformat()  # the Monday it starts
-    return day.strftime("%Y-%m")
+    # Not strftime("%Y"): it does not pad a year before 1000 to four digits on every platform.
+    return f"{day.year:04d}-{day.month:02d}"

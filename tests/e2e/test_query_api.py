@@ -440,6 +440,17 @@ CALENDAR_EDGES = [
     ("/v1/reports/aging", {"asOf": "0001-01-01"}),
     ("/v1/reports/collections", {"from": "0001-01-01", "to": "0001-01-31", "interval": "week"}),
     ("/v1/reports/collections", {"from": "9999-12-01", "to": "9999-12-31", "interval": "month"}),
+    # Midnight of the first day in a zone east of UTC is before year 1 in UTC, and the day
+    # after the last one in a zone west of it is after year 9999.
+    ("/v1/reports/aging", {"asOf": "0001-01-01", "timeZone": "Pacific/Kiritimati"}),
+    ("/v1/reports/aging", {"asOf": "9999-12-31", "timeZone": "Pacific/Pago_Pago"}),
+    ("/v1/reports/aging", {"asOf": "9999-12-30", "timeZone": "Pacific/Kiritimati"}),
+    ("/v1/invoices", {"agingBucket": "over90", "asOf": "0001-01-01", "timeZone": "Asia/Tokyo"}),
+    ("/v1/invoices", {"agingBucket": "current", "asOf": "9999-12-31", "timeZone": "Etc/GMT+12"}),
+    ("/v1/reports/collections", {"from": "0001-01-01", "to": "0001-01-31", "interval": "week",
+                                 "timeZone": "Asia/Tokyo"}),
+    ("/v1/reports/collections", {"from": "9999-12-01", "to": "9999-12-31", "interval": "month",
+                                 "timeZone": "America/Adak"}),
 ]
 
 
