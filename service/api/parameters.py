@@ -94,10 +94,12 @@ def parse_zone(value: object) -> ZoneInfo:
 Instant = Annotated[
     datetime,
     PlainValidator(parse_instant),
-    WithJsonSchema({"type": "string", "format": "date-time"}),
+    WithJsonSchema({"type": "string", "format": "date-time", "examples": ["2026-03-31T00:00:00Z"]}),
 ]
 Day = Annotated[
-    date, PlainValidator(parse_day), WithJsonSchema({"type": "string", "format": "date"})
+    date,
+    PlainValidator(parse_day),
+    WithJsonSchema({"type": "string", "format": "date", "examples": ["2026-03-31"]}),
 ]
 TimeZone = Annotated[
     ZoneInfo,
