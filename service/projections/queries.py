@@ -345,17 +345,19 @@ class InvoiceQueries:
 def _invoices_page(filters: InvoiceFilters, limit: int, after: PageKey | None) -> Any:
     """A page of invoices by (updated_at, organization, number), after ``after``."""
     columns = invoices.c
+    # Behind an aging bucket, invoices are listed as they stood then, and filtered so.
+    state = columns if filters.aging is None else invoice_versions.c
     conditions = []
     if filters.organization_id is not None:
         conditions.append(columns.organization_id == filters.organization_id)
     if filters.status:
-        conditions.append(columns.status == filters.status)
+        conditions.append(state.status == filters.status)
     if filters.currency:
-        conditions.append(columns.currency == filters.currency)
+        conditions.append(state.currency == filters.currency)
     if filters.due_before:
-        conditions.append(columns.due_date < filters.due_before)
+        conditions.append(state.due_date < filters.due_before)
     if filters.due_after:
-        conditions.append(columns.due_date > filters.due_after)
+        conditions.append(state.due_date > filters.due_after)
     if filters.updated_since:
         conditions.append(columns.updated_at >= filters.updated_since)
     for column, value in ((columns.customer_name, filters.customer_name),

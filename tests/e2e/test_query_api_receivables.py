@@ -105,6 +105,9 @@ def test_an_aging_bucket_lists_what_was_open_that_day_as_it_stood_then(
     [row] = get(api, "/v1/reports/aging", asOf="2026-01-20")["items"]
     assert row["days1To30"] == b2["balanceAmount"]
     assert get(api, "/v1/invoices/B-2", organizationId="org-b")["status"] == "PAID"
+    then = {"agingBucket": "days1To30", "asOf": "2026-01-20"}
+    assert _all_invoices(api, **then, status="SENT") == [b2], "filtered as it stood then"
+    assert _all_invoices(api, **then, status="PAID") == []
     assert _all_invoices(api, agingBucket="days31To60", asOf="2026-03-05") == []
 
 
