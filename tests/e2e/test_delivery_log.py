@@ -12,6 +12,7 @@ import pytest
 
 from service.app import create_app
 from service.settings import load_settings
+from service.webhooks.signature import SignedContent
 from tests.support.server import serving
 from tests.support.webhooks import (
     WEBHOOK_KEYS_SETTING,
@@ -283,3 +284,27 @@ def test_bad_delivery_log_parameters_are_refused_naming_the_parameter(
     assert detail in response.json()["detail"]
     bad_id = api.get("/v1/deliveries/abc", headers=READ)
     assert (bad_id.status_code, bad_id.json()["error"]) == (400, "bad_parameter")
+
+
+def test_a_replayed_payload_signed_dead_letter_is_the_fact_a_fresh_delivery_records(
+    database_url: str,
+) -> None:
+    """Only the payload signed: the notification is named by its payload's digest, which the
+    replay computes from the kept body as the receiver did from the request."""
+    body = two_invoice_notification("n-payload-form")
+    headers = signed_headers(body, signed_content=SignedContent.PAYLOAD)
+    with ledger(database_url, webhook_items_max=1) as strict:
+        response = strict.post("/webhooks/cybersource", content=body, headers=headers)
+        assert response.status_code == 422
+        dead_letter = only_delivery(strict)
+        assert dead_letter["signedContent"] == "payload"
+    with ledger(database_url, webhook_items_max=10) as relaxed:
+        assert replay(relaxed, dead_letter["deliveryId"])["result"] == "appended"
+        fresh = relaxed.post(
+            "/webhooks/cybersource",
+            content=body,
+            headers=signed_headers(body, signed_content=SignedContent.PAYLOAD),
+        )
+        assert fresh.json() == {"status": "duplicate"}
+        [event] = relaxed.get("/v1/invoices/INV-A/events", headers=READ).json()["items"]
+        assert event["data"]["notification"]["id"].startswith("payload-sha256:")
