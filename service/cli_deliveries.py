@@ -26,11 +26,13 @@ from pydantic import BaseModel
 from service.api.deliveries import (
     DeliveryDetail,
     DeliveryList,
+    decode_cursor,
     detail,
     encode_cursor,
     replay_answer,
     summary,
 )
+from service.api.errors import ApiError
 from service.api.parameters import parse_instant
 from service.logs import configure_logging
 from service.settings import ConfigurationError, Settings, load_settings
@@ -167,17 +169,23 @@ def deliveries() -> None:
 @deliveries.command("list")
 @_filter_options
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, PAGE_SIZE_MAX))
-@click.option("--before", type=click.IntRange(1), help="Only deliveries older than this id.")
+@click.option("--cursor", help="The nextCursor of the previous page.")
 @click.option("--json", "as_json", is_flag=True, help="Print the /v1/deliveries document.")
-def list_deliveries(limit: int, before: int | None, as_json: bool, **options: Any) -> None:
+def list_deliveries(limit: int, cursor: str | None, as_json: bool, **options: Any) -> None:
     """Deliveries, newest first."""
+    try:
+        before = decode_cursor(cursor) if cursor else None
+    except ApiError:
+        problem = "is not a cursor this command printed"
+        raise click.BadParameter(problem, param_hint="--cursor") from None
 
     async def work(tools: _Tools) -> DeliveryList:
         rows = await tools.log.deliveries(_filters(options), limit, before)
         replays = await tools.log.replays([row.delivery_id for row in rows])
-        cursor = encode_cursor(rows[-1].delivery_id) if len(rows) == limit else None
+        next_cursor = encode_cursor(rows[-1].delivery_id) if len(rows) == limit else None
         return DeliveryList(
-            items=[summary(row, replays[row.delivery_id]) for row in rows], next_cursor=cursor
+            items=[summary(row, replays[row.delivery_id]) for row in rows],
+            next_cursor=next_cursor,
         )
 
     listed = _run(work)
@@ -319,7 +327,9 @@ def replay(
         _fail(f"no delivery {delivery_id}")
     except NotReplayable as refused:
         _fail(f"delivery {delivery_id} cannot be replayed ({refused.code}): {refused.detail}")
-    if as_json:
+    if as_json and delivery_id is not None:
+        _print_json(replay_answer(outcomes[0]))  # the document POST .../replay answers
+    elif as_json:
         _print_json([replay_answer(outcome) for outcome in outcomes])
     elif delivery_id is not None:
         _print_outcome(outcomes[0])

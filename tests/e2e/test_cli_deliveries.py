@@ -36,7 +36,7 @@ def test_replay_exits_1_naming_the_reason_until_the_delivery_reads_then_0(
         "deliveries", "replay", delivery_id, "--json", environment=relaxed_environment
     )
     assert again.returncode == 0
-    [answer] = json.loads(again.stdout)
+    answer = json.loads(again.stdout)
     assert (answer["deliveryId"], answer["result"]) == (int(delivery_id), "duplicate")
 
     bulk = invoice_ledger(
@@ -65,6 +65,7 @@ def test_invalid_choices_and_arguments_exit_2(database_url: str) -> None:
         ("deliveries", "replay"),
         ("deliveries", "replay", "1", "--all"),
         ("deliveries", "correct", "1"),
+        ("deliveries", "list", "--cursor", "not-a-cursor"),
     ):
         result = invoice_ledger(*arguments, environment=environment)
         assert result.returncode == 2, arguments

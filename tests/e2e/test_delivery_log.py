@@ -308,3 +308,15 @@ def test_a_replayed_payload_signed_dead_letter_is_the_fact_a_fresh_delivery_reco
         assert fresh.json() == {"status": "duplicate"}
         [event] = relaxed.get("/v1/invoices/INV-A/events", headers=READ).json()["items"]
         assert event["data"]["notification"]["id"].startswith("payload-sha256:")
+
+
+def test_an_ignored_delivery_is_replayable_and_says_why_it_still_does_not_read(
+    api: httpx.Client,
+) -> None:
+    document = invoice_notification("INV-T", event_type="invoicing.customer.invoice.test")
+    assert post_delivery(api, encode(document)).json() == {"status": "ignored"}
+    ignored = only_delivery(api)
+    assert (ignored["outcome"], ignored["replayable"]) == ("ignored", True)
+    answer = replay(api, ignored["deliveryId"])
+    assert answer["result"] == "unreadable"
+    assert answer["reason"] == "event type invoicing.customer.invoice.test"
