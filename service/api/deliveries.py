@@ -136,6 +136,8 @@ class DeliveryListParameters(BaseModel):
     notification_id: str | None = Field(
         None, alias="notificationId", max_length=p.IDENTIFIER_LENGTH_MAX
     )
+    # A prefix: "unusable_body" selects the dead letters, whatever the rule they broke.
+    reason: str | None = Field(None, min_length=1, max_length=p.IDENTIFIER_LENGTH_MAX)
     received_from: p.Instant | None = Field(None, alias="receivedFrom")
     received_to: p.Instant | None = Field(None, alias="receivedTo")
     limit: int = Field(100, ge=1, le=PAGE_SIZE_MAX)
@@ -220,6 +222,7 @@ class DeliveryApi:
             notification_id=parameters.notification_id,
             received_from=parameters.received_from,
             received_to=parameters.received_to,
+            reason_prefix=parameters.reason,
         )
         rows = await self._log.deliveries(filters, parameters.limit, before_id)
         replays = await self._log.replays([row.delivery_id for row in rows])

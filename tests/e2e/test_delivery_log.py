@@ -257,6 +257,8 @@ def test_the_delivery_log_filters_and_pages_newest_first(api: httpx.Client) -> N
     assert [i["reason"][:13] for i in deliveries(api, outcome="rejected")["items"]] == [
         "unusable_body"
     ]
+    assert len(deliveries(api, reason="unusable_body")["items"]) == 1
+    assert deliveries(api, reason="unusable_body_")["items"] == []  # "_" is no wildcard
     newest = everything[0]["receivedAt"]
     assert len(deliveries(api, receivedFrom=newest)["items"]) >= 1
     assert deliveries(api, receivedTo="2000-01-01T00:00:00Z")["items"] == []
