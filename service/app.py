@@ -305,7 +305,9 @@ async def _retaining(settings: Settings, resources: Resources) -> WorkerContext:
 async def _sampling(settings: Settings, resources: Resources) -> WorkerContext:
     """Keep the projection-lag and inbox gauges current."""
     stop = asyncio.Event()
-    task = asyncio.create_task(sample_backlog(resources.engine, resources.metrics, stop))
+    task = asyncio.create_task(
+        sample_backlog(resources.engine, resources.metrics, stop, settings.metrics_sample_seconds)
+    )
     yield RunningWorker("backlog_gauges", task, stop)
 
 

@@ -32,6 +32,7 @@ async def sample_backlog(
     sample_seconds: float = LAG_SAMPLE_SECONDS,
 ) -> None:
     samples = 0
+    failing: str | None = None
     while not stop.is_set():
         try:
             lag = await projection_lag(engine, INVOICES_PROJECTION, datetime.now(UTC))
@@ -40,10 +41,14 @@ async def sample_backlog(
             if samples % INBOX_SAMPLES_EVERY == 0:
                 for kind, rows in (await inbox_rows_by_kind(engine)).items():
                     metrics.inbox_rows.labels(kind).set(rows)
+            failing = None
         except StoreUnavailable:
             pass  # /readyz and the webhook metrics say so; the gauges keep their last value
-        except Exception:
-            log.exception("backlog_sampler.failed")
+        except Exception as error:
+            # An unmigrated schema fails every sample: said once, not every few seconds.
+            if type(error).__name__ != failing:
+                failing = type(error).__name__
+                log.exception("backlog_sampler.failed")
         samples += 1
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), sample_seconds)

@@ -127,6 +127,8 @@ class Settings(BaseSettings):
     retention_refused_days: int | None = Field(30, ge=1, le=36_500)
     retention_accepted_days: int | None = Field(None, ge=1, le=36_500)
     retention_interval_seconds: int = Field(3600, ge=60, le=7 * 24 * 3600)
+    # How often the projection-lag gauges are sampled (the inbox's every 12 samples).
+    metrics_sample_seconds: float = Field(5.0, ge=0.1, le=300)
 
     @field_validator("database_url")
     @classmethod
