@@ -30,3 +30,27 @@ def test_with_tokens_any_configured_token_admits_from_anywhere() -> None:
     authorizer.check(request_from("10.0.0.7", "bearer first-token-0123456789"))
     with pytest.raises(ApiError):
         authorizer.check(request_from("127.0.0.1"))  # tokens configured: loopback needs one too
+
+
+@pytest.mark.parametrize(
+    "header",
+    [b"x-forwarded-for", b"forwarded", b"x-real-ip", b"via", b"x-envoy-external-address"],
+)
+def test_without_tokens_a_loopback_peer_that_relays_a_proxied_request_is_refused(
+    header: bytes,
+) -> None:
+    proxied = Request(
+        {"type": "http", "client": ("127.0.0.1", 50000), "headers": [(header, b"203.0.113.9")]}
+    )
+    with pytest.raises(ApiError) as refused:
+        ApiAuthorizer(()).check(proxied)
+    assert refused.value.status_code == 401
+
+
+def test_anonymous_access_admits_every_client_only_when_explicitly_allowed() -> None:
+    ApiAuthorizer((), allow_anonymous=True).check(request_from("10.0.0.7"))
+    with pytest.raises(ApiError):
+        # Tokens configured: the opt-out changes nothing.
+        ApiAuthorizer(("first-token-0123456789",), allow_anonymous=True).check(
+            request_from("10.0.0.7")
+        )
