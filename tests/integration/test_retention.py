@@ -3,6 +3,7 @@ accepted deliveries) and nothing else: never events, dead letters or conflicts."
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -11,10 +12,10 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.retention_policy import RetentionPolicy, apply_retention
+from service.retention_policy import RetentionPolicy, apply_retention, run_retention
 from service.store.database import create_engine, resolve_database_url
 from service.store.event_store import InboxEntry, SqlEventStore
-from service.store.retention import PrunableKind, count_prunable, prune
+from service.store.retention import PrunableKind, PruneResult, count_prunable, prune
 from service.store.schema import InboxOutcome, events, inbox
 from tests.integration.test_least_privilege import service_role_url  # noqa: F401 (fixture)
 from tests.support.events import invoice_event
@@ -168,3 +169,26 @@ async def test_the_least_privileged_service_role_prunes_through_the_function(
     finally:
         await service.dispose()
         await owner.dispose()
+
+
+async def test_the_scheduled_policy_prunes_on_its_own_and_stops_when_told(
+    engine: AsyncEngine,
+) -> None:
+    await seed(engine)
+    pruned: list[PruneResult] = []
+    stop, ran = asyncio.Event(), asyncio.Event()
+
+    def on_pruned(result: PruneResult) -> None:
+        pruned.append(result)
+        ran.set()
+
+    policy = RetentionPolicy.from_days(refused_days=30, accepted_days=None)
+    worker = asyncio.create_task(
+        run_retention(engine, policy, stop, 3600, on_pruned, first_run_delay_seconds=0.05)
+    )
+    async with asyncio.timeout(20):
+        await ran.wait()
+        stop.set()
+        await worker
+    assert [(result.kind, result.rows) for result in pruned] == [(PrunableKind.REFUSED, 2)]
+    assert ("refused", True) not in await remaining(engine)
