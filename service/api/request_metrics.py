@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 
+from prometheus_client import Counter, Histogram
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -23,6 +24,9 @@ class RequestMetrics:
     def __init__(self, app: ASGIApp, metrics: LedgerMetrics) -> None:
         self._app = app
         self._metrics = metrics
+        # prometheus_client's labels() takes a lock and builds a key on every call; the
+        # children are kept here instead. Bounded: routes, methods and statuses are few.
+        self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -41,11 +45,22 @@ class RequestMetrics:
             await self._app(scope, receive, send_and_note_status)
         finally:
             method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
-            route = _route_template(scope.get("route"))
-            self._metrics.http_requests.labels(route, method, str(status)).inc()
-            self._metrics.http_request_duration_seconds.labels(route, method).observe(
-                time.perf_counter() - started
+            requests, durations = self._series_of(
+                _route_template(scope.get("route")), method, status
             )
+            requests.inc()
+            durations.observe(time.perf_counter() - started)
+
+    def _series_of(self, route: str, method: str, status: int) -> tuple[Counter, Histogram]:
+        key = (route, method, status)
+        series = self._series.get(key)
+        if series is None:
+            series = (
+                self._metrics.http_requests.labels(route, method, str(status)),
+                self._metrics.http_request_duration_seconds.labels(route, method),
+            )
+            self._series[key] = series
+        return series
 
 
 def _route_template(route: BaseRoute | None) -> str:
