@@ -4,6 +4,7 @@ on SIGTERM, loses no acknowledged delivery, and exits within its grace; a second
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import signal
@@ -22,6 +23,7 @@ from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy import func, select
 
 from service.sandbox.app import create_sandbox_app
+from service.store.database import create_engine, resolve_database_url
 from service.store.schema import events, inbox, projection_checkpoints
 from tests.e2e.test_cybersource_client import MERCHANT
 from tests.support.databases import fresh_sqlite_database
@@ -75,7 +77,7 @@ def wait_until_healthy(process: subprocess.Popen[bytes], port: int, log_path: Pa
 
 
 def row_counts(database_url: str) -> dict[str, int]:
-    engine = create_sync_engine(database_url.replace("+aiosqlite", ""))
+    engine = create_sync_engine(database_url)
     try:
         with engine.connect() as connection:
             return {
@@ -87,7 +89,7 @@ def row_counts(database_url: str) -> dict[str, int]:
 
 
 def reconciler_events(database_url: str) -> dict[str, int]:
-    engine = create_sync_engine(database_url.replace("+aiosqlite", ""))
+    engine = create_sync_engine(database_url)
     try:
         with engine.connect() as connection:
             # History entries only: an observation (the snapshot appended after them, on its
@@ -100,6 +102,15 @@ def reconciler_events(database_url: str) -> dict[str, int]:
             return {stream: count for stream, count in rows}
     finally:
         engine.dispose()
+
+
+async def stored_invoices(database_url: str) -> set[str]:
+    engine = create_engine(resolve_database_url(database_url))
+    try:
+        async with engine.connect() as connection:
+            return set((await connection.execute(select(events.c.stream_id))).scalars())
+    finally:
+        await engine.dispose()
 
 
 def create_sandbox_invoices(sandbox_url: str, count: int) -> None:
@@ -248,11 +259,14 @@ def test_a_second_signal_ends_serve_at_once(
 
 
 def test_sigterm_during_ingestion_loses_no_acknowledged_delivery(
-    sqlite_url: str, tmp_path: Path
+    database_url: str, tmp_path: Path
 ) -> None:
     log_path = tmp_path / "serve.log"
     port = free_port()
-    environment = {"LEDGER_DATABASE_URL": sqlite_url, "LEDGER_WEBHOOK_KEYS": WEBHOOK_KEYS_SETTING}
+    environment = {
+        "LEDGER_DATABASE_URL": database_url,
+        "LEDGER_WEBHOOK_KEYS": WEBHOOK_KEYS_SETTING,
+    }
     process = start_serve(environment, port, log_path)
     acknowledged: list[str] = []
     sent = threading.Event()
@@ -286,9 +300,6 @@ def test_sigterm_during_ingestion_loses_no_acknowledged_delivery(
     finally:
         if process.poll() is None:
             process.kill()
-    engine = create_sync_engine(sqlite_url.replace("+aiosqlite", ""))
-    with engine.connect() as connection:
-        stored = set(connection.execute(select(events.c.stream_id)).scalars())
-    engine.dispose()
+    stored = asyncio.run(stored_invoices(database_url))
     assert len(acknowledged) > 20
     assert set(acknowledged) <= stored
