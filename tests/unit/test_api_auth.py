@@ -77,3 +77,11 @@ def test_anonymous_access_admits_every_client_only_when_explicitly_allowed() -> 
         ApiAuthorizer(("first-token-0123456789",), allow_anonymous=True).check(
             request_from("10.0.0.7")
         )
+
+
+def test_anonymous_access_reads_but_never_holds_the_operator_scope() -> None:
+    authorizer = ApiAuthorizer((), allow_anonymous=True)
+    assert authorizer.check(request_from("10.0.0.7")).scope is Scope.READ
+    with pytest.raises(ApiError) as refused:
+        authorizer.check(request_from("10.0.0.7"), Scope.OPERATOR)
+    assert (refused.value.status_code, refused.value.error) == (403, "insufficient_scope")
