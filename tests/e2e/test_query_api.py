@@ -417,7 +417,7 @@ def test_the_openapi_document_names_the_organization_parameter_and_the_ambiguity
 ) -> None:
     document = api.get("/openapi.json").json()
     for path, operations in document["paths"].items():
-        if path.startswith("/v1/"):
+        if path.startswith(("/v1/invoices", "/v1/reports/")):
             names = [parameter["name"] for parameter in operations["get"]["parameters"]]
             assert "organizationId" in names, path
     for path in ("/v1/invoices/{invoiceNumber}", "/v1/invoices/{invoiceNumber}/events"):
