@@ -113,6 +113,11 @@ class Settings(BaseSettings):
     cybersource_organization_ids: Annotated[tuple[str, ...], NoDecode] = ()
     cybersource_max_requests_per_second: float = Field(5.0, gt=0, le=1000)
     reconcile_interval_seconds: int = Field(900, ge=10, le=7 * 24 * 3600)
+    # The serving reconciler fetches every invoice this often (the incremental sweeps between
+    # fetch only those whose summaries give reason to).
+    reconciler_full_sweep_interval_seconds: int = Field(7 * 24 * 3600, ge=60, le=366 * 24 * 3600)
+    # How long a stopping worker may take to cancel its round and release its lease.
+    shutdown_grace_seconds: float = Field(10.0, gt=0, le=600)
     api_tokens: Annotated[ApiTokens, NoDecode] = ApiTokens()
 
     @field_validator("database_url")
@@ -166,6 +171,15 @@ class Settings(BaseSettings):
                 base64.b64decode(self.cybersource_secret_key.get_secret_value(), validate=True)
             except (binascii.Error, ValueError):
                 raise ValueError("LEDGER_CYBERSOURCE_SECRET_KEY is not valid base64") from None
+        return self
+
+    @model_validator(mode="after")
+    def _full_sweeps_no_more_often_than_sweeps(self) -> Settings:
+        if self.reconciler_full_sweep_interval_seconds < self.reconcile_interval_seconds:
+            raise ValueError(
+                "LEDGER_RECONCILER_FULL_SWEEP_INTERVAL_SECONDS must not be shorter than"
+                " LEDGER_RECONCILE_INTERVAL_SECONDS"
+            )
         return self
 
     def cybersource_credentials(self) -> MerchantCredentials | None:

@@ -210,17 +210,28 @@ class CybersourceClient:
         status: str | None = None,
         page_size: int = LIST_PAGE_SIZE_MAX,
         organization_id: str | None = None,
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncIterator[Any]:
         """Every invoice summary of one organization, page by page, until a short page or
         ``totalInvoices``."""
+        async for page in self.iterate_invoice_pages(status, page_size, organization_id):
+            for invoice in page:
+                yield invoice
+
+    async def iterate_invoice_pages(
+        self,
+        status: str | None = None,
+        page_size: int = LIST_PAGE_SIZE_MAX,
+        organization_id: str | None = None,
+    ) -> AsyncIterator[list[Any]]:
+        """The pages of one organization's invoice summaries (items as Cybersource sent them,
+        unvalidated), until a short page or ``totalInvoices``."""
         offset = 0
         for _ in range(LIST_PAGES_MAX):
             page = await self.list_invoices(offset, page_size, status, organization_id)
             invoices = page.get("invoices") or []
             if not isinstance(invoices, list):
                 raise self._unreadable_list("invoices is not a list", organization_id)
-            for invoice in invoices:
-                yield invoice
+            yield invoices
             offset += len(invoices)
             total = page.get("totalInvoices")
             if len(invoices) < page_size or (isinstance(total, int) and offset >= total):
