@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable, Collection, Coroutine, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Collection,
+    Coroutine,
+    Sequence,
+)
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol, TypeVar
@@ -40,7 +48,11 @@ log = structlog.get_logger("service.reconciler")
 
 # Open invoices first: they are the ones whose state a lost webhook leaves wrong.
 SWEEP_STATUS_ORDER = ("PENDING", "PARTIAL", "SENT", "CREATED", "DRAFT", "PAID", "CANCELED")
-SWEEP_CONCURRENCY = 8
+# Invoices reconciled at once: enough to hide each one's database work behind the calls of
+# the others (the client bounds the calls in flight and their rate).
+SWEEP_CONCURRENCY = 16
+# Pages of the list fetched ahead while the invoices of the page before are reconciled.
+PAGES_READ_AHEAD = 2
 
 
 class ReconcilerFailure(StrEnum):
@@ -279,21 +291,24 @@ class Reconciler:
         try:
             for status in statuses:
                 for organization in swept:
+                    listing = self._client.iterate_invoice_pages(
+                        status, organization_id=organization
+                    )
                     try:
-                        async for page in self._client.iterate_invoice_pages(
-                            status, organization_id=organization
-                        ):
-                            for number in await self._to_fetch(page, organization, summary):
-                                if len(running) >= SWEEP_CONCURRENCY:
-                                    done, _ = await asyncio.wait(
-                                        running, return_when=asyncio.FIRST_COMPLETED
+                        async with aclosing(_read_ahead(listing)) as pages:
+                            async for page in pages:
+                                numbers = await self._to_fetch(page, organization, summary)
+                                for number in numbers:
+                                    if len(running) >= SWEEP_CONCURRENCY:
+                                        done, _ = await asyncio.wait(
+                                            running, return_when=asyncio.FIRST_COMPLETED
+                                        )
+                                        running -= done
+                                    task = asyncio.create_task(
+                                        self.reconcile_invoice(number, organization)
                                     )
-                                    running -= done
-                                task = asyncio.create_task(
-                                    self.reconcile_invoice(number, organization)
-                                )
-                                task.add_done_callback(account)
-                                running.add(task)
+                                    task.add_done_callback(account)
+                                    running.add(task)
                     except CybersourceError as error:
                         summary.count_listing_failure(organization, status, str(error))
             if running:
@@ -353,3 +368,27 @@ async def _finished_even_if_cancelled(work: Coroutine[Any, Any, Result]) -> Resu
         if not task.cancelled():
             task.exception()  # retrieved: the cancellation, not the append, is what ends this
         raise
+
+
+async def _read_ahead(pages: AsyncIterator[list[Any]]) -> AsyncGenerator[list[Any], None]:
+    """The same pages, the next ones fetched while the caller works on the current one."""
+    queue: asyncio.Queue[list[Any] | BaseException | None] = asyncio.Queue(PAGES_READ_AHEAD)
+
+    async def fetch() -> None:
+        try:
+            async for page in pages:
+                await queue.put(page)
+        except Exception as error:  # raised to the caller, in order, after the pages before it
+            await queue.put(error)
+        else:
+            await queue.put(None)
+
+    fetching = asyncio.create_task(fetch())
+    try:
+        while (item := await queue.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        fetching.cancel()
+        await asyncio.wait({fetching})
