@@ -12,10 +12,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.projections.projector import InvoiceProjector
+from service.projections.queries import InvoiceQueries
 from service.reconciler.client import CybersourceClient
 from service.reconciler.ledger_view import SqlLedgerView
 from service.reconciler.reconciler import SWEEP_STATUS_ORDER, Reconciler
 from service.reconciler.summaries import FetchReason
+from service.reconciler.sweep_schedule import SqlSweepSchedule
+from service.reconciler.worker import ReconcilerWorker
 from service.store.database import create_engine, resolve_database_url
 from service.store.event_store import SqlEventStore
 from service.store.read_models import SqlReadModelStore
@@ -190,3 +193,33 @@ async def test_an_invoice_the_projector_has_not_seen_yet_is_fetched_not_trusted(
 
     assert summary.fetch_reasons == {FetchReason.UNKNOWN_TO_LEDGER: len(SETTLED_PORTFOLIO)}
     assert summary.changed == 0
+
+
+async def test_the_worker_sweeps_in_full_on_its_slow_schedule_even_across_restarts(
+    cybersource: CybersourceClient, sandbox_url: str, engine: AsyncEngine
+) -> None:
+    settled_portfolio(sandbox_url)
+    swept: list[tuple[bool, int, bool]] = []
+
+    def worker() -> ReconcilerWorker:
+        return ReconcilerWorker(
+            Reconciler(cybersource, SqlEventStore(engine), ledger=SqlLedgerView(engine)),
+            InvoiceQueries(engine),
+            SqlReadModelStore(engine),
+            owner="test",
+            sweep_interval_seconds=0,
+            full_sweep_interval_seconds=3600,
+            full_sweeps=SqlSweepSchedule(engine),
+            on_sweep=lambda summary, succeeded: swept.append(
+                (summary.full, summary.fetched, succeeded)
+            ),
+        )
+
+    first = worker()
+    await first.round()  # no full sweep recorded yet: this one is full
+    await project(engine)
+    await first.round()
+    await worker().round()  # restarted: the full sweep is still recent
+    assert swept == [(True, len(SETTLED_PORTFOLIO), True), (False, 0, True), (False, 0, True)]
+    assert not await SqlSweepSchedule(engine).full_sweep_due(3600)
+    assert await SqlSweepSchedule(engine).full_sweep_due(0)
