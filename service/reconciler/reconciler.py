@@ -51,8 +51,10 @@ SWEEP_STATUS_ORDER = ("PENDING", "PARTIAL", "SENT", "CREATED", "DRAFT", "PAID", 
 # Invoices reconciled at once: enough to hide each one's database work behind the calls of
 # the others (the client bounds the calls in flight and their rate).
 SWEEP_CONCURRENCY = 16
-# Pages of the list fetched ahead while the invoices of the page before are reconciled.
+# Pages of the list fetched ahead while the invoices of the page before are reconciled, and
+# list calls made at once: few details to fetch leave the list's latency to set the pace.
 PAGES_READ_AHEAD = 2
+LIST_PAGES_IN_FLIGHT = 4
 
 
 class ReconcilerFailure(StrEnum):
@@ -292,7 +294,7 @@ class Reconciler:
             for status in statuses:
                 for organization in swept:
                     listing = self._client.iterate_invoice_pages(
-                        status, organization_id=organization
+                        status, organization_id=organization, pages_in_flight=LIST_PAGES_IN_FLIGHT
                     )
                     try:
                         async with aclosing(_read_ahead(listing)) as pages:

@@ -223,3 +223,26 @@ async def test_the_worker_sweeps_in_full_on_its_slow_schedule_even_across_restar
     assert swept == [(True, len(SETTLED_PORTFOLIO), True), (False, 0, True), (False, 0, True)]
     assert not await SqlSweepSchedule(engine).full_sweep_due(3600)
     assert await SqlSweepSchedule(engine).full_sweep_due(0)
+
+
+@pytest.mark.parametrize("invoices", [25, 30])
+async def test_list_pages_read_several_at_once_are_the_pages_read_one_by_one(
+    cybersource: CybersourceClient, sandbox_url: str, invoices: int
+) -> None:
+    for index in range(invoices):
+        new_invoice(sandbox_url, f"L-{index:03d}", "5.00")
+
+    async def listed(pages_in_flight: int) -> tuple[list[str], int]:
+        before = cybersource.requests_sent
+        numbers = [
+            item["id"]
+            async for page in cybersource.iterate_invoice_pages(
+                page_size=10, pages_in_flight=pages_in_flight
+            )
+            for item in page
+        ]
+        return numbers, cybersource.requests_sent - before
+
+    one_by_one, calls = await listed(1)
+    assert len(one_by_one) == len(set(one_by_one)) == invoices and calls == 3
+    assert await listed(4) == (one_by_one, 3)
