@@ -37,7 +37,7 @@ from bench.harness import RESULTS_DIRECTORY, free_port, migrated_database, serve
 from service.reconciler.client import ClientLimits, CybersourceClient
 from service.reconciler.http_signature import MerchantCredentials
 from service.reconciler.ledger_view import SqlLedgerView
-from service.reconciler.reconciler import Reconciler
+from service.reconciler.reconciler import SWEEP_CONCURRENCY, Reconciler
 from service.store.database import create_engine, resolve_database_url
 from service.store.event_store import SqlEventStore
 
@@ -80,7 +80,8 @@ async def sweep_once(
     sandbox_url: str, database_url: str, rate: float, full: bool
 ) -> dict[str, Any]:
     credentials = MerchantCredentials(MERCHANT_ID, KEY_ID, base64.b64decode(SECRET))
-    engine = create_engine(resolve_database_url(database_url), pool_size=8)
+    # A connection for each invoice reconciled at once, as `serve`'s pool (20) allows.
+    engine = create_engine(resolve_database_url(database_url), pool_size=SWEEP_CONCURRENCY)
     limits = ClientLimits(max_requests_per_second=rate, max_concurrency=8)
     try:
         async with CybersourceClient(sandbox_url, credentials, limits) as client:
