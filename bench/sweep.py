@@ -13,7 +13,9 @@ in a process of its own against a throwaway PostgreSQL ledger, so its peak memor
    then exactly what Get Invoice Details says.
 
 Figures: detail calls of the incremental sweep against the full one (target ≤ 3%), the
-request rate each achieved against the client's limit (target ≥ 90%), peak memory of each.
+request rate each achieved against the client's limit (target ≥ 90%), peak memory of each,
+and beside them the list alone with no rate limit (the sandbox's own ceiling for a sweep
+that is mostly list calls).
 """
 
 from __future__ import annotations
@@ -37,7 +39,12 @@ from bench.harness import RESULTS_DIRECTORY, free_port, migrated_database, serve
 from service.reconciler.client import ClientLimits, CybersourceClient
 from service.reconciler.http_signature import MerchantCredentials
 from service.reconciler.ledger_view import SqlLedgerView
-from service.reconciler.reconciler import SWEEP_CONCURRENCY, Reconciler
+from service.reconciler.reconciler import (
+    LIST_PAGES_IN_FLIGHT,
+    SWEEP_CONCURRENCY,
+    SWEEP_STATUS_ORDER,
+    Reconciler,
+)
 from service.store.database import create_engine, resolve_database_url
 from service.store.event_store import SqlEventStore
 
@@ -109,6 +116,28 @@ async def sweep_once(
     }
 
 
+async def list_once(sandbox_url: str, rate: float) -> dict[str, Any]:
+    """The list alone, as fast as the sandbox answers: the ceiling of a sweep that fetches
+    few details, whatever its rate limit."""
+    credentials = MerchantCredentials(MERCHANT_ID, KEY_ID, base64.b64decode(SECRET))
+    limits = ClientLimits(max_requests_per_second=rate, max_concurrency=8)
+    async with CybersourceClient(sandbox_url, credentials, limits) as client:
+        started = time.perf_counter()
+        listed = 0
+        for status in SWEEP_STATUS_ORDER:
+            async for page in client.iterate_invoice_pages(
+                status, pages_in_flight=LIST_PAGES_IN_FLIGHT
+            ):
+                listed += len(page)
+        elapsed = time.perf_counter() - started
+        return {
+            "listed": listed,
+            "list_calls": client.requests_sent,
+            "seconds": round(elapsed, 2),
+            "achieved_per_second": round(client.requests_sent / elapsed, 1),
+        }
+
+
 def create_invoices(sandbox: httpx.Client, first: int, count: int) -> None:
     for index in range(first, first + count):
         number, status = invoice_number(index), status_of(index)
@@ -159,11 +188,11 @@ def change_one_percent(sandbox: httpx.Client, invoices: int) -> dict[str, int]:
 
 
 def measured_sweep(
-    sandbox_url: str, database_url: str, rate: float, full: bool, label: str
+    sandbox_url: str, database_url: str, rate: float, mode: str, label: str
 ) -> dict[str, Any]:
     output = subprocess.run(
         [sys.executable, "-m", "bench.sweep", "--run-one", sandbox_url, database_url,
-         str(rate), "full" if full else "incremental"],
+         str(rate), mode],
         check=True,
         capture_output=True,
         text=True,
@@ -185,7 +214,10 @@ def project(environment: dict[str, str]) -> None:
 def main() -> None:
     if len(sys.argv) == 6 and sys.argv[1] == "--run-one":
         sandbox_url, database_url, rate, mode = sys.argv[2:]
-        result = asyncio.run(sweep_once(sandbox_url, database_url, float(rate), mode == "full"))
+        if mode == "list":
+            result = asyncio.run(list_once(sandbox_url, float(rate)))
+        else:
+            result = asyncio.run(sweep_once(sandbox_url, database_url, float(rate), mode == "full"))
         print(json.dumps(result))
         return
     parser = argparse.ArgumentParser(description=__doc__)
@@ -208,20 +240,23 @@ def main() -> None:
         quarter = arguments.invoices // 4
         create_invoices(sandbox, 0, quarter)
         report["full_quarter"] = measured_sweep(
-            sandbox_url, database_url, arguments.rate, True, "full sweep, a quarter"
+            sandbox_url, database_url, arguments.rate, "full", "full sweep, a quarter"
         )
         create_invoices(sandbox, quarter, arguments.invoices - quarter)
         report["full"] = measured_sweep(
-            sandbox_url, database_url, arguments.rate, True, "full sweep"
+            sandbox_url, database_url, arguments.rate, "full", "full sweep"
         )
         project(environment)
         report["changes"] = change_one_percent(sandbox, arguments.invoices)
         report["incremental"] = measured_sweep(
-            sandbox_url, database_url, arguments.rate, False, "incremental sweep"
+            sandbox_url, database_url, arguments.rate, "incremental", "incremental sweep"
+        )
+        report["list_ceiling"] = measured_sweep(
+            sandbox_url, database_url, VERIFYING_RATE_PER_SECOND, "list", "the list alone"
         )
         project(environment)
         report["verifying_full"] = measured_sweep(
-            sandbox_url, database_url, VERIFYING_RATE_PER_SECOND, True, "verifying full sweep"
+            sandbox_url, database_url, VERIFYING_RATE_PER_SECOND, "full", "verifying full sweep"
         )
     incremental, full = report["incremental"], report["full"]
     report["detail_calls_incremental_over_full"] = round(
