@@ -51,9 +51,9 @@ SWEEP_STATUS_ORDER = ("PENDING", "PARTIAL", "SENT", "CREATED", "DRAFT", "PAID", 
 # Invoices reconciled at once: enough to hide each one's database work behind the calls of
 # the others (the client bounds the calls in flight and their rate).
 SWEEP_CONCURRENCY = 16
-# Pages of the list fetched ahead while the invoices of the page before are reconciled, and
+# Pages of the list fetched ahead while the invoices of the pages before are reconciled, and
 # list calls made at once: few details to fetch leave the list's latency to set the pace.
-PAGES_READ_AHEAD = 2
+PAGES_READ_AHEAD = 8
 LIST_PAGES_IN_FLIGHT = 4
 
 

@@ -102,6 +102,7 @@ class ReconcilerWorker:
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Rounds until ``stop()`` is called or ``stop`` is set; then releases the lease."""
         stopping = asyncio.ensure_future(self._stopped(stop))
+        round_task: asyncio.Future[None] | None = None
         try:
             while not stopping.done():
                 round_task = asyncio.ensure_future(self._leased_round())
@@ -115,6 +116,10 @@ class ReconcilerWorker:
                 await asyncio.wait({stopping}, timeout=self._poll)
         finally:
             stopping.cancel()
+            if round_task is not None and not round_task.done():
+                # Cancelled from outside (a grace overrun): the round goes with the worker.
+                round_task.cancel()
+                await asyncio.wait({round_task})
             try:
                 await self._read_models.release_lease(self._owner, LEASE_NAME)
             except StoreUnavailable:
