@@ -221,6 +221,17 @@ def _cybersource_client(settings: Settings) -> CybersourceClient:
     help="Run the reconciler worker on its own (as serve does) until SIGTERM or SIGINT.",
 )
 @click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="With --forever: serve Prometheus /metrics on this port.",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="With --metrics-port: the address to serve them on (0.0.0.0 for a scraper elsewhere).",
+)
+@click.option(
     "--organization",
     "organizations",
     multiple=True,
@@ -235,6 +246,8 @@ def reconcile(
     full: bool,
     status: str | None,
     forever: bool,
+    metrics_port: int | None,
+    metrics_host: str,
     organizations: tuple[str, ...],
 ) -> None:
     """Ask Cybersource about invoices and append what the ledger lacks (idempotent).
@@ -245,13 +258,16 @@ def reconcile(
         _fail("give one of --invoice N (one or more), --sweep or --forever")
     if full and not sweep:
         _fail("--full goes with --sweep")
+    if metrics_port and not forever:
+        _fail("--metrics-port goes with --forever")
     if forever:
         if status or organizations:
             _fail("--forever reconciles every configured organization: drop --status and"
                   " --organization")  # fmt: skip
         settings = _settings()
         _organizations_to_reconcile(settings, (), for_invoices=False)
-        if not asyncio.run(_reconcile_forever(settings)):
+        metrics_address = (metrics_host, metrics_port) if metrics_port else None
+        if not asyncio.run(_reconcile_forever(settings, metrics_address)):
             sys.exit(1)
         return
     if invoices and len(organizations) > 1:
@@ -347,15 +363,25 @@ async def _reconcile(
         await engine.dispose()
 
 
-async def _reconcile_forever(settings: Settings) -> bool:
+async def _reconcile_forever(settings: Settings, metrics_address: tuple[str, int] | None) -> bool:
     """The reconciler worker until SIGTERM or SIGINT; False if it overran the grace."""
+    from prometheus_client import start_http_server
+
     from service.app import reconciler_worker, stop_within_grace
     from service.metrics import LedgerMetrics
 
+    metrics = LedgerMetrics()
     engine = create_engine(settings.database, pool_size=4)
+    metrics_server = None
     try:
         await require_schema_at_head(engine)
-        async with reconciler_worker(settings, engine, LedgerMetrics()) as worker:
+        if metrics_address is not None:
+            host, port = metrics_address
+            try:
+                metrics_server, _ = start_http_server(port, host, registry=metrics.registry)
+            except OSError as error:
+                _fail(f"--metrics-port {port}: cannot listen on {host} ({error.strerror})")
+        async with reconciler_worker(settings, engine, metrics) as worker:
             task = asyncio.create_task(worker.run())
             stopping = asyncio.Event()
             loop = asyncio.get_running_loop()
@@ -376,6 +402,8 @@ async def _reconcile_forever(settings: Settings) -> bool:
             click.echo("reconciler stopped" if stopped else "reconciler stop overdue", err=True)
             return stopped
     finally:
+        if metrics_server is not None:
+            metrics_server.shutdown()
         await engine.dispose()
 
 

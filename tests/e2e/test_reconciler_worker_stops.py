@@ -123,3 +123,47 @@ def test_sigterm_during_a_long_sweep_stops_within_the_grace_and_leaves_invoices_
     report = swept.stderr.decode()
     assert f"checked {INVOICES}, changed {INVOICES - len(streams)}, failed 0" in report
     assert len({stream for stream, _ in asyncio.run(reconciler_events(database_url))}) == INVOICES
+
+
+def test_the_worker_on_its_own_serves_its_metrics_and_the_time_of_its_last_good_sweep(
+    sandbox_url: str, database_url: str, tmp_path: Path
+) -> None:
+    from tests.support.process import free_port
+
+    httpx.post(
+        f"{sandbox_url}/sandbox/invoices",
+        json={"invoiceNumber": "M-1", "totalAmount": "9.00", "dueDate": "2026-12-31"},
+    ).raise_for_status()
+    port = free_port()
+    log_path = tmp_path / "reconciler.log"
+    with log_path.open("wb") as log_file:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "reconcile", "--forever",
+             "--metrics-port", str(port)],
+            env={**os.environ, **cybersource_environment(sandbox_url),
+                 "LEDGER_DATABASE_URL": database_url},
+            stdout=log_file,
+            stderr=log_file,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + STARTED_WITHIN_SECONDS
+        last_success = 0.0
+        while last_success == 0.0:
+            assert worker.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.2)
+            try:
+                exposition = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+            except httpx.TransportError:
+                continue
+            for line in exposition.splitlines():
+                if line.startswith("ledger_reconciler_sweep_last_success_timestamp_seconds "):
+                    last_success = float(line.split()[1])
+        assert abs(last_success - time.time()) < STARTED_WITHIN_SECONDS
+        assert 'ledger_reconciler_calls_total{outcome="answered"}' in exposition
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=GRACE_SECONDS * 3) == 0, log_path.read_text()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
