@@ -43,6 +43,16 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check service tests bench
 	$(BIN)/mypy
 
+# The service image, built without a daemon (buildah, chroot isolation, vfs storage: what
+# works as root without user namespaces). PYTHON_IMAGE overrides the base (see README).
+IMAGE ?= invoice-ledger:0.1.0
+BUILDAH := buildah --storage-driver vfs
+image:
+	BUILDAH_ISOLATION=chroot $(BUILDAH) build --isolation chroot --layers --format docker \
+		$(if $(PYTHON_IMAGE),--build-arg PYTHON_IMAGE=$(PYTHON_IMAGE)) \
+		$(if $(PIP_CERT),--volume $(PIP_CERT):/run/pip-ca.pem:ro --build-arg PIP_CERT=/run/pip-ca.pem) \
+		-f deploy/Dockerfile -t $(IMAGE) .
+
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.ingest $(BENCH_ARGS)
 
