@@ -213,7 +213,7 @@ def test_the_kustomization_applies_every_manifest_and_pins_the_image_tag() -> No
     assert tags == {image["newTag"]}
 
 
-def test_only_the_receivers_accept_connections_and_only_the_reconciler_leaves_the_cluster() -> None:
+def test_only_port_8000_of_receivers_and_projector_is_open_and_only_reconciler_goes_out() -> None:
     policies = [m for _, m in manifests() if m["kind"] == "NetworkPolicy"]
     ingress = {
         (p["spec"]["podSelector"]["matchLabels"].get("app.kubernetes.io/component"), port["port"])
@@ -221,7 +221,7 @@ def test_only_the_receivers_accept_connections_and_only_the_reconciler_leaves_th
         for rule in p["spec"].get("ingress", [])
         for port in rule.get("ports", [])
     }
-    assert ingress == {("server", 8000)}
+    assert ingress == {("server", 8000), ("projector", 8000)}
     (deny_all,) = [p for p in policies if not p["spec"].keys() & {"ingress", "egress"}]
     assert set(deny_all["spec"]["policyTypes"]) == {"Ingress", "Egress"}
     assert deny_all["spec"]["podSelector"]["matchLabels"] == {
