@@ -17,6 +17,7 @@ import uvicorn
 from prometheus_client import start_http_server
 from tqdm import tqdm
 
+from service.cli_deliveries import deliveries
 from service.domain.events import EVENT_TYPE_BY_NOTIFICATION_TYPE, RecordedEvent
 from service.http_server import server_config
 from service.logs import configure_logging
@@ -549,6 +550,8 @@ def sign_webhook(body_file: BinaryIO, key_id: str, signed_content: str) -> None:
         _fail(f"cannot sign this body: {error}")
     click.echo(header)
 
+
+main.add_command(deliveries)
 
 if __name__ == "__main__":
     main()

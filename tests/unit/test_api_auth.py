@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from starlette.requests import Request
 
-from service.api.auth import ApiAuthorizer
+from service.api.auth import ApiAuthorizer, Scope
 from service.api.errors import ApiError
 
 
@@ -30,3 +30,26 @@ def test_with_tokens_any_configured_token_admits_from_anywhere() -> None:
     authorizer.check(request_from("10.0.0.7", "bearer first-token-0123456789"))
     with pytest.raises(ApiError):
         authorizer.check(request_from("127.0.0.1"))  # tokens configured: loopback needs one too
+
+
+def test_a_read_token_reads_but_is_refused_an_operator_action_with_403() -> None:
+    authorizer = ApiAuthorizer(("read-token-0123456789",), ("operator-token-0123456789",))
+    caller = authorizer.check(request_from("10.0.0.7", "Bearer read-token-0123456789"))
+    assert caller.scope is Scope.READ
+    with pytest.raises(ApiError) as refused:
+        authorizer.check(request_from("10.0.0.7", "Bearer read-token-0123456789"), Scope.OPERATOR)
+    assert (refused.value.status_code, refused.value.error) == (403, "insufficient_scope")
+
+
+def test_an_operator_token_may_read_and_act_and_is_named_without_revealing_it() -> None:
+    authorizer = ApiAuthorizer(("read-token-0123456789",), ("operator-token-0123456789",))
+    request = request_from("10.0.0.7", "Bearer operator-token-0123456789")
+    assert authorizer.check(request).scope is Scope.OPERATOR
+    caller = authorizer.check(request, Scope.OPERATOR)
+    assert caller.name.startswith("token:")
+    assert "operator-token" not in caller.name
+
+
+def test_without_tokens_a_loopback_client_has_the_operator_scope() -> None:
+    caller = ApiAuthorizer(()).check(request_from("127.0.0.1"), Scope.OPERATOR)
+    assert caller.is_operator and caller.name == "loopback"
