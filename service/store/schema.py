@@ -140,6 +140,8 @@ inbox = Table(
         postgresql_where=text(NEEDS_ATTENTION),
         sqlite_where=text(NEEDS_ATTENTION),
     ),
+    # Retention finds the oldest rows of an outcome, and the inbox gauge counts them, here.
+    Index("ix_inbox_outcome_received_at", "outcome", "received_at"),
     sqlite_autoincrement=True,
 )
 
