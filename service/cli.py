@@ -10,10 +10,12 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO, NoReturn
+from wsgiref.simple_server import WSGIServer
 
 import click
 import structlog
 import uvicorn
+from prometheus_client import start_http_server
 from tqdm import tqdm
 
 from service.cli_deliveries import deliveries
@@ -26,6 +28,7 @@ from service.http_server import (
     server_config,
 )
 from service.logs import configure_logging
+from service.metrics import LedgerMetrics
 from service.projections.projector import InvoiceProjector
 from service.projections.rebuild import rebuild_invoices
 from service.reconciler.client import ClientLimits, CybersourceClient
@@ -217,27 +220,56 @@ async def _prune(
 
 @main.command()
 @click.option("--once", is_flag=True, help="Catch up with the event store, then exit.")
-def project(once: bool) -> None:
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="Serve Prometheus metrics (ledger_projector_*) on this port at any path. Off by default.",
+)
+@click.option(
+    "--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port."
+)
+def project(once: bool, metrics_port: int | None, metrics_host: str) -> None:
     """Run the invoice projector on its own (serve runs one too, unless disabled).
 
     One projector writes at a time across all replicas; others stand by.
     """
     settings = _settings()
+    metrics = LedgerMetrics()
+    exporter = _export_metrics(metrics, metrics_host, metrics_port) if metrics_port else None
     try:
-        position = asyncio.run(_project(settings, once))
+        position = asyncio.run(_project(settings, once, metrics))
     except KeyboardInterrupt:
         return
+    finally:
+        if exporter is not None:
+            exporter.shutdown()
     click.echo(f"projection at position {position}", err=True)
 
 
-async def _project(settings: Settings, once: bool) -> int:
+def _export_metrics(metrics: LedgerMetrics, host: str, port: int) -> WSGIServer:
+    """A worker has no HTTP server of its own: prometheus_client's serves the registry from a
+    daemon thread, so Prometheus sees the worker as it sees `serve`."""
+    try:
+        server, _ = start_http_server(port, addr=host, registry=metrics.registry)
+    except OSError as error:
+        _fail(f"cannot serve metrics on {host}:{port}: {error.strerror}")
+    return server
+
+
+async def _project(settings: Settings, once: bool, metrics: LedgerMetrics) -> int:
     from service.app import POLL_SECONDS_POSTGRESQL, POLL_SECONDS_SQLITE, projector_owner
+
+    def on_batch(events: int, position: int) -> None:
+        metrics.projected_events.inc(events)
+        metrics.projector_position.set(position)
 
     engine = create_engine(settings.database, pool_size=2)
     try:
         await require_schema_at_head(engine)
         read_models = SqlReadModelStore(engine)
-        projector = InvoiceProjector(SqlEventStore(engine), read_models, owner=projector_owner())
+        projector = InvoiceProjector(
+            SqlEventStore(engine), read_models, owner=projector_owner(), on_batch=on_batch
+        )
         if once:
             if not await projector.take_lease():
                 _fail("another projector holds the lease; it is keeping the projection current")
@@ -254,7 +286,14 @@ async def _project(settings: Settings, once: bool) -> int:
             POLL_SECONDS_POSTGRESQL if engine.dialect.name == "postgresql" else POLL_SECONDS_SQLITE
         )
         async with appended_events_signal(engine, wake):
-            await projector.run(stop, wake, poll)
+            metrics.projector_up.set(1)
+            try:
+                await projector.run(stop, wake, poll)
+            except Exception:
+                metrics.projector_errors.inc()
+                raise
+            finally:
+                metrics.projector_up.set(0)
         return await read_models.checkpoint()
     finally:
         await engine.dispose()
