@@ -138,7 +138,7 @@ def state_history(
     invoice_number: str, events: Iterable[RecordedEvent], organization_id: str = ""
 ) -> list[InvoiceState]:
     """Every state the invoice was in, one per distinct provider time, oldest first."""
-    facts = sorted((_Fact(event, decode(event)) for event in events), key=_Fact.order)
+    facts = sorted(map(_Fact.of, events), key=_Fact.order)
     if not facts:
         return []
     running = _Running(invoice_number, organization_id)
@@ -164,9 +164,15 @@ def state_history(
 class _Fact:
     event: RecordedEvent
     payload: Payload
+    # (provider time, store position), computed once: the fold sorts and compares by it often.
+    key: tuple[datetime, int]
+
+    @classmethod
+    def of(cls, event: RecordedEvent) -> _Fact:
+        return cls(event, decode(event), (event.occurred_at, event.position))
 
     def order(self) -> tuple[datetime, int]:
-        return (self.event.occurred_at, self.event.position)
+        return self.key
 
     @property
     def moment(self) -> datetime:
@@ -182,14 +188,24 @@ def _one_per_instant(states: list[InvoiceState], facts: Sequence[_Fact]) -> list
             merged[-1] = state
         else:
             merged.append(state)
-    moments = [fact.moment for fact in facts]  # facts are in provider-time order
-    highest = list(accumulate((fact.event.position for fact in facts), max))
+    moments = [fact.key[0] for fact in facts]  # facts are in provider-time order
+    highest = list(accumulate((fact.key[1] for fact in facts), max))
     result = []
     for state in merged:
         assert state.last_event_at is not None
         seen = bisect.bisect_right(moments, state.last_event_at)
-        result.append(replace(state, last_position=highest[seen - 1] if seen else 0))
+        result.append(_at_position(state, highest[seen - 1] if seen else 0))
     return result
+
+
+def _at_position(state: InvoiceState, position: int) -> InvoiceState:
+    """``replace(state, last_position=position)``, without ``replace``'s per-field
+    introspection: it runs once per state of every invoice a projector folds."""
+    return InvoiceState(
+        state.invoice_number, state.organization_id, state.status, state.currency,
+        state.total_amount, state.balance_amount, state.due_date, state.customer_name,
+        state.customer_email, state.payments, state.collections, state.last_event_at, position,
+    )  # fmt: skip
 
 
 @dataclass
