@@ -7,7 +7,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from service.domain.events import RecordedEvent
-from service.domain.identity import invoices_in_stream, organization_named_by
+from service.domain.identity import (
+    UNKNOWN_ORGANIZATION,
+    invoices_in_stream,
+    organization_named_by,
+)
 from service.domain.invoice import InvoiceState, continued_history, folded_history
 from service.projections.fold_snapshots import InvoiceSnapshot, StreamSnapshot
 from service.store.read_models import ProjectedInvoice
@@ -24,7 +28,8 @@ def fold_stream(invoice_number: str, events: Sequence[RecordedEvent]) -> StreamF
     """Every invoice of the stream from all its facts, and the stream's snapshot."""
     projected, snapshots = [], {}
     complete = True
-    for key, invoice_events in sorted(invoices_in_stream(invoice_number, events).items()):
+    invoices = invoices_in_stream(invoice_number, events)
+    for key, invoice_events in sorted(invoices.items()):
         history, fold = folded_history(key.invoice_number, invoice_events, key.organization_id)
         updated_at = max(event.recorded_at for event in invoice_events)
         projected.append(ProjectedInvoice(history[-1], history, updated_at))
@@ -34,7 +39,9 @@ def fold_stream(invoice_number: str, events: Sequence[RecordedEvent]) -> StreamF
             snapshots[key.organization_id] = InvoiceSnapshot(fold, updated_at)
     if not complete:
         return StreamFold(projected, None)
-    return StreamFold(projected, StreamSnapshot(_named(events), snapshots))
+    # Facts naming no organization are the unknown organization's ("") or the one named one's.
+    named = frozenset(key.organization_id for key in invoices) - {UNKNOWN_ORGANIZATION}
+    return StreamFold(projected, StreamSnapshot(named, snapshots))
 
 
 def continue_stream(
