@@ -33,7 +33,7 @@ LEASE_SECONDS_DEFAULT = 15.0
 
 def project_stream(invoice_number: str, events: Sequence[RecordedEvent]) -> list[ProjectedInvoice]:
     """A stream holds one invoice number's facts, possibly of several organizations."""
-    return fold_stream(invoice_number, events).invoices
+    return fold_stream(invoice_number, events, keep_snapshot=False).invoices
 
 
 @dataclass

@@ -24,8 +24,11 @@ class StreamFold:
     snapshot: StreamSnapshot | None
 
 
-def fold_stream(invoice_number: str, events: Sequence[RecordedEvent]) -> StreamFold:
-    """Every invoice of the stream from all its facts, and the stream's snapshot."""
+def fold_stream(
+    invoice_number: str, events: Sequence[RecordedEvent], *, keep_snapshot: bool = True
+) -> StreamFold:
+    """Every invoice of the stream from all its facts, and the stream's snapshot (unless not
+    wanted: a rebuild keeps none)."""
     projected, snapshots = [], {}
     complete = True
     invoices = invoices_in_stream(invoice_number, events)
@@ -35,9 +38,9 @@ def fold_stream(invoice_number: str, events: Sequence[RecordedEvent]) -> StreamF
         projected.append(ProjectedInvoice(history[-1], history, updated_at))
         if fold is None:
             complete = False
-        else:
+        elif keep_snapshot:
             snapshots[key.organization_id] = InvoiceSnapshot(fold, updated_at)
-    if not complete:
+    if not complete or not keep_snapshot:
         return StreamFold(projected, None)
     # Facts naming no organization are the unknown organization's ("") or the one named one's.
     named = frozenset(key.organization_id for key in invoices) - {UNKNOWN_ORGANIZATION}
