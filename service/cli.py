@@ -9,15 +9,23 @@ import os
 import signal
 import sys
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO, NoReturn
 
 import click
+import structlog
 import uvicorn
 from tqdm import tqdm
 
+from service.cli_deliveries import deliveries
 from service.domain.events import EVENT_TYPE_BY_NOTIFICATION_TYPE, RecordedEvent
-from service.http_server import server_config
+from service.http_server import (
+    LedgerServer,
+    ListenFailed,
+    bind_listener,
+    is_loopback_host,
+    server_config,
+)
 from service.logs import configure_logging
 from service.projections.projector import InvoiceProjector
 from service.projections.rebuild import WORKERS_MAX, rebuild_invoices
@@ -30,7 +38,11 @@ from service.store.event_store import SqlEventStore
 from service.store.migrations import SchemaNotAtHead, require_schema_at_head, upgrade_to_head
 from service.store.notifications import appended_events_signal
 from service.store.read_models import SqlReadModelStore
+from service.store.retention import PrunableKind, count_prunable
+from service.store.retention import prune as prune_inbox
 from service.webhooks.signature import SignedContent, sign
+
+log = structlog.get_logger("service.cli")
 
 # How far back through "raised from" an error's first cause is looked for.
 CAUSE_CHAIN_LENGTH_MAX = 10
@@ -100,30 +112,107 @@ def migrate() -> None:
     """Apply database migrations to LEDGER_DATABASE_URL (safe to run again)."""
     settings = _settings()
     upgrade_to_head(settings.database.render_as_string(hide_password=False))
-    click.echo(
-        f"database at head: {settings.database.render_as_string(hide_password=True)}", err=True
-    )
+    # A log line, like everything a deployed migration Job writes to stderr.
+    log.info("migrate.at_head", database=settings.database.render_as_string(hide_password=True))
 
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 def serve(host: str, port: int) -> None:
-    """Serve the webhook receiver and operations endpoints.
+    """Serve the webhook receiver, the query API and operations endpoints.
 
     Run `migrate` first: the service refuses to report ready on an outdated schema.
+    Beyond loopback, /v1 needs LEDGER_API_TOKENS (or LEDGER_API_ALLOW_ANONYMOUS=true).
+    SIGTERM or SIGINT stops it within LEDGER_SHUTDOWN_GRACE_SECONDS; a second one at once.
     """
     from service.app import create_app
 
     settings = _settings()
+    if not is_loopback_host(host) and not settings.api_tokens.tokens:
+        if not settings.api_allow_anonymous:
+            _fail(
+                f"refusing to serve /v1 without tokens on {host}, beyond loopback: set"
+                " LEDGER_API_TOKENS, or LEDGER_API_ALLOW_ANONYMOUS=true to open /v1 to every"
+                " client"
+            )
+        log.warning(
+            "serve.anonymous_api",
+            host=host,
+            detail="LEDGER_API_ALLOW_ANONYMOUS=true: /v1 answers every client without a token",
+        )
+    try:
+        # Bound before the app exists: a port in use stops here, before any database work.
+        listener = bind_listener(host, port)
+    except ListenFailed as failure:
+        _fail(str(failure))
+    app = create_app(settings)
     config = server_config(
-        create_app(settings),
+        app,
         host=host,
         port=port,
         implementation=settings.http_implementation,
         limits=settings.http_limits,
     )
-    uvicorn.Server(config).run()
+    server = LedgerServer(config, app.state.workers, settings.shutdown_grace_seconds)
+    try:
+        server.run(sockets=[listener])
+    finally:
+        listener.close()
+
+
+@main.command()
+@click.option(
+    "--older-than",
+    "older_than_days",
+    required=True,
+    type=click.IntRange(1, 36_500),
+    metavar="DAYS",
+    help="Delete rows received more than DAYS days ago.",
+)
+@click.option(
+    "--outcome",
+    "kinds",
+    multiple=True,
+    type=click.Choice([kind.value for kind in PrunableKind]),
+    default=[PrunableKind.REFUSED.value],
+    show_default=True,
+    help="Which rows (repeatable): refused deliveries (401/408/413, no body), or accepted,"
+    " duplicate, ignored ones, whose facts are in the event store. Dead letters, conflicts"
+    " and events are never pruned.",
+)
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+def prune(older_than_days: int, kinds: tuple[str, ...], dry_run: bool) -> None:
+    """Delete inbox rows past their retention, oldest first, in bounded batches.
+
+    The serving process applies LEDGER_RETENTION_REFUSED_DAYS and
+    LEDGER_RETENTION_ACCEPTED_DAYS on its own; this command is for a one-off run.
+    """
+    settings = _settings()
+    cutoff = datetime.now(UTC) - timedelta(days=older_than_days)
+    chosen = [PrunableKind(kind) for kind in dict.fromkeys(kinds)]
+    for kind, rows, complete in asyncio.run(_prune(settings, chosen, cutoff, dry_run)):
+        verb = "would delete" if dry_run else "deleted"
+        more = "" if complete else " (more remain: run again)"
+        click.echo(f"{kind.value}: {verb} {rows} rows received before {cutoff.isoformat()}{more}")
+
+
+async def _prune(
+    settings: Settings, kinds: list[PrunableKind], cutoff: datetime, dry_run: bool
+) -> list[tuple[PrunableKind, int, bool]]:
+    engine = create_engine(settings.database, pool_size=1)
+    try:
+        await require_schema_at_head(engine)
+        results = []
+        for kind in kinds:
+            if dry_run:
+                results.append((kind, await count_prunable(engine, kind, cutoff), True))
+            else:
+                pruned = await prune_inbox(engine, kind, cutoff)
+                results.append((kind, pruned.rows, pruned.complete))
+        return results
+    finally:
+        await engine.dispose()
 
 
 @main.command()
@@ -521,6 +610,8 @@ def sign_webhook(body_file: BinaryIO, key_id: str, signed_content: str) -> None:
         _fail(f"cannot sign this body: {error}")
     click.echo(header)
 
+
+main.add_command(deliveries)
 
 if __name__ == "__main__":
     main()

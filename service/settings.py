@@ -11,6 +11,7 @@ import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -61,19 +62,34 @@ class WebhookKeyring:
 
 @dataclass(frozen=True)
 class ApiTokens:
-    """Bearer tokens for the query API. Its repr counts them and shows none."""
+    """Bearer tokens for the query API: ``TOKEN`` reads, ``operator:TOKEN`` also reads
+    delivery bodies and replays. Its repr counts them and shows none."""
 
-    tokens: tuple[str, ...] = ()
+    tokens: tuple[str, ...] = ()  # read tokens
+    operator_tokens: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
-        return f"ApiTokens(count={len(self.tokens)})"
+        return f"ApiTokens(read={len(self.tokens)}, operator={len(self.operator_tokens)})"
 
     @classmethod
     def parse(cls, value: str) -> ApiTokens:
-        tokens = tuple(token.strip() for token in value.split(",") if token.strip())
-        if any(len(token) < 16 for token in tokens):
-            raise ValueError("every token must be at least 16 characters")
-        return cls(tokens)
+        read: list[str] = []
+        operator: list[str] = []
+        entries = [entry.strip() for entry in value.split(",") if entry.strip()]
+        for position, entry in enumerate(entries, 1):
+            scope, separator, token = entry.partition(":")
+            if not separator:
+                scope, token = "read", entry
+            # The message names the entry's position, never its text: it may be a token.
+            if scope.strip() not in ("read", "operator"):
+                raise ValueError(f"entry {position} is neither TOKEN nor operator:TOKEN")
+            token = token.strip()
+            if len(token) < 16:
+                raise ValueError(f"entry {position}: every token must be at least 16 characters")
+            if token in read or token in operator:
+                raise ValueError(f"entry {position} repeats a token")
+            (operator if scope.strip() == "operator" else read).append(token)
+        return cls(tuple(read), tuple(operator))
 
 
 class Settings(BaseSettings):
@@ -114,6 +130,20 @@ class Settings(BaseSettings):
     cybersource_max_requests_per_second: float = Field(5.0, gt=0, le=1000)
     reconcile_interval_seconds: int = Field(900, ge=10, le=7 * 24 * 3600)
     api_tokens: Annotated[ApiTokens, NoDecode] = ApiTokens()
+    # Lets `serve` listen beyond loopback with /v1 open to every client (no tokens).
+    api_allow_anonymous: bool = False
+    # From SIGTERM to exit: workers stop, in-flight requests drain, then the process ends.
+    shutdown_grace_seconds: float = Field(10.0, ge=1, le=600)
+    # When the webhook signing key expires (Cybersource keys do): exported for an alert.
+    webhook_key_expires_at: datetime | None = None
+    # Refused deliveries (401/408/413) recorded per second per process; the rest only counted.
+    refusals_recorded_per_second: float = Field(10.0, ge=0, le=10_000)
+    # Inbox retention, in days, applied by the serving process; None: kept for ever.
+    retention_refused_days: int | None = Field(30, ge=1, le=36_500)
+    retention_accepted_days: int | None = Field(None, ge=1, le=36_500)
+    retention_interval_seconds: int = Field(3600, ge=60, le=7 * 24 * 3600)
+    # How often the projection-lag gauges are sampled (the inbox's every 12 samples).
+    metrics_sample_seconds: float = Field(5.0, ge=0.1, le=300)
 
     @field_validator("database_url")
     @classmethod
@@ -122,6 +152,26 @@ class Settings(BaseSettings):
             resolve_database_url(value)
         except UnsupportedDatabaseUrl as error:
             raise ValueError(str(error)) from None
+        return value
+
+    @field_validator("webhook_key_expires_at", mode="before")
+    @classmethod
+    def _expiry_date(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
+        if isinstance(value, str):
+            try:
+                moment = datetime.fromisoformat(value.strip())
+            except ValueError:
+                raise ValueError("must be an ISO date or date-time, e.g. 2027-03-31") from None
+            return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return value
+
+    @field_validator("retention_refused_days", "retention_accepted_days", mode="before")
+    @classmethod
+    def _days_or_off(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() in {"", "off", "never"}:
+            return None
         return value
 
     @field_validator("webhook_keys", mode="before")

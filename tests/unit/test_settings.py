@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime
 
 import pytest
 
@@ -106,3 +107,60 @@ def test_cybersource_credentials_go_together_and_are_off_when_absent() -> None:
     credentials = settings.cybersource_credentials()
     assert credentials is not None and credentials.secret_key == b"x" * 32
     assert KEY_32 not in repr(settings) and KEY_32 not in repr(credentials)
+
+
+def test_api_tokens_are_read_or_operator_tokens_and_their_repr_hides_them() -> None:
+    settings = load_settings(api_tokens="read-token-0123456789, operator:operator-token-0123456789")
+    assert settings.api_tokens.tokens == ("read-token-0123456789",)
+    assert settings.api_tokens.operator_tokens == ("operator-token-0123456789",)
+    assert "0123456789" not in repr(settings.api_tokens)
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("admin:secret-token-0123456789", "entry 1 is neither TOKEN nor operator:TOKEN"),
+        ("read-token-0123456789,operator:short", "entry 2: every token must be at least 16"),
+        ("same-token-0123456789,operator:same-token-0123456789", "entry 2 repeats a token"),
+    ],
+)
+def test_invalid_api_token_entries_stop_start_up_naming_the_variable_not_the_token(
+    value: str, problem: str
+) -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        load_settings(api_tokens=value)
+    message = str(refused.value)
+    assert "LEDGER_API_TOKENS" in message and problem in message
+    assert "0123456789" not in message and "short" not in message.replace(problem, "")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "variable"),
+    [
+        ("shutdown_grace_seconds", 0, "LEDGER_SHUTDOWN_GRACE_SECONDS"),
+        ("webhook_key_expires_at", "next spring", "LEDGER_WEBHOOK_KEY_EXPIRES_AT"),
+        ("refusals_recorded_per_second", -1, "LEDGER_REFUSALS_RECORDED_PER_SECOND"),
+        ("retention_refused_days", 0, "LEDGER_RETENTION_REFUSED_DAYS"),
+        ("retention_accepted_days", "soon", "LEDGER_RETENTION_ACCEPTED_DAYS"),
+    ],
+)
+def test_operations_settings_out_of_range_name_their_variable(
+    field: str, value: object, variable: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=variable):
+        load_settings(**{field: value})
+
+
+def test_the_key_expiry_reads_a_date_as_midnight_utc_and_keeps_an_offset() -> None:
+    assert load_settings(webhook_key_expires_at="2027-03-31").webhook_key_expires_at == (
+        datetime(2027, 3, 31, tzinfo=UTC)
+    )
+    with_offset = load_settings(webhook_key_expires_at="2027-03-31T12:00:00+02:00")
+    assert with_offset.webhook_key_expires_at == datetime(2027, 3, 31, 10, tzinfo=UTC)
+
+
+def test_retention_is_on_for_refusals_and_off_for_accepted_deliveries_by_default() -> None:
+    settings = load_settings()
+    assert (settings.retention_refused_days, settings.retention_accepted_days) == (30, None)
+    assert load_settings(retention_refused_days="off").retention_refused_days is None
+    assert load_settings(retention_accepted_days="90").retention_accepted_days == 90
