@@ -7,7 +7,7 @@ of re-reading the whole stream; a rebuild empties the table (its snapshots would
 older positions).
 
 Revision ID: 0009
-Revises: 0004
+Revises: 0007
 Create Date: 2026-11-22
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0004"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
