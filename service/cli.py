@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
 import signal
 import sys
 import time
@@ -30,7 +31,7 @@ from service.http_server import (
 from service.logs import configure_logging
 from service.metrics import LedgerMetrics
 from service.projections.projector import InvoiceProjector
-from service.projections.rebuild import rebuild_invoices
+from service.projections.rebuild import WORKERS_MAX, rebuild_invoices
 from service.reconciler.client import ClientLimits, CybersourceClient
 from service.reconciler.ledger_view import SqlLedgerView
 from service.reconciler.reconciler import SWEEP_STATUS_ORDER, Reconciler, SweepSummary
@@ -300,24 +301,34 @@ async def _project(settings: Settings, once: bool, metrics: LedgerMetrics) -> in
 
 
 @main.command()
-def rebuild() -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(1, WORKERS_MAX),
+    default=min(os.cpu_count() or 1, WORKERS_MAX),
+    show_default="the number of CPUs",
+    help="Processes folding streams at once (PostgreSQL; SQLite rebuilds in one).",
+)
+def rebuild(workers: int) -> None:
     """Replay every event into fresh read models, then swap them in at once.
 
     Dashboards keep reading the old read models until the swap; a running projector
     stands by meanwhile and continues from the rebuilt position.
     """
     settings = _settings()
-    position = asyncio.run(_rebuild(settings))
+    position = asyncio.run(_rebuild(settings, workers))
     click.echo(f"read models rebuilt up to position {position}", err=True)
 
 
-async def _rebuild(settings: Settings) -> int:
+async def _rebuild(settings: Settings, workers: int) -> int:
     engine = create_engine(settings.database, pool_size=2)
     try:
         await require_schema_at_head(engine)
         store = SqlEventStore(engine)
         with tqdm(total=await store.last_position(), unit="event", desc="rebuild") as bar:
-            return await rebuild_invoices(store, SqlReadModelStore(engine), on_progress=bar.update)
+            return await rebuild_invoices(
+                store, SqlReadModelStore(engine), on_progress=bar.update, workers=workers,
+                database_url=settings.database,
+            )  # fmt: skip
     finally:
         await engine.dispose()
 

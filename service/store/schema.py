@@ -327,6 +327,17 @@ rebuild_invoices = Table("rebuild_invoices", metadata, *_invoice_columns())
 rebuild_invoice_versions = Table("rebuild_invoice_versions", metadata, *_invoice_version_columns())
 rebuild_invoice_collections = Table("rebuild_invoice_collections", metadata, *_collection_columns())
 
+# Where each stream's fold stands (service.projections.fold_snapshots), at the projector
+# position it reflects: the projector folds only a batch's new facts onto it.
+invoice_fold_snapshots = Table(
+    "invoice_fold_snapshots",
+    metadata,
+    Column("stream_id", String(200), primary_key=True),
+    Column("position", BigInteger, nullable=False),
+    # JSON, not JSONB: the document is only ever written and read whole.
+    Column("snapshot", JSON(), nullable=False),
+)
+
 # Per organization, status and currency: the number of invoices, the sums of their known
 # amounts, and how many lack each amount (so a report can say it is incomplete without
 # reading every invoice). Kept current by the projector in the same transaction as the
