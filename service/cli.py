@@ -32,6 +32,7 @@ from service.metrics import LedgerMetrics
 from service.projections.projector import InvoiceProjector
 from service.projections.rebuild import rebuild_invoices
 from service.reconciler.client import ClientLimits, CybersourceClient
+from service.reconciler.ledger_view import SqlLedgerView
 from service.reconciler.reconciler import SWEEP_STATUS_ORDER, Reconciler, SweepSummary
 from service.settings import ConfigurationError, Settings, load_settings
 from service.store.database import create_engine
@@ -334,8 +335,30 @@ def _cybersource_client(settings: Settings) -> CybersourceClient:
 
 @main.command()
 @click.option("--invoice", "invoices", multiple=True, help="An invoice number (repeatable).")
-@click.option("--sweep", is_flag=True, help="Every invoice Cybersource lists (open ones first).")
+@click.option(
+    "--sweep",
+    is_flag=True,
+    help="Every invoice Cybersource lists (open ones first), fetching the details of those"
+    " whose summaries disagree with the ledger or whose balance can move unseen.",
+)
+@click.option("--full", is_flag=True, help="With --sweep: fetch the details of every invoice.")
 @click.option("--status", help="With --sweep: only invoices in this status.")
+@click.option(
+    "--forever",
+    is_flag=True,
+    help="Run the reconciler worker on its own (as serve does) until SIGTERM or SIGINT.",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="With --forever: serve Prometheus /metrics on this port.",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="With --metrics-port: the address to serve them on (0.0.0.0 for a scraper elsewhere).",
+)
 @click.option(
     "--organization",
     "organizations",
@@ -346,21 +369,44 @@ def _cybersource_client(settings: Settings) -> CybersourceClient:
     " merchant).",
 )
 def reconcile(
-    invoices: tuple[str, ...], sweep: bool, status: str | None, organizations: tuple[str, ...]
+    invoices: tuple[str, ...],
+    sweep: bool,
+    full: bool,
+    status: str | None,
+    forever: bool,
+    metrics_port: int | None,
+    metrics_host: str,
+    organizations: tuple[str, ...],
 ) -> None:
     """Ask Cybersource about invoices and append what the ledger lacks (idempotent).
 
     Exits non-zero when any call failed.
     """
-    if bool(invoices) == sweep:
-        _fail("give either --invoice N (one or more) or --sweep")
+    if [bool(invoices), sweep, forever].count(True) != 1:
+        _fail("give one of --invoice N (one or more), --sweep or --forever")
+    if full and not sweep:
+        _fail("--full goes with --sweep")
+    if metrics_port and not forever:
+        _fail("--metrics-port goes with --forever")
+    if forever:
+        if status or organizations:
+            _fail("--forever reconciles every configured organization: drop --status and"
+                  " --organization")  # fmt: skip
+        settings = _settings()
+        _organizations_to_reconcile(settings, (), for_invoices=False)
+        metrics_address = (metrics_host, metrics_port) if metrics_port else None
+        if not asyncio.run(_reconcile_forever(settings, metrics_address)):
+            sys.exit(1)
+        return
     if invoices and len(organizations) > 1:
         _fail("with --invoice, give one --organization: invoice numbers are per organization")
     settings = _settings()
     chosen = _organizations_to_reconcile(settings, organizations, for_invoices=bool(invoices))
-    summary = asyncio.run(_reconcile(settings, invoices, sweep, status, chosen))
+    summary = asyncio.run(_reconcile(settings, invoices, (sweep, full), status, chosen))
     click.echo(
-        f"checked {summary.checked}, changed {summary.changed}, failed {summary.failed}", err=True
+        f"checked {summary.checked}, changed {summary.changed}, failed {summary.failed};"
+        f" fetched {summary.fetched}" + _fetch_reasons(summary),
+        err=True,
     )
     if len(summary.by_organization) > 1:
         for organization, counts in summary.by_organization.items():
@@ -400,33 +446,92 @@ def _organizations_to_reconcile(
     return named
 
 
+def _fetch_reasons(summary: SweepSummary) -> str:
+    reasons = sorted(summary.fetch_reasons.items())
+    if not reasons:
+        return ""
+    return " (" + ", ".join(f"{reason.value} {count}" for reason, count in reasons) + ")"
+
+
 async def _reconcile(
     settings: Settings,
     invoices: tuple[str, ...],
-    sweep: bool,
+    sweep_and_full: tuple[bool, bool],
     status: str | None,
     organizations: tuple[str, ...],
 ) -> SweepSummary:
+    sweep, full = sweep_and_full
     engine = create_engine(settings.database, pool_size=4)
     try:
         await require_schema_at_head(engine)
         async with _cybersource_client(settings) as client:
             reconciler = Reconciler(
-                client, SqlEventStore(engine), settings.cybersource_organizations
+                client,
+                SqlEventStore(engine),
+                settings.cybersource_organizations,
+                ledger=SqlLedgerView(engine),
             )
             with tqdm(unit="invoice", desc="reconcile", total=len(invoices) or None) as bar:
                 if sweep:
                     statuses = (status,) if status else SWEEP_STATUS_ORDER
                     return await reconciler.sweep(
-                        statuses, on_invoice=lambda _: bar.update(), organizations=organizations
+                        statuses,
+                        on_invoice=lambda _: bar.update(),
+                        organizations=organizations,
+                        full=full,
                     )
                 summary = SweepSummary()
                 organization = organizations[0] if organizations else None
                 for number in invoices:
-                    summary.count(await reconciler.reconcile_invoice(number, organization))
+                    outcome = await reconciler.reconcile_invoice(number, organization)
+                    summary.count_reconciled(outcome)
                     bar.update()
                 return summary
     finally:
+        await engine.dispose()
+
+
+async def _reconcile_forever(settings: Settings, metrics_address: tuple[str, int] | None) -> bool:
+    """The reconciler worker until SIGTERM or SIGINT; False if it overran the grace."""
+    from prometheus_client import start_http_server
+
+    from service.app import reconciler_worker, stop_within_grace
+    from service.metrics import LedgerMetrics
+
+    metrics = LedgerMetrics()
+    engine = create_engine(settings.database, pool_size=4)
+    metrics_server = None
+    try:
+        await require_schema_at_head(engine)
+        if metrics_address is not None:
+            host, port = metrics_address
+            try:
+                metrics_server, _ = start_http_server(port, host, registry=metrics.registry)
+            except OSError as error:
+                _fail(f"--metrics-port {port}: cannot listen on {host} ({error.strerror})")
+        async with reconciler_worker(settings, engine, metrics) as worker:
+            task = asyncio.create_task(worker.run())
+            stopping = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signal_number in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signal_number, stopping.set)
+            click.echo(
+                "reconciling every configured organization until SIGTERM or SIGINT", err=True
+            )
+            await asyncio.wait(
+                {task, asyncio.ensure_future(stopping.wait())},
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            worker.stop()
+            # A second signal while stopping cuts the grace short.
+            for signal_number in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signal_number, task.cancel)
+            stopped = await stop_within_grace(task, settings.shutdown_grace_seconds)
+            click.echo("reconciler stopped" if stopped else "reconciler stop overdue", err=True)
+            return stopped
+    finally:
+        if metrics_server is not None:
+            metrics_server.shutdown()
         await engine.dispose()
 
 
