@@ -18,10 +18,6 @@ from service.settings import ENVIRONMENT_PREFIX, Settings
 KUBERNETES_DIRECTORY = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes"
 KUBERNETES_VERSION = "1.31.0"
 WORKLOAD_KINDS = ("Deployment", "Job", "StatefulSet", "DaemonSet", "CronJob")
-# The reconciler worker's command is added by a change not
-# merged into this tree yet; nothing else may be unknown. Empty these once they are merged.
-OPTIONS_NOT_YET_MERGED = frozenset({("reconcile", "--forever")})
-SETTINGS_NOT_YET_MERGED: frozenset[str] = frozenset()
 
 Manifest = dict[str, Any]
 
@@ -203,9 +199,7 @@ def test_every_container_runs_a_command_and_options_the_cli_has() -> None:
             unknown = [
                 argument
                 for argument in arguments
-                if argument.startswith("--")
-                and argument not in options
-                and (subcommand, argument) not in OPTIONS_NOT_YET_MERGED
+                if argument.startswith("--") and argument not in options
             ]
             assert not unknown, f"{shlex.join(container['command'])}: unknown {unknown}"
 
@@ -223,23 +217,37 @@ def test_the_kustomization_applies_every_manifest_and_pins_the_image_tag() -> No
     assert tags == {image["newTag"]}
 
 
-def test_only_port_8000_of_receivers_and_projector_is_open_and_only_reconciler_goes_out() -> None:
+def selected_components(policy: Manifest) -> set[str | None]:
+    """The app.kubernetes.io/component values a NetworkPolicy's pod selector admits."""
+    selector = policy["spec"]["podSelector"]
+    component = "app.kubernetes.io/component"
+    if component in selector.get("matchLabels", {}):
+        return {selector["matchLabels"][component]}
+    for expression in selector.get("matchExpressions", []):
+        if expression["key"] == component and expression["operator"] == "In":
+            return set(expression["values"])
+    return {None}  # every component
+
+
+def test_only_port_8000_of_our_pods_is_open_and_only_the_reconciler_goes_out() -> None:
     policies = [m for _, m in manifests() if m["kind"] == "NetworkPolicy"]
     ingress = {
-        (p["spec"]["podSelector"]["matchLabels"].get("app.kubernetes.io/component"), port["port"])
+        (component, port["port"])
         for p in policies
         for rule in p["spec"].get("ingress", [])
         for port in rule.get("ports", [])
+        for component in selected_components(p)
     }
-    assert ingress == {("server", 8000), ("projector", 8000)}
+    assert ingress == {("server", 8000), ("projector", 8000), ("reconciler", 8000)}
     (deny_all,) = [p for p in policies if not p["spec"].keys() & {"ingress", "egress"}]
     assert set(deny_all["spec"]["policyTypes"]) == {"Ingress", "Egress"}
     assert deny_all["spec"]["podSelector"]["matchLabels"] == {
         "app.kubernetes.io/name": "invoice-ledger"
     }
     https_out = [
-        p["spec"]["podSelector"]["matchLabels"].get("app.kubernetes.io/component")
+        component
         for p in policies
+        for component in selected_components(p)
         for rule in p["spec"].get("egress", [])
         if any(port["port"] == 443 for port in rule.get("ports", []))
     ]
@@ -251,5 +259,5 @@ def test_every_setting_the_manifests_give_is_one_the_service_reads() -> None:
     for _, workload in workloads():
         for container in pod_spec(workload)["containers"]:
             given = set(environment(container))
-            unknown = given - known - SETTINGS_NOT_YET_MERGED
+            unknown = given - known
             assert not unknown, f"{workload['metadata']['name']} sets unknown {sorted(unknown)}"
