@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service.api.auth import ApiAuthorizer
+from service.api.deliveries import DeliveryApi
 from service.api.errors import ApiError
 from service.api.request_metrics import RequestMetrics
 from service.api.routes import QueryApi
@@ -42,13 +43,16 @@ from service.reconciler.worker import ReconcilerWorker
 from service.retention_policy import RetentionPolicy, run_retention
 from service.settings import Settings
 from service.store.database import create_engine, is_postgresql
+from service.store.delivery_log import SqlDeliveryLog
 from service.store.errors import StoreUnavailable, is_unavailability
 from service.store.event_store import SqlEventStore
 from service.store.migrations import current_revision, head_revision
 from service.store.notifications import appended_events_signal
 from service.store.read_models import SqlReadModelStore
 from service.store.retention import PruneResult
+from service.webhooks.corrections import DeliveryCorrections
 from service.webhooks.receiver import WebhookReceiver
+from service.webhooks.replay import DeliveryReplayer
 from service.webhooks.signature import WebhookVerifier
 
 log = structlog.get_logger("service.app")
@@ -103,7 +107,9 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
         **receiver_options,
     )
     authorizer = ApiAuthorizer(
-        settings.api_tokens.tokens, allow_anonymous=settings.api_allow_anonymous
+        settings.api_tokens.tokens,
+        operator_tokens=settings.api_tokens.operator_tokens,
+        allow_anonymous=settings.api_allow_anonymous,
     )
     if settings.webhook_key_expires_at is not None:
         metrics.webhook_key_expiry_timestamp_seconds.set(
@@ -118,6 +124,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
         ]
     )
     query_api = QueryApi(resources.queries, store, read_models, authorizer)
+    delivery_api = _delivery_api(settings, engine, store, authorizer)
     openapi = json.loads(
         package_resources.files("service.api").joinpath("openapi.json").read_text()
     )
@@ -173,6 +180,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
         routes=[
             Route("/webhooks/cybersource", receiver.endpoint, methods=["GET", "HEAD", "POST"]),
             *query_api.routes(),
+            *delivery_api.routes(),
             Route("/openapi.json", openapi_endpoint, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
@@ -185,6 +193,20 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
     app.state.resources = resources
     app.state.workers = workers
     return app
+
+
+def _delivery_api(
+    settings: Settings, engine: AsyncEngine, store: SqlEventStore, authorizer: ApiAuthorizer
+) -> DeliveryApi:
+    delivery_log = SqlDeliveryLog(engine)
+    items_max = settings.webhook_items_max
+    return DeliveryApi(
+        delivery_log,
+        DeliveryReplayer(delivery_log, store, items_per_delivery_max=items_max),
+        DeliveryCorrections(delivery_log, store, items_per_delivery_max=items_max),
+        authorizer,
+        items_per_delivery_max=items_max,
+    )
 
 
 def _warn_about_open_doors(settings: Settings, authorizer: ApiAuthorizer) -> None:

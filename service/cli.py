@@ -16,6 +16,7 @@ import structlog
 import uvicorn
 from tqdm import tqdm
 
+from service.cli_deliveries import deliveries
 from service.domain.events import EVENT_TYPE_BY_NOTIFICATION_TYPE, RecordedEvent
 from service.http_server import (
     LedgerServer,
@@ -127,7 +128,8 @@ def serve(host: str, port: int) -> None:
     from service.app import create_app
 
     settings = _settings()
-    if not is_loopback_host(host) and not settings.api_tokens.tokens:
+    tokens = settings.api_tokens
+    if not is_loopback_host(host) and not (tokens.tokens or tokens.operator_tokens):
         if not settings.api_allow_anonymous:
             _fail(
                 f"refusing to serve /v1 without tokens on {host}, beyond loopback: set"
@@ -598,6 +600,8 @@ def sign_webhook(body_file: BinaryIO, key_id: str, signed_content: str) -> None:
         _fail(f"cannot sign this body: {error}")
     click.echo(header)
 
+
+main.add_command(deliveries)
 
 if __name__ == "__main__":
     main()

@@ -62,19 +62,34 @@ class WebhookKeyring:
 
 @dataclass(frozen=True)
 class ApiTokens:
-    """Bearer tokens for the query API. Its repr counts them and shows none."""
+    """Bearer tokens for the query API: ``TOKEN`` reads, ``operator:TOKEN`` also reads
+    delivery bodies and replays. Its repr counts them and shows none."""
 
-    tokens: tuple[str, ...] = ()
+    tokens: tuple[str, ...] = ()  # read tokens
+    operator_tokens: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
-        return f"ApiTokens(count={len(self.tokens)})"
+        return f"ApiTokens(read={len(self.tokens)}, operator={len(self.operator_tokens)})"
 
     @classmethod
     def parse(cls, value: str) -> ApiTokens:
-        tokens = tuple(token.strip() for token in value.split(",") if token.strip())
-        if any(len(token) < 16 for token in tokens):
-            raise ValueError("every token must be at least 16 characters")
-        return cls(tokens)
+        read: list[str] = []
+        operator: list[str] = []
+        entries = [entry.strip() for entry in value.split(",") if entry.strip()]
+        for position, entry in enumerate(entries, 1):
+            scope, separator, token = entry.partition(":")
+            if not separator:
+                scope, token = "read", entry
+            # The message names the entry's position, never its text: it may be a token.
+            if scope.strip() not in ("read", "operator"):
+                raise ValueError(f"entry {position} is neither TOKEN nor operator:TOKEN")
+            token = token.strip()
+            if len(token) < 16:
+                raise ValueError(f"entry {position}: every token must be at least 16 characters")
+            if token in read or token in operator:
+                raise ValueError(f"entry {position} repeats a token")
+            (operator if scope.strip() == "operator" else read).append(token)
+        return cls(tuple(read), tuple(operator))
 
 
 class Settings(BaseSettings):

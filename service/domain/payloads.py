@@ -3,7 +3,8 @@ payload and back.
 
 Three kinds of fact:
 - ``NotificationReceived``: a webhook notification (the seven ``invoicing.customer.invoice.*``
-  types); provisional, it shows a change at once.
+  types); provisional, it shows a change at once. ``CorrectionRecorded`` is one an operator
+  recorded: the version of a notification that conflicted with the recorded one.
 - ``InvoiceObserved``: Get Invoice Details, the provider's truth as of the moment it answered.
 - ``HistoryEntryRecorded``: one ``invoiceHistory`` entry of such an answer.
 
@@ -62,6 +63,18 @@ class NotificationReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class CorrectionRecorded(NotificationReceived):
+    """An operator's correction: the conflicting version of a notification, recorded as a new
+    fact beside the first (never an edit). It is a notification to the fold, later in the
+    store than the one it corrects, so at the same provider time it is the one in force."""
+
+    reason: str = ""
+    delivery_id: int | None = None  # the conflicting delivery whose version this records
+    corrects_position: int | None = None  # the recorded event it stands against
+    recorded_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class InvoiceObserved:
     organization_id: str | None
     invoice_number: str
@@ -101,6 +114,16 @@ HISTORY_EVENT_TYPES = frozenset(
 def encode(payload: Payload) -> dict[str, Any]:
     """The stored JSON of a payload (the current schema version)."""
     match payload:
+        case CorrectionRecorded():
+            return {
+                **encode(_as_notification(payload)),
+                "correction": {
+                    "reason": payload.reason,
+                    "deliveryId": payload.delivery_id,
+                    "correctsPosition": payload.corrects_position,
+                    "recordedBy": payload.recorded_by,
+                },
+            }
         case NotificationReceived():
             return {
                 "organizationId": payload.organization_id,
@@ -159,7 +182,7 @@ def decode(event: RecordedEvent) -> Payload:
             data.get("occurrence"),
         )
     notification = data.get("notification") or {}
-    return NotificationReceived(
+    received = NotificationReceived(
         organization,
         number,
         _stated(data),
@@ -171,6 +194,30 @@ def decode(event: RecordedEvent) -> Payload:
             notification.get("eventDate"),
             notification.get("productId"),
         ),
+    )
+    correction = data.get("correction")
+    if isinstance(correction, Mapping):
+        return CorrectionRecorded(
+            received.organization_id,
+            received.invoice_number,
+            received.stated,
+            received.payment,
+            received.notification,
+            reason=str(correction.get("reason") or ""),
+            delivery_id=correction.get("deliveryId"),
+            corrects_position=correction.get("correctsPosition"),
+            recorded_by=correction.get("recordedBy"),
+        )
+    return received
+
+
+def _as_notification(correction: CorrectionRecorded) -> NotificationReceived:
+    return NotificationReceived(
+        correction.organization_id,
+        correction.invoice_number,
+        correction.stated,
+        correction.payment,
+        correction.notification,
     )
 
 

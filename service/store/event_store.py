@@ -93,6 +93,11 @@ class InboxEntry:
     retry_count: int | None = None
     trace_id: str | None = None
     body: bytes | None = None
+    # What reading the body again needs (see service/webhooks/reading.py): the delivery's
+    # kept headers and its verified signature's time.
+    headers: Mapping[str, str] | None = None
+    signed_at: datetime | None = None
+    organization_id: str | None = None
 
 
 def content_digest(event: NewEvent) -> str:
@@ -271,6 +276,9 @@ class SqlEventStore:
                 trace_id=entry.trace_id,
                 event_position=results[0].position if results else None,
                 body=entry.body,
+                headers=dict(entry.headers) if entry.headers is not None else None,
+                signed_at=entry.signed_at,
+                organization_id=entry.organization_id,
             )
         )
 
@@ -414,6 +422,9 @@ def _inbox_document(entry: InboxEntry) -> dict[str, Any]:
         "retry_count": entry.retry_count,
         "trace_id": entry.trace_id,
         "body_base64": base64.b64encode(entry.body).decode() if entry.body is not None else None,
+        "headers": dict(entry.headers) if entry.headers is not None else None,
+        "signed_at": entry.signed_at.isoformat() if entry.signed_at is not None else None,
+        "organization_id": entry.organization_id,
     }
 
 

@@ -122,8 +122,15 @@ inbox = Table(
     Column("event_position", BigInteger, nullable=True),
     # Kept for every signature-valid delivery, so an operator can replay or inspect it.
     Column("body", RawBody, nullable=True),
+    # What reading the body again needs: the kept headers (names in lower case) and the
+    # verified signature's time. NULL for deliveries received before migration 0006.
+    Column("headers", JsonDocument, nullable=True),
+    Column("signed_at", UtcDateTime, nullable=True),
+    # The organization the notification names (or, unread, its V-C-Organization-Id header).
+    Column("organization_id", String(200), nullable=True),
     CheckConstraint(_one_of("outcome", InboxOutcome), name="outcome"),
     Index("ix_inbox_notification_id", "notification_id"),
+    Index("ix_inbox_organization_id", "organization_id"),
     # Operators look for the deliveries that need them; accepted ones (nearly all) are left
     # out of this index so that it costs the write path nothing. Ids grow with time, so
     # time ranges over the whole inbox are ranges of ids.
@@ -135,6 +142,31 @@ inbox = Table(
     ),
     # Retention finds the oldest rows of an outcome, and the inbox gauge counts them, here.
     Index("ix_inbox_outcome_received_at", "outcome", "received_at"),
+    sqlite_autoincrement=True,
+)
+
+
+class ReplayResult(StrEnum):
+    APPENDED = "appended"  # the delivery now reads, and its facts were new
+    DUPLICATE = "duplicate"  # it reads, and its facts were already recorded
+    CONFLICT = "conflict"  # it reads, and a fact of the same key was recorded otherwise
+    UNREADABLE = "unreadable"  # it still does not read (reason says why)
+
+
+# Every replay of a delivery, by whom and with what result. The delivery's own inbox row is
+# never changed: its history is the row and its replays.
+delivery_replays = Table(
+    "delivery_replays",
+    metadata,
+    Column("id", Position, primary_key=True, autoincrement=True),
+    Column("delivery_id", BigInteger, nullable=False),
+    Column("replayed_at", UtcDateTime, nullable=False),
+    Column("replayed_by", String(100), nullable=False),
+    Column("result", String(20), nullable=False),
+    Column("reason", String(500), nullable=True),
+    Column("positions", JsonDocument, nullable=False),
+    CheckConstraint(_one_of("result", ReplayResult), name="result"),
+    Index("ix_delivery_replays_delivery_id", "delivery_id"),
     sqlite_autoincrement=True,
 )
 

@@ -91,6 +91,30 @@ class DeliveryHeaders:
         )
 
 
+# The headers a delivery is kept with in the inbox: what reading it needs again (a replay
+# reads with the same headers as on receipt) and what an operator looks for. Never the
+# signature itself, nor anything else the sender's proxies added.
+KEPT_HEADERS = (
+    "content-type",
+    "v-c-event-type",
+    "v-c-webhook-id",
+    "v-c-organization-id",
+    "v-c-product-name",
+    "v-c-retry-count",
+    "v-c-transaction-trace-id",
+)
+
+
+def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The kept headers present, each bounded and storable (others are dropped)."""
+    kept = {}
+    for name in KEPT_HEADERS:
+        value = headers.get(name)
+        if value is not None and _storable(value):
+            kept[name] = value[:IDENTIFIER_LENGTH_MAX]
+    return kept
+
+
 def _optional_text(value: Any) -> Any:
     if value is None:
         return None

@@ -23,14 +23,8 @@ from service.metrics import LedgerMetrics
 from service.store.errors import StoreUnavailable, is_unavailability
 from service.store.event_store import InboxEntry, SqlEventStore, delivery_outcome
 from service.store.schema import InboxOutcome
-from service.webhooks.envelope import (
-    DeliveryHeaders,
-    EnvelopeContradictsPayload,
-    SignatureScope,
-    UnusableBody,
-    parse_body,
-    read_notification,
-)
+from service.webhooks.envelope import DeliveryHeaders, SignatureScope, kept_headers
+from service.webhooks.reading import Contradiction, Ignored, Unreadable, read_delivery
 from service.webhooks.signature import (
     SIGNATURE_HEADER,
     SignatureRejected,
@@ -39,7 +33,6 @@ from service.webhooks.signature import (
     WebhookVerifier,
 )
 from service.webhooks.token_bucket import TokenBucket
-from service.webhooks.translation import UnmodelledEventType, notification_events
 
 log = structlog.get_logger("service.webhooks")
 
@@ -121,6 +114,8 @@ class WebhookReceiver:
             webhook_id=headers.webhook_id,
             retry_count=headers.retry_count,
             trace_id=headers.trace_id,
+            headers=kept_headers(request.headers),
+            organization_id=headers.organization_id,
         )
         try:
             # The header alone can be refused before a byte of the body is read.
@@ -163,46 +158,48 @@ class WebhookReceiver:
         self, entry: InboxEntry, headers: DeliveryHeaders, verified: VerifiedSignature
     ) -> Response:
         signed_at = datetime.fromtimestamp(verified.timestamp_ms / 1000, UTC)
+        entry = replace(entry, signed_at=signed_at)
         scope = SignatureScope(
             envelope_signed=verified.signed_content is SignedContent.RAW,
             signed_at=signed_at,
             payload_digest=verified.payload_digest,
         )
-        try:
-            notification = read_notification(parse_body(entry.body or b""), headers, scope)
-            if len(notification.items) > self._items_per_delivery_max:
-                # Each item is validated, hashed and appended in one transaction: a signed
-                # body of a million items would hold the append lock for minutes.
-                raise UnusableBody(
-                    f"the payload holds more than {self._items_per_delivery_max} items"
+        reading = read_delivery(
+            entry.body or b"",
+            headers,
+            scope,
+            items_per_delivery_max=self._items_per_delivery_max,
+            signed_at=signed_at,
+        )
+        match reading:
+            case Contradiction():
+                return await self._refuse(
+                    replace(entry, body=None), "envelope_mismatch", reading.problem
                 )
-            entry = replace(
-                entry,
-                notification_id=notification.notification_id,
-                event_type=notification.event_type,
-                webhook_id=notification.webhook_id,
-                retry_count=notification.retry_number,
-            )
-            new_events = notification_events(notification, signed_at)
-        except EnvelopeContradictsPayload as contradiction:
-            return await self._refuse(
-                replace(entry, body=None), "envelope_mismatch", str(contradiction)
-            )
-        except UnusableBody as problem:
-            # Signed by Cybersource but unreadable: keep it whole for an operator.
-            await self._store.record_inbox(
-                replace(entry, outcome=InboxOutcome.REJECTED, reason=f"unusable_body: {problem}")
-            )
-            self._count(InboxOutcome.REJECTED)
-            log.warning("webhook.dead_letter", reason=str(problem), key_id=verified.key_id)
-            return _error(422, "unusable_body", str(problem))
-        except UnmodelledEventType as unmodelled:
-            await self._store.record_inbox(
-                replace(entry, outcome=InboxOutcome.IGNORED, reason=f"event type {unmodelled}")
-            )
-            self._count(InboxOutcome.IGNORED)
-            log.info("webhook.ignored", event_type=str(unmodelled))
-            return JSONResponse({"status": InboxOutcome.IGNORED.value})
+            case Unreadable():
+                # Signed by Cybersource but unreadable: keep it whole for an operator.
+                await self._store.record_inbox(
+                    replace(entry, outcome=InboxOutcome.REJECTED, reason=reading.reason)
+                )
+                self._count(InboxOutcome.REJECTED)
+                log.warning("webhook.dead_letter", reason=reading.problem, key_id=verified.key_id)
+                return _error(422, "unusable_body", reading.problem)
+            case Ignored():
+                await self._store.record_inbox(
+                    replace(entry, outcome=InboxOutcome.IGNORED, reason=reading.reason)
+                )
+                self._count(InboxOutcome.IGNORED)
+                log.info("webhook.ignored", event_type=reading.event_type)
+                return JSONResponse({"status": InboxOutcome.IGNORED.value})
+        notification, new_events = reading.notification, reading.events
+        entry = replace(
+            entry,
+            notification_id=notification.notification_id,
+            event_type=notification.event_type,
+            webhook_id=notification.webhook_id,
+            retry_count=notification.retry_number,
+            organization_id=notification.organization_id,
+        )
 
         results = await self._store.append(new_events, entry)
         outcome = delivery_outcome(results)
@@ -232,6 +229,9 @@ class WebhookReceiver:
             key_id=entry.key_id,
             signed_content=entry.signed_content,
             body=entry.body,
+            headers=entry.headers,
+            signed_at=entry.signed_at,
+            organization_id=entry.organization_id,
         )
         log.error("webhook.unexpected_dead_letter", key_id=entry.key_id, exc_info=error)
         try:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from starlette.requests import Request
 
-from service.api.auth import ApiAuthorizer
+from service.api.auth import ApiAuthorizer, Scope
 from service.api.errors import ApiError
 
 
@@ -48,9 +48,36 @@ def test_without_tokens_a_loopback_peer_that_relays_a_proxied_request_is_refused
 
 
 def test_anonymous_access_admits_every_client_only_when_explicitly_allowed() -> None:
-    ApiAuthorizer((), allow_anonymous=True).check(request_from("10.0.0.7"))
+    anonymous = ApiAuthorizer((), allow_anonymous=True)
+    assert anonymous.check(request_from("10.0.0.7")).scope is Scope.READ
+    with pytest.raises(ApiError) as refused:
+        anonymous.check(request_from("127.0.0.1"), Scope.OPERATOR)  # reading only, for anyone
+    assert refused.value.status_code == 403
     with pytest.raises(ApiError):
         # Tokens configured: the opt-out changes nothing.
         ApiAuthorizer(("first-token-0123456789",), allow_anonymous=True).check(
             request_from("10.0.0.7")
         )
+
+
+def test_a_read_token_reads_but_is_refused_an_operator_action_with_403() -> None:
+    authorizer = ApiAuthorizer(("read-token-0123456789",), ("operator-token-0123456789",))
+    caller = authorizer.check(request_from("10.0.0.7", "Bearer read-token-0123456789"))
+    assert caller.scope is Scope.READ
+    with pytest.raises(ApiError) as refused:
+        authorizer.check(request_from("10.0.0.7", "Bearer read-token-0123456789"), Scope.OPERATOR)
+    assert (refused.value.status_code, refused.value.error) == (403, "insufficient_scope")
+
+
+def test_an_operator_token_may_read_and_act_and_is_named_without_revealing_it() -> None:
+    authorizer = ApiAuthorizer(("read-token-0123456789",), ("operator-token-0123456789",))
+    request = request_from("10.0.0.7", "Bearer operator-token-0123456789")
+    assert authorizer.check(request).scope is Scope.OPERATOR
+    caller = authorizer.check(request, Scope.OPERATOR)
+    assert caller.name.startswith("token:")
+    assert "operator-token" not in caller.name
+
+
+def test_without_tokens_a_loopback_client_has_the_operator_scope() -> None:
+    caller = ApiAuthorizer(()).check(request_from("127.0.0.1"), Scope.OPERATOR)
+    assert caller.is_operator and caller.name == "loopback"

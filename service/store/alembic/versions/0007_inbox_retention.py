@@ -7,7 +7,7 @@ rights, so the service's role needs no DELETE on the inbox (see
 deploy/postgres/least-privilege.sql).
 
 Revision ID: 0007
-Revises: 0004
+Revises: 0006
 Create Date: 2026-11-22
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 from alembic import op
 
 revision = "0007"
-down_revision = "0004"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

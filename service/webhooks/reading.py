@@ -1,0 +1,90 @@
+"""What a verified delivery's body says: the one reader used on receipt and on replay.
+
+Pure: no I/O, no clock. Given the same body, headers and signature scope it gives the same
+answer, so a delivery replayed from the inbox is appended exactly as it would have been when
+it arrived (same facts, same idempotency keys).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from service.domain.events import NewEvent
+from service.webhooks.envelope import (
+    DeliveryHeaders,
+    EnvelopeContradictsPayload,
+    Notification,
+    SignatureScope,
+    UnusableBody,
+    parse_body,
+    read_notification,
+)
+from service.webhooks.translation import UnmodelledEventType, notification_events
+
+
+@dataclass(frozen=True, slots=True)
+class ReadDelivery:
+    """A notification the ledger records: its facts, ready to append."""
+
+    notification: Notification
+    events: list[NewEvent]
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """Signed, but the ledger cannot turn it into facts: a dead letter."""
+
+    problem: str
+
+    @property
+    def reason(self) -> str:
+        return f"unusable_body: {self.problem}"
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    """A genuine notification of a type the ledger does not record."""
+
+    event_type: str
+
+    @property
+    def reason(self) -> str:
+        return f"event type {self.event_type}"
+
+
+@dataclass(frozen=True, slots=True)
+class Contradiction:
+    """Only the payload is signed, and the unsigned envelope around it says otherwise."""
+
+    problem: str
+
+    @property
+    def reason(self) -> str:
+        return f"envelope_mismatch: {self.problem}"
+
+
+Reading = ReadDelivery | Unreadable | Ignored | Contradiction
+
+
+def read_delivery(
+    body: bytes,
+    headers: DeliveryHeaders,
+    scope: SignatureScope,
+    *,
+    items_per_delivery_max: int,
+    signed_at: datetime,
+) -> Reading:
+    try:
+        notification = read_notification(parse_body(body), headers, scope)
+        if len(notification.items) > items_per_delivery_max:
+            # Each item is validated, hashed and appended in one transaction: a signed body
+            # of a million items would hold the append lock for minutes.
+            raise UnusableBody(f"the payload holds more than {items_per_delivery_max} items")
+        return ReadDelivery(notification, notification_events(notification, signed_at))
+    except EnvelopeContradictsPayload as contradiction:
+        return Contradiction(str(contradiction))
+    except UnusableBody as problem:
+        return Unreadable(str(problem))
+    except UnmodelledEventType as unmodelled:
+        return Ignored(str(unmodelled))
