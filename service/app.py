@@ -38,7 +38,9 @@ from service.metrics import LedgerMetrics
 from service.projections.projector import InvoiceProjector
 from service.projections.queries import InvoiceQueries
 from service.reconciler.client import CallFailure, CallOutcome, ClientLimits, CybersourceClient
-from service.reconciler.reconciler import Reconciler, ReconcilerFailure
+from service.reconciler.ledger_view import SqlLedgerView
+from service.reconciler.reconciler import Reconciler, ReconcilerFailure, SweepSummary
+from service.reconciler.sweep_schedule import SqlSweepSchedule
 from service.reconciler.worker import ReconcilerWorker
 from service.retention_policy import RetentionPolicy, run_retention
 from service.settings import Settings
@@ -256,12 +258,23 @@ async def _projecting(settings: Settings, resources: Resources) -> WorkerContext
 @asynccontextmanager
 async def _reconciling(settings: Settings, resources: Resources) -> WorkerContext:
     """Run the reconciler beside the server when Cybersource credentials are configured."""
-    credentials = settings.cybersource_credentials()
-    if credentials is None:
+    if settings.cybersource_credentials() is None:
         log.info("reconciler.off", detail="no LEDGER_CYBERSOURCE_* credentials configured")
         yield None
         return
-    metrics = resources.metrics
+    async with reconciler_worker(settings, resources.engine, resources.metrics) as worker:
+        log.info("reconciler.on", organizations=list(settings.cybersource_organizations))
+        stop = asyncio.Event()
+        yield RunningWorker("reconciler", asyncio.create_task(worker.run(stop)), stop)
+
+
+@asynccontextmanager
+async def reconciler_worker(
+    settings: Settings, engine: AsyncEngine, metrics: LedgerMetrics
+) -> AsyncIterator[ReconcilerWorker]:
+    """The reconciler worker and its client, counted in ``metrics``; credentials required."""
+    credentials = settings.cybersource_credentials()
+    assert credentials is not None, "the reconciler needs LEDGER_CYBERSOURCE_* credentials"
     # Every series from the start at zero, so that an alert on a rate sees its first error.
     for outcome in CallOutcome:
         metrics.reconciler_calls.labels(outcome.value)
@@ -276,27 +289,45 @@ async def _reconciling(settings: Settings, resources: Resources) -> WorkerContex
     def count_failure(reason: ReconcilerFailure) -> None:
         metrics.reconciler_errors.labels(reason.value).inc()
 
+    def count_sweep(summary: SweepSummary, succeeded: bool) -> None:
+        if succeeded:
+            metrics.reconciler_sweep_last_success.set_to_current_time()
+
     limits = ClientLimits(max_requests_per_second=settings.cybersource_max_requests_per_second)
     client = CybersourceClient(
         settings.cybersource_base_url, credentials, limits, observer=count_call
     )
     async with client:
-        worker = ReconcilerWorker(
+        yield ReconcilerWorker(
             Reconciler(
                 client,
-                resources.store,
+                SqlEventStore(engine),
                 settings.cybersource_organizations,
+                ledger=SqlLedgerView(engine),
                 on_failure=count_failure,
             ),
-            resources.queries,
-            resources.read_models,
+            InvoiceQueries(engine),
+            SqlReadModelStore(engine),
             owner=projector_owner(),
             sweep_interval_seconds=settings.reconcile_interval_seconds,
+            full_sweep_interval_seconds=settings.reconciler_full_sweep_interval_seconds,
+            full_sweeps=SqlSweepSchedule(engine),
             on_failure=count_failure,
+            on_sweep=count_sweep,
         )
-        log.info("reconciler.on", organizations=list(settings.cybersource_organizations))
-        stop = asyncio.Event()
-        yield RunningWorker("reconciler", asyncio.create_task(worker.run(stop)), stop)
+
+
+async def stop_within_grace(task: asyncio.Task[None], grace_seconds: float) -> bool:
+    """Wait for a worker asked to stop; past the grace, cancel it outright. True if it
+    stopped within the grace."""
+    done, _ = await asyncio.wait({task}, timeout=grace_seconds)
+    if not done:
+        log.error("worker.stop_overdue", grace_seconds=grace_seconds)
+        task.cancel()
+        await asyncio.wait({task})
+    elif not task.cancelled() and task.exception() is not None:
+        log.error("worker.stopped_on_error", error=repr(task.exception()))
+    return bool(done)
 
 
 @asynccontextmanager

@@ -132,3 +132,8 @@ class LedgerMetrics:
             ["reason"],
             registry=self.registry,
         )
+        self.reconciler_sweep_last_success = Gauge(
+            "ledger_reconciler_sweep_last_success_timestamp_seconds",
+            "When the reconciler last completed a sweep with every call answered (Unix time).",
+            registry=self.registry,
+        )

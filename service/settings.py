@@ -129,10 +129,14 @@ class Settings(BaseSettings):
     cybersource_organization_ids: Annotated[tuple[str, ...], NoDecode] = ()
     cybersource_max_requests_per_second: float = Field(5.0, gt=0, le=1000)
     reconcile_interval_seconds: int = Field(900, ge=10, le=7 * 24 * 3600)
+    # The serving reconciler fetches every invoice this often (the incremental sweeps between
+    # fetch only those whose summaries give reason to).
+    reconciler_full_sweep_interval_seconds: int = Field(7 * 24 * 3600, ge=60, le=366 * 24 * 3600)
     api_tokens: Annotated[ApiTokens, NoDecode] = ApiTokens()
     # Lets `serve` listen beyond loopback with /v1 open to every client (no tokens).
     api_allow_anonymous: bool = False
-    # From SIGTERM to exit: workers stop, in-flight requests drain, then the process ends.
+    # From SIGTERM to exit: workers stop (cancelling a round in progress and releasing their
+    # lease), in-flight requests drain, then the process ends.
     shutdown_grace_seconds: float = Field(10.0, ge=1, le=600)
     # When the webhook signing key expires (Cybersource keys do): exported for an alert.
     webhook_key_expires_at: datetime | None = None
@@ -216,6 +220,15 @@ class Settings(BaseSettings):
                 base64.b64decode(self.cybersource_secret_key.get_secret_value(), validate=True)
             except (binascii.Error, ValueError):
                 raise ValueError("LEDGER_CYBERSOURCE_SECRET_KEY is not valid base64") from None
+        return self
+
+    @model_validator(mode="after")
+    def _full_sweeps_no_more_often_than_sweeps(self) -> Settings:
+        if self.reconciler_full_sweep_interval_seconds < self.reconcile_interval_seconds:
+            raise ValueError(
+                "LEDGER_RECONCILER_FULL_SWEEP_INTERVAL_SECONDS must not be shorter than"
+                " LEDGER_RECONCILE_INTERVAL_SECONDS"
+            )
         return self
 
     def cybersource_credentials(self) -> MerchantCredentials | None:

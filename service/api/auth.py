@@ -40,7 +40,6 @@ class Caller:
 
 
 LOOPBACK_CALLER = Caller(Scope.OPERATOR, "loopback")
-# LEDGER_API_ALLOW_ANONYMOUS opens reading to everyone, never the operator's actions.
 ANONYMOUS_CALLER = Caller(Scope.READ, "anonymous")
 TOKEN_NAME_HEX_DIGITS = 12
 
@@ -84,6 +83,7 @@ class ApiAuthorizer:
 
     def _caller(self, request: Request) -> Caller:
         if self.anonymous:
+            # Opting out of tokens opens reading, never bodies or replays.
             return ANONYMOUS_CALLER
         if self.loopback_only:
             if not _is_local(request):

@@ -109,6 +109,31 @@ def test_cybersource_credentials_go_together_and_are_off_when_absent() -> None:
     assert KEY_32 not in repr(settings) and KEY_32 not in repr(credentials)
 
 
+def test_api_tokens_are_read_or_operator_tokens_and_their_repr_hides_them() -> None:
+    settings = load_settings(api_tokens="read-token-0123456789, operator:operator-token-0123456789")
+    assert settings.api_tokens.tokens == ("read-token-0123456789",)
+    assert settings.api_tokens.operator_tokens == ("operator-token-0123456789",)
+    assert "0123456789" not in repr(settings.api_tokens)
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("admin:secret-token-0123456789", "entry 1 is neither TOKEN nor operator:TOKEN"),
+        ("read-token-0123456789,operator:short", "entry 2: every token must be at least 16"),
+        ("same-token-0123456789,operator:same-token-0123456789", "entry 2 repeats a token"),
+    ],
+)
+def test_invalid_api_token_entries_stop_start_up_naming_the_variable_not_the_token(
+    value: str, problem: str
+) -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        load_settings(api_tokens=value)
+    message = str(refused.value)
+    assert "LEDGER_API_TOKENS" in message and problem in message
+    assert "0123456789" not in message and "short" not in message.replace(problem, "")
+
+
 @pytest.mark.parametrize(
     ("field", "value", "variable"),
     [
@@ -139,28 +164,3 @@ def test_retention_is_on_for_refusals_and_off_for_accepted_deliveries_by_default
     assert (settings.retention_refused_days, settings.retention_accepted_days) == (30, None)
     assert load_settings(retention_refused_days="off").retention_refused_days is None
     assert load_settings(retention_accepted_days="90").retention_accepted_days == 90
-
-
-def test_api_tokens_are_read_or_operator_tokens_and_their_repr_hides_them() -> None:
-    settings = load_settings(api_tokens="read-token-0123456789, operator:operator-token-0123456789")
-    assert settings.api_tokens.tokens == ("read-token-0123456789",)
-    assert settings.api_tokens.operator_tokens == ("operator-token-0123456789",)
-    assert "0123456789" not in repr(settings.api_tokens)
-
-
-@pytest.mark.parametrize(
-    ("value", "problem"),
-    [
-        ("admin:secret-token-0123456789", "entry 1 is neither TOKEN nor operator:TOKEN"),
-        ("read-token-0123456789,operator:short", "entry 2: every token must be at least 16"),
-        ("same-token-0123456789,operator:same-token-0123456789", "entry 2 repeats a token"),
-    ],
-)
-def test_invalid_api_token_entries_stop_start_up_naming_the_variable_not_the_token(
-    value: str, problem: str
-) -> None:
-    with pytest.raises(ConfigurationError) as refused:
-        load_settings(api_tokens=value)
-    message = str(refused.value)
-    assert "LEDGER_API_TOKENS" in message and problem in message
-    assert "0123456789" not in message and "short" not in message.replace(problem, "")
