@@ -133,7 +133,8 @@ def serve(host: str, port: int) -> None:
     from service.app import create_app
 
     settings = _settings()
-    if not is_loopback_host(host) and not settings.api_tokens.tokens:
+    tokens = settings.api_tokens
+    if not is_loopback_host(host) and not (tokens.tokens or tokens.operator_tokens):
         if not settings.api_allow_anonymous:
             _fail(
                 f"refusing to serve /v1 without tokens on {host}, beyond loopback: set"
