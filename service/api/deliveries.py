@@ -235,9 +235,9 @@ class DeliveryApi:
             except NotReplayable as refused:
                 raise ApiError(409, refused.code, refused.detail) from None
             except CorrectionRefused as refused:
-                raise ApiError(
-                    409, refused.code, refused.detail, facts={"positions": list(refused.positions)}
-                ) from None
+                status = 400 if refused.code == "bad_reason" else 409
+                facts = {"positions": list(refused.positions)}
+                raise ApiError(status, refused.code, refused.detail, facts=facts) from None
             return JSONResponse(document.model_dump(mode="json", by_alias=True))
 
         return endpoint

@@ -224,6 +224,12 @@ def test_a_conflict_shows_both_versions_and_its_correction_is_a_new_operator_eve
     assert (not_conflict.status_code, not_conflict.json()["error"]) == (409, "not_a_conflict")
     no_reason = api.post(path, headers=OPERATOR, json={"reason": ""})
     assert (no_reason.status_code, no_reason.json()["error"]) == (400, "bad_body")
+    for unstorable, error in ((r"a NUL \u0000", "bad_reason"), (r"a lone \ud800", "bad_body")):
+        refused = api.post(
+            path, headers={**OPERATOR, "Content-Type": "application/json"},
+            content=f'{{"reason": "{unstorable}"}}'.encode(),
+        )  # fmt: skip
+        assert (refused.status_code, refused.json()["error"]) == (400, error)
 
 
 def test_the_delivery_log_filters_and_pages_newest_first(api: httpx.Client) -> None:
