@@ -5,19 +5,32 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint bench bench-read-models bench-sweep clean
+.PHONY: run test lint lock image bench bench-read-models bench-sweep clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+# Dependencies come from the lock files, exact versions with their hashes; the project itself
+# is then installed without resolving anything again (--no-deps).
+$(VENV)/.installed-run: pyproject.toml requirements/run.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/run.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+$(VENV)/.installed-dev: pyproject.toml requirements/dev.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@ $(VENV)/.installed-run
+
+# Regenerates both lock files from pyproject.toml (after adding or changing a dependency).
+# The dev lock is constrained by the run lock, so the two never pin different versions.
+PIP_COMPILE_OPTIONS := --quiet --generate-hashes --strip-extras --allow-unsafe \
+	--no-emit-find-links --no-emit-index-url $(LOCK_ARGS)
+lock: $(VENV)/.installed-dev
+	$(BIN)/pip-compile $(PIP_COMPILE_OPTIONS) --output-file requirements/run.txt pyproject.toml
+	$(BIN)/pip-compile $(PIP_COMPILE_OPTIONS) --extra dev --constraint requirements/run.txt \
+		--output-file requirements/dev.txt pyproject.toml
 
 run: $(VENV)/.installed-run
 	$(BIN)/invoice-ledger migrate
@@ -29,6 +42,16 @@ test: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check service tests bench
 	$(BIN)/mypy
+
+# The service image, built without a daemon (buildah, chroot isolation, vfs storage: what
+# works as root without user namespaces). PYTHON_IMAGE overrides the base (see README).
+IMAGE ?= invoice-ledger:0.1.0
+BUILDAH := buildah --storage-driver vfs
+image:
+	BUILDAH_ISOLATION=chroot $(BUILDAH) build --isolation chroot --layers --format docker \
+		$(if $(PYTHON_IMAGE),--build-arg PYTHON_IMAGE=$(PYTHON_IMAGE)) \
+		$(if $(PIP_CERT),--volume $(PIP_CERT):/run/pip-ca.pem:ro --build-arg PIP_CERT=/run/pip-ca.pem) \
+		-f deploy/Dockerfile -t $(IMAGE) .
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.ingest $(BENCH_ARGS)

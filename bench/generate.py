@@ -55,6 +55,33 @@ def invoice_events(number: int, rng: random.Random) -> Iterator[tuple[Any, ...]]
         )  # fmt: skip
 
 
+def reminder_events(
+    number: int, first_version: int, count: int
+) -> Iterator[tuple[Any, ...]]:
+    """A long-lived invoice: ``count`` reminders, a minute apart, from ``first_version`` on (the
+    first of all is the send). For measuring what one more fact on a long stream costs."""
+    invoice = f"LONG-{number:06d}"
+    for version in range(first_version, first_version + count):
+        occurred_at = START + timedelta(minutes=version)
+        event_type = "InvoiceSent" if version == 1 else "InvoiceReminderSent"
+        data = {"organizationId": "org-bench", "invoiceNumber": invoice, "currency": "USD",
+                "totalAmount": "100.00", "balanceAmount": "100.00"}  # fmt: skip
+        document = json.dumps(data)
+        yield (
+            invoice, version, event_type, 2, occurred_at, occurred_at, "webhook",
+            f"bench:{invoice}:{version}", hashlib.sha256(document.encode()).hexdigest(), document,
+        )  # fmt: skip
+
+
+async def copy_events(database_url: str, records: list[tuple[Any, ...]]) -> None:
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.copy_records_to_table("events", records=records, columns=COLUMNS)
+        await connection.execute("ANALYZE events")
+    finally:
+        await connection.close()
+
+
 async def generate(database_url: str, first: int, count: int, seed: int = 1) -> int:
     """Append ``count`` invoices numbered from ``first``; returns the events written."""
     rng = random.Random(seed + first)

@@ -4,8 +4,10 @@
 
 1. rebuild throughput and peak memory at a quarter of the invoices and at all of them
    (memory should stay flat), against a bare read of every event in the same order;
-2. ``GET /v1/invoices/{n}`` and each report, sequentially over HTTP, against ``GET /healthz``;
-3. projection lag (append to read-model position) while notifications arrive at 500/s.
+2. what one more fact on a long-lived invoice costs the projector, folded onto the stream's
+   snapshot and, in the same run, with the snapshots dropped (the stream read whole);
+3. ``GET /v1/invoices/{n}`` and each report, sequentially over HTTP, against ``GET /healthz``;
+4. projection lag (append to read-model position) while notifications arrive at 500/s.
 """
 
 from __future__ import annotations
@@ -20,13 +22,15 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import httpx
+from sqlalchemy import delete
 
-from bench.generate import generate
+from bench.generate import copy_events, generate, reminder_events
 from bench.harness import (
     PATH,
     RESULTS_DIRECTORY,
@@ -36,6 +40,12 @@ from bench.harness import (
     signed_delivery,
 )
 from bench.load import run_paced_load
+from service.domain.events import RecordedEvent
+from service.projections.projector import InvoiceProjector
+from service.store.database import create_engine, resolve_database_url
+from service.store.event_store import SqlEventStore
+from service.store.read_models import SqlReadModelStore
+from service.store.schema import invoice_fold_snapshots
 
 REPORTS = {
     "outstanding": ("/v1/reports/outstanding", {}),
@@ -49,9 +59,9 @@ REPORTS = {
 }
 
 
-def rebuild(database_url: str) -> dict[str, float]:
+def rebuild(database_url: str, workers: int) -> dict[str, float]:
     output = subprocess.run(
-        [sys.executable, "-m", "bench.rebuild_run", database_url],
+        [sys.executable, "-m", "bench.rebuild_run", database_url, "--workers", str(workers)],
         check=True, capture_output=True, text=True,
     )  # fmt: skip
     result: dict[str, float] = json.loads(output.stdout)
@@ -59,6 +69,62 @@ def rebuild(database_url: str) -> dict[str, float]:
     result["read_events_per_second"] = result["events"] / result["read_seconds"]
     print(f"rebuild: {result}", flush=True)
     return result
+
+
+async def long_stream_cost(
+    database_url: str, streams: int, events_per_stream: int
+) -> dict[str, float]:
+    """Project one new reminder on each of ``streams`` long-lived invoices: once onto their
+    snapshots, once with the snapshots dropped, as every batch did before there were any."""
+    records = [
+        record
+        for number in range(streams)
+        for record in reminder_events(number, 1, events_per_stream)
+    ]
+    await copy_events(database_url, records)
+    engine = create_engine(resolve_database_url(database_url), pool_size=2)
+    try:
+        store = CountingEventStore(engine)
+        projector = InvoiceProjector(store, SqlReadModelStore(engine), owner="bench-long")
+        await projector.catch_up()  # the generated streams, then their snapshots
+        result: dict[str, float] = {"streams": streams, "events_per_stream": events_per_stream}
+        for name, version in (("with_snapshots", 1), ("without_snapshots", 2)):
+            if name == "without_snapshots":
+                async with engine.begin() as connection:
+                    await connection.execute(delete(invoice_fold_snapshots))
+            new = [
+                record
+                for number in range(streams)
+                for record in reminder_events(number, events_per_stream + version, 1)
+            ]
+            await copy_events(database_url, new)
+            store.events_read = 0
+            started = time.perf_counter()
+            await projector.catch_up()
+            elapsed = time.perf_counter() - started
+            result[f"{name}_ms_per_event"] = elapsed * 1000 / streams
+            result[f"{name}_events_read"] = store.events_read
+            print(f"long streams, {name}: {result}", flush=True)
+        await projector.release_lease()
+        return result
+    finally:
+        await engine.dispose()
+
+
+class CountingEventStore(SqlEventStore):
+    events_read = 0
+
+    async def read_after(self, position: int, limit: int) -> list[RecordedEvent]:
+        events = await super().read_after(position, limit)
+        self.events_read += len(events)
+        return events
+
+    async def read_streams(
+        self, stream_ids: Sequence[str], up_to_position: int
+    ) -> dict[str, list[RecordedEvent]]:
+        streams = await super().read_streams(stream_ids, up_to_position)
+        self.events_read += sum(len(events) for events in streams.values())
+        return streams
 
 
 def latencies_ms(
@@ -134,6 +200,9 @@ def main() -> None:
     parser.add_argument("--invoices", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=1000, help="invoice reads")
     parser.add_argument("--report-requests", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="rebuild")
+    parser.add_argument("--long-streams", type=int, default=50)
+    parser.add_argument("--long-stream-events", type=int, default=2000)
     arguments = parser.parse_args()
     report: dict[str, Any] = {
         "date": datetime.now(UTC).date().isoformat(),
@@ -142,9 +211,13 @@ def main() -> None:
     with migrated_database("ledger_bench_read") as (database_url, environment):
         quarter = arguments.invoices // 4
         asyncio.run(generate(database_url, 0, quarter))
-        report["rebuild_quarter"] = rebuild(database_url)
+        report["rebuild_quarter"] = rebuild(database_url, arguments.workers)
         asyncio.run(generate(database_url, quarter, arguments.invoices - quarter))
-        report["rebuild_full"] = rebuild(database_url)
+        report["rebuild_full"] = rebuild(database_url, arguments.workers)
+        report["rebuild_full_one_process"] = rebuild(database_url, 1)
+        report["long_streams"] = asyncio.run(
+            long_stream_cost(database_url, arguments.long_streams, arguments.long_stream_events)
+        )
 
         port = free_port()
         command = [sys.executable, "-m", "service.cli", "serve", "--port", str(port)]

@@ -1,15 +1,18 @@
 """One measured rebuild, in a process of its own so its peak memory is its own.
 
-Prints JSON: events, the seconds a bare read of every event takes (the baseline), the
-seconds the rebuild takes, and the process's peak resident memory.
+``python -m bench.rebuild_run DATABASE_URL [--workers N]`` prints JSON: events, the seconds
+a bare read of every event takes (the baseline, in this process, in the same order), the
+seconds the rebuild takes, and peak resident memory: this process's, and the largest of its
+worker processes'.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
+import os
 import resource
-import sys
 import time
 
 from service.projections.rebuild import EVENTS_PER_PAGE, rebuild_invoices
@@ -18,8 +21,9 @@ from service.store.event_store import SqlEventStore
 from service.store.read_models import SqlReadModelStore
 
 
-async def measure(database_url: str) -> dict[str, float]:
-    engine = create_engine(resolve_database_url(database_url), pool_size=4)
+async def measure(database_url: str, workers: int) -> dict[str, float]:
+    url = resolve_database_url(database_url)
+    engine = create_engine(url, pool_size=4)
     try:
         store = SqlEventStore(engine)
         horizon = await store.last_position()
@@ -30,17 +34,23 @@ async def measure(database_url: str) -> dict[str, float]:
             after = (page[-1].stream_id, page[-1].version)
         read_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        await rebuild_invoices(store, SqlReadModelStore(engine))
+        await rebuild_invoices(store, SqlReadModelStore(engine), workers=workers, database_url=url)
         rebuild_seconds = time.perf_counter() - started
     finally:
         await engine.dispose()
     return {
         "events": events,
+        "workers": workers,
         "read_seconds": read_seconds,
         "rebuild_seconds": rebuild_seconds,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "worker_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
     }
 
 
 if __name__ == "__main__":
-    print(json.dumps(asyncio.run(measure(sys.argv[1]))))
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("database_url")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    arguments = parser.parse_args()
+    print(json.dumps(asyncio.run(measure(arguments.database_url, arguments.workers))))

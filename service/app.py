@@ -7,36 +7,44 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from importlib import resources as package_resources
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service.api.auth import ApiAuthorizer
+from service.api.contract import ApiRoute, declared_operations, openapi_document
 from service.api.deliveries import DeliveryApi
 from service.api.errors import ApiError
+from service.api.request_metrics import RequestMetrics
 from service.api.routes import QueryApi
+from service.api.webhook_operation import WEBHOOK_OPERATIONS
+from service.background import BackgroundWorkers, RunningWorker
+from service.backlog_sampler import sample_backlog
 from service.console.delivery_outcomes import DeliveryOutcomes
 from service.console.routes import Console, ConsoleSources
+from service.http_server import WORKERS_SHARE_OF_GRACE
 from service.metrics import LedgerMetrics
 from service.projections.projector import InvoiceProjector
 from service.projections.queries import InvoiceQueries
 from service.reconciler.client import CallFailure, CallOutcome, ClientLimits, CybersourceClient
-from service.reconciler.reconciler import Reconciler, ReconcilerFailure
+from service.reconciler.ledger_view import SqlLedgerView
+from service.reconciler.reconciler import Reconciler, ReconcilerFailure, SweepSummary
+from service.reconciler.sweep_schedule import SqlSweepSchedule
 from service.reconciler.worker import ReconcilerWorker
+from service.retention_policy import RetentionPolicy, run_retention
 from service.settings import Settings
 from service.store.database import create_engine, is_postgresql
 from service.store.delivery_log import SqlDeliveryLog
@@ -45,6 +53,7 @@ from service.store.event_store import SqlEventStore
 from service.store.migrations import current_revision, head_revision
 from service.store.notifications import appended_events_signal
 from service.store.read_models import SqlReadModelStore
+from service.store.retention import PruneResult
 from service.webhooks.corrections import DeliveryCorrections
 from service.webhooks.receiver import WebhookReceiver
 from service.webhooks.replay import DeliveryReplayer
@@ -53,6 +62,7 @@ from service.webhooks.signature import WebhookVerifier
 log = structlog.get_logger("service.app")
 
 RETRY_AFTER_SECONDS = 60
+WorkerContext = AsyncIterator[RunningWorker | None]
 # With LISTEN/NOTIFY the poll is only a safety net; SQLite has nothing else.
 POLL_SECONDS_POSTGRESQL = 2.0
 POLL_SECONDS_SQLITE = 0.2
@@ -97,20 +107,35 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
         max_body_bytes=settings.max_body_bytes,
         body_timeout_seconds=settings.http_body_timeout_seconds,
         items_per_delivery_max=settings.webhook_items_max,
+        refusals_recorded_per_second=settings.refusals_recorded_per_second,
         **receiver_options,
     )
     authorizer = ApiAuthorizer(
-        settings.api_tokens.tokens, operator_tokens=settings.api_tokens.operator_tokens
+        settings.api_tokens.tokens,
+        operator_tokens=settings.api_tokens.operator_tokens,
+        allow_anonymous=settings.api_allow_anonymous,
+    )
+    if settings.webhook_key_expires_at is not None:
+        metrics.webhook_key_expiry_timestamp_seconds.set(
+            settings.webhook_key_expires_at.timestamp()
+        )
+    workers = BackgroundWorkers(
+        [
+            lambda: _projecting(settings, resources),
+            lambda: _reconciling(settings, resources),
+            lambda: _retaining(settings, resources),
+            lambda: _sampling(settings, resources),
+        ]
     )
     query_api = QueryApi(resources.queries, store, read_models, authorizer)
     delivery_api = _delivery_api(settings, engine, store, authorizer)
     console = Console(_console_sources(settings, resources), authorizer)
-    openapi = json.loads(
-        package_resources.files("service.api").joinpath("openapi.json").read_text()
-    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # The workers are not started here: the lifespan runs before the port is bound, and
+        # a server that cannot listen must not have written anything. LedgerServer starts
+        # them once it listens, and stops them before draining requests.
         _warn_about_open_doors(settings, authorizer)
         log.info(
             "service.started",
@@ -122,12 +147,13 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
         # Everything built so far lives as long as the process: keep the collector from
         # re-scanning it on every collection of the request path's short-lived objects.
         gc.freeze()
-        async with _projecting(settings, resources), _reconciling(settings, resources):
-            try:
-                yield
-            finally:
-                log.info("service.stopping")
-        await engine.dispose()
+        try:
+            yield
+        finally:
+            # Normally stopped already by the server; this covers any other host of the app.
+            await workers.stop(settings.shutdown_grace_seconds * WORKERS_SHARE_OF_GRACE)
+            log.info("service.stopping")
+            await engine.dispose()
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -150,11 +176,16 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def openapi_endpoint(request: Request) -> Response:
-        return JSONResponse(openapi)
+        return JSONResponse(app.state.openapi)
 
     app = Starlette(
         routes=[
-            Route("/webhooks/cybersource", receiver.endpoint, methods=["GET", "HEAD", "POST"]),
+            ApiRoute(
+                "/webhooks/cybersource",
+                receiver.endpoint,
+                methods=["GET", "HEAD", "POST"],
+                operations=WEBHOOK_OPERATIONS,
+            ),
             *query_api.routes(),
             *delivery_api.routes(),
             *console.routes(),
@@ -164,9 +195,19 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
             Route("/metrics", metrics_endpoint, methods=["GET"]),
         ],
         exception_handlers={StoreUnavailable: _try_again_later, ApiError: _api_error},
+        middleware=[Middleware(RequestMetrics, metrics=metrics)],
         lifespan=lifespan,
     )
     app.state.resources = resources
+    app.state.workers = workers
+    # Generated from the routes that declare their operations: it describes what is served.
+    app.state.openapi = openapi_document(
+        declared_operations(app.routes),
+        title="invoice-ledger",
+        version="1.0",
+        description="A ledger of Cybersource invoices: verified webhooks in, invoice state "
+        "and reports out.",
+    )
     return app
 
 
@@ -206,18 +247,25 @@ def _warn_about_open_doors(settings: Settings, authorizer: ApiAuthorizer) -> Non
         log.warning(
             "webhook.no_keys", detail="LEDGER_WEBHOOK_KEYS is empty: every delivery is refused"
         )
-    if authorizer.loopback_only:
+    if authorizer.anonymous:
+        log.warning(
+            "api.anonymous",
+            detail="LEDGER_API_ALLOW_ANONYMOUS=true and no LEDGER_API_TOKENS: /v1 answers"
+            " every client",
+        )
+    elif authorizer.loopback_only:
         log.warning(
             "api.no_tokens",
-            detail="LEDGER_API_TOKENS is empty: /v1 answers loopback clients only",
+            detail="LEDGER_API_TOKENS is empty: /v1 answers loopback clients only, and none"
+            " that came through a proxy",
         )
 
 
 @asynccontextmanager
-async def _projecting(settings: Settings, resources: Resources) -> AsyncIterator[None]:
+async def _projecting(settings: Settings, resources: Resources) -> WorkerContext:
     """Run the projector beside the server for as long as the server runs."""
     if not settings.projector_enabled:
-        yield
+        yield None
         return
     metrics = resources.metrics
 
@@ -235,22 +283,29 @@ async def _projecting(settings: Settings, resources: Resources) -> AsyncIterator
         task = asyncio.create_task(projector.run(stop, wake, poll))
         metrics.projector_up.set(1)
         task.add_done_callback(lambda done: _count_projector_stop(done, metrics))
-        try:
-            yield
-        finally:
-            stop.set()
-            await asyncio.gather(task, return_exceptions=True)
+        yield RunningWorker("projector", task, stop)
 
 
 @asynccontextmanager
-async def _reconciling(settings: Settings, resources: Resources) -> AsyncIterator[None]:
+async def _reconciling(settings: Settings, resources: Resources) -> WorkerContext:
     """Run the reconciler beside the server when Cybersource credentials are configured."""
-    credentials = settings.cybersource_credentials()
-    if credentials is None:
+    if settings.cybersource_credentials() is None:
         log.info("reconciler.off", detail="no LEDGER_CYBERSOURCE_* credentials configured")
-        yield
+        yield None
         return
-    metrics = resources.metrics
+    async with reconciler_worker(settings, resources.engine, resources.metrics) as worker:
+        log.info("reconciler.on", organizations=list(settings.cybersource_organizations))
+        stop = asyncio.Event()
+        yield RunningWorker("reconciler", asyncio.create_task(worker.run(stop)), stop)
+
+
+@asynccontextmanager
+async def reconciler_worker(
+    settings: Settings, engine: AsyncEngine, metrics: LedgerMetrics
+) -> AsyncIterator[ReconcilerWorker]:
+    """The reconciler worker and its client, counted in ``metrics``; credentials required."""
+    credentials = settings.cybersource_credentials()
+    assert credentials is not None, "the reconciler needs LEDGER_CYBERSOURCE_* credentials"
     # Every series from the start at zero, so that an alert on a rate sees its first error.
     for outcome in CallOutcome:
         metrics.reconciler_calls.labels(outcome.value)
@@ -265,32 +320,79 @@ async def _reconciling(settings: Settings, resources: Resources) -> AsyncIterato
     def count_failure(reason: ReconcilerFailure) -> None:
         metrics.reconciler_errors.labels(reason.value).inc()
 
+    def count_sweep(summary: SweepSummary, succeeded: bool) -> None:
+        if succeeded:
+            metrics.reconciler_sweep_last_success.set_to_current_time()
+
     limits = ClientLimits(max_requests_per_second=settings.cybersource_max_requests_per_second)
     client = CybersourceClient(
         settings.cybersource_base_url, credentials, limits, observer=count_call
     )
     async with client:
-        worker = ReconcilerWorker(
+        yield ReconcilerWorker(
             Reconciler(
                 client,
-                resources.store,
+                SqlEventStore(engine),
                 settings.cybersource_organizations,
+                ledger=SqlLedgerView(engine),
                 on_failure=count_failure,
             ),
-            resources.queries,
-            resources.read_models,
+            InvoiceQueries(engine),
+            SqlReadModelStore(engine),
             owner=projector_owner(),
             sweep_interval_seconds=settings.reconcile_interval_seconds,
+            full_sweep_interval_seconds=settings.reconciler_full_sweep_interval_seconds,
+            full_sweeps=SqlSweepSchedule(engine),
             on_failure=count_failure,
+            on_sweep=count_sweep,
         )
-        log.info("reconciler.on", organizations=list(settings.cybersource_organizations))
-        stop = asyncio.Event()
-        task = asyncio.create_task(worker.run(stop))
-        try:
-            yield
-        finally:
-            stop.set()
-            await asyncio.gather(task, return_exceptions=True)
+
+
+async def stop_within_grace(task: asyncio.Task[None], grace_seconds: float) -> bool:
+    """Wait for a worker asked to stop; past the grace, cancel it outright. True if it
+    stopped within the grace."""
+    done, _ = await asyncio.wait({task}, timeout=grace_seconds)
+    if not done:
+        log.error("worker.stop_overdue", grace_seconds=grace_seconds)
+        task.cancel()
+        await asyncio.wait({task})
+    elif not task.cancelled() and task.exception() is not None:
+        log.error("worker.stopped_on_error", error=repr(task.exception()))
+    return bool(done)
+
+
+@asynccontextmanager
+async def _retaining(settings: Settings, resources: Resources) -> WorkerContext:
+    """Apply the inbox retention policy every ``retention_interval_seconds``."""
+    policy = RetentionPolicy.from_days(
+        refused_days=settings.retention_refused_days,
+        accepted_days=settings.retention_accepted_days,
+    )
+    if not policy.periods:
+        yield None
+        return
+    metrics = resources.metrics
+
+    def on_pruned(result: PruneResult) -> None:
+        metrics.inbox_rows_pruned.labels(result.kind.value).inc(result.rows)
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        run_retention(
+            resources.engine, policy, stop, settings.retention_interval_seconds, on_pruned
+        )
+    )
+    yield RunningWorker("retention", task, stop)
+
+
+@asynccontextmanager
+async def _sampling(settings: Settings, resources: Resources) -> WorkerContext:
+    """Keep the projection-lag and inbox gauges current."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        sample_backlog(resources.engine, resources.metrics, stop, settings.metrics_sample_seconds)
+    )
+    yield RunningWorker("backlog_gauges", task, stop)
 
 
 def _count_projector_stop(task: asyncio.Task[None], metrics: LedgerMetrics) -> None:

@@ -5,22 +5,35 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
 import signal
 import sys
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO, NoReturn
+from wsgiref.simple_server import WSGIServer
 
 import click
+import structlog
 import uvicorn
+from prometheus_client import start_http_server
 from tqdm import tqdm
 
+from service.cli_deliveries import deliveries
 from service.domain.events import EVENT_TYPE_BY_NOTIFICATION_TYPE, RecordedEvent
-from service.http_server import server_config
+from service.http_server import (
+    LedgerServer,
+    ListenFailed,
+    bind_listener,
+    is_loopback_host,
+    server_config,
+)
 from service.logs import configure_logging
+from service.metrics import LedgerMetrics
 from service.projections.projector import InvoiceProjector
-from service.projections.rebuild import rebuild_invoices
+from service.projections.rebuild import WORKERS_MAX, rebuild_invoices
 from service.reconciler.client import ClientLimits, CybersourceClient
+from service.reconciler.ledger_view import SqlLedgerView
 from service.reconciler.reconciler import SWEEP_STATUS_ORDER, Reconciler, SweepSummary
 from service.settings import ConfigurationError, Settings, load_settings
 from service.store.database import create_engine
@@ -29,7 +42,11 @@ from service.store.event_store import SqlEventStore
 from service.store.migrations import SchemaNotAtHead, require_schema_at_head, upgrade_to_head
 from service.store.notifications import appended_events_signal
 from service.store.read_models import SqlReadModelStore
+from service.store.retention import PrunableKind, count_prunable
+from service.store.retention import prune as prune_inbox
 from service.webhooks.signature import SignedContent, sign
+
+log = structlog.get_logger("service.cli")
 
 # How far back through "raised from" an error's first cause is looked for.
 CAUSE_CHAIN_LENGTH_MAX = 10
@@ -99,55 +116,162 @@ def migrate() -> None:
     """Apply database migrations to LEDGER_DATABASE_URL (safe to run again)."""
     settings = _settings()
     upgrade_to_head(settings.database.render_as_string(hide_password=False))
-    click.echo(
-        f"database at head: {settings.database.render_as_string(hide_password=True)}", err=True
-    )
+    # A log line, like everything a deployed migration Job writes to stderr.
+    log.info("migrate.at_head", database=settings.database.render_as_string(hide_password=True))
 
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 def serve(host: str, port: int) -> None:
-    """Serve the webhook receiver and operations endpoints.
+    """Serve the webhook receiver, the query API and operations endpoints.
 
     Run `migrate` first: the service refuses to report ready on an outdated schema.
+    Beyond loopback, /v1 needs LEDGER_API_TOKENS (or LEDGER_API_ALLOW_ANONYMOUS=true).
+    SIGTERM or SIGINT stops it within LEDGER_SHUTDOWN_GRACE_SECONDS; a second one at once.
     """
     from service.app import create_app
 
     settings = _settings()
+    tokens = settings.api_tokens
+    if not is_loopback_host(host) and not (tokens.tokens or tokens.operator_tokens):
+        if not settings.api_allow_anonymous:
+            _fail(
+                f"refusing to serve /v1 without tokens on {host}, beyond loopback: set"
+                " LEDGER_API_TOKENS, or LEDGER_API_ALLOW_ANONYMOUS=true to open /v1 to every"
+                " client"
+            )
+        log.warning(
+            "serve.anonymous_api",
+            host=host,
+            detail="LEDGER_API_ALLOW_ANONYMOUS=true: /v1 answers every client without a token",
+        )
+    try:
+        # Bound before the app exists: a port in use stops here, before any database work.
+        listener = bind_listener(host, port)
+    except ListenFailed as failure:
+        _fail(str(failure))
+    app = create_app(settings)
     config = server_config(
-        create_app(settings),
+        app,
         host=host,
         port=port,
         implementation=settings.http_implementation,
         limits=settings.http_limits,
     )
-    uvicorn.Server(config).run()
+    server = LedgerServer(config, app.state.workers, settings.shutdown_grace_seconds)
+    try:
+        server.run(sockets=[listener])
+    finally:
+        listener.close()
+
+
+@main.command()
+@click.option(
+    "--older-than",
+    "older_than_days",
+    required=True,
+    type=click.IntRange(1, 36_500),
+    metavar="DAYS",
+    help="Delete rows received more than DAYS days ago.",
+)
+@click.option(
+    "--outcome",
+    "kinds",
+    multiple=True,
+    type=click.Choice([kind.value for kind in PrunableKind]),
+    default=[PrunableKind.REFUSED.value],
+    show_default=True,
+    help="Which rows (repeatable): refused deliveries (401/408/413, no body), or accepted,"
+    " duplicate, ignored ones, whose facts are in the event store. Dead letters, conflicts"
+    " and events are never pruned.",
+)
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+def prune(older_than_days: int, kinds: tuple[str, ...], dry_run: bool) -> None:
+    """Delete inbox rows past their retention, oldest first, in bounded batches.
+
+    The serving process applies LEDGER_RETENTION_REFUSED_DAYS and
+    LEDGER_RETENTION_ACCEPTED_DAYS on its own; this command is for a one-off run.
+    """
+    settings = _settings()
+    cutoff = datetime.now(UTC) - timedelta(days=older_than_days)
+    chosen = [PrunableKind(kind) for kind in dict.fromkeys(kinds)]
+    for kind, rows, complete in asyncio.run(_prune(settings, chosen, cutoff, dry_run)):
+        verb = "would delete" if dry_run else "deleted"
+        more = "" if complete else " (more remain: run again)"
+        click.echo(f"{kind.value}: {verb} {rows} rows received before {cutoff.isoformat()}{more}")
+
+
+async def _prune(
+    settings: Settings, kinds: list[PrunableKind], cutoff: datetime, dry_run: bool
+) -> list[tuple[PrunableKind, int, bool]]:
+    engine = create_engine(settings.database, pool_size=1)
+    try:
+        await require_schema_at_head(engine)
+        results = []
+        for kind in kinds:
+            if dry_run:
+                results.append((kind, await count_prunable(engine, kind, cutoff), True))
+            else:
+                pruned = await prune_inbox(engine, kind, cutoff)
+                results.append((kind, pruned.rows, pruned.complete))
+        return results
+    finally:
+        await engine.dispose()
 
 
 @main.command()
 @click.option("--once", is_flag=True, help="Catch up with the event store, then exit.")
-def project(once: bool) -> None:
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="Serve Prometheus metrics (ledger_projector_*) on this port at any path. Off by default.",
+)
+@click.option(
+    "--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port."
+)
+def project(once: bool, metrics_port: int | None, metrics_host: str) -> None:
     """Run the invoice projector on its own (serve runs one too, unless disabled).
 
     One projector writes at a time across all replicas; others stand by.
     """
     settings = _settings()
+    metrics = LedgerMetrics()
+    exporter = _export_metrics(metrics, metrics_host, metrics_port) if metrics_port else None
     try:
-        position = asyncio.run(_project(settings, once))
+        position = asyncio.run(_project(settings, once, metrics))
     except KeyboardInterrupt:
         return
+    finally:
+        if exporter is not None:
+            exporter.shutdown()
     click.echo(f"projection at position {position}", err=True)
 
 
-async def _project(settings: Settings, once: bool) -> int:
+def _export_metrics(metrics: LedgerMetrics, host: str, port: int) -> WSGIServer:
+    """A worker has no HTTP server of its own: prometheus_client's serves the registry from a
+    daemon thread, so Prometheus sees the worker as it sees `serve`."""
+    try:
+        server, _ = start_http_server(port, addr=host, registry=metrics.registry)
+    except OSError as error:
+        _fail(f"cannot serve metrics on {host}:{port}: {error.strerror}")
+    return server
+
+
+async def _project(settings: Settings, once: bool, metrics: LedgerMetrics) -> int:
     from service.app import POLL_SECONDS_POSTGRESQL, POLL_SECONDS_SQLITE, projector_owner
+
+    def on_batch(events: int, position: int) -> None:
+        metrics.projected_events.inc(events)
+        metrics.projector_position.set(position)
 
     engine = create_engine(settings.database, pool_size=2)
     try:
         await require_schema_at_head(engine)
         read_models = SqlReadModelStore(engine)
-        projector = InvoiceProjector(SqlEventStore(engine), read_models, owner=projector_owner())
+        projector = InvoiceProjector(
+            SqlEventStore(engine), read_models, owner=projector_owner(), on_batch=on_batch
+        )
         if once:
             if not await projector.take_lease():
                 _fail("another projector holds the lease; it is keeping the projection current")
@@ -164,31 +288,48 @@ async def _project(settings: Settings, once: bool) -> int:
             POLL_SECONDS_POSTGRESQL if engine.dialect.name == "postgresql" else POLL_SECONDS_SQLITE
         )
         async with appended_events_signal(engine, wake):
-            await projector.run(stop, wake, poll)
+            metrics.projector_up.set(1)
+            try:
+                await projector.run(stop, wake, poll)
+            except Exception:
+                metrics.projector_errors.inc()
+                raise
+            finally:
+                metrics.projector_up.set(0)
         return await read_models.checkpoint()
     finally:
         await engine.dispose()
 
 
 @main.command()
-def rebuild() -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(1, WORKERS_MAX),
+    default=min(os.cpu_count() or 1, WORKERS_MAX),
+    show_default="the number of CPUs",
+    help="Processes folding streams at once (PostgreSQL; SQLite rebuilds in one).",
+)
+def rebuild(workers: int) -> None:
     """Replay every event into fresh read models, then swap them in at once.
 
     Dashboards keep reading the old read models until the swap; a running projector
     stands by meanwhile and continues from the rebuilt position.
     """
     settings = _settings()
-    position = asyncio.run(_rebuild(settings))
+    position = asyncio.run(_rebuild(settings, workers))
     click.echo(f"read models rebuilt up to position {position}", err=True)
 
 
-async def _rebuild(settings: Settings) -> int:
+async def _rebuild(settings: Settings, workers: int) -> int:
     engine = create_engine(settings.database, pool_size=2)
     try:
         await require_schema_at_head(engine)
         store = SqlEventStore(engine)
         with tqdm(total=await store.last_position(), unit="event", desc="rebuild") as bar:
-            return await rebuild_invoices(store, SqlReadModelStore(engine), on_progress=bar.update)
+            return await rebuild_invoices(
+                store, SqlReadModelStore(engine), on_progress=bar.update, workers=workers,
+                database_url=settings.database,
+            )  # fmt: skip
     finally:
         await engine.dispose()
 
@@ -206,8 +347,30 @@ def _cybersource_client(settings: Settings) -> CybersourceClient:
 
 @main.command()
 @click.option("--invoice", "invoices", multiple=True, help="An invoice number (repeatable).")
-@click.option("--sweep", is_flag=True, help="Every invoice Cybersource lists (open ones first).")
+@click.option(
+    "--sweep",
+    is_flag=True,
+    help="Every invoice Cybersource lists (open ones first), fetching the details of those"
+    " whose summaries disagree with the ledger or whose balance can move unseen.",
+)
+@click.option("--full", is_flag=True, help="With --sweep: fetch the details of every invoice.")
 @click.option("--status", help="With --sweep: only invoices in this status.")
+@click.option(
+    "--forever",
+    is_flag=True,
+    help="Run the reconciler worker on its own (as serve does) until SIGTERM or SIGINT.",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="With --forever: serve Prometheus /metrics on this port.",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="With --metrics-port: the address to serve them on (0.0.0.0 for a scraper elsewhere).",
+)
 @click.option(
     "--organization",
     "organizations",
@@ -218,21 +381,44 @@ def _cybersource_client(settings: Settings) -> CybersourceClient:
     " merchant).",
 )
 def reconcile(
-    invoices: tuple[str, ...], sweep: bool, status: str | None, organizations: tuple[str, ...]
+    invoices: tuple[str, ...],
+    sweep: bool,
+    full: bool,
+    status: str | None,
+    forever: bool,
+    metrics_port: int | None,
+    metrics_host: str,
+    organizations: tuple[str, ...],
 ) -> None:
     """Ask Cybersource about invoices and append what the ledger lacks (idempotent).
 
     Exits non-zero when any call failed.
     """
-    if bool(invoices) == sweep:
-        _fail("give either --invoice N (one or more) or --sweep")
+    if [bool(invoices), sweep, forever].count(True) != 1:
+        _fail("give one of --invoice N (one or more), --sweep or --forever")
+    if full and not sweep:
+        _fail("--full goes with --sweep")
+    if metrics_port and not forever:
+        _fail("--metrics-port goes with --forever")
+    if forever:
+        if status or organizations:
+            _fail("--forever reconciles every configured organization: drop --status and"
+                  " --organization")  # fmt: skip
+        settings = _settings()
+        _organizations_to_reconcile(settings, (), for_invoices=False)
+        metrics_address = (metrics_host, metrics_port) if metrics_port else None
+        if not asyncio.run(_reconcile_forever(settings, metrics_address)):
+            sys.exit(1)
+        return
     if invoices and len(organizations) > 1:
         _fail("with --invoice, give one --organization: invoice numbers are per organization")
     settings = _settings()
     chosen = _organizations_to_reconcile(settings, organizations, for_invoices=bool(invoices))
-    summary = asyncio.run(_reconcile(settings, invoices, sweep, status, chosen))
+    summary = asyncio.run(_reconcile(settings, invoices, (sweep, full), status, chosen))
     click.echo(
-        f"checked {summary.checked}, changed {summary.changed}, failed {summary.failed}", err=True
+        f"checked {summary.checked}, changed {summary.changed}, failed {summary.failed};"
+        f" fetched {summary.fetched}" + _fetch_reasons(summary),
+        err=True,
     )
     if len(summary.by_organization) > 1:
         for organization, counts in summary.by_organization.items():
@@ -272,33 +458,92 @@ def _organizations_to_reconcile(
     return named
 
 
+def _fetch_reasons(summary: SweepSummary) -> str:
+    reasons = sorted(summary.fetch_reasons.items())
+    if not reasons:
+        return ""
+    return " (" + ", ".join(f"{reason.value} {count}" for reason, count in reasons) + ")"
+
+
 async def _reconcile(
     settings: Settings,
     invoices: tuple[str, ...],
-    sweep: bool,
+    sweep_and_full: tuple[bool, bool],
     status: str | None,
     organizations: tuple[str, ...],
 ) -> SweepSummary:
+    sweep, full = sweep_and_full
     engine = create_engine(settings.database, pool_size=4)
     try:
         await require_schema_at_head(engine)
         async with _cybersource_client(settings) as client:
             reconciler = Reconciler(
-                client, SqlEventStore(engine), settings.cybersource_organizations
+                client,
+                SqlEventStore(engine),
+                settings.cybersource_organizations,
+                ledger=SqlLedgerView(engine),
             )
             with tqdm(unit="invoice", desc="reconcile", total=len(invoices) or None) as bar:
                 if sweep:
                     statuses = (status,) if status else SWEEP_STATUS_ORDER
                     return await reconciler.sweep(
-                        statuses, on_invoice=lambda _: bar.update(), organizations=organizations
+                        statuses,
+                        on_invoice=lambda _: bar.update(),
+                        organizations=organizations,
+                        full=full,
                     )
                 summary = SweepSummary()
                 organization = organizations[0] if organizations else None
                 for number in invoices:
-                    summary.count(await reconciler.reconcile_invoice(number, organization))
+                    outcome = await reconciler.reconcile_invoice(number, organization)
+                    summary.count_reconciled(outcome)
                     bar.update()
                 return summary
     finally:
+        await engine.dispose()
+
+
+async def _reconcile_forever(settings: Settings, metrics_address: tuple[str, int] | None) -> bool:
+    """The reconciler worker until SIGTERM or SIGINT; False if it overran the grace."""
+    from prometheus_client import start_http_server
+
+    from service.app import reconciler_worker, stop_within_grace
+    from service.metrics import LedgerMetrics
+
+    metrics = LedgerMetrics()
+    engine = create_engine(settings.database, pool_size=4)
+    metrics_server = None
+    try:
+        await require_schema_at_head(engine)
+        if metrics_address is not None:
+            host, port = metrics_address
+            try:
+                metrics_server, _ = start_http_server(port, host, registry=metrics.registry)
+            except OSError as error:
+                _fail(f"--metrics-port {port}: cannot listen on {host} ({error.strerror})")
+        async with reconciler_worker(settings, engine, metrics) as worker:
+            task = asyncio.create_task(worker.run())
+            stopping = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signal_number in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signal_number, stopping.set)
+            click.echo(
+                "reconciling every configured organization until SIGTERM or SIGINT", err=True
+            )
+            await asyncio.wait(
+                {task, asyncio.ensure_future(stopping.wait())},
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            worker.stop()
+            # A second signal while stopping cuts the grace short.
+            for signal_number in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signal_number, task.cancel)
+            stopped = await stop_within_grace(task, settings.shutdown_grace_seconds)
+            click.echo("reconciler stopped" if stopped else "reconciler stop overdue", err=True)
+            return stopped
+    finally:
+        if metrics_server is not None:
+            metrics_server.shutdown()
         await engine.dispose()
 
 
@@ -510,6 +755,8 @@ def sign_webhook(body_file: BinaryIO, key_id: str, signed_content: str) -> None:
         _fail(f"cannot sign this body: {error}")
     click.echo(header)
 
+
+main.add_command(deliveries)
 
 if __name__ == "__main__":
     main()

@@ -11,10 +11,19 @@ The body's read timeout is the receiver's, the only endpoint that reads a body.
 from __future__ import annotations
 
 import asyncio
+import errno
+import ipaddress
+import os
+import signal
+import socket
+import sys
+import time
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from types import FrameType
+from typing import Any, Protocol
 
+import structlog
 import uvicorn
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -22,6 +31,14 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 GRACEFUL_SHUTDOWN_SECONDS = 10
+# Of the shutdown grace, the share the background workers get to finish on their own before
+# they are cancelled; the rest drains in-flight requests and closes the database pool.
+WORKERS_SHARE_OF_GRACE = 0.6
+# Kept back from the grace for the lifespan's shutdown (closing the database pool).
+LIFESPAN_SHUTDOWN_RESERVE_SECONDS = 0.5
+LISTEN_BACKLOG = 2048
+
+log = structlog.get_logger("service.http_server")
 
 
 class HttpImplementation(StrEnum):
@@ -163,3 +180,95 @@ def server_config(
     )
     config.http_limits = limits
     return config
+
+
+class BackgroundWork(Protocol):
+    """What runs beside the server (projector, reconciler, retention): started once the port
+    is bound, stopped before in-flight requests are drained."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self, timeout_seconds: float) -> None: ...
+
+
+class ListenFailed(Exception):
+    """The address cannot be listened on (in use, not this host's, not permitted)."""
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name other than localhost may resolve to anything
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """Bind before anything else runs, so that a port in use stops ``serve`` before it has
+    touched the database."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        raise ListenFailed(f"cannot resolve {host}: {error.strerror}") from None
+    family, kind, protocol, _, address = infos[0]
+    listener = socket.socket(family, kind, protocol)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(address)
+        listener.listen(LISTEN_BACKLOG)
+    except OSError as error:
+        listener.close()
+        reason = "address already in use" if error.errno == errno.EADDRINUSE else error.strerror
+        raise ListenFailed(f"cannot listen on {host}:{port}: {reason}") from None
+    listener.set_inheritable(True)
+    return listener
+
+
+class LedgerServer(uvicorn.Server):
+    """uvicorn's server, with the service's start and stop order.
+
+    Start: the socket is bound (by the caller), the app's lifespan runs, and only then the
+    background workers start. Stop (SIGTERM or SIGINT): stop accepting connections, stop the
+    workers (cancelled if they outlast their share of the grace: the projector's batch and
+    checkpoint are one transaction, the reconciler appends each invoice's facts in one),
+    drain in-flight requests, close the pool; all within ``grace_seconds``. A second signal
+    ends the process at once.
+    """
+
+    def __init__(
+        self, config: uvicorn.Config, workers: BackgroundWork | None, grace_seconds: float
+    ) -> None:
+        super().__init__(config)
+        self._workers = workers
+        self._grace_seconds = grace_seconds
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and not self.should_exit:
+            if sockets:
+                host, port = sockets[0].getsockname()[:2]
+                log.info("server.listening", host=host, port=port)
+            if self._workers is not None:
+                await self._workers.start()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        deadline = time.monotonic() + self._grace_seconds
+        log.info("server.stopping", grace_seconds=self._grace_seconds)
+        for server in self.servers:
+            server.close()  # no new connections while the workers stop
+        if self._workers is not None:
+            await self._workers.stop(self._grace_seconds * WORKERS_SHARE_OF_GRACE)
+        remaining_seconds = deadline - time.monotonic() - LIFESPAN_SHUTDOWN_RESERVE_SECONDS
+        self.config.timeout_graceful_shutdown = max(int(remaining_seconds), 1)
+        await super().shutdown(sockets)
+        log.info("server.stopped", seconds_left=round(deadline - time.monotonic(), 3))
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.should_exit:
+            # A second signal: the operator wants out now. Nothing is half-written by leaving:
+            # every write is one transaction, which the database rolls back on disconnect.
+            log.warning("server.exit_now", signal=signal.Signals(sig).name)
+            sys.stderr.flush()
+            os._exit(128 + sig)
+        super().handle_exit(sig, frame)

@@ -21,9 +21,27 @@ EXCEPTION_CHAIN_LENGTH_MAX = 8
 
 
 def configure_logging(level: str) -> None:
-    logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level, force=True)
-    for handler in logging.getLogger().handlers:
-        handler.setFormatter(ScrubbingFormatter("%(message)s"))
+    """Every line on stderr one JSON object: structlog's own, and the standard library's
+    (uvicorn, Alembic, asyncio) rendered by the same processors."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_logger_name,
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                withhold_arguments_beside_exceptions,
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                scrub_exception_info,
+                structlog.processors.JSONRenderer(),
+            ],
+            pass_foreign_args=True,
+        )
+    )
+    # force: replaces whatever handler an earlier configuration (or a library) installed.
+    logging.basicConfig(handlers=[handler], level=level, force=True)
     # httpx logs every request line at INFO; the reconciler logs what matters itself.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     structlog.configure(
@@ -38,6 +56,18 @@ def configure_logging(level: str) -> None:
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
+
+
+def withhold_arguments_beside_exceptions(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """A standard-library record's message may itself quote an exception ("… %s", error):
+    only its template is kept when an exception accompanies it."""
+    arguments = event.pop("positional_args", None)
+    record = event.get("_record")
+    if arguments and event.get("exc_info") and isinstance(record, logging.LogRecord):
+        event["event"] = f"{record.msg} (arguments withheld)"
+    return event
 
 
 def scrubbed_exception(error: BaseException) -> str:
@@ -83,18 +113,3 @@ def _exception_of(exc_info: Any) -> BaseException | None:
     if isinstance(exc_info, tuple) and len(exc_info) == 3:
         return exc_info[1] if isinstance(exc_info[1], BaseException) else None
     return None
-
-
-class ScrubbingFormatter(logging.Formatter):
-    """For the standard library's loggers (uvicorn's "Exception in ASGI application", asyncio)."""
-
-    def formatException(self, ei: Any) -> str:
-        error = _exception_of(ei)
-        return scrubbed_exception(error) if error is not None else ""
-
-    def format(self, record: logging.LogRecord) -> str:
-        # The record's message may itself quote an exception ("… %s", error): only its
-        # template is kept when an exception accompanies it.
-        if record.exc_info and record.args:
-            record.msg, record.args = f"{record.msg} (arguments withheld)", None
-        return super().format(record)

@@ -2,12 +2,73 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+
+HTTP_DURATION_BUCKETS_SECONDS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0
+)  # fmt: skip
 
 
 class LedgerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # process_* (CPU, memory, open files, start time) and python_info, in this registry.
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        self.http_requests = Counter(
+            "ledger_http_requests",
+            "HTTP requests answered, by route template (unmatched for none), method and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.http_request_duration_seconds = Histogram(
+            "ledger_http_request_duration_seconds",
+            "Time from a request's arrival to the end of its answer, by route template.",
+            ["route", "method"],
+            buckets=HTTP_DURATION_BUCKETS_SECONDS,
+            registry=self.registry,
+        )
+        self.projection_lag_events = Gauge(
+            "ledger_projection_lag_events",
+            "Events recorded but not yet projected (head position minus the checkpoint).",
+            registry=self.registry,
+        )
+        self.projection_lag_seconds = Gauge(
+            "ledger_projection_lag_seconds",
+            "Age of the oldest event not yet projected; 0 when the projection is current.",
+            registry=self.registry,
+        )
+        self.inbox_rows = Gauge(
+            "ledger_inbox_rows",
+            "Inbox rows by outcome (refused: rejected without a body; dead_letter: rejected"
+            " with one), sampled periodically; a count stops at the sampling cap.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.inbox_rows_pruned = Counter(
+            "ledger_inbox_rows_pruned",
+            "Inbox rows deleted by the retention policy, by kind (refused, accepted, ...).",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.refusals_not_recorded = Counter(
+            "ledger_refusals_not_recorded",
+            "Refused deliveries counted but not written to the inbox (past the recording rate).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.webhook_key_expiry_timestamp_seconds = Gauge(
+            "ledger_webhook_key_expiry_timestamp_seconds",
+            "When the webhook signing key expires (LEDGER_WEBHOOK_KEY_EXPIRES_AT), Unix time.",
+            registry=self.registry,
+        )
         self.deliveries = Counter(
             "ledger_webhook_deliveries",
             "Webhook deliveries by outcome.",
@@ -69,5 +130,10 @@ class LedgerMetrics:
             "Reconciler failures by reason: a failed call's (unauthorized, unreachable, ...) or"
             " the reconciler's own (invalid_details, store_unavailable, conflict, round_failed).",
             ["reason"],
+            registry=self.registry,
+        )
+        self.reconciler_sweep_last_success = Gauge(
+            "ledger_reconciler_sweep_last_success_timestamp_seconds",
+            "When the reconciler last completed a sweep with every call answered (Unix time).",
             registry=self.registry,
         )

@@ -11,6 +11,7 @@ import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -128,7 +129,25 @@ class Settings(BaseSettings):
     cybersource_organization_ids: Annotated[tuple[str, ...], NoDecode] = ()
     cybersource_max_requests_per_second: float = Field(5.0, gt=0, le=1000)
     reconcile_interval_seconds: int = Field(900, ge=10, le=7 * 24 * 3600)
+    # The serving reconciler fetches every invoice this often (the incremental sweeps between
+    # fetch only those whose summaries give reason to).
+    reconciler_full_sweep_interval_seconds: int = Field(7 * 24 * 3600, ge=60, le=366 * 24 * 3600)
     api_tokens: Annotated[ApiTokens, NoDecode] = ApiTokens()
+    # Lets `serve` listen beyond loopback with /v1 open to every client (no tokens).
+    api_allow_anonymous: bool = False
+    # From SIGTERM to exit: workers stop (cancelling a round in progress and releasing their
+    # lease), in-flight requests drain, then the process ends.
+    shutdown_grace_seconds: float = Field(10.0, ge=1, le=600)
+    # When the webhook signing key expires (Cybersource keys do): exported for an alert.
+    webhook_key_expires_at: datetime | None = None
+    # Refused deliveries (401/408/413) recorded per second per process; the rest only counted.
+    refusals_recorded_per_second: float = Field(10.0, ge=0, le=10_000)
+    # Inbox retention, in days, applied by the serving process; None: kept for ever.
+    retention_refused_days: int | None = Field(30, ge=1, le=36_500)
+    retention_accepted_days: int | None = Field(None, ge=1, le=36_500)
+    retention_interval_seconds: int = Field(3600, ge=60, le=7 * 24 * 3600)
+    # How often the projection-lag gauges are sampled (the inbox's every 12 samples).
+    metrics_sample_seconds: float = Field(5.0, ge=0.1, le=300)
 
     @field_validator("database_url")
     @classmethod
@@ -137,6 +156,26 @@ class Settings(BaseSettings):
             resolve_database_url(value)
         except UnsupportedDatabaseUrl as error:
             raise ValueError(str(error)) from None
+        return value
+
+    @field_validator("webhook_key_expires_at", mode="before")
+    @classmethod
+    def _expiry_date(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
+        if isinstance(value, str):
+            try:
+                moment = datetime.fromisoformat(value.strip())
+            except ValueError:
+                raise ValueError("must be an ISO date or date-time, e.g. 2027-03-31") from None
+            return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return value
+
+    @field_validator("retention_refused_days", "retention_accepted_days", mode="before")
+    @classmethod
+    def _days_or_off(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() in {"", "off", "never"}:
+            return None
         return value
 
     @field_validator("webhook_keys", mode="before")
@@ -181,6 +220,15 @@ class Settings(BaseSettings):
                 base64.b64decode(self.cybersource_secret_key.get_secret_value(), validate=True)
             except (binascii.Error, ValueError):
                 raise ValueError("LEDGER_CYBERSOURCE_SECRET_KEY is not valid base64") from None
+        return self
+
+    @model_validator(mode="after")
+    def _full_sweeps_no_more_often_than_sweeps(self) -> Settings:
+        if self.reconciler_full_sweep_interval_seconds < self.reconcile_interval_seconds:
+            raise ValueError(
+                "LEDGER_RECONCILER_FULL_SWEEP_INTERVAL_SECONDS must not be shorter than"
+                " LEDGER_RECONCILE_INTERVAL_SECONDS"
+            )
         return self
 
     def cybersource_credentials(self) -> MerchantCredentials | None:

@@ -17,6 +17,10 @@ from starlette.requests import Request
 
 from service.api.errors import ApiError
 
+# Headers a proxy adds: a request carrying one came from further away than its loopback
+# peer (a service-mesh sidecar, a local reverse proxy), so it is not a local client.
+PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip", "via", "x-envoy-external-address")
+
 
 class Scope(StrEnum):
     READ = "read"
@@ -36,6 +40,7 @@ class Caller:
 
 
 LOOPBACK_CALLER = Caller(Scope.OPERATOR, "loopback")
+ANONYMOUS_CALLER = Caller(Scope.READ, "anonymous")
 TOKEN_NAME_HEX_DIGITS = 12
 
 
@@ -45,16 +50,28 @@ def token_name(token: str) -> str:
 
 
 class ApiAuthorizer:
-    def __init__(self, tokens: tuple[str, ...], operator_tokens: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        tokens: tuple[str, ...],
+        operator_tokens: tuple[str, ...] = (),
+        *,
+        allow_anonymous: bool = False,
+    ) -> None:
         self._tokens = tuple(
             (token.encode(), Caller(Scope.READ, token_name(token))) for token in tokens
         ) + tuple(
             (token.encode(), Caller(Scope.OPERATOR, token_name(token))) for token in operator_tokens
         )
+        self._allow_anonymous = allow_anonymous
 
     @property
     def loopback_only(self) -> bool:
-        return not self._tokens
+        return not self._tokens and not self._allow_anonymous
+
+    @property
+    def anonymous(self) -> bool:
+        """No tokens and the operator's explicit LEDGER_API_ALLOW_ANONYMOUS: anyone reads."""
+        return not self._tokens and self._allow_anonymous
 
     def check(self, request: Request, scope: Scope = Scope.READ) -> Caller:
         """The caller, if allowed ``scope``; 401 without a valid token, 403 without the scope."""
@@ -65,10 +82,15 @@ class ApiAuthorizer:
         return caller
 
     def _caller(self, request: Request) -> Caller:
+        if self.anonymous:
+            # Opting out of tokens opens reading, never bodies or replays.
+            return ANONYMOUS_CALLER
         if self.loopback_only:
-            if not _is_loopback(request.client.host if request.client else None):
+            if not _is_local(request):
                 raise ApiError(
-                    401, "unauthorized", "without LEDGER_API_TOKENS only loopback clients may read"
+                    401,
+                    "unauthorized",
+                    "without LEDGER_API_TOKENS only loopback clients not behind a proxy may read",
                 )
             return LOOPBACK_CALLER
         scheme, _, presented = request.headers.get("authorization", "").partition(" ")
@@ -85,6 +107,12 @@ class ApiAuthorizer:
             raise ApiError(401, "unauthorized", "the bearer token is not valid",
                            {"WWW-Authenticate": 'Bearer error="invalid_token"'})  # fmt: skip
         return matched
+
+
+def _is_local(request: Request) -> bool:
+    if any(header in request.headers for header in PROXY_HEADERS):
+        return False
+    return _is_loopback(request.client.host if request.client else None)
 
 
 def _is_loopback(host: str | None) -> bool:

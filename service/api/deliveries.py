@@ -18,10 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from service.api import parameters as p
 from service.api.auth import ApiAuthorizer, Caller, Scope
+from service.api.contract import ApiOperation, ApiRoute, PathParameter
 from service.api.errors import ApiError, bad_parameter
 from service.domain.events import NewEvent, RecordedEvent
 from service.store.delivery_log import (
@@ -136,6 +136,8 @@ class DeliveryListParameters(BaseModel):
     notification_id: str | None = Field(
         None, alias="notificationId", max_length=p.IDENTIFIER_LENGTH_MAX
     )
+    # A prefix: "unusable_body" selects the dead letters, whatever the rule they broke.
+    reason: str | None = Field(None, min_length=1, max_length=p.IDENTIFIER_LENGTH_MAX)
     received_from: p.Instant | None = Field(None, alias="receivedFrom")
     received_to: p.Instant | None = Field(None, alias="receivedTo")
     limit: int = Field(100, ge=1, le=PAGE_SIZE_MAX)
@@ -147,6 +149,47 @@ class DeliveryParameters(BaseModel):
 
 
 Handler = Callable[[Request, Caller], Awaitable[BaseModel]]
+
+DELIVERY_ID = PathParameter(
+    "deliveryId", "The delivery's id in the log", {"type": "integer", "minimum": 1,
+                                                   "maximum": DELIVERY_ID_MAX},
+)  # fmt: skip
+OPERATOR_ERRORS = (400, 401, 403, 404, 409, 503)
+OPERATIONS = (
+    ApiOperation(
+        path="/v1/deliveries", method="get", operation_id="listDeliveries",
+        summary="The delivery log: every webhook delivery with its outcome, newest first",
+        parameters=DeliveryListParameters, response=DeliveryList,
+        response_description="A page of deliveries", tags=("deliveries",),
+    ),
+    ApiOperation(
+        path="/v1/deliveries/{deliveryId}", method="get", operation_id="getDelivery",
+        summary="One delivery: headers, outcome, the facts it produced, replays, conflicts",
+        description="The raw body only to operator tokens (null otherwise).",
+        parameters=DeliveryParameters, path_parameters=(DELIVERY_ID,),
+        response=DeliveryDetail, response_description="The delivery",
+        errors=(400, 401, 404, 503), tags=("deliveries",),
+    ),
+    ApiOperation(
+        path="/v1/deliveries/{deliveryId}/replay", method="post",
+        operation_id="replayDelivery",
+        summary="Re-read a kept delivery with today's code and append what it now states",
+        description="Operator scope. Appended exactly as a fresh delivery would be: replaying "
+        "twice, or something already recorded, changes nothing.",
+        path_parameters=(DELIVERY_ID,), response=ReplayAnswer,
+        response_description="What the replay did", errors=OPERATOR_ERRORS,
+        tags=("deliveries",),
+    ),
+    ApiOperation(
+        path="/v1/deliveries/{deliveryId}/corrections", method="post",
+        operation_id="correctDelivery",
+        summary="Record a conflicting delivery's version as a correction (source operator)",
+        description="Operator scope; a new fact with its reason, never an edit.",
+        path_parameters=(DELIVERY_ID,), request_model=CorrectionRequest,
+        response=ReplayAnswer, response_description="What the correction recorded",
+        errors=(*OPERATOR_ERRORS, 413), tags=("deliveries",),
+    ),
+)  # fmt: skip
 
 
 class DeliveryApi:
@@ -165,24 +208,21 @@ class DeliveryApi:
         self._authorizer = authorizer
         self._items_per_delivery_max = items_per_delivery_max
 
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[ApiRoute]:
+        endpoints = {
+            "listDeliveries": self._endpoint(self.list, Scope.READ),
+            "getDelivery": self._endpoint(self.show, Scope.READ),
+            "replayDelivery": self._endpoint(self.replay, Scope.OPERATOR),
+            "correctDelivery": self._endpoint(self.correct, Scope.OPERATOR),
+        }
         return [
-            Route("/v1/deliveries", self._endpoint(self.list, Scope.READ), methods=["GET"]),
-            Route(
-                "/v1/deliveries/{deliveryId}",
-                self._endpoint(self.show, Scope.READ),
-                methods=["GET"],
-            ),
-            Route(
-                "/v1/deliveries/{deliveryId}/replay",
-                self._endpoint(self.replay, Scope.OPERATOR),
-                methods=["POST"],
-            ),
-            Route(
-                "/v1/deliveries/{deliveryId}/corrections",
-                self._endpoint(self.correct, Scope.OPERATOR),
-                methods=["POST"],
-            ),
+            ApiRoute(
+                operation.path,
+                endpoints[operation.operation_id],
+                methods=[operation.method.upper()],
+                operations=[operation],
+            )
+            for operation in OPERATIONS
         ]
 
     def _endpoint(self, handler: Handler, scope: Scope) -> Callable[[Request], Awaitable[Response]]:
@@ -195,9 +235,9 @@ class DeliveryApi:
             except NotReplayable as refused:
                 raise ApiError(409, refused.code, refused.detail) from None
             except CorrectionRefused as refused:
-                raise ApiError(
-                    409, refused.code, refused.detail, facts={"positions": list(refused.positions)}
-                ) from None
+                status = 400 if refused.code == "bad_reason" else 409
+                facts = {"positions": list(refused.positions)}
+                raise ApiError(status, refused.code, refused.detail, facts=facts) from None
             return JSONResponse(document.model_dump(mode="json", by_alias=True))
 
         return endpoint
@@ -220,6 +260,7 @@ class DeliveryApi:
             notification_id=parameters.notification_id,
             received_from=parameters.received_from,
             received_to=parameters.received_to,
+            reason_prefix=parameters.reason,
         )
         rows = await self._log.deliveries(filters, parameters.limit, before_id)
         replays = await self._log.replays([row.delivery_id for row in rows])

@@ -1,19 +1,23 @@
-"""The JSON shapes the API answers with.
+"""The documents the API answers with, built from read rows and folded states.
 
-Amounts are decimal strings with their currency's exponent.
+One builder per document: an invoice read from the read model is first turned back into the
+state the projector stored, so that it and an invoice folded as of a past moment are shown by
+the same code. Amounts are decimal strings with their currency's exponent.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime
+from dataclasses import replace
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Row
 
+from service.api import models
 from service.domain.events import RecordedEvent
-from service.domain.invoice import InvoiceState
+from service.domain.invoice import InvoiceState, InvoiceStatus, Payment
 from service.domain.money import format_amount
 
 
@@ -34,80 +38,85 @@ def paid_money(total: Decimal | None, balance: Decimal | None, currency: str | N
     return money(total - balance, currency)
 
 
-def _instant(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
-
-
-def _day(day: date | None) -> str | None:
-    return None if day is None else day.isoformat()
-
-
-def _customer(name: str | None, email: str | None) -> dict[str, str | None] | None:
-    return None if name is None and email is None else {"name": name, "email": email}
-
-
-def invoice_from_row(row: Row[Any]) -> dict[str, Any]:
-    total, balance = row.total_amount, row.balance_amount
-    currency = row.currency
-    return {
-        "organizationId": row.organization_id,
-        "invoiceNumber": row.invoice_number,
-        "status": row.status,
-        "currency": currency,
-        "totalAmount": money(total, currency),
-        "balanceAmount": money(balance, currency),
-        "paidAmount": paid_money(total, balance, currency),
-        "dueDate": _day(row.due_date),
-        "customer": _customer(row.customer_name, row.customer_email),
-        "payments": [
-            {
-                "transactionId": payment["transactionId"],
-                "amount": money(Decimal(payment["amount"]), currency)
-                if payment["amount"]
-                else None,
-                "date": payment["date"].replace("+00:00", "Z"),
-            }
+def state_from_row(row: Row[Any]) -> InvoiceState:
+    """The state the projector stored in an ``invoices`` row (see read_models._invoice_row)."""
+    return InvoiceState(
+        invoice_number=row.invoice_number,
+        organization_id=row.organization_id,
+        status=InvoiceStatus(row.status) if row.status else None,
+        currency=row.currency,
+        total_amount=row.total_amount,
+        balance_amount=row.balance_amount,
+        due_date=row.due_date,
+        customer_name=row.customer_name,
+        customer_email=row.customer_email,
+        payments=tuple(
+            Payment(
+                transaction_id=payment["transactionId"],
+                amount=Decimal(payment["amount"]) if payment["amount"] else None,
+                received_at=datetime.fromisoformat(payment["date"]),
+            )
             for payment in row.payments
-        ],
-        "lastEventAt": _instant(row.last_event_at),
-        "updatedAt": _instant(row.updated_at),
-    }
+        ),
+        last_event_at=row.last_event_at,
+    )
 
 
-def invoice_from_state(state: InvoiceState, updated_at: datetime | None) -> dict[str, Any]:
+def invoice_document(state: InvoiceState, updated_at: datetime | None) -> models.Invoice:
     currency = state.currency
-    return {
-        "organizationId": state.organization_id,
-        "invoiceNumber": state.invoice_number,
-        "status": state.status.value if state.status else None,
-        "currency": currency,
-        "totalAmount": money(state.total_amount, currency),
-        "balanceAmount": money(state.balance_amount, currency),
-        "paidAmount": paid_money(state.total_amount, state.balance_amount, currency),
-        "dueDate": _day(state.due_date),
-        "customer": _customer(state.customer_name, state.customer_email),
-        "payments": [
-            {
-                "transactionId": payment.transaction_id,
-                "amount": money(payment.amount, currency),
-                "date": _instant(payment.received_at),
-            }
+    customer = None
+    if state.customer_name is not None or state.customer_email is not None:
+        customer = models.Customer(name=state.customer_name, email=state.customer_email)
+    return models.Invoice(
+        organizationId=state.organization_id,
+        invoiceNumber=state.invoice_number,
+        status=state.status,
+        currency=currency,
+        totalAmount=money(state.total_amount, currency),
+        balanceAmount=money(state.balance_amount, currency),
+        paidAmount=paid_money(state.total_amount, state.balance_amount, currency),
+        dueDate=state.due_date,
+        customer=customer,
+        payments=[
+            models.Payment(
+                transactionId=payment.transaction_id,
+                amount=money(payment.amount, currency),
+                date=payment.received_at,
+            )
             for payment in state.payments
         ],
-        "lastEventAt": _instant(state.last_event_at),
-        "updatedAt": _instant(updated_at),
-    }
+        lastEventAt=state.last_event_at,
+        updatedAt=updated_at,
+    )
 
 
-def event_document(event: RecordedEvent) -> dict[str, Any]:
-    return {
-        "position": event.position,
-        "type": event.type,
-        "occurredAt": _instant(event.occurred_at),
-        "recordedAt": _instant(event.recorded_at),
-        "source": event.source.value,
-        "data": event.data,
-    }
+def invoice_from_row(row: Row[Any]) -> models.Invoice:
+    return invoice_document(state_from_row(row), row.updated_at)
+
+
+def invoice_at_day_end(row: Row[Any], end_of_day: datetime) -> models.Invoice:
+    """An invoice listed behind an aging bucket: the row holds the status, amounts and due
+    date of the state in force at ``end_of_day`` (and when it began, ``valid_from``); the
+    payments and last fact shown are those dated before it."""
+    state = state_from_row(row)
+    if state.last_event_at is not None and state.last_event_at >= end_of_day:
+        state = replace(
+            state,
+            payments=tuple(p for p in state.payments if p.received_at < end_of_day),
+            last_event_at=row.valid_from,
+        )
+    return invoice_document(state, row.updated_at)
+
+
+def event_document(event: RecordedEvent) -> models.Event:
+    return models.Event(
+        position=event.position,
+        type=event.type,
+        occurredAt=event.occurred_at,
+        recordedAt=event.recorded_at,
+        source=event.source,
+        data=dict(event.data),
+    )
 
 
 def report_items(
@@ -122,3 +131,9 @@ def report_items(
             item[name] = money(row[field], row.get("currency"))
         items.append(item)
     return items
+
+
+def as_json(document: models.Document) -> Any:
+    """The JSON value of a document: the keys a row was built with (an optional column
+    absent rather than null), in the model's order."""
+    return document.model_dump(mode="json", exclude_unset=True)

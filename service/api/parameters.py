@@ -8,10 +8,12 @@ import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta, timezone
-from typing import Annotated, Any, TypeVar
+from functools import cache
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import quote, unquote_to_bytes
+from zoneinfo import ZoneInfo, available_timezones
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, WithJsonSchema
 
 from service.api.errors import bad_parameter
 from service.domain.invoice import InvoiceStatus
@@ -74,54 +76,162 @@ def parse_day(value: object) -> date:
         raise ValueError("must be an ISO-8601 date, e.g. 2026-01-31, a real day") from None
 
 
-Instant = Annotated[datetime, PlainValidator(parse_instant)]
-Day = Annotated[date, PlainValidator(parse_day)]
+@cache
+def _zone_names() -> frozenset[str]:
+    # Only the IANA names the installed database lists: ZoneInfo alone would also open a
+    # path-like key it was given.
+    return frozenset(available_timezones())
+
+
+def parse_zone(value: object) -> ZoneInfo:
+    if not isinstance(value, str) or value not in _zone_names():
+        raise ValueError("must be an IANA time zone name, e.g. Europe/Paris or UTC")
+    return ZoneInfo(value)
+
+
+# Dates and instants are strings in the document and nothing else: the schema says so even
+# though the validators (not pydantic's lax parsing, which takes epoch numbers) parse them.
+Instant = Annotated[
+    datetime,
+    PlainValidator(parse_instant),
+    WithJsonSchema({"type": "string", "format": "date-time", "examples": ["2026-03-31T00:00:00Z"]}),
+]
+Day = Annotated[
+    date,
+    PlainValidator(parse_day),
+    WithJsonSchema({"type": "string", "format": "date", "examples": ["2026-03-31"]}),
+]
+TimeZone = Annotated[
+    ZoneInfo,
+    PlainValidator(parse_zone),
+    WithJsonSchema({"type": "string", "examples": ["Europe/Paris"], "maxLength": 64}),
+]
+AgingBucket = Literal["current", "days1To30", "days31To60", "days61To90", "over90", "noDueDate"]
+UTC_ZONE = ZoneInfo("UTC")
+
+_ORGANIZATION = (
+    "Only this organization's invoices. Invoice numbers are unique per organization only; "
+    "the empty string names the invoices whose organization is unknown."
+)
+_ONE_ORGANIZATION = (
+    "The organization whose invoice this is. Needed when the number exists in more than one "
+    "organization (409 ambiguous_invoice otherwise); the empty string names the unknown "
+    "organization."
+)
+_TIME_ZONE = (
+    "IANA time zone in which days begin and end (the as-of day, the collection days and "
+    "periods); default UTC."
+)
 
 
 class Consistency(_Strict):
-    min_position: int | None = Field(None, alias="minPosition", ge=0, le=POSITION_MAX)
+    min_position: int | None = Field(
+        None, alias="minPosition", ge=0, le=POSITION_MAX,
+        description="Wait (up to 10 s) until the projection has reached this event position; "
+        "503 projection_behind otherwise. A position beyond the last recorded event is a 400.",
+    )  # fmt: skip
 
 
 class OrganizationFilter(Consistency):
     # "" is a value, not an absence: it names the invoices whose organization is unknown.
     organization_id: str | None = Field(
-        None, alias="organizationId", max_length=IDENTIFIER_LENGTH_MAX
+        None, alias="organizationId", max_length=IDENTIFIER_LENGTH_MAX, description=_ORGANIZATION
     )
 
 
-class InvoiceParameters(OrganizationFilter):
-    as_of: Instant | None = Field(None, alias="asOf")
+class Exportable(OrganizationFilter):
+    format: Literal["json", "csv"] | None = Field(
+        None,
+        description="csv answers the items as CSV (as Accept: text/csv does); this parameter "
+        "wins over Accept.",
+    )
 
 
-class InvoiceEventsParameters(OrganizationFilter):
-    pass
+class InvoiceParameters(Consistency):
+    organization_id: str | None = Field(
+        None, alias="organizationId", max_length=IDENTIFIER_LENGTH_MAX,
+        description=_ONE_ORGANIZATION,
+    )  # fmt: skip
+    as_of: Instant | None = Field(
+        None, alias="asOf",
+        description="Provider time (RFC 3339: an ISO-8601 instant with an offset; no epoch "
+        "numbers): the invoice as the facts dated up to then describe it.",
+    )  # fmt: skip
 
 
-class InvoiceListParameters(OrganizationFilter):
-    status: InvoiceStatus | None = None
-    currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")
-    due_before: Day | None = Field(None, alias="dueBefore")
-    due_after: Day | None = Field(None, alias="dueAfter")
-    updated_since: Instant | None = Field(None, alias="updatedSince")
-    limit: int = Field(100, ge=1, le=PAGE_SIZE_MAX)
-    cursor: str | None = Field(None, max_length=CURSOR_LENGTH_MAX)
+class InvoiceEventsParameters(Consistency):
+    organization_id: str | None = Field(
+        None, alias="organizationId", max_length=IDENTIFIER_LENGTH_MAX,
+        description=_ONE_ORGANIZATION,
+    )  # fmt: skip
+    format: Literal["json", "csv"] | None = Field(
+        None, description="csv answers the events as CSV (data as JSON text)."
+    )
 
 
-class OutstandingParameters(OrganizationFilter):
-    as_of: Instant | None = Field(None, alias="asOf")
+class InvoiceListParameters(Exportable):
+    status: InvoiceStatus | None = Field(None, description="Only invoices in this status.")
+    currency: str | None = Field(None, pattern=r"^[A-Z]{3}$", description="ISO 4217 code.")
+    due_before: Day | None = Field(None, alias="dueBefore", description="Due strictly before.")
+    due_after: Day | None = Field(None, alias="dueAfter", description="Due strictly after.")
+    updated_since: Instant | None = Field(
+        None, alias="updatedSince",
+        description="Updated at or after (RFC 3339: an ISO-8601 instant with an offset).",
+    )  # fmt: skip
+    aging_bucket: AgingBucket | None = Field(
+        None, alias="agingBucket",
+        description="Only the invoices in this bucket of the aging report as of asOf (the "
+        "same rule: open at the end of that day in timeZone, by days past due).",
+    )  # fmt: skip
+    as_of: Day | None = Field(
+        None, alias="asOf", description="With agingBucket: the aging report's day; default today."
+    )
+    customer_name: str | None = Field(
+        None, alias="customerName", max_length=IDENTIFIER_LENGTH_MAX,
+        description="Only invoices stating this payer name (as a groupBy=customer row of the "
+        "aging report names it); the empty string names those stating none.",
+    )  # fmt: skip
+    customer_email: str | None = Field(
+        None, alias="customerEmail", max_length=IDENTIFIER_LENGTH_MAX,
+        description="Only invoices stating this payer email; the empty string names those "
+        "stating none.",
+    )  # fmt: skip
+    time_zone: TimeZone | None = Field(None, alias="timeZone", description=_TIME_ZONE)
+    limit: int = Field(
+        100, ge=1, le=PAGE_SIZE_MAX,
+        description="Page size; a CSV export has every page, read this many rows at a time.",
+    )  # fmt: skip
+    cursor: str | None = Field(
+        None, max_length=CURSOR_LENGTH_MAX, description="nextCursor of the previous page."
+    )
 
 
-class AgingParameters(OrganizationFilter):
-    as_of: Day | None = Field(None, alias="asOf")
+class OutstandingParameters(Exportable):
+    as_of: Instant | None = Field(
+        None, alias="asOf",
+        description="Provider time (RFC 3339: an ISO-8601 instant with an offset); default now.",
+    )  # fmt: skip
 
 
-class CollectionsParameters(OrganizationFilter):
-    start: Day = Field(alias="from")
-    end: Day = Field(alias="to")
-    interval: str = Field("day", pattern=r"^(day|week|month)$")
+class AgingParameters(Exportable):
+    as_of: Day | None = Field(
+        None, alias="asOf", description="Date (its end, in timeZone); default today there."
+    )
+    time_zone: TimeZone | None = Field(None, alias="timeZone", description=_TIME_ZONE)
+    group_by: Literal["customer"] | None = Field(
+        None, alias="groupBy",
+        description="customer: one row per organization, customer and currency.",
+    )  # fmt: skip
 
 
-class StatusParameters(OrganizationFilter):
+class CollectionsParameters(Exportable):
+    start: Day = Field(alias="from", description="First day (in timeZone).")
+    end: Day = Field(alias="to", description="Last day, inclusive (in timeZone).")
+    interval: Literal["day", "week", "month"] = Field("day", description="Period length.")
+    time_zone: TimeZone | None = Field(None, alias="timeZone", description=_TIME_ZONE)
+
+
+class StatusParameters(Exportable):
     pass
 
 

@@ -1,40 +1,139 @@
 """The /v1 endpoints. Each authorizes, validates, waits for ``minPosition`` if asked, reads,
-and answers with the projection position it reflects in ``X-Ledger-Position``."""
+and answers with the projection position it reflects in ``X-Ledger-Position``.
+
+Every route declares its operations (parameters and answer models) for the generated OpenAPI
+document; lists and reports also answer CSV, streamed."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
+from service.api import models
 from service.api import parameters as p
 from service.api.auth import ApiAuthorizer
+from service.api.contract import ApiOperation, ApiRoute, PathParameter
 from service.api.documents import (
+    as_json,
     event_document,
+    invoice_at_day_end,
+    invoice_document,
     invoice_from_row,
-    invoice_from_state,
     report_items,
 )
 from service.api.errors import ApiError, bad_parameter
+from service.api.exports import answers_csv, csv_response, one_batch
 from service.api.invoice_identity import organization_meant
 from service.domain.identity import invoices_in_stream
 from service.domain.invoice import fold_as_of
-from service.projections.queries import AGING_BUCKETS, InvoiceFilters, InvoiceQueries, PageKey
+from service.projections.queries import (
+    AGING_BUCKETS,
+    AgingBucketFilter,
+    InvoiceFilters,
+    InvoiceQueries,
+    PageKey,
+    period_days,
+)
 from service.store.event_store import SqlEventStore
 from service.store.read_models import SqlReadModelStore
 
 POSITION_HEADER = "X-Ledger-Position"
 MIN_POSITION_WAIT_SECONDS = 10.0
 MIN_POSITION_POLL_SECONDS = 0.05
+# A CSV export of invoices stops with an error past this many rows (the client sees a cut
+# answer, never a short one that looks whole).
+EXPORT_ROWS_MAX = 10_000_000
 
-Endpoint = Callable[[Request, int], Awaitable[Any]]
+Endpoint = Callable[[Request, int], Awaitable[models.Document | Response]]
+
+POSITION_HEADER_SCHEMA = {
+    POSITION_HEADER: {
+        "description": "Projection position the answer reflects",
+        "schema": {"type": "integer"},
+    }
+}
+INVOICE_NUMBER = PathParameter(
+    "invoiceNumber",
+    'Cybersource invoice number, percent-encoded as a path segment (a "/" in it as %2F)',
+    {"type": "string", "minLength": 1, "maxLength": p.IDENTIFIER_LENGTH_MAX},
+)
+CUSTOMER_FIELDS = ("organizationId", "customerName", "customerEmail")
+ONE_INVOICE_ERRORS = (400, 401, 404, 406, 409, 503)
+AMBIGUOUS = {409: models.AmbiguousInvoice}
+
+
+def _operation(path: str, operation_id: str, summary: str, **fields: Any) -> ApiOperation:
+    return ApiOperation(
+        path=path, method="get", operation_id=operation_id, summary=summary,
+        response_headers=POSITION_HEADER_SCHEMA, tags=("ledger",), **fields,
+    )  # fmt: skip
+
+
+OPERATIONS: Mapping[str, Sequence[ApiOperation]] = {
+    "/v1/invoices": [
+        _operation(
+            "/v1/invoices", "listInvoices", "List invoices",
+            description="Invoices by update time, a page at a time (cursor). With "
+            "agingBucket, the invoices behind that bucket of the aging report. As CSV, every "
+            "page from the cursor on, in one answer.",
+            parameters=p.InvoiceListParameters, response=models.InvoicePage,
+            response_description="A page of invoices, by update time", csv=True,
+        ),
+    ],
+    "/v1/invoices/{invoicePath:path}": [
+        _operation(
+            "/v1/invoices/{invoiceNumber}", "getInvoice", "One invoice, with its payments",
+            parameters=p.InvoiceParameters, path_parameters=(INVOICE_NUMBER,),
+            response=models.Invoice, response_description="The invoice",
+            errors=ONE_INVOICE_ERRORS, error_models=AMBIGUOUS,
+        ),
+        _operation(
+            "/v1/invoices/{invoiceNumber}/events", "listInvoiceEvents",
+            "The invoice's audit trail: its events in position order",
+            parameters=p.InvoiceEventsParameters, path_parameters=(INVOICE_NUMBER,),
+            response=models.Events, response_description="Events in position order",
+            errors=ONE_INVOICE_ERRORS, error_models=AMBIGUOUS, csv=True,
+        ),
+    ],
+    "/v1/reports/outstanding": [
+        _operation(
+            "/v1/reports/outstanding", "reportOutstanding",
+            "Open invoices and their balance per currency",
+            parameters=p.OutstandingParameters, response=models.Outstanding,
+            response_description="Per currency", csv=True,
+        ),
+    ],
+    "/v1/reports/aging": [
+        _operation(
+            "/v1/reports/aging", "reportAging", "Open balance by days past due",
+            description="Per currency, or per organization, customer and currency with "
+            "groupBy=customer. The invoices behind a bucket: /v1/invoices?agingBucket=….",
+            parameters=p.AgingParameters, response=models.Aging,
+            response_description="Per currency (or customer and currency)", csv=True,
+        ),
+    ],
+    "/v1/reports/collections": [
+        _operation(
+            "/v1/reports/collections", "reportCollections", "Amount collected per period",
+            parameters=p.CollectionsParameters, response=models.Collections,
+            response_description="Per period and currency", csv=True,
+        ),
+    ],
+    "/v1/reports/status": [
+        _operation(
+            "/v1/reports/status", "reportStatus", "Invoices and amounts per status and currency",
+            parameters=p.StatusParameters, response=models.StatusReport,
+            response_description="Per status and currency", csv=True,
+        ),
+    ],
+}  # fmt: skip
 
 
 class QueryApi:
@@ -50,7 +149,7 @@ class QueryApi:
         self._read_models = read_models
         self._authorizer = authorizer
 
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[ApiRoute]:
         endpoints: dict[str, Endpoint] = {
             "/v1/invoices": self.list_invoices,
             # One route for /v1/invoices/{invoiceNumber} and its /events, read from the raw
@@ -62,7 +161,7 @@ class QueryApi:
             "/v1/reports/status": self.status,
         }
         return [
-            Route(path, self._endpoint(handler), methods=["GET"])
+            ApiRoute(path, self._endpoint(handler), methods=["GET"], operations=OPERATIONS[path])
             for path, handler in endpoints.items()
         ]
 
@@ -74,8 +173,11 @@ class QueryApi:
             wanted = {name: value for name, value in query.items() if name == "minPosition"}
             consistency = p.parse(p.Consistency, wanted)
             position = await self._position_at_least(consistency.min_position)
-            body = await handler(request, position)
-            return JSONResponse(body, headers={POSITION_HEADER: str(position)})
+            answer = await handler(request, position)
+            if isinstance(answer, Response):
+                answer.headers[POSITION_HEADER] = str(position)
+                return answer
+            return JSONResponse(as_json(answer), headers={POSITION_HEADER: str(position)})
 
         return endpoint
 
@@ -113,8 +215,9 @@ class QueryApi:
             return await self.invoice_events(request, number)
         return await self.get_invoice(request, number, position)
 
-    async def get_invoice(self, request: Request, number: str, position: int) -> Any:
+    async def get_invoice(self, request: Request, number: str, position: int) -> models.Invoice:
         parameters = p.parse(p.InvoiceParameters, self._query(request))
+        answers_csv(request, None, csv_offered=False)
         named = parameters.organization_id
         if parameters.as_of is None:
             rows = await self._queries.invoices_numbered(number, named)
@@ -136,10 +239,11 @@ class QueryApi:
         events = existing[organization]
         state = replace(fold_as_of(number, events, as_of), organization_id=organization)
         known = [e for e in events if e.occurred_at <= as_of]
-        return invoice_from_state(state, max(e.recorded_at for e in known))
+        return invoice_document(state, max(e.recorded_at for e in known))
 
     async def list_invoices(self, request: Request, position: int) -> Any:
         parameters = p.parse(p.InvoiceListParameters, self._query(request))
+        as_csv = answers_csv(request, parameters.format, csv_offered=True)
         after = p.decode_cursor(parameters.cursor) if parameters.cursor else None
         filters = InvoiceFilters(
             organization_id=parameters.organization_id,
@@ -148,7 +252,18 @@ class QueryApi:
             due_before=parameters.due_before,
             due_after=parameters.due_after,
             updated_since=parameters.updated_since,
+            aging=_aging_filter(parameters),
+            customer_name=parameters.customer_name,
+            customer_email=parameters.customer_email,
         )
+        if as_csv:
+            pages_max = EXPORT_ROWS_MAX // parameters.limit + 1
+            pages = self._queries.invoice_pages(filters, parameters.limit, after, pages_max)
+            # The first page is read before the answer starts: a database that cannot be
+            # reached is a 503 then, not a 200 cut short.
+            first = await anext(pages, None)
+            batches = _invoice_items(_chained(first, pages), filters.aging)
+            return csv_response("invoices.csv", models.Invoice, batches, _no_cache())
         rows = await self._queries.invoices(filters, parameters.limit, after)
         next_cursor = None
         if len(rows) == parameters.limit:
@@ -156,10 +271,13 @@ class QueryApi:
             next_cursor = p.encode_cursor(
                 PageKey(last.updated_at, last.organization_id, last.invoice_number)
             )
-        return {"items": [invoice_from_row(row) for row in rows], "nextCursor": next_cursor}
+        return models.InvoicePage(
+            items=[_listed(row, filters.aging) for row in rows], nextCursor=next_cursor
+        )
 
     async def invoice_events(self, request: Request, number: str) -> Any:
         parameters = p.parse(p.InvoiceEventsParameters, self._query(request))
+        as_csv = answers_csv(request, parameters.format, csv_offered=True)
         by_organization = {
             key.organization_id: events
             for key, events in invoices_in_stream(
@@ -168,37 +286,122 @@ class QueryApi:
         }
         organization = organization_meant(number, by_organization, parameters.organization_id)
         ordered = sorted(by_organization[organization], key=lambda event: event.position)
-        return {
-            "organizationId": organization,
-            "items": [event_document(event) for event in ordered],
-        }
+        document = models.Events(
+            organizationId=organization, items=[event_document(event) for event in ordered]
+        )
+        if as_csv:
+            return _csv_of(document.items, models.Event, "invoice-events.csv")
+        return document
 
     async def outstanding(self, request: Request, position: int) -> Any:
         parameters = p.parse(p.OutstandingParameters, self._query(request))
+        as_csv = answers_csv(request, parameters.format, csv_offered=True)
         rows = await self._queries.outstanding(parameters.as_of, parameters.organization_id)
-        return {"items": report_items(rows, {"balance": "balanceAmount"})}
+        items = [
+            models.OutstandingRow(**item)
+            for item in report_items(rows, {"balance": "balanceAmount"})
+        ]
+        if as_csv:
+            return _csv_of(items, models.OutstandingRow, "outstanding.csv")
+        return models.Outstanding(items=items)
 
     async def aging(self, request: Request, position: int) -> Any:
         parameters = p.parse(p.AgingParameters, self._query(request))
-        as_of = parameters.as_of or datetime.now(UTC).date()
-        rows = await self._queries.aging(as_of, parameters.organization_id)
-        return {
-            "asOf": as_of.isoformat(),
-            "items": report_items(rows, {name: name for name in AGING_BUCKETS}),
-        }
+        as_csv = answers_csv(request, parameters.format, csv_offered=True)
+        zone = parameters.time_zone or p.UTC_ZONE
+        as_of = parameters.as_of or datetime.now(zone).date()
+        buckets = {name: name for name in AGING_BUCKETS}
+        if parameters.group_by == "customer":
+            rows = await self._queries.aging_by_customer(as_of, parameters.organization_id, zone)
+            renamed = {"organization_id": "organizationId", "customer_name": "customerName",
+                       "customer_email": "customerEmail"}  # fmt: skip
+            items = [
+                models.AgingRow(**{renamed.get(key, key): value for key, value in item.items()})
+                for item in report_items(rows, buckets)
+            ]
+        else:
+            rows = await self._queries.aging(as_of, parameters.organization_id, zone)
+            items = [models.AgingRow(**item) for item in report_items(rows, buckets)]
+        if as_csv:
+            filename = f"aging-{as_of.isoformat()}.csv"
+            if parameters.group_by == "customer":
+                return _csv_of(items, models.AgingRow, filename)
+            return _csv_of(items, models.AgingRow, filename, leave_out=CUSTOMER_FIELDS)
+        return models.Aging(asOf=as_of, items=items)
 
     async def collections(self, request: Request, position: int) -> Any:
         parameters = p.parse(p.CollectionsParameters, self._query(request))
+        as_csv = answers_csv(request, parameters.format, csv_offered=True)
         p.collection_range(parameters)
+        start, end = parameters.start, parameters.end
         rows = await self._queries.collections(
-            parameters.start,
-            parameters.end,
-            parameters.interval,  # type: ignore[arg-type]
-            parameters.organization_id,
-        )
-        return {"items": report_items(rows, {"amount": "amount"})}
+            start, end, parameters.interval, parameters.organization_id,
+            parameters.time_zone or p.UTC_ZONE,
+        )  # fmt: skip
+        items = []
+        for item in report_items(rows, {"amount": "amount"}):
+            first, last = period_days(item["period"], parameters.interval)
+            items.append(
+                models.CollectionsRow(**item, firstDay=max(first, start), lastDay=min(last, end))
+            )
+        if as_csv:
+            name = f"collections-{start.isoformat()}-{end.isoformat()}.csv"
+            return _csv_of(items, models.CollectionsRow, name)
+        return models.Collections(items=items)
 
     async def status(self, request: Request, position: int) -> Any:
         parameters = p.parse(p.StatusParameters, self._query(request))
+        as_csv = answers_csv(request, parameters.format, csv_offered=True)
         rows = await self._queries.by_status(parameters.organization_id)
-        return {"items": report_items(rows, {"total": "totalAmount", "balance": "balanceAmount"})}
+        items = [
+            models.StatusRow(**item)
+            for item in report_items(rows, {"total": "totalAmount", "balance": "balanceAmount"})
+        ]
+        if as_csv:
+            return _csv_of(items, models.StatusRow, "status.csv")
+        return models.StatusReport(items=items)
+
+
+def _aging_filter(parameters: p.InvoiceListParameters) -> AgingBucketFilter | None:
+    zone = parameters.time_zone or p.UTC_ZONE
+    if parameters.aging_bucket is None:
+        if parameters.as_of is not None:
+            raise bad_parameter("asOf", "is the day of an agingBucket: name the bucket too")
+        return None
+    as_of = parameters.as_of or datetime.now(zone).date()
+    return AgingBucketFilter(parameters.aging_bucket, as_of, zone)
+
+
+def _no_cache() -> dict[str, str]:
+    return {"Cache-Control": "no-store"}
+
+
+async def _chained(
+    first: Sequence[Any] | None, rest: AsyncIterator[Sequence[Any]]
+) -> AsyncIterator[Sequence[Any]]:
+    if first is not None:
+        yield first
+        async for page in rest:
+            yield page
+
+
+def _listed(row: Any, aging: AgingBucketFilter | None) -> models.Invoice:
+    """An invoice as listed: as it stands, or behind an aging bucket as it stood then."""
+    return invoice_from_row(row) if aging is None else invoice_at_day_end(row, aging.end_of_day)
+
+
+async def _invoice_items(
+    pages: AsyncIterator[Sequence[Any]], aging: AgingBucketFilter | None
+) -> AsyncIterator[Sequence[Mapping[str, Any]]]:
+    async for rows in pages:
+        yield [as_json(_listed(row, aging)) for row in rows]
+
+
+def _csv_of(
+    items: Sequence[models.Document],
+    model: type[models.Document],
+    filename: str,
+    leave_out: Sequence[str] = (),
+) -> Response:
+    batch = [as_json(item) for item in items]
+    return csv_response(filename, model, one_batch(batch), _no_cache(), leave_out)

@@ -464,9 +464,9 @@ class Console:
             }
             context["found"] = [
                 {
-                    "invoice": invoice_from_row(row),
+                    "invoice": _document(invoice_from_row(row)),
                     "events": [
-                        _event_view(event_document(event))
+                        _event_view(_document(event_document(event)))
                         for event in trails.get(row.organization_id, [])
                     ],
                 }
@@ -478,7 +478,7 @@ class Console:
                 INVOICES_PAGE_SIZE,
                 None,
             )
-            context["listed"] = [invoice_from_row(row) for row in rows]
+            context["listed"] = [_document(invoice_from_row(row)) for row in rows]
         return self._render(request, "invoices.html", **context)
 
 

@@ -30,6 +30,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from itertools import accumulate
+from operator import attrgetter
 
 from service.domain.events import InvoiceEventType, RecordedEvent
 from service.domain.payloads import (
@@ -138,9 +139,33 @@ def state_history(
     invoice_number: str, events: Iterable[RecordedEvent], organization_id: str = ""
 ) -> list[InvoiceState]:
     """Every state the invoice was in, one per distinct provider time, oldest first."""
-    facts = sorted((_Fact(event, decode(event)) for event in events), key=_Fact.order)
+    return folded_history(invoice_number, events, organization_id)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class FoldSnapshot:
+    """Where an invoice's fold stands after the facts folded so far: enough to fold later
+    notifications onto it without its earlier facts.
+
+    The running figures are ``last_state``'s (every step ends with a snapshot of them);
+    what the states do not show is kept beside it.
+    """
+
+    last_state: InvoiceState
+    last_fact: tuple[datetime, int]  # the latest fact folded, in the fold's order
+    highest_position: int  # the highest store position among the facts folded
+    observed: bool
+    matched_payments: frozenset[int]
+
+
+def folded_history(
+    invoice_number: str, events: Iterable[RecordedEvent], organization_id: str = ""
+) -> tuple[list[InvoiceState], FoldSnapshot | None]:
+    """``state_history``, and a snapshot to continue it from (None when the facts establish
+    nothing yet, so that a later fact must be folded with them all)."""
+    facts = sorted(map(_Fact.of, events), key=_FACT_ORDER)
     if not facts:
-        return []
+        return [], None
     running = _Running(invoice_number, organization_id)
     states: list[InvoiceState] = []
     observations = [fact for fact in facts if isinstance(fact.payload, InvoiceObserved)]
@@ -156,40 +181,102 @@ def state_history(
     if not states:
         # Facts that establish nothing (history entries without their observation): the
         # invoice exists, and everything about it is unknown.
-        states = [running.snapshot(facts[0].moment)]
-    return _one_per_instant(states, facts)
+        return _one_per_instant([running.snapshot(facts[0].moment)], facts), None
+    history = _one_per_instant(states, facts)
+    return history, running.fold_snapshot(history[-1], facts)
+
+
+def continued_history(
+    snapshot: FoldSnapshot, events: Iterable[RecordedEvent]
+) -> tuple[list[InvoiceState], FoldSnapshot] | None:
+    """The states from ``snapshot.last_state`` on, once ``events`` are folded onto it, or
+    None when they cannot be folded without the earlier facts.
+
+    They can when every one is a notification ordered after every fact folded so far: the
+    full fold would then apply the same steps, in the same order, to the same running
+    figures (an observation or a history entry reshapes the invoice's past instead). The
+    first state returned replaces ``last_state``: it is ``last_state`` itself unless a new
+    fact shares its instant.
+    """
+    facts = sorted(map(_Fact.of, events), key=_FACT_ORDER)
+    if not facts or facts[0].key <= snapshot.last_fact:
+        return None
+    notices = [(f, f.payload) for f in facts if isinstance(f.payload, NotificationReceived)]
+    if len(notices) != len(facts):
+        return None
+    running = _Running.resumed(snapshot)
+    states = [snapshot.last_state]
+    states += [running.notified(fact, notice) for fact, notice in notices]
+    # Every earlier fact is at or before each new state's instant, so each new state's position
+    # is the highest of theirs and of the new facts up to its instant.
+    moments = [fact.key[0] for fact in facts]
+    highest = list(accumulate((fact.key[1] for fact in facts), max))
+    result = []
+    for state in _merged_per_instant(states):
+        if state is snapshot.last_state:
+            result.append(state)
+            continue
+        assert state.last_event_at is not None
+        seen = bisect.bisect_right(moments, state.last_event_at)
+        position = max(snapshot.highest_position, highest[seen - 1] if seen else 0)
+        result.append(_at_position(state, position))
+    return result, running.fold_snapshot(result[-1], facts, snapshot.highest_position)
 
 
 @dataclass(frozen=True, slots=True)
 class _Fact:
     event: RecordedEvent
     payload: Payload
+    # (provider time, store position), computed once: the fold sorts and compares by it often.
+    key: tuple[datetime, int]
+
+    @classmethod
+    def of(cls, event: RecordedEvent) -> _Fact:
+        return cls(event, decode(event), (event.occurred_at, event.position))
 
     def order(self) -> tuple[datetime, int]:
-        return (self.event.occurred_at, self.event.position)
+        return self.key
 
     @property
     def moment(self) -> datetime:
         return self.event.occurred_at
 
 
+_FACT_ORDER = attrgetter("key")  # _Fact.order without a method call per comparison key
+
+
 def _one_per_instant(states: list[InvoiceState], facts: Sequence[_Fact]) -> list[InvoiceState]:
     """Several facts at one instant: only the last state was ever in force. Each state also
     names the highest store position among the facts up to its instant."""
+    merged = _merged_per_instant(states)
+    moments = [fact.key[0] for fact in facts]  # facts are in provider-time order
+    highest = list(accumulate((fact.key[1] for fact in facts), max))
+    result = []
+    for state in merged:
+        assert state.last_event_at is not None
+        seen = bisect.bisect_right(moments, state.last_event_at)
+        result.append(_at_position(state, highest[seen - 1] if seen else 0))
+    return result
+
+
+def _merged_per_instant(states: list[InvoiceState]) -> list[InvoiceState]:
     merged: list[InvoiceState] = []
     for state in states:
         if merged and merged[-1].last_event_at == state.last_event_at:
             merged[-1] = state
         else:
             merged.append(state)
-    moments = [fact.moment for fact in facts]  # facts are in provider-time order
-    highest = list(accumulate((fact.event.position for fact in facts), max))
-    result = []
-    for state in merged:
-        assert state.last_event_at is not None
-        seen = bisect.bisect_right(moments, state.last_event_at)
-        result.append(replace(state, last_position=highest[seen - 1] if seen else 0))
-    return result
+    return merged
+
+
+def _at_position(state: InvoiceState, position: int) -> InvoiceState:
+    """``replace(state, last_position=position)``, without ``replace``'s per-field
+    introspection: it runs once per state of every invoice a projector folds."""
+    return InvoiceState(
+        state.invoice_number, state.organization_id, state.status, state.currency,
+        state.total_amount, state.balance_amount, state.due_date, state.customer_name,
+        state.customer_email, state.payments, state.collections, state.last_event_at, position,
+    )  # fmt: skip
 
 
 @dataclass
@@ -211,6 +298,27 @@ class _Running:
     observed: bool = False
     # History payments a notification has been recognised as (by their index in payments).
     matched_payments: set[int] = field(default_factory=set)
+
+    @classmethod
+    def resumed(cls, snapshot: FoldSnapshot) -> _Running:
+        state = snapshot.last_state
+        return cls(
+            state.invoice_number, state.organization_id, state.status, state.currency,
+            state.total_amount, state.balance_amount, state.due_date, state.customer_name,
+            state.customer_email, list(state.payments), list(state.collections),
+            snapshot.observed, set(snapshot.matched_payments),
+        )  # fmt: skip
+
+    def fold_snapshot(
+        self, last_state: InvoiceState, facts: Sequence[_Fact], highest_before: int = 0
+    ) -> FoldSnapshot:
+        return FoldSnapshot(
+            last_state=last_state,
+            last_fact=facts[-1].key,
+            highest_position=max(highest_before, max(fact.key[1] for fact in facts)),
+            observed=self.observed,
+            matched_payments=frozenset(self.matched_payments),
+        )
 
     # --- shared -----------------------------------------------------------------------------
 

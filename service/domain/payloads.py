@@ -15,6 +15,7 @@ read, and nowhere else.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -272,9 +273,17 @@ def _money(amount: Decimal | None) -> str | None:
     return None if amount is None else format(amount, "f")
 
 
+# The shape the codec writes amounts in (``_money``): a stored amount of this shape is read
+# without the full parser's checks, which only ever refuse other shapes. It runs for every
+# amount of every fact a projector folds.
+_STORED_AMOUNT = re.compile(r"[0-9]{1,13}(\.[0-9]{1,6})?")
+
+
 def _amount(value: Any) -> Decimal | None:
     if value is None:
         return None
+    if type(value) is str and _STORED_AMOUNT.fullmatch(value):
+        return Decimal(value)
     try:
         return parse_amount(value)
     except InvalidAmount:

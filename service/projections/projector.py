@@ -1,9 +1,12 @@
 """The invoice projector: events after the checkpoint, in bounded batches, into read rows.
 
-Each batch recomputes the invoices it touches from their whole streams (up to the batch's
-last position) and writes their rows with the new checkpoint in one transaction, so a crash
-between batches repeats nothing and skips nothing. One projector writes at a time, across all
-replicas, by holding a lease; the others stand by and take over when it lapses.
+Each batch recomputes the invoices it touches and writes their rows with the new checkpoint
+in one transaction, so a crash between batches repeats nothing and skips nothing. A stream
+whose snapshot (kept in the same transaction) can take the batch's new facts is not read
+again: they are folded onto it, so a long-lived invoice costs a batch what its new facts
+cost. Any other stream is read whole, up to the batch's last position. One projector writes
+at a time, across all replicas, by holding a lease; the others stand by and take over when it
+lapses.
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ from dataclasses import dataclass
 import structlog
 
 from service.domain.events import RecordedEvent
-from service.domain.identity import InvoiceKey, invoices_in_stream
-from service.domain.invoice import state_history
+from service.projections.fold_snapshots import decode_snapshot, encode_snapshot
+from service.projections.stream_folds import StreamFold, continue_stream, fold_stream
 from service.store.errors import StoreUnavailable
 from service.store.event_store import SqlEventStore
 from service.store.read_models import LeaseLost, ProjectedInvoice, SqlReadModelStore
@@ -28,21 +31,9 @@ BATCH_SIZE_DEFAULT = 1000
 LEASE_SECONDS_DEFAULT = 15.0
 
 
-def project_invoice(key: InvoiceKey, events: Sequence[RecordedEvent]) -> ProjectedInvoice:
-    history = state_history(key.invoice_number, events, key.organization_id)
-    return ProjectedInvoice(
-        state=history[-1],
-        history=history,
-        updated_at=max(event.recorded_at for event in events),
-    )
-
-
 def project_stream(invoice_number: str, events: Sequence[RecordedEvent]) -> list[ProjectedInvoice]:
     """A stream holds one invoice number's facts, possibly of several organizations."""
-    return [
-        project_invoice(key, invoice_events)
-        for key, invoice_events in sorted(invoices_in_stream(invoice_number, events).items())
-    ]
+    return fold_stream(invoice_number, events, keep_snapshot=False).invoices
 
 
 @dataclass
@@ -84,18 +75,45 @@ class InvoiceProjector:
             self.health.position = from_position
             return 0
         to_position = batch[-1].position
-        stream_ids = sorted({event.stream_id for event in batch})
-        streams = await self._events.read_streams(stream_ids, to_position)
-        projected = [
-            invoice for number in stream_ids for invoice in project_stream(number, streams[number])
-        ]
+        folds = await self._fold_batch(batch, from_position, to_position)
         await self._read_models.apply(
-            projected, owner=self._owner, from_position=from_position, to_position=to_position
+            [invoice for fold in folds.values() for invoice in fold.invoices],
+            owner=self._owner,
+            from_position=from_position,
+            to_position=to_position,
+            fold_snapshots={
+                stream: encode_snapshot(fold.snapshot) if fold.snapshot else None
+                for stream, fold in folds.items()
+            },
         )
         self.health.position = to_position
         if self._on_batch:
             self._on_batch(len(batch), to_position)
         return len(batch)
+
+    async def _fold_batch(
+        self, batch: Sequence[RecordedEvent], from_position: int, to_position: int
+    ) -> dict[str, StreamFold]:
+        """Each touched stream folded: onto its snapshot where the new facts allow it, whole
+        (read again up to ``to_position``) otherwise."""
+        new_events: dict[str, list[RecordedEvent]] = {}
+        for event in batch:
+            new_events.setdefault(event.stream_id, []).append(event)
+        # A snapshot written with a checkpoint at or before this batch's start has folded every
+        # fact of its stream up to it (each batch rewrites or drops the snapshots of the streams
+        # it touches, a rebuild drops them all), so the batch's facts are all that is new.
+        stored = await self._read_models.fold_snapshots(list(new_events), from_position)
+        folds: dict[str, StreamFold] = {}
+        for stream, events in new_events.items():
+            snapshot = decode_snapshot(stored[stream]) if stream in stored else None
+            continued = continue_stream(snapshot, events) if snapshot else None
+            if continued is not None:
+                folds[stream] = continued
+        unfolded = sorted(stream for stream in new_events if stream not in folds)
+        streams = await self._events.read_streams(unfolded, to_position)
+        for stream in unfolded:
+            folds[stream] = fold_stream(stream, streams[stream])
+        return folds
 
     async def release_lease(self) -> None:
         await self._read_models.release_lease(self._owner)

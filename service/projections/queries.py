@@ -7,9 +7,9 @@ None. Sums are exact Decimals on both engines (see ``service.store.exact_sums``)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, Row, and_, func, or_, select, tuple_
@@ -28,6 +28,20 @@ AGING_BUCKETS = ("current", "days1To30", "days31To60", "days61To90", "over90", "
 
 
 @dataclass(frozen=True, slots=True)
+class AgingBucketFilter:
+    """The invoices in one bucket of the aging report as of the end of ``as_of`` in ``zone``;
+    listed as they stood then (status, amounts and due date of the state in force)."""
+
+    bucket: str
+    as_of: date
+    zone: tzinfo = UTC
+
+    @property
+    def end_of_day(self) -> datetime:
+        return _start_of_day_after(self.as_of, self.zone) or datetime.max.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
 class InvoiceFilters:
     organization_id: str | None = None
     status: str | None = None
@@ -35,6 +49,14 @@ class InvoiceFilters:
     due_before: date | None = None
     due_after: date | None = None
     updated_since: datetime | None = None
+    aging: AgingBucketFilter | None = None
+    # As the aging report per customer names them; "" names the invoices stating none.
+    customer_name: str | None = None
+    customer_email: str | None = None
+
+
+class ExportTooLarge(Exception):
+    """An export went past its bound on pages: it ends with an error, never looks complete."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +70,11 @@ class PageKey:
 
 def _report_order(item: dict[str, Any]) -> tuple[str, ...]:
     return (item.get("period", ""), item.get("status") or "", item["currency"] or "")
+
+
+def _customer_order(item: dict[str, Any]) -> tuple[str, ...]:
+    keys = ("organization_id", "customer_name", "customer_email", "currency")
+    return tuple(item[key] or "" for key in keys)
 
 
 class InvoiceQueries:
@@ -80,25 +107,27 @@ class InvoiceQueries:
     async def invoices(
         self, filters: InvoiceFilters, limit: int, after: PageKey | None
     ) -> Sequence[Row[Any]]:
-        columns = invoices.c
-        conditions = []
-        if filters.organization_id is not None:
-            conditions.append(columns.organization_id == filters.organization_id)
-        if filters.status:
-            conditions.append(columns.status == filters.status)
-        if filters.currency:
-            conditions.append(columns.currency == filters.currency)
-        if filters.due_before:
-            conditions.append(columns.due_date < filters.due_before)
-        if filters.due_after:
-            conditions.append(columns.due_date > filters.due_after)
-        if filters.updated_since:
-            conditions.append(columns.updated_at >= filters.updated_since)
-        order = (columns.updated_at, columns.organization_id, columns.invoice_number)
-        if after:
-            last = (after.updated_at, after.organization_id, after.invoice_number)
-            conditions.append(tuple_(*order) > tuple_(*last))
-        return await self._all(select(invoices).where(*conditions).order_by(*order).limit(limit))
+        return await self._all(_invoices_page(filters, limit, after))
+
+    async def invoice_pages(
+        self, filters: InvoiceFilters, page_rows: int, after: PageKey | None, pages_max: int
+    ) -> AsyncIterator[Sequence[Row[Any]]]:
+        """Every page of invoices from ``after`` on, read in one transaction (on PostgreSQL a
+        REPEATABLE READ snapshot, so an invoice updated meanwhile is not listed twice)."""
+        async with unavailability_as_store_error(), self._engine.connect() as connection:
+            if is_postgresql(self._engine):
+                await connection.execution_options(isolation_level="REPEATABLE READ")
+            async with connection.begin():
+                for _ in range(pages_max):
+                    query = _invoices_page(filters, page_rows, after)
+                    rows = (await connection.execute(query)).all()
+                    if rows:
+                        yield rows
+                    if len(rows) < page_rows:
+                        return
+                    last = rows[-1]
+                    after = PageKey(last.updated_at, last.organization_id, last.invoice_number)
+        raise ExportTooLarge(f"more than {pages_max} pages of {page_rows} invoices")
 
     async def outstanding(
         self, as_of: datetime | None, organization_id: str | None = None
@@ -134,32 +163,11 @@ class InvoiceQueries:
         ]
         return sorted(items, key=_report_order)
 
-    async def aging(self, as_of: date, organization_id: str | None = None) -> list[dict[str, Any]]:
-        """Open balances by days past due at the end of ``as_of`` (UTC)."""
-        end_of_day = _start_of_day_after(as_of) or datetime.max.replace(tzinfo=UTC)
-        due = invoice_versions.c.due_date
-        days_30, days_60, days_90 = (_days_before(as_of, days) for days in (30, 60, 90))
-        buckets = {
-            "current": due >= as_of,
-            "days1To30": and_(due < as_of, due >= days_30),
-            "days31To60": and_(due < days_30, due >= days_60),
-            "days61To90": and_(due < days_60, due >= days_90),
-            "over90": due < days_90,
-            "noDueDate": due.is_(None),
-        }
-        groups = await self._grouped_sums(
-            invoice_versions,
-            [invoice_versions.c.currency],
-            {
-                name: Summed(invoice_versions.c.balance_amount, counted=rule)
-                for name, rule in buckets.items()
-            },
-            [
-                invoice_versions.c.status.in_(OPEN),
-                _valid_before(end_of_day),
-                *_in_organization(invoice_versions, organization_id),
-            ],
-        )
+    async def aging(
+        self, as_of: date, organization_id: str | None = None, zone: tzinfo = UTC
+    ) -> list[dict[str, Any]]:
+        """Open balances by days past due at the end of ``as_of`` (in ``zone``)."""
+        groups = await self._aging_groups(as_of, organization_id, zone, by_customer=False)
         items = [
             {
                 "currency": group.key[0],
@@ -170,15 +178,69 @@ class InvoiceQueries:
         ]
         return sorted(items, key=_report_order)
 
-    async def collections(
-        self, start: date, end: date, interval: Interval, organization_id: str | None = None
+    async def aging_by_customer(
+        self, as_of: date, organization_id: str | None = None, zone: tzinfo = UTC
     ) -> list[dict[str, Any]]:
-        """Money collected per period and currency; a collection of unknown amount makes its
-        period's row incomplete."""
+        """The aging report with a row per organization, customer (name and email, as the
+        invoice states them) and currency: its rows add up to ``aging``'s."""
+        groups = await self._aging_groups(as_of, organization_id, zone, by_customer=True)
+        items = [
+            {
+                "organization_id": group.key[1],
+                "customer_name": group.key[2],
+                "customer_email": group.key[3],
+                "currency": group.key[0],
+                **{name: group.sums[name].amount for name in AGING_BUCKETS},
+                "incomplete": group.incomplete,
+            }
+            for group in groups
+        ]
+        return sorted(items, key=_customer_order)
+
+    async def _aging_groups(
+        self, as_of: date, organization_id: str | None, zone: tzinfo, *, by_customer: bool
+    ) -> list[GroupSums]:
+        end_of_day = _start_of_day_after(as_of, zone) or datetime.max.replace(tzinfo=UTC)
+        versions = invoice_versions.c
+        source: Any = invoice_versions
+        keys: list[ColumnElement[Any]] = [versions.currency]
+        if by_customer:
+            source = invoice_versions.outerjoin(
+                invoices,
+                and_(
+                    invoices.c.organization_id == versions.organization_id,
+                    invoices.c.invoice_number == versions.invoice_number,
+                ),
+            )
+            keys += [versions.organization_id, invoices.c.customer_name, invoices.c.customer_email]
+        buckets = _aging_buckets(as_of, versions.due_date)
+        return await self._grouped_sums(
+            source,
+            keys,
+            {name: Summed(versions.balance_amount, counted=rule) for name, rule in buckets.items()},
+            [
+                versions.status.in_(OPEN),
+                _valid_before(end_of_day),
+                *_in_organization(invoice_versions, organization_id),
+            ],
+        )
+
+    async def collections(
+        self,
+        start: date,
+        end: date,
+        interval: Interval,
+        organization_id: str | None = None,
+        zone: tzinfo = UTC,
+    ) -> list[dict[str, Any]]:
+        """Money collected per period and currency, days beginning at midnight in ``zone``; a
+        collection of unknown amount makes its period's row incomplete."""
         collected = invoice_collections.c
-        day = self._utc_day(collected.collected_at)
-        within = [collected.collected_at >= datetime.combine(start, time(), UTC)]
-        if (after_end := _start_of_day_after(end)) is not None:
+        day = self._local_day(collected.collected_at, zone)
+        within = []
+        if (first_instant := _start_of_day(start, zone)) is not None:
+            within.append(collected.collected_at >= first_instant)
+        if (after_end := _start_of_day_after(end, zone)) is not None:
             within.append(collected.collected_at < after_end)
         groups = await self._grouped_sums(
             invoice_collections,
@@ -189,8 +251,8 @@ class InvoiceQueries:
         by_period: dict[tuple[str, str | None], PartialSum] = {}
         for group in groups:
             currency, day_collected = group.key
-            if not isinstance(day_collected, date):  # SQLite's date() answers with text
-                day_collected = date.fromisoformat(day_collected)
+            if not isinstance(day_collected, date):  # SQLite answers with text
+                day_collected = _day_of_text(day_collected, zone)
             key = (period_of(day_collected, interval), currency)
             by_period[key] = by_period.get(key, PartialSum()) + group.sums["amount"]
         items = [
@@ -203,6 +265,16 @@ class InvoiceQueries:
             for (period, currency), amount in by_period.items()
         ]
         return sorted(items, key=_report_order)
+
+    def _local_day(self, instant: ColumnElement[Any], zone: tzinfo) -> ColumnElement[Any]:
+        """The day of a stored instant in ``zone``: PostgreSQL converts it with its own time
+        zone database; SQLite has none, so there the instant (to the second) is the key and
+        its day in ``zone`` is found here (SQLite sums in Python, reading every row anyway)."""
+        if zone is UTC or getattr(zone, "key", None) == "UTC":
+            return self._utc_day(instant)
+        if is_postgresql(self._engine):
+            return func.date(func.timezone(str(getattr(zone, "key", zone)), instant))
+        return func.substr(instant, 1, 19)
 
     def _utc_day(self, instant: ColumnElement[Any]) -> ColumnElement[Any]:
         """The UTC day of a stored instant (sessions and stored instants are UTC)."""
@@ -270,14 +342,105 @@ class InvoiceQueries:
         )
 
 
+def _invoices_page(filters: InvoiceFilters, limit: int, after: PageKey | None) -> Any:
+    """A page of invoices by (updated_at, organization, number), after ``after``."""
+    columns = invoices.c
+    # Behind an aging bucket, invoices are listed as they stood then, and filtered so.
+    state = columns if filters.aging is None else invoice_versions.c
+    conditions = []
+    if filters.organization_id is not None:
+        conditions.append(columns.organization_id == filters.organization_id)
+    if filters.status:
+        conditions.append(state.status == filters.status)
+    if filters.currency:
+        conditions.append(state.currency == filters.currency)
+    if filters.due_before:
+        conditions.append(state.due_date < filters.due_before)
+    if filters.due_after:
+        conditions.append(state.due_date > filters.due_after)
+    if filters.updated_since:
+        conditions.append(columns.updated_at >= filters.updated_since)
+    for column, value in ((columns.customer_name, filters.customer_name),
+                          (columns.customer_email, filters.customer_email)):  # fmt: skip
+        if value is not None:
+            conditions.append(column.is_(None) if value == "" else column == value)
+    order = (columns.updated_at, columns.organization_id, columns.invoice_number)
+    if after:
+        last = (after.updated_at, after.organization_id, after.invoice_number)
+        conditions.append(tuple_(*order) > tuple_(*last))
+    query: Any = select(invoices)
+    if filters.aging is not None:
+        query = _in_aging_bucket(filters.aging)
+    return query.where(*conditions).order_by(*order).limit(limit)
+
+
+def _in_aging_bucket(aging: AgingBucketFilter) -> Any:
+    """The invoices whose state at the end of the day was open and in the bucket (the aging
+    report's own rules, so their balances add up to the bucket), with that state's status,
+    currency, amounts and due date; at most one state is in force at an instant, so each
+    invoice is one row."""
+    versions = invoice_versions.c
+    rule = _aging_buckets(aging.as_of, versions.due_date)[aging.bucket]
+    as_of_state = [versions.status, versions.currency, versions.total_amount,
+                   versions.balance_amount, versions.due_date]  # fmt: skip
+    replaced = {column.name for column in as_of_state}
+    current = [column for column in invoices.c if column.name not in replaced]
+    return select(*current, *as_of_state, versions.valid_from).select_from(
+        invoices.join(
+            invoice_versions,
+            and_(
+                versions.organization_id == invoices.c.organization_id,
+                versions.invoice_number == invoices.c.invoice_number,
+                versions.status.in_(OPEN),
+                _valid_before(aging.end_of_day),
+                rule,
+            ),
+        )
+    )
+
+
+def _aging_buckets(as_of: date, due: ColumnElement[Any]) -> dict[str, ColumnElement[bool]]:
+    """Each aging bucket's rule on a due date, by days past due on ``as_of``."""
+    days_30, days_60, days_90 = (_days_before(as_of, days) for days in (30, 60, 90))
+    return {
+        "current": due >= as_of,
+        "days1To30": and_(due < as_of, due >= days_30),
+        "days31To60": and_(due < days_30, due >= days_60),
+        "days61To90": and_(due < days_60, due >= days_90),
+        "over90": due < days_90,
+        "noDueDate": due.is_(None),
+    }
+
+
+def _day_of_text(text: str, zone: tzinfo) -> date:
+    """The day in ``zone`` of SQLite's text for a UTC instant (or of its day, in UTC)."""
+    if len(text) == 10:
+        return date.fromisoformat(text)
+    instant = datetime.fromisoformat(text[:19]).replace(tzinfo=UTC)
+    try:
+        return instant.astimezone(zone).date()
+    except OverflowError:  # beyond year 9999 or before year 1 in that zone
+        return instant.date()
+
+
 def _days_before(day: date, days: int) -> date:
     """``day`` less ``days``, or the first day there is (no invoice is due before it)."""
     return day - timedelta(days=days) if day - date.min >= timedelta(days=days) else date.min
 
 
-def _start_of_day_after(day: date) -> datetime | None:
-    """Midnight UTC after ``day``; None after the last day there is (no instant follows it)."""
-    return None if day == date.max else datetime.combine(day + timedelta(days=1), time(), UTC)
+def _start_of_day_after(day: date, zone: tzinfo = UTC) -> datetime | None:
+    """Midnight after ``day`` in ``zone``, in UTC; None after the last day there is (no
+    instant follows it)."""
+    return None if day == date.max else _start_of_day(day + timedelta(days=1), zone)
+
+
+def _start_of_day(day: date, zone: tzinfo) -> datetime | None:
+    """The first instant of ``day`` in ``zone``, in UTC; None beyond the last instant there
+    is (the last day's midnight in a zone east of UTC is still within datetime's range)."""
+    try:
+        return datetime.combine(day, time(), zone).astimezone(UTC)
+    except OverflowError:
+        return None if day.year > 1 else datetime.min.replace(tzinfo=UTC)
 
 
 def _in_organization(table: Any, organization_id: str | None) -> list[ColumnElement[bool]]:
@@ -299,9 +462,24 @@ def _valid_before(moment: datetime) -> ColumnElement[bool]:
     )
 
 
+def period_days(label: str, interval: Interval) -> tuple[date, date]:
+    """The first and last day of the period ``period_of`` labelled ``label``."""
+    if interval == "day":
+        day = date.fromisoformat(label)
+        return day, day
+    if interval == "week":
+        monday = date.fromisoformat(label)
+        return monday, min(monday, date.max - timedelta(days=6)) + timedelta(days=6)
+    first = date.fromisoformat(f"{label}-01")
+    if first.month == 12:  # (year 9999 has no following month to count back from)
+        return first, date(first.year, 12, 31)
+    return first, date(first.year, first.month + 1, 1) - timedelta(days=1)
+
+
 def period_of(day: date, interval: Interval) -> str:
     if interval == "day":
         return day.isoformat()
     if interval == "week":
         return (day - timedelta(days=day.weekday())).isoformat()  # the Monday it starts
-    return day.strftime("%Y-%m")
+    # Not strftime("%Y"): it does not pad a year before 1000 to four digits on every platform.
+    return f"{day.year:04d}-{day.month:02d}"

@@ -3,23 +3,48 @@
 The rebuild takes the projector's lease (the running projector stands by), fixes a horizon,
 reads every event up to it once, in (invoice, version) order a page at a time, folds each
 invoice as its events complete into the rebuild tables, then swaps the result into the live
-tables with the checkpoint in one transaction. Memory holds one page, whatever the store's size.
+tables with the checkpoint in one transaction. Memory holds one page per process, whatever
+the store's size.
+
+On PostgreSQL the streams are cut into contiguous ranges of stream ids and several processes
+fold and write them at once (streams are independent, and folding is CPU-bound Python, so
+threads would not help). SQLite takes one writer at a time: it rebuilds in this process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import multiprocessing
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+
+from sqlalchemy.engine import URL
 
 from service.domain.events import RecordedEvent
 from service.projections.projector import LEASE_SECONDS_DEFAULT, project_stream
+from service.store.database import create_engine
 from service.store.event_store import SqlEventStore
 from service.store.read_models import LeaseLost, SqlReadModelStore
+from service.store.stream_partitions import stream_boundaries
 
 EVENTS_PER_PAGE = 10_000
+WORKERS_MAX = 64
+# More ranges than processes, so that a process that finishes early takes another range and
+# progress is reported as ranges complete.
+RANGES_PER_WORKER = 4
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRange:
+    """Streams from ``first`` (included; None: from the first) to ``end`` (excluded; None:
+    to the last)."""
+
+    first: str | None
+    end: str | None
 
 
 async def rebuild_invoices(
@@ -28,39 +53,100 @@ async def rebuild_invoices(
     *,
     on_progress: Callable[[int], None] | None = None,
     events_per_page: int = EVENTS_PER_PAGE,
+    workers: int = 1,
+    database_url: URL | None = None,
 ) -> int:
-    """Rebuild; returns the position the rebuilt read model reflects."""
+    """Rebuild; returns the position the rebuilt read model reflects.
+
+    With ``workers`` > 1 and the ``database_url`` of a PostgreSQL store, that many processes
+    fold and write at once.
+    """
+    if not 1 <= workers <= WORKERS_MAX:
+        raise ValueError(f"workers must be within 1..{WORKERS_MAX}")
     owner = f"rebuild-{uuid.uuid4()}"
     await read_models.acquire_lease(owner, LEASE_SECONDS_DEFAULT, take_over=True)
-    renewed_at = time.monotonic()
+    lease = _Lease(read_models, owner)
     try:
         horizon = await event_store.last_position()
         await read_models.clear_rebuild_tables()
-        unfinished: list[RecordedEvent] = []  # the last invoice of a page may go on
-
-        def read_after(key: tuple[str, int] | None) -> asyncio.Task[list[RecordedEvent]]:
-            return asyncio.create_task(
-                event_store.read_in_stream_order(key, events_per_page, horizon)
+        if workers > 1 and database_url is not None and is_postgresql_url(database_url):
+            ranges = await _stream_ranges(database_url, workers * RANGES_PER_WORKER, horizon)
+            await _rebuild_in_processes(
+                database_url, ranges, horizon, events_per_page, workers, lease, on_progress
             )
-
-        next_page = read_after(None)
-        while page := await next_page:
-            after = (page[-1].stream_id, page[-1].version)
-            next_page = read_after(after)  # the database reads while this process folds
-            pending = unfinished + page
-            unfinished = [e for e in pending if e.stream_id == after[0]]
-            await _write(read_models, pending[: len(pending) - len(unfinished)])
-            if on_progress:
-                on_progress(len(page))
-            if time.monotonic() - renewed_at > LEASE_SECONDS_DEFAULT / 3:
-                if not await read_models.acquire_lease(owner, LEASE_SECONDS_DEFAULT):
-                    raise LeaseLost("another rebuild took the projection over")
-                renewed_at = time.monotonic()
-        await _write(read_models, unfinished)
+        else:
+            await rebuild_range(
+                event_store, read_models, StreamRange(None, None), horizon, events_per_page,
+                lease=lease, on_progress=on_progress,
+            )  # fmt: skip
         await read_models.swap_in_rebuild(owner=owner, to_position=horizon)
         return horizon
     finally:
         await read_models.release_lease(owner)
+
+
+class _Lease:
+    """Renews the rebuild's lease a third of the way through it, or says it was lost."""
+
+    def __init__(self, read_models: SqlReadModelStore, owner: str) -> None:
+        self._read_models = read_models
+        self._owner = owner
+        self._renewed_at = time.monotonic()
+
+    async def keep(self) -> None:
+        if time.monotonic() - self._renewed_at > LEASE_SECONDS_DEFAULT / 3:
+            if not await self._read_models.acquire_lease(self._owner, LEASE_SECONDS_DEFAULT):
+                raise LeaseLost("another rebuild took the projection over")
+            self._renewed_at = time.monotonic()
+
+
+async def rebuild_range(
+    event_store: SqlEventStore,
+    read_models: SqlReadModelStore,
+    streams: StreamRange,
+    horizon: int,
+    events_per_page: int,
+    *,
+    lease: _Lease | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> int:
+    """Fold and write the streams of a range into the rebuild tables; returns events read."""
+    unfinished: list[RecordedEvent] = []  # the last invoice of a page may go on
+    read = 0
+
+    def read_after(key: tuple[str, int] | None) -> asyncio.Task[list[RecordedEvent]]:
+        return asyncio.create_task(event_store.read_in_stream_order(key, events_per_page, horizon))
+
+    # Versions start at 1: after (first, 0) is the range's first event.
+    next_page = read_after(None if streams.first is None else (streams.first, 0))
+    while page := await next_page:
+        ended = streams.end is not None and page[-1].stream_id >= streams.end
+        if ended:
+            page = [event for event in page if event.stream_id < streams.end]  # type: ignore[operator]
+        after = (page[-1].stream_id, page[-1].version) if page else ("", 0)
+        # The database reads while this process folds.
+        next_page = read_after(after) if not ended else _nothing()
+        pending = unfinished + page
+        unfinished = [e for e in pending if e.stream_id == after[0]]
+        await _write(read_models, pending[: len(pending) - len(unfinished)])
+        read += len(page)
+        if on_progress:
+            on_progress(len(page))
+        if lease:
+            await lease.keep()
+    await _write(read_models, unfinished)
+    return read
+
+
+def is_postgresql_url(url: URL) -> bool:
+    return url.get_backend_name() == "postgresql"
+
+
+def _nothing() -> asyncio.Task[list[RecordedEvent]]:
+    async def empty() -> list[RecordedEvent]:
+        return []
+
+    return asyncio.create_task(empty())
 
 
 async def _write(read_models: SqlReadModelStore, events: list[RecordedEvent]) -> None:
@@ -71,3 +157,64 @@ async def _write(read_models: SqlReadModelStore, events: list[RecordedEvent]) ->
         for invoice in project_stream(stream_id, list(stream))
     ]
     await read_models.write_rebuild_batch(projected)
+
+
+async def _stream_ranges(database_url: URL, parts: int, horizon: int) -> list[StreamRange]:
+    engine = create_engine(database_url, pool_size=1)
+    try:
+        boundaries = await stream_boundaries(engine, parts, horizon)
+    finally:
+        await engine.dispose()
+    edges: list[str | None] = [None, *boundaries, None]
+    return [StreamRange(first, end) for first, end in itertools.pairwise(edges)]
+
+
+async def _rebuild_in_processes(
+    database_url: URL,
+    ranges: Sequence[StreamRange],
+    horizon: int,
+    events_per_page: int,
+    workers: int,
+    lease: _Lease,
+    on_progress: Callable[[int], None] | None,
+) -> None:
+    # "spawn": a fork would copy this process's event loop and open connections.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures: list[Future[int]] = [
+            pool.submit(_rebuild_range_in_process, database_url, streams, horizon, events_per_page)
+            for streams in ranges
+        ]
+        waiting = {asyncio.wrap_future(future) for future in futures}
+        try:
+            while waiting:
+                done, waiting = await asyncio.wait(
+                    waiting, timeout=LEASE_SECONDS_DEFAULT / 6, return_when=asyncio.FIRST_COMPLETED
+                )
+                for finished in done:
+                    read = finished.result()  # a range's error stops the rebuild, loudly
+                    if on_progress:
+                        on_progress(read)
+                await lease.keep()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
+def _rebuild_range_in_process(
+    database_url: URL, streams: StreamRange, horizon: int, events_per_page: int
+) -> int:
+    return asyncio.run(_rebuild_range_with_engine(database_url, streams, horizon, events_per_page))
+
+
+async def _rebuild_range_with_engine(
+    database_url: URL, streams: StreamRange, horizon: int, events_per_page: int
+) -> int:
+    engine = create_engine(database_url, pool_size=2)
+    try:
+        return await rebuild_range(
+            SqlEventStore(engine), SqlReadModelStore(engine), streams, horizon, events_per_page
+        )
+    finally:
+        await engine.dispose()

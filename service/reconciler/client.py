@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -210,22 +211,74 @@ class CybersourceClient:
         status: str | None = None,
         page_size: int = LIST_PAGE_SIZE_MAX,
         organization_id: str | None = None,
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncIterator[Any]:
         """Every invoice summary of one organization, page by page, until a short page or
         ``totalInvoices``."""
-        offset = 0
-        for _ in range(LIST_PAGES_MAX):
-            page = await self.list_invoices(offset, page_size, status, organization_id)
-            invoices = page.get("invoices") or []
-            if not isinstance(invoices, list):
-                raise self._unreadable_list("invoices is not a list", organization_id)
-            for invoice in invoices:
+        async for page in self.iterate_invoice_pages(status, page_size, organization_id):
+            for invoice in page:
                 yield invoice
-            offset += len(invoices)
-            total = page.get("totalInvoices")
-            if len(invoices) < page_size or (isinstance(total, int) and offset >= total):
-                return
+
+    async def iterate_invoice_pages(
+        self,
+        status: str | None = None,
+        page_size: int = LIST_PAGE_SIZE_MAX,
+        organization_id: str | None = None,
+        *,
+        pages_in_flight: int = 1,
+    ) -> AsyncGenerator[list[Any], None]:
+        """The pages of one organization's invoice summaries (items as Cybersource sent them,
+        unvalidated), in order, until a short page or ``totalInvoices``.
+
+        Once a page has said how many there are, up to ``pages_in_flight`` of the following
+        pages are requested at once (still within the client's rate and concurrency): a list
+        call's latency, not the rate limit, would otherwise set the pace of a sweep that
+        fetches few details. Reading stops at the first short page, so a list that shrank
+        meanwhile ends there, and one that grew is read on to its new end."""
+        offset = 0
+        in_flight: deque[asyncio.Task[tuple[list[Any], int | None]]] = deque()
+        try:
+            for _ in range(LIST_PAGES_MAX):
+                if in_flight:
+                    invoices, total = await in_flight.popleft()
+                else:
+                    invoices, total = await self._invoice_page(
+                        offset, page_size, status, organization_id
+                    )
+                yield invoices
+                offset += page_size
+                if len(invoices) < page_size or (total is not None and offset >= total):
+                    return
+                if total is not None:
+                    # Offsets already requested run ahead of ``offset`` by the pages in flight.
+                    start = offset + page_size * len(in_flight)
+                    while len(in_flight) < pages_in_flight - 1 and start < total:
+                        in_flight.append(
+                            asyncio.create_task(
+                                self._invoice_page(start, page_size, status, organization_id)
+                            )
+                        )
+                        start += page_size
+        finally:
+            for task in in_flight:
+                task.cancel()
+            if in_flight:
+                await asyncio.wait(in_flight)
+                for task in in_flight:
+                    if not task.cancelled():
+                        task.exception()  # retrieved: the pages are no longer wanted
         raise self._unreadable_list(f"more than {LIST_PAGES_MAX} pages", organization_id)
+
+    async def _invoice_page(
+        self, offset: int, limit: int, status: str | None, organization_id: str | None
+    ) -> tuple[list[Any], int | None]:
+        """One page's items and the total it announced (None if it announced none)."""
+        page = await self.list_invoices(offset, limit, status, organization_id)
+        invoices = page.get("invoices") or []
+        if not isinstance(invoices, list):
+            raise self._unreadable_list("invoices is not a list", organization_id)
+        total = page.get("totalInvoices")
+        valid_total = total if isinstance(total, int) and not isinstance(total, bool) else None
+        return invoices, valid_total
 
     def _unreadable_list(self, reason: str, organization_id: str | None) -> CybersourceError:
         error = CybersourceError(

@@ -7,9 +7,19 @@ or the key's own merchant); every call, fact and outcome names the organization 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Collection,
+    Coroutine,
+    Sequence,
+)
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any, Protocol, TypeVar
 
 import structlog
 
@@ -23,6 +33,14 @@ from service.reconciler.facts import (
     read_details,
     reconciler_facts,
 )
+from service.reconciler.summaries import (
+    FetchReason,
+    LedgerInvoice,
+    ListedInvoice,
+    UnnamedInvoice,
+    fetch_reason,
+    read_listed_invoice,
+)
 from service.store.errors import StoreUnavailable
 from service.store.event_store import AppendOutcome, AppendResult, SqlEventStore
 
@@ -30,7 +48,13 @@ log = structlog.get_logger("service.reconciler")
 
 # Open invoices first: they are the ones whose state a lost webhook leaves wrong.
 SWEEP_STATUS_ORDER = ("PENDING", "PARTIAL", "SENT", "CREATED", "DRAFT", "PAID", "CANCELED")
-SWEEP_CONCURRENCY = 8
+# Invoices reconciled at once: enough to hide each one's database work behind the calls of
+# the others (the client bounds the calls in flight and their rate).
+SWEEP_CONCURRENCY = 16
+# Pages of the list fetched ahead while the invoices of the pages before are reconciled, and
+# list calls made at once: few details to fetch leave the list's latency to set the pace.
+PAGES_READ_AHEAD = 8
+LIST_PAGES_IN_FLIGHT = 4
 
 
 class ReconcilerFailure(StrEnum):
@@ -39,10 +63,20 @@ class ReconcilerFailure(StrEnum):
     INVALID_DETAILS = "invalid_details"  # Cybersource answered something the ledger cannot read
     STORE_UNAVAILABLE = "store_unavailable"
     CONFLICT = "conflict"  # a fact's key already names a different fact
+    UNNAMED_INVOICE = "unnamed_invoice"  # a listed invoice without an id: nothing to fetch
     ROUND_FAILED = "round_failed"  # the background worker's round raised unexpectedly
 
 
 FailureObserver = Callable[[ReconcilerFailure], None]
+Result = TypeVar("Result")
+
+
+class LedgerView(Protocol):
+    """What the ledger holds of the invoices on one page of the list, by number."""
+
+    async def invoices(
+        self, organization_id: str, invoice_numbers: Collection[str]
+    ) -> dict[str, LedgerInvoice]: ...
 
 
 class OrganizationNotChosen(ValueError):
@@ -83,7 +117,10 @@ class InvoiceReconciled:
 
 @dataclass
 class SweepCounts:
+    """``checked``: invoices listed and compared; ``fetched``: Get Invoice Details calls."""
+
     checked: int = 0
+    fetched: int = 0
     changed: int = 0
     failed: int = 0
 
@@ -91,23 +128,47 @@ class SweepCounts:
 @dataclass
 class SweepSummary:
     checked: int = 0
+    fetched: int = 0
     changed: int = 0
     failed: int = 0
+    full: bool = False
     errors: list[str] = field(default_factory=list)
     by_organization: dict[str, SweepCounts] = field(default_factory=dict)
+    fetch_reasons: Counter[FetchReason] = field(default_factory=Counter)
+
+    def _counts(self, organization_id: str) -> tuple[SweepSummary, SweepCounts]:
+        return self, self.by_organization.setdefault(organization_id, SweepCounts())
+
+    def count_checked(self, organization_id: str, reason: FetchReason | None) -> None:
+        for counts in self._counts(organization_id):
+            counts.checked += 1
+        if reason is not None:
+            self.fetch_reasons[reason] += 1
 
     def count(self, outcome: InvoiceReconciled) -> None:
-        organization = self.by_organization.setdefault(outcome.organization_id, SweepCounts())
-        for counts in (self, organization):
-            counts.checked += 1
+        """An invoice whose details were fetched (or whose fetch failed)."""
+        for counts in self._counts(outcome.organization_id):
+            counts.fetched += 1
             counts.changed += bool(outcome.appended)
             counts.failed += bool(outcome.error)
         if outcome.error:
             self.errors.append(f"{outcome.invoice}: {outcome.error}")
 
+    def count_reconciled(self, outcome: InvoiceReconciled) -> None:
+        """An invoice reconciled on its own (``--invoice``): checked and fetched."""
+        for counts in self._counts(outcome.organization_id):
+            counts.checked += 1
+        self.count(outcome)
+
+    def count_unnamed(self, organization_id: str, error: str) -> None:
+        for counts in self._counts(organization_id):
+            counts.checked += 1
+            counts.failed += 1
+        self.errors.append(f"listing {organization_id}: {error}")
+
     def count_listing_failure(self, organization_id: str, status: str, error: str) -> None:
-        self.failed += 1
-        self.by_organization.setdefault(organization_id, SweepCounts()).failed += 1
+        for counts in self._counts(organization_id):
+            counts.failed += 1
         self.errors.append(f"listing {organization_id} {status}: {error}")
 
 
@@ -118,11 +179,16 @@ class Reconciler:
         store: SqlEventStore,
         organizations: Sequence[str] = (),
         *,
+        ledger: LedgerView | None = None,
         on_failure: FailureObserver | None = None,
     ) -> None:
-        """``organizations``: those the reconciler acts for; by default the key's merchant."""
+        """``organizations``: those the reconciler acts for; by default the key's merchant.
+
+        ``ledger``: what the read model holds, against which a sweep compares the list's
+        summaries; without it every sweep fetches every invoice."""
         self._client = client
         self._store = store
+        self._ledger = ledger
         self.organizations = tuple(organizations) or (client.merchant_id,)
         self._on_failure = on_failure
 
@@ -134,7 +200,8 @@ class Reconciler:
         organization = choose_organization(organization_id, self.organizations)
         try:
             document = await self._client.get_invoice(invoice_number, organization)
-            results = await self._record(reconciler_facts(read_details(document), organization))
+            facts = reconciler_facts(read_details(document), organization)
+            results = await _finished_even_if_cancelled(self._record(facts))
         except CybersourceError as error:
             # The client has logged and counted the call with its status and reason.
             return InvoiceReconciled(organization, invoice_number, error=str(error))
@@ -195,44 +262,135 @@ class Reconciler:
         statuses: tuple[str, ...] = SWEEP_STATUS_ORDER,
         on_invoice: Callable[[InvoiceReconciled], None] | None = None,
         organizations: Sequence[str] = (),
+        *,
+        full: bool = False,
     ) -> SweepSummary:
         """Every invoice Cybersource lists with these statuses, for each organization (by
-        default all configured ones), reconciled a few at a time.
+        default all configured ones), compared with the ledger; the details of those the
+        summary cannot vouch for (every one with ``full``) fetched and reconciled a few at a
+        time.
 
         Status by status across the organizations, so that every organization's open invoices
-        come before any organization's settled ones."""
+        come before any organization's settled ones. Cancelling the sweep stops it between
+        invoices: the invoices in flight are abandoned before their appends or finish them
+        (one answer's facts are written together), and nothing else is written."""
         chosen = [choose_organization(named, self.organizations) for named in organizations]
         swept = tuple(chosen) or self.organizations
-        summary = SweepSummary(by_organization={name: SweepCounts() for name in swept})
+        summary = SweepSummary(
+            full=full or self._ledger is None,
+            by_organization={name: SweepCounts() for name in swept},
+        )
         running: set[asyncio.Task[InvoiceReconciled]] = set()
 
         def account(task: asyncio.Task[InvoiceReconciled]) -> None:
+            if task.cancelled():
+                return
             outcome = task.result()
             summary.count(outcome)
             if on_invoice:
                 on_invoice(outcome)
 
-        for status in statuses:
-            for organization in swept:
-                try:
-                    async for invoice in self._client.iterate_invoices(
-                        status, organization_id=organization
-                    ):
-                        if len(running) >= SWEEP_CONCURRENCY:
-                            done, _ = await asyncio.wait(
-                                running, return_when=asyncio.FIRST_COMPLETED
-                            )
-                            running -= done
-                        number = str(invoice.get("id"))
-                        task = asyncio.create_task(self.reconcile_invoice(number, organization))
-                        task.add_done_callback(account)
-                        running.add(task)
-                except CybersourceError as error:
-                    summary.count_listing_failure(organization, status, str(error))
-        if running:
-            await asyncio.wait(running)
+        try:
+            for status in statuses:
+                for organization in swept:
+                    listing = self._client.iterate_invoice_pages(
+                        status, organization_id=organization, pages_in_flight=LIST_PAGES_IN_FLIGHT
+                    )
+                    try:
+                        async with aclosing(_read_ahead(listing)) as pages:
+                            async for page in pages:
+                                numbers = await self._to_fetch(page, organization, summary)
+                                for number in numbers:
+                                    if len(running) >= SWEEP_CONCURRENCY:
+                                        done, _ = await asyncio.wait(
+                                            running, return_when=asyncio.FIRST_COMPLETED
+                                        )
+                                        running -= done
+                                    task = asyncio.create_task(
+                                        self.reconcile_invoice(number, organization)
+                                    )
+                                    task.add_done_callback(account)
+                                    running.add(task)
+                    except CybersourceError as error:
+                        summary.count_listing_failure(organization, status, str(error))
+            if running:
+                await asyncio.wait(running)
+        finally:
+            for task in running:
+                task.cancel()
+            if running:
+                await asyncio.wait(running)
         return summary
+
+    async def _to_fetch(
+        self, page: list[Any], organization: str, summary: SweepSummary
+    ) -> list[str]:
+        """The numbers on this page whose details the sweep must fetch, each counted with
+        why; a listed item without a number is counted as a failure."""
+        listed: list[ListedInvoice] = []
+        for item in page:
+            try:
+                listed.append(read_listed_invoice(item))
+            except UnnamedInvoice as error:
+                self._failed(ReconcilerFailure.UNNAMED_INVOICE)
+                log.warning(
+                    "reconciler.unnamed_invoice", organization_id=organization, error=str(error)
+                )
+                summary.count_unnamed(organization, str(error))
+        ledger: dict[str, LedgerInvoice] = {}
+        if not summary.full and self._ledger is not None:
+            numbers = {item.invoice_number for item in listed}
+            ledger = await self._ledger.invoices(organization, numbers)
+        to_fetch = []
+        for item in listed:
+            reason = (
+                FetchReason.FULL_SWEEP
+                if summary.full
+                else fetch_reason(item.summary, ledger.get(item.invoice_number))
+            )
+            summary.count_checked(organization, reason)
+            if reason is not None:
+                to_fetch.append(item.invoice_number)
+        return to_fetch
 
     def _failed(self, reason: ReconcilerFailure) -> None:
         if self._on_failure is not None:
             self._on_failure(reason)
+
+
+async def _finished_even_if_cancelled(work: Coroutine[Any, Any, Result]) -> Result:
+    """Run ``work`` to its end even if the caller is cancelled meanwhile, then let the
+    cancellation through: the facts of one answer are appended together or not at all."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        # The appends are short transactions; waiting for them keeps a stop prompt.
+        await asyncio.wait({task})
+        if not task.cancelled():
+            task.exception()  # retrieved: the cancellation, not the append, is what ends this
+        raise
+
+
+async def _read_ahead(pages: AsyncIterator[list[Any]]) -> AsyncGenerator[list[Any], None]:
+    """The same pages, the next ones fetched while the caller works on the current one."""
+    queue: asyncio.Queue[list[Any] | BaseException | None] = asyncio.Queue(PAGES_READ_AHEAD)
+
+    async def fetch() -> None:
+        try:
+            async for page in pages:
+                await queue.put(page)
+        except Exception as error:  # raised to the caller, in order, after the pages before it
+            await queue.put(error)
+        else:
+            await queue.put(None)
+
+    fetching = asyncio.create_task(fetch())
+    try:
+        while (item := await queue.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        fetching.cancel()
+        await asyncio.wait({fetching})

@@ -3,8 +3,15 @@
 Every few seconds it asks the read model which invoices it has reason to doubt and fetches
 each for its organization, at most once per ``refetch_seconds`` per (organization, invoice
 number) (repeated triggers coalesce); every ``sweep_interval_seconds`` it sweeps Get List of
-Invoices of every configured organization for invoices it never heard of. It never runs
-inside a webhook request.
+Invoices of every configured organization, fetching the invoices whose summaries give reason
+to (an incremental sweep), and every ``full_sweep_interval_seconds`` (reckoned from the last
+full sweep recorded in the database) it fetches every listed invoice. It never runs inside a
+webhook request.
+
+``stop()`` (or the ``stop`` event given to ``run``) ends it promptly: the round in progress
+is cancelled between invoices (an answer's facts are appended together or not at all), the
+lease is released, and the next sweep, here or on another replica, starts from the top of the
+list again.
 """
 
 from __future__ import annotations
@@ -13,14 +20,19 @@ import asyncio
 import contextlib
 import time
 from collections import OrderedDict
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import structlog
 
 from service.domain.identity import UNKNOWN_ORGANIZATION, InvoiceKey
-from service.reconciler.reconciler import FailureObserver, Reconciler, ReconcilerFailure
+from service.reconciler.reconciler import (
+    FailureObserver,
+    Reconciler,
+    ReconcilerFailure,
+    SweepSummary,
+)
 from service.store.errors import StoreUnavailable
 from service.store.read_models import SqlReadModelStore
 
@@ -31,6 +43,16 @@ LEASE_SECONDS = 60.0
 DOUBTS_PER_ROUND_MAX = 50
 REMEMBERED_INVOICES_MAX = 100_000
 QUIET_FOR = timedelta(days=7)
+FULL_SWEEP_INTERVAL_SECONDS = 7 * 24 * 3600.0
+
+# Told of every sweep that ran to its end: its summary, and whether every call succeeded.
+SweepObserver = Callable[[SweepSummary, bool], None]
+
+
+class FullSweepSchedule(Protocol):
+    async def full_sweep_due(self, interval_seconds: float) -> bool: ...
+
+    async def full_sweep_completed(self) -> None: ...
 
 
 class DoubtfulInvoices(Protocol):
@@ -52,7 +74,10 @@ class ReconcilerWorker:
         refetch_seconds: float = 3600.0,
         lease_seconds: float = LEASE_SECONDS,
         first_sweep_delay_seconds: float = 0.0,
+        full_sweep_interval_seconds: float = FULL_SWEEP_INTERVAL_SECONDS,
+        full_sweeps: FullSweepSchedule | None = None,
         on_failure: FailureObserver | None = None,
+        on_sweep: SweepObserver | None = None,
     ) -> None:
         self._reconciler = reconciler
         self._queries = queries
@@ -62,32 +87,67 @@ class ReconcilerWorker:
         self._poll = poll_seconds
         self._refetch = refetch_seconds
         self._lease_seconds = lease_seconds
+        self._full_sweep_interval = full_sweep_interval_seconds
+        self._full_sweeps = full_sweeps
         self._on_failure = on_failure
+        self._on_sweep = on_sweep
+        self._stop = asyncio.Event()
         self._fetched_at: OrderedDict[InvoiceKey, float] = OrderedDict()
         self._next_sweep = time.monotonic() + first_sweep_delay_seconds
 
-    async def run(self, stop: asyncio.Event) -> None:
+    def stop(self) -> None:
+        """Ask ``run`` to end: the round in progress is cancelled between invoices."""
+        self._stop.set()
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Rounds until ``stop()`` is called or ``stop`` is set; then releases the lease."""
+        stopping = asyncio.ensure_future(self._stopped(stop))
+        round_task: asyncio.Future[None] | None = None
         try:
-            while not stop.is_set():
-                try:
-                    if await self._renew_lease():
-                        await self.holding_lease(self.round())
-                except StoreUnavailable as unavailable:
-                    log.warning("reconciler.store_unavailable", error=str(unavailable))
-                except Exception:
-                    # Reconciling is idempotent and the next round starts afresh: an
-                    # unexpected error is reported loudly and the worker carries on, rather
-                    # than stopping unnoticed beside a server that still looks healthy.
-                    log.exception("reconciler.round_failed")
-                    if self._on_failure is not None:
-                        self._on_failure(ReconcilerFailure.ROUND_FAILED)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self._poll)
+            while not stopping.done():
+                round_task = asyncio.ensure_future(self._leased_round())
+                await asyncio.wait({round_task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not round_task.done():
+                    round_task.cancel()
+                    log.info("reconciler.round_cancelled", detail="stopping")
+                await asyncio.wait({round_task})
+                if not round_task.cancelled():
+                    round_task.result()
+                await asyncio.wait({stopping}, timeout=self._poll)
         finally:
+            stopping.cancel()
+            if round_task is not None and not round_task.done():
+                # Cancelled from outside (a grace overrun): the round goes with the worker.
+                round_task.cancel()
+                await asyncio.wait({round_task})
             try:
                 await self._read_models.release_lease(self._owner, LEASE_NAME)
             except StoreUnavailable:
                 log.warning("reconciler.lease_not_released")
+
+    async def _stopped(self, stop: asyncio.Event | None) -> None:
+        waits = [asyncio.ensure_future(self._stop.wait())]
+        if stop is not None:
+            waits.append(asyncio.ensure_future(stop.wait()))
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+
+    async def _leased_round(self) -> None:
+        try:
+            if await self._renew_lease():
+                await self.holding_lease(self.round())
+        except StoreUnavailable as unavailable:
+            log.warning("reconciler.store_unavailable", error=str(unavailable))
+        except Exception:
+            # Reconciling is idempotent and the next round starts afresh: an unexpected
+            # error is reported loudly and the worker carries on, rather than stopping
+            # unnoticed beside a server that still looks healthy.
+            log.exception("reconciler.round_failed")
+            if self._on_failure is not None:
+                self._on_failure(ReconcilerFailure.ROUND_FAILED)
 
     async def _renew_lease(self) -> bool:
         return await self._read_models.acquire_lease(self._owner, self._lease_seconds, LEASE_NAME)
@@ -127,15 +187,36 @@ class ReconcilerWorker:
                 await self._reconciler.reconcile_invoice(key.invoice_number, organization)
         if time.monotonic() >= self._next_sweep:
             self._next_sweep = time.monotonic() + self._sweep_interval
-            summary = await self._reconciler.sweep()
-            for organization, counts in summary.by_organization.items():
-                (log.warning if counts.failed else log.info)(
-                    "reconciler.swept",
-                    organization_id=organization,
-                    checked=counts.checked,
-                    changed=counts.changed,
-                    failed=counts.failed,
-                )
+            await self._sweep()
+
+    async def _sweep(self) -> None:
+        full = self._full_sweeps is not None and await self._full_sweeps.full_sweep_due(
+            self._full_sweep_interval
+        )
+        log.info("reconciler.sweep_started", full=full)
+        summary = await self._reconciler.sweep(full=full)
+        succeeded = summary.failed == 0
+        if full and self._full_sweeps is not None:
+            # Even with some invoices failed: they are retried by the next sweeps, and a
+            # full sweep every few minutes would spend the whole API budget.
+            await self._full_sweeps.full_sweep_completed()
+        for organization, counts in summary.by_organization.items():
+            # Each failed call was logged when it failed, with its status and reason.
+            (log.warning if counts.failed else log.info)(
+                "reconciler.swept",
+                organization_id=organization,
+                full=summary.full,
+                checked=counts.checked,
+                fetched=counts.fetched,
+                changed=counts.changed,
+                failed=counts.failed,
+            )
+        log.info(
+            "reconciler.sweep_fetch_reasons",
+            **{reason.value: count for reason, count in summary.fetch_reasons.items()},
+        )
+        if self._on_sweep is not None:
+            self._on_sweep(summary, succeeded)
 
     def _organization_to_ask(self, key: InvoiceKey) -> str | None:
         """The organization to fetch a doubtful invoice for, or None to leave it to the sweep.

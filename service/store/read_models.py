@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -33,6 +33,7 @@ from service.store.errors import unavailability_as_store_error
 from service.store.exact_sums import EXACT, Summed, grouped_sums
 from service.store.schema import (
     invoice_collections,
+    invoice_fold_snapshots,
     invoice_totals,
     invoice_versions,
     invoices,
@@ -43,6 +44,8 @@ from service.store.schema import (
 )
 
 INVOICES_PROJECTION = "invoices"
+# How long copying the rebuilt rows into the live tables may take, per table.
+SWAP_COPY_SECONDS_MAX = 30 * 60.0
 # Keeps each statement's parameters well under SQLite's limit of 32,766.
 KEYS_PER_STATEMENT_MAX = 5_000
 
@@ -61,6 +64,14 @@ class ProjectedInvoice:
     state: InvoiceState
     history: Sequence[InvoiceState]
     updated_at: datetime  # when the store last recorded a fact about it
+    # None: ``history`` is every state, and the invoice number's rows are replaced whole.
+    # Otherwise ``history`` holds the states from this instant on, which replace the state row
+    # valid from it (the rows before it stand), and the first ``collections_kept`` collections
+    # stand too, of the ``collections_before`` it had: an invoice folded onto its snapshot
+    # rewrites only what changed.
+    history_from: datetime | None = None
+    collections_kept: int = 0
+    collections_before: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,8 +164,12 @@ class SqlReadModelStore:
         from_position: int,
         to_position: int,
         name: str = INVOICES_PROJECTION,
+        fold_snapshots: Mapping[str, Mapping[str, Any] | None] | None = None,
     ) -> None:
         """Replace the rows of these invoices and move the checkpoint, in one transaction.
+
+        ``fold_snapshots``: each projected stream's new snapshot (None: the stream has none),
+        as of ``to_position``.
 
         The checkpoint moves only from ``from_position`` and only for the lease holder, so a
         projector that lost its lease, or raced another, writes nothing.
@@ -171,7 +186,30 @@ class SqlReadModelStore:
             )
             if moved.rowcount != 1:
                 raise LeaseLost(f"projection {name!r} is no longer at {from_position} for {owner}")
-            await replace_invoices(connection, LIVE_TABLES, projected)
+            whole = [item for item in projected if item.history_from is None]
+            advanced = [item for item in projected if item.history_from is not None]
+            await replace_invoices(connection, LIVE_TABLES, whole)
+            await advance_invoices(connection, advanced)
+            await write_fold_snapshots(connection, fold_snapshots or {}, to_position)
+
+    async def fold_snapshots(
+        self, stream_ids: Sequence[str], up_to_position: int
+    ) -> dict[str, Mapping[str, Any]]:
+        """The stored fold snapshots of these streams, where they reflect at most
+        ``up_to_position`` (the checkpoint they were written with)."""
+        if not stream_ids:
+            return {}
+        columns = invoice_fold_snapshots.c
+        found: dict[str, Mapping[str, Any]] = {}
+        async with unavailability_as_store_error(), self._engine.connect() as connection:
+            for chunk in _chunks(sorted(stream_ids), KEYS_PER_STATEMENT_MAX):
+                rows = await connection.execute(
+                    select(columns.stream_id, columns.snapshot).where(
+                        columns.stream_id.in_(chunk), columns.position <= up_to_position
+                    )
+                )
+                found.update({row.stream_id: row.snapshot for row in rows})
+        return found
 
     async def write_rebuild_batch(self, projected: Sequence[ProjectedInvoice]) -> None:
         """Add rows to the rebuild tables (emptied when the rebuild began).
@@ -212,8 +250,11 @@ class SqlReadModelStore:
                 raise LeaseLost(f"projection {name!r} lease lost during the rebuild")
             await _empty(connection, _tables(LIVE_TABLES))
             for live, rebuilt in zip(_tables(LIVE_TABLES), _tables(REBUILD_TABLES), strict=True):
-                await connection.execute(insert(live).from_select(list(rebuilt.c), select(rebuilt)))
+                await _copy_table(connection, live, rebuilt)
             await _empty(connection, _tables(REBUILD_TABLES))
+            # Snapshots describe streams as of older positions: the projector folds each
+            # stream whole the next time it is touched, and keeps a snapshot from then on.
+            await _empty(connection, [invoice_fold_snapshots])
             await _recount_totals(connection)
 
 
@@ -225,6 +266,21 @@ async def _empty(connection: AsyncConnection, tables: Sequence[Table]) -> None:
         return
     for table in tables:
         await connection.execute(delete(table))
+
+
+async def _copy_table(connection: AsyncConnection, live: Table, rebuilt: Table) -> None:
+    """Every rebuilt row into its live table. On PostgreSQL through the driver, with a bound of
+    its own: this copies the whole read model, which can outlast the per-statement bound every
+    other statement is held to (a loaded server took over 30 s for 1.4 M events' rows)."""
+    statement = insert(live).from_select(list(rebuilt.c), select(rebuilt))
+    if connection.dialect.name != "postgresql":
+        await connection.execute(statement)
+        return
+    driver_connection = (await connection.get_raw_connection()).driver_connection
+    assert driver_connection is not None
+    await driver_connection.execute(
+        str(statement.compile(dialect=connection.dialect)), timeout=SWAP_COPY_SECONDS_MAX
+    )
 
 
 def _tables(tables: ReadModelTables) -> tuple[Table, Table, Table]:
@@ -259,6 +315,81 @@ async def replace_invoices(
     if tables is LIVE_TABLES:
         deltas = _totals_deltas(replaced, [_invoice_row(item) for item in projected])
         await _add_to_totals(connection, deltas)
+
+
+async def advance_invoices(
+    connection: AsyncConnection, projected: Sequence[ProjectedInvoice]
+) -> None:
+    """Write invoices folded onto their snapshots: their invoice row, the state rows from
+    ``history_from`` on and the collections after ``collections_kept``. Their identity is
+    unchanged (a fact that would regroup a stream is folded with the whole stream)."""
+    if not projected:
+        return
+    keys = [(item.state.organization_id, item.state.invoice_number) for item in projected]
+    identity = tuple_(invoices.c.organization_id, invoices.c.invoice_number)
+    replaced = (
+        await connection.execute(
+            delete(invoices).where(identity.in_(keys)).returning(*_totals_columns(invoices))
+        )
+    ).all()
+    versions_from = [(*key, item.history_from) for key, item in zip(keys, projected, strict=True)]
+    version_identity = tuple_(
+        invoice_versions.c.organization_id,
+        invoice_versions.c.invoice_number,
+        invoice_versions.c.valid_from,
+    )
+    # Folding onto a snapshot only adds later states, so the one row at or after
+    # history_from is the row of the snapshot's last state.
+    await connection.execute(delete(invoice_versions).where(version_identity.in_(versions_from)))
+    stale = [
+        (*key, sequence)
+        for key, item in zip(keys, projected, strict=True)
+        for sequence in range(item.collections_kept + 1, item.collections_before + 1)
+    ]
+    if stale:
+        collection_identity = tuple_(
+            invoice_collections.c.organization_id,
+            invoice_collections.c.invoice_number,
+            invoice_collections.c.sequence,
+        )
+        await connection.execute(delete(invoice_collections).where(collection_identity.in_(stale)))
+    rows = [_invoice_row(item) for item in projected]
+    await connection.execute(insert(invoices), rows)
+    versions = [row for item in projected for row in _version_rows(item)]
+    if versions:
+        await connection.execute(insert(invoice_versions), versions)
+    collections = [row for item in projected for row in _collection_rows(item)]
+    if collections:
+        await connection.execute(insert(invoice_collections), collections)
+    await _add_to_totals(connection, _totals_deltas(replaced, rows))
+
+
+async def write_fold_snapshots(
+    connection: AsyncConnection,
+    snapshots: Mapping[str, Mapping[str, Any] | None],
+    position: int,
+) -> None:
+    """Each stream's snapshot as of ``position``; a stream without one loses its old one."""
+    columns = invoice_fold_snapshots.c
+    gone = sorted(stream for stream, snapshot in snapshots.items() if snapshot is None)
+    for chunk in _chunks(gone, KEYS_PER_STATEMENT_MAX):
+        await connection.execute(delete(invoice_fold_snapshots).where(columns.stream_id.in_(chunk)))
+    rows = [
+        {"stream_id": stream, "position": position, "snapshot": snapshot}
+        for stream, snapshot in sorted(snapshots.items())
+        if snapshot is not None
+    ]
+    if not rows:
+        return
+    dialect_insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    upsert = dialect_insert(invoice_fold_snapshots)
+    await connection.execute(
+        upsert.on_conflict_do_update(
+            index_elements=[columns.stream_id],
+            set_={"position": upsert.excluded.position, "snapshot": upsert.excluded.snapshot},
+        ),
+        rows,
+    )
 
 
 def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
@@ -420,23 +551,26 @@ def _copy_records(
     table: Table, rows: list[dict[str, Any]], dialect: Dialect
 ) -> list[tuple[Any, ...]]:
     """Rows as COPY records, each value bound as its column's type binds it: COPY bypasses
-    SQLAlchemy's types, which check amounts and instants, and serialise JSON documents."""
-    binders: list[Callable[[Any], Any]] = []
-    for column in table.columns:
-        if column.name == "payments":
-            binders.append(json.dumps)
-        elif isinstance(column.type, TypeDecorator):
-            binders.append(partial(column.type.process_bind_param, dialect=dialect))
-        else:
-            binders.append(_unchanged)
+    SQLAlchemy's types, which check amounts and instants, and serialise JSON documents.
+
+    Only the columns with a binder are visited a second time: a rebuild makes a record of
+    every row of the read model, and a call per value costs as much as the fold."""
     names = [column.name for column in table.columns]
-    return [
-        tuple(bind(row[name]) for bind, name in zip(binders, names, strict=True)) for row in rows
-    ]
-
-
-def _unchanged(value: Any) -> Any:
-    return value
+    binders: list[tuple[int, Callable[[Any], Any]]] = []
+    for index, column in enumerate(table.columns):
+        if column.name == "payments":
+            binders.append((index, json.dumps))
+        elif isinstance(column.type, TypeDecorator):
+            binders.append((index, partial(column.type.process_bind_param, dialect=dialect)))
+    records = []
+    for row in rows:
+        values = [row[name] for name in names]
+        for index, bind in binders:
+            value = values[index]
+            if value is not None:  # every binder keeps NULL as NULL
+                values[index] = bind(value)
+        records.append(tuple(values))
+    return records
 
 
 def _invoice_row(item: ProjectedInvoice) -> dict[str, Any]:
@@ -495,7 +629,9 @@ def _collection_rows(item: ProjectedInvoice) -> list[dict[str, Any]]:
             "currency": item.state.currency,
             "amount": _collected_amount(collection.amount),
         }
-        for sequence, collection in enumerate(item.state.collections, 1)
+        for sequence, collection in enumerate(
+            item.state.collections[item.collections_kept :], item.collections_kept + 1
+        )
     ]
 
 

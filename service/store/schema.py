@@ -140,6 +140,8 @@ inbox = Table(
         postgresql_where=text(NEEDS_ATTENTION),
         sqlite_where=text(NEEDS_ATTENTION),
     ),
+    # Retention finds the oldest rows of an outcome, and the inbox gauge counts them, here.
+    Index("ix_inbox_outcome_received_at", "outcome", "received_at"),
     sqlite_autoincrement=True,
 )
 
@@ -324,6 +326,17 @@ invoice_collections = Table(
 rebuild_invoices = Table("rebuild_invoices", metadata, *_invoice_columns())
 rebuild_invoice_versions = Table("rebuild_invoice_versions", metadata, *_invoice_version_columns())
 rebuild_invoice_collections = Table("rebuild_invoice_collections", metadata, *_collection_columns())
+
+# Where each stream's fold stands (service.projections.fold_snapshots), at the projector
+# position it reflects: the projector folds only a batch's new facts onto it.
+invoice_fold_snapshots = Table(
+    "invoice_fold_snapshots",
+    metadata,
+    Column("stream_id", String(200), primary_key=True),
+    Column("position", BigInteger, nullable=False),
+    # JSON, not JSONB: the document is only ever written and read whole.
+    Column("snapshot", JSON(), nullable=False),
+)
 
 # Per organization, status and currency: the number of invoices, the sums of their known
 # amounts, and how many lack each amount (so a report can say it is incomplete without

@@ -8,6 +8,7 @@ an edit of the first. Recording the same correction again changes nothing.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -19,6 +20,7 @@ from service.store.schema import InboxOutcome, ReplayResult
 from service.webhooks.replay import ReplayOutcome, UnknownDelivery, delivery_facts
 
 CORRECTION_KEY_PREFIX = "operator:correction:delivery:"
+_UNSTORABLE_CHARACTER = re.compile("[\x00\ud800-\udfff]")
 REASON_LENGTH_MAX = 500
 
 
@@ -80,6 +82,9 @@ class DeliveryCorrections:
             raise CorrectionRefused(
                 "bad_reason", f"a correction needs a reason of 1 to {REASON_LENGTH_MAX} characters"
             )
+        if _UNSTORABLE_CHARACTER.search(reason):
+            # PostgreSQL text cannot hold NUL, and a lone surrogate cannot be encoded at all.
+            raise CorrectionRefused("bad_reason", "the reason holds a NUL or a lone surrogate")
         delivery = await self._log.delivery(delivery_id, with_body=True)
         if delivery is None:
             raise UnknownDelivery(delivery_id)

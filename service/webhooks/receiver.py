@@ -32,6 +32,7 @@ from service.webhooks.signature import (
     VerifiedSignature,
     WebhookVerifier,
 )
+from service.webhooks.token_bucket import TokenBucket
 
 log = structlog.get_logger("service.webhooks")
 
@@ -74,6 +75,7 @@ class WebhookReceiver:
         body_timeout_seconds: float = 30.0,
         items_per_delivery_max: int = ITEMS_PER_DELIVERY_MAX_DEFAULT,
         clock: Callable[[], float] = time.time,
+        refusals_recorded_per_second: float = 10.0,
     ) -> None:
         self._verifier = verifier
         self._store = store
@@ -83,6 +85,8 @@ class WebhookReceiver:
         self._items_per_delivery_max = items_per_delivery_max
         self._clock = clock
         self._pinning_recommended = False
+        # A flood of junk must not grow the inbox (or the logs) without bound.
+        self._refusal_recording = TokenBucket(refusals_recorded_per_second)
 
     async def endpoint(self, request: Request) -> Response:
         if request.method in ("GET", "HEAD"):
@@ -244,8 +248,12 @@ class WebhookReceiver:
         return _error(401, reason, detail)
 
     async def _record_refusal(self, entry: InboxEntry, reason: str) -> None:
-        """An untrusted delivery leaves a trace without its body; losing the trace is tolerable."""
+        """An untrusted delivery leaves a trace without its body, up to a rate; past it, only
+        a count. Losing the trace is tolerable: the sender was not trusted."""
         self._count(InboxOutcome.REJECTED)
+        if not self._refusal_recording.try_take():
+            self._metrics.refusals_not_recorded.labels(reason).inc()
+            return
         try:
             await self._store.record_inbox(
                 replace(entry, outcome=InboxOutcome.REJECTED, reason=reason)

@@ -22,6 +22,7 @@ import structlog
 
 from service.domain.events import NewEvent
 from service.store.delivery_log import DeliveryFilters, DeliveryRow, ReplayRow, SqlDeliveryLog
+from service.store.errors import StoreUnavailable, is_unavailability
 from service.store.event_store import AppendOutcome, SqlEventStore
 from service.store.schema import InboxOutcome, ReplayResult
 from service.webhooks.envelope import DeliveryHeaders, SignatureScope
@@ -205,7 +206,17 @@ class DeliveryReplayer:
             return ReplayOutcome(delivery_id, ReplayResult.UNREADABLE, reason, ())
         if not isinstance(reading, ReadDelivery):
             return ReplayOutcome(delivery_id, ReplayResult.UNREADABLE, reading.reason, ())
-        results = await self._store.append(reading.events)
+        try:
+            results = await self._store.append(reading.events)
+        except StoreUnavailable:
+            raise
+        except Exception as error:
+            if is_unavailability(error):
+                raise StoreUnavailable(f"database unavailable: {type(error).__name__}") from error
+            # As on receipt: facts the store refuses are a body the ledger cannot record.
+            log.error("delivery.replay_failed", delivery_id=delivery_id, exc_info=error)
+            reason = f"unusable_body: unexpected {type(error).__name__}"
+            return ReplayOutcome(delivery_id, ReplayResult.UNREADABLE, reason, ())
         outcomes = {result.outcome for result in results}
         positions = tuple(result.position for result in results)
         if AppendOutcome.CONFLICT in outcomes:

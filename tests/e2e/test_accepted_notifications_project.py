@@ -34,7 +34,7 @@ WEBHOOK_PATH = "/webhooks/cybersource"
 EXAMPLES = 50
 ITEMS_MAX = 40  # the delivery bound the app is given; a few examples reach it
 IDENTIFIER_LENGTH_MAX = 200
-AMOUNT_PATTERN = re.compile(r"^\d+(\.\d+)?$")  # openapi.json's amount pattern
+AMOUNT_PATTERN = re.compile(r"^\d+(\.\d+)?$")  # the OpenAPI document's amount pattern
 NUMBER_MARK = "\u2063number:"  # marks an amount to be written as a bare JSON number
 
 CURRENCIES = ["USD", "JPY", "KWD", "CLF", "EUR", "ISK", "BHD", "UYW"]  # exponents 0, 2, 3, 4

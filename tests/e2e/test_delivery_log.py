@@ -12,6 +12,7 @@ import pytest
 
 from service.app import create_app
 from service.settings import load_settings
+from service.webhooks.signature import SignedContent
 from tests.support.server import serving
 from tests.support.webhooks import (
     WEBHOOK_KEYS_SETTING,
@@ -223,6 +224,12 @@ def test_a_conflict_shows_both_versions_and_its_correction_is_a_new_operator_eve
     assert (not_conflict.status_code, not_conflict.json()["error"]) == (409, "not_a_conflict")
     no_reason = api.post(path, headers=OPERATOR, json={"reason": ""})
     assert (no_reason.status_code, no_reason.json()["error"]) == (400, "bad_body")
+    for unstorable, error in ((r"a NUL \u0000", "bad_reason"), (r"a lone \ud800", "bad_body")):
+        refused = api.post(
+            path, headers={**OPERATOR, "Content-Type": "application/json"},
+            content=f'{{"reason": "{unstorable}"}}'.encode(),
+        )  # fmt: skip
+        assert (refused.status_code, refused.json()["error"]) == (400, error)
 
 
 def test_the_delivery_log_filters_and_pages_newest_first(api: httpx.Client) -> None:
@@ -256,6 +263,8 @@ def test_the_delivery_log_filters_and_pages_newest_first(api: httpx.Client) -> N
     assert [i["reason"][:13] for i in deliveries(api, outcome="rejected")["items"]] == [
         "unusable_body"
     ]
+    assert len(deliveries(api, reason="unusable_body")["items"]) == 1
+    assert deliveries(api, reason="unusable_body_")["items"] == []  # "_" is no wildcard
     newest = everything[0]["receivedAt"]
     assert len(deliveries(api, receivedFrom=newest)["items"]) >= 1
     assert deliveries(api, receivedTo="2000-01-01T00:00:00Z")["items"] == []
@@ -283,3 +292,39 @@ def test_bad_delivery_log_parameters_are_refused_naming_the_parameter(
     assert detail in response.json()["detail"]
     bad_id = api.get("/v1/deliveries/abc", headers=READ)
     assert (bad_id.status_code, bad_id.json()["error"]) == (400, "bad_parameter")
+
+
+def test_a_replayed_payload_signed_dead_letter_is_the_fact_a_fresh_delivery_records(
+    database_url: str,
+) -> None:
+    """Only the payload signed: the notification is named by its payload's digest, which the
+    replay computes from the kept body as the receiver did from the request."""
+    body = two_invoice_notification("n-payload-form")
+    headers = signed_headers(body, signed_content=SignedContent.PAYLOAD)
+    with ledger(database_url, webhook_items_max=1) as strict:
+        response = strict.post("/webhooks/cybersource", content=body, headers=headers)
+        assert response.status_code == 422
+        dead_letter = only_delivery(strict)
+        assert dead_letter["signedContent"] == "payload"
+    with ledger(database_url, webhook_items_max=10) as relaxed:
+        assert replay(relaxed, dead_letter["deliveryId"])["result"] == "appended"
+        fresh = relaxed.post(
+            "/webhooks/cybersource",
+            content=body,
+            headers=signed_headers(body, signed_content=SignedContent.PAYLOAD),
+        )
+        assert fresh.json() == {"status": "duplicate"}
+        [event] = relaxed.get("/v1/invoices/INV-A/events", headers=READ).json()["items"]
+        assert event["data"]["notification"]["id"].startswith("payload-sha256:")
+
+
+def test_an_ignored_delivery_is_replayable_and_says_why_it_still_does_not_read(
+    api: httpx.Client,
+) -> None:
+    document = invoice_notification("INV-T", event_type="invoicing.customer.invoice.test")
+    assert post_delivery(api, encode(document)).json() == {"status": "ignored"}
+    ignored = only_delivery(api)
+    assert (ignored["outcome"], ignored["replayable"]) == ("ignored", True)
+    answer = replay(api, ignored["deliveryId"])
+    assert answer["result"] == "unreadable"
+    assert answer["reason"] == "event type invoicing.customer.invoice.test"

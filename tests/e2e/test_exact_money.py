@@ -246,7 +246,8 @@ async def assert_no_invoice_collected_more_than_was_paid(
     store = SqlEventStore(engine)
     try:
         for (organization, number), truth in truths.items():
-            grouped = invoices_in_stream(number, await store.read_stream(number))
+            stream = await store.read_stream(number)
+            grouped = invoices_in_stream(number, stream)
             events = next(
                 (e for key, e in grouped.items() if key.organization_id == organization), []
             )
@@ -255,7 +256,8 @@ async def assert_no_invoice_collected_more_than_was_paid(
             paid = sum(
                 (Decimal(p["transactionDetails"]["amount"]) for p in payments(truth)), Decimal(0)
             )
-            assert collected <= paid, (organization, number)
+            # On failure, the stream and Cybersource's history say which timing did it.
+            assert collected <= paid, (organization, number, truth["invoiceHistory"], stream)
     finally:
         await engine.dispose()
 

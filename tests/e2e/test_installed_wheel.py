@@ -47,12 +47,22 @@ def test_an_installed_wheel_migrates_serves_and_accepts_a_signed_delivery(tmp_pa
     environment_directory = tmp_path / "environment"
     venv.create(environment_directory, with_pip=True)
     python = environment_directory / "bin" / "python"
-    subprocess.run(
-        [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", wheel],
-        check=True,
-        timeout=STEP_TIMEOUT_SECONDS,
-        cwd=tmp_path,
-    )
+    # The same two steps as deploy/Dockerfile's builder: the locked dependencies (hashes
+    # verified, binary wheels only), then the wheel without resolving anything again; so
+    # `pip check` proves the lock alone is a complete runtime.
+    lock = REPOSITORY / "requirements" / "run.txt"
+    quiet = ["--quiet", "--disable-pip-version-check"]
+    for pip_arguments in (
+        ["install", *quiet, "--require-hashes", "--only-binary=:all:", "-r", lock],
+        ["install", *quiet, "--no-deps", wheel],
+        ["check"],
+    ):
+        subprocess.run(
+            [python, "-m", "pip", *pip_arguments],
+            check=True,
+            timeout=STEP_TIMEOUT_SECONDS,
+            cwd=tmp_path,
+        )
     command = environment_directory / "bin" / "invoice-ledger"
     # An unrelated working directory, and no checkout on the path: only the wheel's files.
     working_directory = tmp_path / "elsewhere"

@@ -11,7 +11,10 @@ from contextlib import contextmanager
 import uvicorn
 from starlette.types import ASGIApp
 
+from service.http_server import LedgerServer
+
 STARTUP_TIMEOUT_SECONDS = 10.0
+GRACE_SECONDS = 5.0
 
 
 @contextmanager
@@ -21,10 +24,14 @@ def serving(app: ASGIApp) -> Iterator[str]:
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
     port = listener.getsockname()[1]
-    server = uvicorn.Server(
+    # The service's own server: background workers (projector, reconciler) start once the
+    # socket listens, as under `serve`.
+    server = LedgerServer(
         uvicorn.Config(
             app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=5
-        )
+        ),
+        getattr(getattr(app, "state", None), "workers", None),
+        grace_seconds=GRACE_SECONDS,
     )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
     thread.start()

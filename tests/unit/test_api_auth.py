@@ -53,3 +53,35 @@ def test_an_operator_token_may_read_and_act_and_is_named_without_revealing_it() 
 def test_without_tokens_a_loopback_client_has_the_operator_scope() -> None:
     caller = ApiAuthorizer(()).check(request_from("127.0.0.1"), Scope.OPERATOR)
     assert caller.is_operator and caller.name == "loopback"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [b"x-forwarded-for", b"forwarded", b"x-real-ip", b"via", b"x-envoy-external-address"],
+)
+def test_without_tokens_a_loopback_peer_that_relays_a_proxied_request_is_refused(
+    header: bytes,
+) -> None:
+    proxied = Request(
+        {"type": "http", "client": ("127.0.0.1", 50000), "headers": [(header, b"203.0.113.9")]}
+    )
+    with pytest.raises(ApiError) as refused:
+        ApiAuthorizer(()).check(proxied)
+    assert refused.value.status_code == 401
+
+
+def test_anonymous_access_admits_every_client_only_when_explicitly_allowed() -> None:
+    ApiAuthorizer((), allow_anonymous=True).check(request_from("10.0.0.7"))
+    with pytest.raises(ApiError):
+        # Tokens configured: the opt-out changes nothing.
+        ApiAuthorizer(("first-token-0123456789",), allow_anonymous=True).check(
+            request_from("10.0.0.7")
+        )
+
+
+def test_anonymous_access_reads_but_never_holds_the_operator_scope() -> None:
+    authorizer = ApiAuthorizer((), allow_anonymous=True)
+    assert authorizer.check(request_from("10.0.0.7")).scope is Scope.READ
+    with pytest.raises(ApiError) as refused:
+        authorizer.check(request_from("10.0.0.7"), Scope.OPERATOR)
+    assert (refused.value.status_code, refused.value.error) == (403, "insufficient_scope")

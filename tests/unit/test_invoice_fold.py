@@ -14,7 +14,16 @@ from hypothesis import strategies as st
 
 from service.domain.events import EventSource, InvoiceEventType, RecordedEvent
 from service.domain.identity import InvoiceKey, invoices_in_stream
-from service.domain.invoice import InvoiceState, InvoiceStatus, fold, fold_as_of, state_history
+from service.domain.invoice import (
+    FoldSnapshot,
+    InvoiceState,
+    InvoiceStatus,
+    continued_history,
+    fold,
+    fold_as_of,
+    folded_history,
+    state_history,
+)
 from service.domain.payloads import (
     HistoryEntryRecorded,
     InvoiceObserved,
@@ -408,3 +417,59 @@ def test_any_delivery_order_folds_to_the_same_state(seed: int, rng: random.Rando
     assert (first.status, first.total_amount, first.balance_amount, first.collections) == (
         second.status, second.total_amount, second.balance_amount, second.collections
     )  # fmt: skip
+
+
+def folded_in_batches(
+    life: Any, events: list[RecordedEvent], rng: random.Random
+) -> tuple[list[InvoiceState], int]:
+    """Fold events as a projector receives them, in batches in store order: onto the last
+    snapshot where that is allowed, from all the facts otherwise. Returns the history and
+    how many batches were folded onto a snapshot."""
+    history: list[InvoiceState] = []
+    snapshot: FoldSnapshot | None = None
+    seen: list[RecordedEvent] = []
+    continued = 0
+    while len(seen) < len(events):
+        batch = events[len(seen) : len(seen) + rng.randint(1, 3)]
+        seen += batch
+        following = continued_history(snapshot, batch) if snapshot else None
+        if following is None:
+            history, snapshot = folded_history(life.number, seen, life.organization_id)
+        else:
+            tail, snapshot = following
+            history = history[:-1] + tail
+            continued += 1
+    return history, continued
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.integers(0, 2**32))
+def test_folding_later_facts_onto_a_snapshot_gives_the_full_fold(seed: int) -> None:
+    life, events, _ = generated(seed)
+    arrival = sorted(events, key=lambda event: event.position)
+    history, _ = folded_in_batches(life, arrival, random.Random(seed))
+    assert history == state_history(life.number, events, life.organization_id)
+
+
+def test_facts_arriving_in_time_order_are_folded_onto_snapshots() -> None:
+    continued = 0
+    for seed in range(200):
+        life, events, _ = generated(seed)
+        in_time_order = sorted(events, key=lambda event: event.occurred_at)
+        renumbered = [
+            RecordedEvent(position, e.stream_id, position, e.type, e.schema_version,
+                          e.occurred_at, e.recorded_at, e.source, e.idempotency_key, e.data)
+            for position, e in enumerate(in_time_order, 1)
+        ]  # fmt: skip
+        history, count = folded_in_batches(life, renumbered, random.Random(seed))
+        assert history == state_history(life.number, renumbered, life.organization_id)
+        continued += count
+    assert continued > 50  # most lifecycles end with notifications after their last observation
+
+
+def test_a_notification_dated_before_the_snapshot_is_not_folded_onto_it() -> None:
+    facts = Facts().notified(E.INVOICE_SENT, 10, balance_amount=D(10), total_amount=D(10))
+    _, snapshot = folded_history("1001", facts.events, ORG)
+    assert snapshot is not None
+    facts.notified(E.INVOICE_PAID, 5, balance_amount=D(0))
+    assert continued_history(snapshot, facts.events[1:]) is None

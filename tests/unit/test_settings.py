@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime
 
 import pytest
 
@@ -131,3 +132,35 @@ def test_invalid_api_token_entries_stop_start_up_naming_the_variable_not_the_tok
     message = str(refused.value)
     assert "LEDGER_API_TOKENS" in message and problem in message
     assert "0123456789" not in message and "short" not in message.replace(problem, "")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "variable"),
+    [
+        ("shutdown_grace_seconds", 0, "LEDGER_SHUTDOWN_GRACE_SECONDS"),
+        ("webhook_key_expires_at", "next spring", "LEDGER_WEBHOOK_KEY_EXPIRES_AT"),
+        ("refusals_recorded_per_second", -1, "LEDGER_REFUSALS_RECORDED_PER_SECOND"),
+        ("retention_refused_days", 0, "LEDGER_RETENTION_REFUSED_DAYS"),
+        ("retention_accepted_days", "soon", "LEDGER_RETENTION_ACCEPTED_DAYS"),
+    ],
+)
+def test_operations_settings_out_of_range_name_their_variable(
+    field: str, value: object, variable: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=variable):
+        load_settings(**{field: value})
+
+
+def test_the_key_expiry_reads_a_date_as_midnight_utc_and_keeps_an_offset() -> None:
+    assert load_settings(webhook_key_expires_at="2027-03-31").webhook_key_expires_at == (
+        datetime(2027, 3, 31, tzinfo=UTC)
+    )
+    with_offset = load_settings(webhook_key_expires_at="2027-03-31T12:00:00+02:00")
+    assert with_offset.webhook_key_expires_at == datetime(2027, 3, 31, 10, tzinfo=UTC)
+
+
+def test_retention_is_on_for_refusals_and_off_for_accepted_deliveries_by_default() -> None:
+    settings = load_settings()
+    assert (settings.retention_refused_days, settings.retention_accepted_days) == (30, None)
+    assert load_settings(retention_refused_days="off").retention_refused_days is None
+    assert load_settings(retention_accepted_days="90").retention_accepted_days == 90

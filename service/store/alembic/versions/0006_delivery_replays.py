@@ -11,8 +11,10 @@ the signature time (see README, "Delivery log, replay and corrections").
 ``delivery_replays`` records each replay: which delivery, when, by whom, its result and the
 event positions it produced or found. The inbox rows themselves are never changed.
 
-On PostgreSQL ``ledger_append`` is replaced by a version that also stores the two new inbox
-columns; its text lives in ``sql/`` beside ``versions/``.
+On PostgreSQL, where the database still appends through ``ledger_append`` (one delivery per
+call), that function is replaced by a version that also stores the new inbox columns; its
+text lives in ``sql/`` beside ``versions/``. Where another migration has replaced it, it is
+left alone (an append function that takes inbox rows by column name stores them already).
 
 Revision ID: 0006
 Revises: 0004
@@ -59,12 +61,12 @@ def upgrade() -> None:
         sqlite_autoincrement=True,
     )
     op.create_index("ix_delivery_replays_delivery_id", "delivery_replays", ["delivery_id"])
-    if op.get_bind().dialect.name == "postgresql":
+    if _appends_one_delivery_per_call():
         op.execute((MIGRATIONS / "sql" / "ledger_append_delivery_context.sql").read_text())
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
+    if _appends_one_delivery_per_call():
         op.execute((MIGRATIONS / "sql" / "ledger_append_linear.sql").read_text())
     op.drop_index("ix_delivery_replays_delivery_id", table_name="delivery_replays")
     op.drop_table("delivery_replays")
@@ -73,3 +75,11 @@ def downgrade() -> None:
         batch.drop_column("organization_id")
         batch.drop_column("signed_at")
         batch.drop_column("headers")
+
+
+def _appends_one_delivery_per_call() -> bool:
+    bind = op.get_bind()
+    if bind.dialect.name != "postgresql":
+        return False
+    found = bind.execute(sa.text("SELECT to_regprocedure('ledger_append(jsonb, jsonb)')"))
+    return found.scalar() is not None

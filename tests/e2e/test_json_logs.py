@@ -1,0 +1,83 @@
+"""Every line the service writes to stderr is one JSON object: its own, uvicorn's, Alembic's."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.support.process import free_port
+from tests.support.webhooks import (
+    WEBHOOK_KEYS_SETTING,
+    encode,
+    invoice_notification,
+    signed_headers,
+)
+
+STARTUP_TIMEOUT_SECONDS = 30.0
+
+
+def test_every_line_from_migrate_to_shutdown_is_json(tmp_path: Path) -> None:
+    port = free_port()
+    environment = {
+        **os.environ,
+        "LEDGER_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+        "LEDGER_WEBHOOK_KEYS": WEBHOOK_KEYS_SETTING,
+        "LEDGER_PROJECTOR_ENABLED": "true",
+    }
+    migrated = subprocess.run(
+        [sys.executable, "-m", "service.cli", "migrate"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+            env=environment,
+            stdout=log_file,
+            stderr=log_file,
+        )
+    try:
+        base_url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+        while True:
+            try:
+                assert httpx.get(f"{base_url}/readyz", timeout=1).status_code == 200
+                break
+            except httpx.HTTPError:
+                assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
+                time.sleep(0.1)
+        body = encode(invoice_notification("LOG-1", notification_id="LOG-1"))
+        with httpx.Client(base_url=base_url, timeout=10) as client:
+            accepted = client.post(
+                "/webhooks/cybersource", content=body, headers=signed_headers(body)
+            )
+            refused = client.post("/webhooks/cybersource", content=b"{}")
+            client.get("/readyz", params={"component": "projector"})
+        assert (accepted.status_code, refused.status_code) == (200, 401)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+    lines = [line for line in (migrated.stderr + log_path.read_text()).splitlines() if line]
+    parsed = [json.loads(line) for line in lines]  # raises on the first line that is not JSON
+    assert all(
+        isinstance(entry, dict) and "event" in entry and "level" in entry for entry in parsed
+    )
+    events = {entry["event"] for entry in parsed}
+    # The lines come from every source: Alembic, uvicorn, the service, and its shutdown.
+    assert any(event.startswith("Running upgrade") for event in events)
+    assert "Application startup complete." in events
+    assert {"migrate.at_head", "webhook.accepted", "webhook.refused", "server.stopped"} <= events

@@ -1,0 +1,78 @@
+"""Replaying what the inbox kept, on both engines, including deliveries kept before the inbox
+recorded their headers and signature time."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from service.store.delivery_log import DeliveryFilters, SqlDeliveryLog
+from service.store.event_store import InboxEntry, SqlEventStore
+from service.store.schema import InboxOutcome, ReplayResult
+from service.webhooks.replay import DeliveryReplayer, NotReplayable
+from tests.support.webhooks import encode, invoice_notification
+
+pytestmark = pytest.mark.anyio
+
+RECEIVED_AT = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
+
+
+def replayer(event_store: SqlEventStore) -> tuple[SqlDeliveryLog, DeliveryReplayer]:
+    delivery_log = SqlDeliveryLog(event_store._engine)
+    return delivery_log, DeliveryReplayer(delivery_log, event_store, items_per_delivery_max=10)
+
+
+async def test_a_dead_letter_kept_before_headers_were_replays_with_its_time_of_receipt(
+    event_store: SqlEventStore,
+) -> None:
+    document = invoice_notification("INV-OLD", notification_id="n-old")
+    del document["eventDate"]  # the time of the fact is then the signature's
+    await event_store.record_inbox(
+        InboxEntry(
+            received_at=RECEIVED_AT,
+            outcome=InboxOutcome.REJECTED,
+            reason="unusable_body: a rule of an older reader",
+            key_id="key-1",
+            signed_content="raw",
+            body=encode(document),
+        )
+    )
+    delivery_log, replaying = replayer(event_store)
+    [kept] = await delivery_log.deliveries(DeliveryFilters(), limit=10)
+    assert (kept.headers, kept.signed_at) == (None, None)
+
+    outcome = await replaying.replay(kept.delivery_id, "test")
+    assert outcome.result is ReplayResult.APPENDED
+    [event] = await event_store.read_stream("INV-OLD")
+    assert event.occurred_at == RECEIVED_AT
+    assert event.position == outcome.positions[0]
+
+
+async def test_bulk_replay_takes_dead_letters_by_reason_and_passes_over_what_already_reads(
+    event_store: SqlEventStore,
+) -> None:
+    for index in range(3):
+        body = encode(invoice_notification(f"INV-{index}", notification_id=f"n-bulk-{index}"))
+        await event_store.record_inbox(
+            InboxEntry(
+                received_at=RECEIVED_AT,
+                outcome=InboxOutcome.REJECTED,
+                reason="unusable_body: too many items" if index else "bad_signature",
+                key_id="key-1" if index else None,
+                signed_content="raw" if index else None,
+                body=body if index else None,
+            )
+        )
+    delivery_log, replaying = replayer(event_store)
+    dead_letters = DeliveryFilters(outcome=InboxOutcome.REJECTED, reason_prefix="unusable_body")
+    first = [outcome async for outcome in replaying.replay_all(dead_letters, "test")]
+    assert [outcome.result for outcome in first] == [ReplayResult.APPENDED] * 2
+    assert [outcome async for outcome in replaying.replay_all(dead_letters, "test")] == []
+    limited = DeliveryFilters(outcome=InboxOutcome.REJECTED)
+    assert [o async for o in replaying.replay_all(limited, "test", replays_max=1)] == []
+
+    [unsigned] = await delivery_log.deliveries(DeliveryFilters(reason_prefix="bad_"), limit=10)
+    with pytest.raises(NotReplayable) as refused:
+        await replaying.replay(unsigned.delivery_id, "test")
+    assert refused.value.code == "unsigned"

@@ -1,0 +1,54 @@
+"""The standard library's log records come out as the service's JSON lines, scrubbed the same."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from service.logs import configure_logging
+
+
+@pytest.fixture
+def json_logging() -> Iterator[None]:
+    """Restores the logging configuration the test's own ``configure_logging`` replaces."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.reset_defaults()
+
+
+def test_a_standard_library_record_is_one_json_line_naming_its_logger(
+    json_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("INFO")  # here, so that it writes to the stderr capsys captures
+    logging.getLogger("alembic.runtime.migration").info("Running upgrade %s -> %s", "0004", "0007")
+    [line] = capsys.readouterr().err.splitlines()
+    entry = json.loads(line)
+    assert entry["event"] == "Running upgrade 0004 -> 0007"
+    assert (entry["logger"], entry["level"]) == ("alembic.runtime.migration", "info")
+    assert entry["timestamp"].endswith("Z")
+
+
+def test_an_exceptions_message_and_the_records_arguments_are_withheld(
+    json_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("INFO")  # here, so that it writes to the stderr capsys captures
+    message = "invalid input for query argument $3: 'Tanya Lee'"
+    try:
+        raise ValueError(message)  # the traceback quotes this line, not the message
+    except ValueError as error:
+        logging.getLogger("uvicorn.error").error(
+            "Exception in ASGI application: %s", error, exc_info=True
+        )
+    output = capsys.readouterr().err
+    assert "Tanya Lee" not in output
+    [line] = output.splitlines()
+    entry = json.loads(line)
+    assert entry["event"] == "Exception in ASGI application: %s (arguments withheld)"
+    assert entry["exception"].endswith("builtins.ValueError")
