@@ -158,6 +158,11 @@ def test_an_operator_signs_in_reads_the_charts_filters_deliveries_and_finds_an_a
     page.wait_for_url("**/console/deliveries/*")
     assert page.locator('[data-field="outcome"]').inner_text() == "rejected"
     assert page.locator("pre.body").inner_text() == DEAD_LETTER.decode()
+    # Not JSON with any reader: the replay is recorded and says it still does not read.
+    page.click('button:has-text("Replay")')
+    page.wait_for_load_state()
+    result = page.locator('[data-field="replay-result"]').inner_text()
+    assert result.startswith("Replayed: unreadable")
 
     # An invoice found by number, with its audit trail as /v1 lists it.
     page.click('nav a:has-text("Invoices")')
