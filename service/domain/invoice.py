@@ -64,6 +64,9 @@ OPEN_STATUSES = frozenset(
 FINAL_STATUSES = frozenset({InvoiceStatus.PAID, InvoiceStatus.CANCELED})
 # Notifications that say money arrived.
 PAYMENT_NOTIFICATION_TYPES = frozenset({E.INVOICE_PAID, E.INVOICE_PARTIALLY_PAID})
+# Notifications that can only be sent once money has arrived: the total they are about is
+# final, and the balance they state is one that payments alone have lowered since.
+AFTER_PAYMENT_NOTIFICATION_TYPES = PAYMENT_NOTIFICATION_TYPES | {E.INVOICE_PARTIAL_RESENT}
 # How far a notification's eventDate may stray from the history entry of the same payment:
 # Cybersource stamps them independently, milliseconds to minutes apart.
 NOTIFICATION_LAG_MAX = timedelta(minutes=30)
@@ -441,11 +444,24 @@ class _Running:
         balance: Decimal | None,
         reported: Decimal | None,
     ) -> None:
-        """A payment is known, so the total is final and every decrease is exact money."""
-        if self.total is None and stated.total_amount is not None:
+        """A payment is known, so the total is final and every decrease between balances
+        stated after a payment is exact money.
+
+        A send or a reminder may be one sent before the first payment and dated after it
+        (eventDates stray by minutes): its balance is the total as it stood then, and an
+        update since (which notifies nobody) may have raised the total above it. Neither
+        its total nor a balance below the known one is money, so such a balance leaves
+        the balance and what was collected unknown until Cybersource is asked."""
+        after_payment = event_type in AFTER_PAYMENT_NOTIFICATION_TYPES
+        if self.total is None and stated.total_amount is not None and after_payment:
             self.total = stated.total_amount
         prior = self.balance
         if balance is not None:
+            if not after_payment:
+                if prior is not None and balance < prior:
+                    self.balance = None
+                    self.collect(moment, None)
+                return
             if prior is None or balance < prior:
                 if prior is not None:
                     self.collect(moment, prior - balance)
