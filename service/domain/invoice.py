@@ -449,19 +449,16 @@ class _Running:
 
         A send or a reminder may be one sent before the first payment and dated after it
         (eventDates stray by minutes): its balance is the total as it stood then, and an
-        update since (which notifies nobody) may have raised the total above it. Neither
-        its total nor a balance below the known one is money, so such a balance leaves
-        the balance and what was collected unknown until Cybersource is asked."""
-        after_payment = event_type in AFTER_PAYMENT_NOTIFICATION_TYPES
-        if self.total is None and stated.total_amount is not None and after_payment:
+        update since (which notifies nobody) may have raised the total above it. So it
+        moves neither the total nor the balance nor any money: a payment it would reveal
+        (one whose notification was lost) is counted by the next payment notification's
+        decrease, or by Cybersource's answer."""
+        if event_type not in AFTER_PAYMENT_NOTIFICATION_TYPES:
+            return
+        if self.total is None and stated.total_amount is not None:
             self.total = stated.total_amount
         prior = self.balance
         if balance is not None:
-            if not after_payment:
-                if prior is not None and balance < prior:
-                    self.balance = None
-                    self.collect(moment, None)
-                return
             if prior is None or balance < prior:
                 if prior is not None:
                     self.collect(moment, prior - balance)

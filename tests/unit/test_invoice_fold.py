@@ -59,9 +59,10 @@ class Facts:
                           f"k{position}", data)
         )  # fmt: skip
 
-    def notified(self, type_: str, minutes: float, **stated: Any) -> Facts:
+    def notified(self, type_: str, minutes: float, paid: str | None = None, **stated: Any) -> Facts:
         fields = StatedFields(currency="USD", **stated)
-        notice = NotificationReceived(ORG, "1001", fields, None, NotificationIdentity())
+        payment = None if paid is None else PaymentReported(None, D(paid))  # paymentAmount
+        notice = NotificationReceived(ORG, "1001", fields, payment, NotificationIdentity())
         self._add(type_, at(minutes), EventSource.WEBHOOK, encode(notice))
         return self
 
@@ -212,7 +213,7 @@ def test_a_send_dated_after_the_first_payment_is_no_money_though_the_total_was_r
     state = facts.state()
     assert known_collections(state) == []
     assert (state.status, state.total_amount, state.balance_amount) == (
-        InvoiceStatus.PARTIAL, None, None
+        InvoiceStatus.PARTIAL, None, D("195.08")
     )  # fmt: skip
     facts.history("SEND", 0).history("UPDATE", 0.5).history("PAYMENT", 1, "tx1", "4.92")
     facts.observed(3, "PARTIAL", "200.00", "195.08")
@@ -229,17 +230,29 @@ def test_a_late_send_stating_a_total_does_not_set_the_total_once_money_arrived()
     assert known_collections(state) == []
 
 
-def test_a_reminder_below_the_known_balance_leaves_the_money_unknown_until_observed() -> None:
+def test_a_reminder_below_the_known_balance_moves_no_money_the_next_payment_counts_it() -> None:
     """A reminder may be older than an update, or newer than a payment whose notification
-    was lost: which, only Cybersource can tell."""
+    was lost: which, only a payment's balance or Cybersource can tell."""
     facts = Facts().notified(E.INVOICE_PARTIALLY_PAID, 0, balance_amount=D("60.00"))
     facts.notified(E.INVOICE_REMINDER_SENT, 5, balance_amount=D("40.00"))
     state = facts.state()
-    assert (state.balance_amount, collected(state), known_collections(state)) == (None, None, [])
-    facts.notified(E.INVOICE_PARTIALLY_PAID, 6, balance_amount=D("40.00"))
-    assert facts.state().balance_amount == D("40.00")  # a payment's balance is after payment
+    assert (state.balance_amount, collected(state), known_collections(state)) == (
+        D("60.00"), None, []
+    )  # fmt: skip
     facts.notified(E.INVOICE_PARTIALLY_PAID, 7, balance_amount=D("25.00"))
-    assert known_collections(facts.state()) == [D("15.00")]
+    assert known_collections(facts.state()) == [D("35.00")]
+
+
+def test_a_send_between_payments_does_not_let_an_older_balance_count_twice() -> None:
+    """23, 3184 and 3177 paid on a total raised from 8844 to 22709 after sending: the 3184's
+    notification is dated minutes before the send's, the 23's after it."""
+    facts = Facts().notified(E.INVOICE_PARTIALLY_PAID, -2, "3184", balance_amount=D("19502"))
+    facts.notified(E.INVOICE_SENT, 0, balance_amount=D("8844"))
+    facts.notified(E.INVOICE_PARTIALLY_PAID, 4, "23", balance_amount=D("22686"))
+    facts.notified(E.INVOICE_PARTIALLY_PAID, 10, "3177", balance_amount=D("16325"))
+    state = facts.state()
+    assert known_collections(state) == [D("3184"), D("3177")]
+    assert state.balance_amount == D("16325")
 
 
 # --- observations supersede ------------------------------------------------------------------
