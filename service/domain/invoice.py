@@ -15,7 +15,9 @@ gives the same answer. Two kinds of fact weigh differently:
   the balance decrease they report. The total may have been updated since it was last
   stated (updates send no notification), so the first payment a notification reports leaves
   the total, and the amount collected, unknown until the next observation; once a payment
-  is known the total cannot change, and every later decrease is exact.
+  is known the total cannot change, and every later decrease a payment notification reports
+  is exact. A send or a reminder folded after a payment may have been sent before an update
+  that raised the total (its eventDate strays by minutes), so it moves no money.
 
 Money rules that hold at every moment: where total and balance are known, the collections
 sum to total - balance; PAID means a balance of 0; unknown stays unknown (None), never 0.
