@@ -15,7 +15,9 @@ gives the same answer. Two kinds of fact weigh differently:
   the balance decrease they report. The total may have been updated since it was last
   stated (updates send no notification), so the first payment a notification reports leaves
   the total, and the amount collected, unknown until the next observation; once a payment
-  is known the total cannot change, and every later decrease is exact.
+  is known the total cannot change, and every later decrease a payment notification reports
+  is exact. A send or a reminder folded after a payment may have been sent before an update
+  that raised the total (its eventDate strays by minutes), so it moves no money.
 
 Money rules that hold at every moment: where total and balance are known, the collections
 sum to total - balance; PAID means a balance of 0; unknown stays unknown (None), never 0.
@@ -64,6 +66,9 @@ OPEN_STATUSES = frozenset(
 FINAL_STATUSES = frozenset({InvoiceStatus.PAID, InvoiceStatus.CANCELED})
 # Notifications that say money arrived.
 PAYMENT_NOTIFICATION_TYPES = frozenset({E.INVOICE_PAID, E.INVOICE_PARTIALLY_PAID})
+# Notifications that can only be sent once money has arrived: the total they are about is
+# final, and the balance they state is one that payments alone have lowered since.
+AFTER_PAYMENT_NOTIFICATION_TYPES = PAYMENT_NOTIFICATION_TYPES | {E.INVOICE_PARTIAL_RESENT}
 # How far a notification's eventDate may stray from the history entry of the same payment:
 # Cybersource stamps them independently, milliseconds to minutes apart.
 NOTIFICATION_LAG_MAX = timedelta(minutes=30)
@@ -441,7 +446,17 @@ class _Running:
         balance: Decimal | None,
         reported: Decimal | None,
     ) -> None:
-        """A payment is known, so the total is final and every decrease is exact money."""
+        """A payment is known, so the total is final and every decrease between balances
+        stated after a payment is exact money.
+
+        A send or a reminder may be one sent before the first payment and dated after it
+        (eventDates stray by minutes): its balance is the total as it stood then, and an
+        update since (which notifies nobody) may have raised the total above it. So it
+        moves neither the total nor the balance nor any money: a payment it would reveal
+        (one whose notification was lost) is counted by the next payment notification's
+        decrease, or by Cybersource's answer."""
+        if event_type not in AFTER_PAYMENT_NOTIFICATION_TYPES:
+            return
         if self.total is None and stated.total_amount is not None:
             self.total = stated.total_amount
         prior = self.balance

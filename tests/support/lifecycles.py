@@ -6,10 +6,17 @@ the truth at every moment kept aside. From it come the ledger's facts: history e
 observations as Get Invoice Details would give them at chosen moments, and notifications
 whose eventDate falls before, at or after the history entry they report (milliseconds to
 minutes), some lost, some duplicated, all delivered in a shuffled order.
+
+The generator is meant to be hostile rather than convenient: an invoice may live its whole
+life within a second (as a test plays it, or a payer pays right after the invoice is sent)
+while its notifications' eventDates stray by minutes, so any order of them is possible; an
+update (no notification) may raise or lower the total after sending, after a rejected review,
+before the first payment; a payment notification may or may not name its amount.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -77,20 +84,32 @@ class Lifecycle:
         )
 
 
-def simulate(rng: random.Random, organization_id: str = "org-a", number: str = "1001") -> Lifecycle:
+def simulate(
+    rng: random.Random,
+    organization_id: str = "org-a",
+    number: str = "1001",
+    pace: float | None = None,
+) -> Lifecycle:
+    """``pace``: the longest pause between two changes, in seconds (None draws one: minutes,
+    or a life played within a second)."""
     currency = rng.choice(list(EXPONENTS))
     quantum = Decimal(1).scaleb(-EXPONENTS[currency])
     life = Lifecycle(organization_id, number, currency)
     moment = START + timedelta(seconds=rng.randrange(0, 3600))
-    total = quantum * rng.randrange(1_000, 100_000)
+    def drawn_total() -> Decimal:
+        # Log-uniform, so an update may multiply or divide the total many times over.
+        return quantum * round(math.exp(rng.uniform(math.log(1_000), math.log(100_000))))
+
+    total = drawn_total()
     due = date(2026, 3, 1) + timedelta(days=rng.randrange(0, 90))
     status, balance = "DRAFT", total
+    pace = rng.choice([900.0, 2.0, 0.05]) if pace is None else pace
 
     def record(
         event: str, new_status: str, notification: str | None = None, **entry: object
     ) -> None:
         nonlocal moment
-        moment += timedelta(seconds=rng.uniform(0.002, 900))
+        moment += timedelta(seconds=rng.uniform(0.002, pace))
         item = Entry(event, moment, **entry)  # type: ignore[arg-type]
         life.entries.append(item)
         life.truths.append(Truth(moment, new_status, total, balance, due))
@@ -108,7 +127,7 @@ def simulate(rng: random.Random, organization_id: str = "org-a", number: str = "
 
     def update() -> None:
         nonlocal total, balance, due
-        total = balance = quantum * rng.randrange(1_000, 100_000)
+        total = balance = drawn_total()
         if rng.random() < 0.5:
             due += timedelta(days=rng.randrange(1, 30))
         record("UPDATE", status)
@@ -118,7 +137,7 @@ def simulate(rng: random.Random, organization_id: str = "org-a", number: str = "
     status = "SENT"
     record("SEND", status, "invoicing.customer.invoice.send")
     # A sent invoice may still be updated before any payment: no notification says so.
-    for _ in range(rng.choice([0, 0, 1])):
+    for _ in range(rng.choice([0, 1, 1])):
         update()
     if rng.random() < 0.15:
         record("CANCEL", "CANCELED", "invoicing.customer.invoice.cancel")
@@ -127,10 +146,12 @@ def simulate(rng: random.Random, organization_id: str = "org-a", number: str = "
     for payer in range(payers):
         if balance == 0:
             break
+        units = int(balance / quantum)
         amount = (
             balance
-            if payer == payers - 1
-            else quantum * rng.randrange(1, int(balance / quantum) + 1)
+            if payer == payers - 1 and rng.random() < 0.5  # or stays partially paid
+            # Log-uniform: a payment of a few cents is as likely as one of most of the balance.
+            else quantum * max(1, min(units, round(math.exp(rng.uniform(0, math.log(units))))))
         )
         transaction = f"{number}-tx{payer}"
         if rng.random() < 0.25:
@@ -148,6 +169,8 @@ def simulate(rng: random.Random, organization_id: str = "org-a", number: str = "
                     transaction_id=transaction,
                     details_shown=rng.random() < 0.5,
                 )
+                if balance == total and rng.random() < 0.5:
+                    update()  # nothing paid yet: the total may still change, silently
                 continue
         balance -= amount
         status = "PAID" if balance == 0 else "PARTIAL"
@@ -216,9 +239,14 @@ def lag(rng: random.Random) -> timedelta:
 def notifications(
     life: Lifecycle, rng: random.Random, delivery: Delivery, lost_share: float = 0.3
 ) -> None:
+    # Whether the subscription's payment notifications name the amount paid (paymentAmount).
+    amounts_named = rng.random() < 0.5
     for index, (entry, notification_type, truth) in enumerate(life.notifications):
         if rng.random() < lost_share:
             continue
+        payment = None
+        if amounts_named and entry.event == "PAYMENT":
+            payment = PaymentReported(None, entry.amount)
         fact = NotificationReceived(
             organization_id=life.organization_id,
             invoice_number=life.number,
@@ -228,8 +256,9 @@ def notifications(
                 due_date=truth.due_date,
                 customer_name="Tanya Lee",
             ),
+            payment=payment,
             notification=NotificationIdentity(
-                f"{life.number}-n{index}", "webhook-1", notification_type
+                f"{life.organization_id}-{life.number}-n{index}", "webhook-1", notification_type
             ),
         )
         type_ = {
@@ -247,7 +276,7 @@ def notifications(
                     entry.moment + lag(rng),
                     EventSource.WEBHOOK,
                     encode(fact),
-                    f"n:{life.number}-{index}",
+                    f"n:{life.organization_id}:{life.number}-{index}",
                 )
             )
 
@@ -275,7 +304,10 @@ def observe(life: Lifecycle, moment: datetime, delivery: Delivery) -> InvoiceObs
             life.currency if reported else None,
             occurrence,
         )
-        key = f"h:{life.number}:{entry.event}:{entry.moment.isoformat()}:{transaction}:{occurrence}"
+        key = (
+            f"h:{life.organization_id}:{life.number}:{entry.event}:{entry.moment.isoformat()}:"
+            f"{transaction}:{occurrence}"
+        )
         delivery.facts.append(
             (
                 EVENT_TYPE_BY_HISTORY_EVENT[entry.event],
@@ -302,7 +334,7 @@ def observe(life: Lifecycle, moment: datetime, delivery: Delivery) -> InvoiceObs
             moment,
             EventSource.RECONCILER,
             encode(observed),
-            f"o:{life.number}:{moment.isoformat()}",
+            f"o:{life.organization_id}:{life.number}:{moment.isoformat()}",
         )
     )
     return observed
