@@ -102,7 +102,19 @@ def _database_problem(error: Exception) -> str | None:
     return None
 
 
-@click.group(cls=LedgerCommands, context_settings={"help_option_names": ["-h", "--help"]})
+EXIT_CODES_HELP = (
+    "Exit codes: 0 done; 1 the operation ran and failed as asked (a delivery that still does"
+    " not read, a reconciliation with failures); 2 usage, configuration or database problem"
+    " (an invalid option or choice, an unreachable or unmigrated database)."
+)
+
+
+@click.group(
+    cls=LedgerCommands,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=EXIT_CODES_HELP,
+)
+@click.version_option(package_name="invoice-ledger", prog_name="invoice-ledger")
 @click.option("--debug", is_flag=True, help="Show the traceback of a database problem.")
 def main(debug: bool) -> None:
     """A ledger of Cybersource invoices, fed by verified webhooks.
@@ -325,11 +337,18 @@ async def _rebuild(settings: Settings, workers: int) -> int:
     try:
         await require_schema_at_head(engine)
         store = SqlEventStore(engine)
-        with tqdm(total=await store.last_position(), unit="event", desc="rebuild") as bar:
-            return await rebuild_invoices(
+        # disable=None: a bar only on a terminal, never lines of it in a log.
+        with tqdm(
+            total=await store.last_position(), unit="event", desc="rebuild", disable=None
+        ) as bar:
+            position = await rebuild_invoices(
                 store, SqlReadModelStore(engine), on_progress=bar.update, workers=workers,
                 database_url=settings.database,
             )  # fmt: skip
+            # The bar counts events against the last position; positions a rolled-back
+            # append reserved hold no event, so the count can end short of it: it is done.
+            bar.update(max(0, (bar.total or 0) - bar.n))
+            return position
     finally:
         await engine.dispose()
 
@@ -354,7 +373,11 @@ def _cybersource_client(settings: Settings) -> CybersourceClient:
     " whose summaries disagree with the ledger or whose balance can move unseen.",
 )
 @click.option("--full", is_flag=True, help="With --sweep: fetch the details of every invoice.")
-@click.option("--status", help="With --sweep: only invoices in this status.")
+@click.option(
+    "--status",
+    type=click.Choice(SWEEP_STATUS_ORDER),
+    help="With --sweep: only invoices in this status.",
+)
 @click.option(
     "--forever",
     is_flag=True,
@@ -483,7 +506,9 @@ async def _reconcile(
                 settings.cybersource_organizations,
                 ledger=SqlLedgerView(engine),
             )
-            with tqdm(unit="invoice", desc="reconcile", total=len(invoices) or None) as bar:
+            with tqdm(
+                unit="invoice", desc="reconcile", total=len(invoices) or None, disable=None
+            ) as bar:
                 if sweep:
                     statuses = (status,) if status else SWEEP_STATUS_ORDER
                     return await reconciler.sweep(

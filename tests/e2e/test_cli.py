@@ -141,7 +141,57 @@ def test_project_once_catches_up_and_rebuild_reports_the_same_position(
     rebuilt = invoice_ledger("rebuild", environment=environment)
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert "read models rebuilt up to position 2" in rebuilt.stderr.decode()
-    assert "2/2" in rebuilt.stderr.decode()  # the progress bar reached the end
+    # stderr is not a terminal here: no progress bar is drawn into it.
+    assert "event/s" not in rebuilt.stderr.decode()
+
+    on_a_terminal = rebuild_on_a_terminal(environment)
+    assert "100%" in on_a_terminal and "2/2" in on_a_terminal, on_a_terminal
+
+
+def rebuild_on_a_terminal(environment: dict[str, str]) -> str:
+    """What `rebuild` draws on stderr when stderr is a terminal (a pseudo-terminal here)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    controller, terminal = pty.openpty()
+    # A terminal of 100 columns: at the width of 0 a new pseudo-terminal has, no bar fits.
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "service.cli", "rebuild"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=terminal,
+            env={**os.environ, **environment},
+            timeout=60,
+            check=True,
+        )
+        os.close(terminal)
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # the terminal side is closed and everything was read
+                break
+            if not chunk:
+                break
+            drawn += chunk
+        return drawn.decode(errors="replace")
+    finally:
+        os.close(controller)
+
+
+def test_version_choices_and_exit_codes_follow_the_conventions() -> None:
+    version = invoice_ledger("--version", environment={})
+    assert version.returncode == 0
+    assert version.stdout.decode().startswith("invoice-ledger, version ")
+    bogus = invoice_ledger("reconcile", "--sweep", "--status", "bogus", environment={})
+    assert bogus.returncode == 2
+    assert "'bogus' is not one of" in bogus.stderr.decode()
+    helped = invoice_ledger("--help", environment={}).stdout.decode()
+    assert "Exit codes: 0 done; 1" in " ".join(helped.split())
 
 
 def cybersource_environment(sandbox_url: str) -> dict[str, str]:
