@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import os
 import signal
@@ -19,6 +18,7 @@ import uvicorn
 from prometheus_client import start_http_server
 from tqdm import tqdm
 
+from service.api.documents import event_document
 from service.cli_deliveries import deliveries
 from service.domain.events import EVENT_TYPE_BY_NOTIFICATION_TYPE, RecordedEvent
 from service.http_server import (
@@ -728,15 +728,21 @@ def sandbox(
 )
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10_000))
 def events(stream_id: str | None, after: int, limit: int) -> None:
-    """Print recorded events as JSON lines, in position order (the audit trail)."""
+    """Print recorded events as JSON lines, in position order (the audit trail).
+
+    Each line is the API's event document (camelCase, as ``/v1/invoices/{n}/events``) with the
+    stream, version and idempotency key the store keeps beside it.
+    """
     settings = _settings()
     for event in asyncio.run(_read_events(settings, stream_id, after, limit)):
-        record = dataclasses.asdict(event)
-        click.echo(json.dumps(record, default=_json_value, ensure_ascii=False))
-
-
-def _json_value(value: object) -> str:
-    return value.isoformat() if isinstance(value, datetime) else str(value)
+        record = {
+            "streamId": event.stream_id,
+            "version": event.version,
+            "schemaVersion": event.schema_version,
+            "idempotencyKey": event.idempotency_key,
+            **event_document(event).model_dump(mode="json"),
+        }
+        click.echo(json.dumps(record, ensure_ascii=False))
 
 
 async def _read_events(

@@ -107,12 +107,14 @@ def test_events_lists_what_the_receiver_recorded(base_url: str, database_url: st
     )
     [line] = result.stdout.decode().splitlines()
     event = json.loads(line)
-    assert (event["stream_id"], event["type"], event["source"]) == (
+    assert (event["streamId"], event["type"], event["source"]) == (
         "INV-CLI",
         "InvoiceSent",
         "webhook",
     )
-    assert event["occurred_at"] == "2023-05-26T00:49:40.309000+00:00"
+    # The same names and values as the API's event document.
+    [served] = httpx.get(f"{base_url}/v1/invoices/INV-CLI/events").json()["items"]
+    assert {name: event[name] for name in served} == served
 
 
 def test_project_once_catches_up_and_rebuild_reports_the_same_position(
