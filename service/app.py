@@ -49,7 +49,8 @@ from service.settings import Settings
 from service.store.database import create_engine, is_postgresql
 from service.store.delivery_log import SqlDeliveryLog
 from service.store.errors import StoreUnavailable, is_unavailability
-from service.store.event_store import SqlEventStore
+from service.store.event_store import EventStore, event_store_for
+from service.store.group_commit import GroupCommitter
 from service.store.migrations import current_revision, head_revision
 from service.store.notifications import appended_events_signal
 from service.store.read_models import SqlReadModelStore
@@ -71,7 +72,7 @@ POLL_SECONDS_SQLITE = 0.2
 @dataclass
 class Resources:
     engine: AsyncEngine
-    store: SqlEventStore
+    store: EventStore
     read_models: SqlReadModelStore
     queries: InvoiceQueries
     metrics: LedgerMetrics
@@ -87,7 +88,12 @@ def projector_owner() -> str:
 def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) -> Starlette:
     metrics = LedgerMetrics()
     engine = create_engine(settings.database, pool_size=settings.database_pool_size)
-    store = SqlEventStore(engine)
+    store = event_store_for(engine)
+    committer = GroupCommitter(
+        store,
+        group_size_max=settings.append_group_size_max,
+        group_wait_seconds=settings.append_group_wait_seconds,
+    )
     read_models = SqlReadModelStore(engine)
     resources = Resources(
         engine, store, read_models, InvoiceQueries(engine), metrics, head_revision()
@@ -104,6 +110,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
         verifier,
         store,
         metrics,
+        appender=committer,
         max_body_bytes=settings.max_body_bytes,
         body_timeout_seconds=settings.http_body_timeout_seconds,
         items_per_delivery_max=settings.webhook_items_max,
@@ -153,6 +160,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
             # Normally stopped already by the server; this covers any other host of the app.
             await workers.stop(settings.shutdown_grace_seconds * WORKERS_SHARE_OF_GRACE)
             log.info("service.stopping")
+            # Requests have drained: append what is still queued, fail the rest with 503.
+            await committer.close(settings.shutdown_grace_seconds * WORKERS_SHARE_OF_GRACE)
             await engine.dispose()
 
     async def healthz(request: Request) -> Response:
@@ -212,7 +221,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
 
 
 def _delivery_api(
-    settings: Settings, engine: AsyncEngine, store: SqlEventStore, authorizer: ApiAuthorizer
+    settings: Settings, engine: AsyncEngine, store: EventStore, authorizer: ApiAuthorizer
 ) -> DeliveryApi:
     delivery_log = SqlDeliveryLog(engine)
     items_max = settings.webhook_items_max
@@ -332,7 +341,7 @@ async def reconciler_worker(
         yield ReconcilerWorker(
             Reconciler(
                 client,
-                SqlEventStore(engine),
+                event_store_for(engine),
                 settings.cybersource_organizations,
                 ledger=SqlLedgerView(engine),
                 on_failure=count_failure,

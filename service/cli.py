@@ -38,7 +38,7 @@ from service.reconciler.reconciler import SWEEP_STATUS_ORDER, Reconciler, SweepS
 from service.settings import ConfigurationError, Settings, load_settings
 from service.store.database import create_engine
 from service.store.errors import is_unavailability
-from service.store.event_store import SqlEventStore
+from service.store.event_store import event_store_for
 from service.store.migrations import SchemaNotAtHead, require_schema_at_head, upgrade_to_head
 from service.store.notifications import appended_events_signal
 from service.store.read_models import SqlReadModelStore
@@ -282,7 +282,7 @@ async def _project(settings: Settings, once: bool, metrics: LedgerMetrics) -> in
         await require_schema_at_head(engine)
         read_models = SqlReadModelStore(engine)
         projector = InvoiceProjector(
-            SqlEventStore(engine), read_models, owner=projector_owner(), on_batch=on_batch
+            event_store_for(engine), read_models, owner=projector_owner(), on_batch=on_batch
         )
         if once:
             if not await projector.take_lease():
@@ -336,7 +336,7 @@ async def _rebuild(settings: Settings, workers: int) -> int:
     engine = create_engine(settings.database, pool_size=2)
     try:
         await require_schema_at_head(engine)
-        store = SqlEventStore(engine)
+        store = event_store_for(engine)
         # disable=None: a bar only on a terminal, never lines of it in a log.
         with tqdm(
             total=await store.last_position(), unit="event", desc="rebuild", disable=None
@@ -502,7 +502,7 @@ async def _reconcile(
         async with _cybersource_client(settings) as client:
             reconciler = Reconciler(
                 client,
-                SqlEventStore(engine),
+                event_store_for(engine),
                 settings.cybersource_organizations,
                 ledger=SqlLedgerView(engine),
             )
@@ -751,7 +751,7 @@ async def _read_events(
     engine = create_engine(settings.database, pool_size=1)
     try:
         await require_schema_at_head(engine)
-        store = SqlEventStore(engine)
+        store = event_store_for(engine)
         if stream_id is not None:
             return [e for e in await store.read_stream(stream_id) if e.position > after][:limit]
         return await store.read_after(after, limit)

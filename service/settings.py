@@ -99,6 +99,10 @@ class Settings(BaseSettings):
 
     database_url: str = Field(DEFAULT_DATABASE_URL, repr=False)
     database_pool_size: int = Field(20, ge=1, le=200)
+    # Group commit (service/store/group_commit.py): deliveries appended in one transaction,
+    # at most this many, gathered for at most this long after the first.
+    append_group_size_max: int = Field(64, ge=1, le=1000)
+    append_group_wait_seconds: float = Field(0.002, ge=0, le=0.1)
     webhook_keys: Annotated[WebhookKeyring, NoDecode] = WebhookKeyring()
     webhook_tolerance_seconds: int = Field(3600, ge=1, le=7 * 24 * 3600)
     webhook_signed_content: SignedContent = SignedContent.AUTO

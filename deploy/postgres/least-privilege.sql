@@ -25,6 +25,7 @@ GRANT SELECT, INSERT ON events, inbox, delivery_replays TO invoice_ledger_servic
 GRANT SELECT ON alembic_version TO invoice_ledger_service;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO invoice_ledger_service;
 GRANT EXECUTE ON FUNCTION ledger_append(jsonb, jsonb) TO invoice_ledger_service;
+GRANT EXECUTE ON FUNCTION ledger_append_group(jsonb) TO invoice_ledger_service;
 -- Retention deletes expired inbox rows through this function only (no DELETE on inbox).
 GRANT EXECUTE ON FUNCTION ledger_prune_inbox(text, timestamptz, integer) TO invoice_ledger_service;
 -- Read models are derived and rebuildable: the projector and `rebuild` rewrite them.

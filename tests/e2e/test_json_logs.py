@@ -30,6 +30,8 @@ def test_every_line_from_migrate_to_shutdown_is_json(tmp_path: Path) -> None:
         "LEDGER_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
         "LEDGER_WEBHOOK_KEYS": WEBHOOK_KEYS_SETTING,
         "LEDGER_PROJECTOR_ENABLED": "true",
+        # Accepted deliveries are logged at DEBUG (the deliveries metric counts them at INFO).
+        "LEDGER_LOG_LEVEL": "DEBUG",
     }
     migrated = subprocess.run(
         [sys.executable, "-m", "service.cli", "migrate"],

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -14,7 +15,9 @@ from sqlalchemy.engine import Connection
 
 from service.projections.projector import InvoiceProjector
 from service.store.database import create_engine, resolve_database_url
-from service.store.event_store import SqlEventStore
+from service.domain.events import NewEvent
+from service.store.event_store import Delivery, SqlEventStore
+from service.store.postgres_event_store import PostgresEventStore, delivery_document
 from service.store.migrations import (
     alembic_config,
     current_revision,
@@ -55,6 +58,20 @@ async def test_migrating_again_keeps_the_recorded_events(
     assert await current_revision(event_store._engine) == head_revision()
 
 
+async def append_as_at_0002(event_store: SqlEventStore, event: NewEvent) -> None:
+    """Append as the service did at revision 0002: on PostgreSQL through ``ledger_append``
+    (``ledger_append_group`` came with 0010); SQLite appends in Python, as it did then."""
+    if not isinstance(event_store, PostgresEventStore):
+        await event_store.append([event])
+        return
+    document = delivery_document(Delivery([event]), datetime.now(UTC))
+    async with event_store._engine.begin() as connection:
+        await connection.execute(
+            text("SELECT ledger_append(CAST(:events AS jsonb), NULL)"),
+            {"events": json.dumps(document["events"])},
+        )
+
+
 async def test_migrating_from_0002_loses_no_event_and_the_projector_rebuilds_the_read_models(
     database_url: str, event_store: SqlEventStore
 ) -> None:
@@ -75,7 +92,7 @@ async def test_migrating_from_0002_loses_no_event_and_the_projector_rebuilds_the
         )
     ]
     for event in appended:
-        await event_store.append([event])
+        await append_as_at_0002(event_store, event)
     before = await event_store.read_after(0, limit=100)
     async with engine.begin() as connection:  # what the 0002 projector had written
         now = datetime.now(UTC)
