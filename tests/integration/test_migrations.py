@@ -13,17 +13,17 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import select, text
 from sqlalchemy.engine import Connection
 
+from service.domain.events import NewEvent
 from service.projections.projector import InvoiceProjector
 from service.store.database import create_engine, resolve_database_url
-from service.domain.events import NewEvent
 from service.store.event_store import Delivery, SqlEventStore
-from service.store.postgres_event_store import PostgresEventStore, delivery_document
 from service.store.migrations import (
     alembic_config,
     current_revision,
     head_revision,
     upgrade_to_head_async,
 )
+from service.store.postgres_event_store import PostgresEventStore, delivery_document
 from service.store.read_models import SqlReadModelStore
 from service.store.schema import invoices, metadata
 from tests.support.events import invoice_event
