@@ -93,6 +93,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
         store,
         group_size_max=settings.append_group_size_max,
         group_wait_seconds=settings.append_group_wait_seconds,
+        on_group=metrics.append_group_deliveries.observe,
     )
     read_models = SqlReadModelStore(engine)
     resources = Resources(

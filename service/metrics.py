@@ -98,6 +98,12 @@ class LedgerMetrics:
             buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
             registry=self.registry,
         )
+        self.append_group_deliveries = Histogram(
+            "ledger_append_group_deliveries",
+            "Deliveries appended together in one transaction (group commit).",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=self.registry,
+        )
         self.projector_position = Gauge(
             "ledger_projector_position",
             "Event position the invoice read models reflect (this process's projector).",

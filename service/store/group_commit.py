@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -71,6 +71,7 @@ class GroupCommitter:
         group_size_max: int = GROUP_SIZE_MAX,
         group_wait_seconds: float = GROUP_WAIT_SECONDS,
         queue_size_max: int = QUEUE_SIZE_MAX,
+        on_group: Callable[[int], None] | None = None,
     ) -> None:
         if group_size_max < 1 or queue_size_max < 1 or group_wait_seconds < 0:
             raise ValueError("a group holds at least one delivery and waits no negative time")
@@ -80,6 +81,7 @@ class GroupCommitter:
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue(queue_size_max)
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
+        self._on_group = on_group
 
     def start(self) -> None:
         if self._writer is None:
@@ -144,6 +146,8 @@ class GroupCommitter:
             group.append(self._queue.get_nowait())
 
     async def _append(self, group: list[_Pending]) -> None:
+        if self._on_group is not None:
+            self._on_group(len(group))
         try:
             await self._answer(group)
         finally:

@@ -67,9 +67,7 @@ class PostgresEventStore(EventStore):
     async def _append_group_once(
         self, deliveries: Sequence[Delivery], recorded_at: datetime
     ) -> list[list[AppendResult]]:
-        argument = json.dumps(
-            [delivery_document(delivery, recorded_at) for delivery in deliveries]
-        )
+        argument = json.dumps([delivery_document(delivery, recorded_at) for delivery in deliveries])
         async with self._engine.connect() as connection:
             # Straight to the driver: for this one call SQLAlchemy's execution layer costs
             # more CPU than everything else the receiver does (see bench/README.md). The pool,
@@ -128,9 +126,7 @@ class PostgresEventStore(EventStore):
         if not 0 < limit <= READ_BATCH_SIZE_MAX:
             raise ValueError(f"limit must be within 1..{READ_BATCH_SIZE_MAX}")
         async with unavailability_as_store_error(), self._engine.connect() as connection:
-            return await _read_in_stream_order_from_driver(
-                connection, after, limit, up_to_position
-            )
+            return await _read_in_stream_order_from_driver(connection, after, limit, up_to_position)
 
 
 def delivery_document(delivery: Delivery, recorded_at: datetime) -> dict[str, Any]:

@@ -8,13 +8,14 @@ leave a hole that fills only when the slow one commits.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from sqlalchemy import select, text
 
 from service.store.database import create_engine, resolve_database_url
 from service.store.event_store import SqlEventStore
+from service.store.group_commit import GroupCommitter
 from service.store.schema import events
 from tests.support.events import invoice_event
 
@@ -88,16 +89,54 @@ async def test_a_position_follower_never_skips_an_event_that_commits_late(
     assert seen == every  # each event seen once, none skipped, in position order
 
 
-async def test_without_the_horizon_a_naive_follower_would_skip(
+async def append_concurrently_in_groups(store: SqlEventStore) -> None:
+    """As two receivers would: each gathers its deliveries into groups, one commits late."""
+    slow_receiver, fast_receiver = GroupCommitter(store), GroupCommitter(store)
+    try:
+        slow = [
+            asyncio.create_task(
+                slow_receiver.append([invoice_event(f"slow-{index}", f"slow-{index}")])
+            )
+            for index in range(4)
+        ]
+        await asyncio.sleep(0.2)  # the slow group holds its positions and waits to commit
+        fast = [
+            fast_receiver.append([invoice_event(f"fast-{index}", f"fast-{index}")])
+            for index in range(20)
+        ]
+        await asyncio.gather(*fast, *slow)
+    finally:
+        await slow_receiver.close()
+        await fast_receiver.close()
+
+
+async def test_a_position_follower_never_skips_a_group_that_commits_late(
     store_with_slow_commits: SqlEventStore,
 ) -> None:
-    """Proves the setup really produces late commits that a plain query would pass over."""
+    store = store_with_slow_commits
+    stop = asyncio.Event()
+    follower = asyncio.create_task(follow(store, stop))
+    await append_concurrently_in_groups(store)
+    stop.set()
+    seen = await follower
+    every = [event.position for event in await store.read_after(0, limit=1000)]
+    assert len(every) == 24
+    assert seen == every  # each event seen once, none skipped, in position order
+
+
+@pytest.mark.parametrize("appending", [append_concurrently, append_concurrently_in_groups])
+async def test_without_the_horizon_a_naive_follower_would_skip(
+    store_with_slow_commits: SqlEventStore,
+    appending: Callable[[SqlEventStore], Awaitable[None]],
+) -> None:
+    """Proves the setup really produces late commits that a plain query would pass over,
+    with single appends and with groups alike."""
     store = store_with_slow_commits
     engine = store._engine
     checkpoint = 0
     seen: list[int] = []
-    appending = asyncio.create_task(append_concurrently(store))
-    while not appending.done():
+    appended = asyncio.create_task(appending(store))
+    while not appended.done():
         async with engine.connect() as connection:
             rows = (
                 (
@@ -114,6 +153,6 @@ async def test_without_the_horizon_a_naive_follower_would_skip(
             seen.extend(rows)
             checkpoint = rows[-1]
         await asyncio.sleep(0.005)
-    await appending
+    await appended
     every = [event.position for event in await store.read_after(0, limit=1000)]
     assert set(every) - set(seen), "the naive follower saw everything: no late commit happened"
