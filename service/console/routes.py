@@ -278,10 +278,7 @@ class Console:
         )
         collections = report_items(
             await self._queries.collections(
-                collections_from,
-                collections_to,
-                interval,
-                organization,  # type: ignore[arg-type]
+                collections_from, collections_to, interval, organization  # type: ignore[arg-type]
             ),
             {"amount": "amount"},
         )
@@ -360,7 +357,9 @@ class Console:
             request,
             "deliveries.html",
             title="Deliveries",
-            deliveries=[_document(summary(row, replays[row.delivery_id])) for row in rows],
+            deliveries=[
+                _document(summary(row, replays[row.delivery_id])) for row in rows
+            ],
             outcomes=list(InboxOutcome),
             filters={name: query.get(name, "") for name in _DELIVERY_FILTERS},
             older=older,

@@ -88,7 +88,8 @@ def _encode_state(state: InvoiceState) -> dict[str, Any]:
         "customerName": state.customer_name,
         "customerEmail": state.customer_email,
         "payments": [
-            [p.transaction_id, _amount(p.amount), p.received_at.isoformat()] for p in state.payments
+            [p.transaction_id, _amount(p.amount), p.received_at.isoformat()]
+            for p in state.payments
         ],
         "collections": [[c.collected_at.isoformat(), _amount(c.amount)] for c in state.collections],
         "lastEventAt": state.last_event_at.isoformat() if state.last_event_at else None,

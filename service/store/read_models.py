@@ -92,7 +92,9 @@ def host_now() -> datetime:
 
 
 class SqlReadModelStore:
-    def __init__(self, engine: AsyncEngine, *, clock: Callable[[], datetime] = host_now) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, clock: Callable[[], datetime] = host_now
+    ) -> None:
         """``clock`` (the host's) dates checkpoint updates; leases use the database's clock."""
         self._engine = engine
         self._clock = clock

@@ -97,22 +97,10 @@ def test_send_partial_payment_and_paid_in_any_order_give_the_same_answers(
     collections = get(api, "/v1/reports/collections", **{"from": "2026-03-01", "to": "2026-04-30"},
                       interval="month", minPosition=3)  # fmt: skip
     assert collections["items"] == [
-        {
-            "period": "2026-03",
-            "currency": "USD",
-            "amount": "40.00",
-            "incomplete": False,
-            "firstDay": "2026-03-01",
-            "lastDay": "2026-03-31",
-        },
-        {
-            "period": "2026-04",
-            "currency": "USD",
-            "amount": "60.00",
-            "incomplete": False,
-            "firstDay": "2026-04-01",
-            "lastDay": "2026-04-30",
-        },
+        {"period": "2026-03", "currency": "USD", "amount": "40.00", "incomplete": False,
+         "firstDay": "2026-03-01", "lastDay": "2026-03-31"},
+        {"period": "2026-04", "currency": "USD", "amount": "60.00", "incomplete": False,
+         "firstDay": "2026-04-01", "lastDay": "2026-04-30"},
     ]
     before = [get(api, path) for path in ("/v1/invoices", "/v1/reports/status")]
     asyncio.run(_rebuild(database_url))
@@ -351,14 +339,8 @@ def test_every_list_and_report_filters_by_organization(api: httpx.Client) -> Non
     collections = get(api, "/v1/reports/collections", **{"from": "2026-03-01", "to": "2026-03-31"},
                       interval="month", **org_b)["items"]  # fmt: skip
     assert collections == [
-        {
-            "period": "2026-03",
-            "currency": "EUR",
-            "amount": "40.00",
-            "incomplete": False,
-            "firstDay": "2026-03-01",
-            "lastDay": "2026-03-31",
-        }
+        {"period": "2026-03", "currency": "EUR", "amount": "40.00", "incomplete": False,
+         "firstDay": "2026-03-01", "lastDay": "2026-03-31"}
     ]
     assert get(api, "/v1/reports/status", organizationId="org-a")["items"] == [
         {"status": "PARTIAL", "currency": "USD", "invoices": 1, "totalAmount": "100.00",
@@ -465,14 +447,10 @@ CALENDAR_EDGES = [
     ("/v1/reports/aging", {"asOf": "9999-12-30", "timeZone": "Pacific/Kiritimati"}),
     ("/v1/invoices", {"agingBucket": "over90", "asOf": "0001-01-01", "timeZone": "Asia/Tokyo"}),
     ("/v1/invoices", {"agingBucket": "current", "asOf": "9999-12-31", "timeZone": "Etc/GMT+12"}),
-    (
-        "/v1/reports/collections",
-        {"from": "0001-01-01", "to": "0001-01-31", "interval": "week", "timeZone": "Asia/Tokyo"},
-    ),
-    (
-        "/v1/reports/collections",
-        {"from": "9999-12-01", "to": "9999-12-31", "interval": "month", "timeZone": "America/Adak"},
-    ),
+    ("/v1/reports/collections", {"from": "0001-01-01", "to": "0001-01-31", "interval": "week",
+                                 "timeZone": "Asia/Tokyo"}),
+    ("/v1/reports/collections", {"from": "9999-12-01", "to": "9999-12-31", "interval": "month",
+                                 "timeZone": "America/Adak"}),
 ]
 
 
