@@ -144,8 +144,14 @@ class WebhookReceiver:
 
         self._metrics.signed_content_matches.labels(verified.signed_content.value).inc()
         self._recommend_pinning(verified.signed_content)
+        # One copy of the entry for everything the signature established (a dataclass copy
+        # is among the request's costlier steps).
         entry = replace(
-            entry, key_id=verified.key_id, signed_content=verified.signed_content, body=body
+            entry,
+            key_id=verified.key_id,
+            signed_content=verified.signed_content,
+            body=body,
+            signed_at=datetime.fromtimestamp(verified.timestamp_ms / 1000, UTC),
         )
         try:
             return await self._record(entry, headers, verified)
@@ -160,8 +166,8 @@ class WebhookReceiver:
     async def _record(
         self, entry: InboxEntry, headers: DeliveryHeaders, verified: VerifiedSignature
     ) -> Response:
-        signed_at = datetime.fromtimestamp(verified.timestamp_ms / 1000, UTC)
-        entry = replace(entry, signed_at=signed_at)
+        signed_at = entry.signed_at
+        assert signed_at is not None, "a verified delivery carries its signature's time"
         scope = SignatureScope(
             envelope_signed=verified.signed_content is SignedContent.RAW,
             signed_at=signed_at,
