@@ -61,8 +61,8 @@ class _Pending:
 
 
 class GroupCommitter:
-    """Appends deliveries together; see the module's docstring. Start it with ``start`` (or
-    the first ``append``), stop it with ``close``."""
+    """Appends deliveries together; see the module's docstring. A writer task runs while
+    deliveries wait; ``close`` stops accepting them."""
 
     def __init__(
         self,
@@ -83,20 +83,12 @@ class GroupCommitter:
         self._closing = False
         self._on_group = on_group
 
-    def start(self) -> None:
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._write_groups(), name="group-commit")
-
     async def append(
         self, new_events: Sequence[NewEvent], inbox_entry: InboxEntry | None = None
     ) -> list[AppendResult]:
         """Append as ``EventStore.append`` does, answered after the commit of its group."""
         if self._closing:
             raise StoreUnavailable("the store is shutting down")
-        self.start()
-        assert self._writer is not None
-        if self._writer.done():
-            raise StoreUnavailable("the group commit writer has stopped")
         pending = _Pending(
             Delivery(new_events, inbox_entry), asyncio.get_running_loop().create_future()
         )
@@ -104,13 +96,15 @@ class GroupCommitter:
             self._queue.put_nowait(pending)
         except asyncio.QueueFull:
             raise StoreBusy(f"{self._queue.maxsize} deliveries already wait to be stored") from None
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_groups(), name="group-commit")
         return await pending.answer
 
     async def close(self, grace_seconds: float = CLOSE_GRACE_SECONDS) -> None:
         """Refuse new appends, append what is queued within the grace, fail what is left."""
         self._closing = True
         writer = self._writer
-        if writer is None:
+        if writer is None or writer.done():
             return
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(grace_seconds):
@@ -123,12 +117,14 @@ class GroupCommitter:
             _fail(self._queue.get_nowait(), StoreUnavailable("the store shut down"))
 
     async def _write_groups(self) -> None:
-        while True:
+        # The writer lives while there is something to write: no task outlives the last
+        # request, whether or not whoever built the committer ever closes it.
+        while not self._queue.empty():
             group = await self._next_group()
             await self._append(group)
 
     async def _next_group(self) -> list[_Pending]:
-        group = [await self._queue.get()]
+        group = [self._queue.get_nowait()]
         self._take_queued(group)
         if len(group) >= self._group_size_max or self._group_wait_seconds == 0:
             return group
