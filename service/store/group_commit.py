@@ -120,14 +120,21 @@ class GroupCommitter:
         # The writer lives while there is something to write: no task outlives the last
         # request, whether or not whoever built the committer ever closes it.
         while not self._queue.empty():
-            group = await self._next_group()
+            group: list[_Pending] = []
+            try:
+                await self._gather(group)
+            except asyncio.CancelledError:  # closed while gathering: nothing was written
+                for pending in group:
+                    _fail(pending, StoreUnavailable("the store shut down"))
+                    self._queue.task_done()
+                raise
             await self._append(group)
 
-    async def _next_group(self) -> list[_Pending]:
-        group = [self._queue.get_nowait()]
+    async def _gather(self, group: list[_Pending]) -> None:
+        group.append(self._queue.get_nowait())
         self._take_queued(group)
         if len(group) >= self._group_size_max or self._group_wait_seconds == 0:
-            return group
+            return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._group_wait_seconds
         with contextlib.suppress(TimeoutError):
@@ -135,7 +142,6 @@ class GroupCommitter:
                 while len(group) < self._group_size_max:
                     group.append(await self._queue.get())
                     self._take_queued(group)
-        return group
 
     def _take_queued(self, group: list[_Pending]) -> None:
         while len(group) < self._group_size_max and not self._queue.empty():

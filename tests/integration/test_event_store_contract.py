@@ -270,3 +270,15 @@ async def test_a_group_commits_in_one_transaction_with_one_notification(
         await listener.close()
         await committer.close()
         await engine.dispose()
+
+
+async def test_a_committer_closed_past_its_grace_fails_what_it_had_not_written(
+    event_store: EventStore,
+) -> None:
+    committer = GroupCommitter(event_store, group_wait_seconds=GATHERING_SECONDS)
+    gathering = asyncio.create_task(committer.append([invoice_event("INV-1", "a")]))
+    await asyncio.sleep(0.05)  # the writer holds it and gathers for more
+    await committer.close(grace_seconds=0)
+    with pytest.raises(StoreUnavailable):
+        await gathering
+    assert await event_store.read_after(0, limit=100) == []
