@@ -8,12 +8,18 @@
    snapshot and, in the same run, with the snapshots dropped (the stream read whole);
 3. ``GET /v1/invoices/{n}`` and each report, sequentially over HTTP, against ``GET /healthz``;
 4. projection lag (append to read-model position) while notifications arrive at 500/s.
+
+``python -m bench.read_models --projector-only [--projector-invoices 20000]`` measures only the
+incremental projector's own cost: catching up a backlog of new invoices (each stream new to
+it), then a backlog of one more fact on each of them (each folded onto its snapshot), in
+events/s and this process's CPU microseconds per event.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import platform
@@ -23,7 +29,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -109,6 +115,66 @@ async def long_stream_cost(
         return result
     finally:
         await engine.dispose()
+
+
+async def projector_cost(
+    database_url: str, first: int, invoices: int
+) -> dict[str, dict[str, float]]:
+    """The incremental projector catching up two backlogs, timed by the clock and by this
+    process's CPU (PostgreSQL's CPU is not in it): ``invoices`` new invoices numbered from
+    ``first``, then one more fact on each of them."""
+    await generate(database_url, first, invoices)
+    engine = create_engine(resolve_database_url(database_url), pool_size=2)
+    try:
+        projector = InvoiceProjector(
+            SqlEventStore(engine), SqlReadModelStore(engine), owner="bench-projector"
+        )
+        result = {"new_streams": await _timed_catch_up(projector)}
+        print(f"projector, new streams: {result['new_streams']}", flush=True)
+        await copy_events(database_url, await _one_more_fact_each(database_url, first))
+        result["known_streams"] = await _timed_catch_up(projector)
+        print(f"projector, one more fact on known streams: {result['known_streams']}", flush=True)
+        await projector.release_lease()
+        return result
+    finally:
+        await engine.dispose()
+
+
+async def _timed_catch_up(projector: InvoiceProjector) -> dict[str, float]:
+    started, cpu_started = time.perf_counter(), time.process_time()
+    events = await projector.catch_up()
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+    return {
+        "events": events,
+        "seconds": seconds,
+        "events_per_second": events / seconds,
+        "cpu_us_per_event": cpu_seconds * 1e6 / events,
+    }
+
+
+async def _one_more_fact_each(database_url: str, first: int) -> list[tuple[Any, ...]]:
+    """A reminder on each stream from ``first`` on, interleaved across streams as live traffic
+    arrives."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        streams = await connection.fetch(
+            "SELECT stream_id, max(version) AS version, max(occurred_at) AS occurred_at"
+            " FROM events WHERE stream_id >= $1 AND stream_id LIKE 'BENCH-%'"
+            " GROUP BY stream_id",
+            f"BENCH-{first:08d}",
+        )
+    finally:
+        await connection.close()
+    records = []
+    for row in random.Random(7).sample(list(streams), len(streams)):
+        invoice, version = row["stream_id"], row["version"] + 1
+        occurred_at = row["occurred_at"] + timedelta(days=1)
+        document = json.dumps({"invoiceNumber": invoice})
+        records.append((
+            invoice, version, "InvoiceReminderSent", 1, occurred_at, occurred_at, "webhook",
+            f"bench:{invoice}:{version}", hashlib.sha256(document.encode()).hexdigest(), document,
+        ))  # fmt: skip
+    return records
 
 
 class CountingEventStore(SqlEventStore):
@@ -203,11 +269,20 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="rebuild")
     parser.add_argument("--long-streams", type=int, default=50)
     parser.add_argument("--long-stream-events", type=int, default=2000)
+    parser.add_argument("--projector-only", action="store_true")
+    parser.add_argument("--projector-invoices", type=int, default=20_000)
     arguments = parser.parse_args()
     report: dict[str, Any] = {
         "date": datetime.now(UTC).date().isoformat(),
         "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores",
     }
+    if arguments.projector_only:
+        with migrated_database("ledger_bench_projector") as (database_url, _):
+            report["projector"] = asyncio.run(
+                projector_cost(database_url, 0, arguments.projector_invoices)
+            )
+        print(json.dumps(report, indent=2))
+        return
     with migrated_database("ledger_bench_read") as (database_url, environment):
         quarter = arguments.invoices // 4
         asyncio.run(generate(database_url, 0, quarter))
@@ -217,6 +292,9 @@ def main() -> None:
         report["rebuild_full_one_process"] = rebuild(database_url, 1)
         report["long_streams"] = asyncio.run(
             long_stream_cost(database_url, arguments.long_streams, arguments.long_stream_events)
+        )
+        report["projector"] = asyncio.run(
+            projector_cost(database_url, arguments.invoices, arguments.projector_invoices)
         )
 
         port = free_port()

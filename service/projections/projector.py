@@ -65,11 +65,24 @@ class InvoiceProjector:
         self._lease_seconds = lease_seconds
         self._on_batch = on_batch
         self._lease_renewed_at = 0.0
+        # Where this projector's own last batch left the checkpoint, while it has held the
+        # lease since: saves reading it back before every batch. A stale value writes
+        # nothing (``apply`` moves the checkpoint only from the position it holds).
+        self._checkpoint: int | None = None
         self.health = ProjectorHealth()
 
     async def project_batch(self) -> int:
         """Project the next batch; returns how many events it covered (0: caught up)."""
-        from_position = await self._read_models.checkpoint()
+        try:
+            return await self._project_next_batch()
+        except BaseException:
+            self._checkpoint = None  # whatever happened, read it back next time
+            raise
+
+    async def _project_next_batch(self) -> int:
+        from_position = self._checkpoint
+        if from_position is None:
+            from_position = await self._read_models.checkpoint()
         batch = await self._events.read_after(from_position, self._batch_size)
         if not batch:
             self.health.position = from_position
@@ -86,6 +99,7 @@ class InvoiceProjector:
                 for stream, fold in folds.items()
             },
         )
+        self._checkpoint = to_position
         self.health.position = to_position
         if self._on_batch:
             self._on_batch(len(batch), to_position)
@@ -121,6 +135,8 @@ class InvoiceProjector:
 
     async def take_lease(self) -> bool:
         leader = await self._read_models.acquire_lease(self._owner, self._lease_seconds)
+        if not (leader and self.health.leader):
+            self._checkpoint = None  # another writer may have moved it meanwhile
         if leader:
             self._lease_renewed_at = time.monotonic()
         if leader != self.health.leader:
@@ -137,6 +153,7 @@ class InvoiceProjector:
             except LeaseLost:
                 log.info("projector.lease_lost", owner=self._owner)
                 self.health.leader = False
+                self._checkpoint = None
                 break
             if count == 0:
                 break

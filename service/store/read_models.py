@@ -308,9 +308,7 @@ async def replace_invoices(
     ).all()
     keys = [(row.organization_id, row.invoice_number) for row in replaced]
     for table in (tables.versions, tables.collections):
-        identity = tuple_(table.c.organization_id, table.c.invoice_number)
-        for chunk in _chunks(keys, KEYS_PER_STATEMENT_MAX):
-            await connection.execute(delete(table).where(identity.in_(chunk)))
+        await delete_keyed(connection, table, ("organization_id", "invoice_number"), keys)
     await insert_invoices(connection, tables, projected)
     if tables is LIVE_TABLES:
         deltas = _totals_deltas(replaced, [_invoice_row(item) for item in projected])
@@ -326,33 +324,25 @@ async def advance_invoices(
     if not projected:
         return
     keys = [(item.state.organization_id, item.state.invoice_number) for item in projected]
-    identity = tuple_(invoices.c.organization_id, invoices.c.invoice_number)
-    replaced = (
-        await connection.execute(
-            delete(invoices).where(identity.in_(keys)).returning(*_totals_columns(invoices))
-        )
-    ).all()
+    replaced = await delete_keyed(
+        connection, invoices, ("organization_id", "invoice_number"), keys,
+        returning=_totals_columns(invoices),
+    )  # fmt: skip
     versions_from = [(*key, item.history_from) for key, item in zip(keys, projected, strict=True)]
-    version_identity = tuple_(
-        invoice_versions.c.organization_id,
-        invoice_versions.c.invoice_number,
-        invoice_versions.c.valid_from,
-    )
     # Folding onto a snapshot only adds later states, so the one row at or after
     # history_from is the row of the snapshot's last state.
-    await connection.execute(delete(invoice_versions).where(version_identity.in_(versions_from)))
+    await delete_keyed(
+        connection, invoice_versions, ("organization_id", "invoice_number", "valid_from"),
+        versions_from,
+    )  # fmt: skip
     stale = [
         (*key, sequence)
         for key, item in zip(keys, projected, strict=True)
         for sequence in range(item.collections_kept + 1, item.collections_before + 1)
     ]
-    if stale:
-        collection_identity = tuple_(
-            invoice_collections.c.organization_id,
-            invoice_collections.c.invoice_number,
-            invoice_collections.c.sequence,
-        )
-        await connection.execute(delete(invoice_collections).where(collection_identity.in_(stale)))
+    await delete_keyed(
+        connection, invoice_collections, ("organization_id", "invoice_number", "sequence"), stale
+    )
     rows = [_invoice_row(item) for item in projected]
     await connection.execute(insert(invoices), rows)
     versions = [row for item in projected for row in _version_rows(item)]
@@ -390,6 +380,62 @@ async def write_fold_snapshots(
         ),
         rows,
     )
+
+
+# The PostgreSQL array type of each key column deleted by, for ``unnest``.
+_ARRAY_TYPES = {"organization_id": "text[]", "invoice_number": "text[]",
+                "valid_from": "timestamptz[]", "sequence": "integer[]"}  # fmt: skip
+
+
+async def delete_keyed(
+    connection: AsyncConnection,
+    table: Table,
+    key_columns: Sequence[str],
+    keys: Sequence[tuple[Any, ...]],
+    *,
+    returning: Sequence[Any] = (),
+) -> list[Any]:
+    """Delete the rows whose primary-key prefix ``key_columns`` is one of ``keys``.
+
+    On PostgreSQL the keys go as one array per column, joined with ``unnest``: an index
+    lookup per key in one statement. A row-value ``IN`` list of a thousand keys is planned as a
+    filter over a scan of the whole table, whose cost grows with the read model.
+    """
+    if not keys:
+        return []
+    if connection.dialect.name != "postgresql":
+        identity = tuple_(*(table.c[name] for name in key_columns))
+        found: list[Any] = []
+        for chunk in _chunks(keys, KEYS_PER_STATEMENT_MAX):
+            statement = delete(table).where(identity.in_(chunk))
+            if returning:
+                found += (await connection.execute(statement.returning(*returning))).all()
+            else:
+                await connection.execute(statement)
+        return found
+    quote = connection.dialect.identifier_preparer.quote
+    arrays = ", ".join(
+        f"CAST(:{name} AS {_ARRAY_TYPES[name]})" for name in key_columns
+    )
+    matched = " AND ".join(
+        f"{quote(table.name)}.{quote(name)} = keyed.{quote(name)}" for name in key_columns
+    )
+    columns = ", ".join(quote(name) for name in key_columns)
+    keyed_delete = text(
+        f"DELETE FROM {quote(table.name)} USING unnest({arrays}) AS keyed({columns})"
+        f" WHERE {matched}"
+        + (
+            " RETURNING " + ", ".join(f"{quote(table.name)}.{quote(c.name)}" for c in returning)
+            if returning
+            else ""
+        )
+    )
+    parameters = {name: [key[index] for key in keys] for index, name in enumerate(key_columns)}
+    if not returning:
+        await connection.execute(keyed_delete, parameters)
+        return []
+    result = await connection.execute(keyed_delete.columns(*returning), parameters)
+    return list(result.all())
 
 
 def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
@@ -495,14 +541,19 @@ async def _add_to_totals(
             select(invoice_totals).where(identity.in_(list(changed)))
         )
     }
+    rows = []
     for key, delta in sorted(changed.items()):
         after = current.get(key, StatusTotals()) + delta
         if after.invoices < 0 or after.total < 0 or after.balance < 0:
             raise AssertionError(f"the invoice totals of {key} would fall below zero: {after}")
-        if key in current:
-            await connection.execute(delete(invoice_totals).where(identity == key))
         if after.invoices:
-            await connection.execute(insert(invoice_totals).values(_totals_row(key, after)))
+            rows.append(_totals_row(key, after))
+    # One statement per table for the batch: the changed rows go, their new figures come.
+    stale = sorted(key for key in changed if key in current)
+    if stale:
+        await connection.execute(delete(invoice_totals).where(identity.in_(stale)))
+    if rows:
+        await connection.execute(insert(invoice_totals), rows)
 
 
 def _status_totals(row: Any) -> StatusTotals:
