@@ -50,6 +50,11 @@ log = structlog.get_logger("service.cli")
 
 # How far back through "raised from" an error's first cause is looked for.
 CAUSE_CHAIN_LENGTH_MAX = 10
+# Errors a reconcile summary lists; the rest are counted (each was logged when it happened).
+ERRORS_SHOWN_MAX = 20
+JSON_HELP = (
+    "Print what was done as one JSON document on stdout (camelCase), instead of the summary line."
+)
 
 
 def _settings() -> Settings:
@@ -199,7 +204,8 @@ def serve(host: str, port: int) -> None:
     " and events are never pruned.",
 )
 @click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
-def prune(older_than_days: int, kinds: tuple[str, ...], dry_run: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def prune(older_than_days: int, kinds: tuple[str, ...], dry_run: bool, as_json: bool) -> None:
     """Delete inbox rows past their retention, oldest first, in bounded batches.
 
     The serving process applies LEDGER_RETENTION_REFUSED_DAYS and
@@ -208,7 +214,20 @@ def prune(older_than_days: int, kinds: tuple[str, ...], dry_run: bool) -> None:
     settings = _settings()
     cutoff = datetime.now(UTC) - timedelta(days=older_than_days)
     chosen = [PrunableKind(kind) for kind in dict.fromkeys(kinds)]
-    for kind, rows, complete in asyncio.run(_prune(settings, chosen, cutoff, dry_run)):
+    results = asyncio.run(_prune(settings, chosen, cutoff, dry_run))
+    if as_json:
+        _print_json(
+            {
+                "dryRun": dry_run,
+                "receivedBefore": cutoff.isoformat(),
+                "outcomes": [
+                    {"outcome": kind.value, "rows": rows, "complete": complete}
+                    for kind, rows, complete in results
+                ],
+            }
+        )
+        return
+    for kind, rows, complete in results:
         verb = "would delete" if dry_run else "deleted"
         more = "" if complete else " (more remain: run again)"
         click.echo(f"{kind.value}: {verb} {rows} rows received before {cutoff.isoformat()}{more}")
@@ -242,7 +261,8 @@ async def _prune(
 @click.option(
     "--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port."
 )
-def project(once: bool, metrics_port: int | None, metrics_host: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def project(once: bool, metrics_port: int | None, metrics_host: str, as_json: bool) -> None:
     """Run the invoice projector on its own (serve runs one too, unless disabled).
 
     One projector writes at a time across all replicas; others stand by.
@@ -257,7 +277,15 @@ def project(once: bool, metrics_port: int | None, metrics_host: str) -> None:
     finally:
         if exporter is not None:
             exporter.shutdown()
-    click.echo(f"projection at position {position}", err=True)
+    if as_json:
+        _print_json({"position": position})
+    else:
+        click.echo(f"projection at position {position}", err=True)
+
+
+def _print_json(document: dict[str, Any]) -> None:
+    """One document on stdout, alone: logs and progress bars go to stderr."""
+    click.echo(json.dumps(document, indent=2, ensure_ascii=False))
 
 
 def _export_metrics(metrics: LedgerMetrics, host: str, port: int) -> WSGIServer:
@@ -321,7 +349,8 @@ async def _project(settings: Settings, once: bool, metrics: LedgerMetrics) -> in
     show_default="the number of CPUs",
     help="Processes folding streams at once (PostgreSQL; SQLite rebuilds in one).",
 )
-def rebuild(workers: int) -> None:
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def rebuild(workers: int, as_json: bool) -> None:
     """Replay every event into fresh read models, then swap them in at once.
 
     Dashboards keep reading the old read models until the swap; a running projector
@@ -329,7 +358,10 @@ def rebuild(workers: int) -> None:
     """
     settings = _settings()
     position = asyncio.run(_rebuild(settings, workers))
-    click.echo(f"read models rebuilt up to position {position}", err=True)
+    if as_json:
+        _print_json({"position": position})
+    else:
+        click.echo(f"read models rebuilt up to position {position}", err=True)
 
 
 async def _rebuild(settings: Settings, workers: int) -> int:
@@ -403,6 +435,7 @@ def _cybersource_client(settings: Settings) -> CybersourceClient:
     " these. Default: every configured one (LEDGER_CYBERSOURCE_ORGANIZATION_IDS, else the"
     " merchant).",
 )
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP + " Not with --forever.")
 def reconcile(
     invoices: tuple[str, ...],
     sweep: bool,
@@ -412,6 +445,7 @@ def reconcile(
     metrics_port: int | None,
     metrics_host: str,
     organizations: tuple[str, ...],
+    as_json: bool,
 ) -> None:
     """Ask Cybersource about invoices and append what the ledger lacks (idempotent).
 
@@ -423,6 +457,8 @@ def reconcile(
         _fail("--full goes with --sweep")
     if metrics_port and not forever:
         _fail("--metrics-port goes with --forever")
+    if as_json and forever:
+        _fail("--json goes with --invoice or --sweep: --forever runs until stopped")
     if forever:
         if status or organizations:
             _fail("--forever reconciles every configured organization: drop --status and"
@@ -438,6 +474,15 @@ def reconcile(
     settings = _settings()
     chosen = _organizations_to_reconcile(settings, organizations, for_invoices=bool(invoices))
     summary = asyncio.run(_reconcile(settings, invoices, (sweep, full), status, chosen))
+    if as_json:
+        _print_json(_summary_document(summary))
+    else:
+        _print_summary(summary)
+    if summary.failed:
+        sys.exit(1)
+
+
+def _print_summary(summary: SweepSummary) -> None:
     click.echo(
         f"checked {summary.checked}, changed {summary.changed}, failed {summary.failed};"
         f" fetched {summary.fetched}" + _fetch_reasons(summary),
@@ -450,10 +495,32 @@ def reconcile(
                 f" failed {counts.failed}",
                 err=True,
             )
-    for error in summary.errors[:20]:
+    for error in summary.errors[:ERRORS_SHOWN_MAX]:
         click.echo(f"  {error}", err=True)
-    if summary.failed:
-        sys.exit(1)
+
+
+def _summary_document(summary: SweepSummary) -> dict[str, Any]:
+    """The summary line's facts, in the API's camelCase; fetch reasons keep their names."""
+    return {
+        "checked": summary.checked,
+        "changed": summary.changed,
+        "failed": summary.failed,
+        "fetched": summary.fetched,
+        "fetchReasons": {
+            reason.value: count for reason, count in sorted(summary.fetch_reasons.items())
+        },
+        "organizations": {
+            organization: {
+                "checked": counts.checked,
+                "fetched": counts.fetched,
+                "changed": counts.changed,
+                "failed": counts.failed,
+            }
+            for organization, counts in summary.by_organization.items()
+        },
+        "errors": summary.errors[:ERRORS_SHOWN_MAX],
+        "errorsNotShown": max(0, len(summary.errors) - ERRORS_SHOWN_MAX),
+    }
 
 
 def _organizations_to_reconcile(

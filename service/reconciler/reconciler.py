@@ -10,7 +10,6 @@ import asyncio
 from collections import Counter
 from collections.abc import (
     AsyncGenerator,
-    AsyncIterator,
     Callable,
     Collection,
     Coroutine,
@@ -69,6 +68,7 @@ class ReconcilerFailure(StrEnum):
 
 FailureObserver = Callable[[ReconcilerFailure], None]
 Result = TypeVar("Result")
+Page = TypeVar("Page")
 
 
 class LedgerView(Protocol):
@@ -291,28 +291,23 @@ class Reconciler:
                 on_invoice(outcome)
 
         try:
-            for status in statuses:
-                for organization in swept:
-                    listing = self._client.iterate_invoice_pages(
-                        status, organization_id=organization, pages_in_flight=LIST_PAGES_IN_FLIGHT
-                    )
-                    try:
-                        async with aclosing(_read_ahead(listing)) as pages:
-                            async for page in pages:
-                                numbers = await self._to_fetch(page, organization, summary)
-                                for number in numbers:
-                                    if len(running) >= SWEEP_CONCURRENCY:
-                                        done, _ = await asyncio.wait(
-                                            running, return_when=asyncio.FIRST_COMPLETED
-                                        )
-                                        running -= done
-                                    task = asyncio.create_task(
-                                        self.reconcile_invoice(number, organization)
-                                    )
-                                    task.add_done_callback(account)
-                                    running.add(task)
-                    except CybersourceError as error:
-                        summary.count_listing_failure(organization, status, str(error))
+            # One read-ahead across every listing: the next status's first pages are asked
+            # for while the last ones of this status are still being worked on.
+            listings = _read_ahead(self._listed_pages(statuses, swept))
+            async with aclosing(listings) as pages:
+                async for status, organization, page in pages:
+                    if isinstance(page, CybersourceError):
+                        summary.count_listing_failure(organization, status, str(page))
+                        continue
+                    for number in await self._to_fetch(page, organization, summary):
+                        if len(running) >= SWEEP_CONCURRENCY:
+                            done, _ = await asyncio.wait(
+                                running, return_when=asyncio.FIRST_COMPLETED
+                            )
+                            running -= done
+                        task = asyncio.create_task(self.reconcile_invoice(number, organization))
+                        task.add_done_callback(account)
+                        running.add(task)
             if running:
                 await asyncio.wait(running)
         finally:
@@ -321,6 +316,24 @@ class Reconciler:
             if running:
                 await asyncio.wait(running)
         return summary
+
+    async def _listed_pages(
+        self, statuses: Sequence[str], organizations: Sequence[str]
+    ) -> AsyncGenerator[tuple[str, str, list[Any] | CybersourceError], None]:
+        """Every page of every listing, status by status and organization by organization,
+        each with its status and organization; a listing that failed ends with its error, in
+        place of its remaining pages, and the next listing follows."""
+        for status in statuses:
+            for organization in organizations:
+                listing = self._client.iterate_invoice_pages(
+                    status, organization_id=organization, pages_in_flight=LIST_PAGES_IN_FLIGHT
+                )
+                try:
+                    async with aclosing(listing) as pages:
+                        async for page in pages:
+                            yield status, organization, page
+                except CybersourceError as error:
+                    yield status, organization, error
 
     async def _to_fetch(
         self, page: list[Any], organization: str, summary: SweepSummary
@@ -372,9 +385,9 @@ async def _finished_even_if_cancelled(work: Coroutine[Any, Any, Result]) -> Resu
         raise
 
 
-async def _read_ahead(pages: AsyncIterator[list[Any]]) -> AsyncGenerator[list[Any], None]:
+async def _read_ahead(pages: AsyncGenerator[Page, None]) -> AsyncGenerator[Page, None]:
     """The same pages, the next ones fetched while the caller works on the current one."""
-    queue: asyncio.Queue[list[Any] | BaseException | None] = asyncio.Queue(PAGES_READ_AHEAD)
+    queue: asyncio.Queue[Page | BaseException | None] = asyncio.Queue(PAGES_READ_AHEAD)
 
     async def fetch() -> None:
         try:
@@ -384,6 +397,8 @@ async def _read_ahead(pages: AsyncIterator[list[Any]]) -> AsyncGenerator[list[An
             await queue.put(error)
         else:
             await queue.put(None)
+        finally:
+            await pages.aclose()  # stopped early too: the pages still in flight are dropped
 
     fetching = asyncio.create_task(fetch())
     try:

@@ -47,6 +47,7 @@ from service.sandbox.invoices import (
     SandboxInvoice,
 )
 from service.sandbox.organizations import OrganizationInvoices, Organizations
+from service.sandbox.written_summaries import WrittenSummaries
 
 DATE_SKEW_SECONDS_MAX = 15 * 60
 LIST_LIMIT_MAX = 1000
@@ -95,6 +96,7 @@ class CybersourceSandbox:
         self._clock = clock
         self._options = options
         self._faults: deque[int] = deque()
+        self._summaries = WrittenSummaries()
         self.webhook_keys: dict[str, str] = {}
         self.subscriptions: list[dict[str, Any]] = []
 
@@ -149,8 +151,12 @@ class CybersourceSandbox:
                 f"unknown status {status[:20]!r}", (FieldProblem("status", "INVALID_DATA"),)
             )
         matching = call.invoices.listed(InvoiceStatus(status) if status else None)
+        organization_id = call.invoices.organization_id
         document = invoice_list(
-            matching[offset : offset + limit],
+            [
+                self._summaries.of(organization_id, invoice)
+                for invoice in matching[offset : offset + limit]
+            ],
             offset=offset,
             limit=limit,
             status=status,

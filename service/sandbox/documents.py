@@ -99,7 +99,7 @@ def invoice_summary(invoice: SandboxInvoice) -> dict[str, Any]:
 
 
 def invoice_list(
-    page: Sequence[SandboxInvoice],
+    summaries: Sequence[Any],
     *,
     offset: int,
     limit: int,
@@ -107,6 +107,8 @@ def invoice_list(
     total: int,
     now: datetime,
 ) -> dict[str, Any]:
+    """One page of Get List of Invoices, its items given as ``invoice_summary`` documents
+    (or those already written as JSON)."""
     filter_query = f"&status={status}" if status else ""
     self_href = f"/v2/invoices/?offset={offset}&limit={limit}{filter_query}"
     links: dict[str, Any] = {"self": {"href": self_href, "method": "GET"}}
@@ -119,7 +121,7 @@ def invoice_list(
         "_links": links,
         "submitTimeUtc": submit_time(now),
         "totalInvoices": total,
-        "invoices": [invoice_summary(invoice) for invoice in page],
+        "invoices": list(summaries),
     }
 
 

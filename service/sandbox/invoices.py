@@ -6,6 +6,7 @@ caller can date the webhook against it."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -108,6 +109,8 @@ class SandboxInvoice:
     balance_amount: Decimal = Decimal(0)
     history: list[HistoryEntry] = field(default_factory=list)
     payment_under_review: Payment | None = None
+    # Told after every change: every change to the invoice is recorded in its history.
+    on_change: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def draft(cls, invoice_number: str, content: InvoiceContent, now: datetime) -> SandboxInvoice:
@@ -215,6 +218,8 @@ class SandboxInvoice:
             now = self.history[-1].date + HISTORY_DATE_STEP
         entry = HistoryEntry(event, now, payment)
         self.history.append(entry)
+        if self.on_change is not None:
+            self.on_change()
         return entry
 
     @staticmethod

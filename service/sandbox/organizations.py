@@ -16,6 +16,10 @@ class OrganizationInvoices:
         self.organization_id = organization_id
         self._invoices: dict[str, SandboxInvoice] = {}
         self._next_generated_number = 1
+        # Listings by status, kept until an invoice is added or changes (its status may have):
+        # a sweep pages through one listing without filtering every invoice for each page.
+        self._revision = 0
+        self._listings: dict[InvoiceStatus | None, tuple[int, list[SandboxInvoice]]] = {}
 
     def __len__(self) -> int:
         return len(self._invoices)
@@ -30,7 +34,9 @@ class OrganizationInvoices:
         elif invoice_number in self._invoices:
             raise DuplicateRecord(f"invoice {invoice_number} already exists")
         invoice = SandboxInvoice.draft(invoice_number, content, now)
+        invoice.on_change = self._changed
         self._invoices[invoice_number] = invoice
+        self._changed()
         return invoice
 
     def get(self, invoice_number: str) -> SandboxInvoice:
@@ -40,12 +46,20 @@ class OrganizationInvoices:
         return invoice
 
     def listed(self, status: InvoiceStatus | None = None) -> list[SandboxInvoice]:
-        """Newest first, as Cybersource's examples list them."""
-        return [
+        """Newest first, as Cybersource's examples list them (do not modify the list)."""
+        known = self._listings.get(status)
+        if known is not None and known[0] == self._revision:
+            return known[1]
+        listing = [
             invoice
             for invoice in reversed(self._invoices.values())
             if status is None or invoice.status is status
         ]
+        self._listings[status] = (self._revision, listing)
+        return listing
+
+    def _changed(self) -> None:
+        self._revision += 1
 
     def _unused_number(self) -> str:
         # Merchants may have taken some numbers; skipping them ends within len(invoices) steps.

@@ -138,3 +138,17 @@ def test_generated_numbers_skip_the_ones_merchants_chose() -> None:
     assert numbers == ["1", "3", "4"]
     with pytest.raises(DuplicateRecord):
         book.draft("3", CONTENT, NOW)
+
+
+def test_a_listing_by_status_follows_every_new_invoice_and_every_change() -> None:
+    book = OrganizationInvoices("org")
+    first = book.draft("1", CONTENT, NOW)
+    first.send(NOW)
+    assert [invoice.invoice_number for invoice in book.listed(InvoiceStatus.SENT)] == ["1"]
+    second = book.draft("2", CONTENT, NOW)
+    second.send(NOW)
+    assert [invoice.invoice_number for invoice in book.listed(InvoiceStatus.SENT)] == ["2", "1"]
+    first.pay(Payment(Decimal("100.00"), "tx-1"), NOW)
+    assert [invoice.invoice_number for invoice in book.listed(InvoiceStatus.SENT)] == ["2"]
+    assert [invoice.invoice_number for invoice in book.listed(InvoiceStatus.PAID)] == ["1"]
+    assert [invoice.invoice_number for invoice in book.listed()] == ["2", "1"]
