@@ -1,4 +1,6 @@
-"""The baseline: a bare Starlette endpoint that does one INSERT per request, nothing else."""
+"""The baseline: a bare Starlette endpoint that does one INSERT per request, nothing else;
+and ``POST /bare``, which reads the body and answers without touching the database (the HTTP
+stack's own limit)."""
 
 from __future__ import annotations
 
@@ -36,12 +38,17 @@ def create_baseline_app(dsn: str, pool_size: int) -> Starlette:
         )
         return JSONResponse({"status": "accepted"})
 
+    async def bare(request: Request) -> Response:
+        await request.body()
+        return JSONResponse({"status": "accepted"})
+
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     return Starlette(
         routes=[
             Route("/webhooks/cybersource", receive, methods=["POST"]),
+            Route("/bare", bare, methods=["POST"]),
             Route("/healthz", health),
         ],
         lifespan=lifespan,
