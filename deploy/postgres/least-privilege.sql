@@ -32,5 +32,5 @@ GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON
     invoices, invoice_versions, invoice_collections, invoice_totals,
     rebuild_invoices, rebuild_invoice_versions, rebuild_invoice_collections,
     invoice_fold_snapshots, projection_checkpoints,
-    report_open_balance_changes, report_daily_collections
+    report_open_balance_changes, report_open_balance_totals, report_daily_collections
     TO invoice_ledger_service;

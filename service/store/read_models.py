@@ -42,8 +42,6 @@ from service.store.schema import (
     rebuild_invoice_collections,
     rebuild_invoice_versions,
     rebuild_invoices,
-    report_daily_collections,
-    report_open_balance_changes,
 )
 
 INVOICES_PROJECTION = "invoices"
@@ -262,7 +260,7 @@ class SqlReadModelStore:
             # stream whole the next time it is touched, and keeps a snapshot from then on.
             await _empty(connection, [invoice_fold_snapshots])
             await _recount_totals(connection)
-            await _empty(connection, [report_open_balance_changes, report_daily_collections])
+            await _empty(connection, report_aggregates.TABLES)
             await report_aggregates.recount(connection)
 
 

@@ -45,12 +45,14 @@ from service.store.schema import (
     invoices,
     report_daily_collections,
     report_open_balance_changes,
+    report_open_balance_totals,
 )
 
 OPEN = frozenset(status.value for status in OPEN_STATUSES)
 NO_DUE_DATE = 0  # as a due day: date ordinals start at 1
 KEYS_PER_STATEMENT = 500
 ZERO = Decimal(0)
+TABLES = [report_open_balance_changes, report_open_balance_totals, report_daily_collections]
 
 
 def day_number(day: date) -> int:
@@ -101,6 +103,16 @@ class _Change:
             EXACT.add(self.amount_closed, other.amount_closed),
         )
 
+    def minus(self, other: _Change) -> _Change:
+        return _Change(
+            self.opened - other.opened,
+            self.closed - other.closed,
+            self.opened_unknown - other.opened_unknown,
+            self.closed_unknown - other.closed_unknown,
+            EXACT.subtract(self.amount_opened, other.amount_opened),
+            EXACT.subtract(self.amount_closed, other.amount_closed),
+        )
+
     @property
     def empty(self) -> bool:
         return not (self.opened or self.closed or self.amount_opened or self.amount_closed)
@@ -136,11 +148,19 @@ class _Changes:
             closed_on = (*base, utc_day_number(row["valid_to"]))
             self.balances.setdefault(closed_on, _Change()).add(sign, True, amount)
 
+    def totals(self) -> dict[tuple[str, str, int], _Change]:
+        totals: dict[tuple[str, str, int], _Change] = {}
+        for (organization, currency, due_day, _day), change in self.balances.items():
+            key = (organization, currency, due_day)
+            totals[key] = totals.get(key, _Change()).merged(change)
+        return totals
+
     def rows(self) -> list[tuple[Any, list[dict[str, Any]]]]:
-        """The rows of both tables, when they held nothing before."""
+        """The rows of every table, when they held nothing before."""
         found = []
         for table, key_names, changes in (
             (report_open_balance_changes, _BALANCE_KEYS, self.balances),
+            (report_open_balance_totals, _TOTAL_KEYS, self.totals()),
             (report_daily_collections, _COLLECTION_KEYS, self.collections),
         ):
             rows = [
@@ -243,10 +263,12 @@ async def _keys_numbered(
 
 async def _apply(connection: AsyncConnection, changes: _Changes) -> None:
     await _add(connection, report_open_balance_changes, _BALANCE_KEYS, changes.balances)
+    await _add(connection, report_open_balance_totals, _TOTAL_KEYS, changes.totals())
     await _add(connection, report_daily_collections, _COLLECTION_KEYS, changes.collections)
 
 
 _BALANCE_KEYS = ("organization_id", "currency", "due_day", "day")
+_TOTAL_KEYS = ("organization_id", "currency", "due_day")
 _COLLECTION_KEYS = ("organization_id", "currency", "day")
 
 
@@ -370,6 +392,16 @@ _RECOUNT_IN_SQL = (
     ) AS changes
     GROUP BY organization_id, currency, due_day, day
     """,
+    """
+    INSERT INTO report_open_balance_totals
+        (organization_id, currency, due_day, opened, closed, opened_without_balance,
+         closed_without_balance, balance_opened, balance_closed)
+    SELECT organization_id, currency, due_day, sum(opened), sum(closed),
+           sum(opened_without_balance), sum(closed_without_balance), sum(balance_opened),
+           sum(balance_closed)
+    FROM report_open_balance_changes
+    GROUP BY organization_id, currency, due_day
+    """,
     f"""
     INSERT INTO report_daily_collections
         (organization_id, currency, day, collections, without_amount, amount)
@@ -400,10 +432,52 @@ async def open_balances(
     it: the state in force just before ``moment``), their known balance and how many lack one.
     """
     first_of_day = datetime.combine(moment.astimezone(UTC).date(), time(), UTC)
+    day = utc_day_number(moment)
     columns = report_open_balance_changes.c
-    where: list[ColumnElement[bool]] = [columns.day < utc_day_number(moment)]
+    first, last = (
+        await connection.execute(select(func.min(columns.day), func.max(columns.day)))
+    ).one()
+    if first is not None and day > (first + last) // 2:
+        # Nearer the last day of change: every day's total less the days from ``day`` on.
+        changes = await _summed(connection, report_open_balance_totals, [], organization_id)
+        later = await _summed(
+            connection, report_open_balance_changes, [columns.day >= day], organization_id
+        )
+        for key, change in later.items():
+            changes[key] = changes.get(key, _Change()).minus(change)
+    else:
+        changes = await _summed(
+            connection, report_open_balance_changes, [columns.day < day], organization_id
+        )
+    # The moment's own UTC day, exactly, from the state rows that began or ended on it.
+    versions = invoice_versions.c
+    organization = [] if organization_id is None else [versions.organization_id == organization_id]
+    for column, closing in ((versions.valid_from, False), (versions.valid_to, True)):
+        edge = column <= moment if inclusive else column < moment
+        partial = select(versions.currency, versions.due_date, versions.balance_amount).where(
+            versions.status.in_(sorted(OPEN)), column >= first_of_day, edge, *organization
+        )
+        for edge_row in await connection.execute(partial):
+            key = (edge_row.currency or "", due_day_number(edge_row.due_date))
+            changes.setdefault(key, _Change()).add(+1, closing, edge_row.balance_amount)
+    found: dict[tuple[str | None, date | None], PartialSum] = {}
+    for (currency, due_day), change in changes.items():
+        in_force = change.in_force
+        if in_force.rows:
+            found[(currency or None, due_date_of(due_day))] = in_force
+    return found
+
+
+async def _summed(
+    connection: AsyncConnection,
+    table: Any,
+    where: Sequence[ColumnElement[bool]],
+    organization_id: str | None,
+) -> dict[tuple[str, int], _Change]:
+    """Per (currency, due day): the rows of ``table`` meeting ``where``, added up."""
+    columns = table.c
     if organization_id is not None:
-        where.append(columns.organization_id == organization_id)
+        where = [*where, columns.organization_id == organization_id]
     changes: dict[tuple[str, int], _Change] = {}
     if connection.dialect.name == "postgresql":
         query = (
@@ -424,30 +498,13 @@ async def open_balances(
             changes[(row[0], row[1])] = _Change(
                 int(row[2]), int(row[3]), int(row[4]), int(row[5]), row[6], row[7]
             )
-    else:
-        query = select(report_open_balance_changes).where(*where)
-        async with connection.stream(query) as result:
-            async for row in result:
-                key = (row.currency, row.due_day)
-                stored = _stored_change(report_open_balance_changes, row._mapping)
-                changes[key] = changes.get(key, _Change()).merged(stored)
-    # The moment's own UTC day, exactly, from the state rows that began or ended on it.
-    versions = invoice_versions.c
-    organization = [] if organization_id is None else [versions.organization_id == organization_id]
-    for column, closing in ((versions.valid_from, False), (versions.valid_to, True)):
-        edge = column <= moment if inclusive else column < moment
-        partial = select(versions.currency, versions.due_date, versions.balance_amount).where(
-            versions.status.in_(sorted(OPEN)), column >= first_of_day, edge, *organization
-        )
-        for edge_row in await connection.execute(partial):
-            key = (edge_row.currency or "", due_day_number(edge_row.due_date))
-            changes.setdefault(key, _Change()).add(+1, closing, edge_row.balance_amount)
-    found: dict[tuple[str | None, date | None], PartialSum] = {}
-    for (currency, due_day), change in changes.items():
-        in_force = change.in_force
-        if in_force.rows:
-            found[(currency or None, due_date_of(due_day))] = in_force
-    return found
+        return changes
+    async with connection.stream(select(table).where(*where)) as result:
+        async for row in result:
+            key = (row.currency, row.due_day)
+            stored = _stored_change(table, row._mapping)
+            changes[key] = changes.get(key, _Change()).merged(stored)
+    return changes
 
 
 async def daily_collections(

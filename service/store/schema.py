@@ -377,6 +377,21 @@ report_open_balance_changes = Table(
     Column("balance_closed", ExactAmount, nullable=False),
     Index("ix_report_open_balance_changes_day", "day"),
 )
+# The same summed over every day, per organization, currency and due day: a report as of a
+# recent date takes from it the days after that date instead of adding up all before.
+report_open_balance_totals = Table(
+    "report_open_balance_totals",
+    metadata,
+    Column("organization_id", String(200), primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("due_day", Integer, primary_key=True),
+    Column("opened", BigInteger, nullable=False),
+    Column("closed", BigInteger, nullable=False),
+    Column("opened_without_balance", BigInteger, nullable=False),
+    Column("closed_without_balance", BigInteger, nullable=False),
+    Column("balance_opened", ExactAmount, nullable=False),
+    Column("balance_closed", ExactAmount, nullable=False),
+)
 # Per organization, currency and UTC day: collections, those of unknown amount, their sum.
 report_daily_collections = Table(
     "report_daily_collections",

@@ -20,10 +20,10 @@ from service.domain.events import NewEvent
 from service.projections.projector import InvoiceProjector
 from service.projections.queries import InvoiceQueries
 from service.projections.rebuild import rebuild_invoices
+from service.store import report_aggregates
 from service.store.database import create_engine, resolve_database_url
 from service.store.event_store import SqlEventStore
 from service.store.read_models import SqlReadModelStore
-from service.store.schema import report_daily_collections, report_open_balance_changes
 from tests.support.events import BASE_TIME, invoice_event
 from tests.support.histories import TYPES
 
@@ -92,7 +92,7 @@ async def aggregate_rows(engine: AsyncEngine) -> dict[str, list[dict[str, Any]]]
                 row._asdict()
                 for row in await connection.execute(select(table).order_by(*table.primary_key))
             ]
-            for table in (report_open_balance_changes, report_daily_collections)
+            for table in report_aggregates.TABLES
         }
 
 

@@ -41,6 +41,18 @@ def upgrade() -> None:
     )
     op.create_index("ix_report_open_balance_changes_day", "report_open_balance_changes", ["day"])
     op.create_table(
+        "report_open_balance_totals",
+        sa.Column("organization_id", sa.String(200), primary_key=True),
+        sa.Column("currency", sa.String(3), primary_key=True),
+        sa.Column("due_day", sa.Integer(), primary_key=True),
+        sa.Column("opened", sa.BigInteger(), nullable=False),
+        sa.Column("closed", sa.BigInteger(), nullable=False),
+        sa.Column("opened_without_balance", sa.BigInteger(), nullable=False),
+        sa.Column("closed_without_balance", sa.BigInteger(), nullable=False),
+        sa.Column("balance_opened", exact_amount, nullable=False),
+        sa.Column("balance_closed", exact_amount, nullable=False),
+    )
+    op.create_table(
         "report_daily_collections",
         sa.Column("organization_id", sa.String(200), primary_key=True),
         sa.Column("currency", sa.String(3), primary_key=True),
@@ -64,4 +76,5 @@ def _fill(connection: sa.engine.Connection) -> None:
 def downgrade() -> None:
     op.drop_index("ix_invoice_versions_valid_to", "invoice_versions")
     op.drop_table("report_daily_collections")
+    op.drop_table("report_open_balance_totals")
     op.drop_table("report_open_balance_changes")
