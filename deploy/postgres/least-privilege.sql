@@ -32,5 +32,6 @@ GRANT EXECUTE ON FUNCTION ledger_prune_inbox(text, timestamptz, integer) TO invo
 GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON
     invoices, invoice_versions, invoice_collections, invoice_totals,
     rebuild_invoices, rebuild_invoice_versions, rebuild_invoice_collections,
-    invoice_fold_snapshots, projection_checkpoints
+    invoice_fold_snapshots, projection_checkpoints,
+    report_open_balance_changes, report_open_balance_totals, report_daily_collections
     TO invoice_ledger_service;

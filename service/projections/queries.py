@@ -7,7 +7,7 @@ None. Sums are exact Decimals on both engines (see ``service.store.exact_sums``)
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any, Literal
@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.domain.identity import InvoiceKey
 from service.domain.invoice import OPEN_STATUSES
+from service.store import report_aggregates
 from service.store.database import is_postgresql
 from service.store.errors import unavailability_as_store_error
 from service.store.exact_sums import GroupSums, PartialSum, Summed, grouped_sums
@@ -141,42 +142,64 @@ class InvoiceQueries:
                 by_currency[currency] = by_currency.get(currency, PartialSum()) + balance
             sums = [(currency, balance.rows, balance) for currency, balance in by_currency.items()]
         else:
-            groups = await self._grouped_sums(
-                invoice_versions,
-                [invoice_versions.c.currency],
-                {"balance": Summed(invoice_versions.c.balance_amount)},
-                [
-                    invoice_versions.c.status.in_(OPEN),
-                    _valid_at(as_of),
-                    *_in_organization(invoice_versions, organization_id),
-                ],
-            )
-            sums = [(group.key[0], group.rows, group.sums["balance"]) for group in groups]
-        items = [
-            {
-                "currency": currency,
-                "invoices": count,
-                "balance": balance.amount,
-                "incomplete": balance.incomplete,
-            }
-            for currency, count, balance in sums
-        ]
-        return sorted(items, key=_report_order)
+            async with unavailability_as_store_error(), self._engine.connect() as connection:
+                balances = await report_aggregates.open_balances(
+                    connection, as_of, inclusive=True, organization_id=organization_id
+                )
+            by_currency = {}
+            for (currency, _due), balance in balances.items():
+                by_currency[currency] = by_currency.get(currency, PartialSum()) + balance
+            sums = [(currency, balance.rows, balance) for currency, balance in by_currency.items()]
+        return _outstanding_items(sums)
+
+    async def outstanding_from_history(
+        self, as_of: datetime, organization_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """``outstanding`` as of ``as_of`` read from the state history itself: what the report
+        aggregates must agree with (tests hold them to it)."""
+        groups = await self._grouped_sums(
+            invoice_versions,
+            [invoice_versions.c.currency],
+            {"balance": Summed(invoice_versions.c.balance_amount)},
+            [
+                invoice_versions.c.status.in_(OPEN),
+                _valid_at(as_of),
+                *_in_organization(invoice_versions, organization_id),
+            ],
+        )
+        return _outstanding_items(
+            [(group.key[0], group.rows, group.sums["balance"]) for group in groups]
+        )
 
     async def aging(
         self, as_of: date, organization_id: str | None = None, zone: tzinfo = UTC
     ) -> list[dict[str, Any]]:
-        """Open balances by days past due at the end of ``as_of`` (in ``zone``)."""
-        groups = await self._aging_groups(as_of, organization_id, zone, by_customer=False)
-        items = [
-            {
-                "currency": group.key[0],
-                **{name: group.sums[name].amount for name in AGING_BUCKETS},
-                "incomplete": group.incomplete,
-            }
-            for group in groups
+        """Open balances by days past due at the end of ``as_of`` (in ``zone``), from the
+        report aggregates: the end of a day in any zone is an instant they answer exactly."""
+        end_of_day = _start_of_day_after(as_of, zone) or datetime.max.replace(tzinfo=UTC)
+        async with unavailability_as_store_error(), self._engine.connect() as connection:
+            balances = await report_aggregates.open_balances(
+                connection, end_of_day, inclusive=False, organization_id=organization_id
+            )
+        rules = _aging_rules(as_of)
+        by_currency: dict[str | None, dict[str, PartialSum]] = {}
+        for (currency, due), balance in balances.items():
+            buckets = by_currency.setdefault(currency, dict.fromkeys(AGING_BUCKETS, PartialSum()))
+            bucket = next(name for name, rule in rules.items() if rule(due))
+            buckets[bucket] = buckets[bucket] + balance
+        groups = [
+            GroupSums((currency,), sum(partial.rows for partial in buckets.values()), buckets)
+            for currency, buckets in by_currency.items()
         ]
-        return sorted(items, key=_report_order)
+        return _aging_items(groups)
+
+    async def aging_from_history(
+        self, as_of: date, organization_id: str | None = None, zone: tzinfo = UTC
+    ) -> list[dict[str, Any]]:
+        """``aging`` read from the state history itself: what the report aggregates must agree
+        with (tests hold them to it)."""
+        groups = await self._aging_groups(as_of, organization_id, zone, by_customer=False)
+        return _aging_items(groups)
 
     async def aging_by_customer(
         self, as_of: date, organization_id: str | None = None, zone: tzinfo = UTC
@@ -234,7 +257,31 @@ class InvoiceQueries:
         zone: tzinfo = UTC,
     ) -> list[dict[str, Any]]:
         """Money collected per period and currency, days beginning at midnight in ``zone``; a
-        collection of unknown amount makes its period's row incomplete."""
+        collection of unknown amount makes its period's row incomplete.
+
+        Days in UTC are read from the daily report aggregate; days beginning at another
+        zone's midnight are not UTC days, so those are summed from the collections."""
+        if _is_utc(zone):
+            async with unavailability_as_store_error(), self._engine.connect() as connection:
+                daily = await report_aggregates.daily_collections(
+                    connection, start, end, organization_id
+                )
+            return _collection_items(
+                ((period_of(day, interval), currency), amount)
+                for (currency, day), amount in daily.items()
+            )
+        return await self.collections_from_history(start, end, interval, organization_id, zone)
+
+    async def collections_from_history(
+        self,
+        start: date,
+        end: date,
+        interval: Interval,
+        organization_id: str | None = None,
+        zone: tzinfo = UTC,
+    ) -> list[dict[str, Any]]:
+        """``collections`` summed from the collections themselves (any zone; the oracle the
+        daily aggregate is tested against)."""
         collected = invoice_collections.c
         day = self._local_day(collected.collected_at, zone)
         within = []
@@ -248,29 +295,19 @@ class InvoiceQueries:
             {"amount": Summed(collected.amount)},
             [*within, *_in_organization(invoice_collections, organization_id)],
         )
-        by_period: dict[tuple[str, str | None], PartialSum] = {}
+        pairs = []
         for group in groups:
             currency, day_collected = group.key
             if not isinstance(day_collected, date):  # SQLite answers with text
                 day_collected = _day_of_text(day_collected, zone)
-            key = (period_of(day_collected, interval), currency)
-            by_period[key] = by_period.get(key, PartialSum()) + group.sums["amount"]
-        items = [
-            {
-                "period": period,
-                "currency": currency,
-                "amount": amount.amount,
-                "incomplete": amount.incomplete,
-            }
-            for (period, currency), amount in by_period.items()
-        ]
-        return sorted(items, key=_report_order)
+            pairs.append(((period_of(day_collected, interval), currency), group.sums["amount"]))
+        return _collection_items(pairs)
 
     def _local_day(self, instant: ColumnElement[Any], zone: tzinfo) -> ColumnElement[Any]:
         """The day of a stored instant in ``zone``: PostgreSQL converts it with its own time
         zone database; SQLite has none, so there the instant (to the second) is the key and
         its day in ``zone`` is found here (SQLite sums in Python, reading every row anyway)."""
-        if zone is UTC or getattr(zone, "key", None) == "UTC":
+        if _is_utc(zone):
             return self._utc_day(instant)
         if is_postgresql(self._engine):
             return func.date(func.timezone(str(getattr(zone, "key", zone)), instant))
@@ -340,6 +377,66 @@ class InvoiceQueries:
                 *_in_organization(invoice_totals, organization_id),
             )
         )
+
+
+def _outstanding_items(sums: Sequence[tuple[str | None, int, PartialSum]]) -> list[dict[str, Any]]:
+    items = [
+        {
+            "currency": currency,
+            "invoices": count,
+            "balance": balance.amount,
+            "incomplete": balance.incomplete,
+        }
+        for currency, count, balance in sums
+    ]
+    return sorted(items, key=_report_order)
+
+
+def _aging_items(groups: Sequence[GroupSums]) -> list[dict[str, Any]]:
+    items = [
+        {
+            "currency": group.key[0],
+            **{name: group.sums[name].amount for name in AGING_BUCKETS},
+            "incomplete": group.incomplete,
+        }
+        for group in groups
+    ]
+    return sorted(items, key=_report_order)
+
+
+def _collection_items(
+    sums: Iterable[tuple[tuple[str, str | None], PartialSum]],
+) -> list[dict[str, Any]]:
+    by_period: dict[tuple[str, str | None], PartialSum] = {}
+    for key, amount in sums:
+        by_period[key] = by_period.get(key, PartialSum()) + amount
+    items = [
+        {
+            "period": period,
+            "currency": currency,
+            "amount": amount.amount,
+            "incomplete": amount.incomplete,
+        }
+        for (period, currency), amount in by_period.items()
+    ]
+    return sorted(items, key=_report_order)
+
+
+def _is_utc(zone: tzinfo) -> bool:
+    return zone is UTC or getattr(zone, "key", None) == "UTC"
+
+
+def _aging_rules(as_of: date) -> dict[str, Callable[[date | None], bool]]:
+    """``_aging_buckets``' rules, on a due date in hand (None: no due date)."""
+    days_30, days_60, days_90 = (_days_before(as_of, days) for days in (30, 60, 90))
+    return {
+        "noDueDate": lambda due: due is None,
+        "current": lambda due: due is not None and due >= as_of,
+        "days1To30": lambda due: due is not None and days_30 <= due < as_of,
+        "days31To60": lambda due: due is not None and days_60 <= due < days_30,
+        "days61To90": lambda due: due is not None and days_90 <= due < days_60,
+        "over90": lambda due: due is not None and due < days_90,
+    }
 
 
 def _invoices_page(filters: InvoiceFilters, limit: int, after: PageKey | None) -> Any:

@@ -28,6 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service.domain.invoice import InvoiceState
+from service.store import report_aggregates
 from service.store.database import database_now, is_postgresql
 from service.store.errors import unavailability_as_store_error
 from service.store.exact_sums import EXACT, Summed, grouped_sums
@@ -188,6 +189,9 @@ class SqlReadModelStore:
                 raise LeaseLost(f"projection {name!r} is no longer at {from_position} for {owner}")
             whole = [item for item in projected if item.history_from is None]
             advanced = [item for item in projected if item.history_from is not None]
+            await report_aggregates.record_changes(
+                connection, whole, advanced, _version_rows, _collection_rows
+            )
             await replace_invoices(connection, LIVE_TABLES, whole)
             await advance_invoices(connection, advanced)
             await write_fold_snapshots(connection, fold_snapshots or {}, to_position)
@@ -256,6 +260,8 @@ class SqlReadModelStore:
             # stream whole the next time it is touched, and keeps a snapshot from then on.
             await _empty(connection, [invoice_fold_snapshots])
             await _recount_totals(connection)
+            await _empty(connection, report_aggregates.TABLES)
+            await report_aggregates.recount(connection)
 
 
 async def _empty(connection: AsyncConnection, tables: Sequence[Table]) -> None:

@@ -313,6 +313,8 @@ invoice_versions = Table(
     metadata,
     *_invoice_version_columns(),
     Index("ix_invoice_versions_valid_from_valid_to", "valid_from", "valid_to"),
+    # The reports' aggregates read the state rows that ended on a day from it.
+    Index("ix_invoice_versions_valid_to", "valid_to"),
 )
 invoice_collections = Table(
     "invoice_collections",
@@ -354,4 +356,51 @@ invoice_totals = Table(
     Column("balance_amount", ExactAmount, nullable=False),
     Column("invoices_without_total", BigInteger, nullable=False),
     Column("invoices_without_balance", BigInteger, nullable=False),
+)
+
+# Report aggregates (service.store.report_aggregates), kept by the projector with the read
+# rows. Per organization, currency ("" unknown), due day (the due date's ordinal, 0 for none)
+# and UTC day (ordinal): the open states that began and ended on that day, how many of them
+# lacked a balance, and the sums of their known balances.
+report_open_balance_changes = Table(
+    "report_open_balance_changes",
+    metadata,
+    Column("organization_id", String(200), primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("due_day", Integer, primary_key=True),
+    Column("day", Integer, primary_key=True),
+    Column("opened", BigInteger, nullable=False),
+    Column("closed", BigInteger, nullable=False),
+    Column("opened_without_balance", BigInteger, nullable=False),
+    Column("closed_without_balance", BigInteger, nullable=False),
+    Column("balance_opened", ExactAmount, nullable=False),
+    Column("balance_closed", ExactAmount, nullable=False),
+    Index("ix_report_open_balance_changes_day", "day"),
+)
+# The same summed over every day, per organization, currency and due day: a report as of a
+# recent date takes from it the days after that date instead of adding up all before.
+report_open_balance_totals = Table(
+    "report_open_balance_totals",
+    metadata,
+    Column("organization_id", String(200), primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("due_day", Integer, primary_key=True),
+    Column("opened", BigInteger, nullable=False),
+    Column("closed", BigInteger, nullable=False),
+    Column("opened_without_balance", BigInteger, nullable=False),
+    Column("closed_without_balance", BigInteger, nullable=False),
+    Column("balance_opened", ExactAmount, nullable=False),
+    Column("balance_closed", ExactAmount, nullable=False),
+)
+# Per organization, currency and UTC day: collections, those of unknown amount, their sum.
+report_daily_collections = Table(
+    "report_daily_collections",
+    metadata,
+    Column("organization_id", String(200), primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("day", Integer, primary_key=True),
+    Column("collections", BigInteger, nullable=False),
+    Column("without_amount", BigInteger, nullable=False),
+    Column("amount", ExactAmount, nullable=False),
+    Index("ix_report_daily_collections_day", "day"),
 )

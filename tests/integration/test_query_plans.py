@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
@@ -114,6 +115,13 @@ async def test_the_projector_and_invoice_queries_use_their_indexes(
             await queries.invoices(
                 InvoiceFilters(due_after=(since + timedelta(days=300)).date()), 100, None
             )
+            # The reports as of a date sum the day-bucketed aggregates (whose size grows with
+            # days, not invoices) and read only the state rows of the date's own day.
+            await queries.outstanding(since + timedelta(hours=13), "org-a")
+            await queries.outstanding(since + timedelta(hours=13))
+            await queries.aging(since.date())
+            await queries.aging(since.date(), "org-a", ZoneInfo("America/Los_Angeles"))
+            await queries.collections(since.date(), since.date() + timedelta(days=365), "month")
         assert len(statements) > 10
         assert await plans_reading_whole_tables(postgresql_database_url, statements) == []
     finally:

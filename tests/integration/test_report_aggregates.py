@@ -1,0 +1,166 @@
+"""The reports read from the projector's day-bucketed aggregates answer exactly what the
+state history and the collections themselves answer, on both engines."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.domain.events import NewEvent
+from service.projections.projector import InvoiceProjector
+from service.projections.queries import InvoiceQueries
+from service.projections.rebuild import rebuild_invoices
+from service.store import report_aggregates
+from service.store.database import create_engine, resolve_database_url
+from service.store.event_store import SqlEventStore
+from service.store.read_models import SqlReadModelStore
+from tests.support.events import BASE_TIME, invoice_event
+from tests.support.histories import TYPES
+
+pytestmark = pytest.mark.anyio
+ZONES = [
+    UTC,
+    ZoneInfo("America/Los_Angeles"),
+    ZoneInfo("Asia/Kolkata"),
+    ZoneInfo("Pacific/Kiritimati"),
+]
+ORGANIZATIONS = [None, "org-a", "org-b"]
+DAYS = 12
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(resolve_database_url(database_url))
+    yield engine
+    await engine.dispose()
+
+
+def history_over_days(seed: int, invoices: int, events: int, prefix: str) -> list[NewEvent]:
+    """Facts about invoices of two organizations spread over ``DAYS`` days (several a day,
+    some at midnight exactly), in a shuffled delivery order."""
+    rng = random.Random(seed)
+    history = []
+    for index in range(events):
+        invoice = rng.randrange(invoices)
+        number = f"{prefix}INV-{invoice}"
+        data: dict[str, Any] = {"currency": rng.choice(["USD", "EUR"])}
+        if rng.random() < 0.7:
+            data["balanceAmount"] = f"{rng.randrange(0, 50_000) / 100:.2f}"
+        if rng.random() < 0.3:
+            data["totalAmount"] = "500.00"
+        if rng.random() < 0.4:
+            data["payment"] = {
+                "transactionId": f"tx-{rng.randrange(6)}",
+                "amount": f"{rng.randrange(1, 10_000) / 100:.2f}",
+            }
+        if rng.random() < 0.6:
+            data["dueDate"] = (
+                BASE_TIME.date() + timedelta(days=rng.randrange(-100, 40))
+            ).isoformat()
+        seconds = rng.randrange(0, DAYS * 86_400)
+        if rng.random() < 0.15:
+            seconds -= seconds % 86_400  # midnight UTC
+        organization = "org-a" if invoice % 2 == 0 else "org-b"
+        history.append(
+            invoice_event(
+                number,
+                f"{prefix}{seed}-{index}",
+                type=rng.choice(TYPES),
+                seconds=seconds,
+                notification={"organizationId": organization},
+                **data,
+            )
+        )
+    rng.shuffle(history)
+    return history
+
+
+async def aggregate_rows(engine: AsyncEngine) -> dict[str, list[dict[str, Any]]]:
+    async with engine.connect() as connection:
+        return {
+            table.name: [
+                row._asdict()
+                for row in await connection.execute(select(table).order_by(*table.primary_key))
+            ]
+            for table in report_aggregates.TABLES
+        }
+
+
+@settings(
+    max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    seed=st.integers(0, 2**32),
+    invoices=st.integers(1, 12),
+    events=st.integers(1, 70),
+    delivered_per_projection=st.integers(1, 25),
+    batch_size=st.integers(1, 10),
+)
+async def test_reports_from_the_aggregates_equal_the_reports_from_the_history(
+    engine: AsyncEngine,
+    seed: int,
+    invoices: int,
+    events: int,
+    delivered_per_projection: int,
+    batch_size: int,
+) -> None:
+    store = SqlEventStore(engine)
+    history = history_over_days(seed, invoices, events, prefix=f"{uuid.uuid4().hex[:6]}-")
+    for start in range(0, len(history), delivered_per_projection):
+        for event in history[start : start + delivered_per_projection]:
+            await store.append([event])
+        await InvoiceProjector(
+            store, SqlReadModelStore(engine), owner="p", batch_size=batch_size
+        ).catch_up()
+    queries = InvoiceQueries(engine)
+    rng = random.Random(seed)
+    for _ in range(8):
+        organization = rng.choice(ORGANIZATIONS)
+        zone = rng.choice(ZONES)
+        moment = BASE_TIME + timedelta(seconds=rng.randrange(-86_400, (DAYS + 1) * 86_400))
+        if rng.random() < 0.3:
+            moment -= timedelta(seconds=moment.second, minutes=moment.minute, hours=moment.hour)
+        day = moment.date()
+        assert await queries.outstanding(moment, organization) == (
+            await queries.outstanding_from_history(moment, organization)
+        )
+        assert await queries.aging(day, organization, zone) == (
+            await queries.aging_from_history(day, organization, zone)
+        )
+        first, last = sorted((day, BASE_TIME.date() + timedelta(days=rng.randrange(DAYS))))
+        for interval in ("day", "week", "month"):
+            assert await queries.collections(first, last, interval, organization, zone) == (
+                await queries.collections_from_history(first, last, interval, organization, zone)
+            )
+    incremental = await aggregate_rows(engine)
+    await rebuild_invoices(store, SqlReadModelStore(engine))
+    assert await aggregate_rows(engine) == incremental
+
+
+async def test_the_reports_read_the_aggregates_at_the_edges_of_time(engine: AsyncEngine) -> None:
+    store = SqlEventStore(engine)
+    await store.append(
+        [invoice_event("E-1", "e1", balanceAmount="7.00", currency="USD", dueDate="2026-01-01")]
+    )
+    await InvoiceProjector(store, SqlReadModelStore(engine), owner="p").catch_up()
+    queries = InvoiceQueries(engine)
+    for day in (date.min, date(2025, 12, 31), date(2026, 1, 1), date.max):
+        for zone in ZONES:
+            assert await queries.aging(day, None, zone) == (
+                await queries.aging_from_history(day, None, zone)
+            )
+            assert await queries.collections(day, date.max, "month", None, zone) == (
+                await queries.collections_from_history(day, date.max, "month", None, zone)
+            )
+    for moment in (datetime.min.replace(tzinfo=UTC), BASE_TIME, datetime.max.replace(tzinfo=UTC)):
+        assert await queries.outstanding(moment) == await queries.outstanding_from_history(moment)
