@@ -34,6 +34,9 @@ class InvoiceEventType(StrEnum):
     INVOICE_PAYMENT_PENDING = "InvoicePaymentPending"
     INVOICE_PAYMENT_REJECTED = "InvoicePaymentRejected"
     PAYMENT_RECEIVED = "PaymentReceived"
+    # What the Transaction Details API answered for a payment's transaction: its amount, for
+    # a history PAYMENT entry that carries none.
+    TRANSACTION_OBSERVED = "TransactionObserved"
 
 
 # Cybersource's invoicing notification types and the fact each one states.

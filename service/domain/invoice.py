@@ -87,6 +87,9 @@ class Collection:
 
     collected_at: datetime
     amount: Decimal | None  # None: money arrived, but how much is not known yet
+    # Inferred from notifications alone (the balances before and after it), not stated by
+    # Cybersource: reported apart from confirmed money until an answer confirms or corrects it.
+    provisional: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +107,23 @@ class InvoiceState:
     collections: tuple[Collection, ...] = ()
     last_event_at: datetime | None = None
     last_position: int = 0
+    # Figures inferred from notifications alone (a total from a send's balance, a balance from
+    # such a total): the best figure, labelled, until Cybersource's answer confirms it.
+    total_provisional: bool = False
+    balance_provisional: bool = False
+
+    @property
+    def provisional_amounts(self) -> tuple[str, ...]:
+        """The names of the amounts that are provisional (paid_amount is when either of the
+        two it is the difference of is)."""
+        names = []
+        if self.total_provisional and self.total_amount is not None:
+            names.append("total_amount")
+        if self.balance_provisional and self.balance_amount is not None:
+            names.append("balance_amount")
+        if names and self.paid_amount is not None:
+            names.append("paid_amount")
+        return tuple(names)
 
     @property
     def paid_amount(self) -> Decimal | None:
@@ -281,6 +301,7 @@ def _at_position(state: InvoiceState, position: int) -> InvoiceState:
         state.invoice_number, state.organization_id, state.status, state.currency,
         state.total_amount, state.balance_amount, state.due_date, state.customer_name,
         state.customer_email, state.payments, state.collections, state.last_event_at, position,
+        state.total_provisional, state.balance_provisional,
     )  # fmt: skip
 
 

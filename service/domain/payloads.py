@@ -1,12 +1,14 @@
 """What each recorded fact carries, typed, and the one place where stored JSON becomes a typed
 payload and back.
 
-Three kinds of fact:
+Four kinds of fact:
 - ``NotificationReceived``: a webhook notification (the seven ``invoicing.customer.invoice.*``
   types); provisional, it shows a change at once. ``CorrectionRecorded`` is one an operator
   recorded: the version of a notification that conflicted with the recorded one.
 - ``InvoiceObserved``: Get Invoice Details, the provider's truth as of the moment it answered.
 - ``HistoryEntryRecorded``: one ``invoiceHistory`` entry of such an answer.
+- ``TransactionObserved``: the Transaction Details API's answer for one payment transaction,
+  the amount a history ``PAYMENT`` entry without ``transactionDetails.amount`` collected.
 
 Stored data is JSON with camelCase names and amounts as decimal strings. Version 1 events
 (before organizations were recorded and history entries were told apart) are upcast here, when
@@ -96,7 +98,18 @@ class HistoryEntryRecorded:
     occurrence: int | None = None
 
 
-Payload = NotificationReceived | InvoiceObserved | HistoryEntryRecorded
+@dataclass(frozen=True, slots=True)
+class TransactionObserved:
+    """``GET /tss/v2/transactions/{id}``: what one payment transaction collected."""
+
+    organization_id: str | None
+    invoice_number: str
+    transaction_id: str
+    amount: Decimal | None
+    currency: str | None = None
+
+
+Payload = NotificationReceived | InvoiceObserved | HistoryEntryRecorded | TransactionObserved
 
 E = InvoiceEventType
 HISTORY_EVENT_TYPES = frozenset(
@@ -147,6 +160,14 @@ def encode(payload: Payload) -> dict[str, Any]:
                 "status": payload.status,
                 **_encode_stated(payload.stated),
             }
+        case TransactionObserved():
+            return {
+                "organizationId": payload.organization_id,
+                "invoiceNumber": payload.invoice_number,
+                "transactionId": payload.transaction_id,
+                "amount": _money(payload.amount),
+                "currency": payload.currency,
+            }
         case HistoryEntryRecorded():
             return {
                 "organizationId": payload.organization_id,
@@ -170,6 +191,14 @@ def decode(event: RecordedEvent) -> Payload:
         status = data.get("status")
         return InvoiceObserved(
             organization, number, status if isinstance(status, str) else None, _stated(data)
+        )
+    if event.type == E.TRANSACTION_OBSERVED:
+        return TransactionObserved(
+            organization,
+            number,
+            str(data.get("transactionId") or ""),
+            _amount(data.get("amount")),
+            data.get("currency"),
         )
     if event.type in HISTORY_EVENT_TYPES or "historyEvent" in data:
         # A history SEND, RESEND, REMINDER or CANCEL shares its event type with a webhook's;

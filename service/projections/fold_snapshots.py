@@ -21,7 +21,7 @@ from service.domain.invoice import (
 
 # Bumped when the stored shape changes: a snapshot of another version is ignored (the stream
 # is then folded from all its facts, and its snapshot written anew).
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,9 +91,14 @@ def _encode_state(state: InvoiceState) -> dict[str, Any]:
             [p.transaction_id, _amount(p.amount), p.received_at.isoformat()]
             for p in state.payments
         ],
-        "collections": [[c.collected_at.isoformat(), _amount(c.amount)] for c in state.collections],
+        "collections": [
+            [c.collected_at.isoformat(), _amount(c.amount), c.provisional]
+            for c in state.collections
+        ],
         "lastEventAt": state.last_event_at.isoformat() if state.last_event_at else None,
         "lastPosition": state.last_position,
+        "totalProvisional": state.total_provisional,
+        "balanceProvisional": state.balance_provisional,
     }
 
 
@@ -114,11 +119,13 @@ def _decode_state(data: Mapping[str, Any]) -> InvoiceState:
             for transaction, amount, at in data["payments"]
         ),
         collections=tuple(
-            Collection(datetime.fromisoformat(at), _decimal(amount))
-            for at, amount in data["collections"]
+            Collection(datetime.fromisoformat(at), _decimal(amount), provisional)
+            for at, amount, provisional in data["collections"]
         ),
         last_event_at=datetime.fromisoformat(last) if last else None,
         last_position=data["lastPosition"],
+        total_provisional=data["totalProvisional"],
+        balance_provisional=data["balanceProvisional"],
     )
 
 
