@@ -176,8 +176,10 @@ def observation_is_news(ledger: InvoiceState, observed: InvoiceObserved) -> bool
     """Whether the ledger, as it stands, differs from what Cybersource answered: then the
     answer is recorded, superseding whatever notification left the ledger otherwise."""
     stated = observed.stated
-    # A name Cybersource no longer shows is not news: the ledger keeps the last one it was told.
-    renamed = stated.customer_name is not None and stated.customer_name != ledger.customer_name
+    # A name or address Cybersource no longer shows was removed by an update: that is news too.
+    renamed = (stated.customer_name, stated.customer_email) != (
+        ledger.customer_name, ledger.customer_email
+    )
     return renamed or (ledger.status.value if ledger.status else None, ledger.total_amount,
             ledger.balance_amount, ledger.currency, ledger.due_date) != (
         observed.status, stated.total_amount, stated.balance_amount, stated.currency,
