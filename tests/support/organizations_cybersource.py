@@ -39,6 +39,8 @@ class OrganizationsCybersource:
     transactions: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     calls: list[RecordedCall] = field(default_factory=list)
     canned: deque[tuple[int, dict[str, Any]]] = field(default_factory=deque)
+    # Statuses answered (with an error body) to the next Transaction Details calls.
+    transaction_faults: deque[int] = field(default_factory=deque)
 
     def add_invoice(self, organization_id: str, number: str, status: str, total: str) -> None:
         self.invoices.setdefault(organization_id, {})[number] = {
@@ -94,6 +96,8 @@ class OrganizationsCybersource:
         organization = await self._organization(request)
         if isinstance(organization, Response):
             return organization
+        if self.transaction_faults:
+            return _error(self.transaction_faults.popleft(), "SYSTEM_ERROR", "injected")
         transaction = self.transactions.get(organization, {}).get(request.path_params["id"])
         if transaction is None:
             return _error(404, "NOTFOUND", "no such transaction")
