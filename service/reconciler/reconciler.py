@@ -260,9 +260,9 @@ class Reconciler:
             appended=outcomes.count(AppendOutcome.APPENDED),
             conflicts=outcomes.count(AppendOutcome.CONFLICT),
             error=transactions.error,
-            transactions_observed=[
-                result.outcome for result in transactions.results
-            ].count(AppendOutcome.APPENDED),
+            transactions_observed=sum(
+                result.outcome is AppendOutcome.APPENDED for result in transactions.results
+            ),
         )
         if reconciled.conflicts:
             self._failed(ReconcilerFailure.CONFLICT)

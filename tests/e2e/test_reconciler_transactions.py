@@ -60,9 +60,7 @@ class Lookups(list[TransactionLookup]):
         self.append(outcome)
 
 
-def reconciler_for(
-    client: CybersourceClient, engine: AsyncEngine, lookups: Lookups
-) -> Reconciler:
+def reconciler_for(client: CybersourceClient, engine: AsyncEngine, lookups: Lookups) -> Reconciler:
     return Reconciler(client, SqlEventStore(engine), on_transaction_lookup=lookups)
 
 
