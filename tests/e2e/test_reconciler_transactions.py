@@ -178,10 +178,11 @@ async def test_the_lookups_for_one_answer_are_bounded_and_the_rest_follow_next_t
 
 
 def two_unattributed_payments(fake: OrganizationsCybersource, number: str) -> None:
-    """An invoice paid in two installments whose history names only the transactions."""
+    """An invoice paid in two installments whose history names only the transactions, and
+    whose answer leaves the balance out: nothing the ledger holds tells either amount."""
     fake.add_invoice(ORGANIZATION, number, "PAID", "100.00")
     invoice = fake.invoices[ORGANIZATION][number]
-    invoice["orderInformation"]["amountDetails"]["balanceAmount"] = "0.00"
+    del invoice["orderInformation"]["amountDetails"]["balanceAmount"]
     invoice["invoiceHistory"] = [
         {"event": "PAYMENT", "date": "2026-01-07T09:00:00Z",
          "transactionDetails": {"transactionId": f"{number}-b"}},
@@ -246,6 +247,10 @@ async def test_a_failed_lookup_is_the_invoices_error_and_is_asked_again_next_tim
         assert lookups == [TransactionLookup.FAILED]  # the second was left for next time
         assert await observed(engine, "F-1") == []
         retried = await reconciler.reconcile_invoice("F-1")
-    assert (retried.error, retried.transactions_observed) == (None, 2)
+        assert (retried.error, retried.transactions_observed) == (None, 2)
+        sent_before = client.requests_sent
+        again = await reconciler.reconcile_invoice("F-1")
+        assert (again.appended, client.requests_sent) == (0, sent_before + 1)  # details only
+    assert lookups == [TransactionLookup.FAILED, *[TransactionLookup.RECORDED] * 2]
     amounts = {fact.transaction_id: fact.amount for fact in await observed_facts(engine, "F-1")}
     assert amounts == {"F-1-a": Decimal("40.00"), "F-1-b": Decimal("60.00")}
