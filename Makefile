@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint lock image bench bench-read-models bench-sweep clean
+.PHONY: run test lint lock audit image bench bench-read-models bench-sweep clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ lock: $(VENV)/.installed-dev
 	$(BIN)/pip-compile $(PIP_COMPILE_OPTIONS) --output-file requirements/run.txt pyproject.toml
 	$(BIN)/pip-compile $(PIP_COMPILE_OPTIONS) --extra dev --constraint requirements/run.txt \
 		--output-file requirements/dev.txt pyproject.toml
+
+# Known vulnerabilities of every pinned package (pip-audit). An unreachable vulnerability
+# service is reported, not failed; a vulnerability found fails (.ci/audit says how).
+audit: $(VENV)/.installed-dev
+	$(BIN)/python .ci/audit requirements/run.txt requirements/dev.txt
 
 run: $(VENV)/.installed-run
 	$(BIN)/invoice-ledger migrate

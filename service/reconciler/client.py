@@ -2,8 +2,11 @@
 
 Every call is signed (HTTP Signature), bounded in time (connect and read timeouts), in rate
 (a client-side leaky bucket) and in concurrency, and retried with exponential backoff and
-jitter only when retrying can help: network errors, 429 and 5xx. A 400, 401 or 404 is an
-answer, not an accident, and is raised at once with the call and Cybersource's reason.
+jitter only when retrying can help: network errors, 429 and 5xx. A 429 or 503 carrying
+``Retry-After`` holds back every call of the client for that long (at most
+``retry_after_max_seconds``): the server has said when it will take requests again. A 400, 401
+or 404 is an answer, not an accident, and is raised at once with the call and Cybersource's
+reason.
 
 An answer is read before it counts as answered: Get Transaction Details is checked against its
 model, and an answer that does not fit is a failed call whose error names the field.
@@ -18,11 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
+from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
@@ -84,6 +90,9 @@ class ClientLimits:
     read_timeout_seconds: float = 30.0
     backoff_initial_seconds: float = 0.5
     backoff_max_seconds: float = 30.0
+    # The longest a Retry-After is honoured for: a larger one (or a date far ahead) must not
+    # stall the reconciler for hours; the call's retries go on after this.
+    retry_after_max_seconds: float = 60.0
 
 
 class CybersourceError(Exception):
@@ -175,6 +184,8 @@ class CybersourceClient:
         capacity = max(1.0, limits.max_requests_per_second / 10)
         self._rate = AsyncLimiter(capacity, capacity / limits.max_requests_per_second)
         self._concurrency = asyncio.Semaphore(limits.max_concurrency)
+        # No call is sent before this (monotonic clock): set by a Retry-After.
+        self._held_back_until = 0.0
         self.requests_sent = 0
 
     @property
@@ -448,30 +459,83 @@ class CybersourceClient:
         content: bytes,
         organization_id: str,
     ) -> dict[str, Any]:
-        async with self._concurrency, self._rate:
-            headers = sign_request(
-                self._credentials, method=method, host=self._host,
-                path_and_query=path_and_query, date=http_date(time.time()), body=content,
-                organization_id=organization_id,
-            )  # fmt: skip
-            headers["accept"] = "application/hal+json;charset=utf-8"
-            if content:
-                headers["content-type"] = "application/json;charset=utf-8"
-            self.requests_sent += 1
-            try:
-                response = await self._http.request(
-                    method, path_and_query, content=content or None, headers=headers
-                )
-            except httpx.TransportError as error:
-                failure = (
-                    CallFailure.TIMEOUT
-                    if isinstance(error, httpx.TimeoutException)
-                    else CallFailure.UNREACHABLE
-                )
-                raise _Transient(
-                    CybersourceError(call, None, type(error).__name__, failure=failure)
-                ) from error
+        async with self._concurrency:
+            await self._wait_out_retry_after()
+            async with self._rate:
+                response = await self._send(call, method, path_and_query, content, organization_id)
+        if response.status_code in (429, 503):
+            self._hold_back(call, retry_after_seconds(response.headers.get("retry-after")))
         return _answer(call, response)
+
+    async def _send(
+        self,
+        call: str,
+        method: str,
+        path_and_query: str,
+        content: bytes,
+        organization_id: str,
+    ) -> httpx.Response:
+        headers = sign_request(
+            self._credentials, method=method, host=self._host,
+            path_and_query=path_and_query, date=http_date(time.time()), body=content,
+            organization_id=organization_id,
+        )  # fmt: skip
+        headers["accept"] = "application/hal+json;charset=utf-8"
+        if content:
+            headers["content-type"] = "application/json;charset=utf-8"
+        self.requests_sent += 1
+        try:
+            return await self._http.request(
+                method, path_and_query, content=content or None, headers=headers
+            )
+        except httpx.TransportError as error:
+            failure = (
+                CallFailure.TIMEOUT
+                if isinstance(error, httpx.TimeoutException)
+                else CallFailure.UNREACHABLE
+            )
+            raise _Transient(
+                CybersourceError(call, None, type(error).__name__, failure=failure)
+            ) from error
+
+    def _hold_back(self, call: str, seconds: float | None) -> None:
+        """Every call waits out a Retry-After, not only the one that was told: they all go to
+        the same server, which has said it will not take them sooner."""
+        if seconds is None:
+            return  # the exponential backoff alone spaces the retries
+        honoured_seconds = min(seconds, self._limits.retry_after_max_seconds)
+        log.info(
+            "cybersource.retry_after",
+            call=call,
+            retry_after_seconds=seconds,
+            waiting_seconds=honoured_seconds,
+        )
+        self._held_back_until = max(self._held_back_until, time.monotonic() + honoured_seconds)
+
+    async def _wait_out_retry_after(self) -> None:
+        delay_seconds = self._held_back_until - time.monotonic()
+        if delay_seconds > 0:
+            await asyncio.sleep(delay_seconds)
+
+
+_RETRY_AFTER_SECONDS_PATTERN = re.compile(r"[0-9]{1,10}")  # ASCII digits: isdigit accepts "²"
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """A ``Retry-After`` header's delay in seconds (delta-seconds or an HTTP date; RFC 9110
+    §10.2.3), or None when absent or unreadable."""
+    if value is None:
+        return None
+    text = value.strip()
+    if _RETRY_AFTER_SECONDS_PATTERN.fullmatch(text):
+        return float(text)
+    try:
+        moment = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        return None  # an HTTP date is always GMT; a date without a zone is not one
+    return max(0.0, (moment - (now or datetime.now(UTC))).total_seconds())
 
 
 # Retrying will not mend these: the credentials, the clock or the configured organizations.

@@ -65,3 +65,21 @@ def test_every_pin_carries_a_hash_so_installs_are_verified() -> None:
         for entry in re.split(r"\n(?=[A-Za-z0-9])", lock.read_text()):
             if PIN.match(entry):
                 assert "--hash=sha256:" in entry, f"{lock.name}: {entry.splitlines()[0]}"
+
+
+def test_uvicorn_is_bounded_to_one_minor_version_and_brings_nothing_unused() -> None:
+    # service/http_server.py subclasses uvicorn's protocol classes: a new minor version is
+    # taken deliberately, after the HTTP bounds' tests pass on it.
+    (uvicorn,) = [r for r in declared(None) if canonicalize_name(r.name) == "uvicorn"]
+    assert not uvicorn.extras, "uvicorn[standard] brings watchfiles and websockets, unused"
+    versions = [spec.version for spec in uvicorn.specifier]
+    lower = {spec.version for spec in uvicorn.specifier if spec.operator == ">="}
+    upper = {spec.version for spec in uvicorn.specifier if spec.operator == "<"}
+    assert len(lower) == len(upper) == 1, versions
+    (low,), (high,) = lower, upper
+    major, minor = (int(part) for part in low.split(".")[:2])
+    assert high == f"{major}.{minor + 1}", f"uvicorn {uvicorn.specifier}: one minor version"
+    declared_names = {canonicalize_name(r.name) for r in declared(None)}
+    assert {"uvloop", "httptools"} <= declared_names
+    for unused in ("watchfiles", "websockets"):
+        assert unused not in pins(RUN_LOCK), f"{unused} is pinned but never used"
