@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from service.api.documents import event_document
 from service.cli_deliveries import deliveries
+from service.client_slots import SlotRefusal
 from service.domain.events import EVENT_TYPE_BY_NOTIFICATION_TYPE, RecordedEvent
 from service.http_server import (
     LedgerServer,
@@ -169,12 +170,16 @@ def serve(host: str, port: int) -> None:
     except ListenFailed as failure:
         _fail(str(failure))
     app = create_app(settings)
+    refused = app.state.resources.metrics.http_refused
+    for refusal in SlotRefusal:
+        refused.labels(refusal.value)  # every series from zero, for a rate to see the first
     config = server_config(
         app,
         host=host,
         port=port,
         implementation=settings.http_implementation,
         limits=settings.http_limits,
+        on_refusal=lambda refusal: refused.labels(refusal.value).inc(),
     )
     server = LedgerServer(config, app.state.workers, settings.shutdown_grace_seconds)
     try:

@@ -1,11 +1,13 @@
 """The HTTP server's bounds on what one client can hold: head size and count, read timeouts,
-idle keep-alive, and a connection limit answered with 503.
+idle keep-alive, and its share of the connections and requests in flight.
 
-uvicorn bounds some of these itself (keep-alive timeout, ``limit_concurrency``, and with h11
-the head size). The rest is added here: a deadline for a request head to arrive whole (uvicorn
-has none, so a client trickling headers would hold its connection for ever), the head size
-for httptools (which accumulates the URL and headers without limit), and the header count.
-The body's read timeout is the receiver's, the only endpoint that reads a body.
+uvicorn bounds some of these itself (keep-alive timeout, and with h11 the head size). The rest
+is added here: a deadline for a request head to arrive whole (uvicorn has none, so a client
+trickling headers would hold its connection for ever), the head size for httptools (which
+accumulates the URL and headers without limit), the header count, and per-client slots
+(``service/client_slots.py``) in place of uvicorn's ``limit_concurrency``, which one peer
+holding half-sent heads could fill for everybody. The body's read timeout is the receiver's,
+the only endpoint that reads a body.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from service.client_slots import ClientSlots, RefusalObserver, RequestSlots, parse_networks
+
 GRACEFUL_SHUTDOWN_SECONDS = 10
 # Of the shutdown grace, the share the background workers get to finish on their own before
 # they are cancelled; the rest drains in-flight requests and closes the database pool.
@@ -52,7 +56,13 @@ class HttpLimits:
     max_header_count: int = 100
     header_timeout_seconds: float = 10.0
     keep_alive_timeout_seconds: int = 5
+    # Requests in flight in the process; a peer's open connections and a client's requests
+    # are bounded by the share below (service/client_slots.py).
     max_connections: int = 200
+    max_connections_per_client: int = 20
+    # Peers whose X-Forwarded-For names the client (addresses or CIDR blocks); by default
+    # loopback, as uvicorn trusts by default (a sidecar or local reverse proxy).
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
 
 
 class HeadTooLarge(Exception):
@@ -61,6 +71,7 @@ class HeadTooLarge(Exception):
 
 class _LedgerServerConfig(uvicorn.Config):
     http_limits: HttpLimits
+    client_slots: ClientSlots
 
 
 def limits_of(config: uvicorn.Config) -> HttpLimits:
@@ -68,18 +79,32 @@ def limits_of(config: uvicorn.Config) -> HttpLimits:
     return config.http_limits
 
 
+def _slots_of(config: uvicorn.Config) -> ClientSlots:
+    assert isinstance(config, _LedgerServerConfig), "built by server_config"
+    return config.client_slots
+
+
 class _HeadDeadline:
-    """A request head must arrive whole within ``header_timeout_seconds`` of the connection
-    opening or of the previous response, however slowly its bytes trickle in."""
+    """A connection is counted against its peer's share of connections (and closed at once
+    beyond it), and a request head must arrive whole within ``header_timeout_seconds`` of the
+    connection opening or of the previous response, however slowly its bytes trickle in."""
 
     cycle: Any
     transport: asyncio.Transport
     loop: asyncio.AbstractEventLoop
     config: uvicorn.Config
+    client: tuple[str, int] | None
     _head_deadline: asyncio.TimerHandle | None = None
+    _counted_peer: str | None = None
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)  # type: ignore[misc]
+        peer = self.client[0] if self.client else ""
+        if not _slots_of(self.config).open_connection(peer):
+            # Before a byte is read: a peer holding its share cannot make us buffer more.
+            transport.close()
+            return
+        self._counted_peer = peer
         self._arm_head_deadline()
 
     def on_response_complete(self) -> None:
@@ -89,6 +114,9 @@ class _HeadDeadline:
     def connection_lost(self, exc: Exception | None) -> None:
         if self._head_deadline is not None:
             self._head_deadline.cancel()
+        if self._counted_peer is not None:
+            _slots_of(self.config).close_connection(self._counted_peer)
+            self._counted_peer = None
         super().connection_lost(exc)  # type: ignore[misc]
 
     def _arm_head_deadline(self) -> None:
@@ -158,20 +186,33 @@ def server_config(
     port: int,
     implementation: HttpImplementation,
     limits: HttpLimits,
+    on_refusal: RefusalObserver | None = None,
 ) -> uvicorn.Config:
     protocol = (
         BoundedH11Protocol if implementation is HttpImplementation.H11 else BoundedHttpToolsProtocol
     )
+    trusted_proxies = parse_networks(limits.trusted_proxies)
+    slots = ClientSlots(
+        requests_max=limits.max_connections,
+        per_client_max=limits.max_connections_per_client,
+        trusted_proxies=trusted_proxies,
+        on_refusal=on_refusal,
+    )
     config = _LedgerServerConfig(
-        HeaderCountLimit(app, limits.max_header_count),
+        # Requests beyond a client's share, or the process's, get 503 at once: each holds
+        # memory, and Cybersource retries a 503.
+        RequestSlots(HeaderCountLimit(app, limits.max_header_count), slots),
         host=host,
         port=port,
         http=protocol,
         h11_max_incomplete_event_size=limits.max_header_bytes,
         timeout_keep_alive=limits.keep_alive_timeout_seconds,
-        # Connections and in-flight requests beyond this get 503 at once: each holds memory,
-        # and Cybersource retries a 503.
-        limit_concurrency=limits.max_connections,
+        # Replaced by the per-client slots: uvicorn's bound counts half-received connections
+        # against requests, for every client at once.
+        limit_concurrency=None,
+        # X-Forwarded-For and -Proto count only when a trusted proxy sent them.
+        proxy_headers=bool(trusted_proxies),
+        forwarded_allow_ips=[str(network) for network in trusted_proxies],
         log_config=None,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         server_header=False,
@@ -179,6 +220,7 @@ def server_config(
         lifespan="on",
     )
     config.http_limits = limits
+    config.client_slots = slots
     return config
 
 

@@ -35,6 +35,14 @@ class LedgerMetrics:
             buckets=HTTP_DURATION_BUCKETS_SECONDS,
             registry=self.registry,
         )
+        self.http_refused = Counter(
+            "ledger_http_refused",
+            "Connections closed on arrival and requests answered 503 because their client, or"
+            " the process, held every slot it may, by reason (client_connections,"
+            " open_connections, client_requests, requests).",
+            ["reason"],
+            registry=self.registry,
+        )
         self.projection_lag_events = Gauge(
             "ledger_projection_lag_events",
             "Events recorded but not yet projected (head position minus the checkpoint).",

@@ -18,6 +18,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL
 
+from service.client_slots import parse_networks
 from service.http_server import HttpImplementation, HttpLimits
 from service.reconciler.http_signature import MerchantCredentials
 from service.store.database import UnsupportedDatabaseUrl, resolve_database_url
@@ -122,6 +123,10 @@ class Settings(BaseSettings):
     http_body_timeout_seconds: float = Field(30.0, gt=0, le=600)
     http_keep_alive_timeout_seconds: int = Field(5, ge=1, le=600)
     http_max_connections: int = Field(200, ge=1, le=100_000)
+    # One client's share of those: its open connections and its requests in flight.
+    http_max_connections_per_client: int = Field(20, ge=1, le=100_000)
+    # Proxies whose X-Forwarded-For names the client (addresses or CIDR blocks).
+    http_trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ("127.0.0.1", "::1")
     log_level: str = "INFO"
     projector_enabled: bool = True
     cybersource_base_url: str = Field("https://apitest.cybersource.com", pattern=r"^https?://")
@@ -203,6 +208,15 @@ class Settings(BaseSettings):
                 raise ValueError(f"organization id {organization[:20]!r} is not an identifier")
         return organizations
 
+    @field_validator("http_trusted_proxies", mode="before")
+    @classmethod
+    def _parse_trusted_proxies(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        entries = tuple(part.strip() for part in value.split(",") if part.strip())
+        parse_networks(entries)  # a ValueError names the entry
+        return entries
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
@@ -263,6 +277,11 @@ class Settings(BaseSettings):
             header_timeout_seconds=self.http_header_timeout_seconds,
             keep_alive_timeout_seconds=self.http_keep_alive_timeout_seconds,
             max_connections=self.http_max_connections,
+            # A share larger than the whole is the whole.
+            max_connections_per_client=min(
+                self.http_max_connections_per_client, self.http_max_connections
+            ),
+            trusted_proxies=self.http_trusted_proxies,
         )
 
     @property
