@@ -101,6 +101,8 @@ class Settings(BaseSettings):
     database_url: str = Field(DEFAULT_DATABASE_URL, repr=False)
     # Refuse to start when a LEDGER_* variable names no setting (a misspelling).
     strict_settings: bool = False
+    # One log line per HTTP request (route template, status, duration, request id).
+    access_log: bool = True
     database_pool_size: int = Field(20, ge=1, le=200)
     # Group commit (service/store/group_commit.py): deliveries appended in one transaction,
     # at most this many, gathered for at most this long after the first.
