@@ -125,7 +125,7 @@ class Event(Document):
         None,
         description="The position of the operator's correction that stands in this event's"
         " place: the invoice is derived as if the corrected version had been received here."
-        " Absent when no correction replaces the event.",
+        " Null when no correction replaces the event.",
     )
 
 
