@@ -43,7 +43,7 @@ from service.settings import (
     unknown_variables,
 )
 from service.store.database import create_engine
-from service.store.errors import is_unavailability
+from service.store.errors import is_unavailability, unavailability_reason
 from service.store.event_store import event_store_for
 from service.store.migrations import SchemaNotAtHead, require_schema_at_head, upgrade_to_head
 from service.store.notifications import appended_events_signal
@@ -54,8 +54,6 @@ from service.webhooks.signature import SignedContent, sign
 
 log = structlog.get_logger("service.cli")
 
-# How far back through "raised from" an error's first cause is looked for.
-CAUSE_CHAIN_LENGTH_MAX = 10
 # Errors a reconcile summary lists; the rest are counted (each was logged when it happened).
 ERRORS_SHOWN_MAX = 20
 JSON_HELP = (
@@ -109,14 +107,10 @@ def _database_problem(error: Exception) -> str | None:
     if isinstance(error, SchemaNotAtHead):
         return f"{error}: run invoice-ledger migrate"
     if is_unavailability(error):
-        root: BaseException = error
-        for _ in range(CAUSE_CHAIN_LENGTH_MAX):
-            if root.__cause__ is None:
-                break
-            root = root.__cause__
-        # The type only: a driver's message can quote a statement's values.
+        # Connection-level reasons only: a driver's message about a statement can quote its
+        # values.
         return (
-            f"database unreachable ({type(root).__name__}): check LEDGER_DATABASE_URL"
+            f"database unavailable: {unavailability_reason(error)}: check LEDGER_DATABASE_URL"
             " and that the database is up"
         )
     return None
