@@ -199,7 +199,8 @@ async def _insert_invoices(database_url: str, count: int) -> None:
         {
             "organization_id": "org-bulk", "invoice_number": f"BULK-{n:06d}", "status": "SENT",
             "currency": "USD", "total_amount": Decimal("100.00"),
-            "balance_amount": Decimal("100.00"), "due_date": None,
+            "balance_amount": Decimal("100.00"), "total_provisional": False,
+            "balance_provisional": False, "due_date": None,
             "customer_name": f"Customer {n}", "customer_email": None, "payments": [],
             "last_event_at": start, "last_position": n + 1,
             "updated_at": start + timedelta(seconds=n),
