@@ -82,12 +82,15 @@ def _cell(value: Any) -> str:
 
 
 def _flattened(item: dict[str, Any]) -> dict[str, str]:
-    """A JSON item as its CSV row should read: nested objects dotted, lists left out."""
+    """A JSON item as its CSV row should read: nested objects dotted, the list of payments left
+    out, the list of provisional amounts' names one field, the names separated by spaces."""
     row = {}
     for key, value in item.items():
-        if isinstance(value, list):
+        if key == "payments":
             continue
-        if key == "data":
+        if key == "provisional":
+            row[key] = " ".join(value)
+        elif key == "data":
             row[key] = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
         elif key == "customer":
             row["customer.name"] = _cell((value or {}).get("name"))
