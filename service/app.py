@@ -41,7 +41,12 @@ from service.projections.projector import InvoiceProjector
 from service.projections.queries import InvoiceQueries
 from service.reconciler.client import CallFailure, CallOutcome, ClientLimits, CybersourceClient
 from service.reconciler.ledger_view import SqlLedgerView
-from service.reconciler.reconciler import Reconciler, ReconcilerFailure, SweepSummary
+from service.reconciler.reconciler import (
+    Reconciler,
+    ReconcilerFailure,
+    SweepSummary,
+    TransactionLookup,
+)
 from service.reconciler.sweep_schedule import SqlSweepSchedule
 from service.reconciler.worker import ReconcilerWorker
 from service.retention_policy import RetentionPolicy, run_retention
@@ -321,6 +326,8 @@ async def reconciler_worker(
         metrics.reconciler_calls.labels(outcome.value)
     for reason in (*CallFailure, *ReconcilerFailure):
         metrics.reconciler_errors.labels(reason.value)
+    for lookup in TransactionLookup:
+        metrics.reconciler_transaction_lookups.labels(lookup.value)
 
     def count_call(outcome: CallOutcome, failure: CallFailure | None) -> None:
         metrics.reconciler_calls.labels(outcome.value).inc()
@@ -329,6 +336,9 @@ async def reconciler_worker(
 
     def count_failure(reason: ReconcilerFailure) -> None:
         metrics.reconciler_errors.labels(reason.value).inc()
+
+    def count_transaction_lookup(outcome: TransactionLookup) -> None:
+        metrics.reconciler_transaction_lookups.labels(outcome.value).inc()
 
     def count_sweep(summary: SweepSummary, succeeded: bool) -> None:
         if succeeded:
@@ -346,6 +356,7 @@ async def reconciler_worker(
                 settings.cybersource_organizations,
                 ledger=SqlLedgerView(engine),
                 on_failure=count_failure,
+                on_transaction_lookup=count_transaction_lookup,
             ),
             InvoiceQueries(engine),
             SqlReadModelStore(engine),

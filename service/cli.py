@@ -713,6 +713,14 @@ async def _subscribe(
     is_flag=True,
     help="Show the payment's transactionDetails on PENDING and REJECTED history entries.",
 )
+@click.option(
+    "--payment-transaction-details",
+    type=click.Choice(["amount", "transaction-id", "none"]),
+    default="amount",
+    show_default=True,
+    help="What PAYMENT history entries show in transactionDetails: the transaction id and"
+    " amount, the id only, or nothing (a payment request's transactionDetails overrides it).",
+)
 def sandbox(
     host: str,
     port: int,
@@ -727,6 +735,7 @@ def sandbox(
     seed: int | None,
     payment_amount_in_webhooks: bool,
     transaction_details_on_review: bool,
+    payment_transaction_details: str,
 ) -> None:
     """Serve a local Cybersource: invoicing REST API with HTTP Signature checks, and webhooks.
 
@@ -735,7 +744,8 @@ def sandbox(
     it signs webhooks with the first key of LEDGER_WEBHOOK_KEYS. Customers' doings are unsigned
     helpers, each taking ?organizationId= (default: the first organization): POST
     /sandbox/invoices/{id}/pay|pending|accept|reject|remind; inject 429/502 with POST
-    /sandbox/faults; read the delivery log at GET /sandbox/deliveries.
+    /sandbox/faults; read the delivery log at GET /sandbox/deliveries. Signed GET
+    /tss/v2/transactions/{id} answers the Transaction Details of the invoices' payments.
     """
     from service.sandbox.app import SandboxOptions, create_sandbox_app
     from service.sandbox.deliveries import (
@@ -745,6 +755,7 @@ def sandbox(
         WebhookTarget,
     )
     from service.sandbox.event_dates import EventDateOrder, EventTiming
+    from service.sandbox.invoices import TransactionDetailsShown
 
     settings = _settings()
     credentials = settings.cybersource_credentials()
@@ -779,7 +790,10 @@ def sandbox(
         [credentials],
         organization_ids=settings.cybersource_organizations,
         deliveries=deliveries,
-        options=SandboxOptions(transaction_details_on_review=transaction_details_on_review),
+        options=SandboxOptions(
+            transaction_details_on_review=transaction_details_on_review,
+            payment_transaction_details=TransactionDetailsShown(payment_transaction_details),
+        ),
     )
     uvicorn.run(app, host=host, port=port, log_config=None)
 

@@ -138,6 +138,13 @@ class LedgerMetrics:
             ["reason"],
             registry=self.registry,
         )
+        self.reconciler_transaction_lookups = Counter(
+            "ledger_reconciler_transaction_lookups",
+            "Transaction Details lookups for payments whose amount the ledger could not"
+            " attribute, by outcome (recorded, not_found, failed).",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.reconciler_sweep_last_success = Gauge(
             "ledger_reconciler_sweep_last_success_timestamp_seconds",
             "When the reconciler last completed a sweep with every call answered (Unix time).",

@@ -156,7 +156,9 @@ def invoice_at_day_end(row: Row[Any], end_of_day: datetime) -> models.Invoice:
     return _document(state, provisional, row.updated_at)
 
 
-def event_document(event: RecordedEvent) -> models.Event:
+def event_document(event: RecordedEvent, corrected_by: int | None = None) -> models.Event:
+    """``corrected_by``: the position of the correction that stands in the event's place."""
+    marked = {} if corrected_by is None else {"correctedBy": corrected_by}
     return models.Event(
         position=event.position,
         type=event.type,
@@ -164,6 +166,7 @@ def event_document(event: RecordedEvent) -> models.Event:
         recordedAt=event.recorded_at,
         source=event.source,
         data=dict(event.data),
+        **marked,
     )
 
 

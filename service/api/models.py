@@ -148,6 +148,12 @@ class Event(Document):
     recordedAt: datetime | None
     source: EventSource
     data: dict[str, Any]
+    correctedBy: int | None = Field(
+        None,
+        description="The position of the operator's correction that stands in this event's"
+        " place: the invoice is derived as if the corrected version had been received here."
+        " Absent when no correction replaces the event.",
+    )
 
 
 class Events(Document):

@@ -32,7 +32,7 @@ from service.api.errors import ApiError, bad_parameter
 from service.api.exports import answers_csv, csv_response, one_batch
 from service.api.invoice_identity import organization_meant
 from service.domain.identity import invoices_in_stream
-from service.domain.invoice import fold_as_of
+from service.domain.invoice import corrected_by, fold_as_of
 from service.projections.queries import (
     AGING_BUCKETS,
     AgingBucketFilter,
@@ -286,8 +286,10 @@ class QueryApi:
         }
         organization = organization_meant(number, by_organization, parameters.organization_id)
         ordered = sorted(by_organization[organization], key=lambda event: event.position)
+        replaced = corrected_by(ordered)
         document = models.Events(
-            organizationId=organization, items=[event_document(event) for event in ordered]
+            organizationId=organization,
+            items=[event_document(event, replaced.get(event.position)) for event in ordered],
         )
         if as_csv:
             return _csv_of(document.items, models.Event, "invoice-events.csv")

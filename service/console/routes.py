@@ -8,7 +8,7 @@ render Jinja templates with autoescaping on.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -30,8 +30,9 @@ from service.api.errors import ApiError
 from service.console import access
 from service.console.charts import BarChart, bar_chart
 from service.console.delivery_outcomes import DeliveryOutcomes
+from service.domain.events import RecordedEvent
 from service.domain.identity import invoices_in_stream
-from service.domain.invoice import InvoiceStatus
+from service.domain.invoice import InvoiceStatus, corrected_by
 from service.projections.queries import AGING_BUCKETS, InvoiceFilters, InvoiceQueries
 from service.store.delivery_log import DeliveryFilters, SqlDeliveryLog
 from service.store.event_store import SqlEventStore
@@ -473,10 +474,7 @@ class Console:
             context["found"] = [
                 {
                     "invoice": _document(invoice_from_row(row)),
-                    "events": [
-                        _event_view(_document(event_document(event)))
-                        for event in trails.get(row.organization_id, [])
-                    ],
+                    "events": _trail_view(trails.get(row.organization_id, [])),
                 }
                 for row in rows
             ]
@@ -546,6 +544,14 @@ def _collection_charts(items: list[dict[str, Any]]) -> list[BarChart]:
 
 def _amount(text: str | None) -> Decimal | None:
     return None if text is None else Decimal(text)
+
+
+def _trail_view(events: Sequence[RecordedEvent]) -> list[dict[str, Any]]:
+    replaced = corrected_by(events)
+    return [
+        _event_view(_document(event_document(event, replaced.get(event.position))))
+        for event in events
+    ]
 
 
 def _event_view(document: Mapping[str, Any]) -> dict[str, Any]:

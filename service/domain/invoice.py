@@ -26,7 +26,7 @@ sum to total - balance; PAID means a balance of 0; unknown stays unknown (None),
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -36,11 +36,13 @@ from operator import attrgetter
 
 from service.domain.events import InvoiceEventType, RecordedEvent
 from service.domain.payloads import (
+    CorrectionRecorded,
     HistoryEntryRecorded,
     InvoiceObserved,
     NotificationReceived,
     Payload,
     StatedFields,
+    TransactionObserved,
     decode,
 )
 
@@ -69,6 +71,7 @@ PAYMENT_NOTIFICATION_TYPES = frozenset({E.INVOICE_PAID, E.INVOICE_PARTIALLY_PAID
 # Notifications that can only be sent once money has arrived: the total they are about is
 # final, and the balance they state is one that payments alone have lowered since.
 AFTER_PAYMENT_NOTIFICATION_TYPES = PAYMENT_NOTIFICATION_TYPES | {E.INVOICE_PARTIAL_RESENT}
+REMINDER_NOTIFICATION_TYPES = frozenset({E.INVOICE_REMINDER_SENT, E.INVOICE_OVERDUE_REMINDER_SENT})
 # How far a notification's eventDate may stray from the history entry of the same payment:
 # Cybersource stamps them independently, milliseconds to minutes apart.
 NOTIFICATION_LAG_MAX = timedelta(minutes=30)
@@ -188,7 +191,7 @@ def folded_history(
 ) -> tuple[list[InvoiceState], FoldSnapshot | None]:
     """``state_history``, and a snapshot to continue it from (None when the facts establish
     nothing yet, so that a later fact must be folded with them all)."""
-    facts = sorted(map(_Fact.of, events), key=_FACT_ORDER)
+    facts = _corrected(sorted(map(_Fact.of, events), key=_FACT_ORDER))
     if not facts:
         return [], None
     running = _Running(invoice_number, organization_id)
@@ -226,7 +229,12 @@ def continued_history(
     facts = sorted(map(_Fact.of, events), key=_FACT_ORDER)
     if not facts or facts[0].key <= snapshot.last_fact:
         return None
-    notices = [(f, f.payload) for f in facts if isinstance(f.payload, NotificationReceived)]
+    notices = [
+        (f, f.payload)
+        for f in facts
+        if isinstance(f.payload, NotificationReceived)
+        and not isinstance(f.payload, CorrectionRecorded)  # it reshapes the past it corrects
+    ]
     if len(notices) != len(facts):
         return None
     running = _Running.resumed(snapshot)
@@ -268,6 +276,74 @@ class _Fact:
 
 
 _FACT_ORDER = attrgetter("key")  # _Fact.order without a method call per comparison key
+
+
+def corrected_by(events: Iterable[RecordedEvent]) -> dict[int, int]:
+    """For the audit trail: each event an operator's correction replaces (a first-hand fact,
+    or an earlier correction of it), by position, and the position of the correction that
+    stands in its place."""
+    payloads = {event.position: decode(event) for event in events}
+    replaced = {}
+    for target, (standing, corrections) in _corrections_by_target(payloads).items():
+        replaced[target] = standing
+        replaced.update((c, standing) for c in corrections if c != standing)
+    return replaced
+
+
+def _corrections_by_target(payloads: Mapping[int, Payload]) -> dict[int, tuple[int, list[int]]]:
+    """For each corrected first-hand event (by position): the correction that stands (the
+    latest recorded) and every correction of it. A correction of a correction corrects the
+    event the first one corrected; a correction whose event is not among ``payloads`` is
+    left out."""
+    by_target: dict[int, tuple[int, list[int]]] = {}
+    for position in sorted(payloads):
+        if not isinstance(payloads[position], CorrectionRecorded):
+            continue
+        target = _corrected_position(position, payloads)
+        if target is not None:
+            earlier = by_target.get(target, (position, []))[1]
+            by_target[target] = (position, [*earlier, position])
+    return by_target
+
+
+def _corrected_position(position: int, payloads: Mapping[int, Payload]) -> int | None:
+    visited = {position}
+    payload = payloads[position]
+    while isinstance(payload, CorrectionRecorded):
+        target = payload.corrects_position
+        if target is None or target in visited or target not in payloads:
+            return None
+        visited.add(target)
+        position, payload = target, payloads[target]
+    return position
+
+
+def _corrected(facts: list[_Fact]) -> list[_Fact]:
+    """The facts as the operator's corrections say they should have been received: each
+    corrected event is read as its standing correction says, at its own place in the fold
+    (its provider time and store position), and no correction is folded again on its own.
+    A correction whose event is not among ``facts`` is folded as the notification it
+    states."""
+    if not any(isinstance(fact.payload, CorrectionRecorded) for fact in facts):
+        return facts
+    by_position = {fact.key[1]: fact for fact in facts}
+    by_target = _corrections_by_target({p: fact.payload for p, fact in by_position.items()})
+    applied = {c for _, corrections in by_target.values() for c in corrections}
+    result = []
+    for fact in facts:
+        position = fact.key[1]
+        if position in applied:
+            continue
+        if position in by_target:
+            standing = by_position[by_target[position][0]]
+            assert isinstance(standing.payload, CorrectionRecorded)
+            fact = _Fact(
+                replace(fact.event, type=standing.event.type),
+                standing.payload.corrected_fact(),
+                fact.key,
+            )
+        result.append(fact)
+    return result
 
 
 def _one_per_instant(states: list[InvoiceState], facts: Sequence[_Fact]) -> list[InvoiceState]:
@@ -324,6 +400,9 @@ class _Running:
     observed: bool = False
     # History payments a notification has been recognised as (by their index in payments).
     matched_payments: set[int] = field(default_factory=set)
+    # Whether total or balance was inferred from notifications alone (see InvoiceState).
+    total_provisional: bool = False
+    balance_provisional: bool = False
 
     @classmethod
     def resumed(cls, snapshot: FoldSnapshot) -> _Running:
@@ -332,7 +411,8 @@ class _Running:
             state.invoice_number, state.organization_id, state.status, state.currency,
             state.total_amount, state.balance_amount, state.due_date, state.customer_name,
             state.customer_email, list(state.payments), list(state.collections),
-            snapshot.observed, set(snapshot.matched_payments),
+            snapshot.observed, set(snapshot.matched_payments), state.total_provisional,
+            state.balance_provisional,
         )  # fmt: skip
 
     def fold_snapshot(
@@ -362,6 +442,8 @@ class _Running:
             payments=tuple(self.payments),
             collections=tuple(self.collections),
             last_event_at=moment,
+            total_provisional=self.total_provisional and self.total is not None,
+            balance_provisional=self.balance_provisional and self.balance is not None,
         )
 
     def describe(self, stated: StatedFields) -> None:
@@ -374,42 +456,54 @@ class _Running:
     def paid_before(self) -> bool:
         return bool(self.collections) or self.status in (InvoiceStatus.PARTIAL, InvoiceStatus.PAID)
 
-    def collect(self, moment: datetime, amount: Decimal | None) -> None:
+    def collect(self, moment: datetime, amount: Decimal | None, provisional: bool = False) -> None:
         if amount is None or amount != 0:
-            self.collections.append(Collection(moment, amount))
+            self.collections.append(Collection(moment, amount, provisional and amount is not None))
+
+    def state_total(self, total: Decimal | None, *, provisional: bool) -> None:
+        self.total, self.total_provisional = total, provisional
+
+    def state_balance(self, balance: Decimal | None, *, provisional: bool = False) -> None:
+        self.balance, self.balance_provisional = balance, provisional
 
     def settle_money(self, moment: datetime) -> None:
         """Make the money rules hold: PAID owes nothing, and where total and balance are
         known the collections sum to their difference."""
         if self.status is InvoiceStatus.PAID:
-            self.balance = ZERO
+            self.state_balance(ZERO)
         if self.total is None or self.balance is None:
             return
         known = sum((c.amount for c in self.collections if c.amount is not None), ZERO)
         missing = self.total - self.balance - known
+        provisional = self.total_provisional or self.balance_provisional
         if missing < 0:
             # More was collected than total and balance leave room for: the facts contradict
             # each other about the total, which stays unknown until Cybersource is asked.
-            self.total = None
+            self.state_total(None, provisional=False)
             return
         unknown = [i for i, c in enumerate(self.collections) if c.amount is None]
-        if unknown:
-            # Now that total and balance are known, so is what the unknown collections were.
-            first, *others = unknown
-            self.collections[first] = replace(self.collections[first], amount=missing)
-            for index in reversed(others):
-                del self.collections[index]
+        if len(unknown) == 1:
+            # Now that total and balance are known, so is what the unknown collection was.
+            (index,) = unknown
+            self.collections[index] = replace(
+                self.collections[index], amount=missing, provisional=provisional
+            )
             self.collections = [c for c in self.collections if c.amount != 0]
-        elif missing > 0:
-            self.collect(moment, missing)  # money the facts show arrived without saying when
+        elif not unknown and missing > 0:
+            # Money the facts show arrived without saying when.
+            self.collect(moment, missing, provisional)
+        # Several collections of unknown amount share what is missing: which one was how much
+        # stays unknown (never a guess) until a fact attributes it.
 
     # --- provisional: notifications -----------------------------------------------------------
 
     def notified(self, fact: _Fact, notice: NotificationReceived) -> InvoiceState:
         stated, moment, event_type = notice.stated, fact.moment, fact.event.type
-        self.describe(stated)
         # What Cybersource answered stands until it answers again: a notification (perhaps
-        # stamped late) fills in only what the ledger does not know.
+        # stamped late) fills in only what the ledger does not know. The payer it names is
+        # not the answer's when the answer names none (an update removed it).
+        if not self.observed:
+            self.describe(stated)
         if stated.currency is not None and (self.currency is None or not self.observed):
             self.currency = stated.currency
         if stated.due_date is not None and (self.due_date is None or not self.observed):
@@ -423,41 +517,76 @@ class _Running:
         reported = notice.payment.amount if notice.payment else None
         if paid_before:
             self._later_payment(moment, event_type, stated, balance, reported)
+        elif event_type in AFTER_PAYMENT_NOTIFICATION_TYPES:
+            self._first_money(moment, stated, balance, reported)
         else:
-            self._first_money(moment, event_type, stated, balance, reported)
+            self._before_money(moment, event_type, stated, balance)
         if event_type in PAYMENT_NOTIFICATION_TYPES:
             self.payments.append(Payment(None, reported, moment))
         self.settle_money(moment)
         return self.snapshot(moment)
 
+    def _before_money(
+        self, moment: datetime, event_type: str, stated: StatedFields, balance: Decimal | None
+    ) -> None:
+        """A send, reminder or cancel while no money is known. Its balance is the total as
+        it stood (provisional: an update notifies nobody) unless Cybersource has answered:
+        the answer's total stands until it answers again. A reminder owing less than the
+        known balance reveals a payment whose notification was lost, or an update; which,
+        only Cybersource can tell: the best figure is a payment, labelled provisional."""
+        if stated.total_amount is not None and not self.observed:
+            self.state_total(stated.total_amount, provisional=False)
+            self.state_balance(balance if balance is not None else stated.total_amount)
+            return
+        if balance is None:
+            return
+        prior = self.balance
+        if event_type in REMINDER_NOTIFICATION_TYPES and prior is not None and balance < prior:
+            self.collect(moment, prior - balance, provisional=True)
+            self.state_balance(balance)
+            return
+        if not self.observed and balance != self.total:
+            self.state_total(balance, provisional=True)
+            self.state_balance(balance)
+
     def _first_money(
         self,
         moment: datetime,
-        event_type: str,
         stated: StatedFields,
         balance: Decimal | None,
         reported: Decimal | None,
     ) -> None:
-        money_arrived = event_type in PAYMENT_NOTIFICATION_TYPES or (
-            event_type == E.INVOICE_PARTIAL_RESENT
-        )
-        if stated.total_amount is not None:
-            # Total and balance stated together are exact, whatever happened before.
-            self.total = stated.total_amount
-            self.balance = balance if balance is not None else self.total
-            return
-        if not money_arrived:
-            if balance is not None:
-                self.total = self.balance = balance  # before any payment, the balance is the total
-            return
-        if reported is not None and balance is not None:
-            self.total, self.balance = balance + reported, balance
+        """The first money the ledger hears of. Stated figures are exact (a total with a
+        balance, or a balance with the amount paid); a balance alone is compared with the
+        balance known before, and the difference is a payment labelled provisional: the
+        total may have been updated since it was known (updates notify nobody)."""
+        prior = self.balance
+        total_stated = stated.total_amount is not None and not self.observed
+        if total_stated:
+            self.state_total(stated.total_amount, provisional=False)
+        if balance is not None and reported is not None:
+            if not total_stated and not self.observed:
+                self.state_total(balance + reported, provisional=False)
+            self.state_balance(balance)
             self.collect(moment, reported)
             return
-        # The total may have been updated since it was last stated (updates notify nobody):
-        # how much was paid is unknown until the provider is asked.
-        self.total, self.balance = None, balance
+        if balance is not None:
+            self.state_balance(balance)
+            if total_stated:
+                return  # total and balance stated together: the money is their difference
+            if prior is not None and prior > balance:
+                self.collect(moment, prior - balance, provisional=True)
+                return
+            # The total was raised since it was known, or was never known: how much was paid
+            # stays unknown until Cybersource is asked.
+            self.state_total(None, provisional=False)
+            self.collect(moment, None)
+            return
         self.collect(moment, reported)
+        if reported is not None and prior is not None and prior >= reported:
+            self.state_balance(prior - reported, provisional=True)
+        else:
+            self.state_balance(None)
 
     def _later_payment(
         self,
@@ -479,13 +608,14 @@ class _Running:
         if event_type not in AFTER_PAYMENT_NOTIFICATION_TYPES:
             return
         if self.total is None and stated.total_amount is not None:
-            self.total = stated.total_amount
+            self.state_total(stated.total_amount, provisional=False)
         prior = self.balance
+        provisional = self.balance_provisional
         if balance is not None:
             if prior is None or balance < prior:
                 if prior is not None:
-                    self.collect(moment, prior - balance)
-                self.balance = balance
+                    self.collect(moment, prior - balance, provisional)
+                self.state_balance(balance)
             # A balance at or above the known one repeats money already counted (a late or
             # duplicated notification): nothing new arrived.
             return
@@ -495,14 +625,15 @@ class _Running:
             return
         if reported is not None and prior is not None:
             reported = min(reported, prior)
-            self.balance = prior - reported
+            self.state_balance(prior - reported, provisional=provisional)
         else:
-            self.balance = None
-        self.collect(moment, reported)
+            self.state_balance(None)
+        self.collect(moment, reported, provisional)
 
     def _already_observed(self, moment: datetime, amount: Decimal) -> bool:
         """A notification naming only an amount is the same money as a history payment of
-        that amount close to it in time, unless another notification already matched it."""
+        that amount close to it in time, unless another notification already matched it
+        (before or after Cybersource's answer)."""
         for index, payment in enumerate(self.payments):
             if (
                 index not in self.matched_payments
@@ -532,7 +663,46 @@ class _ProviderPast:
         self._updates = sorted(
             fact.moment for fact in self._entries if _entry(fact).history_event == "UPDATE"
         )
-        self._amounts, self._adjustments = self._payment_amounts()
+        self._payments = [f for f in self._entries if _entry(f).history_event == "PAYMENT"]
+        self._transactions = {
+            f.payload.transaction_id: f.payload.amount
+            for f in facts
+            if isinstance(f.payload, TransactionObserved) and f.payload.amount is not None
+        }
+        # Every payment notification with a balance, whichever side of the answer it is dated:
+        # the balance it states may tell what the history entry it reports collected.
+        self._unpaired = [
+            f for f in facts
+            if f.event.type in PAYMENT_NOTIFICATION_TYPES
+            and isinstance(f.payload, NotificationReceived) and _balance_after(f) is not None
+        ]  # fmt: skip
+        self._paired: dict[int, _Fact] = {}  # entry position -> the notification reporting it
+        self._amounts, self._adjustments, self._settling = self._payment_amounts()
+        # Entries whose notification the answer already supersedes: a later notification
+        # cannot be the same money.
+        self._claimed = {
+            position for position, notice in self._paired.items() if notice.order() <= horizon
+        }
+        self._claim_by_amount([f for f in self._notifications if f.event.type in
+                               PAYMENT_NOTIFICATION_TYPES and f not in self._paired.values()])
+
+    def _claim_by_amount(self, notices: Sequence[_Fact]) -> None:
+        """Notifications before the answer that name the amount paid claim the history
+        payment of that amount nearest them in time."""
+        for notice in notices:
+            assert isinstance(notice.payload, NotificationReceived)
+            named = notice.payload.payment.amount if notice.payload.payment else None
+            if named is None:
+                continue
+            candidates = [
+                fact for fact in self._payments
+                if self._amounts.get(fact.event.position) == named
+                and fact.event.position not in self._claimed
+                and abs(fact.moment - notice.moment) <= NOTIFICATION_LAG_MAX
+            ]  # fmt: skip
+            if candidates:
+                nearest = min(candidates, key=lambda fact: abs(fact.moment - notice.moment))
+                self._claimed.add(nearest.event.position)
 
     def states(self) -> list[InvoiceState]:
         running = self._running
@@ -548,14 +718,19 @@ class _ProviderPast:
                 running.describe(self._notifications[described].payload.stated)  # type: ignore[union-attr]
                 described += 1
             segment = self._segment_values(fact.moment)
-            running.total = segment.total_amount
+            running.state_total(segment.total_amount, provisional=False)
             running.currency = segment.currency
             running.due_date = segment.due_date
             if isinstance(fact.payload, InvoiceObserved):
                 self._observed(fact, fact.payload)
+                balance = self._balance()
+                # Which payment collected how much may be unknown; what is owed is not.
+                running.state_balance(
+                    fact.payload.stated.balance_amount if balance is None else balance
+                )
             else:
                 self._history_entry(fact, _entry(fact))
-            running.balance = self._balance()
+                running.state_balance(self._balance())
             running.settle_money(fact.moment)
             states.append(running.snapshot(fact.moment))
         return states
@@ -563,7 +738,10 @@ class _ProviderPast:
     def _observed(self, fact: _Fact, observed: InvoiceObserved) -> None:
         running = self._running
         running.observed = True
-        running.describe(observed.stated)
+        # The answer is the invoice as it stands: a field it leaves out (an update removed
+        # it) is no longer the invoice's.
+        running.customer_name = observed.stated.customer_name
+        running.customer_email = observed.stated.customer_email
         if observed.status is not None and observed.status in InvoiceStatus.__members__:
             running.status = InvoiceStatus(observed.status)
         for moment, amount in self._adjustments.get(fact.event.position, ()):
@@ -582,22 +760,26 @@ class _ProviderPast:
                 if current in (None, InvoiceStatus.DRAFT, InvoiceStatus.CREATED):
                     running.status = InvoiceStatus.SENT
             case "PAYMENT":
-                if fact.event.position not in self._amounts:
+                position = fact.event.position
+                if position not in self._amounts:
                     return  # another entry of a transaction already counted
-                amount = self._amounts[fact.event.position]
+                amount = self._amounts[position]
                 transaction = entry.transaction.transaction_id if entry.transaction else None
                 running.payments.append(Payment(transaction, amount, fact.moment))
+                if position in self._claimed:
+                    running.matched_payments.add(len(running.payments) - 1)
                 running.collect(fact.moment, amount)
-                running.balance = self._balance()
-                paid_in_full = running.balance is not None and running.balance <= 0
+                balance = self._balance()
+                paid_in_full = position in self._settling or (balance is not None and balance <= 0)
                 running.status = InvoiceStatus.PAID if paid_in_full else InvoiceStatus.PARTIAL
             case "PENDING":
                 if current not in FINAL_STATUSES:
                     running.status = InvoiceStatus.PENDING
             case "REJECTED":
+                # A rejected review returns the invoice to SENT, as Cybersource documents it,
+                # even after an earlier partial payment; its next answer says otherwise if so.
                 if current is InvoiceStatus.PENDING:
-                    paid = bool(running.collections)
-                    running.status = InvoiceStatus.PARTIAL if paid else InvoiceStatus.SENT
+                    running.status = InvoiceStatus.SENT
             case "CANCEL":
                 if current is not InvoiceStatus.PAID:
                     running.status = InvoiceStatus.CANCELED
@@ -643,41 +825,149 @@ class _ProviderPast:
 
     def _payment_amounts(
         self,
-    ) -> tuple[dict[int, Decimal | None], dict[int, list[tuple[datetime, Decimal]]]]:
-        """Each PAYMENT entry's amount; where the history leaves it out, what the observed
-        paid amount (total - balance) needs. What no entry can explain is collected at the
-        observation that shows it."""
-        payments = [f for f in self._entries if _entry(f).history_event == "PAYMENT"]
+    ) -> tuple[dict[int, Decimal | None], dict[int, list[tuple[datetime, Decimal]]], set[int]]:
+        """Each PAYMENT entry's amount (by position), what no entry can explain (collected at
+        the observation that shows it), and the entries that paid the invoice in full.
+
+        Where the history leaves an amount out, the sources that can attribute it are used in
+        this order: the Transaction Details API's answer for its transaction; the balances the
+        payment notifications matching the entries in time state; and, for the one entry
+        left, what the observed paid amount (total - balance) still needs. Several entries
+        left keep their amounts unknown: a split is never guessed."""
         amounts: dict[int, Decimal | None] = {}
         seen: set[str] = set()
-        for fact in payments:
+        for fact in self._payments:
             transaction = _entry(fact).transaction
-            if transaction and transaction.transaction_id:
-                if transaction.transaction_id in seen:
-                    continue
-                seen.add(transaction.transaction_id)
-            amounts[fact.event.position] = transaction.amount if transaction else None
+            transaction_id = transaction.transaction_id if transaction else None
+            if transaction_id:
+                if transaction_id in seen:
+                    continue  # another entry of a transaction already counted
+                seen.add(transaction_id)
+            amount = transaction.amount if transaction else None
+            if amount is None and transaction_id:
+                amount = self._transactions.get(transaction_id)
+            amounts[fact.event.position] = amount
         adjustments: dict[int, list[tuple[datetime, Decimal]]] = {}
+        settling: set[int] = set()
         paid_so_far = ZERO
-        remaining = [f for f in payments if f.event.position in amounts]
+        remaining = [f for f in self._payments if f.event.position in amounts]
         for anchor in self._observations:
-            stated = anchor.payload.stated  # type: ignore[union-attr]
-            if stated.total_amount is None or stated.balance_amount is None:
+            observed = anchor.payload
+            assert isinstance(observed, InvoiceObserved)
+            total, balance = observed.stated.total_amount, observed.stated.balance_amount
+            if total is None or balance is None:
                 continue
             due = [f for f in remaining if f.order() <= anchor.order()]
             remaining = [f for f in remaining if f.order() > anchor.order()]
-            target = stated.total_amount - stated.balance_amount
-            known = sum((amounts[f.event.position] or ZERO for f in due), ZERO)
-            unknown = [f for f in due if amounts[f.event.position] is None]
-            missing = target - paid_so_far - known
-            for index, fact in enumerate(unknown):
-                share = missing if index == 0 and missing > 0 else ZERO
-                amounts[fact.event.position] = share
-                missing -= share
+            if due and observed.status == InvoiceStatus.PAID:
+                settling.add(due[-1].event.position)
+            paid_since = total - balance - paid_so_far
+            self._attribute(due, amounts, total - paid_so_far, paid_since)
+            missing = paid_since - sum((amounts[f.event.position] or ZERO for f in due), ZERO)
+            unknown = [f.event.position for f in due if amounts[f.event.position] is None]
+            if len(unknown) == 1 or (unknown and missing <= 0):
+                for position in unknown:
+                    share = max(missing, ZERO)
+                    amounts[position] = share
+                    missing -= share
+            elif unknown:
+                missing = ZERO  # the entries left share it; which paid what is unknown
             if missing != 0:
                 adjustments.setdefault(anchor.event.position, []).append((anchor.moment, missing))
-            paid_so_far = target
-        return amounts, adjustments
+            paid_so_far = total - balance
+        return amounts, adjustments, settling
+
+    def _attribute(
+        self,
+        due: Sequence[_Fact],
+        amounts: dict[int, Decimal | None],
+        opening: Decimal,
+        paid_since: Decimal,
+    ) -> None:
+        """Amounts for ``due`` entries without one, from the balances payment notifications
+        state: an entry collected the balance before it less the balance after it.
+
+        A notification is taken as an entry's only where its balance fits no other entry
+        within ``NOTIFICATION_LAG_MAX`` of its eventDate: the balance after each entry lies
+        between what the fixed balances around it and the amounts between allow (every
+        payment is more than nothing). Kept only if every amount found is positive."""
+        count = len(due)
+        known = [amounts[fact.event.position] for fact in due]
+        fixed = {0: opening, count: opening - paid_since}  # balance after the i-th entry
+        for _ in range(count + 1):  # each pass fixes one more balance, or ends
+            balances = _chained_balances(known, fixed)
+            found = self._notice_fitting_one_entry(due, known, balances)
+            if found is None:
+                break
+            index, notice = found
+            self._unpaired.remove(notice)
+            self._paired[due[index - 1].event.position] = notice
+            fixed[index] = _balance_after(notice)  # type: ignore[assignment]
+        balances = _chained_balances(known, fixed)
+        attributed = {}
+        for index, fact in enumerate(due, 1):
+            before, after = balances[index - 1], balances[index]
+            if known[index - 1] is None and before is not None and after is not None:
+                if after >= before:
+                    return  # the notifications contradict the answer: they attribute nothing
+                attributed[fact.event.position] = before - after
+        amounts.update(attributed)
+
+    def _notice_fitting_one_entry(
+        self, due: Sequence[_Fact], known: list[Decimal | None], balances: list[Decimal | None]
+    ) -> tuple[int, _Fact] | None:
+        for notice in self._unpaired:
+            value = _balance_after(notice)
+            assert value is not None
+            fits = [
+                index
+                for index, fact in enumerate(due, 1)
+                if abs(notice.moment - fact.moment) <= NOTIFICATION_LAG_MAX
+                and _balance_fits(index, value, known, balances)
+            ]
+            if len(fits) == 1:
+                return fits[0], notice
+        return None
+
+
+def _balance_after(notice: _Fact) -> Decimal | None:
+    """The balance a payment notification says the invoice owed after the payment."""
+    if notice.event.type == E.INVOICE_PAID:
+        return ZERO
+    assert isinstance(notice.payload, NotificationReceived)
+    return notice.payload.stated.balance_amount
+
+
+def _chained_balances(
+    amounts: Sequence[Decimal | None], fixed: dict[int, Decimal]
+) -> list[Decimal | None]:
+    """The balance after each entry (index 0: before the first), where the fixed balances
+    and the known amounts between tell it."""
+    balances: list[Decimal | None] = [fixed.get(index) for index in range(len(amounts) + 1)]
+    for index, amount in enumerate(amounts, 1):
+        before = balances[index - 1]
+        if balances[index] is None and before is not None and amount is not None:
+            balances[index] = before - amount
+    for index in range(len(amounts) - 1, -1, -1):
+        after, amount = balances[index + 1], amounts[index]
+        if balances[index] is None and after is not None and amount is not None:
+            balances[index] = after + amount
+    return balances
+
+
+def _balance_fits(
+    index: int, value: Decimal, amounts: Sequence[Decimal | None], balances: list[Decimal | None]
+) -> bool:
+    """Whether ``value`` can be the balance after entry ``index``: the one known, or strictly
+    between the nearest known balances around it less (plus) the known amounts between."""
+    known = balances[index]
+    if known is not None:
+        return value == known
+    left = max(i for i in range(index) if balances[i] is not None)
+    right = min(i for i in range(index + 1, len(balances)) if balances[i] is not None)
+    highest = balances[left] - sum((a or ZERO for a in amounts[left:index]), ZERO)  # type: ignore[operator]
+    lowest = balances[right] + sum((a or ZERO for a in amounts[index:right]), ZERO)  # type: ignore[operator]
+    return lowest < value < highest
 
 
 def _entry(fact: _Fact) -> HistoryEntryRecorded:

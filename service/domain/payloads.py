@@ -68,13 +68,17 @@ class NotificationReceived:
 @dataclass(frozen=True, slots=True)
 class CorrectionRecorded(NotificationReceived):
     """An operator's correction: the conflicting version of a notification, recorded as a new
-    fact beside the first (never an edit). It is a notification to the fold, later in the
-    store than the one it corrects, so at the same provider time it is the one in force."""
+    fact beside the first (never an edit). The fold reads it in place of the event it
+    corrects (``corrects_position``), at that event's provider time."""
 
     reason: str = ""
     delivery_id: int | None = None  # the conflicting delivery whose version this records
     corrects_position: int | None = None  # the recorded event it stands against
     recorded_by: str | None = None
+
+    def corrected_fact(self) -> NotificationReceived:
+        """The notification as the correction says it should have been received."""
+        return _as_notification(self)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,9 @@ Every call is signed (HTTP Signature), bounded in time (connect and read timeout
 jitter only when retrying can help: network errors, 429 and 5xx. A 400, 401 or 404 is an
 answer, not an accident, and is raised at once with the call and Cybersource's reason.
 
+An answer is read before it counts as answered: Get Transaction Details is checked against its
+model, and an answer that does not fit is a failed call whose error names the field.
+
 Each call is made for one organization (the ``v-c-merchant-id`` header); a portfolio's key
 acts for the organizations it was issued for. A failed call is logged (the call, the
 organization, the HTTP status and Cybersource's reason; never its free-text message, which can
@@ -21,7 +24,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
 import httpx
@@ -35,12 +38,15 @@ from tenacity import (
 )
 
 from service.reconciler.http_signature import MerchantCredentials, http_date, sign_request
+from service.reconciler.transaction_details import TransactionDetails, read_transaction_details
 
 log = structlog.get_logger("service.reconciler")
 
 LIST_PAGE_SIZE_MAX = 100
 LIST_PAGES_MAX = 100_000  # a bound on any sweep: ten million invoices
 LOGGED_REASON_CHARACTERS_MAX = 100
+
+Answer = TypeVar("Answer")
 
 
 class CallOutcome(StrEnum):
@@ -191,6 +197,20 @@ class CybersourceClient:
         path = f"/invoicing/v2/invoices/{quote(invoice_number, safe='')}"
         return await self._call("Get Invoice Details", "GET", path, organization_id=organization_id)
 
+    async def transaction_details(
+        self, transaction_id: str, organization_id: str | None = None
+    ) -> TransactionDetails:
+        """Get Transaction Details (``GET /tss/v2/transactions/{id}``) of one payment
+        transaction, read and checked. A transaction Cybersource does not know (or not for
+        this organization) raises ``CybersourceNotFound`` at once, never retried; an answer
+        that does not fit raises ``CybersourceError`` naming the field."""
+        path = f"/tss/v2/transactions/{quote(transaction_id, safe='')}"
+        return await self._read_call(
+            "Get Transaction Details", "GET", path,
+            organization_id=organization_id,
+            read=lambda document: read_transaction_details(document, transaction_id),
+        )  # fmt: skip
+
     async def list_invoices(
         self,
         offset: int,
@@ -334,6 +354,23 @@ class CybersourceClient:
         *,
         organization_id: str | None = None,
     ) -> dict[str, Any]:
+        """The answer as Cybersource sent it (any JSON object)."""
+        return await self._read_call(
+            call, method, path, query, body, organization_id=organization_id, read=_as_sent
+        )
+
+    async def _read_call(
+        self,
+        call: str,
+        method: str,
+        path: str,
+        query: Mapping[str, Any] | None = None,
+        body: Mapping[str, Any] | None = None,
+        *,
+        organization_id: str | None,
+        read: Callable[[dict[str, Any]], Answer],
+    ) -> Answer:
+        """The answer as ``read`` makes it (a ``ValueError`` from it: an invalid answer)."""
         acting_for = organization_id or self._credentials.merchant_id
         path_and_query = path + (f"?{urlencode(query)}" if query else "")
         try:
@@ -343,12 +380,18 @@ class CybersourceClient:
                     failure=CallFailure.ORGANIZATION_NOT_PERMITTED,
                 )  # fmt: skip
             document = await self._retrying(call, method, path_and_query, acting_for, body)
+            try:
+                answer = read(document)
+            except ValueError as invalid:
+                raise CybersourceError(
+                    call, None, str(invalid), failure=CallFailure.INVALID_ANSWER
+                ) from None
         except CybersourceError as error:
             self._report_failure(error, method, path, acting_for)
             raise
         if self._observer is not None:
             self._observer(CallOutcome.ANSWERED, None)
-        return document
+        return answer
 
     async def _retrying(
         self,
@@ -447,6 +490,10 @@ def _answer(call: str, response: httpx.Response) -> dict[str, Any]:
         raise CybersourceError(call, response.status_code, reason, message)
     if not document:
         raise CybersourceError(call, response.status_code, "the answer is not a JSON object")
+    return document
+
+
+def _as_sent(document: dict[str, Any]) -> dict[str, Any]:
     return document
 
 

@@ -1,9 +1,11 @@
 """Turning Get Invoice Details into the ledger's facts: one event per ``invoiceHistory``
 entry, each with a key naming the entry (asking twice appends nothing), and an observation
-of the invoice as Cybersource answered, the truth as of that moment."""
+of the invoice as Cybersource answered, the truth as of that moment. And turning a Transaction
+Details answer into the amount of the payment transaction it is about, once per transaction."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -11,7 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from service.domain.events import EventSource, InvoiceEventType, NewEvent
+from service.domain.events import EventSource, InvoiceEventType, NewEvent, RecordedEvent
 from service.domain.invoice import InvoiceState
 from service.domain.money import parse_optional_amount
 from service.domain.payloads import (
@@ -19,8 +21,11 @@ from service.domain.payloads import (
     InvoiceObserved,
     PaymentReported,
     StatedFields,
+    TransactionObserved,
+    decode,
     encode,
 )
+from service.reconciler.transaction_details import TransactionDetails
 
 E = InvoiceEventType
 EVENT_TYPE_BY_HISTORY_EVENT = {
@@ -172,12 +177,82 @@ class ReconcilerFacts:
         return [*self.history, self.observation]
 
 
+def transactions_without_amount(details: InvoiceDetails) -> list[str]:
+    """The transaction ids of the PAYMENT entries that name a transaction but no amount,
+    oldest entry first, each once."""
+    oldest_first = sorted(details.history, key=lambda entry: _aware(entry.date))
+    transaction_ids: dict[str, None] = {}
+    for entry in oldest_first:
+        transaction = entry.transaction
+        if (
+            entry.event == "PAYMENT"
+            and transaction is not None
+            and transaction.transaction_id
+            and transaction.amount is None
+        ):
+            transaction_ids[transaction.transaction_id] = None
+    return list(transaction_ids)
+
+
+def unattributed_transactions(ledger: InvoiceState) -> set[str]:
+    """The transactions of the ledger's payments whose amount it cannot attribute."""
+    return {
+        payment.transaction_id
+        for payment in ledger.payments
+        if payment.transaction_id and payment.amount is None
+    }
+
+
+def observed_transactions(events: Iterable[RecordedEvent]) -> set[str]:
+    """The transactions the Transaction Details API has already been asked about."""
+    observed = set()
+    for event in events:
+        if event.type == E.TRANSACTION_OBSERVED:
+            payload = decode(event)
+            assert isinstance(payload, TransactionObserved)
+            observed.add(payload.transaction_id)
+    return observed
+
+
+def transaction_observation(
+    answer: TransactionDetails,
+    organization_id: str,
+    invoice_number: str,
+    *,
+    invoice_currency: str | None,
+    called_at: datetime,
+) -> NewEvent:
+    """What one payment transaction collected, dated when it was submitted (else when it was
+    asked about); its key names the transaction, so asking again appends nothing. The amount
+    carries the answer's currency, else the invoice's."""
+    submitted_at = answer.submitted_at
+    fact = TransactionObserved(
+        organization_id=organization_id,
+        invoice_number=invoice_number,
+        transaction_id=answer.id,
+        amount=answer.amount,
+        currency=answer.currency or invoice_currency,
+    )
+    return NewEvent(
+        stream_id=invoice_number,
+        type=E.TRANSACTION_OBSERVED,
+        occurred_at=submitted_at or _aware(called_at),
+        source=EventSource.RECONCILER,
+        idempotency_key=f"cybersource:transaction:{organization_id}:{answer.id}",
+        data=encode(fact),
+        # A time that is only when the ledger asked changes with every asking.
+        time_is_content=submitted_at is not None,
+    )
+
+
 def observation_is_news(ledger: InvoiceState, observed: InvoiceObserved) -> bool:
     """Whether the ledger, as it stands, differs from what Cybersource answered: then the
     answer is recorded, superseding whatever notification left the ledger otherwise."""
     stated = observed.stated
-    # A name Cybersource no longer shows is not news: the ledger keeps the last one it was told.
-    renamed = stated.customer_name is not None and stated.customer_name != ledger.customer_name
+    # A name or address Cybersource no longer shows was removed by an update: that is news too.
+    renamed = (stated.customer_name, stated.customer_email) != (
+        ledger.customer_name, ledger.customer_email
+    )
     return renamed or (ledger.status.value if ledger.status else None, ledger.total_amount,
             ledger.balance_amount, ledger.currency, ledger.due_date) != (
         observed.status, stated.total_amount, stated.balance_amount, stated.currency,

@@ -2,6 +2,11 @@
 
 The reconciler acts for the organizations it is configured with (a portfolio key's children,
 or the key's own merchant); every call, fact and outcome names the organization it is for.
+
+Once an invoice's answer is recorded, each PAYMENT entry that names a transaction but no amount,
+whose amount the ledger still cannot attribute (from the history, the webhooks or an earlier
+answer), is asked about once through the Transaction Details API: its amount is recorded as a
+``TransactionObserved`` fact, at most ``TRANSACTION_LOOKUPS_PER_INVOICE_MAX`` per answer.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from collections.abc import (
 )
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol, TypeVar
 
@@ -24,13 +30,18 @@ import structlog
 
 from service.domain.identity import InvoiceKey, invoices_in_stream
 from service.domain.invoice import fold
-from service.reconciler.client import CybersourceClient, CybersourceError
+from service.reconciler.client import CybersourceClient, CybersourceError, CybersourceNotFound
 from service.reconciler.facts import (
     InvalidInvoiceDetails,
+    InvoiceDetails,
     ReconcilerFacts,
     observation_is_news,
+    observed_transactions,
     read_details,
     reconciler_facts,
+    transaction_observation,
+    transactions_without_amount,
+    unattributed_transactions,
 )
 from service.reconciler.summaries import (
     FetchReason,
@@ -54,6 +65,10 @@ SWEEP_CONCURRENCY = 16
 # list calls made at once: few details to fetch leave the list's latency to set the pace.
 PAGES_READ_AHEAD = 8
 LIST_PAGES_IN_FLIGHT = 4
+# Transaction Details calls after one invoice's answer. An invoice paid in more installments
+# than this has the rest asked about the next time it is fetched: a transaction whose amount
+# is recorded is never asked about again.
+TRANSACTION_LOOKUPS_PER_INVOICE_MAX = 10
 
 
 class ReconcilerFailure(StrEnum):
@@ -66,7 +81,17 @@ class ReconcilerFailure(StrEnum):
     ROUND_FAILED = "round_failed"  # the background worker's round raised unexpectedly
 
 
+class TransactionLookup(StrEnum):
+    """How asking the Transaction Details API about one payment transaction ended."""
+
+    RECORDED = "recorded"  # its amount was appended as a TransactionObserved fact
+    NOT_FOUND = "not_found"  # Cybersource does not know it: nothing appended
+    FAILED = "failed"  # the call failed (the client counted why) or the store was unavailable
+
+
 FailureObserver = Callable[[ReconcilerFailure], None]
+# Told of every Transaction Details lookup once it has ended.
+TransactionLookupObserver = Callable[[TransactionLookup], None]
 Result = TypeVar("Result")
 Page = TypeVar("Page")
 
@@ -103,11 +128,15 @@ def choose_organization(named: str | None, configured: Sequence[str]) -> str:
 
 @dataclass(frozen=True)
 class InvoiceReconciled:
+    """``appended`` counts every fact appended, ``transactions_observed`` the Transaction
+    Details answers among them."""
+
     organization_id: str
     invoice_number: str
     appended: int = 0
     conflicts: int = 0
     error: str | None = None
+    transactions_observed: int = 0
 
     @property
     def invoice(self) -> str:
@@ -181,6 +210,7 @@ class Reconciler:
         *,
         ledger: LedgerView | None = None,
         on_failure: FailureObserver | None = None,
+        on_transaction_lookup: TransactionLookupObserver | None = None,
     ) -> None:
         """``organizations``: those the reconciler acts for; by default the key's merchant.
 
@@ -191,6 +221,7 @@ class Reconciler:
         self._ledger = ledger
         self.organizations = tuple(organizations) or (client.merchant_id,)
         self._on_failure = on_failure
+        self._on_transaction_lookup = on_transaction_lookup
 
     async def reconcile_invoice(
         self, invoice_number: str, organization_id: str | None = None
@@ -200,7 +231,8 @@ class Reconciler:
         organization = choose_organization(organization_id, self.organizations)
         try:
             document = await self._client.get_invoice(invoice_number, organization)
-            facts = reconciler_facts(read_details(document), organization)
+            details = read_details(document)
+            facts = reconciler_facts(details, organization)
             results = await _finished_even_if_cancelled(self._record(facts))
         except CybersourceError as error:
             # The client has logged and counted the call with its status and reason.
@@ -220,12 +252,17 @@ class Reconciler:
                 error=str(error),
             )
             return InvoiceReconciled(organization, invoice_number, error=str(error))
-        outcomes = [result.outcome for result in results]
+        transactions = await self._observe_transactions(details, facts, organization)
+        outcomes = [result.outcome for result in [*results, *transactions.results]]
         reconciled = InvoiceReconciled(
             organization,
             invoice_number,
             appended=outcomes.count(AppendOutcome.APPENDED),
             conflicts=outcomes.count(AppendOutcome.CONFLICT),
+            error=transactions.error,
+            transactions_observed=sum(
+                result.outcome is AppendOutcome.APPENDED for result in transactions.results
+            ),
         )
         if reconciled.conflicts:
             self._failed(ReconcilerFailure.CONFLICT)
@@ -256,6 +293,94 @@ class Reconciler:
         if news:
             results += await self._store.append([facts.observation])
         return results
+
+    async def _observe_transactions(
+        self, details: InvoiceDetails, facts: ReconcilerFacts, organization: str
+    ) -> _TransactionsObserved:
+        """Ask the Transaction Details API about each payment transaction of this answer whose
+        amount neither the history nor anything else the ledger holds attributes, and that
+        was never asked about; append each answer's fact as it comes.
+
+        A transaction Cybersource does not know is skipped; any other failure stops the
+        lookups (the rest wait for the invoice's next fetch) and is the invoice's error."""
+        without_amount = transactions_without_amount(details)
+        if not without_amount:
+            return _TransactionsObserved()
+        number = facts.observed.invoice_number
+        observed: list[AppendResult] = []
+        try:
+            to_ask = await self._transactions_to_ask(number, organization, without_amount)
+        except StoreUnavailable as error:
+            return self._store_failed(organization, number, error, observed)
+        for transaction_id in to_ask:
+            called_at = datetime.now(UTC)
+            try:
+                answer = await self._client.transaction_details(transaction_id, organization)
+            except CybersourceNotFound:
+                # The client has logged and counted the call; this says what it was for.
+                self._looked_up(TransactionLookup.NOT_FOUND)
+                log.warning(
+                    "reconciler.transaction_not_found",
+                    organization_id=organization,
+                    invoice_number=number,
+                    transaction_id=transaction_id,
+                )
+                continue
+            except CybersourceError as error:
+                self._looked_up(TransactionLookup.FAILED)
+                return _TransactionsObserved(observed, str(error))
+            event = transaction_observation(
+                answer,
+                organization,
+                number,
+                invoice_currency=facts.observed.stated.currency,
+                called_at=called_at,
+            )
+            try:
+                observed += await _finished_even_if_cancelled(self._store.append([event]))
+            except StoreUnavailable as error:
+                self._looked_up(TransactionLookup.FAILED)
+                return self._store_failed(organization, number, error, observed)
+            self._looked_up(TransactionLookup.RECORDED)
+        return _TransactionsObserved(observed)
+
+    async def _transactions_to_ask(
+        self, invoice_number: str, organization: str, without_amount: list[str]
+    ) -> list[str]:
+        """Those of ``without_amount`` whose amount the ledger, folded with everything
+        recorded, cannot attribute and that were never asked about, oldest first, bounded."""
+        stream = await self._store.read_stream(invoice_number)
+        key = InvoiceKey(organization, invoice_number)
+        events = invoices_in_stream(invoice_number, stream).get(key, [])
+        unattributed = unattributed_transactions(fold(invoice_number, events, organization))
+        asked_before = observed_transactions(events)
+        to_ask = [
+            transaction_id
+            for transaction_id in without_amount
+            if transaction_id in unattributed and transaction_id not in asked_before
+        ]
+        return to_ask[:TRANSACTION_LOOKUPS_PER_INVOICE_MAX]
+
+    def _store_failed(
+        self,
+        organization: str,
+        invoice_number: str,
+        error: StoreUnavailable,
+        observed: list[AppendResult],
+    ) -> _TransactionsObserved:
+        self._failed(ReconcilerFailure.STORE_UNAVAILABLE)
+        log.warning(
+            "reconciler.failed",
+            organization_id=organization,
+            invoice_number=invoice_number,
+            reason=ReconcilerFailure.STORE_UNAVAILABLE.value,
+            error=str(error),
+        )
+        return _TransactionsObserved(observed, str(error))
+
+    def _looked_up(self, outcome: TransactionLookup) -> None:
+        if self._on_transaction_lookup is not None:
+            self._on_transaction_lookup(outcome)
 
     async def sweep(
         self,
@@ -369,6 +494,12 @@ class Reconciler:
     def _failed(self, reason: ReconcilerFailure) -> None:
         if self._on_failure is not None:
             self._on_failure(reason)
+
+
+@dataclass(frozen=True)
+class _TransactionsObserved:
+    results: list[AppendResult] = field(default_factory=list)
+    error: str | None = None
 
 
 async def _finished_even_if_cancelled(work: Coroutine[Any, Any, Result]) -> Result:

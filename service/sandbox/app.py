@@ -1,7 +1,8 @@
-"""The sandbox's HTTP API: Cybersource's invoicing and webhook-setup endpoints, each checking
-the HTTP Signature and serving the organization its ``v-c-merchant-id`` header names, plus
-unsigned ``/sandbox`` endpoints for what customers and Cybersource do on their own (pay, hold a
-payment for review, remind), to inject 429/502 answers on demand, and to read the delivery log.
+"""The sandbox's HTTP API: Cybersource's invoicing and webhook-setup endpoints and the
+Transaction Details API for its invoices' payments, each checking the HTTP Signature and serving
+the organization its ``v-c-merchant-id`` header names, plus unsigned ``/sandbox`` endpoints for
+what customers and Cybersource do on their own (pay, hold a payment for review, remind), to
+inject 429/502 answers on demand, and to read the delivery log.
 
 Every change that Cybersource announces by webhook (send, payment, cancel, reminder) sends it;
 create, update, publish, pending and rejected send none, as Cybersource has none for them."""
@@ -15,7 +16,7 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
@@ -30,7 +31,12 @@ from service.domain.invoice import InvoiceStatus
 from service.reconciler.http_signature import MerchantCredentials, SignatureMismatch, verify_request
 from service.sandbox import json_numbers
 from service.sandbox.deliveries import WebhookDeliveries
-from service.sandbox.documents import invoice_details, invoice_list, refusal
+from service.sandbox.documents import (
+    invoice_details,
+    invoice_list,
+    refusal,
+    transaction_details,
+)
 from service.sandbox.errors import (
     AuthenticationFailed,
     FieldProblem,
@@ -45,6 +51,7 @@ from service.sandbox.invoices import (
     HistoryEvent,
     Payment,
     SandboxInvoice,
+    TransactionDetailsShown,
 )
 from service.sandbox.organizations import OrganizationInvoices, Organizations
 from service.sandbox.written_summaries import WrittenSummaries
@@ -64,9 +71,23 @@ class ExactJSONResponse(JSONResponse):
 @dataclass(frozen=True)
 class SandboxOptions:
     """``transaction_details_on_review``: PENDING and REJECTED history entries carry
-    ``transactionDetails`` (Cybersource may include them; consumers must cope either way)."""
+    ``transactionDetails`` (Cybersource may include them; consumers must cope either way).
+
+    ``payment_transaction_details``: what PAYMENT history entries show of their transaction
+    (id and amount, the id only, or nothing), for every organization but those named in
+    ``payment_transaction_details_by_organization``; a payment request's own
+    ``transactionDetails`` field decides for that payment."""
 
     transaction_details_on_review: bool = False
+    payment_transaction_details: TransactionDetailsShown = TransactionDetailsShown.AMOUNT
+    payment_transaction_details_by_organization: Mapping[str, TransactionDetailsShown] = field(
+        default_factory=dict
+    )
+
+    def payment_details_for(self, organization_id: str) -> TransactionDetailsShown:
+        return self.payment_transaction_details_by_organization.get(
+            organization_id, self.payment_transaction_details
+        )
 
 
 @dataclass(frozen=True)
@@ -111,6 +132,7 @@ class CybersourceSandbox:
             Route(f"{invoice}/publication", self.publish_invoice, methods=["POST"]),
             Route(f"{invoice}/delivery", self.send_invoice, methods=["POST"]),
             Route(f"{invoice}/cancelation", self.cancel_invoice, methods=["POST"]),
+            Route("/tss/v2/transactions/{id}", self.get_transaction, methods=["GET"]),
             Route("/kms/egress/v2/keys-sym", self.create_webhook_key, methods=["POST"]),
             Route(
                 "/notification-subscriptions/v2/webhooks",
@@ -211,6 +233,13 @@ class CybersourceSandbox:
         call = await self._signed(request)
         return self._cancel(call.invoices, request.path_params["id"])
 
+    async def get_transaction(self, request: Request) -> Response:
+        """Get Transaction Details for a payment on one of the organization's invoices;
+        another organization's transaction is not found."""
+        call = await self._signed(request)
+        transaction = call.invoices.transactions.get(request.path_params["id"])
+        return ExactJSONResponse(transaction_details(transaction, call.invoices.organization_id))
+
     async def create_webhook_key(self, request: Request) -> Response:
         await self._signed(request)
         key_id, key = str(uuid.uuid4()), base64.b64encode(secrets.token_bytes(32)).decode()
@@ -263,16 +292,20 @@ class CybersourceSandbox:
         return self._details(invoice, status_code=201)
 
     async def sandbox_pay(self, request: Request) -> Response:
-        """Body ``{amount, transactionId?}``: a payment on the hosted page."""
+        """Body ``{amount, transactionId?, transactionDetails?}``: a payment on the hosted
+        page; ``transactionDetails`` (``amount``, ``transaction-id`` or ``none``) says what
+        its PAYMENT history entry shows (default: the organization's option)."""
         invoices, invoice = self._helper_invoice(request)
-        entry = invoice.pay(_payment(await request.body()), self._now())
+        payment = self._payment(invoices, await request.body())
+        entry = invoice.pay(payment, self._now())
         self._announce(invoices, invoice, entry)
         return self._details(invoice)
 
     async def sandbox_hold_payment(self, request: Request) -> Response:
-        """A payment that fraud management holds for review: PENDING, no webhook."""
-        _, invoice = self._helper_invoice(request)
-        invoice.hold_payment_for_review(_payment(await request.body()), self._now())
+        """A payment that fraud management holds for review: PENDING, no webhook. The body
+        is the one ``pay`` takes."""
+        invoices, invoice = self._helper_invoice(request)
+        invoice.hold_payment_for_review(self._payment(invoices, await request.body()), self._now())
         return self._details(invoice)
 
     async def sandbox_accept_payment(self, request: Request) -> Response:
@@ -380,6 +413,9 @@ class CybersourceSandbox:
             raise InjectedFault(self._faults.popleft())
         return SignedCall(self.organizations.invoices_of(request.headers["v-c-merchant-id"]), body)
 
+    def _payment(self, invoices: OrganizationInvoices, body: bytes) -> Payment:
+        return _payment(body, self._options.payment_details_for(invoices.organization_id))
+
     def _helper_invoices(self, request: Request) -> OrganizationInvoices:
         return self.organizations.invoices_of(request.query_params.get("organizationId"))
 
@@ -466,7 +502,7 @@ def _paging(query: Mapping[str, str]) -> tuple[int, int]:
     return offset, limit
 
 
-def _payment(body: bytes) -> Payment:
+def _payment(body: bytes, shown_by_default: TransactionDetailsShown) -> Payment:
     document = parse_json_object(body)
     try:
         amount = Decimal(str(document["amount"]))
@@ -474,7 +510,15 @@ def _payment(body: bytes) -> Payment:
         raise ValidationErrors(
             "amount is required", (FieldProblem("amount", "MISSING_FIELD"),)
         ) from None
-    return Payment(amount, str(document.get("transactionId") or uuid.uuid4().hex))
+    try:
+        shown = TransactionDetailsShown(document.get("transactionDetails") or shown_by_default)
+    except ValueError:
+        raise ValidationErrors(
+            f"transactionDetails must be one of {', '.join(TransactionDetailsShown)}",
+            (FieldProblem("transactionDetails", "INVALID_DATA"),),
+        ) from None
+    transaction_id = str(document.get("transactionId") or uuid.uuid4().hex)
+    return Payment(amount, transaction_id, shown)
 
 
 def _documented_request(flat: Mapping[str, Any]) -> dict[str, Any]:

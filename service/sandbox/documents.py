@@ -5,16 +5,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from service.sandbox.errors import SandboxRefusal
+from service.sandbox.invoice_requests import currency_exponent
 from service.sandbox.invoices import (
     HistoryEntry,
     HistoryEvent,
     InvoiceContent,
     LineItem,
     SandboxInvoice,
+    TransactionDetailsShown,
 )
+from service.sandbox.transactions import SandboxTransaction, TransactionDecision
 
 REVIEW_EVENTS = frozenset({HistoryEvent.PENDING, HistoryEvent.REJECTED})
 
@@ -26,6 +30,11 @@ def utc_time(moment: datetime) -> str:
 
 def submit_time(moment: datetime) -> str:
     return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def transaction_time(moment: datetime) -> str:
+    """``2016-08-11T22:47:57Z``: the Transaction Details API's documented format."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def invoice_links(invoice_number: str) -> dict[str, Any]:
@@ -125,6 +134,54 @@ def invoice_list(
     }
 
 
+# What each decision looks like in the answer. The status and the application results of a
+# settled payment follow the SDK's model of the answer (TssV2TransactionsGet200Response);
+# the review ones use the decision-manager reason codes 480 (marked for review) and 481
+# (rejected). Inferred: the invoicing guide does not show a transaction of its own.
+_ANSWER_BY_DECISION = {
+    TransactionDecision.ACCEPTED: ("TRANSMITTED", "100", "1", "SOK", ("ics_auth", "ics_bill")),
+    TransactionDecision.IN_REVIEW: ("AUTHORIZED_PENDING_REVIEW", "480", "1", "DREVIEW",
+                                    ("ics_auth",)),
+    TransactionDecision.REJECTED: ("AUTHORIZED_RISK_DECLINED", "481", "0", "DREJECT",
+                                   ("ics_auth",)),
+}  # fmt: skip
+_APPLICATION_RESULT = {"reasonCode": "100", "rCode": "1", "rFlag": "SOK"}
+
+
+def transaction_details(transaction: SandboxTransaction, organization_id: str) -> dict[str, Any]:
+    """Get Transaction Details (``GET /tss/v2/transactions/{id}``) for a payment on an
+    invoice: amounts as strings, as the SDK types them."""
+    status, reason_code, r_code, r_flag, applications = _ANSWER_BY_DECISION[transaction.decision]
+    exponent = currency_exponent(transaction.currency)
+    amount = format(transaction.amount.quantize(Decimal(1).scaleb(-exponent)), "f")
+    return {
+        "_links": {
+            "self": {"href": f"/tss/v2/transactions/{transaction.transaction_id}",
+                     "method": "GET"}
+        },
+        "id": transaction.transaction_id,
+        "rootId": transaction.transaction_id,
+        "reconciliationId": transaction.reconciliation_id,
+        "merchantId": organization_id,
+        "status": status,
+        "submitTimeUTC": transaction_time(transaction.submitted_at),
+        "applicationInformation": {
+            "status": status,
+            "reasonCode": reason_code,
+            "rCode": r_code,
+            "rFlag": r_flag,
+            "applications": [{"name": name, **_APPLICATION_RESULT} for name in applications],
+        },
+        "orderInformation": {
+            "amountDetails": {
+                "totalAmount": amount,
+                "authorizedAmount": amount,
+                "currency": transaction.currency,
+            }
+        },
+    }  # fmt: skip
+
+
 def refusal(error: SandboxRefusal, now: datetime) -> dict[str, Any]:
     """The documented error body of a 400, 401, 404, 429 or 502."""
     return {
@@ -187,11 +244,18 @@ def _history_entry(entry: HistoryEntry, transaction_details_on_review: bool) -> 
     shows_payment = entry.event is HistoryEvent.PAYMENT or (
         transaction_details_on_review and entry.event in REVIEW_EVENTS
     )
-    if entry.payment is not None and shows_payment:
-        document["transactionDetails"] = {
-            "transactionId": entry.payment.transaction_id,
-            "amount": entry.payment.amount,
-        }
+    if entry.payment is None or not shows_payment:
+        return document
+    match entry.payment.shown:
+        case TransactionDetailsShown.AMOUNT:
+            document["transactionDetails"] = {
+                "transactionId": entry.payment.transaction_id,
+                "amount": entry.payment.amount,
+            }
+        case TransactionDetailsShown.TRANSACTION_ID:
+            document["transactionDetails"] = {"transactionId": entry.payment.transaction_id}
+        case TransactionDetailsShown.NONE:
+            pass
     return document
 
 

@@ -48,6 +48,15 @@ class InvoiceNotFound(SandboxRefusal):
     reason = "NOTFOUND"
 
 
+class TransactionNotFound(SandboxRefusal):
+    """No payment transaction of the organization has this id (another organization's is
+    not found either)."""
+
+    status_code = 404
+    status = "NOTFOUND"
+    reason = "NOTFOUND"
+
+
 class AuthenticationFailed(SandboxRefusal):
     status_code = 401
     status = "UNAUTHORIZED"

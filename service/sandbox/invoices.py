@@ -69,6 +69,16 @@ class InvoiceContent:
     line_items: tuple[LineItem, ...] = ()
 
 
+class TransactionDetailsShown(StrEnum):
+    """What a PAYMENT history entry shows of its transaction: the documented shape carries
+    ``transactionDetails: {transactionId, amount}``, but the documented examples often leave
+    out the amount or the whole object, and consumers must cope with each."""
+
+    AMOUNT = "amount"  # transactionId and amount
+    TRANSACTION_ID = "transaction-id"  # transactionId only
+    NONE = "none"  # no transactionDetails
+
+
 class HistoryEvent(StrEnum):
     DRAFT = "DRAFT"
     CREATE = "CREATE"
@@ -86,6 +96,8 @@ class HistoryEvent(StrEnum):
 class Payment:
     amount: Decimal
     transaction_id: str
+    # Chosen when the customer pays, so an entry reads the same in every later answer.
+    shown: TransactionDetailsShown = TransactionDetailsShown.AMOUNT
 
 
 @dataclass(frozen=True)
@@ -109,8 +121,11 @@ class SandboxInvoice:
     balance_amount: Decimal = Decimal(0)
     history: list[HistoryEntry] = field(default_factory=list)
     payment_under_review: Payment | None = None
-    # Told after every change: every change to the invoice is recorded in its history.
-    on_change: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+    # Told after every change, with the entry that records it: every change to the invoice is
+    # recorded in its history.
+    on_change: Callable[[SandboxInvoice, HistoryEntry], None] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     @classmethod
     def draft(cls, invoice_number: str, content: InvoiceContent, now: datetime) -> SandboxInvoice:
@@ -180,8 +195,10 @@ class SandboxInvoice:
         return self._settle(payment, now)
 
     def reject_payment_under_review(self, now: datetime) -> HistoryEntry:
+        """Back to SENT, as the invoicing guide says ("reject (then back to SENT)"), even when
+        an earlier payment was accepted: the balance still shows what that one paid."""
         payment = self._take_payment_under_review()
-        self.status = InvoiceStatus.PARTIAL if self.paid_amount > 0 else InvoiceStatus.SENT
+        self.status = InvoiceStatus.SENT
         return self._record(HistoryEvent.REJECTED, now, payment)
 
     def _require_payable(self) -> None:
@@ -219,7 +236,7 @@ class SandboxInvoice:
         entry = HistoryEntry(event, now, payment)
         self.history.append(entry)
         if self.on_change is not None:
-            self.on_change()
+            self.on_change(self, entry)
         return entry
 
     @staticmethod

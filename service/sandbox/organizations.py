@@ -8,13 +8,15 @@ from datetime import datetime
 
 from service.domain.invoice import InvoiceStatus
 from service.sandbox.errors import DuplicateRecord, InvoiceNotFound, ValidationErrors
-from service.sandbox.invoices import InvoiceContent, SandboxInvoice
+from service.sandbox.invoices import HistoryEntry, InvoiceContent, SandboxInvoice
+from service.sandbox.transactions import Transactions
 
 
 class OrganizationInvoices:
     def __init__(self, organization_id: str) -> None:
         self.organization_id = organization_id
         self._invoices: dict[str, SandboxInvoice] = {}
+        self.transactions = Transactions()
         self._next_generated_number = 1
         # Listings by status, kept until an invoice is added or changes (its status may have):
         # a sweep pages through one listing without filtering every invoice for each page.
@@ -34,9 +36,9 @@ class OrganizationInvoices:
         elif invoice_number in self._invoices:
             raise DuplicateRecord(f"invoice {invoice_number} already exists")
         invoice = SandboxInvoice.draft(invoice_number, content, now)
-        invoice.on_change = self._changed
+        invoice.on_change = self._recorded
         self._invoices[invoice_number] = invoice
-        self._changed()
+        self._revision += 1
         return invoice
 
     def get(self, invoice_number: str) -> SandboxInvoice:
@@ -58,8 +60,9 @@ class OrganizationInvoices:
         self._listings[status] = (self._revision, listing)
         return listing
 
-    def _changed(self) -> None:
+    def _recorded(self, invoice: SandboxInvoice, entry: HistoryEntry) -> None:
         self._revision += 1
+        self.transactions.recorded(invoice, entry)
 
     def _unused_number(self) -> str:
         # Merchants may have taken some numbers; skipping them ends within len(invoices) steps.

@@ -177,3 +177,42 @@ def test_an_operator_signs_in_reads_the_charts_filters_deliveries_and_finds_an_a
     assert "60.00 EUR" in page.locator("section.invoice dl").inner_text()
     page.screenshot(path=str(artifacts / f"console-invoice-{engine}.png"), full_page=True)
     page.close()
+
+
+def test_an_operator_corrects_a_conflicting_payment_through_the_console_form(
+    console_url: str, browser: Browser, artifacts: Path, request: pytest.FixtureRequest
+) -> None:
+    """INV-200's partial payment delivered again saying 50.00 is owed, not 60.00: recorded
+    through the form, the invoice owes 50.00 and its trail marks the corrected event."""
+    api = httpx.Client(base_url=console_url)
+    request.addfinalizer(api.close)
+    engine = request.node.callspec.params["database_url"]
+    conflicting = notification(
+        "partial-payment", "INV-200", "EUR", "50.00", TODAY - timedelta(days=5)
+    )
+    answer = api.post(
+        "/webhooks/cybersource", content=conflicting, headers=signed_headers(conflicting)
+    )
+    assert answer.status_code == 200, answer.text
+    [conflict] = v1(api, "/v1/deliveries", outcome="conflict")["items"]
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    sign_in(page, f"{console_url}/console/deliveries/{conflict['deliveryId']}")
+    page.fill('input[name="reason"]', "The payer's bank confirmed 50.00 is owed")
+    page.click('button:has-text("Record the delivered version as a correction")')
+    page.wait_for_load_state()
+    notice = page.locator('[data-field="replay-result"]').inner_text()
+    assert notice.startswith("Correction recorded at positions ")
+    position = int(notice.rsplit(" ", 1)[1])
+
+    invoice = v1(api, "/v1/invoices/INV-200", minPosition=position)
+    assert (invoice["balanceAmount"], invoice["paidAmount"]) == ("50.00", "50.00")
+    page.goto(f"{console_url}/console/invoices?invoiceNumber=INV-200")
+    assert "50.00 EUR" in page.locator("section.invoice dl").inner_text()
+    corrected = page.locator("table.events tbody tr", has_text=f"corrected by {position}")
+    assert corrected.count() == 1
+    trail = v1(api, "/v1/invoices/INV-200/events")["items"]
+    [replaced] = [event for event in trail if event.get("correctedBy") == position]
+    assert corrected.get_attribute("data-position") == str(replaced["position"])
+    page.screenshot(path=str(artifacts / f"console-correction-{engine}.png"), full_page=True)
+    page.close()

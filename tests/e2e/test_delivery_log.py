@@ -328,3 +328,90 @@ def test_an_ignored_delivery_is_replayable_and_says_why_it_still_does_not_read(
     answer = replay(api, ignored["deliveryId"])
     assert answer["result"] == "unreadable"
     assert answer["reason"] == "event type invoicing.customer.invoice.test"
+
+
+def notice(number: str, notification_id: str, kind: str, balance: str, hour: int) -> Any:
+    """A notification for ``number`` dated 2026-03-02 at ``hour``:00 UTC."""
+    stated = {"totalAmount": "100.00"} if kind.endswith(".send") else {}
+    return invoice_notification(
+        number, kind, notification_id=notification_id, balance=balance,
+        event_date=f"2026-03-02T{hour}:00:00.000Z", **stated,
+    )  # fmt: skip
+
+
+def correct_conflict(api: httpx.Client, notification_id: str) -> int:
+    """Records the conflicting delivery of ``notification_id`` as a correction; its position."""
+    conflict = next(
+        item for item in deliveries(api, outcome="conflict")["items"]
+        if item["notificationId"] == notification_id
+    )  # fmt: skip
+    answer = api.post(
+        f"/v1/deliveries/{conflict['deliveryId']}/corrections",
+        headers=OPERATOR,
+        json={"reason": "Cybersource support confirmed the second version"},
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["result"] == "appended"
+    [position] = answer.json()["positions"]
+    return int(position)
+
+
+def invoice_at(api: httpx.Client, number: str, position: int) -> Any:
+    answer = api.get(f"/v1/invoices/{number}", params={"minPosition": position}, headers=READ)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_a_correction_raising_a_balance_takes_effect_and_counts_the_right_money(
+    api: httpx.Client,
+) -> None:
+    """100.00 sent; 30.00 paid; a second payment notified with balance 40.00, then the same
+    notification again with 50.00 (a conflict); the operator records the second version."""
+    partial = "invoicing.customer.invoice.partial-payment"
+    sent = notice("INV-R", "r-send", "invoicing.customer.invoice.send", "100.00", 10)
+    first = notice("INV-R", "r-p1", partial, "70.00", 11)
+    second = notice("INV-R", "r-p2", partial, "40.00", 12)
+    for document in (sent, first, second):
+        assert post_delivery(api, encode(document)).status_code == 200
+    assert invoice_at(api, "INV-R", 3)["balanceAmount"] == "40.00"
+    second["payloads"][0]["data"]["balanceAmount"] = "50.00"
+    second["payloads"][0]["data"]["invoiceBalance"] = "50.00"
+    assert post_delivery(api, encode(second)).status_code == 200
+
+    position = correct_conflict(api, "r-p2")
+    invoice = invoice_at(api, "INV-R", position)
+    assert (invoice["status"], invoice["balanceAmount"], invoice["paidAmount"]) == (
+        "PARTIAL", "50.00", "50.00"
+    )  # fmt: skip
+    assert len(invoice["payments"]) == 2
+    collections = api.get(
+        "/v1/reports/collections",
+        params={"from": "2026-03-02", "to": "2026-03-02", "minPosition": position},
+        headers=READ,
+    ).json()["items"]
+    assert [(row["amount"], row["incomplete"]) for row in collections] == [("50.00", False)]
+    trail = api.get("/v1/invoices/INV-R/events", headers=READ).json()["items"]
+    marked = {event["position"]: event.get("correctedBy") for event in trail}
+    assert marked == {1: None, 2: None, 3: position, position: None}
+
+
+def test_a_wrong_paid_corrected_into_a_partial_payment_reopens_the_invoice(
+    api: httpx.Client,
+) -> None:
+    sent = notice("INV-W", "w-send", "invoicing.customer.invoice.send", "100.00", 10)
+    paid = notice("INV-W", "w-2", "invoicing.customer.invoice.paid", "0.00", 11)
+    for document in (sent, paid):
+        assert post_delivery(api, encode(document)).status_code == 200
+    assert invoice_at(api, "INV-W", 2)["status"] == "PAID"
+    partial = notice("INV-W", "w-2", "invoicing.customer.invoice.partial-payment", "60.00", 11)
+    assert post_delivery(api, encode(partial)).status_code == 200
+
+    position = correct_conflict(api, "w-2")
+    invoice = invoice_at(api, "INV-W", position)
+    assert (invoice["status"], invoice["balanceAmount"], invoice["paidAmount"]) == (
+        "PARTIAL", "60.00", "40.00"
+    )  # fmt: skip
+    outstanding = api.get(
+        "/v1/reports/outstanding", params={"minPosition": position}, headers=READ
+    ).json()["items"]
+    assert [(row["currency"], row["balanceAmount"]) for row in outstanding] == [("USD", "60.00")]

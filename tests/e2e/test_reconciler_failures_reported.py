@@ -165,6 +165,9 @@ def test_the_serving_reconciler_counts_refused_calls_in_its_metrics(
         # Every series is there from the start; the first sweep's listing is refused.
         assert metric(exposition, 'ledger_reconciler_errors_total{reason="unreachable"}') == 0
         assert metric(exposition, 'ledger_reconciler_errors_total{reason="round_failed"}') == 0
+        for lookup in ("recorded", "not_found", "failed"):
+            series = f'ledger_reconciler_transaction_lookups_total{{outcome="{lookup}"}}'
+            assert metric(exposition, series) == 0
         while metric(exposition, unauthorized) == 0 and time.monotonic() < deadline:
             time.sleep(0.1)
             exposition = httpx.get(f"{url}/metrics").text

@@ -53,3 +53,20 @@ def test_the_command_serves_each_organization_and_dates_webhooks_before_history(
     assert headers["v-c-organization-id"] == "child-2"
     sent_at = datetime.fromisoformat(second.json()["invoiceHistory"][0]["date"])
     assert datetime.fromisoformat(body["eventDate"]) < sent_at
+
+
+def test_the_command_can_leave_the_amounts_out_of_payment_history_entries() -> None:
+    port = free_port()
+    options = ["--payment-transaction-details", "transaction-id"]
+    command = [sys.executable, "-m", "service.cli", "sandbox", "--port", str(port), *options]
+    with (
+        server(command, port, ENVIRONMENT, health_path="/sandbox/deliveries"),
+        httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as sandbox,
+    ):
+        invoice = {"invoiceNumber": "1", "totalAmount": "5.00", "dueDate": "2026-12-31"}
+        sandbox.post("/sandbox/invoices", json={**invoice, "status": "SENT"}).raise_for_status()
+        paid = sandbox.post(
+            "/sandbox/invoices/1/pay", json={"amount": "5.00", "transactionId": "t"}
+        )
+    payment = paid.json()["invoiceHistory"][0]
+    assert (payment["event"], payment["transactionDetails"]) == ("PAYMENT", {"transactionId": "t"})

@@ -19,6 +19,7 @@ from service.reconciler.http_signature import MerchantCredentials, http_date, si
 from service.sandbox.app import SandboxOptions, create_sandbox_app
 from service.sandbox.deliveries import WebhookDeliveries, WebhookTarget
 from service.sandbox.event_dates import EventDateOrder, EventTiming
+from service.sandbox.invoices import TransactionDetailsShown
 from tests.support.receiver import Receiver, receiving_webhooks
 from tests.support.server import serving
 
@@ -271,3 +272,121 @@ def test_payment_webhooks_carry_the_amount_only_when_asked(receiver: tuple[Recei
     data = {body["eventType"]: body["payloads"][0]["data"] for _, body in received}
     assert data["invoicing.customer.invoice.paid"]["paymentAmount"] == "247.86"
     assert "paymentAmount" not in data["invoicing.customer.invoice.send"]
+
+
+def test_the_transaction_details_api_answers_for_the_invoices_payments(
+    cybersource: Cybersource,
+) -> None:
+    cybersource.create("X-1", sendImmediately=True, allowPartialPayments=True)
+    paid = cybersource.http.post(
+        "/sandbox/invoices/X-1/pay", json={"amount": "47.86", "transactionId": "7000000000001"}
+    ).json()
+    answer = cybersource.call("GET", "/tss/v2/transactions/7000000000001")
+    assert answer.status_code == 200
+    document = answer.json()
+    assert (document["id"], document["rootId"], document["merchantId"]) == (
+        "7000000000001", "7000000000001", "org-a"
+    )  # fmt: skip
+    assert document["_links"]["self"] == {
+        "href": "/tss/v2/transactions/7000000000001", "method": "GET"
+    }  # fmt: skip
+    # Amounts are strings with the currency's decimals, as the SDK's model types them.
+    assert document["orderInformation"]["amountDetails"] == {
+        "totalAmount": "47.86", "authorizedAmount": "47.86", "currency": "USD"
+    }  # fmt: skip
+    assert document["status"] == "TRANSMITTED" and document["reconciliationId"].isdigit()
+    application = document["applicationInformation"]
+    assert (application["reasonCode"], application["rCode"], application["rFlag"]) == (
+        "100", "1", "SOK"
+    )  # fmt: skip
+    assert {"name": "ics_bill", "reasonCode": "100", "rCode": "1", "rFlag": "SOK"} in (
+        application["applications"]
+    )
+    # Submitted when the customer paid, to the second, as the documented format writes it.
+    payment = paid["invoiceHistory"][0]
+    assert payment["event"] == "PAYMENT"
+    submitted = datetime.fromisoformat(document["submitTimeUTC"])
+    assert document["submitTimeUTC"].endswith("Z") and len(document["submitTimeUTC"]) == 20
+    assert submitted == datetime.fromisoformat(payment["date"]).replace(microsecond=0)
+
+
+def test_transaction_details_are_signed_and_another_organizations_are_not_found(
+    cybersource: Cybersource,
+) -> None:
+    cybersource.create("X-2", sendImmediately=True)
+    cybersource.http.post(
+        "/sandbox/invoices/X-2/pay", json={"amount": "247.86", "transactionId": "tx-a"}
+    ).raise_for_status()
+    unsigned = cybersource.http.get("/tss/v2/transactions/tx-a")
+    assert (unsigned.status_code, unsigned.json()["reason"]) == (401, "AUTHENTICATION_FAILED")
+    for asker, transaction in ((Cybersource(cybersource.http, "org-b"), "tx-a"),
+                               (cybersource, "tx-unknown")):  # fmt: skip
+        missing = asker.call("GET", f"/tss/v2/transactions/{transaction}")
+        assert missing.status_code == 404
+        body = missing.json()
+        assert set(body) == {"submitTimeUtc", "status", "reason", "message", "details"}
+        assert (body["status"], body["reason"]) == ("NOTFOUND", "NOTFOUND")
+
+
+def test_payment_entries_show_their_transaction_as_configured() -> None:
+    options = SandboxOptions(
+        payment_transaction_details=TransactionDetailsShown.TRANSACTION_ID,
+        payment_transaction_details_by_organization={"org-b": TransactionDetailsShown.NONE},
+    )
+    with sandbox(options=options) as sandbox_url, httpx.Client(base_url=sandbox_url) as http:
+        org_a, org_b = Cybersource(http), Cybersource(http, "org-b")
+        for organization in (org_a, org_b):
+            organization.create("N-1", sendImmediately=True, allowPartialPayments=True)
+
+        def pay(organization_id: str, transaction_id: str, **extra: str) -> dict[str, Any]:
+            paid = http.post(
+                f"/sandbox/invoices/N-1/pay?organizationId={organization_id}",
+                json={"amount": "40.00", "transactionId": transaction_id, **extra},
+            )
+            assert paid.status_code == 200, paid.text
+            entry: dict[str, Any] = paid.json()["invoiceHistory"][0]
+            assert entry["event"] == "PAYMENT"
+            return entry
+
+        assert pay("org-a", "t-1")["transactionDetails"] == {"transactionId": "t-1"}
+        assert "transactionDetails" not in pay("org-b", "t-2")
+        chosen = pay("org-a", "t-3", transactionDetails="amount")["transactionDetails"]
+        assert chosen == {"transactionId": "t-3", "amount": 40}
+        assert "transactionDetails" not in pay("org-a", "t-4", transactionDetails="none")
+        refused = http.post(
+            "/sandbox/invoices/N-1/pay", json={"amount": "1.00", "transactionDetails": "some"}
+        )
+        assert refused.status_code == 400
+        assert refused.json()["details"] == [
+            {"field": "transactionDetails", "reason": "INVALID_DATA"}
+        ]
+        # An answer shows each entry as it was paid; the transactions keep their amounts.
+        history = org_a.call("GET", "/invoicing/v2/invoices/N-1").json()["invoiceHistory"]
+        shown = [entry.get("transactionDetails") for entry in history[:3]]
+        assert shown == [None, {"transactionId": "t-3", "amount": 40}, {"transactionId": "t-1"}]
+        for transaction in ("t-1", "t-3", "t-4"):
+            answer = org_a.call("GET", f"/tss/v2/transactions/{transaction}").json()
+            assert answer["orderInformation"]["amountDetails"]["totalAmount"] == "40.00"
+
+
+def test_a_payment_rejected_in_review_sends_the_invoice_back_to_sent_after_a_partial_one(
+    cybersource: Cybersource,
+) -> None:
+    cybersource.create("V-1", sendImmediately=True, allowPartialPayments=True)
+    http = cybersource.http
+    http.post("/sandbox/invoices/V-1/pay", json={"amount": "47.86", "transactionId": "v-1"})
+    held = http.post(
+        "/sandbox/invoices/V-1/pending", json={"amount": "200.00", "transactionId": "v-2"}
+    ).json()
+    assert held["status"] == "PENDING"
+    in_review = cybersource.call("GET", "/tss/v2/transactions/v-2").json()
+    assert in_review["applicationInformation"]["reasonCode"] == "480"
+    http.post("/sandbox/invoices/V-1/reject").raise_for_status()
+    details = cybersource.call("GET", "/invoicing/v2/invoices/V-1").json()
+    assert details["status"] == "SENT"
+    assert details["orderInformation"]["amountDetails"]["balanceAmount"] == 200
+    events = [entry["event"] for entry in details["invoiceHistory"]]
+    assert events == ["REJECTED", "PENDING", "PAYMENT", "SEND", "DRAFT"]
+    rejected = cybersource.call("GET", "/tss/v2/transactions/v-2").json()
+    assert rejected["applicationInformation"]["reasonCode"] == "481"
+    assert rejected["status"] == "AUTHORIZED_RISK_DECLINED"

@@ -76,9 +76,10 @@ async def test_projected_rows_are_the_fold_of_each_invoice(engine: AsyncEngine) 
     expected = fold("A", await store.read_stream("A"))
     assert row["status"] == InvoiceStatus.PAID == expected.status
     assert row["balance_amount"] == Decimal("0")
-    # A paid notification does not say what was paid, and the total may have been updated
-    # since it was stated: until Cybersource is asked, the total is unknown.
-    assert row["total_amount"] is None is expected.total_amount
+    # A paid notification does not say what was paid: the total stated before stands, and the
+    # money is the balance it cleared, provisional until Cybersource is asked.
+    assert row["total_amount"] == Decimal("100") == expected.total_amount
+    assert [(c.amount, c.provisional) for c in expected.collections] == [(Decimal("100.00"), True)]
     assert row["last_position"] == 2
     assert await SqlReadModelStore(engine).checkpoint() == 2
 

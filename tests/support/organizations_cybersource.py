@@ -2,9 +2,10 @@
 acting for several organizations.
 
 It checks every request's HTTP Signature with ``verify_request`` (the sandbox's check), answers
-Get Invoice Details and Get List of Invoices from the invoices of the organization named in
-``v-c-merchant-id``, and records which organization each call was made for. A queue of canned
-answers lets a test make Cybersource refuse or fail.
+Get Invoice Details, Get List of Invoices and Get Transaction Details from the invoices and
+transactions of the organization named in ``v-c-merchant-id``, and records which organization
+each call was made for. A queue of canned answers lets a test make Cybersource refuse or fail,
+or answer what it never should.
 """
 
 from __future__ import annotations
@@ -34,8 +35,12 @@ class OrganizationsCybersource:
     credentials: Sequence[MerchantCredentials]
     # Invoice documents (as Get Invoice Details answers them) by organization and number.
     invoices: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    # Transaction Details documents by organization and transaction id.
+    transactions: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     calls: list[RecordedCall] = field(default_factory=list)
     canned: deque[tuple[int, dict[str, Any]]] = field(default_factory=deque)
+    # Statuses answered (with an error body) to the next Transaction Details calls.
+    transaction_faults: deque[int] = field(default_factory=deque)
 
     def add_invoice(self, organization_id: str, number: str, status: str, total: str) -> None:
         self.invoices.setdefault(organization_id, {})[number] = {
@@ -55,6 +60,7 @@ class OrganizationsCybersource:
             routes=[
                 Route("/invoicing/v2/invoices", self._list, methods=["GET"]),
                 Route("/invoicing/v2/invoices/{number}", self._details, methods=["GET"]),
+                Route("/tss/v2/transactions/{id}", self._transaction, methods=["GET"]),
             ]
         )
 
@@ -85,6 +91,17 @@ class OrganizationsCybersource:
         if invoice is None:
             return _error(404, "NOTFOUND", "no such invoice")
         return JSONResponse(invoice)
+
+    async def _transaction(self, request: Request) -> Response:
+        organization = await self._organization(request)
+        if isinstance(organization, Response):
+            return organization
+        if self.transaction_faults:
+            return _error(self.transaction_faults.popleft(), "SYSTEM_ERROR", "injected")
+        transaction = self.transactions.get(organization, {}).get(request.path_params["id"])
+        if transaction is None:
+            return _error(404, "NOTFOUND", "no such transaction")
+        return JSONResponse(transaction)
 
     async def _list(self, request: Request) -> Response:
         organization = await self._organization(request)

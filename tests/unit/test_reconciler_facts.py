@@ -92,10 +92,14 @@ def test_identical_history_entries_are_told_apart_by_their_occurrence() -> None:
 def test_an_observation_is_news_when_the_ledger_differs_from_it() -> None:
     facts = reconciler_facts(read_details(documented_details()), "testrest")
     matching = InvoiceState("2670", "testrest", InvoiceStatus.SENT, "USD", Decimal("247.86"),
-                            Decimal("247.86"), date(2019, 7, 11), "Tanya Lee")  # fmt: skip
+                            Decimal("247.86"), date(2019, 7, 11), "Tanya Lee",
+                            "tanya@example.com")  # fmt: skip
     assert not observation_is_news(matching, facts.observed)
     # A customer renamed (or named for the first time) is news; the list shows the name too.
     assert observation_is_news(replace(matching, customer_name="T. Lee"), facts.observed)
+    # A name removed by an update (the answer shows none) is news: the ledger removes it.
+    unnamed = replace(facts.observed, stated=replace(facts.observed.stated, customer_name=None))
+    assert observation_is_news(matching, unnamed)
     stale = InvoiceState("2670", "testrest", InvoiceStatus.PAID, "USD", Decimal("247.86"),
                          Decimal("0"), date(2019, 7, 11))  # fmt: skip
     assert observation_is_news(stale, facts.observed)

@@ -8,9 +8,10 @@ from decimal import Decimal
 import pytest
 
 from service.domain.invoice import InvoiceStatus
-from service.sandbox.errors import ActionNotAllowed, DuplicateRecord
-from service.sandbox.invoices import InvoiceContent, Payment, SandboxInvoice
+from service.sandbox.errors import ActionNotAllowed, DuplicateRecord, TransactionNotFound
+from service.sandbox.invoices import HistoryEvent, InvoiceContent, Payment, SandboxInvoice
 from service.sandbox.organizations import OrganizationInvoices
+from service.sandbox.transactions import TransactionDecision
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 CONTENT = InvoiceContent(
@@ -96,7 +97,7 @@ def test_nothing_changes_while_a_payment_is_in_review() -> None:
             action()
 
 
-def test_a_rejected_review_returns_to_sent_or_partial_and_an_accepted_one_pays() -> None:
+def test_a_rejected_review_returns_to_sent_even_after_a_partial_payment() -> None:
     invoice = sent_invoice()
     invoice.hold_payment_for_review(Payment(Decimal("100.00"), "tx-1"), NOW)
     invoice.reject_payment_under_review(NOW)
@@ -104,10 +105,25 @@ def test_a_rejected_review_returns_to_sent_or_partial_and_an_accepted_one_pays()
     invoice.pay(Payment(Decimal("40.00"), "tx-2"), NOW)
     invoice.hold_payment_for_review(Payment(Decimal("60.00"), "tx-3"), NOW)
     invoice.reject_payment_under_review(NOW)
-    assert invoice.status is InvoiceStatus.PARTIAL
+    # "reject (then back to SENT)": the balance still shows the accepted payment.
+    assert (invoice.status, invoice.balance_amount) == (InvoiceStatus.SENT, Decimal("60.00"))
     invoice.hold_payment_for_review(Payment(Decimal("60.00"), "tx-4"), NOW)
     invoice.accept_payment_under_review(NOW)
     assert (invoice.status, invoice.balance_amount) == (InvoiceStatus.PAID, 0)
+
+
+def test_an_invoice_sent_back_after_a_rejection_keeps_what_was_paid() -> None:
+    invoice = sent_invoice()
+    invoice.pay(Payment(Decimal("40.00"), "tx-1"), NOW)
+    invoice.hold_payment_for_review(Payment(Decimal("60.00"), "tx-2"), NOW)
+    invoice.reject_payment_under_review(NOW)
+    assert invoice.send(NOW).event is HistoryEvent.RESEND
+    invoice.remind(NOW)
+    for refused in (lambda: invoice.cancel(NOW), lambda: invoice.update(CONTENT, NOW)):
+        with pytest.raises(ActionNotAllowed):
+            refused()
+    invoice.pay(Payment(Decimal("20.00"), "tx-3"), NOW)
+    assert (invoice.status, invoice.balance_amount) == (InvoiceStatus.PARTIAL, Decimal("40.00"))
 
 
 def test_cancel_is_only_for_an_invoice_without_payment() -> None:
@@ -152,3 +168,29 @@ def test_a_listing_by_status_follows_every_new_invoice_and_every_change() -> Non
     assert [invoice.invoice_number for invoice in book.listed(InvoiceStatus.SENT)] == ["2"]
     assert [invoice.invoice_number for invoice in book.listed(InvoiceStatus.PAID)] == ["1"]
     assert [invoice.invoice_number for invoice in book.listed()] == ["2", "1"]
+
+
+def test_each_payment_transaction_is_kept_with_when_it_was_submitted_and_its_decision() -> None:
+    invoices = OrganizationInvoices("org-a")
+    invoice = invoices.draft("1", CONTENT, NOW)
+    invoice.send(NOW)
+    invoice.pay(Payment(Decimal("30.00"), "tx-1"), NOW + timedelta(days=1))
+    invoice.hold_payment_for_review(Payment(Decimal("30.00"), "tx-2"), NOW + timedelta(days=2))
+    invoice.reject_payment_under_review(NOW + timedelta(days=3))
+    invoice.hold_payment_for_review(Payment(Decimal("70.00"), "tx-3"), NOW + timedelta(days=4))
+    assert invoices.transactions.get("tx-3").decision is TransactionDecision.IN_REVIEW
+    invoice.accept_payment_under_review(NOW + timedelta(days=5))
+
+    paid, rejected, reviewed = (invoices.transactions.get(f"tx-{n}") for n in (1, 2, 3))
+    assert (paid.amount, paid.currency, paid.invoice_number) == (Decimal("30.00"), "USD", "1")
+    assert (paid.decision, paid.submitted_at) == (
+        TransactionDecision.ACCEPTED, NOW + timedelta(days=1)
+    )  # fmt: skip
+    assert rejected.decision is TransactionDecision.REJECTED
+    # Accepted after review: the same transaction, submitted when the customer paid.
+    assert (reviewed.decision, reviewed.submitted_at) == (
+        TransactionDecision.ACCEPTED, NOW + timedelta(days=4)
+    )  # fmt: skip
+    assert len(invoices.transactions) == 3
+    with pytest.raises(TransactionNotFound):
+        invoices.transactions.get("tx-4")
