@@ -1,7 +1,7 @@
 """Provisional amounts over a real socket, on both engines: labelled in the invoice document and
 its payments, given apart in every report row, the same in CSV as in JSON, and tagged in the
-console. The read rows are written as the projector writes them, from states whose figures
-are labelled provisional (the fold does not label any yet)."""
+console. Most read rows here are written as the projector writes them, from states labelled by
+hand (every kind of figure at once); the last test goes from signed webhooks through the fold."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from service.app import create_app
 from service.settings import load_settings
 from service.store.database import create_engine, resolve_database_url
 from service.store.read_models import SqlReadModelStore
-from tests.e2e.test_query_api import AUTH, TOKEN, get
+from tests.e2e.test_query_api import AUTH, TOKEN, deliver_all, get, notification
 from tests.e2e.test_query_api_exports import _csv_rows, _flattened
 from tests.support.provisional import MOMENT, confirmed, paid_once, project, sent
 from tests.support.server import serving
@@ -155,3 +155,41 @@ def test_the_console_tags_the_provisional_amounts_of_an_invoice(api: httpx.Clien
     assert 'class="badge provisional"' not in page("C-1")
     listed = api.get("/console/invoices", headers=AUTH).text
     assert listed.count('class="badge provisional"') == 2  # P-1's total and balance
+
+
+@pytest.fixture
+def webhook_api(database_url: str) -> Iterator[httpx.Client]:
+    settings = load_settings(
+        database_url=database_url, webhook_keys=WEBHOOK_KEYS_SETTING, api_tokens=TOKEN
+    )
+    with serving(create_app(settings)) as base_url, httpx.Client(base_url=base_url) as client:
+        yield client
+
+
+def test_a_total_and_a_payment_known_from_webhooks_alone_are_provisional_in_json_and_csv(
+    webhook_api: httpx.Client,
+) -> None:
+    deliver_all(webhook_api, [
+        # A send stating no total (its balance is the best figure), then a partial payment.
+        notification("send", "W-1", "150.00", "2026-03-01T10:00:00Z", totalAmount=None),
+        notification("partial-payment", "W-1", "40.00", "2026-03-05T10:00:00Z",
+                     totalAmount=None),
+        notification("send", "S-1", "100.00", "2026-03-01T10:00:00Z"),  # its total stated
+    ])  # fmt: skip
+    invoice = get(webhook_api, "/v1/invoices/W-1", minPosition=3)
+    assert invoice["provisional"] == ["totalAmount", "paidAmount"]
+    assert (invoice["totalAmount"], invoice["paidAmount"]) == ("150.00", "110.00")
+    assert [payment["provisional"] for payment in invoice["payments"]] == [True]
+    assert get(webhook_api, "/v1/invoices/S-1")["provisional"] == []
+    [collected] = get(webhook_api, "/v1/reports/collections", **MARCH)["items"]
+    assert (collected["amount"], collected["provisionalAmount"]) == ("110.00", "110.00")
+    status = _by(get(webhook_api, "/v1/reports/status")["items"], "status")
+    assert (status["PARTIAL"]["provisionalTotalAmount"], status["SENT"]["provisionalTotalAmount"]
+            ) == ("150.00", "0.00")  # fmt: skip
+    for path, params in [("/v1/invoices", {}), ("/v1/reports/collections", MARCH),
+                         ("/v1/reports/status", {})]:  # fmt: skip
+        expected = [_flattened(item) for item in get(webhook_api, path, **params)["items"]]
+        _, rows = _csv_rows(
+            webhook_api.get(path, params={**params, "format": "csv"}, headers=AUTH)
+        )
+        assert rows == expected, path

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 
 from service.domain.events import NewEvent
 from service.projections.projector import InvoiceProjector
+from service.projections.rebuild import rebuild_invoices
 from service.store import report_aggregates
 from service.store.database import create_engine, resolve_database_url
 from service.store.event_store import Delivery, SqlEventStore
@@ -164,19 +165,41 @@ async def _read_model_rows(database_url: str) -> dict[str, list[dict[str, Any]]]
         await engine.dispose()
 
 
-async def test_migrating_from_0010_fills_the_aggregates_and_labels_nothing_provisional(
+def _without_provisional(rows: dict[str, list[dict[str, Any]]]) -> dict[str, list[Any]]:
+    return {
+        table: [{k: v for k, v in row.items() if "provisional" not in k} for row in table_rows]
+        for table, table_rows in rows.items()
+    }
+
+
+def _provisional_figures(rows: dict[str, list[dict[str, Any]]]) -> list[Any]:
+    return [v for table_rows in rows.values() for row in table_rows
+            for k, v in row.items() if "provisional" in k and v]  # fmt: skip
+
+
+async def test_migrating_from_0010_refills_the_aggregates_and_a_rebuild_labels_what_is_provisional(
     database_url: str, event_store: SqlEventStore
 ) -> None:
     for event in random_history(seed=11, invoices=8, events=60):
         await event_store.append([event])
     read_models = SqlReadModelStore(event_store._engine)
     await InvoiceProjector(event_store, read_models, owner="p1").catch_up()
+    await read_models.release_lease("p1")
     projected = await _read_model_rows(database_url)
     assert projected["report_open_balance_changes"], "the history leaves open balances"
+    assert _provisional_figures(projected), "the history leaves figures labelled provisional"
 
     await asyncio.to_thread(command.downgrade, alembic_config(database_url), "0010")
     await upgrade_to_head_async(database_url)
 
-    # 0011 summed the aggregates from the rows kept; 0012 labelled none of them provisional
-    # (nothing was before it), as the projector had.
+    # 0011 summed the aggregates from the rows kept; 0012 labels none of them provisional
+    # (no projector before it did) until they are projected again.
+    migrated = await _read_model_rows(database_url)
+    assert _without_provisional(migrated) == _without_provisional(projected)
+    assert _provisional_figures(migrated) == []
+    engine = create_engine(resolve_database_url(database_url))
+    try:
+        await rebuild_invoices(SqlEventStore(engine), SqlReadModelStore(engine))
+    finally:
+        await engine.dispose()
     assert await _read_model_rows(database_url) == projected

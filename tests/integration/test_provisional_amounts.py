@@ -15,14 +15,29 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from service.api.documents import as_json, invoice_from_row
+from service.domain.events import EventSource, InvoiceEventType, NewEvent
+from service.domain.payloads import (
+    HistoryEntryRecorded,
+    InvoiceObserved,
+    Payload,
+    PaymentReported,
+    StatedFields,
+    encode,
+)
+from service.projections.projector import InvoiceProjector
 from service.projections.queries import InvoiceQueries
+from service.projections.rebuild import rebuild_invoices
 from service.store import report_aggregates
 from service.store.database import create_engine, resolve_database_url
+from service.store.event_store import SqlEventStore
 from service.store.read_models import ProjectedInvoice, SqlReadModelStore
 from service.store.schema import invoice_collections, invoice_totals, invoice_versions, invoices
+from tests.support.events import BASE_TIME, invoice_event
 from tests.support.provisional import MOMENT, confirmed, paid_once, project, sent
 
 pytestmark = pytest.mark.anyio
+E = InvoiceEventType
 MARCH = (date(2026, 3, 1), date(2026, 3, 31))
 DAY_AFTER = MOMENT + timedelta(days=1)
 
@@ -180,3 +195,73 @@ async def test_a_rebuild_recounts_the_provisional_figures_incremental_projection
     ])  # fmt: skip
     await read_models.swap_in_rebuild(owner="test", to_position=await read_models.checkpoint())
     assert await _recounted_tables(engine) == incremental
+
+
+def _answer(number: str, key: str, seconds: int, type_: str, payload: Payload) -> NewEvent:
+    """A fact the reconciler records from Cybersource's answer."""
+    return NewEvent(
+        stream_id=number, type=type_, occurred_at=BASE_TIME + timedelta(seconds=seconds),
+        source=EventSource.RECONCILER, idempotency_key=key, data=encode(payload),
+    )  # fmt: skip
+
+
+async def _read_rows(engine: AsyncEngine) -> dict[str, list[dict[str, Any]]]:
+    async with engine.connect() as connection:
+        return {
+            table.name: [
+                row._asdict()
+                for row in await connection.execute(select(table).order_by(*table.primary_key))
+            ]
+            for table in (invoices, invoice_versions, invoice_collections, invoice_totals,
+                          *report_aggregates.TABLES)
+        }  # fmt: skip
+
+
+async def test_notifications_alone_are_projected_provisional_until_cybersource_answers(
+    engine: AsyncEngine,
+) -> None:
+    """Through the fold and the projector: a total from a send's balance and a first payment
+    from the balances around it are provisional; a rebuild gives the same figures; the
+    answer confirms them."""
+    store, read_models = SqlEventStore(engine), SqlReadModelStore(engine)
+    organization = {"notification": {"organizationId": "org-a"}, "currency": "USD"}
+    await store.append([invoice_event("W-1", "w1", balanceAmount="150.00", **organization)])
+    await store.append([invoice_event("W-1", "w2", type=E.INVOICE_PARTIALLY_PAID, seconds=600,
+                                      balanceAmount="40.00", **organization)])  # fmt: skip
+    await InvoiceProjector(store, read_models, owner="p1").catch_up()
+    queries = InvoiceQueries(engine)
+
+    async def figures() -> tuple[Any, ...]:
+        [row] = await queries.invoices_numbered("W-1")
+        document = as_json(invoice_from_row(row))
+        [status] = await queries.by_status()
+        [collected] = await queries.collections(BASE_TIME.date(), BASE_TIME.date(), "day")
+        return (
+            document["provisional"], [payment["provisional"] for payment in document["payments"]],
+            (status["total"], status["provisional_total"], status["provisional_balance"]),
+            (collected["amount"], collected["provisional_amount"]),
+        )  # fmt: skip
+
+    assert await figures() == (
+        ["totalAmount", "paidAmount"], [True], (150, 150, 0), (110, 110),
+    )  # fmt: skip
+    incremental = await _read_rows(engine)
+    await rebuild_invoices(store, read_models)
+    assert await _read_rows(engine) == incremental
+
+    history = [("SEND", 0, None), ("PAYMENT", 600, PaymentReported("tx-1", Decimal("110.00")))]
+    await store.append([
+        _answer("W-1", f"h-{event}", seconds,
+                E.PAYMENT_RECEIVED if event == "PAYMENT" else "InvoiceHistoryRecorded",
+                HistoryEntryRecorded("org-a", "W-1", event, payment, "USD", 0))
+        for event, seconds, payment in history
+    ])  # fmt: skip
+    stated = StatedFields("USD", Decimal("150.00"), Decimal("40.00"), date(2026, 2, 1))
+    await store.append([_answer("W-1", "observed", 900, E.INVOICE_OBSERVED,
+                                InvoiceObserved("org-a", "W-1", "PARTIAL", stated))])  # fmt: skip
+    # The rebuild took the lease over: the next projector to hold it goes on from its horizon.
+    await InvoiceProjector(store, read_models, owner="p2").catch_up()
+    assert await figures() == ([], [False], (150, 0, 0), (110, 0))
+    [before_the_answer] = await queries.outstanding(BASE_TIME + timedelta(seconds=700))
+    # The answer told the invoice's past from Cybersource's history: none of it is provisional.
+    assert before_the_answer["provisional_balance"] == 0
