@@ -210,7 +210,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
             Route("/metrics", metrics_endpoint, methods=["GET"]),
         ],
         exception_handlers={StoreUnavailable: _try_again_later, ApiError: _api_error},
-        middleware=[Middleware(RequestMetrics, metrics=metrics)],
+        middleware=[Middleware(RequestMetrics, metrics=metrics, access_log=settings.access_log)],
         lifespan=lifespan,
     )
     app.state.resources = resources

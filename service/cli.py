@@ -35,7 +35,13 @@ from service.projections.rebuild import WORKERS_MAX, rebuild_invoices
 from service.reconciler.client import ClientLimits, CybersourceClient
 from service.reconciler.ledger_view import SqlLedgerView
 from service.reconciler.reconciler import SWEEP_STATUS_ORDER, Reconciler, SweepSummary
-from service.settings import ConfigurationError, Settings, load_settings
+from service.settings import (
+    ConfigurationError,
+    Settings,
+    describe_unknown,
+    load_settings,
+    unknown_variables,
+)
 from service.store.database import create_engine
 from service.store.errors import is_unavailability
 from service.store.event_store import event_store_for
@@ -63,6 +69,15 @@ def _settings() -> Settings:
     except ConfigurationError as error:
         _fail(str(error))
     configure_logging(settings.log_level)
+    unknown = unknown_variables(os.environ)
+    strict = settings.strict_settings or click.get_current_context().find_root().params.get(
+        "strict_settings", False
+    )
+    if unknown and strict:
+        _fail("; ".join(map(describe_unknown, unknown)) + " (strict settings)")
+    for variable in unknown:
+        # Names only: a value may be a secret.
+        log.warning("settings.unknown_variable", variable=variable.name, closest=variable.closest)
     return settings
 
 
@@ -121,7 +136,12 @@ EXIT_CODES_HELP = (
 )
 @click.version_option(package_name="invoice-ledger", prog_name="invoice-ledger")
 @click.option("--debug", is_flag=True, help="Show the traceback of a database problem.")
-def main(debug: bool) -> None:
+@click.option(
+    "--strict-settings",
+    is_flag=True,
+    help="Refuse to start when a LEDGER_* variable names no setting (LEDGER_STRICT_SETTINGS).",
+)
+def main(debug: bool, strict_settings: bool) -> None:
     """A ledger of Cybersource invoices, fed by verified webhooks.
 
     Configuration comes from LEDGER_* environment variables (see README).

@@ -182,9 +182,7 @@ class Console:
                 if error.status_code == 401 and request.method == "GET":
                     query = f"?{request.url.query}" if request.url.query else ""
                     target = request.url.path + query
-                    return RedirectResponse(
-                        "/console/login?" + urlencode({"next": target}), status_code=303
-                    )
+                    return _see_other("/console/login?" + urlencode({"next": target}))
                 return self._render(
                     request, "error.html", error.status_code, title="Not allowed", error=error
                 )
@@ -222,7 +220,7 @@ class Console:
                 request, "login.html", 401, title="Sign in", next=target,
                 problem="That token is not valid.",
             )  # fmt: skip
-        response = RedirectResponse(target, status_code=303)
+        response = _see_other(target)
         response.set_cookie(
             access.TOKEN_COOKIE,
             token,
@@ -241,7 +239,7 @@ class Console:
                 request, "error.html", 403, title="Not allowed",
                 error=ApiError(403, "bad_form_token", "this form did not come from the console"),
             )  # fmt: skip
-        response = RedirectResponse("/console/login", status_code=303)
+        response = _see_other("/console/login")
         response.delete_cookie(access.TOKEN_COOKIE, path="/console")
         return response
 
@@ -250,7 +248,8 @@ class Console:
 
     async def stylesheet(self, request: Request) -> Response:
         css = self._templates.loader.get_source(self._templates, "console.css")[0]  # type: ignore[union-attr]
-        return Response(css, media_type="text/css", headers={"Cache-Control": "max-age=300"})
+        headers = {**SECURITY_HEADERS, "Cache-Control": "max-age=300"}
+        return Response(css, media_type="text/css", headers=headers)
 
     # Pages
 
@@ -554,6 +553,11 @@ def _trail_view(events: Sequence[RecordedEvent]) -> list[dict[str, Any]]:
     ]
 
 
+def _see_other(target: str) -> Response:
+    """A 303 with the pages' security headers: it may carry a cookie change."""
+    return RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
+
+
 def _event_view(document: Mapping[str, Any]) -> dict[str, Any]:
     return {**document, "dataText": json.dumps(document["data"], indent=2, sort_keys=True)}
 
@@ -563,9 +567,11 @@ def _body_text(text: str | None) -> str | None:
     if text is None:
         return None
     try:
-        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
-    except ValueError:
+        pretty = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+        pretty.encode("utf-8")  # an escaped lone surrogate cannot be shown decoded
+    except ValueError:  # UnicodeEncodeError included
         return text
+    return pretty
 
 
 def _text(value: str | None, name: str) -> str | None:

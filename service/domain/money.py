@@ -45,7 +45,9 @@ def parse_amount(value: object) -> Decimal:
         amount = Decimal(text)
     except InvalidOperation as error:  # pragma: no cover - the pattern admits only valid numbers
         raise InvalidAmount(f"amount {text!r} is not a number") from error
-    if amount < 0:
+    if amount < 0 or text.startswith("-"):
+        # "-0" too: an amount Cybersource states is never signed, and a signed zero would be
+        # stored and shown as "-0".
         raise InvalidAmount(f"amount {text} is negative")
     return amount
 

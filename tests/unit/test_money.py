@@ -38,7 +38,8 @@ def test_amounts_parse_exactly_from_json_strings_and_numbers(
 
 @pytest.mark.parametrize(
     "value",
-    ["abc", "", "1e3", "NaN", "Infinity", "-1.00", "1,000.00", "1.", ".5", True, None, [1], 0.1],
+    ["abc", "", "1e3", "NaN", "Infinity", "-1.00", "-0", "-0.00", "1,000.00", "1.", ".5", True,
+     None, [1], 0.1],  # fmt: skip
 )
 def test_anything_but_a_plain_non_negative_decimal_is_not_an_amount(value: object) -> None:
     with pytest.raises(InvalidAmount):
