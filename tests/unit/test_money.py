@@ -36,11 +36,11 @@ def test_amounts_parse_exactly_from_json_strings_and_numbers(
     assert amount.as_tuple() == expected.as_tuple()  # the scale is kept: 102.00 stays 102.00
 
 
-@pytest.mark.parametrize(
-    "value",
-    ["abc", "", "1e3", "NaN", "Infinity", "-1.00", "-0", "-0.00", "1,000.00", "1.", ".5", True,
-     None, [1], 0.1],  # fmt: skip
-)
+NOT_AMOUNTS = ["abc", "", "1e3", "NaN", "Infinity", "-1.00", "-0", "-0.00", "1,000.00", "1.",
+               ".5", True, None, [1], 0.1]  # fmt: skip
+
+
+@pytest.mark.parametrize("value", NOT_AMOUNTS)
 def test_anything_but_a_plain_non_negative_decimal_is_not_an_amount(value: object) -> None:
     with pytest.raises(InvalidAmount):
         parse_amount(value)
