@@ -274,13 +274,14 @@ class Console:
         organization = _text(query.get("organizationId"), "organizationId")
 
         aging = report_items(
-            await self._queries.aging(as_of, organization), {name: name for name in AGING_BUCKETS}
+            await self._queries.aging(as_of, organization),
+            {**{name: name for name in AGING_BUCKETS}, "provisional_balance": "provisional"},
         )
         collections = report_items(
             await self._queries.collections(
                 collections_from, collections_to, interval, organization  # type: ignore[arg-type]
             ),
-            {"amount": "amount"},
+            {"amount": "amount", "provisional_amount": "provisional"},
         )
         since = None if window == "all" else datetime.now(UTC) - OUTCOME_WINDOWS[window]
         outcomes = await self._sources.delivery_outcomes.counts(since)
@@ -299,9 +300,16 @@ class Console:
             organization=organization or "",
             aging_charts=_aging_charts(aging),
             aging_incomplete=[item["currency"] for item in aging if item["incomplete"]],
+            aging_provisional=[
+                f"{item['provisional']} {item['currency']}" for item in _provisional(aging)
+            ],
             collection_charts=_collection_charts(collections),
             collections_incomplete=[
                 f"{item['period']} {item['currency']}" for item in collections if item["incomplete"]
+            ],
+            collections_provisional=[
+                f"{item['period']} {item['provisional']} {item['currency']}"
+                for item in _provisional(collections)
             ],
             outcomes_chart=bar_chart(
                 "delivery-outcomes",
@@ -493,6 +501,11 @@ def _document(model: BaseModel) -> dict[str, Any]:
     """An /v1 document as the API answers it (camelCase, JSON types), for a template."""
     document: dict[str, Any] = model.model_dump(mode="json", by_alias=True)
     return document
+
+
+def _provisional(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The report rows part of whose money is provisional."""
+    return [item for item in items if item["provisional"] and Decimal(item["provisional"])]
 
 
 def _aging_charts(items: list[dict[str, Any]]) -> list[BarChart]:
