@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from service.api.auth import ApiAuthorizer
@@ -34,7 +34,7 @@ from service.api.webhook_operation import WEBHOOK_OPERATIONS
 from service.background import BackgroundWorkers, RunningWorker
 from service.backlog_sampler import sample_backlog
 from service.console.delivery_outcomes import DeliveryOutcomes
-from service.console.routes import Console, ConsoleSources
+from service.console.routes import SECURITY_HEADERS, Console, ConsoleSources
 from service.http_server import WORKERS_SHARE_OF_GRACE
 from service.metrics import LedgerMetrics
 from service.projections.projector import InvoiceProjector
@@ -53,7 +53,7 @@ from service.retention_policy import RetentionPolicy, run_retention
 from service.settings import Settings
 from service.store.database import create_engine, is_postgresql
 from service.store.delivery_log import SqlDeliveryLog
-from service.store.errors import StoreUnavailable, is_unavailability
+from service.store.errors import StoreUnavailable, is_unavailability, unavailability_reason
 from service.store.event_store import EventStore, event_store_for
 from service.store.group_commit import GroupCommitter
 from service.store.migrations import current_revision, head_revision
@@ -68,6 +68,14 @@ from service.webhooks.signature import WebhookVerifier
 log = structlog.get_logger("service.app")
 
 RETRY_AFTER_SECONDS = 60
+CONSOLE_PATH = "/console"
+STORE_UNAVAILABLE_PAGE = (
+    '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+    '<title>Ledger unavailable</title><link rel="stylesheet" href="/console/console.css">'
+    '</head><body><main><h1>The ledger cannot be reached</h1>'
+    '<p class="problem" role="alert">Its database is not answering. Nothing is lost: try'
+    ' again in a minute; <a href="/readyz">/readyz</a> says why.</p></main></body></html>'
+)
 WorkerContext = AsyncIterator[RunningWorker | None]
 # With LISTEN/NOTIFY the poll is only a safety net; SQLite has nothing else.
 POLL_SECONDS_POSTGRESQL = 2.0
@@ -210,7 +218,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
             Route("/metrics", metrics_endpoint, methods=["GET"]),
         ],
         exception_handlers={StoreUnavailable: _try_again_later, ApiError: _api_error},
-        middleware=[Middleware(RequestMetrics, metrics=metrics)],
+        middleware=[Middleware(RequestMetrics, metrics=metrics, access_log=settings.access_log)],
         lifespan=lifespan,
     )
     app.state.resources = resources
@@ -424,6 +432,12 @@ def _count_projector_stop(task: asyncio.Task[None], metrics: LedgerMetrics) -> N
 
 async def _try_again_later(request: Request, error: Exception) -> Response:
     log.warning("request.store_unavailable", path=request.url.path, error=str(error))
+    if request.url.path.startswith(CONSOLE_PATH):
+        # A person reads the console: a page, with the console's headers, not a JSON body.
+        return HTMLResponse(
+            STORE_UNAVAILABLE_PAGE, status_code=503,
+            headers={**SECURITY_HEADERS, "Retry-After": str(RETRY_AFTER_SECONDS)},
+        )  # fmt: skip
     return JSONResponse(
         {"error": "store_unavailable", "detail": "the ledger cannot be reached; retry later"},
         status_code=503,
@@ -457,7 +471,7 @@ async def _ingestion_readiness(resources: Resources) -> Response:
             )
     except Exception as error:
         problems.append(
-            "database unreachable"
+            f"database unavailable: {unavailability_reason(error)}"
             if is_unavailability(error)
             else f"database check failed with {type(error).__name__}"
         )

@@ -36,9 +36,15 @@ from service.projections.rebuild import WORKERS_MAX, rebuild_invoices
 from service.reconciler.client import ClientLimits, CybersourceClient
 from service.reconciler.ledger_view import SqlLedgerView
 from service.reconciler.reconciler import SWEEP_STATUS_ORDER, Reconciler, SweepSummary
-from service.settings import ConfigurationError, Settings, load_settings
+from service.settings import (
+    ConfigurationError,
+    Settings,
+    describe_unknown,
+    load_settings,
+    unknown_variables,
+)
 from service.store.database import create_engine
-from service.store.errors import is_unavailability
+from service.store.errors import is_unavailability, unavailability_reason
 from service.store.event_store import event_store_for
 from service.store.migrations import SchemaNotAtHead, require_schema_at_head, upgrade_to_head
 from service.store.notifications import appended_events_signal
@@ -49,8 +55,6 @@ from service.webhooks.signature import SignedContent, sign
 
 log = structlog.get_logger("service.cli")
 
-# How far back through "raised from" an error's first cause is looked for.
-CAUSE_CHAIN_LENGTH_MAX = 10
 # Errors a reconcile summary lists; the rest are counted (each was logged when it happened).
 ERRORS_SHOWN_MAX = 20
 JSON_HELP = (
@@ -64,6 +68,15 @@ def _settings() -> Settings:
     except ConfigurationError as error:
         _fail(str(error))
     configure_logging(settings.log_level)
+    unknown = unknown_variables(os.environ)
+    strict = settings.strict_settings or click.get_current_context().find_root().params.get(
+        "strict_settings", False
+    )
+    if unknown and strict:
+        _fail("; ".join(map(describe_unknown, unknown)) + " (strict settings)")
+    for variable in unknown:
+        # Names only: a value may be a secret.
+        log.warning("settings.unknown_variable", variable=variable.name, closest=variable.closest)
     return settings
 
 
@@ -95,14 +108,10 @@ def _database_problem(error: Exception) -> str | None:
     if isinstance(error, SchemaNotAtHead):
         return f"{error}: run invoice-ledger migrate"
     if is_unavailability(error):
-        root: BaseException = error
-        for _ in range(CAUSE_CHAIN_LENGTH_MAX):
-            if root.__cause__ is None:
-                break
-            root = root.__cause__
-        # The type only: a driver's message can quote a statement's values.
+        # Connection-level reasons only: a driver's message about a statement can quote its
+        # values.
         return (
-            f"database unreachable ({type(root).__name__}): check LEDGER_DATABASE_URL"
+            f"database unavailable: {unavailability_reason(error)}: check LEDGER_DATABASE_URL"
             " and that the database is up"
         )
     return None
@@ -122,7 +131,12 @@ EXIT_CODES_HELP = (
 )
 @click.version_option(package_name="invoice-ledger", prog_name="invoice-ledger")
 @click.option("--debug", is_flag=True, help="Show the traceback of a database problem.")
-def main(debug: bool) -> None:
+@click.option(
+    "--strict-settings",
+    is_flag=True,
+    help="Refuse to start when a LEDGER_* variable names no setting (LEDGER_STRICT_SETTINGS).",
+)
+def main(debug: bool, strict_settings: bool) -> None:
     """A ledger of Cybersource invoices, fed by verified webhooks.
 
     Configuration comes from LEDGER_* environment variables (see README).

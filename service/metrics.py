@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import platform
+from importlib.metadata import PackageNotFoundError, version
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -9,6 +12,7 @@ from prometheus_client import (
     Histogram,
     PlatformCollector,
     ProcessCollector,
+    disable_created_metrics,
 )
 
 HTTP_DURATION_BUCKETS_SECONDS = (
@@ -18,10 +22,20 @@ HTTP_DURATION_BUCKETS_SECONDS = (
 
 class LedgerMetrics:
     def __init__(self) -> None:
+        # No *_created series beside every counter and histogram: they double the series
+        # count and say only when this process first counted (process_start_time_seconds does).
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
         # process_* (CPU, memory, open files, start time) and python_info, in this registry.
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
+        self.build_info = Gauge(
+            "ledger_build_info",
+            "Always 1; the running version of invoice-ledger and of Python as labels.",
+            ["version", "python_version"],
+            registry=self.registry,
+        )
+        self.build_info.labels(_installed_version(), platform.python_version()).set(1)
         self.http_requests = Counter(
             "ledger_http_requests",
             "HTTP requests answered, by route template (unmatched for none), method and status.",
@@ -79,7 +93,8 @@ class LedgerMetrics:
         )
         self.deliveries = Counter(
             "ledger_webhook_deliveries",
-            "Webhook deliveries by outcome.",
+            "Webhook deliveries by outcome: accepted, duplicate, conflict, ignored, rejected"
+            " (refused as untrusted) and dead_letter (signed but unreadable, kept whole).",
             ["outcome"],
             registry=self.registry,
         )
@@ -158,3 +173,10 @@ class LedgerMetrics:
             "When the reconciler last completed a sweep with every call answered (Unix time).",
             registry=self.registry,
         )
+
+
+def _installed_version() -> str:
+    try:
+        return version("invoice-ledger")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"

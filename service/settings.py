@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -99,6 +100,10 @@ class Settings(BaseSettings):
     )
 
     database_url: str = Field(DEFAULT_DATABASE_URL, repr=False)
+    # Refuse to start when a LEDGER_* variable names no setting (a misspelling).
+    strict_settings: bool = False
+    # One log line per HTTP request (route template, status, duration, request id).
+    access_log: bool = True
     database_pool_size: int = Field(20, ge=1, le=200)
     # Group commit (service/store/group_commit.py): deliveries appended in one transaction,
     # at most this many, gathered for at most this long after the first.
@@ -287,6 +292,28 @@ class Settings(BaseSettings):
     @property
     def database(self) -> URL:
         return resolve_database_url(self.database_url)
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownVariable:
+    name: str
+    closest: str | None  # the known name it most resembles, if any
+
+
+def unknown_variables(environment: Mapping[str, str]) -> list[UnknownVariable]:
+    """The LEDGER_* variables no setting reads, each with the closest known name: a misspelled
+    one (LEDGER_DATABSE_URL) would otherwise be ignored and its default used in silence."""
+    known = sorted(ENVIRONMENT_PREFIX + name.upper() for name in Settings.model_fields)
+    return [
+        UnknownVariable(name, next(iter(difflib.get_close_matches(name, known, n=1)), None))
+        for name in sorted(environment)
+        if name.startswith(ENVIRONMENT_PREFIX) and name not in known
+    ]
+
+
+def describe_unknown(variable: UnknownVariable) -> str:
+    hint = f" (did you mean {variable.closest}?)" if variable.closest else ""
+    return f"{variable.name} is not a setting{hint}"
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -3,6 +3,14 @@
 Two scopes: a read token reads invoices, reports and the delivery log without bodies; an
 operator token may also read delivery bodies, replay deliveries and record corrections.
 Without any token configured, loopback clients have both scopes (local use, ``make run``).
+
+That local mode must not be usable by a web page the local user opens: a page cannot read
+another origin's answers, but it can send requests, and through DNS rebinding a page's own
+name can point at 127.0.0.1. So without tokens every request must name a loopback host with
+the served port (``Host``: otherwise 421, nothing read), and every state-changing request
+must come from the same origin (``Origin`` absent or this server's, ``Sec-Fetch-Site``
+absent, ``same-origin`` or ``none``) and, on /v1, carry a JSON body type (which a cross-site
+form cannot send without a CORS preflight this server never grants).
 """
 
 from __future__ import annotations
@@ -92,6 +100,9 @@ class ApiAuthorizer:
                     "unauthorized",
                     "without LEDGER_API_TOKENS only loopback clients not behind a proxy may read",
                 )
+            _require_loopback_host(request)
+            if request.method not in SAFE_METHODS:
+                _require_same_origin(request)
             return LOOPBACK_CALLER
         scheme, _, presented = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not presented:
@@ -107,6 +118,64 @@ class ApiAuthorizer:
             raise ApiError(401, "unauthorized", "the bearer token is not valid",
                            {"WWW-Authenticate": 'Bearer error="invalid_token"'})  # fmt: skip
         return matched
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+LOOPBACK_NAMES = frozenset({"localhost", "localhost."})
+SAME_ORIGIN_FETCH_SITES = frozenset({"same-origin", "none"})
+
+
+def _require_loopback_host(request: Request) -> None:
+    """The Host must be a loopback name with the served port: any other name reaching a
+    loopback socket is a rebound DNS name (or a misrouted request)."""
+    default_port = 443 if request.url.scheme == "https" else 80
+    host, port = _host_and_port(request.headers.get("host", ""), default_port)
+    served = request.scope.get("server")
+    if not _is_loopback_name(host) or (served is not None and port != served[1]):
+        raise ApiError(
+            421,
+            "misdirected_request",
+            "without LEDGER_API_TOKENS the Host must be a loopback name with the served port",
+        )
+
+
+def _require_same_origin(request: Request) -> None:
+    origin = request.headers.get("origin")
+    expected = f"{request.url.scheme}://{request.headers.get('host', '')}"
+    fetch_site = request.headers.get("sec-fetch-site")
+    if (origin is not None and origin != expected) or (
+        fetch_site is not None and fetch_site not in SAME_ORIGIN_FETCH_SITES
+    ):
+        raise ApiError(403, "cross_origin", "a state-changing request from another origin")
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if request.url.path.startswith("/v1/") and media_type != "application/json":
+        raise ApiError(
+            415,
+            "json_required",
+            "without LEDGER_API_TOKENS a /v1 write must send Content-Type: application/json",
+        )
+
+
+def _host_and_port(host_header: str, default_port: int) -> tuple[str, int | None]:
+    """``Host`` as (name, port): ``localhost:8000``, ``127.0.0.1``, ``[::1]:8000``. A port
+    that is not a number is None (it matches no served port)."""
+    text = host_header.strip().lower()
+    if text.startswith("["):
+        name, _, rest = text.partition("]")
+        name, port = name + "]", rest.removeprefix(":") if rest else None
+    elif text.count(":") == 1:
+        name, _, port = text.partition(":")
+    else:
+        name, port = text, None
+    if port is None:
+        return name, default_port
+    return name, int(port) if port.isascii() and port.isdigit() else None
+
+
+def _is_loopback_name(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    return _is_loopback(host.removeprefix("[").removesuffix("]"))
 
 
 def _is_local(request: Request) -> bool:

@@ -2,9 +2,11 @@
 streamed batch by batch so that no export is ever held whole in memory.
 
 The columns are the item model's fields in order; a nested object becomes dotted columns
-(``customer.name``), a list is left out (an invoice's payments are in its own document), an
-object of free form (an event's data) is its JSON text. A null is an empty field, a boolean
-``true``/``false``, and amounts are the same decimal strings as in JSON.
+(``customer.name``), a list of objects is left out (an invoice's payments are in its own
+document), a list of names (an invoice's provisional amounts) is one field, the names
+separated by spaces, and an object of free form (an event's data) is its JSON text. A null is
+an empty field, a boolean ``true``/``false``, and amounts are the same decimal strings as in
+JSON.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class Column:
     name: str
     path: tuple[str, ...]
     as_json_text: bool = False
+    as_names: bool = False
 
 
 def answers_csv(request: Request, format_parameter: str | None, *, csv_offered: bool) -> bool:
@@ -91,7 +94,8 @@ def columns_of(model: type[BaseModel], leave_out: Collection[str] = ()) -> list[
         if nested is not None:
             columns += [Column(f"{name}.{inner}", (name, inner)) for inner in nested.model_fields]
         elif _is_list(field.annotation):
-            continue
+            if _listed_model(field.annotation) is None:
+                columns.append(Column(name, (name,), as_names=True))
         else:
             columns.append(Column(name, (name,), as_json_text=_is_mapping(field.annotation)))
     return columns
@@ -114,6 +118,13 @@ def _is_list(annotation: Any) -> bool:
     return any(get_origin(branch) is list for branch in _branches(annotation))
 
 
+def _listed_model(annotation: Any) -> type[BaseModel] | None:
+    for branch in _branches(annotation):
+        if get_origin(branch) is list:
+            return _model_in(get_args(branch)[0])
+    return None
+
+
 def _is_mapping(annotation: Any) -> bool:
     return any(get_origin(branch) is dict for branch in _branches(annotation))
 
@@ -127,6 +138,8 @@ def _cell(item: Mapping[str, Any], column: Column) -> str:
         return ""
     if column.as_json_text:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if column.as_names:
+        return " ".join(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)

@@ -8,7 +8,7 @@ is a float to most clients, and money is exact.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -43,6 +43,12 @@ KNOWN_SUM = (
     "Sum of the known amounts, a decimal string with the currency's exponent; null when the "
     'row counts invoices and none of their amounts is known (never "0" for unknown).'
 )
+PROVISIONAL_PART = (
+    "The provisional part of {sum}: amounts inferred from webhook notifications alone (a total "
+    "from a send notification's balance, say) until Cybersource's answer confirms or corrects "
+    'it, and included in {sum}. "0.00" (in the currency\'s exponent) when none of it is '
+    "provisional; null only where {sum} is null."
+)
 BUCKET = (
     'Open balance in this bucket, a decimal string with the currency\'s exponent: "0" when '
     "no invoice is in the bucket, null when invoices are and none of their balances is known."
@@ -63,6 +69,14 @@ class Payment(Document):
     transactionId: str | None
     amount: Amount | None
     date: datetime
+    provisional: bool = Field(
+        description="True when the money this payment brought is counted from webhook "
+        "notifications alone (its amount inferred from the balances before and after it), "
+        "until Cybersource's answer confirms or corrects it."
+    )
+
+
+ProvisionalAmountName = Literal["totalAmount", "balanceAmount", "paidAmount"]
 
 
 class Invoice(Document):
@@ -77,10 +91,16 @@ class Invoice(Document):
                     "totalAmount": "100.00",
                     "balanceAmount": "60.00",
                     "paidAmount": "40.00",
+                    "provisional": [],
                     "dueDate": "2026-03-31",
                     "customer": {"name": "Tanya Lee", "email": "tanya@example.com"},
                     "payments": [
-                        {"transactionId": "7001", "amount": "40.00", "date": "2026-03-10T10:00:00Z"}
+                        {
+                            "transactionId": "7001",
+                            "amount": "40.00",
+                            "date": "2026-03-10T10:00:00Z",
+                            "provisional": False,
+                        }
                     ],
                     "lastEventAt": "2026-03-10T10:00:00Z",
                     "updatedAt": "2026-03-10T10:00:01.250000Z",
@@ -99,6 +119,13 @@ class Invoice(Document):
         description="totalAmount less balanceAmount; never negative: null when either is "
         "unknown or when the facts state a balance above the total (such an invoice is "
         "doubtful and the reconciler asks Cybersource about it)."
+    )
+    provisional: list[ProvisionalAmountName] = Field(
+        description="The amounts of this document that are provisional: inferred from webhook "
+        "notifications alone (a total from a send notification's balance, say) and shown as "
+        "the best figure until Cybersource's answer confirms or corrects it. Empty when every "
+        "amount shown is confirmed; an unknown amount is null, never listed. In CSV, the "
+        "names separated by spaces."
     )
     dueDate: date | None
     customer: Customer | None
@@ -125,7 +152,7 @@ class Event(Document):
         None,
         description="The position of the operator's correction that stands in this event's"
         " place: the invoice is derived as if the corrected version had been received here."
-        " Absent when no correction replaces the event.",
+        " Null when no correction replaces the event.",
     )
 
 
@@ -138,6 +165,9 @@ class OutstandingRow(Document):
     currency: str | None
     invoices: int
     balanceAmount: Amount | None = Field(description=KNOWN_SUM)
+    provisionalBalanceAmount: Amount | None = Field(
+        description=PROVISIONAL_PART.format(sum="balanceAmount")
+    )
     incomplete: bool = Field(description=INCOMPLETE)
 
 
@@ -145,7 +175,9 @@ class Outstanding(Document):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [{"items": [{"currency": "USD", "invoices": 2,
-                                     "balanceAmount": "85.50", "incomplete": False}]}]
+                                     "balanceAmount": "85.50",
+                                     "provisionalBalanceAmount": "25.50",
+                                     "incomplete": False}]}]
         }
     )  # fmt: skip
 
@@ -165,6 +197,12 @@ class AgingRow(Document):
     days61To90: Amount | None = Field(description=BUCKET)
     over90: Amount | None = Field(description=BUCKET)
     noDueDate: Amount | None = Field(description=BUCKET)
+    provisionalBalanceAmount: Amount | None = Field(
+        description="The provisional part of the row's open balance (its buckets together): "
+        "amounts inferred from webhook notifications alone until Cybersource's answer confirms "
+        'or corrects it, and included in the buckets. "0.00" when none of it is provisional; '
+        "null only when the row counts invoices and none of their balances is known."
+    )
     incomplete: bool = Field(description=INCOMPLETE)
 
 
@@ -183,6 +221,7 @@ class Aging(Document):
                             "days61To90": "0.00",
                             "over90": "0.00",
                             "noDueDate": "0.00",
+                            "provisionalBalanceAmount": "0.00",
                             "incomplete": False,
                         }
                     ],
@@ -209,6 +248,7 @@ class CollectionsRow(Document):
         description="Money collected in the period, a decimal string with the currency's "
         "exponent; null when money arrived but none of its amounts is known yet."
     )
+    provisionalAmount: Amount | None = Field(description=PROVISIONAL_PART.format(sum="amount"))
     incomplete: bool = Field(description=INCOMPLETE)
     firstDay: date = Field(
         description="The first day the row covers: the period's, or from when the range "
@@ -221,6 +261,14 @@ class CollectionsRow(Document):
 
 
 class Collections(Document):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"items": [{"period": "2026-03", "currency": "USD", "amount": "140.00",
+                                     "provisionalAmount": "40.00", "incomplete": False,
+                                     "firstDay": "2026-03-01", "lastDay": "2026-03-31"}]}]
+        }
+    )  # fmt: skip
+
     items: list[CollectionsRow]
 
 
@@ -230,6 +278,12 @@ class StatusRow(Document):
     invoices: int
     totalAmount: Amount | None = Field(description=KNOWN_SUM)
     balanceAmount: Amount | None = Field(description=KNOWN_SUM)
+    provisionalTotalAmount: Amount | None = Field(
+        description=PROVISIONAL_PART.format(sum="totalAmount")
+    )
+    provisionalBalanceAmount: Amount | None = Field(
+        description=PROVISIONAL_PART.format(sum="balanceAmount")
+    )
     incomplete: bool = Field(description=INCOMPLETE)
 
 

@@ -1,29 +1,41 @@
-"""Counts and times every HTTP request by route template, method and status.
+"""Counts, times and logs every HTTP request by route template, method and status, under a
+request id.
 
 The route is the template the router matched (``/v1/invoices/{invoiceNumber}``), never the
 raw path, so a client cannot create series at will; a request no route matched is
-``unmatched``.
+``unmatched``. The access log line names the same template, never the path or query (they
+can hold an invoice number or an e-mail filter) nor the client's address.
+
+The request id is the caller's ``X-Request-Id`` when it is a short token, else a new one;
+it is answered back in ``X-Request-Id`` and bound to every log line the request writes.
 """
 
 from __future__ import annotations
 
+import re
 import time
+import uuid
 
+import structlog
 from prometheus_client import Counter, Histogram
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.metrics import LedgerMetrics
 
+log = structlog.get_logger("service.http")
 UNMATCHED_ROUTE = "unmatched"
+REQUEST_ID_HEADER = b"x-request-id"
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._\-]{8,64}")
 # Methods outside this set share one label, for the same reason as unmatched paths.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class RequestMetrics:
-    def __init__(self, app: ASGIApp, metrics: LedgerMetrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: LedgerMetrics, access_log: bool = True) -> None:
         self._app = app
         self._metrics = metrics
+        self._access_log = access_log
         # prometheus_client's labels() takes a lock and builds a key on every call; the
         # children are kept here instead. Bounded: routes, methods and statuses are few.
         self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
@@ -34,22 +46,30 @@ class RequestMetrics:
             return
         started = time.perf_counter()
         status = 500  # what the server answers when the application raised
+        request_id = _request_id(scope)
 
         async def send_and_note_status(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                message["headers"] = [*message.get("headers", ()), (REQUEST_ID_HEADER, request_id)]
             await send(message)
 
-        try:
-            await self._app(scope, receive, send_and_note_status)
-        finally:
-            method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
-            requests, durations = self._series_of(
-                _route_template(scope.get("route")), method, status
-            )
-            requests.inc()
-            durations.observe(time.perf_counter() - started)
+        with structlog.contextvars.bound_contextvars(request_id=request_id.decode()):
+            try:
+                await self._app(scope, receive, send_and_note_status)
+            finally:
+                seconds = time.perf_counter() - started
+                method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
+                route = _route_template(scope.get("route"))
+                requests, durations = self._series_of(route, method, status)
+                requests.inc()
+                durations.observe(seconds)
+                if self._access_log:
+                    log.info(
+                        "http.request", method=method, route=route, status=status,
+                        milliseconds=round(seconds * 1000, 3),
+                    )  # fmt: skip
 
     def _series_of(self, route: str, method: str, status: int) -> tuple[Counter, Histogram]:
         key = (route, method, status)
@@ -61,6 +81,13 @@ class RequestMetrics:
             )
             self._series[key] = series
         return series
+
+
+def _request_id(scope: Scope) -> bytes:
+    for name, value in scope["headers"]:
+        if name == REQUEST_ID_HEADER and _REQUEST_ID.fullmatch(value):
+            return bytes(value)
+    return uuid.uuid4().hex.encode()
 
 
 def _route_template(route: BaseRoute | None) -> str:

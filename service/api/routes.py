@@ -299,10 +299,7 @@ class QueryApi:
         parameters = p.parse(p.OutstandingParameters, self._query(request))
         as_csv = answers_csv(request, parameters.format, csv_offered=True)
         rows = await self._queries.outstanding(parameters.as_of, parameters.organization_id)
-        items = [
-            models.OutstandingRow(**item)
-            for item in report_items(rows, {"balance": "balanceAmount"})
-        ]
+        items = [models.OutstandingRow(**item) for item in report_items(rows, OUTSTANDING_AMOUNTS)]
         if as_csv:
             return _csv_of(items, models.OutstandingRow, "outstanding.csv")
         return models.Outstanding(items=items)
@@ -313,6 +310,7 @@ class QueryApi:
         zone = parameters.time_zone or p.UTC_ZONE
         as_of = parameters.as_of or datetime.now(zone).date()
         buckets = {name: name for name in AGING_BUCKETS}
+        buckets["provisional_balance"] = "provisionalBalanceAmount"
         if parameters.group_by == "customer":
             rows = await self._queries.aging_by_customer(as_of, parameters.organization_id, zone)
             renamed = {"organization_id": "organizationId", "customer_name": "customerName",
@@ -341,7 +339,8 @@ class QueryApi:
             parameters.time_zone or p.UTC_ZONE,
         )  # fmt: skip
         items = []
-        for item in report_items(rows, {"amount": "amount"}):
+        amounts = {"amount": "amount", "provisional_amount": "provisionalAmount"}
+        for item in report_items(rows, amounts):
             first, last = period_days(item["period"], parameters.interval)
             items.append(
                 models.CollectionsRow(**item, firstDay=max(first, start), lastDay=min(last, end))
@@ -355,13 +354,20 @@ class QueryApi:
         parameters = p.parse(p.StatusParameters, self._query(request))
         as_csv = answers_csv(request, parameters.format, csv_offered=True)
         rows = await self._queries.by_status(parameters.organization_id)
-        items = [
-            models.StatusRow(**item)
-            for item in report_items(rows, {"total": "totalAmount", "balance": "balanceAmount"})
-        ]
+        items = [models.StatusRow(**item) for item in report_items(rows, STATUS_AMOUNTS)]
         if as_csv:
             return _csv_of(items, models.StatusRow, "status.csv")
         return models.StatusReport(items=items)
+
+
+OUTSTANDING_AMOUNTS = {
+    "balance": "balanceAmount", "provisional_balance": "provisionalBalanceAmount",
+}  # fmt: skip
+STATUS_AMOUNTS = {
+    "total": "totalAmount", "balance": "balanceAmount",
+    "provisional_total": "provisionalTotalAmount",
+    "provisional_balance": "provisionalBalanceAmount",
+}  # fmt: skip
 
 
 def _aging_filter(parameters: p.InvoiceListParameters) -> AgingBucketFilter | None:

@@ -182,9 +182,7 @@ class Console:
                 if error.status_code == 401 and request.method == "GET":
                     query = f"?{request.url.query}" if request.url.query else ""
                     target = request.url.path + query
-                    return RedirectResponse(
-                        "/console/login?" + urlencode({"next": target}), status_code=303
-                    )
+                    return _see_other("/console/login?" + urlencode({"next": target}))
                 return self._render(
                     request, "error.html", error.status_code, title="Not allowed", error=error
                 )
@@ -222,7 +220,7 @@ class Console:
                 request, "login.html", 401, title="Sign in", next=target,
                 problem="That token is not valid.",
             )  # fmt: skip
-        response = RedirectResponse(target, status_code=303)
+        response = _see_other(target)
         response.set_cookie(
             access.TOKEN_COOKIE,
             token,
@@ -241,7 +239,7 @@ class Console:
                 request, "error.html", 403, title="Not allowed",
                 error=ApiError(403, "bad_form_token", "this form did not come from the console"),
             )  # fmt: skip
-        response = RedirectResponse("/console/login", status_code=303)
+        response = _see_other("/console/login")
         response.delete_cookie(access.TOKEN_COOKIE, path="/console")
         return response
 
@@ -250,7 +248,8 @@ class Console:
 
     async def stylesheet(self, request: Request) -> Response:
         css = self._templates.loader.get_source(self._templates, "console.css")[0]  # type: ignore[union-attr]
-        return Response(css, media_type="text/css", headers={"Cache-Control": "max-age=300"})
+        headers = {**SECURITY_HEADERS, "Cache-Control": "max-age=300"}
+        return Response(css, media_type="text/css", headers=headers)
 
     # Pages
 
@@ -275,13 +274,14 @@ class Console:
         organization = _text(query.get("organizationId"), "organizationId")
 
         aging = report_items(
-            await self._queries.aging(as_of, organization), {name: name for name in AGING_BUCKETS}
+            await self._queries.aging(as_of, organization),
+            {**{name: name for name in AGING_BUCKETS}, "provisional_balance": "provisional"},
         )
         collections = report_items(
             await self._queries.collections(
                 collections_from, collections_to, interval, organization  # type: ignore[arg-type]
             ),
-            {"amount": "amount"},
+            {"amount": "amount", "provisional_amount": "provisional"},
         )
         since = None if window == "all" else datetime.now(UTC) - OUTCOME_WINDOWS[window]
         outcomes = await self._sources.delivery_outcomes.counts(since)
@@ -300,9 +300,16 @@ class Console:
             organization=organization or "",
             aging_charts=_aging_charts(aging),
             aging_incomplete=[item["currency"] for item in aging if item["incomplete"]],
+            aging_provisional=[
+                f"{item['provisional']} {item['currency']}" for item in _provisional(aging)
+            ],
             collection_charts=_collection_charts(collections),
             collections_incomplete=[
                 f"{item['period']} {item['currency']}" for item in collections if item["incomplete"]
+            ],
+            collections_provisional=[
+                f"{item['period']} {item['provisional']} {item['currency']}"
+                for item in _provisional(collections)
             ],
             outcomes_chart=bar_chart(
                 "delivery-outcomes",
@@ -496,6 +503,11 @@ def _document(model: BaseModel) -> dict[str, Any]:
     return document
 
 
+def _provisional(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The report rows part of whose money is provisional."""
+    return [item for item in items if item["provisional"] and Decimal(item["provisional"])]
+
+
 def _aging_charts(items: list[dict[str, Any]]) -> list[BarChart]:
     return [
         bar_chart(
@@ -541,6 +553,11 @@ def _trail_view(events: Sequence[RecordedEvent]) -> list[dict[str, Any]]:
     ]
 
 
+def _see_other(target: str) -> Response:
+    """A 303 with the pages' security headers: it may carry a cookie change."""
+    return RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
+
+
 def _event_view(document: Mapping[str, Any]) -> dict[str, Any]:
     return {**document, "dataText": json.dumps(document["data"], indent=2, sort_keys=True)}
 
@@ -550,9 +567,11 @@ def _body_text(text: str | None) -> str | None:
     if text is None:
         return None
     try:
-        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
-    except ValueError:
+        pretty = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+        pretty.encode("utf-8")  # an escaped lone surrogate cannot be shown decoded
+    except ValueError:  # UnicodeEncodeError included
         return text
+    return pretty
 
 
 def _text(value: str | None, name: str) -> str | None:

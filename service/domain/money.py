@@ -47,7 +47,8 @@ def parse_amount(value: object) -> Decimal:
         raise InvalidAmount(f"amount {text!r} is not a number") from error
     if amount < 0:
         raise InvalidAmount(f"amount {text} is negative")
-    return amount
+    # "-0.00" is zero: without its sign, or it would be stored and shown as "-0.00".
+    return amount.copy_abs()
 
 
 def parse_optional_amount(value: object) -> Decimal | None:

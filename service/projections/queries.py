@@ -2,7 +2,9 @@
 
 Every report sums only known amounts, in one currency per row, and says per row whether any
 invoice in it lacked an amount the row sums (``incomplete``); a sum over no known amount is
-None. Sums are exact Decimals on both engines (see ``service.store.exact_sums``).
+None. Sums are exact Decimals on both engines (see ``service.store.exact_sums``). Beside each
+sum, a row gives its provisional part (``provisional_…``): the amounts in it inferred from
+notifications alone, which the sum includes; zero when none is, None only where the sum is.
 """
 
 from __future__ import annotations
@@ -138,7 +140,10 @@ class InvoiceQueries:
             by_currency: dict[str | None, PartialSum] = {}
             for row in await self._totals(organization_id, invoice_totals.c.status.in_(OPEN)):
                 currency = row.currency or None
-                balance = PartialSum(row.invoices, row.invoices_without_balance, row.balance_amount)
+                balance = PartialSum(
+                    row.invoices, row.invoices_without_balance, row.balance_amount,
+                    row.provisional_balance_amount,
+                )  # fmt: skip
                 by_currency[currency] = by_currency.get(currency, PartialSum()) + balance
             sums = [(currency, balance.rows, balance) for currency, balance in by_currency.items()]
         else:
@@ -160,7 +165,12 @@ class InvoiceQueries:
         groups = await self._grouped_sums(
             invoice_versions,
             [invoice_versions.c.currency],
-            {"balance": Summed(invoice_versions.c.balance_amount)},
+            {
+                "balance": Summed(
+                    invoice_versions.c.balance_amount,
+                    provisional=invoice_versions.c.balance_provisional,
+                )
+            },
             [
                 invoice_versions.c.status.in_(OPEN),
                 _valid_at(as_of),
@@ -214,6 +224,7 @@ class InvoiceQueries:
                 "customer_email": group.key[3],
                 "currency": group.key[0],
                 **{name: group.sums[name].amount for name in AGING_BUCKETS},
+                "provisional_balance": _across_buckets(group).provisional_amount,
                 "incomplete": group.incomplete,
             }
             for group in groups
@@ -240,7 +251,12 @@ class InvoiceQueries:
         return await self._grouped_sums(
             source,
             keys,
-            {name: Summed(versions.balance_amount, counted=rule) for name, rule in buckets.items()},
+            {
+                name: Summed(
+                    versions.balance_amount, counted=rule, provisional=versions.balance_provisional
+                )
+                for name, rule in buckets.items()
+            },
             [
                 versions.status.in_(OPEN),
                 _valid_before(end_of_day),
@@ -292,7 +308,7 @@ class InvoiceQueries:
         groups = await self._grouped_sums(
             invoice_collections,
             [collected.currency, day],
-            {"amount": Summed(collected.amount)},
+            {"amount": Summed(collected.amount, provisional=collected.provisional)},
             [*within, *_in_organization(invoice_collections, organization_id)],
         )
         pairs = []
@@ -349,8 +365,14 @@ class InvoiceQueries:
         by_key: dict[tuple[str | None, str | None], tuple[PartialSum, PartialSum]] = {}
         for row in await self._totals(organization_id):
             key = (row.status or None, row.currency or None)
-            total = PartialSum(row.invoices, row.invoices_without_total, row.total_amount)
-            balance = PartialSum(row.invoices, row.invoices_without_balance, row.balance_amount)
+            total = PartialSum(
+                row.invoices, row.invoices_without_total, row.total_amount,
+                row.provisional_total_amount,
+            )  # fmt: skip
+            balance = PartialSum(
+                row.invoices, row.invoices_without_balance, row.balance_amount,
+                row.provisional_balance_amount,
+            )  # fmt: skip
             known_total, known_balance = by_key.get(key, (PartialSum(), PartialSum()))
             by_key[key] = (known_total + total, known_balance + balance)
         items = [
@@ -360,6 +382,8 @@ class InvoiceQueries:
                 "invoices": total.rows,
                 "total": total.amount,
                 "balance": balance.amount,
+                "provisional_total": total.provisional_amount,
+                "provisional_balance": balance.provisional_amount,
                 "incomplete": total.incomplete or balance.incomplete,
             }
             for (status, currency), (total, balance) in by_key.items()
@@ -385,6 +409,7 @@ def _outstanding_items(sums: Sequence[tuple[str | None, int, PartialSum]]) -> li
             "currency": currency,
             "invoices": count,
             "balance": balance.amount,
+            "provisional_balance": balance.provisional_amount,
             "incomplete": balance.incomplete,
         }
         for currency, count, balance in sums
@@ -397,11 +422,17 @@ def _aging_items(groups: Sequence[GroupSums]) -> list[dict[str, Any]]:
         {
             "currency": group.key[0],
             **{name: group.sums[name].amount for name in AGING_BUCKETS},
+            "provisional_balance": _across_buckets(group).provisional_amount,
             "incomplete": group.incomplete,
         }
         for group in groups
     ]
     return sorted(items, key=_report_order)
+
+
+def _across_buckets(group: GroupSums) -> PartialSum:
+    """An aging row's balances in every bucket together (each invoice is in one bucket)."""
+    return sum((group.sums[name] for name in AGING_BUCKETS), PartialSum())
 
 
 def _collection_items(
@@ -415,6 +446,7 @@ def _collection_items(
             "period": period,
             "currency": currency,
             "amount": amount.amount,
+            "provisional_amount": amount.provisional_amount,
             "incomplete": amount.incomplete,
         }
         for (period, currency), amount in by_period.items()
@@ -474,12 +506,13 @@ def _invoices_page(filters: InvoiceFilters, limit: int, after: PageKey | None) -
 def _in_aging_bucket(aging: AgingBucketFilter) -> Any:
     """The invoices whose state at the end of the day was open and in the bucket (the aging
     report's own rules, so their balances add up to the bucket), with that state's status,
-    currency, amounts and due date; at most one state is in force at an instant, so each
-    invoice is one row."""
+    currency, amounts (and whether they were provisional) and due date; at most one state is
+    in force at an instant, so each invoice is one row."""
     versions = invoice_versions.c
     rule = _aging_buckets(aging.as_of, versions.due_date)[aging.bucket]
     as_of_state = [versions.status, versions.currency, versions.total_amount,
-                   versions.balance_amount, versions.due_date]  # fmt: skip
+                   versions.balance_amount, versions.total_provisional,
+                   versions.balance_provisional, versions.due_date]  # fmt: skip
     replaced = {column.name for column in as_of_state}
     current = [column for column in invoices.c if column.name not in replaced]
     return select(*current, *as_of_state, versions.valid_from).select_from(

@@ -11,8 +11,12 @@ from sqlalchemy import exc
 
 # SQLSTATE classes meaning "the server is not there for you right now": connection
 # exception (08), insufficient resources such as too many connections (53), operator
-# intervention such as 57P03 "cannot connect now" while starting up or shutting down (57).
-UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")
+# intervention such as 57P03 "cannot connect now" while starting up or shutting down (57);
+# and "not as configured": a role or password refused (28), a database that does not exist
+# (3D). Those are fixed outside the service, which then recovers by itself: a retry helps.
+UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57", "28", "3D")
+# How much of the server's own message a problem description repeats.
+PROBLEM_LENGTH_MAX = 200
 # Drivers wrap driver errors which wrap socket errors; a chain longer than this is not one.
 CAUSE_CHAIN_LENGTH_MAX = 8
 
@@ -61,6 +65,29 @@ def _cause_chain(error: BaseException) -> list[BaseException]:
         original = getattr(link, "orig", None)
         link = original if isinstance(original, BaseException) else link.__cause__
     return chain
+
+
+def unavailability_reason(error: BaseException) -> str:
+    """One line saying why the database is unavailable, for an operator: the server's own
+    message for a connection-level refusal (``database "x" does not exist``, ``password
+    authentication failed for user "y"``), "locked" for SQLite's lock, else the error's type.
+    Never a statement or its values: only messages that come before any statement is run."""
+    chain = _cause_chain(error)
+    for link in chain:
+        sqlstate = getattr(link, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate[:2] in UNAVAILABLE_SQLSTATE_CLASSES:
+            message = str(getattr(link, "message", None) or link).splitlines()[0]
+            return message[:PROBLEM_LENGTH_MAX]
+        if "database is locked" in str(link):
+            return "the SQLite database is locked by another process"
+        if "unable to open database file" in str(link):
+            return "the SQLite database file cannot be opened (does its folder exist?)"
+        if isinstance(link, ConnectionRefusedError):
+            return "connection refused (is the server running, on that host and port?)"
+        if isinstance(link, OSError) and link.strerror:
+            return link.strerror[:PROBLEM_LENGTH_MAX]
+    root = chain[-1] if chain else error
+    return type(root).__name__
 
 
 @asynccontextmanager

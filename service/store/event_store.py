@@ -237,12 +237,15 @@ class EventStore:
         cause = error.__cause__
         return isinstance(cause, DBAPIError) and cause.connection_invalidated
 
-    async def record_inbox(self, entry: InboxEntry) -> None:
-        """Record a delivery that produced no append (rejected, ignored, dead letter)."""
+    async def record_inbox(self, entry: InboxEntry) -> int:
+        """Record a delivery that produced no append (rejected, ignored, dead letter); its
+        delivery id."""
         if entry.outcome is None:
             raise ValueError("an inbox entry recorded on its own needs an outcome")
         async with unavailability_as_store_error(), self._engine.begin() as connection:
-            await insert_inbox(connection, entry, entry.outcome, ())
+            row = inbox_row(entry, entry.outcome, None)
+            result = await connection.execute(inbox.insert().values(**row).returning(inbox.c.id))
+            return int(result.scalar_one())
 
     async def _horizon(self) -> int | None:
         """The highest position a reader may pass, or None when every committed one is final."""

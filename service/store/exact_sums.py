@@ -2,7 +2,8 @@
 
 Unknown is never zero: a sum covers the known amounts only and comes with the number of rows
 it covered and how many of them lacked the amount, so a report can say it is incomplete, and
-a sum over rows none of which is known is None rather than 0.
+a sum over rows none of which is known is None rather than 0. Each sum also says how much of
+it is provisional (amounts inferred from notifications alone, not yet confirmed).
 
 PostgreSQL sums NUMERIC exactly in SQL. SQLite keeps amounts as text and would sum them in
 floating point, so there the rows are read and summed here, in Python, exactly.
@@ -25,19 +26,23 @@ EXACT = Context(prec=200, traps=[Inexact, Rounded])
 
 @dataclass(frozen=True, slots=True)
 class Summed:
-    """What to sum: ``amount`` over the rows where ``counted`` holds (every row when None)."""
+    """What to sum: ``amount`` over the rows where ``counted`` holds (every row when None);
+    the amounts of the rows where ``provisional`` holds are the sum's provisional part."""
 
     amount: ColumnElement[Any]
     counted: ColumnElement[bool] | None = None
+    provisional: ColumnElement[bool] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class PartialSum:
-    """A sum of the known amounts over ``rows`` rows, ``unknown`` of which lacked one."""
+    """A sum of the known amounts over ``rows`` rows, ``unknown`` of which lacked one;
+    ``provisional`` is the part of ``known`` that is provisional."""
 
     rows: int = 0
     unknown: int = 0
     known: Decimal = Decimal(0)
+    provisional: Decimal = Decimal(0)
 
     @property
     def amount(self) -> Decimal | None:
@@ -48,6 +53,11 @@ class PartialSum:
         return None if self.rows and self.unknown == self.rows else self.known
 
     @property
+    def provisional_amount(self) -> Decimal | None:
+        """The provisional part of ``amount``: None only where ``amount`` is."""
+        return None if self.amount is None else self.provisional
+
+    @property
     def incomplete(self) -> bool:
         return self.unknown > 0
 
@@ -56,12 +66,18 @@ class PartialSum:
             self.rows + other.rows,
             self.unknown + other.unknown,
             EXACT.add(self.known, other.known),
+            EXACT.add(self.provisional, other.provisional),
         )
 
-    def including(self, amount: Decimal | None) -> PartialSum:
+    def including(self, amount: Decimal | None, provisional: bool = False) -> PartialSum:
         if amount is None:
-            return PartialSum(self.rows + 1, self.unknown + 1, self.known)
-        return PartialSum(self.rows + 1, self.unknown, EXACT.add(self.known, amount))
+            return PartialSum(self.rows + 1, self.unknown + 1, self.known, self.provisional)
+        return PartialSum(
+            self.rows + 1,
+            self.unknown,
+            EXACT.add(self.known, amount),
+            EXACT.add(self.provisional, amount) if provisional else self.provisional,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,10 +115,12 @@ async def _summed_in_sql(
     columns: list[ColumnElement[Any]] = [func.count()]
     for summed in sums.values():
         counted = summed.counted if summed.counted is not None else literal(True)
+        provisional = summed.provisional if summed.provisional is not None else literal(False)
         columns += [
             func.count(case((counted, 1))),
             func.count(case((and_(counted, summed.amount.is_(None)), 1))),
             func.sum(case((counted, summed.amount))),
+            func.sum(case((and_(counted, provisional), summed.amount))),
         ]
     query = select(*keys, *columns).select_from(source).where(*where).group_by(*keys)
     groups = []
@@ -110,7 +128,10 @@ async def _summed_in_sql(
         key, (rows, *figures) = tuple(row[: len(keys)]), row[len(keys) :]
         partials = {
             name: PartialSum(
-                int(figures[3 * at]), int(figures[3 * at + 1]), figures[3 * at + 2] or Decimal(0)
+                int(figures[4 * at]),
+                int(figures[4 * at + 1]),
+                figures[4 * at + 2] or Decimal(0),
+                figures[4 * at + 3] or Decimal(0),
             )
             for at, name in enumerate(sums)
         }
@@ -128,7 +149,10 @@ async def _summed_in_python(
     columns: list[ColumnElement[Any]] = []
     for summed in sums.values():
         counted = literal(1) if summed.counted is None else case((summed.counted, 1), else_=0)
-        columns += [counted, summed.amount]
+        provisional = (
+            literal(0) if summed.provisional is None else case((summed.provisional, 1), else_=0)
+        )
+        columns += [counted, summed.amount, provisional]
     query = select(*keys, *columns).select_from(source).where(*where)
     rows: dict[tuple[Any, ...], int] = {}
     partials: dict[tuple[Any, ...], dict[str, PartialSum]] = {}
@@ -138,7 +162,7 @@ async def _summed_in_python(
             rows[key] = rows.get(key, 0) + 1
             group = partials.setdefault(key, dict.fromkeys(sums, PartialSum()))
             for at, name in enumerate(sums):
-                counted, amount = row[len(keys) + 2 * at], row[len(keys) + 2 * at + 1]
+                counted, amount, provisional = row[len(keys) + 3 * at : len(keys) + 3 * at + 3]
                 if counted:
-                    group[name] = group[name].including(amount)
+                    group[name] = group[name].including(amount, bool(provisional))
     return [GroupSums(key, rows[key], partials[key]) for key in rows]

@@ -28,6 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service.domain.invoice import InvoiceState
+from service.domain.provisional import provisional_payments
 from service.store import report_aggregates
 from service.store.database import database_now, is_postgresql
 from service.store.errors import unavailability_as_store_error
@@ -470,7 +471,8 @@ def _totals_columns(table: Table) -> list[Any]:
     columns = table.c
     return [
         columns.organization_id, columns.invoice_number, columns.status, columns.currency,
-        columns.total_amount, columns.balance_amount,
+        columns.total_amount, columns.balance_amount, columns.total_provisional,
+        columns.balance_provisional,
     ]  # fmt: skip
 
 
@@ -479,23 +481,39 @@ TotalsKey = tuple[str, str, str]  # organization, status, currency ("" when unkn
 
 @dataclass(frozen=True, slots=True)
 class StatusTotals:
-    """The figures of one invoice_totals row; invoices add to them and subtract from them."""
+    """The figures of one invoice_totals row; invoices add to them and subtract from them.
+
+    ``provisional_total`` and ``provisional_balance`` are the parts of ``total`` and
+    ``balance`` that are provisional."""
 
     invoices: int = 0
     total: Decimal = Decimal(0)
     balance: Decimal = Decimal(0)
     without_total: int = 0
     without_balance: int = 0
+    provisional_total: Decimal = Decimal(0)
+    provisional_balance: Decimal = Decimal(0)
 
     @classmethod
-    def of_invoice(cls, total: Decimal | None, balance: Decimal | None, sign: int) -> StatusTotals:
+    def of_invoice(
+        cls,
+        total: Decimal | None,
+        balance: Decimal | None,
+        sign: int,
+        total_provisional: bool = False,
+        balance_provisional: bool = False,
+    ) -> StatusTotals:
         # An unknown amount adds nothing to its sum: it is counted apart, never as zero.
+        signed_total = sign * total if total is not None else Decimal(0)
+        signed_balance = sign * balance if balance is not None else Decimal(0)
         return cls(
             invoices=sign,
-            total=sign * total if total is not None else Decimal(0),
-            balance=sign * balance if balance is not None else Decimal(0),
+            total=signed_total,
+            balance=signed_balance,
             without_total=sign if total is None else 0,
             without_balance=sign if balance is None else 0,
+            provisional_total=signed_total if total_provisional else Decimal(0),
+            provisional_balance=signed_balance if balance_provisional else Decimal(0),
         )
 
     def __add__(self, other: StatusTotals) -> StatusTotals:
@@ -505,7 +523,14 @@ class StatusTotals:
             EXACT.add(self.balance, other.balance),
             self.without_total + other.without_total,
             self.without_balance + other.without_balance,
+            EXACT.add(self.provisional_total, other.provisional_total),
+            EXACT.add(self.provisional_balance, other.provisional_balance),
         )
+
+    @property
+    def below_zero(self) -> bool:
+        amounts = (self.total, self.balance, self.provisional_total, self.provisional_balance)
+        return self.invoices < 0 or min(amounts) < 0
 
 
 def _totals_deltas(
@@ -513,17 +538,18 @@ def _totals_deltas(
 ) -> dict[TotalsKey, StatusTotals]:
     """Per (organization, status, currency): the change the replaced invoices make."""
     changes = [
-        (-1, r.organization_id, r.status, r.currency, r.total_amount, r.balance_amount)
+        (-1, r.organization_id, r.status, r.currency, r.total_amount, r.balance_amount,
+         r.total_provisional, r.balance_provisional)
         for r in removed
     ] + [
         (1, r["organization_id"], r["status"], r["currency"], r["total_amount"],
-         r["balance_amount"])
+         r["balance_amount"], r["total_provisional"], r["balance_provisional"])
         for r in added
     ]  # fmt: skip
     deltas: dict[TotalsKey, StatusTotals] = {}
-    for sign, organization, status, currency, total, balance in changes:
+    for sign, organization, status, currency, total, balance, *provisional in changes:
         key = (organization, status or "", currency or "")
-        change = StatusTotals.of_invoice(total, balance, sign)
+        change = StatusTotals.of_invoice(total, balance, sign, *provisional)
         deltas[key] = deltas.get(key, StatusTotals()) + change
     return deltas
 
@@ -550,7 +576,7 @@ async def _add_to_totals(
     rows = []
     for key, delta in sorted(changed.items()):
         after = current.get(key, StatusTotals()) + delta
-        if after.invoices < 0 or after.total < 0 or after.balance < 0:
+        if after.below_zero:
             raise AssertionError(f"the invoice totals of {key} would fall below zero: {after}")
         if after.invoices:
             rows.append(_totals_row(key, after))
@@ -566,6 +592,7 @@ def _status_totals(row: Any) -> StatusTotals:
     return StatusTotals(
         row.invoices, row.total_amount, row.balance_amount,
         row.invoices_without_total, row.invoices_without_balance,
+        row.provisional_total_amount, row.provisional_balance_amount,
     )  # fmt: skip
 
 
@@ -578,6 +605,8 @@ def _totals_row(key: TotalsKey, totals: StatusTotals) -> dict[str, Any]:
         "invoices": totals.invoices,
         "total_amount": totals.total,
         "balance_amount": totals.balance,
+        "provisional_total_amount": totals.provisional_total,
+        "provisional_balance_amount": totals.provisional_balance,
         "invoices_without_total": totals.without_total,
         "invoices_without_balance": totals.without_balance,
     }
@@ -590,15 +619,21 @@ async def _recount_totals(connection: AsyncConnection) -> None:
         connection,
         invoices,
         [invoices.c.organization_id, invoices.c.status, invoices.c.currency],
-        {"total": Summed(invoices.c.total_amount), "balance": Summed(invoices.c.balance_amount)},
+        {
+            "total": Summed(invoices.c.total_amount, provisional=invoices.c.total_provisional),
+            "balance": Summed(
+                invoices.c.balance_amount, provisional=invoices.c.balance_provisional
+            ),
+        },
     )
     rows = []
     for group in groups:
         organization, status, currency = group.key
         total, balance = group.sums["total"], group.sums["balance"]
         figures = StatusTotals(
-            group.rows, total.known, balance.known, total.unknown, balance.unknown
-        )
+            group.rows, total.known, balance.known, total.unknown, balance.unknown,
+            total.provisional, balance.provisional,
+        )  # fmt: skip
         rows.append(_totals_row((organization, status or "", currency or ""), figures))
     if rows:
         await connection.execute(insert(invoice_totals), rows)
@@ -639,6 +674,8 @@ def _invoice_row(item: ProjectedInvoice) -> dict[str, Any]:
         "currency": state.currency,
         "total_amount": state.total_amount,
         "balance_amount": state.balance_amount,
+        "total_provisional": state.total_provisional,
+        "balance_provisional": state.balance_provisional,
         "due_date": state.due_date,
         "customer_name": state.customer_name,
         "customer_email": state.customer_email,
@@ -647,8 +684,11 @@ def _invoice_row(item: ProjectedInvoice) -> dict[str, Any]:
                 "transactionId": payment.transaction_id,
                 "amount": None if payment.amount is None else str(payment.amount),
                 "date": payment.received_at.isoformat(),
+                "provisional": provisional,
             }
-            for payment in state.payments
+            for payment, provisional in zip(
+                state.payments, provisional_payments(state), strict=True
+            )
         ],
         "last_event_at": state.last_event_at,
         "last_position": state.last_position,
@@ -670,6 +710,8 @@ def _version_rows(item: ProjectedInvoice) -> list[dict[str, Any]]:
                 "currency": state.currency,
                 "total_amount": state.total_amount,
                 "balance_amount": state.balance_amount,
+                "total_provisional": state.total_provisional,
+                "balance_provisional": state.balance_provisional,
                 "due_date": state.due_date,
             }
         )
@@ -685,6 +727,7 @@ def _collection_rows(item: ProjectedInvoice) -> list[dict[str, Any]]:
             "collected_at": collection.collected_at,
             "currency": item.state.currency,
             "amount": _collected_amount(collection.amount),
+            "provisional": collection.provisional,
         }
         for sequence, collection in enumerate(
             item.state.collections[item.collections_kept :], item.collections_kept + 1

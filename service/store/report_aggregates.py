@@ -17,7 +17,9 @@ a collections report whose days begin in another zone reads the collections them
 Amounts opened and closed are kept apart, each a sum of non-negative amounts, so both columns
 stay exact non-negative amounts on either engine (SQLite keeps them as text and never sums
 them: sums are made here, in Python, as ``service.store.exact_sums`` does). Unknown amounts are
-counted, never summed as zero.
+counted, never summed as zero. Beside each sum, its provisional part (the amounts inferred
+from notifications alone, of the state rows whose balance and the collections whose amount
+is provisional) is kept the same way.
 
 The projector records the change of every batch in the transaction that writes its read rows
 and checkpoint (``record_changes``): the rows it is about to replace are read and taken away,
@@ -34,7 +36,6 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import ColumnElement, delete, func, insert, select, text, tuple_
-from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.domain.invoice import OPEN_STATUSES
@@ -73,7 +74,8 @@ def due_date_of(due_day: int) -> date | None:
 
 @dataclass(slots=True)
 class _Change:
-    """Opened and closed invoices (all, and those without a known amount) and amounts."""
+    """Opened and closed invoices (all, and those without a known amount) and amounts, and
+    the provisional part of each amount."""
 
     opened: int = 0
     closed: int = 0
@@ -81,17 +83,23 @@ class _Change:
     closed_unknown: int = 0
     amount_opened: Decimal = ZERO
     amount_closed: Decimal = ZERO
+    provisional_opened: Decimal = ZERO
+    provisional_closed: Decimal = ZERO
 
-    def add(self, sign: int, closing: bool, amount: Decimal | None) -> None:
+    def add(self, sign: int, closing: bool, amount: Decimal | None, provisional: bool) -> None:
         unknown = 1 if amount is None else 0
+        signed = sign * (amount or ZERO)
+        signed_provisional = signed if provisional else ZERO
         if closing:
             self.closed += sign
             self.closed_unknown += sign * unknown
-            self.amount_closed = EXACT.add(self.amount_closed, sign * (amount or ZERO))
+            self.amount_closed = EXACT.add(self.amount_closed, signed)
+            self.provisional_closed = EXACT.add(self.provisional_closed, signed_provisional)
         else:
             self.opened += sign
             self.opened_unknown += sign * unknown
-            self.amount_opened = EXACT.add(self.amount_opened, sign * (amount or ZERO))
+            self.amount_opened = EXACT.add(self.amount_opened, signed)
+            self.provisional_opened = EXACT.add(self.provisional_opened, signed_provisional)
 
     def merged(self, other: _Change) -> _Change:
         return _Change(
@@ -101,6 +109,8 @@ class _Change:
             self.closed_unknown + other.closed_unknown,
             EXACT.add(self.amount_opened, other.amount_opened),
             EXACT.add(self.amount_closed, other.amount_closed),
+            EXACT.add(self.provisional_opened, other.provisional_opened),
+            EXACT.add(self.provisional_closed, other.provisional_closed),
         )
 
     def minus(self, other: _Change) -> _Change:
@@ -111,19 +121,33 @@ class _Change:
             self.closed_unknown - other.closed_unknown,
             EXACT.subtract(self.amount_opened, other.amount_opened),
             EXACT.subtract(self.amount_closed, other.amount_closed),
+            EXACT.subtract(self.provisional_opened, other.provisional_opened),
+            EXACT.subtract(self.provisional_closed, other.provisional_closed),
         )
 
     @property
     def empty(self) -> bool:
-        return not (self.opened or self.closed or self.amount_opened or self.amount_closed)
+        return not (
+            self.opened or self.closed or self.amount_opened or self.amount_closed
+            or self.provisional_opened or self.provisional_closed
+        )  # fmt: skip
+
+    @property
+    def negative(self) -> bool:
+        counts = (self.opened, self.closed)
+        amounts = (self.amount_opened, self.amount_closed, self.provisional_opened,
+                   self.provisional_closed)  # fmt: skip
+        return min(counts) < 0 or min(amounts) < 0
 
     @property
     def in_force(self) -> PartialSum:
-        """What opened less what closed: invoices, those without an amount, their sum."""
+        """What opened less what closed: invoices, those without an amount, their sum and its
+        provisional part."""
         return PartialSum(
             self.opened - self.closed,
             self.opened_unknown - self.closed_unknown,
             EXACT.subtract(self.amount_opened, self.amount_closed),
+            EXACT.subtract(self.provisional_opened, self.provisional_closed),
         )
 
 
@@ -141,12 +165,12 @@ class _Changes:
         if row["status"] not in OPEN:
             return
         base = (row["organization_id"], row["currency"] or "", due_day_number(row["due_date"]))
-        amount = row["balance_amount"]
+        amount, provisional = row["balance_amount"], row["balance_provisional"]
         opened_on = (*base, utc_day_number(row["valid_from"]))
-        self.balances.setdefault(opened_on, _Change()).add(sign, False, amount)
+        self.balances.setdefault(opened_on, _Change()).add(sign, False, amount, provisional)
         if row["valid_to"] is not None:
             closed_on = (*base, utc_day_number(row["valid_to"]))
-            self.balances.setdefault(closed_on, _Change()).add(sign, True, amount)
+            self.balances.setdefault(closed_on, _Change()).add(sign, True, amount, provisional)
 
     def totals(self) -> dict[tuple[str, str, int], _Change]:
         totals: dict[tuple[str, str, int], _Change] = {}
@@ -173,7 +197,9 @@ class _Changes:
 
     def collection(self, row: Mapping[Any, Any], sign: int) -> None:
         key = (row["organization_id"], row["currency"] or "", utc_day_number(row["collected_at"]))
-        self.collections.setdefault(key, _Change()).add(sign, False, row["amount"])
+        self.collections.setdefault(key, _Change()).add(
+            sign, False, row["amount"], row["provisional"]
+        )
 
 
 async def record_changes(
@@ -294,10 +320,7 @@ async def _add(
             total = stored.get(key, _Change()).merged(changes[key])
             if total.empty:
                 continue
-            if (
-                min(total.amount_opened, total.amount_closed) < 0
-                or min(total.opened, total.closed) < 0
-            ):
+            if total.negative:
                 raise ValueError(f"report aggregate {table.name} would go negative at {key}")
             rows.append({**dict(zip(key_names, key, strict=True)), **_row_of(table, total)})
         if rows:
@@ -310,6 +333,7 @@ def _row_of(table: Any, change: _Change) -> dict[str, Any]:
             "collections": change.opened,
             "without_amount": change.opened_unknown,
             "amount": change.amount_opened,
+            "provisional_amount": change.provisional_opened,
         }
     return {
         "opened": change.opened,
@@ -318,12 +342,17 @@ def _row_of(table: Any, change: _Change) -> dict[str, Any]:
         "closed_without_balance": change.closed_unknown,
         "balance_opened": change.amount_opened,
         "balance_closed": change.amount_closed,
+        "provisional_balance_opened": change.provisional_opened,
+        "provisional_balance_closed": change.provisional_closed,
     }
 
 
 def _stored_change(table: Any, row: Mapping[Any, Any]) -> _Change:
     if table is report_daily_collections:
-        return _Change(row["collections"], 0, row["without_amount"], 0, row["amount"], ZERO)
+        return _Change(
+            row["collections"], 0, row["without_amount"], 0, row["amount"], ZERO,
+            row["provisional_amount"], ZERO,
+        )  # fmt: skip
     return _Change(
         row["opened"],
         row["closed"],
@@ -331,6 +360,8 @@ def _stored_change(table: Any, row: Mapping[Any, Any]) -> _Change:
         row["closed_without_balance"],
         row["balance_opened"],
         row["balance_closed"],
+        row["provisional_balance_opened"],
+        row["provisional_balance_closed"],
     )
 
 
@@ -354,40 +385,33 @@ async def recount(connection: AsyncConnection) -> None:
             await connection.execute(insert(table), list(chunk))
 
 
-def recount_sync(connection: Connection) -> None:
-    """``recount`` over a synchronous connection (a migration's)."""
-    changes = _Changes()
-    for row in connection.execute(_open_versions()):
-        changes.version(row._mapping, +1)
-    for row in connection.execute(select(invoice_collections)):
-        changes.collection(row._mapping, +1)
-    for table, rows in changes.rows():
-        for chunk in _chunks(rows):
-            connection.execute(insert(table), list(chunk))
-
-
 _OPEN_IN_SQL = ", ".join(f"'{status}'" for status in sorted(OPEN))
 _DAY_IN_SQL = "(({instant} AT TIME ZONE 'UTC')::date - DATE '0001-01-01' + 1)"  # toordinal()
+_PROVISIONAL_BALANCE = "CASE WHEN balance_provisional THEN coalesce(balance_amount, 0) ELSE 0 END"
 _RECOUNT_IN_SQL = (
     f"""
     INSERT INTO report_open_balance_changes
         (organization_id, currency, due_day, day, opened, closed, opened_without_balance,
-         closed_without_balance, balance_opened, balance_closed)
+         closed_without_balance, balance_opened, balance_closed, provisional_balance_opened,
+         provisional_balance_closed)
     SELECT organization_id, currency, due_day, day, sum(opened), sum(closed), sum(unknown_opened),
-           sum(unknown_closed), sum(balance_opened), sum(balance_closed)
+           sum(unknown_closed), sum(balance_opened), sum(balance_closed),
+           sum(provisional_opened), sum(provisional_closed)
     FROM (
         SELECT organization_id, coalesce(currency, '') AS currency,
                coalesce(due_date - DATE '0001-01-01' + 1, 0) AS due_day,
                {_DAY_IN_SQL.format(instant="valid_from")} AS day,
                1 AS opened, 0 AS closed, (balance_amount IS NULL)::int AS unknown_opened,
                0 AS unknown_closed, coalesce(balance_amount, 0) AS balance_opened,
-               0 AS balance_closed
+               0 AS balance_closed, {_PROVISIONAL_BALANCE} AS provisional_opened,
+               0 AS provisional_closed
         FROM invoice_versions WHERE status IN ({_OPEN_IN_SQL})
         UNION ALL
         SELECT organization_id, coalesce(currency, ''),
                coalesce(due_date - DATE '0001-01-01' + 1, 0),
                {_DAY_IN_SQL.format(instant="valid_to")},
-               0, 1, 0, (balance_amount IS NULL)::int, 0, coalesce(balance_amount, 0)
+               0, 1, 0, (balance_amount IS NULL)::int, 0, coalesce(balance_amount, 0),
+               0, {_PROVISIONAL_BALANCE}
         FROM invoice_versions WHERE status IN ({_OPEN_IN_SQL}) AND valid_to IS NOT NULL
     ) AS changes
     GROUP BY organization_id, currency, due_day, day
@@ -395,18 +419,20 @@ _RECOUNT_IN_SQL = (
     """
     INSERT INTO report_open_balance_totals
         (organization_id, currency, due_day, opened, closed, opened_without_balance,
-         closed_without_balance, balance_opened, balance_closed)
+         closed_without_balance, balance_opened, balance_closed, provisional_balance_opened,
+         provisional_balance_closed)
     SELECT organization_id, currency, due_day, sum(opened), sum(closed),
            sum(opened_without_balance), sum(closed_without_balance), sum(balance_opened),
-           sum(balance_closed)
+           sum(balance_closed), sum(provisional_balance_opened), sum(provisional_balance_closed)
     FROM report_open_balance_changes
     GROUP BY organization_id, currency, due_day
     """,
     f"""
     INSERT INTO report_daily_collections
-        (organization_id, currency, day, collections, without_amount, amount)
+        (organization_id, currency, day, collections, without_amount, amount, provisional_amount)
     SELECT organization_id, coalesce(currency, ''), {_DAY_IN_SQL.format(instant="collected_at")},
-           count(*), count(*) - count(amount), coalesce(sum(amount), 0)
+           count(*), count(*) - count(amount), coalesce(sum(amount), 0),
+           coalesce(sum(amount) FILTER (WHERE provisional), 0)
     FROM invoice_collections
     GROUP BY 1, 2, 3
     """,
@@ -454,12 +480,17 @@ async def open_balances(
     organization = [] if organization_id is None else [versions.organization_id == organization_id]
     for column, closing in ((versions.valid_from, False), (versions.valid_to, True)):
         edge = column <= moment if inclusive else column < moment
-        partial = select(versions.currency, versions.due_date, versions.balance_amount).where(
+        partial = select(
+            versions.currency, versions.due_date, versions.balance_amount,
+            versions.balance_provisional,
+        ).where(
             versions.status.in_(sorted(OPEN)), column >= first_of_day, edge, *organization
-        )
+        )  # fmt: skip
         for edge_row in await connection.execute(partial):
             key = (edge_row.currency or "", due_day_number(edge_row.due_date))
-            changes.setdefault(key, _Change()).add(+1, closing, edge_row.balance_amount)
+            changes.setdefault(key, _Change()).add(
+                +1, closing, edge_row.balance_amount, edge_row.balance_provisional
+            )
     found: dict[tuple[str | None, date | None], PartialSum] = {}
     for (currency, due_day), change in changes.items():
         in_force = change.in_force
@@ -490,13 +521,15 @@ async def _summed(
                 func.sum(columns.closed_without_balance),
                 func.sum(columns.balance_opened),
                 func.sum(columns.balance_closed),
+                func.sum(columns.provisional_balance_opened),
+                func.sum(columns.provisional_balance_closed),
             )
             .where(*where)
             .group_by(columns.currency, columns.due_day)
         )
         for row in await connection.execute(query):
             changes[(row[0], row[1])] = _Change(
-                int(row[2]), int(row[3]), int(row[4]), int(row[5]), row[6], row[7]
+                int(row[2]), int(row[3]), int(row[4]), int(row[5]), *row[6:10]
             )
         return changes
     async with connection.stream(select(table).where(*where)) as result:
@@ -518,7 +551,9 @@ async def daily_collections(
     found: dict[tuple[str | None, date], PartialSum] = {}
     for row in await connection.execute(select(report_daily_collections).where(*where)):
         key = (row.currency or None, date.fromordinal(row.day))
-        partial = PartialSum(row.collections, row.without_amount, row.amount)
+        partial = PartialSum(
+            row.collections, row.without_amount, row.amount, row.provisional_amount
+        )
         found[key] = found.get(key, PartialSum()) + partial
     return {key: partial for key, partial in found.items() if partial.rows}
 

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     Date,
@@ -248,6 +249,12 @@ def _organization_column() -> Column[str]:
     return Column("organization_id", String(200), primary_key=True)
 
 
+def _provisional_flag(name: str) -> Column[bool]:
+    # True: the amount beside it is inferred from notifications alone, not yet confirmed by
+    # Cybersource's answer (see service.domain.invoice.InvoiceState).
+    return Column(name, Boolean, nullable=False)
+
+
 def _invoice_columns() -> list[Column[Any]]:
     return [
         _organization_column(),
@@ -256,6 +263,8 @@ def _invoice_columns() -> list[Column[Any]]:
         Column("currency", String(3), nullable=True),
         Column("total_amount", ExactAmount, nullable=True),
         Column("balance_amount", ExactAmount, nullable=True),
+        _provisional_flag("total_provisional"),
+        _provisional_flag("balance_provisional"),
         Column("due_date", Date, nullable=True),
         Column("customer_name", String(200), nullable=True),
         Column("customer_email", String(200), nullable=True),
@@ -277,6 +286,8 @@ def _invoice_version_columns() -> list[Column[Any]]:
         Column("currency", String(3), nullable=True),
         Column("total_amount", ExactAmount, nullable=True),
         Column("balance_amount", ExactAmount, nullable=True),
+        _provisional_flag("total_provisional"),
+        _provisional_flag("balance_provisional"),
         Column("due_date", Date, nullable=True),
     ]
 
@@ -290,6 +301,7 @@ def _collection_columns() -> list[Column[Any]]:
         Column("currency", String(3), nullable=True),
         # NULL: money arrived but how much is not known yet; never counted as zero.
         Column("amount", ExactAmount, nullable=True),
+        _provisional_flag("provisional"),
     ]
 
 
@@ -341,9 +353,10 @@ invoice_fold_snapshots = Table(
 )
 
 # Per organization, status and currency: the number of invoices, the sums of their known
-# amounts, and how many lack each amount (so a report can say it is incomplete without
-# reading every invoice). Kept current by the projector in the same transaction as the
-# invoice rows, so the status and current outstanding reports read a handful of rows.
+# amounts (and the provisional part of each sum), and how many lack each amount (so a report
+# can say it is incomplete without reading every invoice). Kept current by the projector in
+# the same transaction as the invoice rows, so the status and current outstanding reports read
+# a handful of rows.
 # An unknown status or currency is stored as "" (key columns cannot be NULL).
 invoice_totals = Table(
     "invoice_totals",
@@ -354,6 +367,8 @@ invoice_totals = Table(
     Column("invoices", BigInteger, nullable=False),
     Column("total_amount", ExactAmount, nullable=False),
     Column("balance_amount", ExactAmount, nullable=False),
+    Column("provisional_total_amount", ExactAmount, nullable=False),
+    Column("provisional_balance_amount", ExactAmount, nullable=False),
     Column("invoices_without_total", BigInteger, nullable=False),
     Column("invoices_without_balance", BigInteger, nullable=False),
 )
@@ -361,7 +376,7 @@ invoice_totals = Table(
 # Report aggregates (service.store.report_aggregates), kept by the projector with the read
 # rows. Per organization, currency ("" unknown), due day (the due date's ordinal, 0 for none)
 # and UTC day (ordinal): the open states that began and ended on that day, how many of them
-# lacked a balance, and the sums of their known balances.
+# lacked a balance, the sums of their known balances and the provisional part of those sums.
 report_open_balance_changes = Table(
     "report_open_balance_changes",
     metadata,
@@ -375,6 +390,8 @@ report_open_balance_changes = Table(
     Column("closed_without_balance", BigInteger, nullable=False),
     Column("balance_opened", ExactAmount, nullable=False),
     Column("balance_closed", ExactAmount, nullable=False),
+    Column("provisional_balance_opened", ExactAmount, nullable=False),
+    Column("provisional_balance_closed", ExactAmount, nullable=False),
     Index("ix_report_open_balance_changes_day", "day"),
 )
 # The same summed over every day, per organization, currency and due day: a report as of a
@@ -391,8 +408,11 @@ report_open_balance_totals = Table(
     Column("closed_without_balance", BigInteger, nullable=False),
     Column("balance_opened", ExactAmount, nullable=False),
     Column("balance_closed", ExactAmount, nullable=False),
+    Column("provisional_balance_opened", ExactAmount, nullable=False),
+    Column("provisional_balance_closed", ExactAmount, nullable=False),
 )
-# Per organization, currency and UTC day: collections, those of unknown amount, their sum.
+# Per organization, currency and UTC day: collections, those of unknown amount, their sum and
+# the provisional part of it.
 report_daily_collections = Table(
     "report_daily_collections",
     metadata,
@@ -402,5 +422,6 @@ report_daily_collections = Table(
     Column("collections", BigInteger, nullable=False),
     Column("without_amount", BigInteger, nullable=False),
     Column("amount", ExactAmount, nullable=False),
+    Column("provisional_amount", ExactAmount, nullable=False),
     Index("ix_report_daily_collections_day", "day"),
 )

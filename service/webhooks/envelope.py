@@ -152,6 +152,7 @@ def _amount(value: Any) -> Decimal | None:
 
 
 _RETRY_NUMBER_PATTERN = re.compile(r"[0-9]{1,7}")  # ASCII only: str.isdigit accepts "²"
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def _retry_number(value: Any) -> int | None:
@@ -216,8 +217,13 @@ class InvoiceData(BaseModel):
 
     @field_validator("due_date", mode="before")
     @classmethod
-    def _blank_due_date_is_unknown(cls, value: Any) -> Any:
-        return None if value == "" else value
+    def _due_date_is_a_date_string(cls, value: Any) -> Any:
+        if value is None or value == "":
+            return None  # blank: unknown
+        # A JSON number would otherwise be read as a Unix time, and a timestamp as its date.
+        if not isinstance(value, str) or not _DATE.fullmatch(value.strip()):
+            raise ValueError("must be a date written YYYY-MM-DD")
+        return value.strip()
 
 
 @dataclass(frozen=True, slots=True)

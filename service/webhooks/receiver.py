@@ -24,7 +24,13 @@ from service.store.errors import StoreUnavailable, is_unavailability
 from service.store.event_store import Appender, EventStore, InboxEntry, delivery_outcome
 from service.store.schema import InboxOutcome
 from service.webhooks.envelope import DeliveryHeaders, SignatureScope, kept_headers
-from service.webhooks.reading import Contradiction, Ignored, Unreadable, read_delivery
+from service.webhooks.reading import (
+    Contradiction,
+    Ignored,
+    Unreadable,
+    dead_letter_identifiers,
+    read_delivery,
+)
 from service.webhooks.signature import (
     SIGNATURE_HEADER,
     SignatureRejected,
@@ -34,6 +40,9 @@ from service.webhooks.signature import (
 )
 from service.webhooks.token_bucket import TokenBucket
 
+# The deliveries metric's outcome for a signed body kept unread for an operator; the inbox
+# records it as rejected (with its body), beside refusals (without one).
+DEAD_LETTER = "dead_letter"
 log = structlog.get_logger("service.webhooks")
 
 
@@ -187,11 +196,14 @@ class WebhookReceiver:
                 )
             case Unreadable():
                 # Signed by Cybersource but unreadable: keep it whole for an operator.
-                await self._store.record_inbox(
+                delivery_id = await self._store.record_inbox(
                     replace(entry, outcome=InboxOutcome.REJECTED, reason=reading.reason)
                 )
-                self._count(InboxOutcome.REJECTED)
-                log.warning("webhook.dead_letter", reason=reading.problem, key_id=verified.key_id)
+                self._count(DEAD_LETTER)
+                log.warning(
+                    "webhook.dead_letter", reason=reading.problem, key_id=verified.key_id,
+                    delivery_id=delivery_id, **dead_letter_identifiers(entry.body or b""),
+                )  # fmt: skip
                 return _error(422, "unusable_body", reading.problem)
             case Ignored():
                 await self._store.record_inbox(
@@ -245,13 +257,17 @@ class WebhookReceiver:
             signed_at=entry.signed_at,
             organization_id=entry.organization_id,
         )
-        log.error("webhook.unexpected_dead_letter", key_id=entry.key_id, exc_info=error)
         try:
-            await self._store.record_inbox(dead_letter)
+            delivery_id = await self._store.record_inbox(dead_letter)
         except Exception as recording_error:
+            log.error("webhook.unexpected_error", key_id=entry.key_id, exc_info=error)
             # Not even the bare body could be stored: the sender must keep it and retry.
             raise StoreUnavailable("the dead letter could not be recorded") from recording_error
-        self._count(InboxOutcome.REJECTED)
+        log.error(
+            "webhook.unexpected_dead_letter", key_id=entry.key_id, delivery_id=delivery_id,
+            exc_info=error, **dead_letter_identifiers(entry.body or b""),
+        )  # fmt: skip
+        self._count(DEAD_LETTER)
         return _error(422, "unusable_body", "the body could not be read; it is kept for review")
 
     async def _refuse(self, entry: InboxEntry, reason: str, detail: str) -> Response:
@@ -288,8 +304,8 @@ class WebhookReceiver:
             ),
         )
 
-    def _count(self, outcome: InboxOutcome) -> None:
-        self._metrics.deliveries.labels(outcome.value).inc()
+    def _count(self, outcome: InboxOutcome | str) -> None:
+        self._metrics.deliveries.labels(str(outcome)).inc()
 
 
 def _error(status_code: int, error: str, detail: str) -> JSONResponse:

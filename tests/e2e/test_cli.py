@@ -48,6 +48,33 @@ def test_an_invalid_setting_stops_the_command_naming_the_variable(tmp_path: Path
     assert "key-without-secret" not in message  # configuration values are never echoed
 
 
+def test_a_misspelled_setting_is_named_with_the_closest_and_strict_settings_refuse_it(
+    tmp_path: Path,
+) -> None:
+    environment = {
+        "LEDGER_DATABASE_URL": f"sqlite:///{tmp_path / 'l.db'}",
+        "LEDGER_WEBHOK_KEYS": "secret-value-never-printed",
+    }
+    warned = invoice_ledger("migrate", environment=environment)
+    assert warned.returncode == 0, warned.stderr
+    [line] = [
+        json.loads(text) for text in warned.stderr.decode().splitlines()
+        if "settings.unknown_variable" in text
+    ]  # fmt: skip
+    assert (line["variable"], line["closest"], line["level"]) == (
+        "LEDGER_WEBHOK_KEYS", "LEDGER_WEBHOOK_KEYS", "warning"
+    )  # fmt: skip
+    for strict in (["--strict-settings"], []):
+        refused = invoice_ledger(
+            *strict, "migrate",
+            environment={**environment, **({} if strict else {"LEDGER_STRICT_SETTINGS": "true"})},
+        )  # fmt: skip
+        assert refused.returncode == 2
+        message = refused.stderr.decode()
+        assert "LEDGER_WEBHOK_KEYS is not a setting (did you mean LEDGER_WEBHOOK_KEYS?)" in message
+        assert "secret-value-never-printed" not in message + warned.stderr.decode()
+
+
 def test_sign_webhook_signs_with_the_configured_key_in_either_form(tmp_path: Path) -> None:
     body = encode(invoice_notification())
     verifier = WebhookVerifier(

@@ -21,6 +21,11 @@ from tests.support.webhooks import (
 )
 
 STARTUP_TIMEOUT_SECONDS = 30.0
+# Signed, but no invoice data: kept whole as a dead letter.
+DEAD_LETTER = (
+    b'{"notificationId": "n-dead-1", "eventType": "invoicing.customer.invoice.paid",'
+    b' "payloads": [{"data": {"invoiceNumber": "INV-DEAD-1", "balanceAmount": "lots"}}]}'
+)
 
 
 def test_every_line_from_migrate_to_shutdown_is_json(tmp_path: Path) -> None:
@@ -65,8 +70,15 @@ def test_every_line_from_migrate_to_shutdown_is_json(tmp_path: Path) -> None:
                 "/webhooks/cybersource", content=body, headers=signed_headers(body)
             )
             refused = client.post("/webhooks/cybersource", content=b"{}")
-            client.get("/readyz", params={"component": "projector"})
-        assert (accepted.status_code, refused.status_code) == (200, 401)
+            dead_letter = client.post(
+                "/webhooks/cybersource", content=DEAD_LETTER, headers=signed_headers(DEAD_LETTER)
+            )
+            traced = client.get("/readyz", headers={"X-Request-Id": "trace-0123456789"})
+        assert (accepted.status_code, refused.status_code, dead_letter.status_code) == (
+            200, 401, 422
+        )  # fmt: skip
+        assert traced.headers["x-request-id"] == "trace-0123456789"
+        assert len(accepted.headers["x-request-id"]) == 32  # a new one when none was sent
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=20)
     finally:
@@ -83,3 +95,16 @@ def test_every_line_from_migrate_to_shutdown_is_json(tmp_path: Path) -> None:
     assert any(event.startswith("Running upgrade") for event in events)
     assert "Application startup complete." in events
     assert {"migrate.at_head", "webhook.accepted", "webhook.refused", "server.stopped"} <= events
+    # A dead letter's line names what an alert links to: the delivery, notification, invoice.
+    [dead] = [entry for entry in parsed if entry["event"] == "webhook.dead_letter"]
+    assert (dead["notification_id"], dead["invoice_number"]) == ("n-dead-1", "INV-DEAD-1")
+    assert isinstance(dead["delivery_id"], int)
+    # One access line per request, by route template, under the request's id.
+    access = [entry for entry in parsed if entry["event"] == "http.request"]
+    assert {(entry["route"], entry["status"]) for entry in access} >= {
+        ("/webhooks/cybersource", 200), ("/webhooks/cybersource", 401),
+        ("/webhooks/cybersource", 422), ("/readyz", 200),
+    }  # fmt: skip
+    [readiness] = [entry for entry in access if entry["request_id"] == "trace-0123456789"]
+    assert readiness["route"] == "/readyz"
+    assert dead["request_id"] in {entry["request_id"] for entry in access}

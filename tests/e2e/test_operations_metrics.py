@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from importlib.metadata import version
 
 import httpx
 import pytest
@@ -114,3 +115,30 @@ def test_process_metrics_and_the_signing_keys_expiry_are_exported(client: httpx.
     assert scraped[("process_start_time_seconds", frozenset())] > 0
     expiry = datetime(2027, 3, 31, tzinfo=UTC).timestamp()
     assert scraped[("ledger_webhook_key_expiry_timestamp_seconds", frozenset())] == expiry
+
+
+def test_dead_letters_are_counted_apart_from_refusals_and_no_created_series_doubles_them(
+    client: httpx.Client,
+) -> None:
+    dead_letter = b'{"notificationId": "n-dead", "payloads": [{"data": {}}]}'
+    answer = client.post(
+        "/webhooks/cybersource", content=dead_letter, headers=signed_headers(dead_letter)
+    )
+    assert answer.status_code == 422
+    assert client.post("/webhooks/cybersource", content=b"{}").status_code == 401
+    scraped = samples(client)
+    outcome = "ledger_webhook_deliveries_total"
+    assert scraped[(outcome, frozenset({("outcome", "dead_letter")}))] == 1
+    assert scraped[(outcome, frozenset({("outcome", "rejected")}))] == 1
+    assert not [name for name, _ in scraped if name.endswith("_created")]
+
+
+def test_the_build_is_exported_with_its_version(client: httpx.Client) -> None:
+    [(labels, sample)] = [
+        (dict(labels), sample)
+        for (name, labels), sample in samples(client).items()
+        if name == "ledger_build_info"
+    ]
+    assert sample == 1
+    assert labels["version"] == version("invoice-ledger")
+    assert labels["python_version"].count(".") == 2

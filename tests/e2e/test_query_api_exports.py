@@ -82,12 +82,15 @@ def _cell(value: Any) -> str:
 
 
 def _flattened(item: dict[str, Any]) -> dict[str, str]:
-    """A JSON item as its CSV row should read: nested objects dotted, lists left out."""
+    """A JSON item as its CSV row should read: nested objects dotted, the list of payments left
+    out, the list of provisional amounts' names one field, the names separated by spaces."""
     row = {}
     for key, value in item.items():
-        if isinstance(value, list):
+        if key == "payments":
             continue
-        if key == "data":
+        if key == "provisional":
+            row[key] = " ".join(value)
+        elif key == "data":
             row[key] = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
         elif key == "customer":
             row["customer.name"] = _cell((value or {}).get("name"))
@@ -199,7 +202,8 @@ async def _insert_invoices(database_url: str, count: int) -> None:
         {
             "organization_id": "org-bulk", "invoice_number": f"BULK-{n:06d}", "status": "SENT",
             "currency": "USD", "total_amount": Decimal("100.00"),
-            "balance_amount": Decimal("100.00"), "due_date": None,
+            "balance_amount": Decimal("100.00"), "total_provisional": False,
+            "balance_provisional": False, "due_date": None,
             "customer_name": f"Customer {n}", "customer_email": None, "payments": [],
             "last_event_at": start, "last_position": n + 1,
             "updated_at": start + timedelta(seconds=n),

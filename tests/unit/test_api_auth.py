@@ -8,8 +8,14 @@ from service.api.errors import ApiError
 
 
 def request_from(host: str, authorization: str | None = None) -> Request:
-    headers = [(b"authorization", authorization.encode())] if authorization else []
-    return Request({"type": "http", "client": (host, 50000), "headers": headers})
+    """A GET /v1/invoices from ``host`` to a server on 127.0.0.1:8000, named so in Host."""
+    headers = [(b"host", b"127.0.0.1:8000")]
+    headers += [(b"authorization", authorization.encode())] if authorization else []
+    return Request({
+        "type": "http", "method": "GET", "scheme": "http", "path": "/v1/invoices",
+        "query_string": b"", "server": ("127.0.0.1", 8000), "client": (host, 50000),
+        "headers": headers,
+    })  # fmt: skip
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.8.9.10", "::1"])

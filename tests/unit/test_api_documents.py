@@ -32,7 +32,8 @@ def _documents(total: str, balance: str) -> list[dict[str, Any]]:
     )
     row = SimpleNamespace(
         organization_id="org", invoice_number="INV-1", status="SENT", currency="USD",
-        total_amount=Decimal(total), balance_amount=Decimal(balance), due_date=None,
+        total_amount=Decimal(total), balance_amount=Decimal(balance), total_provisional=False,
+        balance_provisional=False, due_date=None,
         customer_name=None, customer_email=None, payments=[], last_event_at=None,
         updated_at=datetime(2026, 1, 1, tzinfo=UTC),
     )  # fmt: skip
@@ -70,7 +71,8 @@ def test_an_invoice_read_back_from_its_row_is_the_document_of_its_state() -> Non
     from_row = as_json(invoice_from_row(row))  # type: ignore[arg-type]
     assert from_row == as_json(invoice_document(state, updated_at))
     assert from_row["payments"][0] == {
-        "transactionId": "t-1", "amount": "6.250", "date": "2026-03-02T23:30:00.120000Z"
+        "transactionId": "t-1", "amount": "6.250", "date": "2026-03-02T23:30:00.120000Z",
+        "provisional": False,
     }
 
 

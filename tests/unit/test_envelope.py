@@ -244,6 +244,9 @@ def test_without_an_event_date_the_signature_time_is_the_provider_time() -> None
         (lambda b: b["payloads"][0]["data"].update(balanceAmount="-1"), "balanceAmount"),
         (lambda b: b["payloads"][0]["data"].update(currency="dollars"), "currency"),
         (lambda b: b["payloads"][0]["data"].update(dueDate="tomorrow"), "dueDate"),
+        # Not read as a Unix time, nor a timestamp as its day.
+        (lambda b: b["payloads"][0]["data"].update(dueDate=1685000000), "dueDate"),
+        (lambda b: b["payloads"][0]["data"].update(dueDate="2023-05-25T00:00:00Z"), "dueDate"),
         (lambda b: b.update(eventDate="yesterday"), "eventDate"),
         (lambda b: b.pop("payloads"), "no payload"),
         (lambda b: b.update(payloads=["not an object"]), "not an object"),

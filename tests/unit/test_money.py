@@ -26,6 +26,8 @@ from service.domain.money import (
         ("5", Decimal("5")),
         ('" 12.5 "', Decimal("12.5")),
         ('"0"', Decimal("0")),
+        ('"-0.00"', Decimal("0.00")),  # unsigned: never stored or shown as "-0.00"
+        ("-0", Decimal("0")),
     ],
 )
 def test_amounts_parse_exactly_from_json_strings_and_numbers(
@@ -34,6 +36,7 @@ def test_amounts_parse_exactly_from_json_strings_and_numbers(
     amount = parse_amount(json.loads(json_text, parse_float=Decimal))
     assert amount == expected
     assert amount.as_tuple() == expected.as_tuple()  # the scale is kept: 102.00 stays 102.00
+    assert not amount.is_signed()
 
 
 @pytest.mark.parametrize(
