@@ -31,6 +31,7 @@ from service.http_server import (
 )
 from service.logs import configure_logging
 from service.metrics import LedgerMetrics
+from service.port_split import PortSplit
 from service.projections.projector import InvoiceProjector
 from service.projections.rebuild import WORKERS_MAX, rebuild_invoices
 from service.reconciler.client import ClientLimits, CybersourceClient
@@ -154,8 +155,20 @@ def migrate() -> None:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
-def serve(host: str, port: int) -> None:
+@click.option(
+    "--port",
+    default=8000,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="The webhook port (with --internal-port, it serves the webhook and the probes alone).",
+)
+@click.option(
+    "--internal-port",
+    type=click.IntRange(1, 65535),
+    help="Serve /v1, /console, /metrics and /openapi.json on this port instead, off the"
+    " webhook port (default: LEDGER_INTERNAL_PORT; unset, everything on --port).",
+)
+def serve(host: str, port: int, internal_port: int | None) -> None:
     """Serve the webhook receiver, the query API and operations endpoints.
 
     Run `migrate` first: the service refuses to report ready on an outdated schema.
@@ -165,6 +178,9 @@ def serve(host: str, port: int) -> None:
     from service.app import create_app
 
     settings = _settings()
+    internal_port = internal_port or settings.internal_port
+    if internal_port == port:
+        _fail(f"--internal-port {internal_port} is the webhook port: give another one")
     tokens = settings.api_tokens
     if not is_loopback_host(host) and not (tokens.tokens or tokens.operator_tokens):
         if not settings.api_allow_anonymous:
@@ -178,17 +194,21 @@ def serve(host: str, port: int) -> None:
             host=host,
             detail="LEDGER_API_ALLOW_ANONYMOUS=true: /v1 answers every client without a token",
         )
+    listeners = []
     try:
         # Bound before the app exists: a port in use stops here, before any database work.
-        listener = bind_listener(host, port)
+        for listening_port in (port, internal_port) if internal_port else (port,):
+            listeners.append(bind_listener(host, listening_port))
     except ListenFailed as failure:
+        for listener in listeners:
+            listener.close()
         _fail(str(failure))
     app = create_app(settings)
     refused = app.state.resources.metrics.http_refused
     for refusal in SlotRefusal:
         refused.labels(refusal.value)  # every series from zero, for a rate to see the first
     config = server_config(
-        app,
+        PortSplit(app, internal_port=internal_port) if internal_port else app,
         host=host,
         port=port,
         implementation=settings.http_implementation,
@@ -197,9 +217,10 @@ def serve(host: str, port: int) -> None:
     )
     server = LedgerServer(config, app.state.workers, settings.shutdown_grace_seconds)
     try:
-        server.run(sockets=[listener])
+        server.run(sockets=listeners)
     finally:
-        listener.close()
+        for listener in listeners:
+            listener.close()
 
 
 @main.command()

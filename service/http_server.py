@@ -288,8 +288,8 @@ class LedgerServer(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started and not self.should_exit:
-            if sockets:
-                host, port = sockets[0].getsockname()[:2]
+            for listening in sockets or ():
+                host, port = listening.getsockname()[:2]
                 log.info("server.listening", host=host, port=port)
             if self._workers is not None:
                 await self._workers.start()

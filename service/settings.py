@@ -127,6 +127,9 @@ class Settings(BaseSettings):
     http_header_timeout_seconds: float = Field(10.0, gt=0, le=600)
     http_body_timeout_seconds: float = Field(30.0, gt=0, le=600)
     http_keep_alive_timeout_seconds: int = Field(5, ge=1, le=600)
+    # With a port here, `serve` serves /v1, /console, /metrics and /openapi.json on it, and
+    # only the webhook and the probes on its --port.
+    internal_port: int | None = Field(None, ge=1, le=65535)
     http_max_connections: int = Field(200, ge=1, le=100_000)
     # One client's share of those: its open connections and its requests in flight.
     http_max_connections_per_client: int = Field(20, ge=1, le=100_000)
@@ -212,6 +215,11 @@ class Settings(BaseSettings):
             if not re.fullmatch(r"[A-Za-z0-9_.\-]{1,100}", organization):
                 raise ValueError(f"organization id {organization[:20]!r} is not an identifier")
         return organizations
+
+    @field_validator("internal_port", mode="before")
+    @classmethod
+    def _port_or_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("http_trusted_proxies", mode="before")
     @classmethod

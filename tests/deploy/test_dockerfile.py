@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -68,3 +69,14 @@ def test_dependencies_are_installed_from_the_lock_with_hashes_and_binary_wheels_
     assert "--require-hashes --only-binary=:all:" in builder
     assert "--requirement requirements/run.txt" in builder
     assert "pip install --no-deps /build/wheels/" in builder
+
+
+def test_the_image_serves_internal_routes_on_a_port_of_their_own() -> None:
+    _, runtime = stages()
+    (command,) = re.findall(r"^CMD (\[.*\])$", runtime, re.MULTILINE)
+    arguments = json.loads(command)
+    port = arguments[arguments.index("--port") + 1]
+    internal_port = arguments[arguments.index("--internal-port") + 1]
+    assert port != internal_port
+    (exposed,) = re.findall(r"^EXPOSE (.*)$", runtime, re.MULTILINE)
+    assert set(exposed.split()) == {port, internal_port}

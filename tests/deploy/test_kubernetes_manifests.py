@@ -229,16 +229,35 @@ def selected_components(policy: Manifest) -> set[str | None]:
     return {None}  # every component
 
 
-def test_only_port_8000_of_our_pods_is_open_and_only_the_reconciler_goes_out() -> None:
+def ingress_rules_by_port(policies: list[Manifest]) -> dict[tuple[str | None, int], list[Any]]:
+    """Each (component, port) opened, with the ``from`` of each rule that opens it ([] when a
+    rule admits every source)."""
+    opened: dict[tuple[str | None, int], list[Any]] = {}
+    for policy in policies:
+        for rule in policy["spec"].get("ingress", []):
+            for port in rule.get("ports", []):
+                for component in selected_components(policy):
+                    opened.setdefault((component, port["port"]), []).append(rule.get("from", []))
+    return opened
+
+
+def test_only_the_server_ports_and_worker_metrics_are_open_and_only_the_reconciler_goes_out() -> (
+    None
+):
     policies = [m for _, m in manifests() if m["kind"] == "NetworkPolicy"]
-    ingress = {
-        (component, port["port"])
-        for p in policies
-        for rule in p["spec"].get("ingress", [])
-        for port in rule.get("ports", [])
-        for component in selected_components(p)
+    opened = ingress_rules_by_port(policies)
+    assert set(opened) == {
+        ("server", 8000),
+        ("server", 8001),
+        ("projector", 8000),
+        ("reconciler", 8000),
     }
-    assert ingress == {("server", 8000), ("projector", 8000), ("reconciler", 8000)}
+    # The webhook port from the ingress controller's namespace alone; the internal port from
+    # pods of the cluster, never from an address outside it (no ipBlock, no open rule).
+    ((webhook_from,),) = opened[("server", 8000)]
+    assert webhook_from["namespaceSelector"]["matchLabels"]
+    ((internal_from,),) = opened[("server", 8001)]
+    assert set(internal_from) == {"namespaceSelector"}
     (deny_all,) = [p for p in policies if not p["spec"].keys() & {"ingress", "egress"}]
     assert set(deny_all["spec"]["policyTypes"]) == {"Ingress", "Egress"}
     assert deny_all["spec"]["podSelector"]["matchLabels"] == {
@@ -252,6 +271,47 @@ def test_only_port_8000_of_our_pods_is_open_and_only_the_reconciler_goes_out() -
         if any(port["port"] == 443 for port in rule.get("ports", []))
     ]
     assert https_out == ["reconciler"]
+
+
+def container_ports(container: dict[str, Any]) -> dict[str, int]:
+    return {port["name"]: port["containerPort"] for port in container["ports"]}
+
+
+def test_the_server_serves_internal_routes_on_a_port_of_their_own_which_the_probes_ask() -> None:
+    server = named("Deployment", "invoice-ledger")
+    (container,) = pod_spec(server)["containers"]
+    ports = container_ports(container)
+    command = container["command"]
+    assert command[command.index("--port") + 1] == str(ports["webhook"])
+    assert command[command.index("--internal-port") + 1] == str(ports["internal"])
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"]["port"] == "internal", probe
+    annotations = server["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(ports["internal"])
+
+
+def test_the_webhook_service_exposes_the_webhook_port_alone() -> None:
+    webhook = named("Service", "invoice-ledger")
+    assert [port["targetPort"] for port in webhook["spec"]["ports"]] == ["webhook"]
+    internal = named("Service", "invoice-ledger-internal")
+    assert [port["targetPort"] for port in internal["spec"]["ports"]] == ["internal"]
+    assert internal["spec"].get("type", "ClusterIP") == "ClusterIP"
+
+
+def test_the_ingress_routes_only_the_webhook_path_over_tls_to_the_webhook_port() -> None:
+    ingresses = [m for _, m in manifests() if m["kind"] == "Ingress"]
+    (ingress,) = ingresses
+    spec = ingress["spec"]
+    assert "defaultBackend" not in spec
+    hosts = {rule["host"] for rule in spec["rules"]}
+    assert hosts <= {host for tls in spec["tls"] for host in tls["hosts"]}
+    assert all(tls["secretName"] for tls in spec["tls"])
+    paths = [path for rule in spec["rules"] for path in rule["http"]["paths"]]
+    assert [(path["path"], path["pathType"]) for path in paths] == [
+        ("/webhooks/cybersource", "Exact")
+    ]
+    (backend,) = [path["backend"]["service"] for path in paths]
+    assert backend == {"name": "invoice-ledger", "port": {"name": "webhook"}}
 
 
 def test_every_setting_the_manifests_give_is_one_the_service_reads() -> None:
