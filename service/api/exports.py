@@ -7,6 +7,11 @@ document), a list of names (an invoice's provisional amounts) is one field, the 
 separated by spaces, and an object of free form (an event's data) is its JSON text. A null is
 an empty field, a boolean ``true``/``false``, and amounts are the same decimal strings as in
 JSON.
+
+A spreadsheet runs a cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage
+return as a formula: a payer named ``=HYPERLINK(...)`` would run in finance's spreadsheet.
+Such a text field is prefixed with ``'`` (OWASP's rule), unless it is a plain number; JSON
+answers keep every value exactly.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import types
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +33,8 @@ from service.api.contract import CSV_MEDIA_TYPE, JSON_MEDIA_TYPE
 from service.api.errors import ApiError
 
 ACCEPT_ITEMS_MAX = 32  # an Accept header is a short list; more is not worth parsing
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 CSV_CONTENT_TYPE = f"{CSV_MEDIA_TYPE}; charset=utf-8; header=present"
 
 
@@ -142,7 +150,13 @@ def _cell(item: Mapping[str, Any], column: Column) -> str:
         return " ".join(value)
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    return _not_a_formula(str(value))
+
+
+def _not_a_formula(text: str) -> str:
+    if text.startswith(FORMULA_TRIGGERS) and not _PLAIN_NUMBER.fullmatch(text):
+        return "'" + text
+    return text
 
 
 async def csv_lines(

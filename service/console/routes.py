@@ -33,11 +33,11 @@ from service.console.delivery_outcomes import DeliveryOutcomes
 from service.domain.events import RecordedEvent
 from service.domain.identity import invoices_in_stream
 from service.domain.invoice import InvoiceStatus, corrected_by
-from service.projections.queries import AGING_BUCKETS, InvoiceFilters, InvoiceQueries
+from service.projections.queries import AGING_BUCKETS, InvoiceFilters, InvoiceQueries, PageKey
 from service.store.delivery_log import DeliveryFilters, SqlDeliveryLog
 from service.store.event_store import SqlEventStore
 from service.store.read_models import SqlReadModelStore
-from service.store.schema import InboxOutcome
+from service.store.schema import InboxOutcome, ReplayResult
 from service.webhooks.corrections import CorrectionRefused, DeliveryCorrections
 from service.webhooks.replay import DeliveryReplayer, NotReplayable, UnknownDelivery
 
@@ -348,6 +348,7 @@ class Console:
             notification_id=_text(query.get("notificationId"), "notificationId"),
             received_from=_instant_or_day(query.get("receivedFrom"), "receivedFrom", end=False),
             received_to=_instant_or_day(query.get("receivedTo"), "receivedTo", end=True),
+            reason_prefix=_text(query.get("reason"), "reason"),
         )
         cursor = _text(query.get("cursor"), "cursor")
         try:
@@ -384,6 +385,7 @@ class Console:
         delivery_id: int,
         *,
         notice: str | None = None,
+        notice_failed: bool = False,
         problem: str | None = None,
         status_code: int = 200,
     ) -> Response:
@@ -409,6 +411,7 @@ class Console:
             body=_body_text(shown["body"]),
             operator=caller.is_operator,
             notice=notice,
+            notice_failed=notice_failed,
             problem=problem,
         )
 
@@ -427,7 +430,11 @@ class Console:
             notice += f" (positions {positions})"
         if outcome.reason:
             notice += f": {outcome.reason}"
-        return await self._delivery_page(request, caller, delivery_id, notice=notice)
+        # A replay that still does not read, or conflicts, did not do what was asked.
+        failed = outcome.result in (ReplayResult.UNREADABLE, ReplayResult.CONFLICT)
+        return await self._delivery_page(
+            request, caller, delivery_id, notice=notice, notice_failed=failed
+        )
 
     async def correct(self, request: Request, caller: Caller) -> Response:
         delivery_id = request.path_params["deliveryId"]
@@ -461,6 +468,7 @@ class Console:
             },
             "found": [],
             "listed": [],
+            "older": None,
         }
         if number is not None:
             rows = await self._queries.invoices_numbered(number, organization)
@@ -478,12 +486,23 @@ class Console:
                 for row in rows
             ]
         else:
+            cursor = _text(query.get("cursor"), "cursor")
+            try:
+                before = p.decode_cursor(cursor) if cursor else None
+            except ApiError:
+                raise InvalidInput("cursor: is not a link this console made") from None
             rows = await self._queries.invoices(
                 InvoiceFilters(organization_id=organization, status=status),
                 INVOICES_PAGE_SIZE,
-                None,
+                before,
+                newest_first=True,
             )
             context["listed"] = [_document(invoice_from_row(row)) for row in rows]
+            if len(rows) == INVOICES_PAGE_SIZE:
+                last = rows[-1]
+                kept = {name: value for name, value in query.items() if name != "cursor" and value}
+                key = PageKey(last.updated_at, last.organization_id, last.invoice_number)
+                context["older"] = "?" + urlencode({**kept, "cursor": p.encode_cursor(key)})
         return self._render(request, "invoices.html", **context)
 
 
@@ -494,6 +513,7 @@ _DELIVERY_FILTERS = (
     "notificationId",
     "receivedFrom",
     "receivedTo",
+    "reason",
 )
 
 

@@ -108,9 +108,16 @@ class InvoiceQueries:
         return await self._all(query.order_by(invoices.c.organization_id))
 
     async def invoices(
-        self, filters: InvoiceFilters, limit: int, after: PageKey | None
+        self,
+        filters: InvoiceFilters,
+        limit: int,
+        after: PageKey | None,
+        *,
+        newest_first: bool = False,
     ) -> Sequence[Row[Any]]:
-        return await self._all(_invoices_page(filters, limit, after))
+        """A page by (updated_at, organization, number), oldest first (a client following
+        changes), or newest first (a person looking at what changed lately)."""
+        return await self._all(_invoices_page(filters, limit, after, newest_first=newest_first))
 
     async def invoice_pages(
         self, filters: InvoiceFilters, page_rows: int, after: PageKey | None, pages_max: int
@@ -471,8 +478,11 @@ def _aging_rules(as_of: date) -> dict[str, Callable[[date | None], bool]]:
     }
 
 
-def _invoices_page(filters: InvoiceFilters, limit: int, after: PageKey | None) -> Any:
-    """A page of invoices by (updated_at, organization, number), after ``after``."""
+def _invoices_page(
+    filters: InvoiceFilters, limit: int, after: PageKey | None, *, newest_first: bool = False
+) -> Any:
+    """A page of invoices by (updated_at, organization, number), after ``after`` (before it,
+    newest first)."""
     columns = invoices.c
     # Behind an aging bucket, invoices are listed as they stood then, and filtered so.
     state = columns if filters.aging is None else invoice_versions.c
@@ -495,12 +505,13 @@ def _invoices_page(filters: InvoiceFilters, limit: int, after: PageKey | None) -
             conditions.append(column.is_(None) if value == "" else column == value)
     order = (columns.updated_at, columns.organization_id, columns.invoice_number)
     if after:
-        last = (after.updated_at, after.organization_id, after.invoice_number)
-        conditions.append(tuple_(*order) > tuple_(*last))
+        last = tuple_(after.updated_at, after.organization_id, after.invoice_number)
+        conditions.append(tuple_(*order) < last if newest_first else tuple_(*order) > last)
     query: Any = select(invoices)
     if filters.aging is not None:
         query = _in_aging_bucket(filters.aging)
-    return query.where(*conditions).order_by(*order).limit(limit)
+    ordering = [column.desc() for column in order] if newest_first else order
+    return query.where(*conditions).order_by(*ordering).limit(limit)
 
 
 def _in_aging_bucket(aging: AgingBucketFilter) -> Any:

@@ -216,3 +216,21 @@ def test_an_operator_corrects_a_conflicting_payment_through_the_console_form(
     assert corrected.get_attribute("data-position") == str(replaced["position"])
     page.screenshot(path=str(artifacts / f"console-correction-{engine}.png"), full_page=True)
     page.close()
+
+
+def test_at_420_pixels_every_chart_stays_inside_its_card(
+    console_url: str, browser: Browser, artifacts: Path, request: pytest.FixtureRequest
+) -> None:
+    engine = request.node.callspec.params["database_url"]
+    page = browser.new_page(viewport={"width": 420, "height": 900})
+    sign_in(page, f"{console_url}/console?asOf={TODAY.isoformat()}&interval=month")
+    charts = page.locator("figure.chart svg")
+    assert charts.count() >= 3
+    for index in range(charts.count()):
+        chart = charts.nth(index)
+        drawn = chart.bounding_box()
+        card = chart.locator("xpath=ancestor::section[1]").bounding_box()
+        assert drawn is not None and card is not None
+        assert drawn["x"] >= card["x"] and drawn["x"] + drawn["width"] <= card["x"] + card["width"]
+    page.screenshot(path=str(artifacts / f"console-narrow-{engine}.png"), full_page=True)
+    page.close()

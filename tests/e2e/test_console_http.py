@@ -3,15 +3,23 @@ headers every answer carries, and pages that must render whatever a delivery hel
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from service.app import create_app
+from service.console.routes import INVOICES_PAGE_SIZE
 from service.settings import load_settings
 from tests.support.server import serving
-from tests.support.webhooks import WEBHOOK_KEYS_SETTING, signed_headers
+from tests.support.webhooks import (
+    WEBHOOK_KEYS_SETTING,
+    encode,
+    invoice_notification,
+    signed_headers,
+)
 
 TOKEN = "console-http-token-0123456789"
 OPERATOR = {"Authorization": f"Bearer {TOKEN}"}
@@ -60,3 +68,62 @@ def test_a_dead_letter_holding_a_lone_surrogate_escape_is_shown_as_it_came(
     assert page.status_code == 200, page.text
     assert "\\ud800" in page.text
     assert_security_headers(page)
+
+
+def deliver(console: httpx.Client, number: str) -> None:
+    body = encode(invoice_notification(number, notification_id=f"n-{number}"))
+    answer = console.post("/webhooks/cybersource", content=body, headers=signed_headers(body))
+    assert answer.status_code == 200, answer.text
+
+
+def listed_numbers(page: str) -> list[str]:
+    return re.findall(r"invoiceNumber=(INV-[0-9]+)&", page)
+
+
+def test_recently_updated_invoices_are_listed_newest_first_page_by_page(
+    console: httpx.Client,
+) -> None:
+    count = INVOICES_PAGE_SIZE + 3
+    for index in range(count):
+        deliver(console, f"INV-{index:03d}")
+    console.get("/v1/invoices", params={"minPosition": count}, headers=OPERATOR)
+    first = console.get("/console/invoices", headers=OPERATOR)
+    assert first.status_code == 200, first.text
+    newest = listed_numbers(first.text)
+    assert newest[:3] == ["INV-052", "INV-051", "INV-050"]
+    assert len(newest) == INVOICES_PAGE_SIZE
+    [older_link] = re.findall(r'href="/console/invoices(\?[^"]+)" rel="next"', first.text)
+    second = console.get("/console/invoices" + html.unescape(older_link), headers=OPERATOR)
+    assert listed_numbers(second.text) == ["INV-002", "INV-001", "INV-000"]
+    assert 'rel="next"' not in second.text
+
+
+def test_the_delivery_log_filters_by_reason_and_a_failed_replay_is_shown_as_a_problem(
+    console: httpx.Client,
+) -> None:
+    deliver(console, "INV-100")
+    dead_letter = b'{"notificationId": "n-unread", "payloads": [{"data": {}}]}'
+    answer = console.post(
+        "/webhooks/cybersource", content=dead_letter, headers=signed_headers(dead_letter)
+    )
+    assert answer.status_code == 422
+    assert console.post("/webhooks/cybersource", content=b"{}").status_code == 401  # unsigned
+
+    page = console.get("/console/deliveries", params={"reason": "unusable_body"}, headers=OPERATOR)
+    shown = re.findall(r'data-delivery-id="([0-9]+)"', page.text)
+    assert len(shown) == 1
+    assert 'value="unusable_body"' in page.text  # the filter is kept in the form
+
+    form_page = console.get(f"/console/deliveries/{shown[0]}", headers=OPERATOR)
+    [form_token] = re.findall(r'name="formToken" value="([0-9a-f]+)"', form_page.text)
+    replayed = console.post(
+        f"/console/deliveries/{shown[0]}/replay",
+        data={"formToken": form_token},
+        headers={**OPERATOR, "Origin": str(console.base_url).rstrip("/")},
+    )
+    assert replayed.status_code == 200, replayed.text
+    [banner] = re.findall(
+        r'<p class="([a-z]+)" role="[a-z]+" data-field="replay-result">', replayed.text
+    )
+    assert banner == "problem"
+    assert "Replayed: unreadable" in replayed.text

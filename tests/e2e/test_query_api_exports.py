@@ -153,6 +153,21 @@ def test_a_quote_a_comma_and_a_line_break_are_quoted_as_rfc_4180_says(
     )  # fmt: skip
 
 
+@pytest.mark.parametrize("formula", ["=HYPERLINK(\"http://x\")", "+1+1", "-2+3", "@SUM(A1)",
+                                     "\t=cmd", "\r\n=1", "=1\t"])  # fmt: skip
+def test_a_customer_name_a_spreadsheet_would_run_is_neutralised_in_csv_never_in_json(
+    api: httpx.Client, formula: str
+) -> None:
+    deliver_all(api, [notification("send", "INV-F", "10.00", "2026-03-03T10:00:00Z",
+                                   payerName=formula, totalAmount="10.00")])  # fmt: skip
+    [row] = _csv_rows(api.get("/v1/invoices", params={"format": "csv"}, headers=AUTH))[1]
+    [item] = get(api, "/v1/invoices")["items"]
+    name = item["customer"]["name"]  # exact; a leading tab or CR is trimmed on receipt
+    assert name == formula.strip()
+    assert row["customer.name"] == "'" + name
+    assert (row["totalAmount"], row["balanceAmount"]) == ("10.00", "10.00")  # numbers untouched
+
+
 def test_an_aging_export_per_currency_has_no_empty_customer_columns(api: httpx.Client) -> None:
     deliver_all(api, SEED)
     answer = api.get("/v1/reports/aging", params={"asOf": "2026-03-31"},

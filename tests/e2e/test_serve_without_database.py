@@ -10,6 +10,7 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
+from tests.support.databases import PostgresServer
 from tests.support.process import free_port, serving_process
 from tests.support.proxy import outage_proxy
 from tests.support.webhooks import (
@@ -20,6 +21,8 @@ from tests.support.webhooks import (
 )
 
 WEBHOOK_PATH = "/webhooks/cybersource"
+TOKEN = "operator-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 RECOVERY_TIMEOUT_SECONDS = 30.0
 
 
@@ -28,10 +31,13 @@ def deliver(client: httpx.Client, invoice_number: str) -> httpx.Response:
     return client.post(WEBHOOK_PATH, content=body, headers=signed_headers(body))
 
 
-def assert_unavailable_but_alive(client: httpx.Client) -> None:
+def assert_unavailable_but_alive(client: httpx.Client, reason: str = "connection refused") -> None:
     assert client.get("/healthz").status_code == 200
     unready = client.get("/readyz")
-    assert (unready.status_code, unready.json()["problems"]) == (503, ["database unreachable"])
+    [problem] = unready.json()["problems"]
+    assert (unready.status_code, problem.split(" (")[0]) == (
+        503, f"database unavailable: {reason}"
+    )  # fmt: skip
     assert unready.headers["Retry-After"].isdigit()
     refused = deliver(client, "INV-DURING")
     assert (refused.status_code, refused.json()["error"]) == (503, "store_unavailable")
@@ -78,3 +84,39 @@ def test_serve_started_without_its_database_accepts_deliveries_once_it_is_back(
             assert client.get("/readyz", params={"component": "projector"}).status_code == 200
             answer = client.get("/v1/invoices/INV-AFTER", params={"minPosition": 1})
             assert (answer.status_code, answer.json()["status"]) == (200, "SENT"), answer.text
+
+
+@pytest.mark.postgresql
+def test_serve_with_a_database_that_does_not_exist_says_so_and_recovers_once_it_does(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    with postgres_server.database_created_later() as (database_url, create_database):
+        name = make_url(database_url).database
+        environment = {
+            "LEDGER_DATABASE_URL": database_url,
+            "LEDGER_WEBHOOK_KEYS": WEBHOOK_KEYS_SETTING,
+            "LEDGER_PROJECTOR_ENABLED": "true",
+            "LEDGER_API_TOKENS": f"operator:{TOKEN}",
+        }
+        with (
+            serving_process(environment, tmp_path / "serve.log") as served,
+            httpx.Client(base_url=served.base_url, timeout=30, headers=AUTH) as client,
+        ):
+            assert_unavailable_but_alive(client, f'database "{name}" does not exist')
+            listed = client.get("/v1/invoices")
+            assert (listed.status_code, listed.json()["error"]) == (503, "store_unavailable")
+            assert listed.headers["Retry-After"].isdigit()
+            page = client.get("/console/invoices")
+            assert page.status_code == 503 and page.headers["Retry-After"].isdigit()
+            assert page.headers["content-type"].startswith("text/html")
+            assert "cannot be reached" in page.text
+
+            create_database()
+            deadline = time.monotonic() + RECOVERY_TIMEOUT_SECONDS
+            while client.get("/readyz").status_code != 200:
+                assert time.monotonic() < deadline, served.log()
+                time.sleep(0.2)
+            assert deliver(client, "INV-CREATED").json() == {"status": "accepted"}
+            answer = client.get("/v1/invoices/INV-CREATED", params={"minPosition": 1})
+            assert (answer.status_code, answer.json()["status"]) == (200, "SENT"), answer.text
+            assert client.get("/readyz", params={"component": "projector"}).status_code == 200

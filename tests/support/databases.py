@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -90,6 +90,21 @@ class PostgresServer:
         try:
             assert self.user is not None
             yield postgresql_url(self.user, name)
+        finally:
+            asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+    @contextmanager
+    def database_created_later(self) -> Iterator[tuple[str, Callable[[], None]]]:
+        """The URL of a database that does not exist yet, and what creates it (migrated)."""
+        self.require()
+        assert self.user is not None
+        name = f"ledger_later_{uuid.uuid4().hex[:12]}"
+
+        def create() -> None:
+            asyncio.run(_admin(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"'))
+
+        try:
+            yield postgresql_url(self.user, name), create
         finally:
             asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
