@@ -9,6 +9,7 @@ import asyncio
 import gc
 import os
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -119,7 +120,6 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
         future_skew_seconds=settings.webhook_future_skew_seconds,
         payload_form_max_bytes=settings.webhook_payload_form_max_bytes,
     )
-    receiver_options = {"clock": clock} if clock else {}
     receiver = WebhookReceiver(
         verifier,
         store,
@@ -129,7 +129,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
         body_timeout_seconds=settings.http_body_timeout_seconds,
         items_per_delivery_max=settings.webhook_items_max,
         refusals_recorded_per_second=settings.refusals_recorded_per_second,
-        **receiver_options,
+        clock=clock or time.time,
     )
     authorizer = ApiAuthorizer(
         settings.api_tokens.tokens,
@@ -176,6 +176,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
             log.info("service.stopping")
             # Requests have drained: append what is still queued, fail the rest with 503.
             await committer.close(settings.shutdown_grace_seconds * WORKERS_SHARE_OF_GRACE)
+            await receiver.aclose()
             await engine.dispose()
 
     async def healthz(request: Request) -> Response:

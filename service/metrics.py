@@ -115,6 +115,12 @@ class LedgerMetrics:
             "Deliveries answered 503 because the database was unavailable.",
             registry=self.registry,
         )
+        self.payload_forms_busy = Counter(
+            "ledger_webhook_payload_forms_busy",
+            "Deliveries answered 503 because as many bodies as may already waited for their"
+            " payload-form signature check (a flood of bodies that do not verify).",
+            registry=self.registry,
+        )
         self.acknowledgement_seconds = Histogram(
             "ledger_webhook_acknowledgement_seconds",
             "Time from receiving a delivery to answering it.",

@@ -1,9 +1,10 @@
 """``POST /webhooks/cybersource``: verify, record, acknowledge. Nothing else on the write path.
 
 Every answer is a promise to Cybersource: 200 only once the notification is durably in the
-event store (or provably already there); 503 while the database is away so it retries; 401
-for a signature that cannot be trusted; 422, with the body kept as a dead letter, for a
-signed body the ledger cannot read.
+event store (or provably already there); 503 while the database is away so it retries, and
+while the payload-form check is saturated (``payload_forms.py``); 401 for a signature that
+cannot be trusted; 422, with the body kept as a dead letter, for a signed body the ledger
+cannot read.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from service.store.errors import StoreUnavailable, is_unavailability
 from service.store.event_store import Appender, EventStore, InboxEntry, delivery_outcome
 from service.store.schema import InboxOutcome
 from service.webhooks.envelope import DeliveryHeaders, SignatureScope, kept_headers
+from service.webhooks.payload_forms import RETRY_AFTER_SECONDS as PAYLOAD_FORMS_RETRY_SECONDS
+from service.webhooks.payload_forms import PayloadFormsBusy, PayloadFormWorker
 from service.webhooks.reading import (
     Contradiction,
     Ignored,
@@ -86,8 +89,10 @@ class WebhookReceiver:
         items_per_delivery_max: int = ITEMS_PER_DELIVERY_MAX_DEFAULT,
         clock: Callable[[], float] = time.time,
         refusals_recorded_per_second: float = 10.0,
+        payload_forms: PayloadFormWorker | None = None,
     ) -> None:
         self._verifier = verifier
+        self._payload_forms = PayloadFormWorker() if payload_forms is None else payload_forms
         self._store = store
         # Deliveries are appended through the group committer when the app has one.
         self._appender: Appender = store if appender is None else appender
@@ -147,9 +152,24 @@ class WebhookReceiver:
             await self._record_refusal(entry, "body_too_large")
             return _error(413, "body_too_large", f"the body exceeds {self._max_body_bytes} bytes")
         try:
-            verified = self._verifier.verify_body(admitted, body)
+            verified = await self._verifier.verify_body_with(
+                admitted, body, self._payload_forms.content
+            )
         except SignatureRejected as rejection:
             return await self._refuse(entry, rejection.reason, rejection.detail)
+        except PayloadFormsBusy:
+            # Not judged, so not recorded: the sender retries, and a genuine delivery then
+            # verifies once the flood that filled the queue has passed.
+            self._metrics.payload_forms_busy.inc()
+            return JSONResponse(
+                {
+                    "error": "payload_form_busy",
+                    "detail": "too many deliveries wait for their payload-form signature check;"
+                    " retry later",
+                },
+                status_code=503,
+                headers={"Retry-After": str(PAYLOAD_FORMS_RETRY_SECONDS)},
+            )
 
         self._metrics.signed_content_matches.labels(verified.signed_content.value).inc()
         self._recommend_pinning(verified.signed_content)
@@ -289,6 +309,9 @@ class WebhookReceiver:
         except StoreUnavailable:
             log.warning("webhook.refusal_not_recorded", reason=reason)
         log.warning("webhook.refused", reason=reason)
+
+    async def aclose(self) -> None:
+        await self._payload_forms.aclose()
 
     def _recommend_pinning(self, form: SignedContent) -> None:
         if self._pinning_recommended or self._verifier.signed_content is not SignedContent.AUTO:

@@ -17,14 +17,14 @@ import binascii
 import hashlib
 import hmac
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 from service.webhooks import javascript_json
 
 SIGNATURE_HEADER = "v-c-signature"
+PAYLOAD_FIELDS = ("payload", "payloads")
 SIGNATURE_BYTES = hashlib.sha256().digest_size
 
 
@@ -101,22 +101,13 @@ def signed_message(timestamp_ms: int, raw_body: bytes, form: SignedContent) -> b
 
 
 def payload_content(raw_body: bytes) -> bytes | None:
-    """``JSON.stringify(JSON.parse(body).payload)`` as UTF-8, or None without a payload."""
-    payload = _payload_field(_parse_as_javascript(raw_body))
-    if payload is None:
-        return None
+    """``JSON.stringify(JSON.parse(body).payload)`` (else of ``payloads``) as UTF-8, or None
+    without a payload."""
     try:
-        return javascript_json.stringify(payload).encode()
-    except RecursionError:
-        return None  # nested beyond what can be re-serialised: only the raw form can match
-
-
-def _payload_field(parsed_body: Any) -> Any:
-    if not isinstance(parsed_body, dict):
-        return None
-    if "payload" in parsed_body:
-        return parsed_body["payload"]
-    return parsed_body.get("payloads")
+        content = javascript_json.reserialized_field(raw_body, PAYLOAD_FIELDS)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None  # not JSON, or nested too deep to re-serialise: only the raw form can match
+    return content
 
 
 def _may_carry_a_payload(raw_body: bytes) -> bool:
@@ -184,33 +175,61 @@ class WebhookVerifier:
         return AdmittedSignature(header, key)
 
     def verify_body(self, admitted: AdmittedSignature, raw_body: bytes) -> VerifiedSignature:
-        header = admitted.header
-        if len(header.signature) != SIGNATURE_BYTES:
-            raise SignatureRejected("bad_signature", "the signature does not match the body")
-        if self._signed_content in (SignedContent.AUTO, SignedContent.RAW):
-            message = signed_message(header.timestamp_ms, raw_body, SignedContent.RAW)
-            if message is not None and self._matches(admitted, message):
-                return VerifiedSignature(header.key_id, SignedContent.RAW, header.timestamp_ms)
-        if self._signed_content in (SignedContent.AUTO, SignedContent.PAYLOAD):
-            content = self._payload_content_within_bounds(raw_body)
-            if content is not None:
-                message = str(header.timestamp_ms).encode() + b"." + content
-                if self._matches(admitted, message):
-                    return VerifiedSignature(
-                        header.key_id,
-                        SignedContent.PAYLOAD,
-                        header.timestamp_ms,
-                        payload_digest=hashlib.sha256(content).hexdigest(),
-                    )
-        raise SignatureRejected("bad_signature", "the signature does not match the body")
+        verified = self._verify_raw(admitted, raw_body)
+        if verified is None and self._wants_payload_form(admitted, raw_body):
+            verified = self._verify_payload(admitted, payload_content(raw_body))
+        return _or_refused(verified)
+
+    async def verify_body_with(
+        self,
+        admitted: AdmittedSignature,
+        raw_body: bytes,
+        payload_form: Callable[[bytes], Awaitable[bytes | None]],
+    ) -> VerifiedSignature:
+        """``verify_body``, with the payload form computed by ``payload_form`` (off the event
+        loop: see ``service/webhooks/payload_forms.py``), and only when the raw form failed."""
+        verified = self._verify_raw(admitted, raw_body)
+        if verified is None and self._wants_payload_form(admitted, raw_body):
+            verified = self._verify_payload(admitted, await payload_form(raw_body))
+        return _or_refused(verified)
 
     def verify(self, header_value: str | None, raw_body: bytes, now_ms: int) -> VerifiedSignature:
         return self.verify_body(self.admit(header_value, now_ms), raw_body)
 
-    def _payload_content_within_bounds(self, raw_body: bytes) -> bytes | None:
-        if len(raw_body) > self._payload_form_max_bytes or not _may_carry_a_payload(raw_body):
+    def _verify_raw(self, admitted: AdmittedSignature, raw_body: bytes) -> VerifiedSignature | None:
+        header = admitted.header
+        if len(header.signature) != SIGNATURE_BYTES:
             return None
-        return payload_content(raw_body)
+        if self._signed_content not in (SignedContent.AUTO, SignedContent.RAW):
+            return None
+        message = signed_message(header.timestamp_ms, raw_body, SignedContent.RAW)
+        if message is None or not self._matches(admitted, message):
+            return None
+        return VerifiedSignature(header.key_id, SignedContent.RAW, header.timestamp_ms)
+
+    def _wants_payload_form(self, admitted: AdmittedSignature, raw_body: bytes) -> bool:
+        return (
+            len(admitted.header.signature) == SIGNATURE_BYTES
+            and self._signed_content in (SignedContent.AUTO, SignedContent.PAYLOAD)
+            and len(raw_body) <= self._payload_form_max_bytes
+            and _may_carry_a_payload(raw_body)
+        )
+
+    def _verify_payload(
+        self, admitted: AdmittedSignature, content: bytes | None
+    ) -> VerifiedSignature | None:
+        header = admitted.header
+        if content is None:
+            return None
+        message = str(header.timestamp_ms).encode() + b"." + content
+        if not self._matches(admitted, message):
+            return None
+        return VerifiedSignature(
+            header.key_id,
+            SignedContent.PAYLOAD,
+            header.timestamp_ms,
+            payload_digest=hashlib.sha256(content).hexdigest(),
+        )
 
     @staticmethod
     def _matches(admitted: AdmittedSignature, message: bytes) -> bool:
@@ -220,11 +239,10 @@ class WebhookVerifier:
         )
 
 
-def _parse_as_javascript(raw_body: bytes) -> Any:
-    try:
-        return javascript_json.loads(raw_body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return None  # only the raw form can match a body that is not JSON
+def _or_refused(verified: VerifiedSignature | None) -> VerifiedSignature:
+    if verified is None:
+        raise SignatureRejected("bad_signature", "the signature does not match the body")
+    return verified
 
 
 def sign(

@@ -1,6 +1,11 @@
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from service.webhooks import javascript_json
 
@@ -41,3 +46,51 @@ def test_strings_keep_non_ascii_and_escape_control_characters() -> None:
 def test_nan_is_not_json() -> None:
     with pytest.raises(ValueError, match="NaN"):
         javascript_json.loads('{"a": NaN}')
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(st.characters(codec=None, exclude_categories=())),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.text(max_size=4) | st.integers(0, 2**33).map(str), children, max_size=4
+        )
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(payload=JSON_VALUES, number_style=st.sampled_from(["repr", "exponent", "fixed"]))
+def test_the_fast_reserialisation_prints_what_javascript_prints(
+    payload: object, number_style: str
+) -> None:
+    # JSON text as a sender may write it: Python's own output, numbers in other notations.
+    text = json.dumps({"payload": payload})
+    if number_style != "repr":
+        text = re.sub(
+            r"(?<![\w.\"\\])-?\d+\.\d+(?:e[-+]?\d+)?",
+            lambda m: format(float(m.group()), "e" if number_style == "exponent" else "f"),
+            text,
+        )
+    expected = javascript_json.stringify(javascript_json.loads(text)["payload"])
+    fast = javascript_json.reserialized_field(text, ("payload", "payloads"))
+    if payload is None:
+        assert fast is None
+    else:
+        assert fast == expected.encode("utf-8", "surrogatepass")
+
+
+def test_the_fast_reserialisation_names_the_first_field_present() -> None:
+    assert javascript_json.reserialized_field('{"payloads": [1.0]}', ("payload", "payloads")) == (
+        b"[1]"
+    )
+    assert (
+        javascript_json.reserialized_field('{"payload": null, "payloads": [1]}', ("payload",))
+        is None
+    )
+    assert javascript_json.reserialized_field("[1]", ("payload",)) is None
