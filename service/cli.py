@@ -696,6 +696,23 @@ def subscribe(url: str, organization_id: str | None) -> None:
     click.echo(f"webhookId: {subscription.get('webhookId')}")
     click.echo(f"keyId: {information.get('keyId')}")
     click.echo(f"LEDGER_WEBHOOK_KEYS={information.get('keyId')}:{information.get('key')}")
+    expires = _key_expiry(information.get("expirationDate"))
+    if expires is None:
+        click.echo("expires: not stated by Cybersource (see its Key Management page)")
+    else:
+        click.echo(f"expires: {expires.isoformat()}")
+        # The expiry alerts (and the gauge) read it from here.
+        click.echo(f"LEDGER_WEBHOOK_KEY_EXPIRES_AT={expires.isoformat()}")
+
+
+def _key_expiry(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 async def _subscribe(

@@ -166,6 +166,10 @@ def deliveries() -> None:
     """
 
 
+# The tab-separated columns `deliveries list` prints, in its header row.
+LIST_COLUMNS = ("id", "received", "outcome", "event_type", "notification_id", "reason")
+
+
 @deliveries.command("list")
 @_filter_options
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, PAGE_SIZE_MAX))
@@ -192,6 +196,8 @@ def list_deliveries(limit: int, cursor: str | None, as_json: bool, **options: An
     if as_json:
         _print_json(listed)
         return
+    if listed.items:
+        click.echo("\t".join(LIST_COLUMNS))
     for item in listed.items:
         replayed = f" replayed:{item.last_replay.result.value}" if item.last_replay else ""
         click.echo(

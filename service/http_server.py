@@ -305,6 +305,10 @@ class LedgerServer(uvicorn.Server):
         self.config.timeout_graceful_shutdown = max(int(remaining_seconds), 1)
         await super().shutdown(sockets)
         log.info("server.stopped", seconds_left=round(deadline - time.monotonic(), 3))
+        # uvicorn raises the stopping signal again once it has stopped, so that the process
+        # ends as the signal's default would (exit code -15). A stop that completed its grace
+        # is a clean exit: code 0, what an orchestrator reads as a normal end.
+        self._captured_signals.clear()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.should_exit:

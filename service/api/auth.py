@@ -131,7 +131,8 @@ def _require_loopback_host(request: Request) -> None:
     default_port = 443 if request.url.scheme == "https" else 80
     host, port = _host_and_port(request.headers.get("host", ""), default_port)
     served = request.scope.get("server")
-    if not _is_loopback_name(host) or (served is not None and port != served[1]):
+    served_port = served[1] if served and served[1] is not None else default_port
+    if not _is_loopback_name(host) or port != served_port:
         raise ApiError(
             421,
             "misdirected_request",

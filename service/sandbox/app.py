@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -59,6 +59,8 @@ from service.sandbox.written_summaries import WrittenSummaries
 DATE_SKEW_SECONDS_MAX = 15 * 60
 LIST_LIMIT_MAX = 1000
 EVENT_TYPE_PREFIX = "invoicing.customer.invoice."
+# A webhook signing key's lifetime when the request names none (Cybersource recommends 365).
+KEY_LIFETIME_DAYS = 365
 
 
 class ExactJSONResponse(JSONResponse):
@@ -241,9 +243,14 @@ class CybersourceSandbox:
         return ExactJSONResponse(transaction_details(transaction, call.invoices.organization_id))
 
     async def create_webhook_key(self, request: Request) -> Response:
-        await self._signed(request)
+        call = await self._signed(request)
         key_id, key = str(uuid.uuid4()), base64.b64encode(secrets.token_bytes(32)).decode()
         self.webhook_keys[key_id] = key
+        asked = parse_json_object(call.body).get("keyInformation")
+        days = str(asked.get("expiryDuration")) if isinstance(asked, dict) else ""
+        lifetime = timedelta(days=int(days) if days.isdigit() else KEY_LIFETIME_DAYS)
+        # The documented shape: 2022-03-17T06:53:06+0000.
+        expires = (self._now() + lifetime).strftime("%Y-%m-%dT%H:%M:%S%z")
         return JSONResponse(
             {
                 "status": "SUCCESS",
@@ -253,6 +260,7 @@ class CybersourceSandbox:
                     "key": key,
                     "keyType": "sharedSecret",
                     "status": "Active",
+                    "expirationDate": expires,
                 },
             }
         )
@@ -363,7 +371,7 @@ class CybersourceSandbox:
     async def delivery_log(self, request: Request) -> Response:
         if self._deliveries is None:
             return JSONResponse({"configured": False})
-        return JSONResponse({"configured": True, **vars(self._deliveries.log)})
+        return JSONResponse({"configured": True, **self._deliveries.log.document()})
 
     # Shared steps.
 

@@ -10,6 +10,7 @@ import json
 import random
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -53,6 +54,34 @@ class WebhookTarget:
     signed_content: SignedContent = SignedContent.PAYLOAD
 
 
+# How many notifications the log lists (the newest); the counts cover every one.
+LOGGED_NOTIFICATIONS_MAX = 500
+
+
+@dataclass
+class LoggedNotification:
+    notification_id: str
+    event_type: str
+    organization_id: str
+    invoice_number: str
+    event_date: str
+    outcome: str = "pending"  # pending, acknowledged, failed (retries exhausted), dropped
+    attempts: int = 0
+    last_status: int | None = None  # the ledger's last HTTP status; None: no answer
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "notificationId": self.notification_id,
+            "eventType": self.event_type,
+            "organizationId": self.organization_id,
+            "invoiceNumber": self.invoice_number,
+            "eventDate": self.event_date,
+            "outcome": self.outcome,
+            "attempts": self.attempts,
+            "lastStatus": self.last_status,
+        }
+
+
 @dataclass
 class DeliveryLog:
     sent: int = 0
@@ -60,6 +89,17 @@ class DeliveryLog:
     dropped: int = 0
     failed: int = 0  # retries exhausted
     pending: int = 0
+    notifications: deque[LoggedNotification] = field(
+        default_factory=lambda: deque(maxlen=LOGGED_NOTIFICATIONS_MAX)
+    )
+
+    def document(self) -> dict[str, Any]:
+        """The counts, and the newest notifications first with what became of each."""
+        return {
+            "sent": self.sent, "acknowledged": self.acknowledged, "dropped": self.dropped,
+            "failed": self.failed, "pending": self.pending,
+            "notifications": [entry.document() for entry in reversed(self.notifications)],
+        }  # fmt: skip
 
 
 class WebhookDeliveries:
@@ -95,15 +135,23 @@ class WebhookDeliveries:
     ) -> None:
         """Queue a notification about this invoice's current state, after ``history_entry``."""
         notification = self._notification(event_type, organization_id, invoice, history_entry)
+        logged = LoggedNotification(
+            notification["notificationId"], event_type, organization_id,
+            invoice.invoice_number, notification["eventDate"],
+        )  # fmt: skip
+        self.log.notifications.append(logged)
         if self._random.random() < self._faults.drop_share:
             self.log.dropped += 1
+            logged.outcome = "dropped"
             return
         copies = 2 if self._random.random() < self._faults.duplicate_share else 1
         for _ in range(copies):
             delay = 0.0
             if self._random.random() < self._faults.delay_share:
                 delay = self._random.uniform(0, self._faults.delay_seconds_max)
-            task = asyncio.get_running_loop().create_task(self._deliver(notification, delay))
+            task = asyncio.get_running_loop().create_task(
+                self._deliver(notification, delay, logged)
+            )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -149,7 +197,9 @@ class WebhookDeliveries:
             "payloads": [{"data": data}],
         }
 
-    async def _deliver(self, notification: dict[str, Any], delay_seconds: float) -> None:
+    async def _deliver(
+        self, notification: dict[str, Any], delay_seconds: float, logged: LoggedNotification
+    ) -> None:
         self.log.pending += 1
         try:
             await asyncio.sleep(delay_seconds)
@@ -157,16 +207,22 @@ class WebhookDeliveries:
                 self._retry.retries - 1
             )
             for attempt in range(self._retry.retries + 1):
-                if await self._attempt({**notification, "retryNumber": attempt}, attempt):
+                logged.attempts += 1
+                status = await self._attempt({**notification, "retryNumber": attempt}, attempt)
+                logged.last_status = status
+                if status is not None and 200 <= status < 300:
                     self.log.acknowledged += 1
+                    logged.outcome = "acknowledged"
                     return
                 if attempt < self._retry.retries:
                     await asyncio.sleep(waits[attempt] * self._retry.seconds_per_minute)
             self.log.failed += 1
+            logged.outcome = "failed"
         finally:
             self.log.pending -= 1
 
-    async def _attempt(self, notification: dict[str, Any], attempt: int) -> bool:
+    async def _attempt(self, notification: dict[str, Any], attempt: int) -> int | None:
+        """The ledger's HTTP status, or None when it did not answer."""
         body = json.dumps(notification).encode()
         headers = {
             "Content-Type": "application/json",
@@ -191,8 +247,8 @@ class WebhookDeliveries:
             response = await self._http.post(self._target.url, content=body, headers=headers)
         except httpx.TransportError as error:
             log.info("sandbox.delivery_failed", error=type(error).__name__, attempt=attempt)
-            return False
-        return 200 <= response.status_code < 300
+            return None
+        return response.status_code
 
 
 def _amount(amount: Decimal) -> str:

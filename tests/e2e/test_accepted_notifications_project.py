@@ -139,7 +139,7 @@ def test_every_notification_the_receiver_accepts_projects_and_is_answered_by_v1(
     resources = app.state.resources
     projector = InvoiceProjector(resources.store, resources.read_models, owner="property-test")
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
-    client = httpx.AsyncClient(transport=transport, base_url="http://ledger")
+    client = httpx.AsyncClient(transport=transport, base_url="http://localhost")
     loop = asyncio.new_event_loop()
     unique = itertools.count()
 

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from service.webhooks.signature import SignedContent, WebhookVerifier
@@ -248,6 +249,11 @@ def test_subscribe_prints_the_webhook_key_to_configure(sandbox_url: str) -> None
     [entry] = [line for line in lines if line.startswith("LEDGER_WEBHOOK_KEYS=")]
     key_id, _, key = entry.removeprefix("LEDGER_WEBHOOK_KEYS=").rpartition(":")
     assert f"keyId: {key_id}" in lines and len(key) > 20
+    # The key's expiry, and the setting that makes the expiry alerts watch it (365 days).
+    [setting] = [line for line in lines if line.startswith("LEDGER_WEBHOOK_KEY_EXPIRES_AT=")]
+    expires = datetime.fromisoformat(setting.partition("=")[2])
+    assert timedelta(days=364) < expires - datetime.now(UTC) <= timedelta(days=365)
+    assert f"expires: {expires.isoformat()}" in lines
 
 
 def test_reconcile_reports_failures_with_a_non_zero_exit(

@@ -6,8 +6,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from tests.e2e.test_cli import invoice_ledger
+from tests.support.databases import PostgresServer, postgresql_url
 from tests.support.process import free_port
 
 
@@ -29,8 +31,34 @@ def assert_one_line_and_exit_code_2(
 def test_an_unreachable_database_is_named_in_one_line(command: tuple[str, ...]) -> None:
     environment = {"LEDGER_DATABASE_URL": f"postgresql://ledger@127.0.0.1:{free_port()}/ledger"}
     result = invoice_ledger(*command, environment=environment)
-    assert_one_line_and_exit_code_2(result, "database unreachable", "LEDGER_DATABASE_URL")
+    assert_one_line_and_exit_code_2(
+        result, "database unavailable: connection refused", "LEDGER_DATABASE_URL"
+    )
     assert result.stderr.decode().count("\n") == 1
+
+
+COMMANDS = [
+    ("migrate",), ("events",), ("rebuild",), ("project", "--once"), ("deliveries", "list"),
+    ("prune", "--older-than", "30"),
+]  # fmt: skip
+
+
+@pytest.mark.postgresql
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_missing_database_or_role_is_named_in_one_line(
+    command: tuple[str, ...], postgres_server: PostgresServer
+) -> None:
+    postgres_server.require()
+    base = make_url(postgresql_url(postgres_server.user or "postgres", "postgres"))
+    cases = [
+        (base.set(database="ledger_never_made"), 'database "ledger_never_made" does not exist'),
+        (base.set(username="nobody_at_all"), 'role "nobody_at_all" does not exist'),
+    ]  # fmt: skip
+    for url, expected in cases:
+        environment = {"LEDGER_DATABASE_URL": url.render_as_string(hide_password=False)}
+        result = invoice_ledger(*command, environment=environment)
+        assert_one_line_and_exit_code_2(result, expected, "LEDGER_DATABASE_URL")
+        assert result.stderr.decode().count("\n") == 1
 
 
 @pytest.mark.parametrize("command", [("events",), ("rebuild",), ("project", "--once")])

@@ -24,6 +24,12 @@ def test_replay_exits_1_naming_the_reason_until_the_delivery_reads_then_0(
     [dead_letter] = json.loads(listed.stdout)["items"]
     delivery_id = str(dead_letter["deliveryId"])
     assert dead_letter["reason"].startswith("unusable_body")
+    table = invoice_ledger("deliveries", "list", environment=strict_environment)
+    header, row = table.stdout.decode().splitlines()
+    assert header.split("\t") == [
+        "id", "received", "outcome", "event_type", "notification_id", "reason"
+    ]  # fmt: skip
+    assert row.split("\t")[0] == delivery_id and row.split("\t")[2] == "rejected"
 
     still = invoice_ledger("deliveries", "replay", delivery_id, environment=strict_environment)
     assert still.returncode == 1

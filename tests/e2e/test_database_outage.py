@@ -121,7 +121,8 @@ def test_readiness_fails_while_postgresql_is_unreachable(postgresql_database_url
         unready = client.get("/readyz")
         outage.end()
         assert unready.status_code == 503
-        assert unready.json()["problems"] == ["database unreachable"]
+        [problem] = unready.json()["problems"]
+        assert problem.startswith("database unavailable: ")
         assert client.get("/readyz").status_code == 200
 
 
@@ -167,6 +168,6 @@ def test_a_postgresql_that_cannot_accept_connections_now_gets_503_not_500(
             assert refused.headers["Retry-After"].isdigit()
             assert (unready.status_code, unready.json()["problems"]) == (
                 503,
-                ["database unreachable"],
+                ["database unavailable: the database system is starting up"],
             )
             assert deliver(client, body).json() == {"status": "accepted"}

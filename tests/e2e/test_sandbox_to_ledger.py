@@ -116,6 +116,16 @@ def lifecycles_match_after_a_sweep(database_url: str, timing: EventTiming) -> No
             wait_for(lambda: sandbox.get("/sandbox/deliveries").json()["pending"] == 0, 30)
             log = sandbox.get("/sandbox/deliveries").json()
             assert log["dropped"] > 0 and log["acknowledged"] > 0
+            # The log lists each notification with what became of it, and the counts agree.
+            outcomes = [entry["outcome"] for entry in log["notifications"]]
+            assert outcomes.count("dropped") == log["dropped"]
+            assert set(outcomes) <= {"acknowledged", "dropped", "failed"}
+            acknowledged = [e for e in log["notifications"] if e["outcome"] == "acknowledged"]
+            assert all(entry["lastStatus"] == 200 and entry["attempts"] >= 1
+                       for entry in acknowledged)  # fmt: skip
+            assert {entry["invoiceNumber"] for entry in acknowledged} <= {
+                f"S-{number}" for number in range(16)
+            }
 
             summary = asyncio.run(sweep(sandbox_url, database_url))
             assert summary.failed == 0 and summary.checked == 16

@@ -198,12 +198,13 @@ def test_sigterm_during_a_long_sweep_exits_within_the_grace_leaving_whole_invoic
             time.sleep(0.2)
         signalled = time.monotonic()
         process.send_signal(signal.SIGTERM)
-        process.wait(timeout=GRACE_SECONDS + PROCESS_OVERHEAD_SECONDS + 10)
+        exit_code = process.wait(timeout=GRACE_SECONDS + PROCESS_OVERHEAD_SECONDS + 10)
         stopped_after_seconds = time.monotonic() - signalled
     finally:
         if process.poll() is None:
             process.kill()
     assert stopped_after_seconds < GRACE_SECONDS + PROCESS_OVERHEAD_SECONDS, log_path.read_text()
+    assert exit_code == 0, "a stop that completed within its grace is a clean exit"
     reconciled = reconciler_events(sqlite_url)
     assert 0 < len(reconciled) < SANDBOX_INVOICES, "the sweep was stopped part of the way"
     assert '"event": "server.stopped"' in log_path.read_text()
