@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -37,6 +38,7 @@ from service.projections.rebuild import WORKERS_MAX, rebuild_invoices
 from service.reconciler.client import ClientLimits, CybersourceClient
 from service.reconciler.ledger_view import SqlLedgerView
 from service.reconciler.reconciler import SWEEP_STATUS_ORDER, Reconciler, SweepSummary
+from service.reconciler.worker import HANDOVER_SECONDS, LeaseTakenOver, command_lease
 from service.settings import (
     ConfigurationError,
     Settings,
@@ -44,7 +46,7 @@ from service.settings import (
     load_settings,
     unknown_variables,
 )
-from service.store.database import create_engine
+from service.store.database import create_engine, is_sqlite_lock_timeout
 from service.store.errors import is_unavailability, unavailability_reason
 from service.store.event_store import event_store_for
 from service.store.migrations import SchemaNotAtHead, require_schema_at_head, upgrade_to_head
@@ -108,6 +110,12 @@ def _database_problem(error: Exception) -> str | None:
     """One line naming what is wrong with the database, or None for any other error."""
     if isinstance(error, SchemaNotAtHead):
         return f"{error}: run invoice-ledger migrate"
+    if is_sqlite_lock_timeout(error):
+        return (
+            "database locked: another process (invoice-ledger serve, or another command) held"
+            " SQLite's write lock for longer than this command waits (30 s; ?timeout=SECONDS on"
+            " LEDGER_DATABASE_URL); run it again once the other is done"
+        )
     if is_unavailability(error):
         # Connection-level reasons only: a driver's message about a statement can quote its
         # values.
@@ -513,7 +521,14 @@ def reconcile(
         _fail("with --invoice, give one --organization: invoice numbers are per organization")
     settings = _settings()
     chosen = _organizations_to_reconcile(settings, organizations, for_invoices=bool(invoices))
-    summary = asyncio.run(_reconcile(settings, invoices, (sweep, full), status, chosen))
+    try:
+        summary = asyncio.run(_reconcile(settings, invoices, (sweep, full), status, chosen))
+    except LeaseTakenOver:
+        click.echo(
+            "invoice-ledger: another sweeper took the reconciler lease over; this sweep stopped",
+            err=True,
+        )
+        sys.exit(1)
     if as_json:
         _print_json(_summary_document(summary))
     else:
@@ -618,12 +633,20 @@ async def _reconcile(
             ) as bar:
                 if sweep:
                     statuses = (status,) if status else SWEEP_STATUS_ORDER
-                    return await reconciler.sweep(
-                        statuses,
-                        on_invoice=lambda _: bar.update(),
-                        organizations=organizations,
-                        full=full,
-                    )
+                    # One sweeper at a time, this command or a serving reconciler: two would
+                    # together call Cybersource at twice the configured rate.
+                    async with command_lease(
+                        SqlReadModelStore(engine), _command_owner(), _say_handover
+                    ) as leased:
+                        summary: SweepSummary = await leased(
+                            reconciler.sweep(
+                                statuses,
+                                on_invoice=lambda _: bar.update(),
+                                organizations=organizations,
+                                full=full,
+                            )
+                        )
+                        return summary
                 summary = SweepSummary()
                 organization = organizations[0] if organizations else None
                 for number in invoices:
@@ -633,6 +656,19 @@ async def _reconcile(
                 return summary
     finally:
         await engine.dispose()
+
+
+def _command_owner() -> str:
+    """Names this command in the reconciler lease, for operators reading it."""
+    return f"reconcile-command:{socket.gethostname()}:{os.getpid()}"
+
+
+def _say_handover() -> None:
+    click.echo(
+        "another reconciler (a serving process?) held the lease: taken over; it stands by"
+        f" within {HANDOVER_SECONDS:g} s, then this sweep starts",
+        err=True,
+    )
 
 
 async def _reconcile_forever(settings: Settings, metrics_address: tuple[str, int] | None) -> bool:

@@ -12,6 +12,13 @@ webhook request.
 is cancelled between invoices (an answer's facts are appended together or not at all), the
 lease is released, and the next sweep, here or on another replica, starts from the top of the
 list again.
+
+A command's sweep (``reconcile --sweep``) takes the same lease (``command_lease``): over from
+the serving reconciler if it holds it, then waiting ``HANDOVER_SECONDS`` before its first call,
+by which time the serving one has seen the lease go (it checks every ``LEASE_CHECK_SECONDS``
+while it works) and stood by. Two sweepers never call Cybersource at once, so the client-side
+rate limit holds for the two together; the serving one takes the lease back at its next round
+once the command has released it.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import asyncio
 import contextlib
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -40,6 +47,11 @@ log = structlog.get_logger("service.reconciler")
 
 LEASE_NAME = "reconciler"
 LEASE_SECONDS = 60.0
+# How often a holder at work renews the lease, and so how soon it notices it was taken over.
+LEASE_CHECK_SECONDS = 2.0
+# A command that took the lease over waits this long before calling Cybersource: the holder
+# has then checked, found it gone, and cancelled its calls.
+HANDOVER_SECONDS = LEASE_CHECK_SECONDS + 1.0
 DOUBTS_PER_ROUND_MAX = 50
 REMEMBERED_INVOICES_MAX = 100_000
 QUIET_FOR = timedelta(days=7)
@@ -157,21 +169,9 @@ class ReconcilerWorker:
 
         Returns False, with the work cancelled, if another replica took the lease over.
         """
-        task = asyncio.ensure_future(work)
-        try:
-            while True:
-                done, _ = await asyncio.wait({task}, timeout=self._lease_seconds / 3)
-                if done:
-                    task.result()
-                    return True
-                if not await self._renew_lease():
-                    log.warning("reconciler.lease_lost", owner=self._owner)
-                    return False
-        finally:
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        return await hold_lease(
+            self._read_models, self._owner, work, lease_seconds=self._lease_seconds
+        )
 
     async def round(self) -> None:
         """Doubts first (they are cheap and urgent), then the sweep when it is due."""
@@ -249,3 +249,73 @@ class ReconcilerWorker:
         self._fetched_at.move_to_end(key)
         while len(self._fetched_at) > REMEMBERED_INVOICES_MAX:
             self._fetched_at.popitem(last=False)
+
+
+async def hold_lease(
+    read_models: SqlReadModelStore,
+    owner: str,
+    work: Coroutine[Any, Any, None],
+    *,
+    lease_seconds: float = LEASE_SECONDS,
+) -> bool:
+    """Run ``work`` while renewing ``owner``'s reconciler lease every ``LEASE_CHECK_SECONDS``
+    (at most a third of the lease). False, with the work cancelled, once another took it over.
+    """
+    check_seconds = min(LEASE_CHECK_SECONDS, lease_seconds / 3)
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=check_seconds)
+            if done:
+                task.result()
+                return True
+            if not await read_models.acquire_lease(owner, lease_seconds, LEASE_NAME):
+                log.warning("reconciler.lease_lost", owner=owner)
+                return False
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+class LeaseTakenOver(Exception):
+    """Another sweeper took the reconciler lease while this command held it."""
+
+
+@contextlib.asynccontextmanager
+async def command_lease(
+    read_models: SqlReadModelStore,
+    owner: str,
+    on_handover: Callable[[], None] | None = None,
+) -> AsyncIterator[Callable[[Coroutine[Any, Any, Any]], Coroutine[Any, Any, Any]]]:
+    """The reconciler lease for a command's sweep, released at the end.
+
+    Taken over from a live holder (the serving reconciler between or during its rounds):
+    ``on_handover`` is told, and the command waits ``HANDOVER_SECONDS`` for the holder to
+    stand by. Yields ``run(work)``, which runs ``work`` while renewing the lease and returns
+    its result, or raises ``LeaseTakenOver`` (the work cancelled) if another took it back.
+    """
+    if not await read_models.acquire_lease(owner, LEASE_SECONDS, LEASE_NAME):
+        await read_models.acquire_lease(owner, LEASE_SECONDS, LEASE_NAME, take_over=True)
+        if on_handover is not None:
+            on_handover()
+        await asyncio.sleep(HANDOVER_SECONDS)
+
+    async def run(work: Coroutine[Any, Any, Any]) -> Any:
+        result: list[Any] = []
+
+        async def keeping_result() -> None:
+            result.append(await work)
+
+        if not await hold_lease(read_models, owner, keeping_result()):
+            raise LeaseTakenOver("another sweeper took the reconciler lease over")
+        return result[0]
+
+    try:
+        yield run
+    finally:
+        try:
+            await read_models.release_lease(owner, LEASE_NAME)
+        except StoreUnavailable:
+            log.warning("reconciler.lease_not_released", owner=owner)

@@ -2,23 +2,47 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
+import structlog
+from sqlalchemy import event, exc, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+# How long a transaction waits for SQLite's write lock, which one connection of one process
+# holds at a time (a serving process, a command beside it): in attempts of the busy timeout,
+# each logged, up to the bound. ``?timeout=SECONDS`` on the URL (SQLAlchemy's own parameter
+# for sqlite3's timeout) sets the bound.
 SQLITE_BUSY_TIMEOUT_SECONDS = 5.0
+SQLITE_LOCK_WAIT_SECONDS = 30.0
 POSTGRESQL_CONNECT_TIMEOUT_SECONDS = 5.0
 POSTGRESQL_COMMAND_TIMEOUT_SECONDS = 30.0
 POOL_TIMEOUT_SECONDS = 5.0
 
 
+log = structlog.get_logger("service.store")
+
+
 class UnsupportedDatabaseUrl(ValueError):
     pass
+
+
+def is_sqlite_lock_timeout(error: BaseException) -> bool:
+    """Whether ``error`` (or what it wraps) is SQLite saying another connection held its
+    lock for longer than this one would wait."""
+    link: BaseException | None = error
+    for _ in range(4):  # SQLAlchemy's error wraps the driver's, which may wrap sqlite3's
+        if link is None:
+            return False
+        if "database is locked" in str(link) or "database table is locked" in str(link):
+            return True
+        original = getattr(link, "orig", None)
+        link = original if isinstance(original, BaseException) else link.__cause__
+    return False
 
 
 def resolve_database_url(url: str) -> URL:
@@ -38,6 +62,7 @@ def resolve_database_url(url: str) -> URL:
                 "an SQLite URL must name a file (sqlite:///relative.db or sqlite:////absolute.db);"
                 " an in-memory database would lose every acknowledged notification"
             )
+        sqlite_lock_wait_seconds(parsed)  # an unreadable timeout is refused with the URL
         return parsed.set(drivername="sqlite+aiosqlite")
     raise UnsupportedDatabaseUrl(
         f"unsupported database {backend!r}: use sqlite:///path.db or postgresql://user@host/db"
@@ -93,13 +118,30 @@ def create_engine(url: URL, *, pool_size: int = 20) -> AsyncEngine:
     )
 
 
+def sqlite_lock_wait_seconds(url: URL) -> float:
+    """The bound on a wait for SQLite's lock: the URL's ``timeout`` (seconds), else 30."""
+    given = url.query.get("timeout")
+    try:
+        seconds = float(given if isinstance(given, str) else SQLITE_LOCK_WAIT_SECONDS)
+    except ValueError:
+        raise UnsupportedDatabaseUrl(
+            "the SQLite URL's timeout must be a number of seconds"
+        ) from None
+    if not 0 < seconds <= 3600:
+        raise UnsupportedDatabaseUrl("the SQLite URL's timeout must be 0 to 3600 seconds")
+    return seconds
+
+
 def _create_sqlite_engine(url: URL) -> AsyncEngine:
     if url.database:
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    lock_wait_seconds = sqlite_lock_wait_seconds(url)
+    busy_timeout_seconds = min(SQLITE_BUSY_TIMEOUT_SECONDS, lock_wait_seconds)
+    begin_attempts = max(1, math.ceil(lock_wait_seconds / busy_timeout_seconds - 1e-9))
     engine = create_async_engine(
         url,
         hide_parameters=True,  # see create_engine
-        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
+        connect_args={"timeout": busy_timeout_seconds},
     )
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -110,13 +152,26 @@ def _create_sqlite_engine(url: URL) -> AsyncEngine:
         cursor.execute("PRAGMA journal_mode=WAL")
         # FULL: a notification acknowledged with 200 must survive a power cut.
         cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_seconds * 1000)}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
         # Take the write lock up front: two deferred transactions that both upgrade to
-        # writing would otherwise deadlock, and appends must be serialised anyway.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # writing would otherwise deadlock, and appends must be serialised anyway. While
+        # another connection holds it, wait: a busy timeout at a time (SQLite polls within
+        # it), each one logged, so that a long hold shows before the bound gives up.
+        for attempt in range(1, begin_attempts + 1):
+            try:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+                return
+            except exc.OperationalError as error:
+                if attempt == begin_attempts or not is_sqlite_lock_timeout(error):
+                    raise
+                log.warning(
+                    "sqlite.waiting_for_lock",
+                    waited_seconds=round(attempt * busy_timeout_seconds, 1),
+                    bound_seconds=lock_wait_seconds,
+                )
 
     return engine

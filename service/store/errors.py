@@ -98,5 +98,13 @@ async def unavailability_as_store_error() -> AsyncIterator[None]:
         raise
     except Exception as error:
         if is_unavailability(error):
-            raise StoreUnavailable(f"database unavailable: {type(error).__name__}") from error
+            raise StoreUnavailable(_unavailable_briefly(error)) from error
         raise
+
+
+def _unavailable_briefly(error: BaseException) -> str:
+    if any("database is locked" in str(link) for link in _cause_chain(error)):
+        # Not away: busy. Another connection (a serving process, a command beside it) held
+        # SQLite's write lock past this one's wait (service/store/database.py).
+        return "database locked: another process held SQLite's write lock past the wait"
+    return f"database unavailable: {type(error).__name__}"
