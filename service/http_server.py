@@ -84,7 +84,7 @@ def _slots_of(config: uvicorn.Config) -> ClientSlots:
     return config.client_slots
 
 
-class _HeadDeadline:
+class _BoundedConnection:
     """A connection is counted against its peer's share of connections (and closed at once
     beyond it), and a request head must arrive whole within ``header_timeout_seconds`` of the
     connection opening or of the previous response, however slowly its bytes trickle in."""
@@ -132,11 +132,11 @@ class _HeadDeadline:
             self.transport.close()
 
 
-class BoundedH11Protocol(_HeadDeadline, H11Protocol):
+class BoundedH11Protocol(_BoundedConnection, H11Protocol):
     """h11 bounds the head's size itself (``h11_max_incomplete_event_size``)."""
 
 
-class BoundedHttpToolsProtocol(_HeadDeadline, HttpToolsProtocol):
+class BoundedHttpToolsProtocol(_BoundedConnection, HttpToolsProtocol):
     _head_bytes = 0
 
     def on_message_begin(self) -> None:

@@ -89,10 +89,10 @@ class WebhookReceiver:
         items_per_delivery_max: int = ITEMS_PER_DELIVERY_MAX_DEFAULT,
         clock: Callable[[], float] = time.time,
         refusals_recorded_per_second: float = 10.0,
-        payload_forms: PayloadFormWorker | None = None,
     ) -> None:
         self._verifier = verifier
-        self._payload_forms = PayloadFormWorker() if payload_forms is None else payload_forms
+        # Started when a body first needs its payload form; stopped by aclose().
+        self._payload_forms = PayloadFormWorker()
         self._store = store
         # Deliveries are appended through the group committer when the app has one.
         self._appender: Appender = store if appender is None else appender
