@@ -301,7 +301,8 @@ async def hold_a_half_head(port: int, stop: asyncio.Event) -> int:
     """Keep one connection open from the abusive peer with half a request head sent; when
     the server closes it, open another, until ``stop``. The connections made."""
     made = 0
-    for made in range(1, RECONNECTIONS_PER_CONNECTION_MAX + 1):  # noqa: B007
+    for _ in range(RECONNECTIONS_PER_CONNECTION_MAX):
+        made += 1
         try:
             reader, writer = await asyncio.open_connection(
                 "127.0.0.1", port, local_addr=(ABUSIVE_PEER, 0)
