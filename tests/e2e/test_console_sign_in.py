@@ -89,7 +89,7 @@ def sent_to_sign_in(answer: httpx.Response) -> bool:
 
 def form_token(answer: httpx.Response) -> str:
     [token] = re.findall(r'name="formToken" value="([0-9a-f]+)"', answer.text)
-    return token
+    return str(token)
 
 
 def sign_out(client: httpx.Client, session: str, token: str) -> httpx.Response:

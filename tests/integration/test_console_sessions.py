@@ -33,7 +33,8 @@ async def expire_all(engine: AsyncEngine) -> None:
 
 async def rows(engine: AsyncEngine) -> int:
     async with engine.connect() as connection:
-        return int(await connection.scalar(select(func.count()).select_from(console_sessions)))
+        counted = await connection.execute(select(func.count()).select_from(console_sessions))
+        return int(counted.scalar_one())
 
 
 async def test_a_session_is_found_by_its_id_which_is_never_stored(engine: AsyncEngine) -> None:
