@@ -25,10 +25,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from service.api.auth import ApiAuthorizer
+from service.api.auth import ApiAuthorizer, AuthSurface
 from service.api.contract import ApiRoute, declared_operations, openapi_document
 from service.api.deliveries import DeliveryApi
 from service.api.errors import ApiError
+from service.api.failure_throttle import FailureThrottle
 from service.api.request_metrics import RequestMetrics
 from service.api.routes import QueryApi
 from service.api.webhook_operation import WEBHOOK_OPERATIONS
@@ -52,6 +53,7 @@ from service.reconciler.sweep_schedule import SqlSweepSchedule
 from service.reconciler.worker import ReconcilerWorker
 from service.retention_policy import RetentionPolicy, run_retention
 from service.settings import Settings
+from service.store.console_sessions import SqlConsoleSessions
 from service.store.database import create_engine, is_postgresql
 from service.store.delivery_log import SqlDeliveryLog
 from service.store.errors import StoreUnavailable, is_unavailability, unavailability_reason
@@ -131,11 +133,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
         refusals_recorded_per_second=settings.refusals_recorded_per_second,
         clock=clock or time.time,
     )
-    authorizer = ApiAuthorizer(
-        settings.api_tokens.tokens,
-        operator_tokens=settings.api_tokens.operator_tokens,
-        allow_anonymous=settings.api_allow_anonymous,
-    )
+    authorizer = _authorizer(settings, metrics)
     if settings.webhook_key_expires_at is not None:
         metrics.webhook_key_expiry_timestamp_seconds.set(
             settings.webhook_key_expires_at.timestamp()
@@ -235,6 +233,17 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
     return app
 
 
+def _authorizer(settings: Settings, metrics: LedgerMetrics) -> ApiAuthorizer:
+    failures = {surface: metrics.auth_failures.labels(surface.value) for surface in AuthSurface}
+    return ApiAuthorizer(
+        settings.api_tokens.tokens,
+        operator_tokens=settings.api_tokens.operator_tokens,
+        allow_anonymous=settings.api_allow_anonymous,
+        throttle=FailureThrottle(settings.auth_failures_max, settings.auth_failure_window_seconds),
+        on_failure=lambda surface: failures[surface].inc(),
+    )
+
+
 def _delivery_api(
     settings: Settings, engine: AsyncEngine, store: EventStore, authorizer: ApiAuthorizer
 ) -> DeliveryApi:
@@ -262,6 +271,7 @@ def _console_sources(settings: Settings, resources: Resources) -> ConsoleSources
         corrections=DeliveryCorrections(
             delivery_log, resources.store, items_per_delivery_max=items_max
         ),
+        sessions=SqlConsoleSessions(resources.engine, settings.console_session_seconds),
         items_per_delivery_max=items_max,
     )
 

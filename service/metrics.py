@@ -86,6 +86,13 @@ class LedgerMetrics:
             ["reason"],
             registry=self.registry,
         )
+        self.auth_failures = Counter(
+            "ledger_auth_failures",
+            "Wrong tokens presented, by surface: api (/v1 bearer), console (console bearer),"
+            " console_sign_in (the sign-in form). Throttled attempts (429) are not checked.",
+            ["surface"],
+            registry=self.registry,
+        )
         self.webhook_key_expiry_timestamp_seconds = Gauge(
             "ledger_webhook_key_expiry_timestamp_seconds",
             "When the webhook signing key expires (LEDGER_WEBHOOK_KEY_EXPIRES_AT), Unix time.",

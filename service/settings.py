@@ -152,6 +152,12 @@ class Settings(BaseSettings):
     api_tokens: Annotated[ApiTokens, NoDecode] = ApiTokens()
     # Lets `serve` listen beyond loopback with /v1 open to every client (no tokens).
     api_allow_anonymous: bool = False
+    # A console sign-in lasts this long (then sign in again); sign-out ends it sooner.
+    console_session_seconds: int = Field(8 * 3600, ge=300, le=7 * 24 * 3600)
+    # A client address presenting this many wrong tokens (/v1, console, sign-in) within the
+    # window, counted from its first, is answered 429 until the window has passed.
+    auth_failures_max: int = Field(10, ge=1, le=10_000)
+    auth_failure_window_seconds: int = Field(300, ge=1, le=24 * 3600)
     # From SIGTERM to exit: workers stop (cancelling a round in progress and releasing their
     # lease), in-flight requests drain, then the process ends.
     shutdown_grace_seconds: float = Field(10.0, ge=1, le=600)

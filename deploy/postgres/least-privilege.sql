@@ -4,7 +4,8 @@
 -- ledger_append function); the service role, which `invoice-ledger serve` connects as, can
 -- only read and append events and deliveries: it cannot UPDATE, DELETE or TRUNCATE them, nor
 -- change the schema, so even a compromised service cannot rewrite history (the triggers
--- refuse it as well). It may rewrite the read models, which are derived from the events.
+-- refuse it as well). It may rewrite the read models, which are derived from the events, and
+-- open, sign out of and delete console sessions.
 --
 -- Run as a superuser, once per database, after the first migration:
 --   psql -v ON_ERROR_STOP=1 -d ledger -f deploy/postgres/least-privilege.sql
@@ -35,3 +36,7 @@ GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON
     invoice_fold_snapshots, projection_checkpoints,
     report_open_balance_changes, report_open_balance_totals, report_daily_collections
     TO invoice_ledger_service;
+-- Console sessions: opened at sign-in, marked at sign-out (revoked_at, no other column may
+-- change: a session cannot be prolonged), deleted once expired.
+GRANT SELECT, INSERT, DELETE ON console_sessions TO invoice_ledger_service;
+GRANT UPDATE (revoked_at) ON console_sessions TO invoice_ledger_service;

@@ -11,6 +11,10 @@ the served port (``Host``: otherwise 421, nothing read), and every state-changin
 must come from the same origin (``Origin`` absent or this server's, ``Sec-Fetch-Site``
 absent, ``same-origin`` or ``none``) and, on /v1, carry a JSON body type (which a cross-site
 form cannot send without a CORS preflight this server never grants).
+
+With tokens, a wrong token is counted by surface (``on_failure``) and by client address: an
+address that keeps presenting wrong ones is answered 429 for a while (``FailureThrottle``).
+A missing token is no failure (a sign-in page's first visit, a probe without credentials).
 """
 
 from __future__ import annotations
@@ -18,12 +22,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+import structlog
+from starlette.datastructures import Headers
 from starlette.requests import Request
 
 from service.api.errors import ApiError
+from service.api.failure_throttle import FailureThrottle
+
+log = structlog.get_logger("service.auth")
 
 # Headers a proxy adds: a request carrying one came from further away than its loopback
 # peer (a service-mesh sidecar, a local reverse proxy), so it is not a local client.
@@ -33,6 +43,14 @@ PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip", "via", "x-envoy-ex
 class Scope(StrEnum):
     READ = "read"
     OPERATOR = "operator"
+
+
+class AuthSurface(StrEnum):
+    """Where a credential was presented: the label of ``ledger_auth_failures_total``."""
+
+    API = "api"  # a bearer token on /v1
+    CONSOLE = "console"  # a bearer token on a console page
+    CONSOLE_SIGN_IN = "console_sign_in"  # a token typed into the console's sign-in form
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +82,8 @@ class ApiAuthorizer:
         operator_tokens: tuple[str, ...] = (),
         *,
         allow_anonymous: bool = False,
+        throttle: FailureThrottle | None = None,
+        on_failure: Callable[[AuthSurface], None] = lambda surface: None,
     ) -> None:
         self._tokens = tuple(
             (token.encode(), Caller(Scope.READ, token_name(token))) for token in tokens
@@ -71,6 +91,12 @@ class ApiAuthorizer:
             (token.encode(), Caller(Scope.OPERATOR, token_name(token))) for token in operator_tokens
         )
         self._allow_anonymous = allow_anonymous
+        self._throttle = throttle
+        self._on_failure = on_failure
+
+    @property
+    def uses_tokens(self) -> bool:
+        return bool(self._tokens)
 
     @property
     def loopback_only(self) -> bool:
@@ -81,15 +107,27 @@ class ApiAuthorizer:
         """No tokens and the operator's explicit LEDGER_API_ALLOW_ANONYMOUS: anyone reads."""
         return not self._tokens and self._allow_anonymous
 
-    def check(self, request: Request, scope: Scope = Scope.READ) -> Caller:
-        """The caller, if allowed ``scope``; 401 without a valid token, 403 without the scope."""
-        caller = self._caller(request)
-        if scope is Scope.OPERATOR and not caller.is_operator:
-            raise ApiError(403, "insufficient_scope", "this needs an operator token",
-                           {"WWW-Authenticate": 'Bearer error="insufficient_scope"'})  # fmt: skip
-        return caller
+    def check(
+        self, request: Request, scope: Scope = Scope.READ, surface: AuthSurface = AuthSurface.API
+    ) -> Caller:
+        """The caller, if allowed ``scope``; 401 without a valid token, 403 without the scope,
+        429 after too many wrong tokens from the client's address."""
+        return require_scope(self._caller(request, surface), scope)
 
-    def _caller(self, request: Request) -> Caller:
+    def check_token(self, request: Request, token: str, surface: AuthSurface) -> Caller:
+        """The caller ``token`` names, presented otherwise than in ``Authorization`` (a form):
+        counted and throttled as a bearer token is. Only where tokens are configured."""
+        assert self.uses_tokens, "without tokens there is nothing to check a token against"
+        return self._token_caller(request, token.strip(), surface)
+
+    def caller_named(self, name: str, scope: Scope) -> Caller | None:
+        """The caller of a configured token with this name and scope, if one still is."""
+        for _, caller in self._tokens:
+            if caller.name == name and caller.scope is scope:
+                return caller
+        return None
+
+    def _caller(self, request: Request, surface: AuthSurface) -> Caller:
         if self.anonymous:
             # Opting out of tokens opens reading, never bodies or replays.
             return ANONYMOUS_CALLER
@@ -105,19 +143,43 @@ class ApiAuthorizer:
                 _require_same_origin(request)
             return LOOPBACK_CALLER
         scheme, _, presented = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not presented:
+        if scheme.lower() != "bearer" or not presented.strip():
             raise ApiError(401, "unauthorized", "a bearer token is required",
                            {"WWW-Authenticate": "Bearer"})  # fmt: skip
-        candidate = presented.strip().encode()
+        return self._token_caller(request, presented.strip(), surface)
+
+    def _token_caller(self, request: Request, presented: str, surface: AuthSurface) -> Caller:
+        address = request.client.host if request.client else None
+        if self._throttle is not None:
+            wait_seconds = self._throttle.retry_after_seconds(address)
+            if wait_seconds is not None:
+                raise ApiError(
+                    429, "too_many_failures",
+                    "too many wrong tokens from this address; retry after Retry-After",
+                    {"Retry-After": str(wait_seconds)},
+                )  # fmt: skip
+        candidate = presented.encode()
         # Compare against every token, always, so timing says nothing about which matched.
         matched = None
         for token, caller in self._tokens:
             if hmac.compare_digest(candidate, token) and matched is None:
                 matched = caller
         if matched is None:
+            self._on_failure(surface)
+            if self._throttle is not None and self._throttle.record_failure(address):
+                # Never the token nor the address (see README, Logs): the metric says where.
+                log.warning("auth.throttled", surface=surface.value)
             raise ApiError(401, "unauthorized", "the bearer token is not valid",
                            {"WWW-Authenticate": 'Bearer error="invalid_token"'})  # fmt: skip
         return matched
+
+
+def require_scope(caller: Caller, scope: Scope) -> Caller:
+    """``caller`` if it has ``scope``; 403 otherwise."""
+    if scope is Scope.OPERATOR and not caller.is_operator:
+        raise ApiError(403, "insufficient_scope", "this needs an operator token",
+                       {"WWW-Authenticate": 'Bearer error="insufficient_scope"'})  # fmt: skip
+    return caller
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -141,12 +203,8 @@ def _require_loopback_host(request: Request) -> None:
 
 
 def _require_same_origin(request: Request) -> None:
-    origin = request.headers.get("origin")
     expected = f"{request.url.scheme}://{request.headers.get('host', '')}"
-    fetch_site = request.headers.get("sec-fetch-site")
-    if (origin is not None and origin != expected) or (
-        fetch_site is not None and fetch_site not in SAME_ORIGIN_FETCH_SITES
-    ):
+    if not same_origin(request.headers, expected):
         raise ApiError(403, "cross_origin", "a state-changing request from another origin")
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if request.url.path.startswith("/v1/") and media_type != "application/json":
@@ -155,6 +213,17 @@ def _require_same_origin(request: Request) -> None:
             "json_required",
             "without LEDGER_API_TOKENS a /v1 write must send Content-Type: application/json",
         )
+
+
+def same_origin(headers: Headers, expected_origin: str) -> bool:
+    """Whether a request says it came from ``expected_origin``, or says nothing: ``Origin``
+    absent or equal to it (``null`` is another origin), ``Sec-Fetch-Site`` absent,
+    ``same-origin`` or ``none`` (typed or bookmarked)."""
+    origin = headers.get("origin")
+    fetch_site = headers.get("sec-fetch-site")
+    if origin is not None and origin != expected_origin:
+        return False
+    return fetch_site is None or fetch_site in SAME_ORIGIN_FETCH_SITES
 
 
 def _host_and_port(host_header: str, default_port: int) -> tuple[str, int | None]:

@@ -34,6 +34,7 @@ ERROR_DESCRIPTIONS: Mapping[int, str] = {
     409: "The request names something ambiguous or conflicting; detail says what",
     413: "The body is larger than the configured limit",
     422: "Signed but unusable: kept whole as a dead letter for an operator",
+    429: "Too many wrong tokens from this client address; retry after Retry-After",
     503: "Database unavailable, or the projection behind minPosition; retry after Retry-After",
 }
 
@@ -231,7 +232,9 @@ def _responses(operation: ApiOperation) -> dict[str, Any]:
         if model is not None:
             answer["content"] = {JSON_MEDIA_TYPE: {"schema": _reference(model)}}
         responses[str(status)] = answer
-    errors = sorted({*operation.errors, *((406,) if operation.csv else ())})
+    # Any token check may be throttled (service.api.failure_throttle).
+    throttled = (429,) if operation.secured else ()
+    errors = sorted({*operation.errors, *((406,) if operation.csv else ()), *throttled})
     for status in errors:
         model = operation.error_models.get(status, Error)
         responses[str(status)] = {

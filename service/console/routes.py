@@ -1,6 +1,7 @@
 """The /console pages: server-rendered HTML over the same reads as /v1, no build step.
 
-Endpoints authorize through the /v1 authorizer (see ``access``), read through the same
+Endpoints authorize through the /v1 authorizer and console sessions (see ``access``), read
+through the same
 queries and document functions as /v1 (so a page and the API show the same figures), and
 render Jinja templates with autoescaping on.
 """
@@ -16,6 +17,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import jinja2
+import structlog
 from pydantic import BaseModel
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -23,7 +25,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from service.api import parameters as p
-from service.api.auth import ApiAuthorizer, Caller, Scope
+from service.api.auth import ApiAuthorizer, AuthSurface, Caller, Scope, require_scope
 from service.api.deliveries import decode_cursor, detail, encode_cursor, summary
 from service.api.documents import event_document, invoice_from_row, report_items
 from service.api.errors import ApiError
@@ -34,12 +36,15 @@ from service.domain.events import RecordedEvent
 from service.domain.identity import invoices_in_stream
 from service.domain.invoice import InvoiceStatus, corrected_by
 from service.projections.queries import AGING_BUCKETS, InvoiceFilters, InvoiceQueries, PageKey
+from service.store.console_sessions import SqlConsoleSessions
 from service.store.delivery_log import DeliveryFilters, SqlDeliveryLog
 from service.store.event_store import SqlEventStore
 from service.store.read_models import SqlReadModelStore
 from service.store.schema import InboxOutcome, ReplayResult
 from service.webhooks.corrections import CorrectionRefused, DeliveryCorrections
 from service.webhooks.replay import DeliveryReplayer, NotReplayable, UnknownDelivery
+
+log = structlog.get_logger("service.console")
 
 DELIVERIES_PAGE_SIZE = 50
 INVOICES_PAGE_SIZE = 50
@@ -91,6 +96,7 @@ class ConsoleSources:
     delivery_outcomes: DeliveryOutcomes
     replayer: DeliveryReplayer
     corrections: DeliveryCorrections
+    sessions: SqlConsoleSessions
     items_per_delivery_max: int
 
 
@@ -116,6 +122,7 @@ class Console:
         self._events = sources.event_store
         self._read_models = sources.read_models
         self._authorizer = authorizer
+        self._sessions = sources.sessions
         self._form_tokens = access.FormTokens()
         self._templates = jinja2.Environment(
             loader=jinja2.PackageLoader("service.console", "templates"),
@@ -151,21 +158,43 @@ class Console:
     # Rendering and access
 
     def _render(
-        self, request: Request, template: str, status_code: int = 200, **context: Any
+        self,
+        request: Request,
+        template: str,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        **context: Any,
     ) -> Response:
         html = self._templates.get_template(template).render(
             path=request.url.path,
             form_token=self._form_tokens.issue(request),
-            has_cookie=access.TOKEN_COOKIE in request.cookies,
+            signed_in=access.session_id(request) is not None,
             **context,
         )
-        return HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)
+        return HTMLResponse(
+            html, status_code=status_code, headers={**SECURITY_HEADERS, **(headers or {})}
+        )
+
+    async def _caller(self, request: Request, scope: Scope) -> Caller:
+        """Who asks: a script's bearer token, checked as on /v1; the loopback or anonymous
+        modes, where nobody signs in; otherwise the session the cookie names, while it lasts
+        and while its token is still configured with the same scope."""
+        authorizer = self._authorizer
+        if not authorizer.uses_tokens or access.bearer_token(request) is not None:
+            return authorizer.check(request, scope, AuthSurface.CONSOLE)
+        session_id = access.session_id(request)
+        session = None if session_id is None else await self._sessions.find_valid(session_id)
+        caller = None
+        if session is not None and session.scope in set(Scope):
+            caller = authorizer.caller_named(session.caller_name, Scope(session.scope))
+        if caller is None:
+            raise ApiError(401, "unauthorized", "sign in: no session, or it has ended")
+        return require_scope(caller, scope)
 
     def _page(self, page: Page, scope: Scope = Scope.READ) -> Endpoint:
         async def endpoint(request: Request) -> Response:
-            request = access.with_bearer(request, access.presented_token(request))
             try:
-                caller = self._authorizer.check(request, scope)
+                caller = await self._caller(request, scope)
                 if request.method == "POST":
                     form = await small_form(request)
                     if not self._form_accepted(request, form.get(access.FORM_TOKEN_FIELD)):
@@ -184,8 +213,9 @@ class Console:
                     target = request.url.path + query
                     return _see_other("/console/login?" + urlencode({"next": target}))
                 return self._render(
-                    request, "error.html", error.status_code, title="Not allowed", error=error
-                )
+                    request, "error.html", error.status_code, _retry_after(error),
+                    title="Not allowed", error=error,
+                )  # fmt: skip
             except InvalidInput as problem:
                 return self._render(
                     request, "error.html", 400, title="Invalid input",
@@ -207,40 +237,64 @@ class Console:
         return endpoint
 
     async def login(self, request: Request) -> Response:
+        """Sign-in: a token from a form of this origin opens a session; the cookie names it."""
         target = _local_target(request.query_params.get("next"))
         if request.method == "GET":
+            if not self._authorizer.uses_tokens:
+                return _see_other(target)  # loopback or anonymous mode: nobody signs in
             return self._render(request, "login.html", title="Sign in", next=target, problem=None)
         form = await small_form(request)
-        token = str(form.get("token", "")).strip()
         target = _local_target(str(form.get("next", "")))
-        try:
-            self._authorizer.check(access.with_bearer(_without_credentials(request), token))
-        except ApiError:
+        if not access.from_console_origin(request):
             return self._render(
-                request, "login.html", 401, title="Sign in", next=target,
-                problem="That token is not valid.",
+                request, "error.html", 403, title="Not allowed",
+                error=ApiError(403, "cross_origin", "a sign-in from another site's page"),
             )  # fmt: skip
+        if not self._authorizer.uses_tokens:
+            return _see_other(target)
+        try:
+            caller = self._authorizer.check_token(
+                request, str(form.get("token", "")), AuthSurface.CONSOLE_SIGN_IN
+            )
+        except ApiError as refused:
+            return self._render(
+                request, "login.html", refused.status_code, _retry_after(refused),
+                title="Sign in", next=target, problem=_sign_in_problem(refused),
+            )  # fmt: skip
+        replaced = access.session_id(request)
+        if replaced is not None:
+            await self._sessions.revoke(replaced)
+        await self._sessions.prune_expired()
+        session_id = await self._sessions.create(caller.name, caller.scope.value)
+        log.info("console.signed_in", caller=caller.name, scope=caller.scope.value)
         response = _see_other(target)
         response.set_cookie(
-            access.TOKEN_COOKIE,
-            token,
-            max_age=access.TOKEN_COOKIE_MAX_AGE_SECONDS,
+            access.SESSION_COOKIE,
+            session_id,
+            max_age=self._sessions.lifetime_seconds,
             path="/console",
             secure=request.url.scheme == "https",
             httponly=True,
             samesite="strict",
         )
+        response.delete_cookie(access.LEGACY_TOKEN_COOKIE, path="/console")
         return response
 
     async def logout(self, request: Request) -> Response:
+        """Sign-out: the session ends on the server, so its cookie, replayed, opens nothing."""
         form = await small_form(request)
         if not self._form_accepted(request, form.get(access.FORM_TOKEN_FIELD)):
             return self._render(
                 request, "error.html", 403, title="Not allowed",
                 error=ApiError(403, "bad_form_token", "this form did not come from the console"),
             )  # fmt: skip
+        session_id = access.session_id(request)
+        if session_id is not None and self._authorizer.uses_tokens:
+            ended = await self._sessions.revoke(session_id)
+            log.info("console.signed_out", session_was_open=ended)
         response = _see_other("/console/login")
-        response.delete_cookie(access.TOKEN_COOKIE, path="/console")
+        response.delete_cookie(access.SESSION_COOKIE, path="/console")
+        response.delete_cookie(access.LEGACY_TOKEN_COOKIE, path="/console")
         return response
 
     def _form_accepted(self, request: Request, presented: object) -> bool:
@@ -633,7 +687,13 @@ def _local_target(target: str | None) -> str:
     return "/console"
 
 
-def _without_credentials(request: Request) -> Request:
-    scope = dict(request.scope)
-    scope["headers"] = [(n, v) for n, v in request.scope["headers"] if n != b"authorization"]
-    return Request(scope, request.receive)
+def _retry_after(error: ApiError) -> dict[str, str]:
+    """The Retry-After of a throttled answer, for the page that tells a person to wait."""
+    return {name: value for name, value in error.headers.items() if name == "Retry-After"}
+
+
+def _sign_in_problem(refused: ApiError) -> str:
+    if refused.status_code == 429:
+        wait = refused.headers.get("Retry-After", "a few")
+        return f"Too many wrong tokens from this address: try again in {wait} seconds."
+    return "That token is not valid."

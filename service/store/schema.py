@@ -425,3 +425,22 @@ report_daily_collections = Table(
     Column("provisional_amount", ExactAmount, nullable=False),
     Index("ix_report_daily_collections_day", "day"),
 )
+
+# Console sign-ins (service.store.console_sessions). The browser holds a random session id;
+# only its SHA-256 is kept, so this table's rows open no session. A session names the token
+# it was opened with (token_name: a prefix of the token's SHA-256, never the token) and that
+# token's scope: it ends at expires_at, at sign-out (revoked_at), or when no configured token
+# has that name and scope any more. Rows past expires_at are deleted.
+CONSOLE_SESSION_SCOPES = ("read", "operator")
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id_digest", String(64), primary_key=True),
+    Column("caller_name", String(100), nullable=False),
+    Column("scope", String(20), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    CheckConstraint(_one_of("scope", CONSOLE_SESSION_SCOPES), name="scope"),
+    Index("ix_console_sessions_expires_at", "expires_at"),
+)

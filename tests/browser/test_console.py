@@ -234,3 +234,25 @@ def test_at_420_pixels_every_chart_stays_inside_its_card(
         assert drawn["x"] >= card["x"] and drawn["x"] + drawn["width"] <= card["x"] + card["width"]
     page.screenshot(path=str(artifacts / f"console-narrow-{engine}.png"), full_page=True)
     page.close()
+
+
+def test_the_browser_keeps_a_session_not_the_token_and_signing_out_ends_it(
+    console_url: str, browser: Browser
+) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    sign_in(page, f"{console_url}/console/invoices")
+    assert page.locator("h1").inner_text() == "Invoices"
+    [cookie] = page.context.cookies()
+    assert (cookie["name"], cookie["httpOnly"], cookie["sameSite"]) == (
+        "ledger_console_session", True, "Strict"
+    )  # fmt: skip
+    assert TOKEN not in cookie["value"]
+    stolen = {"Cookie": f"{cookie['name']}={cookie['value']}"}
+    page.click('button:has-text("Sign out")')
+    page.wait_for_url("**/console/login")
+    assert page.context.cookies() == []
+    replayed = httpx.get(f"{console_url}/console/invoices", headers=stolen, timeout=30)
+    assert (replayed.status_code, replayed.headers["location"]) == (
+        303, "/console/login?next=%2Fconsole%2Finvoices"
+    )  # fmt: skip
+    page.close()

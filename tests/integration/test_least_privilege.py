@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 
 from service.projections.projector import InvoiceProjector
 from service.projections.rebuild import rebuild_invoices
+from service.store.console_sessions import SqlConsoleSessions
 from service.store.database import create_engine, resolve_database_url
 from service.store.event_store import AppendOutcome, SqlEventStore
 from service.store.read_models import SqlReadModelStore
@@ -53,6 +54,21 @@ async def test_the_service_role_appends_reads_projects_and_rebuilds(service_role
         await engine.dispose()
 
 
+async def test_the_service_role_opens_ends_and_prunes_console_sessions(
+    service_role_url: str,
+) -> None:
+    engine = create_engine(resolve_database_url(service_role_url))
+    sessions = SqlConsoleSessions(engine, lifetime_seconds=3600)
+    try:
+        session_id = await sessions.create("token:0123456789ab", "read")
+        assert await sessions.find_valid(session_id) is not None
+        assert await sessions.revoke(session_id) is True
+        assert await sessions.find_valid(session_id) is None
+        assert await sessions.prune_expired() == 0
+    finally:
+        await engine.dispose()
+
+
 @pytest.mark.parametrize(
     "statement",
     [
@@ -61,6 +77,9 @@ async def test_the_service_role_appends_reads_projects_and_rebuilds(service_role
         "TRUNCATE events",
         "DROP TRIGGER events_refuse_update_delete ON events",
         "CREATE TABLE smuggled (id int)",
+        # A session cannot be prolonged nor given another token's name or scope.
+        "UPDATE console_sessions SET expires_at = now() + interval '1 year'",
+        "UPDATE console_sessions SET scope = 'operator'",
     ],
 )
 async def test_the_service_role_cannot_change_what_was_recorded(
