@@ -49,7 +49,7 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
 # The service image, built without a daemon (buildah, chroot isolation, vfs storage: what
-# works as root without user namespaces). PYTHON_IMAGE overrides the base (see README).
+# works as root without user namespaces). PYTHON_IMAGE overrides the base (see docs/deployment.md).
 IMAGE ?= invoice-ledger:0.1.0
 BUILDAH := buildah --storage-driver vfs
 image:

@@ -148,7 +148,7 @@ EXIT_CODES_HELP = (
 def main(debug: bool, strict_settings: bool) -> None:
     """A ledger of Cybersource invoices, fed by verified webhooks.
 
-    Configuration comes from LEDGER_* environment variables (see README).
+    Configuration comes from LEDGER_* environment variables (see docs/configuration.md).
     """
 
 
