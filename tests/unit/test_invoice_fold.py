@@ -1,4 +1,4 @@
-"""The money model: each rule of README's "How state is derived" as a test, then properties
+"""The money model: each rule of docs/money-model.md as a test, then properties
 over generated lifecycles with generated notification timings, losses and duplicates."""
 
 from __future__ import annotations
