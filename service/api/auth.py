@@ -167,7 +167,7 @@ class ApiAuthorizer:
         if matched is None:
             self._on_failure(surface)
             if self._throttle is not None and self._throttle.record_failure(address):
-                # Never the token nor the address (see docs/operations.md, Logs): the metric says where.
+                # Never the token nor the address (docs/operations.md, Logs): the metric says where.
                 log.warning("auth.throttled", surface=surface.value)
             raise ApiError(401, "unauthorized", "the bearer token is not valid",
                            {"WWW-Authenticate": 'Bearer error="invalid_token"'})  # fmt: skip
