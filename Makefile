@@ -45,7 +45,7 @@ test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check service tests bench
+	$(BIN)/ruff check service tests bench migrations
 	$(BIN)/mypy
 
 # The service image, built without a daemon (buildah, chroot isolation, vfs storage: what

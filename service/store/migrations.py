@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
+from importlib.resources import files
 
 from alembic import command
 from alembic.config import Config
@@ -12,15 +12,23 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-# Inside the package, so that an installed (non-editable) service can migrate.
-MIGRATIONS_DIRECTORY = Path(__file__).resolve().parent / "alembic"
+from service.store.database import create_engine, resolve_database_url
+from service.store.schema import metadata
+
+# The top-level ``migrations`` package, found the same way in a checkout and in an installed
+# wheel. It imports nothing of the service: the service hands it an engine (see its env.py).
+MIGRATIONS_PACKAGE = "migrations"
 VERSION_TABLE = "alembic_version"
 
 
 def alembic_config(database_url: str) -> Config:
     config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIRECTORY))
-    config.attributes["database_url"] = database_url
+    config.set_main_option("script_location", str(files(MIGRATIONS_PACKAGE)))
+    # Built only when a command connects: head_revision() passes no usable URL.
+    config.attributes["create_engine"] = lambda: create_engine(
+        resolve_database_url(database_url), pool_size=1
+    )
+    config.attributes["target_metadata"] = metadata
     return config
 
 

@@ -33,9 +33,10 @@ def test_an_installed_wheel_migrates_serves_and_accepts_a_signed_delivery(tmp_pa
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPOSITORY / name, source / name)
-    shutil.copytree(
-        REPOSITORY / "service", source / "service", ignore=shutil.ignore_patterns("__pycache__")
-    )
+    for package in ("service", "migrations"):
+        shutil.copytree(
+            REPOSITORY / package, source / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
     wheels = tmp_path / "wheels"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", wheels, source],
