@@ -678,11 +678,11 @@ class _ProviderPast:
         }
         # Every payment notification with a balance, whichever side of the answer it is dated:
         # the balance it states may tell what the history entry it reports collected.
-        self._unpaired = [
-            f for f in facts
+        self._unpaired = {  # by store position, in time order
+            f.key[1]: f for f in facts
             if f.event.type in PAYMENT_NOTIFICATION_TYPES
             and isinstance(f.payload, NotificationReceived) and _balance_after(f) is not None
-        ]  # fmt: skip
+        }  # fmt: skip
         self._paired: dict[int, _Fact] = {}  # entry position -> the notification reporting it
         self._amounts, self._adjustments, self._settling = self._payment_amounts()
         # Entries whose notification the answer already supersedes: a later notification
@@ -690,8 +690,9 @@ class _ProviderPast:
         self._claimed = {
             position for position, notice in self._paired.items() if notice.order() <= horizon
         }
+        paired = {notice.key[1] for notice in self._paired.values()}
         self._claim_by_amount([f for f in self._notifications if f.event.type in
-                               PAYMENT_NOTIFICATION_TYPES and f not in self._paired.values()])
+                               PAYMENT_NOTIFICATION_TYPES and f.key[1] not in paired])
 
     def _claim_by_amount(self, notices: Sequence[_Fact]) -> None:
         """Notifications before the answer that name the amount paid claim the history
@@ -900,16 +901,13 @@ class _ProviderPast:
         payment is more than nothing). Kept only if every amount found is positive."""
         count = len(due)
         known = [amounts[fact.event.position] for fact in due]
+        moments = [fact.moment for fact in due]  # in time order
         fixed = {0: opening, count: opening - paid_since}  # balance after the i-th entry
-        for _ in range(count + 1):  # each pass fixes one more balance, or ends
+        unknown = sum(1 for amount in known if amount is None)
+        for _ in range(unknown + 1):  # each pass fixes one more balance, or ends
             balances = _chained_balances(known, fixed)
-            found = self._notice_fitting_one_entry(due, known, balances)
-            if found is None:
+            if not self._pair_notices(due, moments, known, balances, fixed):
                 break
-            index, notice = found
-            self._unpaired.remove(notice)
-            self._paired[due[index - 1].event.position] = notice
-            fixed[index] = _balance_after(notice)  # type: ignore[assignment]
         balances = _chained_balances(known, fixed)
         attributed = {}
         for index, fact in enumerate(due, 1):
@@ -920,21 +918,35 @@ class _ProviderPast:
                 attributed[fact.event.position] = before - after
         amounts.update(attributed)
 
-    def _notice_fitting_one_entry(
-        self, due: Sequence[_Fact], known: list[Decimal | None], balances: list[Decimal | None]
-    ) -> tuple[int, _Fact] | None:
-        for notice in self._unpaired:
+    def _pair_notices(
+        self,
+        due: Sequence[_Fact],
+        moments: list[datetime],
+        known: list[Decimal | None],
+        balances: list[Decimal | None],
+        fixed: dict[int, Decimal],
+    ) -> bool:
+        """Pairs each unpaired notification whose balance fits exactly one entry near it.
+        Whether one of them fixed a balance not known before (the others' fit may change)."""
+        for position, notice in list(self._unpaired.items()):
             value = _balance_after(notice)
             assert value is not None
+            # Only the entries within the lag of its eventDate can be the one it reports.
+            start = bisect.bisect_left(moments, notice.moment - NOTIFICATION_LAG_MAX)
+            end = bisect.bisect_right(moments, notice.moment + NOTIFICATION_LAG_MAX)
             fits = [
-                index
-                for index, fact in enumerate(due, 1)
-                if abs(notice.moment - fact.moment) <= NOTIFICATION_LAG_MAX
-                and _balance_fits(index, value, known, balances)
-            ]
-            if len(fits) == 1:
-                return fits[0], notice
-        return None
+                index for index in range(start + 1, end + 1)
+                if _balance_fits(index, value, known, balances)
+            ]  # fmt: skip
+            if len(fits) != 1:
+                continue
+            (index,) = fits
+            del self._unpaired[position]
+            self._paired[due[index - 1].event.position] = notice
+            if balances[index] is None:
+                fixed[index] = value
+                return True
+        return False
 
 
 def _balance_after(notice: _Fact) -> Decimal | None:
