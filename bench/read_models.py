@@ -49,7 +49,8 @@ from bench.load import run_paced_load
 from service.domain.events import RecordedEvent
 from service.projections.projector import InvoiceProjector
 from service.store.database import create_engine, resolve_database_url
-from service.store.event_store import SqlEventStore
+from service.store.event_store import EventStore
+from service.store.event_store_for import event_store_for
 from service.store.read_models import SqlReadModelStore
 from service.store.schema import invoice_fold_snapshots
 
@@ -139,7 +140,7 @@ async def projector_cost(
     engine = create_engine(resolve_database_url(database_url), pool_size=2)
     try:
         projector = InvoiceProjector(
-            SqlEventStore(engine), SqlReadModelStore(engine), owner="bench-projector"
+            event_store_for(engine), SqlReadModelStore(engine), owner="bench-projector"
         )
         result = {"new_streams": await _timed_catch_up(projector)}
         print(f"projector, new streams: {result['new_streams']}", flush=True)
@@ -189,7 +190,7 @@ async def _one_more_fact_each(database_url: str, first: int) -> list[tuple[Any, 
     return records
 
 
-class CountingEventStore(SqlEventStore):
+class CountingEventStore(EventStore):
     events_read = 0
 
     async def read_after(self, position: int, limit: int) -> list[RecordedEvent]:

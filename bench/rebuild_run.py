@@ -17,7 +17,7 @@ import time
 
 from service.projections.rebuild import EVENTS_PER_PAGE, rebuild_invoices
 from service.store.database import create_engine, resolve_database_url
-from service.store.event_store import SqlEventStore
+from service.store.event_store_for import event_store_for
 from service.store.read_models import SqlReadModelStore
 
 
@@ -25,7 +25,7 @@ async def measure(database_url: str, workers: int) -> dict[str, float]:
     url = resolve_database_url(database_url)
     engine = create_engine(url, pool_size=4)
     try:
-        store = SqlEventStore(engine)
+        store = event_store_for(engine)
         horizon = await store.last_position()
         started = time.perf_counter()
         events, after = 0, None

@@ -47,7 +47,7 @@ from service.reconciler.reconciler import (
     Reconciler,
 )
 from service.store.database import create_engine, resolve_database_url
-from service.store.event_store import SqlEventStore
+from service.store.event_store_for import event_store_for
 
 MERCHANT_ID, KEY_ID = "benchmerchant", "bench-rest-key"
 SECRET = base64.b64encode(b"bench-rest-secret-0123456789abcd").decode()
@@ -93,7 +93,7 @@ async def sweep_once(
     limits = ClientLimits(max_requests_per_second=rate, max_concurrency=8)
     try:
         async with CybersourceClient(sandbox_url, credentials, limits) as client:
-            reconciler = Reconciler(client, SqlEventStore(engine), ledger=SqlLedgerView(engine))
+            reconciler = Reconciler(client, event_store_for(engine), ledger=SqlLedgerView(engine))
             started = time.perf_counter()
             summary = await reconciler.sweep(full=full)
             elapsed = time.perf_counter() - started

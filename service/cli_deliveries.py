@@ -38,7 +38,7 @@ from service.logs import configure_logging
 from service.settings import ConfigurationError, Settings, load_settings
 from service.store.database import create_engine
 from service.store.delivery_log import PAGE_SIZE_MAX, DeliveryFilters, SqlDeliveryLog
-from service.store.event_store import SqlEventStore
+from service.store.event_store_for import event_store_for
 from service.store.migrations import require_schema_at_head
 from service.store.schema import InboxOutcome
 from service.webhooks.corrections import CorrectionRefused, DeliveryCorrections
@@ -83,7 +83,7 @@ async def _tools() -> AsyncIterator[_Tools]:
     try:
         await require_schema_at_head(engine)
         delivery_log = SqlDeliveryLog(engine)
-        store = SqlEventStore(engine)
+        store = event_store_for(engine)
         items_max = settings.webhook_items_max
         yield _Tools(
             settings,

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from service.store.database import create_engine, resolve_database_url
-from service.store.event_store import SqlEventStore
+from service.store.event_store import EventStore
+from service.store.event_store_for import event_store_for
 from tests.support.databases import PostgresServer, fresh_sqlite_database
 
 
@@ -42,7 +43,7 @@ def postgresql_database_url(postgres_server: PostgresServer) -> Iterator[str]:
 
 
 @pytest.fixture
-async def event_store(database_url: str) -> AsyncIterator[SqlEventStore]:
+async def event_store(database_url: str) -> AsyncIterator[EventStore]:
     engine = create_engine(resolve_database_url(database_url))
-    yield SqlEventStore(engine)
+    yield event_store_for(engine)
     await engine.dispose()

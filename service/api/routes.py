@@ -41,7 +41,7 @@ from service.projections.queries import (
     PageKey,
     period_days,
 )
-from service.store.event_store import SqlEventStore
+from service.store.event_store import EventStore
 from service.store.read_models import SqlReadModelStore
 
 POSITION_HEADER = "X-Ledger-Position"
@@ -140,7 +140,7 @@ class QueryApi:
     def __init__(
         self,
         queries: InvoiceQueries,
-        event_store: SqlEventStore,
+        event_store: EventStore,
         read_models: SqlReadModelStore,
         authorizer: ApiAuthorizer,
     ) -> None:

@@ -22,7 +22,7 @@ from service.domain.events import RecordedEvent
 from service.projections.fold_snapshots import decode_snapshot, encode_snapshot
 from service.projections.stream_folds import StreamFold, continue_stream, fold_stream
 from service.store.errors import StoreUnavailable
-from service.store.event_store import SqlEventStore
+from service.store.event_store import EventStore
 from service.store.read_models import LeaseLost, ProjectedInvoice, SqlReadModelStore
 
 log = structlog.get_logger("service.projections")
@@ -48,7 +48,7 @@ class ProjectorHealth:
 class InvoiceProjector:
     def __init__(
         self,
-        event_store: SqlEventStore,
+        event_store: EventStore,
         read_models: SqlReadModelStore,
         *,
         owner: str,

@@ -27,7 +27,8 @@ from sqlalchemy.engine import URL
 from service.domain.events import RecordedEvent
 from service.projections.projector import LEASE_SECONDS_DEFAULT, project_stream
 from service.store.database import create_engine
-from service.store.event_store import SqlEventStore
+from service.store.event_store import EventStore
+from service.store.event_store_for import event_store_for
 from service.store.read_models import LeaseLost, SqlReadModelStore
 from service.store.stream_partitions import stream_boundaries
 
@@ -48,7 +49,7 @@ class StreamRange:
 
 
 async def rebuild_invoices(
-    event_store: SqlEventStore,
+    event_store: EventStore,
     read_models: SqlReadModelStore,
     *,
     on_progress: Callable[[int], None] | None = None,
@@ -101,7 +102,7 @@ class _Lease:
 
 
 async def rebuild_range(
-    event_store: SqlEventStore,
+    event_store: EventStore,
     read_models: SqlReadModelStore,
     streams: StreamRange,
     horizon: int,
@@ -214,7 +215,7 @@ async def _rebuild_range_with_engine(
     engine = create_engine(database_url, pool_size=2)
     try:
         return await rebuild_range(
-            SqlEventStore(engine), SqlReadModelStore(engine), streams, horizon, events_per_page
+            event_store_for(engine), SqlReadModelStore(engine), streams, horizon, events_per_page
         )
     finally:
         await engine.dispose()

@@ -52,7 +52,7 @@ from service.reconciler.summaries import (
     read_listed_invoice,
 )
 from service.store.errors import StoreUnavailable
-from service.store.event_store import AppendOutcome, AppendResult, SqlEventStore
+from service.store.event_store import AppendOutcome, AppendResult, EventStore
 
 log = structlog.get_logger("service.reconciler")
 
@@ -205,7 +205,7 @@ class Reconciler:
     def __init__(
         self,
         client: CybersourceClient,
-        store: SqlEventStore,
+        store: EventStore,
         organizations: Sequence[str] = (),
         *,
         ledger: LedgerView | None = None,

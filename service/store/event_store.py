@@ -1,12 +1,12 @@
 """The event store's interface and what both engines share: the append-only event table,
 the inbox of deliveries, and the types an append answers with.
 
-One definition per engine behind this one interface (as a recorder per engine in
-eventsourcing): ``PostgresEventStore`` (postgres_event_store.py) appends through the
-``ledger_append_group`` database function, ``SqliteEventStore`` (sqlite_event_store.py) in
-Python under BEGIN IMMEDIATE. ``event_store_for(engine)`` (or ``EventStore(engine)``, which
-is the same call) picks one; the contract suite (tests/integration/test_event_store_contract.py)
-runs against both.
+One class per engine implements this interface (as a recorder per engine in eventsourcing):
+``PostgresEventStore`` (postgres_event_store.py) appends through the ``ledger_append_group``
+database function, ``SqliteEventStore`` (sqlite_event_store.py) in Python under BEGIN
+IMMEDIATE. Both import this module; this module imports neither. ``event_store_for(engine)``
+(event_store_for.py) picks one by the engine's dialect; the contract suite
+(tests/integration/test_event_store_contract.py) runs against both.
 
 Every append is a *group* of deliveries written in one transaction: the group committer
 (group_commit.py) gathers concurrent webhook deliveries into one, and a direct ``append``
@@ -34,7 +34,6 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service.domain.events import EventSource, NewEvent, RecordedEvent
-from service.store.database import is_postgresql
 from service.store.errors import StoreUnavailable, is_unavailability, unavailability_as_store_error
 from service.store.schema import InboxOutcome, events, inbox
 
@@ -149,18 +148,10 @@ class Appender(Protocol):
 class EventStore:
     """Append facts once, keep every delivery, read events without ever skipping one.
 
-    ``EventStore(engine)`` builds the store for the engine's database (see
-    ``event_store_for``); the engine-specific classes implement ``_append_group_once``.
+    What every engine shares; an engine's class implements ``_append_group_once`` (and
+    ``read_in_stream_order``, and ``_horizon`` where committed positions can have holes).
+    ``event_store_for(engine)`` builds the one for an engine's database.
     """
-
-    def __new__(cls, engine: AsyncEngine, **options: Any) -> EventStore:
-        if cls is EventStore:
-            # Deferred: the engine modules import this one for the shared types.
-            from service.store.postgres_event_store import PostgresEventStore
-            from service.store.sqlite_event_store import SqliteEventStore
-
-            cls = PostgresEventStore if is_postgresql(engine) else SqliteEventStore
-        return super().__new__(cls)
 
     def __init__(
         self,
@@ -333,15 +324,6 @@ class EventStore:
                 await connection.execute(select(inbox).order_by(inbox.c.id.desc()).limit(limit))
             ).all()
         return [row._asdict() for row in rows]
-
-
-# The name the store had when one class held both engines; callers may keep using it.
-SqlEventStore = EventStore
-
-
-def event_store_for(engine: AsyncEngine, **options: Any) -> EventStore:
-    """The event store of the engine's database: the one factory the composition roots call."""
-    return EventStore(engine, **options)
 
 
 async def insert_inbox(

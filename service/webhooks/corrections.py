@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from service.domain.events import EventSource, NewEvent, RecordedEvent
 from service.domain.payloads import CorrectionRecorded, NotificationReceived, decode, encode
 from service.store.delivery_log import DeliveryRow, SqlDeliveryLog
-from service.store.event_store import AppendOutcome, SqlEventStore
+from service.store.event_store import AppendOutcome, EventStore
 from service.store.schema import InboxOutcome, ReplayResult
 from service.webhooks.replay import ReplayOutcome, UnknownDelivery, delivery_facts
 
@@ -62,7 +62,7 @@ def conflicting_versions(
 
 class DeliveryCorrections:
     def __init__(
-        self, delivery_log: SqlDeliveryLog, store: SqlEventStore, *, items_per_delivery_max: int
+        self, delivery_log: SqlDeliveryLog, store: EventStore, *, items_per_delivery_max: int
     ) -> None:
         self._log = delivery_log
         self._store = store

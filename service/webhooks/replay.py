@@ -23,7 +23,7 @@ import structlog
 from service.domain.events import NewEvent
 from service.store.delivery_log import DeliveryFilters, DeliveryRow, ReplayRow, SqlDeliveryLog
 from service.store.errors import StoreUnavailable, is_unavailability
-from service.store.event_store import AppendOutcome, SqlEventStore
+from service.store.event_store import AppendOutcome, EventStore
 from service.store.schema import InboxOutcome, ReplayResult
 from service.webhooks.envelope import DeliveryHeaders, SignatureScope
 from service.webhooks.reading import ReadDelivery, Reading, Unreadable, read_delivery
@@ -126,7 +126,7 @@ class DeliveryReplayer:
     def __init__(
         self,
         delivery_log: SqlDeliveryLog,
-        store: SqlEventStore,
+        store: EventStore,
         *,
         items_per_delivery_max: int,
         clock: Callable[[], float] = time.time,

@@ -20,7 +20,8 @@ from service.reconciler.http_signature import MerchantCredentials
 from service.reconciler.reconciler import OrganizationNotChosen, Reconciler
 from service.reconciler.worker import ReconcilerWorker
 from service.store.database import create_engine, resolve_database_url
-from service.store.event_store import SqlEventStore
+from service.store.event_store import EventStore
+from service.store.event_store_for import event_store_for
 from service.store.read_models import SqlReadModelStore
 from tests.e2e.test_cybersource_client import FAST
 from tests.support.organizations_cybersource import OrganizationsCybersource, RecordedCall
@@ -59,7 +60,7 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-async def ledger_state(store: SqlEventStore, key: InvoiceKey) -> InvoiceState:
+async def ledger_state(store: EventStore, key: InvoiceKey) -> InvoiceState:
     stream = await store.read_stream(key.invoice_number)
     return fold(
         key.invoice_number, invoices_in_stream(key.invoice_number, stream)[key], key.organization_id
@@ -139,7 +140,7 @@ async def test_a_sweep_covers_every_organization_open_statuses_first(
     fake.add_invoice("ledgerchild1", "1001", "SENT", "10.00")
     fake.add_invoice("ledgerchild2", "1001", "SENT", "20.00")
     fake.add_invoice("ledgerchild2", "1002", "PAID", "5.00")
-    store = SqlEventStore(engine)
+    store = event_store_for(engine)
     summary = await Reconciler(client, store, CHILDREN).sweep(statuses=("SENT", "PAID"))
 
     assert (summary.checked, summary.changed, summary.failed) == (3, 3, 0)
@@ -172,7 +173,7 @@ async def test_a_sweep_can_be_restricted_to_some_organizations(
     fake, _ = cybersource
     fake.add_invoice("ledgerchild1", "1001", "SENT", "10.00")
     fake.add_invoice("ledgerchild2", "2001", "SENT", "20.00")
-    reconciler = Reconciler(client, SqlEventStore(engine), CHILDREN)
+    reconciler = Reconciler(client, event_store_for(engine), CHILDREN)
     summary = await reconciler.sweep(statuses=("SENT",), organizations=["ledgerchild2"])
     assert summary.checked == 1 and list(summary.by_organization) == ["ledgerchild2"]
     assert {call.organization_id for call in fake.calls} == {"ledgerchild2"}
@@ -185,7 +186,7 @@ async def test_reconciling_one_invoice_needs_its_organization_when_several_are_c
 ) -> None:
     fake, _ = cybersource
     fake.add_invoice("ledgerchild2", "1001", "SENT", "20.00")
-    store = SqlEventStore(engine)
+    store = event_store_for(engine)
     reconciler = Reconciler(client, store, CHILDREN)
     with pytest.raises(OrganizationNotChosen, match="2 organizations are configured"):
         await reconciler.reconcile_invoice("1001")
@@ -216,7 +217,7 @@ def doubting_worker(
     client: CybersourceClient, engine: AsyncEngine, doubts: list[InvoiceKey]
 ) -> ReconcilerWorker:
     return ReconcilerWorker(
-        Reconciler(client, SqlEventStore(engine), CHILDREN),
+        Reconciler(client, event_store_for(engine), CHILDREN),
         Doubts(doubts),
         SqlReadModelStore(engine),
         owner="test",
@@ -265,7 +266,7 @@ async def test_with_one_organization_a_doubt_of_unknown_organization_is_fetched_
     fake.add_invoice("ledgerchild1", "1001", "SENT", "10.00")
     async with CybersourceClient(url, PORTFOLIO, FAST) as client:
         worker = ReconcilerWorker(
-            Reconciler(client, SqlEventStore(engine), ["ledgerchild1"]),
+            Reconciler(client, event_store_for(engine), ["ledgerchild1"]),
             Doubts([InvoiceKey(UNKNOWN_ORGANIZATION, "1001")]),
             SqlReadModelStore(engine),
             owner="test",
@@ -274,5 +275,6 @@ async def test_with_one_organization_a_doubt_of_unknown_organization_is_fetched_
         )
         await worker.round()
     assert [call.organization_id for call in fake.calls] == ["ledgerchild1"]
-    status = (await ledger_state(SqlEventStore(engine), InvoiceKey("ledgerchild1", "1001"))).status
+    store = event_store_for(engine)
+    status = (await ledger_state(store, InvoiceKey("ledgerchild1", "1001"))).status
     assert status == "SENT"

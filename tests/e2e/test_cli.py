@@ -151,13 +151,13 @@ def test_project_once_catches_up_and_rebuild_reports_the_same_position(
     import asyncio
 
     from service.store.database import create_engine, resolve_database_url
-    from service.store.event_store import SqlEventStore
+    from service.store.event_store_for import event_store_for
     from tests.support.events import invoice_event
 
     async def append_two() -> None:
         engine = create_engine(resolve_database_url(database_url))
         try:
-            store = SqlEventStore(engine)
+            store = event_store_for(engine)
             await store.append([invoice_event("A", "a1")])
             await store.append([invoice_event("B", "b1")])
         finally:

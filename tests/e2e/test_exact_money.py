@@ -33,7 +33,7 @@ from service.sandbox.deliveries import DeliveryFaults, RetryPolicy, WebhookDeliv
 from service.sandbox.event_dates import EventTiming
 from service.settings import load_settings
 from service.store.database import create_engine, resolve_database_url
-from service.store.event_store import SqlEventStore
+from service.store.event_store_for import event_store_for
 from tests.e2e.test_cybersource_client import FAST
 from tests.support.server import serving
 from tests.support.webhooks import WEBHOOK_KEY, WEBHOOK_KEY_ID, WEBHOOK_KEYS_SETTING
@@ -220,7 +220,7 @@ def engine_for(database_url: str) -> Any:
 async def last_position(database_url: str) -> int:
     engine = engine_for(database_url)
     try:
-        return await SqlEventStore(engine).last_position()
+        return await event_store_for(engine).last_position()
     finally:
         await engine.dispose()
 
@@ -243,7 +243,7 @@ async def assert_no_invoice_collected_more_than_was_paid(
     database_url: str, truths: dict[tuple[str, str], Any]
 ) -> None:
     engine = engine_for(database_url)
-    store = SqlEventStore(engine)
+    store = event_store_for(engine)
     try:
         for (organization, number), truth in truths.items():
             stream = await store.read_stream(number)
@@ -271,7 +271,7 @@ async def sweep(sandbox_url: str, database_url: str) -> Any:
     engine = engine_for(database_url)
     try:
         async with CybersourceClient(sandbox_url, PORTFOLIO, FAST) as client:
-            return await Reconciler(client, SqlEventStore(engine), ORGANIZATIONS).sweep()
+            return await Reconciler(client, event_store_for(engine), ORGANIZATIONS).sweep()
     finally:
         await engine.dispose()
 

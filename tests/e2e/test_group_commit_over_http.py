@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from service.store.database import create_engine, resolve_database_url
-from service.store.event_store import EventStore
+from service.store.event_store_for import event_store_for
 from tests.support.webhooks import encode, invoice_notification, signed_headers
 
 pytestmark = pytest.mark.anyio
@@ -43,7 +43,7 @@ async def test_every_acknowledged_concurrent_delivery_is_stored_exactly_once(
     assert statuses.count("duplicate") == len(deliveries) - NOTIFICATIONS
     engine = create_engine(resolve_database_url(database_url))
     try:
-        store = EventStore(engine)
+        store = event_store_for(engine)
         stored = await store.read_after(0, limit=1000)
         inbox = await store.inbox_entries(limit=1000)
     finally:

@@ -22,7 +22,7 @@ from service.sandbox.app import CybersourceSandbox, SandboxOptions
 from service.sandbox.invoices import HistoryEvent, SandboxInvoice, TransactionDetailsShown
 from service.settings import load_settings
 from service.store.database import create_engine, resolve_database_url
-from service.store.event_store import SqlEventStore
+from service.store.event_store_for import event_store_for
 from tests.e2e.test_cybersource_client import FAST, MERCHANT
 from tests.support.server import serving
 
@@ -95,10 +95,10 @@ async def sweep_once(sandbox_url: str, database_url: str) -> tuple[SweepSummary,
     try:
         async with CybersourceClient(sandbox_url, MERCHANT, FAST) as client:
             reconciler = Reconciler(
-                client, SqlEventStore(engine), on_transaction_lookup=lookups.append
+                client, event_store_for(engine), on_transaction_lookup=lookups.append
             )
             summary = await reconciler.sweep()
-        return summary, lookups, await SqlEventStore(engine).last_position()
+        return summary, lookups, await event_store_for(engine).last_position()
     finally:
         await engine.dispose()
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 
 from service.store.database import create_engine, resolve_database_url
-from service.store.event_store import SqlEventStore
+from service.store.event_store_for import event_store_for
 from tests.support.databases import fresh_sqlite_database
 from tests.support.events import invoice_event
 from tests.support.process import free_port
@@ -26,7 +26,7 @@ STOP_TIMEOUT_SECONDS = 20
 async def append_events(database_url: str, count: int) -> None:
     engine = create_engine(resolve_database_url(database_url))
     try:
-        store = SqlEventStore(engine)
+        store = event_store_for(engine)
         for number in range(count):
             await store.append([invoice_event(f"W-{number}", f"w-{number}")])
     finally:

@@ -18,7 +18,7 @@ from service.app import create_app
 from service.projections.rebuild import rebuild_invoices
 from service.settings import load_settings
 from service.store.database import create_engine, resolve_database_url
-from service.store.event_store import SqlEventStore
+from service.store.event_store_for import event_store_for
 from service.store.read_models import SqlReadModelStore
 from tests.support.server import serving
 from tests.support.webhooks import WEBHOOK_KEYS_SETTING, encode, signed_headers
@@ -112,7 +112,7 @@ def test_send_partial_payment_and_paid_in_any_order_give_the_same_answers(
 async def _rebuild(database_url: str) -> None:
     engine = create_engine(resolve_database_url(database_url))
     try:
-        await rebuild_invoices(SqlEventStore(engine), SqlReadModelStore(engine))
+        await rebuild_invoices(event_store_for(engine), SqlReadModelStore(engine))
     finally:
         await engine.dispose()
 

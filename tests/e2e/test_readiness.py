@@ -10,7 +10,7 @@ import httpx
 from service.app import create_app
 from service.settings import load_settings
 from service.store.database import create_engine, resolve_database_url
-from service.store.event_store import SqlEventStore
+from service.store.event_store_for import event_store_for
 from tests.support.events import invoice_event
 from tests.support.server import serving
 from tests.support.webhooks import (
@@ -28,7 +28,7 @@ async def append_poisoned_event(database_url: str) -> None:
     """An event whose stored data the fold cannot read (a due date that is no date)."""
     engine = create_engine(resolve_database_url(database_url))
     try:
-        await SqlEventStore(engine).append(
+        await event_store_for(engine).append(
             [invoice_event("INV-POISON", "poison-1", dueDate="not-a-date")]
         )
     finally:

@@ -14,7 +14,8 @@ from service.domain.invoice import InvoiceState, fold
 from service.reconciler.client import CybersourceClient
 from service.reconciler.reconciler import Reconciler
 from service.store.database import create_engine, resolve_database_url
-from service.store.event_store import SqlEventStore
+from service.store.event_store import EventStore
+from service.store.event_store_for import event_store_for
 from service.webhooks.envelope import DeliveryHeaders, parse_body, read_notification
 from service.webhooks.translation import notification_events
 from tests.e2e.test_cybersource_client import FAST, MERCHANT, drive, new_invoice
@@ -38,7 +39,7 @@ async def cybersource(sandbox_url: str) -> AsyncIterator[CybersourceClient]:
 
 @pytest.fixture
 def reconciler(cybersource: CybersourceClient, engine: AsyncEngine) -> Reconciler:
-    return Reconciler(cybersource, SqlEventStore(engine))
+    return Reconciler(cybersource, event_store_for(engine))
 
 
 def lifecycles(sandbox_url: str) -> None:
@@ -62,7 +63,7 @@ async def test_a_sweep_brings_the_ledger_to_what_cybersource_says(
     lifecycles(sandbox_url)
     summary = await reconciler.sweep()
     assert (summary.checked, summary.changed, summary.failed) == (4, 4, 0)
-    store = SqlEventStore(engine)
+    store = event_store_for(engine)
     for number in ("R-PAID", "R-PARTIAL", "R-CANCELED", "R-CREATED"):
         truth = await cybersource.get_invoice(number)
         state = fold(number, await store.read_stream(number))
@@ -84,10 +85,10 @@ async def test_reconciling_twice_appends_nothing_the_second_time(
 ) -> None:
     lifecycles(sandbox_url)
     first = await reconciler.sweep()
-    positions = await SqlEventStore(engine).last_position()
+    positions = await event_store_for(engine).last_position()
     second = await reconciler.sweep()
     assert first.changed == 4 and second.changed == 0 and second.checked == 4
-    assert await SqlEventStore(engine).last_position() == positions
+    assert await event_store_for(engine).last_position() == positions
 
 
 async def test_a_payment_seen_by_webhook_and_by_reconciler_counts_once(
@@ -96,7 +97,7 @@ async def test_a_payment_seen_by_webhook_and_by_reconciler_counts_once(
     new_invoice(sandbox_url, "R-BOTH")
     drive(sandbox_url, "/invoices/R-BOTH/send")
     drive(sandbox_url, "/invoices/R-BOTH/pay", {"amount": "100.00", "transactionId": "tx-b"})
-    store = SqlEventStore(engine)
+    store = event_store_for(engine)
 
     webhook = encode(
         invoice_notification(
@@ -123,7 +124,7 @@ async def test_an_unknown_invoice_is_reported_not_appended(
 ) -> None:
     outcome = await reconciler.reconcile_invoice("nobody")
     assert outcome.error is not None and "404" in outcome.error
-    assert await SqlEventStore(engine).last_position() == 0
+    assert await event_store_for(engine).last_position() == 0
 
 
 async def test_fraud_review_pending_then_rejected_then_accepted(
@@ -131,7 +132,7 @@ async def test_fraud_review_pending_then_rejected_then_accepted(
 ) -> None:
     new_invoice(sandbox_url, "R-FRAUD", "60.00")
     drive(sandbox_url, "/invoices/R-FRAUD/send")
-    store = SqlEventStore(engine)
+    store = event_store_for(engine)
 
     async def status_after_reconcile() -> str | None:
         assert (await reconciler.reconcile_invoice("R-FRAUD")).error is None
@@ -155,7 +156,7 @@ async def test_an_update_before_payment_changes_the_total(
     new_invoice(sandbox_url, "R-UPD", "60.00")
     drive(sandbox_url, "/invoices/R-UPD/update", {"totalAmount": "75.00"})
     await reconciler.reconcile_invoice("R-UPD")
-    state = fold("R-UPD", await SqlEventStore(engine).read_stream("R-UPD"))
+    state = fold("R-UPD", await event_store_for(engine).read_stream("R-UPD"))
     assert (state.total_amount, state.balance_amount) == (Decimal("75.00"), Decimal("75.00"))
 
 
@@ -165,7 +166,8 @@ async def test_invoices_can_be_created_published_or_sent(
     for status in ("DRAFT", "CREATED", "SENT"):
         new_invoice(sandbox_url, f"R-NEW-{status}", status=status)
         await reconciler.reconcile_invoice(f"R-NEW-{status}")
-        state = fold(f"R-NEW-{status}", await SqlEventStore(engine).read_stream(f"R-NEW-{status}"))
+        store = event_store_for(engine)
+        state = fold(f"R-NEW-{status}", await store.read_stream(f"R-NEW-{status}"))
         assert state.status == status
 
 
@@ -177,7 +179,7 @@ async def test_reconciling_again_supersedes_a_stale_notification_dated_after_the
     drive(sandbox_url, "/invoices/R-STALE/pay", {"amount": "30.00", "transactionId": "tx-s1"})
     drive(sandbox_url, "/invoices/R-STALE/pay", {"amount": "70.00", "transactionId": "tx-s2"})
     assert (await reconciler.reconcile_invoice("R-STALE")).appended > 0
-    store = SqlEventStore(engine)
+    store = event_store_for(engine)
     # The first payment's notification, stamped minutes late, arrives after the answer.
     stale = encode(
         invoice_notification(
@@ -204,7 +206,7 @@ async def test_a_new_answer_supersedes_a_wrong_notification_dated_before_it(
     new_invoice(sandbox_url, "R-DIFF", "40.00")
     drive(sandbox_url, "/invoices/R-DIFF/send")
     assert (await reconciler.reconcile_invoice("R-DIFF")).appended > 0
-    store = SqlEventStore(engine)
+    store = event_store_for(engine)
     # A notification claiming a cancellation that Cybersource does not show, dated after the
     # ledger's last answer: nothing the ledger holds contradicts it yet.
     wrong = encode(
@@ -225,7 +227,7 @@ async def test_a_new_answer_supersedes_a_wrong_notification_dated_before_it(
     assert (await reconciler.reconcile_invoice("R-DIFF")).appended == 0
 
 
-async def ledger_state(store: SqlEventStore, number: str) -> InvoiceState:
+async def ledger_state(store: EventStore, number: str) -> InvoiceState:
     key = InvoiceKey(MERCHANT.merchant_id, number)
     events = invoices_in_stream(number, await store.read_stream(number))[key]
     return fold(number, events, key.organization_id)

@@ -20,7 +20,7 @@ from service.reconciler.summaries import FetchReason
 from service.reconciler.sweep_schedule import SqlSweepSchedule
 from service.reconciler.worker import ReconcilerWorker
 from service.store.database import create_engine, resolve_database_url
-from service.store.event_store import SqlEventStore
+from service.store.event_store_for import event_store_for
 from service.store.read_models import SqlReadModelStore
 from service.store.schema import invoices
 from tests.e2e.test_cybersource_client import FAST, MERCHANT, drive, new_invoice
@@ -46,7 +46,7 @@ async def cybersource(sandbox_url: str) -> AsyncIterator[CybersourceClient]:
 
 @pytest.fixture
 def reconciler(cybersource: CybersourceClient, engine: AsyncEngine) -> Reconciler:
-    return Reconciler(cybersource, SqlEventStore(engine), ledger=SqlLedgerView(engine))
+    return Reconciler(cybersource, event_store_for(engine), ledger=SqlLedgerView(engine))
 
 
 def settled_portfolio(sandbox_url: str) -> None:
@@ -66,7 +66,7 @@ def settled_portfolio(sandbox_url: str) -> None:
 
 
 async def project(engine: AsyncEngine) -> None:
-    projector = InvoiceProjector(SqlEventStore(engine), SqlReadModelStore(engine), owner="test")
+    projector = InvoiceProjector(event_store_for(engine), SqlReadModelStore(engine), owner="test")
     await projector.catch_up()
 
 
@@ -106,7 +106,7 @@ async def test_an_unchanged_portfolio_makes_no_detail_calls(
 ) -> None:
     settled_portfolio(sandbox_url)
     await reconciled_and_projected(reconciler, engine)
-    positions = await SqlEventStore(engine).last_position()
+    positions = await event_store_for(engine).last_position()
     requests_before = cybersource.requests_sent
 
     summary = await reconciler.sweep()
@@ -114,7 +114,7 @@ async def test_an_unchanged_portfolio_makes_no_detail_calls(
     assert (summary.checked, summary.fetched, summary.failed) == (len(SETTLED_PORTFOLIO), 0, 0)
     # One page of the list per status, and nothing else.
     assert cybersource.requests_sent - requests_before == len(SWEEP_STATUS_ORDER)
-    assert await SqlEventStore(engine).last_position() == positions
+    assert await event_store_for(engine).last_position() == positions
 
 
 async def test_a_full_sweep_fetches_every_invoice(
@@ -203,7 +203,7 @@ async def test_the_worker_sweeps_in_full_on_its_slow_schedule_even_across_restar
 
     def worker() -> ReconcilerWorker:
         return ReconcilerWorker(
-            Reconciler(cybersource, SqlEventStore(engine), ledger=SqlLedgerView(engine)),
+            Reconciler(cybersource, event_store_for(engine), ledger=SqlLedgerView(engine)),
             InvoiceQueries(engine),
             SqlReadModelStore(engine),
             owner="test",

@@ -24,7 +24,7 @@ from service.reconciler.reconciler import (
 from service.sandbox.app import SandboxOptions, create_sandbox_app
 from service.sandbox.invoices import TransactionDetailsShown
 from service.store.database import create_engine, resolve_database_url
-from service.store.event_store import SqlEventStore
+from service.store.event_store_for import event_store_for
 from tests.e2e.test_cybersource_client import FAST, MERCHANT, drive, new_invoice
 from tests.support.organizations_cybersource import OrganizationsCybersource
 from tests.support.server import serving
@@ -61,11 +61,11 @@ class Lookups(list[TransactionLookup]):
 
 
 def reconciler_for(client: CybersourceClient, engine: AsyncEngine, lookups: Lookups) -> Reconciler:
-    return Reconciler(client, SqlEventStore(engine), on_transaction_lookup=lookups)
+    return Reconciler(client, event_store_for(engine), on_transaction_lookup=lookups)
 
 
 async def observed(engine: AsyncEngine, number: str) -> list[RecordedEvent]:
-    stream = await SqlEventStore(engine).read_stream(number)
+    stream = await event_store_for(engine).read_stream(number)
     return [event for event in stream if event.type == InvoiceEventType.TRANSACTION_OBSERVED]
 
 

@@ -21,7 +21,7 @@ from service.sandbox.deliveries import DeliveryFaults, RetryPolicy, WebhookDeliv
 from service.sandbox.event_dates import EventDateOrder, EventTiming
 from service.settings import load_settings
 from service.store.database import create_engine, resolve_database_url
-from service.store.event_store import SqlEventStore
+from service.store.event_store_for import event_store_for
 from tests.e2e.test_cybersource_client import FAST, MERCHANT
 from tests.support.server import serving
 from tests.support.webhooks import (
@@ -164,7 +164,7 @@ async def sweep(sandbox_url: str, database_url: str) -> Any:
     engine = create_engine(resolve_database_url(database_url))
     try:
         async with CybersourceClient(sandbox_url, MERCHANT, FAST) as client:
-            return await Reconciler(client, SqlEventStore(engine)).sweep()
+            return await Reconciler(client, event_store_for(engine)).sweep()
     finally:
         await engine.dispose()
 
@@ -172,7 +172,7 @@ async def sweep(sandbox_url: str, database_url: str) -> Any:
 async def last_position(database_url: str) -> int:
     engine = create_engine(resolve_database_url(database_url))
     try:
-        return await SqlEventStore(engine).last_position()
+        return await event_store_for(engine).last_position()
     finally:
         await engine.dispose()
 

@@ -11,7 +11,7 @@ import pytest
 from service.app import create_app
 from service.settings import load_settings
 from service.store.database import create_engine, resolve_database_url
-from service.store.event_store import SqlEventStore
+from service.store.event_store_for import event_store_for
 from service.webhooks.signature import SignedContent
 from tests.e2e.conftest import MAX_BODY_BYTES
 from tests.support.asgi import post_in_process
@@ -31,7 +31,7 @@ def deliver(client: httpx.Client, body: bytes, **signing: object) -> httpx.Respo
 
 async def read_ledger(database_url: str) -> tuple[list[object], list[dict[str, object]]]:
     engine = create_engine(resolve_database_url(database_url))
-    store = SqlEventStore(engine)
+    store = event_store_for(engine)
     try:
         return await store.read_after(0, limit=1000), await store.inbox_entries(limit=1000)  # type: ignore[return-value]
     finally:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from service.store.delivery_log import DeliveryFilters, SqlDeliveryLog
-from service.store.event_store import InboxEntry, SqlEventStore
+from service.store.event_store import EventStore, InboxEntry
 from service.store.schema import InboxOutcome, ReplayResult
 from service.webhooks.replay import DeliveryReplayer, NotReplayable
 from tests.support.webhooks import encode, invoice_notification
@@ -18,13 +18,13 @@ pytestmark = pytest.mark.anyio
 RECEIVED_AT = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
 
 
-def replayer(event_store: SqlEventStore) -> tuple[SqlDeliveryLog, DeliveryReplayer]:
+def replayer(event_store: EventStore) -> tuple[SqlDeliveryLog, DeliveryReplayer]:
     delivery_log = SqlDeliveryLog(event_store._engine)
     return delivery_log, DeliveryReplayer(delivery_log, event_store, items_per_delivery_max=10)
 
 
 async def test_a_dead_letter_kept_before_headers_were_replays_with_its_time_of_receipt(
-    event_store: SqlEventStore,
+    event_store: EventStore,
 ) -> None:
     document = invoice_notification("INV-OLD", notification_id="n-old")
     del document["eventDate"]  # the time of the fact is then the signature's
@@ -50,7 +50,7 @@ async def test_a_dead_letter_kept_before_headers_were_replays_with_its_time_of_r
 
 
 async def test_bulk_replay_takes_dead_letters_by_reason_and_passes_over_what_already_reads(
-    event_store: SqlEventStore,
+    event_store: EventStore,
 ) -> None:
     for index in range(3):
         body = encode(invoice_notification(f"INV-{index}", notification_id=f"n-bulk-{index}"))

@@ -7,14 +7,14 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from service.store.event_store import AppendOutcome, InboxEntry, SqlEventStore
+from service.store.event_store import AppendOutcome, EventStore, InboxEntry
 from service.store.schema import InboxOutcome
 from tests.support.events import invoice_event
 
 pytestmark = pytest.mark.anyio
 
 
-async def test_an_appended_event_reads_back_as_it_was_written(event_store: SqlEventStore) -> None:
+async def test_an_appended_event_reads_back_as_it_was_written(event_store: EventStore) -> None:
     event = invoice_event(balanceAmount="102.00", currency="USD")
     [result] = await event_store.append([event])
     assert result.outcome is AppendOutcome.APPENDED
@@ -27,7 +27,7 @@ async def test_an_appended_event_reads_back_as_it_was_written(event_store: SqlEv
     assert recorded.data == event.data
 
 
-async def test_the_same_fact_twice_is_one_event(event_store: SqlEventStore) -> None:
+async def test_the_same_fact_twice_is_one_event(event_store: EventStore) -> None:
     [first] = await event_store.append([invoice_event()])
     [second] = await event_store.append([invoice_event()])
     assert second.outcome is AppendOutcome.DUPLICATE
@@ -36,7 +36,7 @@ async def test_the_same_fact_twice_is_one_event(event_store: SqlEventStore) -> N
 
 
 async def test_the_same_key_with_other_content_is_a_conflict_and_the_first_stays(
-    event_store: SqlEventStore,
+    event_store: EventStore,
 ) -> None:
     await event_store.append([invoice_event(balanceAmount="10.00")])
     [result] = await event_store.append([invoice_event(balanceAmount="99.00")])
@@ -45,7 +45,7 @@ async def test_the_same_key_with_other_content_is_a_conflict_and_the_first_stays
     assert recorded.data["balanceAmount"] == "10.00"
 
 
-async def test_each_stream_counts_its_own_versions(event_store: SqlEventStore) -> None:
+async def test_each_stream_counts_its_own_versions(event_store: EventStore) -> None:
     for index in range(3):
         await event_store.append([invoice_event("A", f"a{index}")])
         await event_store.append([invoice_event("B", f"b{index}")])
@@ -55,7 +55,7 @@ async def test_each_stream_counts_its_own_versions(event_store: SqlEventStore) -
     assert positions == sorted(positions) and len(positions) == 6
 
 
-async def test_reading_after_a_position_pages_in_order(event_store: SqlEventStore) -> None:
+async def test_reading_after_a_position_pages_in_order(event_store: EventStore) -> None:
     for index in range(7):
         await event_store.append([invoice_event(f"S{index}", f"k{index}")])
     seen, checkpoint = [], 0
@@ -65,7 +65,7 @@ async def test_reading_after_a_position_pages_in_order(event_store: SqlEventStor
     assert seen == [f"S{index}" for index in range(7)]
 
 
-async def test_the_inbox_row_is_written_with_the_event(event_store: SqlEventStore) -> None:
+async def test_the_inbox_row_is_written_with_the_event(event_store: EventStore) -> None:
     entry = InboxEntry(received_at=datetime.now(UTC), notification_id="n-1", body=b"{}")
     [result] = await event_store.append([invoice_event()], entry)
     await event_store.append([invoice_event()], entry)
@@ -77,7 +77,7 @@ async def test_the_inbox_row_is_written_with_the_event(event_store: SqlEventStor
 
 
 async def test_concurrent_copies_of_one_fact_append_exactly_once(
-    event_store: SqlEventStore,
+    event_store: EventStore,
 ) -> None:
     results = await asyncio.gather(*(event_store.append([invoice_event()]) for _ in range(16)))
     outcomes = [result.outcome for [result] in results]
@@ -87,7 +87,7 @@ async def test_concurrent_copies_of_one_fact_append_exactly_once(
 
 
 async def test_concurrent_facts_on_one_stream_all_append_with_distinct_versions(
-    event_store: SqlEventStore,
+    event_store: EventStore,
 ) -> None:
     results = await asyncio.gather(
         *(event_store.append([invoice_event("HOT", f"k{index}")]) for index in range(16))
@@ -105,7 +105,7 @@ async def test_concurrent_facts_on_one_stream_all_append_with_distinct_versions(
     ],
 )
 async def test_the_database_refuses_to_change_recorded_events(
-    event_store: SqlEventStore, statement: str
+    event_store: EventStore, statement: str
 ) -> None:
     await event_store.append([invoice_event()])
     engine = event_store._engine

@@ -23,6 +23,7 @@ from service.store.event_store import (
     EventStore,
     InboxEntry,
 )
+from service.store.event_store_for import event_store_for
 from service.store.group_commit import GroupCommitter
 from service.store.postgres_event_store import PostgresEventStore
 from service.store.sqlite_event_store import SqliteEventStore
@@ -196,7 +197,7 @@ async def test_a_database_that_is_away_fails_every_delivery_of_the_group(
     else:
         unreachable = f"sqlite:///{tmp_path / 'no-such-directory' / 'ledger.db'}"
     engine = create_engine(resolve_database_url(unreachable))
-    store = EventStore(engine)
+    store = event_store_for(engine)
     committer = GroupCommitter(store, group_wait_seconds=GATHERING_SECONDS)
     try:
         outcomes = await asyncio.gather(
@@ -247,7 +248,7 @@ async def test_a_group_commits_in_one_transaction_with_one_notification(
     postgresql_database_url: str,
 ) -> None:
     engine = create_engine(resolve_database_url(postgresql_database_url))
-    store = EventStore(engine)
+    store = event_store_for(engine)
     committer = GroupCommitter(store, group_wait_seconds=GATHERING_SECONDS)
     listener = await asyncpg.connect(postgresql_database_url)
     notifications: list[str] = []

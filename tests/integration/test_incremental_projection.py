@@ -13,7 +13,8 @@ from service.domain.events import InvoiceEventType, NewEvent, RecordedEvent
 from service.projections.projector import InvoiceProjector
 from service.projections.rebuild import rebuild_invoices
 from service.store.database import create_engine, resolve_database_url
-from service.store.event_store import SqlEventStore
+from service.store.event_store import EventStore
+from service.store.event_store_for import event_store_for
 from service.store.read_models import SqlReadModelStore
 from service.store.schema import invoice_fold_snapshots
 from tests.integration.test_projector import read_model
@@ -24,7 +25,7 @@ E = InvoiceEventType
 LONG_STREAM_EVENTS = 2000
 
 
-class CountingEventStore(SqlEventStore):
+class CountingEventStore(EventStore):
     """Counts every event the projector reads from the store."""
 
     events_read = 0
@@ -75,7 +76,7 @@ async def project(engine: AsyncEngine) -> int:
 async def test_a_new_fact_of_a_long_lived_invoice_is_projected_by_reading_that_fact_alone(
     engine: AsyncEngine,
 ) -> None:
-    store = SqlEventStore(engine)
+    store = event_store_for(engine)
     await store.append(long_lived_invoice())
     await project(engine)
     minute = LONG_STREAM_EVENTS + 1
@@ -96,7 +97,7 @@ async def test_a_new_fact_of_a_long_lived_invoice_is_projected_by_reading_that_f
 async def test_a_fact_dated_before_what_a_snapshot_folded_makes_the_stream_read_again(
     engine: AsyncEngine,
 ) -> None:
-    store = SqlEventStore(engine)
+    store = event_store_for(engine)
     await store.append(long_lived_invoice())
     await project(engine)
     cancel = invoice_event(
@@ -113,7 +114,7 @@ async def test_a_fact_dated_before_what_a_snapshot_folded_makes_the_stream_read_
 async def test_a_rebuild_drops_the_snapshots_and_the_projector_keeps_new_ones(
     engine: AsyncEngine,
 ) -> None:
-    store = SqlEventStore(engine)
+    store = event_store_for(engine)
     await store.append([invoice_event("A", "a"), invoice_event("B", "b")])
     await project(engine)
 

@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.store.database import create_engine, resolve_database_url
-from service.store.event_store import AppendOutcome, SqlEventStore
+from service.store.event_store import AppendOutcome
+from service.store.event_store_for import event_store_for
 from tests.support.events import invoice_event
 
 pytestmark = pytest.mark.anyio
@@ -26,7 +27,7 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 async def test_a_delivery_of_thousands_of_facts_is_appended_in_order_and_once(
     engine: AsyncEngine,
 ) -> None:
-    store = SqlEventStore(engine)
+    store = event_store_for(engine)
     facts = [invoice_event(f"BULK-{index}", f"bulk-{index}") for index in range(INVOICES)]
     first = await store.append(facts)
     assert {result.outcome for result in first} == {AppendOutcome.APPENDED}

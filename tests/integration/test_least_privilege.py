@@ -15,7 +15,8 @@ from service.projections.projector import InvoiceProjector
 from service.projections.rebuild import rebuild_invoices
 from service.store.console_sessions import SqlConsoleSessions
 from service.store.database import create_engine, resolve_database_url
-from service.store.event_store import AppendOutcome, SqlEventStore
+from service.store.event_store import AppendOutcome
+from service.store.event_store_for import event_store_for
 from service.store.read_models import SqlReadModelStore
 from tests.support.events import invoice_event
 
@@ -41,7 +42,7 @@ async def service_role_url(postgresql_database_url: str) -> AsyncIterator[str]:
 
 async def test_the_service_role_appends_reads_projects_and_rebuilds(service_role_url: str) -> None:
     engine = create_engine(resolve_database_url(service_role_url))
-    store = SqlEventStore(engine)
+    store = event_store_for(engine)
     read_models = SqlReadModelStore(engine)
     try:
         [result] = await store.append([invoice_event()])

@@ -19,7 +19,8 @@ from service.projections.projector import InvoiceProjector
 from service.projections.rebuild import rebuild_invoices
 from service.store import report_aggregates
 from service.store.database import create_engine, resolve_database_url
-from service.store.event_store import Delivery, SqlEventStore
+from service.store.event_store import Delivery, EventStore
+from service.store.event_store_for import event_store_for
 from service.store.migrations import (
     alembic_config,
     current_revision,
@@ -59,7 +60,7 @@ async def test_the_migrations_create_exactly_the_schema_the_models_describe(
 
 
 async def test_migrating_again_keeps_the_recorded_events(
-    database_url: str, event_store: SqlEventStore
+    database_url: str, event_store: EventStore
 ) -> None:
     await event_store.append([invoice_event()])
     await upgrade_to_head_async(database_url)  # the fixture already migrated once
@@ -68,7 +69,7 @@ async def test_migrating_again_keeps_the_recorded_events(
     assert await current_revision(event_store._engine) == head_revision()
 
 
-async def append_as_at_0002(event_store: SqlEventStore, event: NewEvent) -> None:
+async def append_as_at_0002(event_store: EventStore, event: NewEvent) -> None:
     """Append as the service did at revision 0002: on PostgreSQL through ``ledger_append``
     (``ledger_append_group`` came with 0010); SQLite appends in Python, as it did then."""
     if not isinstance(event_store, PostgresEventStore):
@@ -83,7 +84,7 @@ async def append_as_at_0002(event_store: SqlEventStore, event: NewEvent) -> None
 
 
 async def test_migrating_from_0002_loses_no_event_and_the_projector_rebuilds_the_read_models(
-    database_url: str, event_store: SqlEventStore
+    database_url: str, event_store: EventStore
 ) -> None:
     await asyncio.to_thread(command.downgrade, alembic_config(database_url), "0002")
     engine = event_store._engine
@@ -137,7 +138,7 @@ async def test_migrating_from_0002_loses_no_event_and_the_projector_rebuilds_the
 
 
 async def test_the_downgrade_to_0002_keeps_the_events(
-    database_url: str, event_store: SqlEventStore
+    database_url: str, event_store: EventStore
 ) -> None:
     await event_store.append([invoice_event()])
     await asyncio.to_thread(command.downgrade, alembic_config(database_url), "0002")
@@ -178,7 +179,7 @@ def _provisional_figures(rows: dict[str, list[dict[str, Any]]]) -> list[Any]:
 
 
 async def test_migrating_from_0010_refills_the_aggregates_and_a_rebuild_labels_what_is_provisional(
-    database_url: str, event_store: SqlEventStore
+    database_url: str, event_store: EventStore
 ) -> None:
     for event in random_history(seed=11, invoices=8, events=60):
         await event_store.append([event])
@@ -199,7 +200,7 @@ async def test_migrating_from_0010_refills_the_aggregates_and_a_rebuild_labels_w
     assert _provisional_figures(migrated) == []
     engine = create_engine(resolve_database_url(database_url))
     try:
-        await rebuild_invoices(SqlEventStore(engine), SqlReadModelStore(engine))
+        await rebuild_invoices(event_store_for(engine), SqlReadModelStore(engine))
     finally:
         await engine.dispose()
     assert await _read_model_rows(database_url) == projected

@@ -14,7 +14,8 @@ import pytest
 from sqlalchemy import select, text
 
 from service.store.database import create_engine, resolve_database_url
-from service.store.event_store import SqlEventStore
+from service.store.event_store import EventStore
+from service.store.event_store_for import event_store_for
 from service.store.group_commit import GroupCommitter
 from service.store.schema import events
 from tests.support.events import invoice_event
@@ -25,7 +26,7 @@ COMMIT_DELAY_SECONDS = 1.0
 
 
 @pytest.fixture
-async def store_with_slow_commits(postgresql_database_url: str) -> AsyncIterator[SqlEventStore]:
+async def store_with_slow_commits(postgresql_database_url: str) -> AsyncIterator[EventStore]:
     engine = create_engine(resolve_database_url(postgresql_database_url), pool_size=20)
     async with engine.begin() as connection:
         await connection.execute(
@@ -47,11 +48,11 @@ async def store_with_slow_commits(postgresql_database_url: str) -> AsyncIterator
                 " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION delay_commit()"
             )
         )
-    yield SqlEventStore(engine)
+    yield event_store_for(engine)
     await engine.dispose()
 
 
-async def follow(store: SqlEventStore, stop: asyncio.Event) -> list[int]:
+async def follow(store: EventStore, stop: asyncio.Event) -> list[int]:
     """Read as a projector does: remember the last position, ask for what comes after."""
     seen: list[int] = []
     checkpoint = 0
@@ -65,7 +66,7 @@ async def follow(store: SqlEventStore, stop: asyncio.Event) -> list[int]:
         await asyncio.sleep(0.005)
 
 
-async def append_concurrently(store: SqlEventStore) -> None:
+async def append_concurrently(store: EventStore) -> None:
     slow = [
         asyncio.create_task(store.append([invoice_event(f"slow-{index}", f"slow-{index}")]))
         for index in range(4)
@@ -76,7 +77,7 @@ async def append_concurrently(store: SqlEventStore) -> None:
 
 
 async def test_a_position_follower_never_skips_an_event_that_commits_late(
-    store_with_slow_commits: SqlEventStore,
+    store_with_slow_commits: EventStore,
 ) -> None:
     store = store_with_slow_commits
     stop = asyncio.Event()
@@ -89,7 +90,7 @@ async def test_a_position_follower_never_skips_an_event_that_commits_late(
     assert seen == every  # each event seen once, none skipped, in position order
 
 
-async def append_concurrently_in_groups(store: SqlEventStore) -> None:
+async def append_concurrently_in_groups(store: EventStore) -> None:
     """As two receivers would: each gathers its deliveries into groups, one commits late."""
     slow_receiver, fast_receiver = GroupCommitter(store), GroupCommitter(store)
     try:
@@ -111,7 +112,7 @@ async def append_concurrently_in_groups(store: SqlEventStore) -> None:
 
 
 async def test_a_position_follower_never_skips_a_group_that_commits_late(
-    store_with_slow_commits: SqlEventStore,
+    store_with_slow_commits: EventStore,
 ) -> None:
     store = store_with_slow_commits
     stop = asyncio.Event()
@@ -126,8 +127,8 @@ async def test_a_position_follower_never_skips_a_group_that_commits_late(
 
 @pytest.mark.parametrize("appending", [append_concurrently, append_concurrently_in_groups])
 async def test_without_the_horizon_a_naive_follower_would_skip(
-    store_with_slow_commits: SqlEventStore,
-    appending: Callable[[SqlEventStore], Awaitable[None]],
+    store_with_slow_commits: EventStore,
+    appending: Callable[[EventStore], Awaitable[None]],
 ) -> None:
     """Proves the setup really produces late commits that a plain query would pass over,
     with single appends and with groups alike."""

@@ -9,7 +9,7 @@ import pytest
 
 from service.projections.rebuild import rebuild_invoices
 from service.store.database import create_engine, resolve_database_url
-from service.store.event_store import SqlEventStore
+from service.store.event_store_for import event_store_for
 from service.store.read_models import SqlReadModelStore
 from service.store.stream_partitions import stream_boundaries
 from tests.integration.test_projector import projector, read_model
@@ -24,7 +24,7 @@ async def test_a_rebuild_in_two_processes_equals_incremental_projection(
     url = resolve_database_url(postgresql_database_url)
     engine = create_engine(url)
     try:
-        store = SqlEventStore(engine)
+        store = event_store_for(engine)
         for seed in range(4):
             for event in random_history(seed, 12, 60, prefix=f"{uuid.uuid4().hex[:6]}-"):
                 await store.append([event])
@@ -45,7 +45,7 @@ async def test_a_rebuild_in_two_processes_equals_incremental_projection(
 async def test_stream_boundaries_never_split_a_stream(postgresql_database_url: str) -> None:
     engine = create_engine(resolve_database_url(postgresql_database_url))
     try:
-        store = SqlEventStore(engine)
+        store = event_store_for(engine)
         for event in random_history(7, 5, 80, prefix="s-"):
             await store.append([event])
         horizon = await store.last_position()

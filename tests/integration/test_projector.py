@@ -17,7 +17,7 @@ from service.domain.invoice import InvoiceStatus, fold
 from service.projections.projector import InvoiceProjector
 from service.projections.rebuild import rebuild_invoices
 from service.store.database import create_engine, resolve_database_url
-from service.store.event_store import SqlEventStore
+from service.store.event_store_for import event_store_for
 from service.store.read_models import LeaseLost, SqlReadModelStore
 from service.store.schema import invoice_collections, invoice_versions, invoices
 from tests.support.events import invoice_event
@@ -52,12 +52,12 @@ async def read_model(engine: AsyncEngine) -> dict[str, list[dict[str, Any]]]:
 
 def projector(engine: AsyncEngine, owner: str = "p1", batch_size: int = 7) -> InvoiceProjector:
     return InvoiceProjector(
-        SqlEventStore(engine), SqlReadModelStore(engine), owner=owner, batch_size=batch_size
+        event_store_for(engine), SqlReadModelStore(engine), owner=owner, batch_size=batch_size
     )
 
 
 async def test_projected_rows_are_the_fold_of_each_invoice(engine: AsyncEngine) -> None:
-    store = SqlEventStore(engine)
+    store = event_store_for(engine)
     await store.append(
         [
             invoice_event(
@@ -106,7 +106,7 @@ async def test_incremental_projection_equals_a_rebuild_for_random_histories(
 ) -> None:
     # Examples share the database, each under a prefix of its own; a rebuild recomputes the
     # whole read model, so equality covers every example so far.
-    store = SqlEventStore(engine)
+    store = event_store_for(engine)
     history = random_history(seed, invoices, events, prefix=f"{uuid.uuid4().hex[:6]}-")
     for start in range(0, len(history), delivered_per_projection):
         for event in history[start : start + delivered_per_projection]:
@@ -140,7 +140,7 @@ class CrashingReadModels(SqlReadModelStore):
 async def test_crash_and_resume_neither_repeats_nor_skips(
     engine: AsyncEngine, batches_before_crash: int, batch_size: int
 ) -> None:
-    store = SqlEventStore(engine)
+    store = event_store_for(engine)
     for event in random_history(7, prefix=f"{uuid.uuid4().hex[:6]}-"):
         await store.append([event])
     read_models = SqlReadModelStore(engine)
@@ -162,7 +162,7 @@ async def test_crash_and_resume_neither_repeats_nor_skips(
 
 
 async def test_only_one_of_two_projectors_writes_at_a_time(engine: AsyncEngine) -> None:
-    store = SqlEventStore(engine)
+    store = event_store_for(engine)
     for event in random_history(11):
         await store.append([event])
     first, second = projector(engine, "first"), projector(engine, "second")
@@ -180,7 +180,7 @@ async def test_only_one_of_two_projectors_writes_at_a_time(engine: AsyncEngine) 
 
 
 async def test_a_projector_whose_lease_was_taken_stops_writing(engine: AsyncEngine) -> None:
-    store = SqlEventStore(engine)
+    store = event_store_for(engine)
     await store.append([invoice_event("A", "a1")])
     stale = projector(engine, "stale")
     await stale.catch_up()
@@ -194,7 +194,7 @@ async def test_a_projector_whose_lease_was_taken_stops_writing(engine: AsyncEngi
 
 
 async def test_readers_never_see_a_half_built_rebuild(engine: AsyncEngine) -> None:
-    store = SqlEventStore(engine)
+    store = event_store_for(engine)
     for event in random_history(5):
         await store.append([event])
     await projector(engine).catch_up()
@@ -221,7 +221,7 @@ async def test_a_running_projector_wakes_promptly_on_new_events(engine: AsyncEng
     """On PostgreSQL the notification wakes it long before its poll; SQLite polls quickly."""
     from service.store.notifications import appended_events_signal
 
-    store = SqlEventStore(engine)
+    store = event_store_for(engine)
     running = projector(engine)
     stop, wake = asyncio.Event(), asyncio.Event()
     poll_seconds = 30.0 if engine.dialect.name == "postgresql" else 0.1
@@ -244,7 +244,7 @@ class BrokenReadModels(SqlReadModelStore):
 
 
 async def test_a_projector_error_stops_it_loudly_instead_of_skipping(engine: AsyncEngine) -> None:
-    store = SqlEventStore(engine)
+    store = event_store_for(engine)
     await store.append([invoice_event("A", "a1")])
     broken = InvoiceProjector(store, BrokenReadModels(engine), owner="p1")
     with pytest.raises(ValueError, match="cannot be written"):

@@ -11,7 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.projections.projector import InvoiceProjector
 from service.store.database import create_engine, resolve_database_url
-from service.store.event_store import APPEND_LOCK_KEY, SqlEventStore, StoreBusy
+from service.store.event_store import APPEND_LOCK_KEY, StoreBusy
+from service.store.event_store_for import event_store_for
 from service.store.read_models import SqlReadModelStore
 from tests.support.events import invoice_event
 
@@ -40,7 +41,7 @@ async def hold_an_append_open(engine: AsyncEngine, held: asyncio.Event, seconds:
 
 
 async def test_a_reader_is_told_the_store_is_busy_not_broken(engine: AsyncEngine) -> None:
-    store = SqlEventStore(engine, horizon_lock_timeout_milliseconds=LOCK_TIMEOUT_MILLISECONDS)
+    store = event_store_for(engine, horizon_lock_timeout_milliseconds=LOCK_TIMEOUT_MILLISECONDS)
     held = asyncio.Event()
     holder = asyncio.create_task(hold_an_append_open(engine, held, HELD_SECONDS))
     await held.wait()
@@ -52,7 +53,7 @@ async def test_a_reader_is_told_the_store_is_busy_not_broken(engine: AsyncEngine
 async def test_an_append_held_up_longer_than_the_lock_timeout_does_not_stop_the_projector(
     engine: AsyncEngine,
 ) -> None:
-    store = SqlEventStore(engine, horizon_lock_timeout_milliseconds=LOCK_TIMEOUT_MILLISECONDS)
+    store = event_store_for(engine, horizon_lock_timeout_milliseconds=LOCK_TIMEOUT_MILLISECONDS)
     await store.append([invoice_event("H-1", "h1")])
     projector = InvoiceProjector(store, SqlReadModelStore(engine), owner="p1")
     held = asyncio.Event()

@@ -30,7 +30,7 @@ from service.projections.queries import InvoiceQueries
 from service.projections.rebuild import rebuild_invoices
 from service.store import report_aggregates
 from service.store.database import create_engine, resolve_database_url
-from service.store.event_store import SqlEventStore
+from service.store.event_store_for import event_store_for
 from service.store.read_models import ProjectedInvoice, SqlReadModelStore
 from service.store.schema import invoice_collections, invoice_totals, invoice_versions, invoices
 from tests.support.events import BASE_TIME, invoice_event
@@ -223,7 +223,7 @@ async def test_notifications_alone_are_projected_provisional_until_cybersource_a
     """Through the fold and the projector: a total from a send's balance and a first payment
     from the balances around it are provisional; a rebuild gives the same figures; the
     answer confirms them."""
-    store, read_models = SqlEventStore(engine), SqlReadModelStore(engine)
+    store, read_models = event_store_for(engine), SqlReadModelStore(engine)
     organization = {"notification": {"organizationId": "org-a"}, "currency": "USD"}
     await store.append([invoice_event("W-1", "w1", balanceAmount="150.00", **organization)])
     await store.append([invoice_event("W-1", "w2", type=E.INVOICE_PARTIALLY_PAID, seconds=600,

@@ -22,7 +22,7 @@ from service.projections.projector import InvoiceProjector
 from service.projections.queries import InvoiceFilters, InvoiceQueries
 from service.projections.rebuild import rebuild_invoices
 from service.store.database import create_engine, resolve_database_url
-from service.store.event_store import SqlEventStore
+from service.store.event_store_for import event_store_for
 from service.store.read_models import SqlReadModelStore
 from tests.support.events import invoice_event
 
@@ -90,7 +90,7 @@ async def test_the_projector_and_invoice_queries_use_their_indexes(
     await generate(postgresql_database_url, 0, INVOICES)
     engine = create_engine(resolve_database_url(postgresql_database_url))
     try:
-        store, read_models = SqlEventStore(engine), SqlReadModelStore(engine)
+        store, read_models = event_store_for(engine), SqlReadModelStore(engine)
         await rebuild_invoices(store, read_models)
         projector = InvoiceProjector(store, read_models, owner="p1")
         # Batches touching streams without a snapshot (read whole) make snapshots of them...

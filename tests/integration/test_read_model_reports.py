@@ -16,7 +16,7 @@ from service.projections.projector import InvoiceProjector
 from service.projections.queries import InvoiceQueries
 from service.projections.rebuild import rebuild_invoices
 from service.store.database import create_engine, resolve_database_url
-from service.store.event_store import SqlEventStore
+from service.store.event_store_for import event_store_for
 from service.store.read_models import ProjectedInvoice, SqlReadModelStore
 from service.store.schema import invoices
 from tests.support.events import invoice_event
@@ -131,7 +131,7 @@ async def test_the_totals_follow_invoices_as_they_change(
 async def test_an_invoice_whose_organization_becomes_known_leaves_no_row_behind(
     engine: AsyncEngine,
 ) -> None:
-    store = SqlEventStore(engine)
+    store = event_store_for(engine)
     read_models = SqlReadModelStore(engine)
     projector = InvoiceProjector(store, read_models, owner="p1")
     unnamed = invoice_event("2001", "unnamed", currency="USD", balanceAmount=None)

@@ -25,7 +25,7 @@ from service.projections.queries import InvoiceQueries
 from service.projections.rebuild import rebuild_invoices
 from service.store import report_aggregates
 from service.store.database import create_engine, resolve_database_url
-from service.store.event_store import SqlEventStore
+from service.store.event_store_for import event_store_for
 from service.store.read_models import ProjectedInvoice, SqlReadModelStore
 from service.store.schema import invoice_totals
 from tests.support.events import BASE_TIME, invoice_event
@@ -143,7 +143,7 @@ async def test_reports_from_the_aggregates_equal_the_reports_from_the_history(
     delivered_per_projection: int,
     batch_size: int,
 ) -> None:
-    store = SqlEventStore(engine)
+    store = event_store_for(engine)
     history = history_over_days(seed, invoices, events, prefix=f"{uuid.uuid4().hex[:6]}-")
     for start in range(0, len(history), delivered_per_projection):
         for event in history[start : start + delivered_per_projection]:
@@ -160,7 +160,7 @@ async def test_reports_from_the_aggregates_equal_the_reports_from_the_history(
 
 
 async def test_the_reports_read_the_aggregates_at_the_edges_of_time(engine: AsyncEngine) -> None:
-    store = SqlEventStore(engine)
+    store = event_store_for(engine)
     await store.append(
         [invoice_event("E-1", "e1", balanceAmount="7.00", currency="USD", dueDate="2026-01-01")]
     )

@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.retention_policy import RetentionPolicy, apply_retention, run_retention
 from service.store.database import create_engine, resolve_database_url
-from service.store.event_store import InboxEntry, SqlEventStore
+from service.store.event_store import InboxEntry
+from service.store.event_store_for import event_store_for
 from service.store.retention import PrunableKind, PruneResult, count_prunable, prune
 from service.store.schema import InboxOutcome, events, inbox
 from tests.integration.test_least_privilege import service_role_url  # noqa: F401 (fixture)
@@ -60,7 +61,7 @@ async def seed(engine: AsyncEngine, rows_per_kind: int = 2) -> None:
                             body=body,
                         )
                     )
-    await SqlEventStore(engine).append(
+    await event_store_for(engine).append(
         [invoice_event("INV-R1", "key-r1")], InboxEntry(received_at=OLD, body=b"{}")
     )
 
