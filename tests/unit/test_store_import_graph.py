@@ -1,0 +1,89 @@
+"""The store's modules import one another one way only: the event store's interface knows
+none of its engines, and an engine never imports the module that chooses between them."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+STORE = Path(__file__).resolve().parents[2] / "service" / "store"
+PACKAGE = "service.store"
+IMPORT_SECONDS_MAX = 60
+
+
+def store_imports(path: Path) -> set[str]:
+    """Every service.store module a module imports, wherever in it (deferred imports too)."""
+    imported: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module is not None:
+            imported.add(node.module)
+            imported.update(f"{node.module}.{alias.name}" for alias in node.names)
+    modules = {f"{PACKAGE}.{module.stem}" for module in STORE.glob("*.py")}
+    return {name for name in imported if name in modules} - {f"{PACKAGE}.{path.stem}"}
+
+
+def store_import_graph() -> dict[str, set[str]]:
+    return {f"{PACKAGE}.{path.stem}": store_imports(path) for path in STORE.glob("*.py")}
+
+
+def cycle_from(graph: dict[str, set[str]], start: str) -> list[str] | None:
+    """A path of imports from ``start`` back to itself, if there is one (depth-first)."""
+    stack: list[tuple[str, list[str]]] = [(start, [start])]
+    seen: set[str] = set()
+    while stack:
+        module, path = stack.pop()
+        for imported in graph.get(module, set()):
+            if imported == start:
+                return [*path, start]
+            if imported not in seen:
+                seen.add(imported)
+                stack.append((imported, [*path, imported]))
+    return None
+
+
+def test_no_store_module_imports_itself_back_through_others() -> None:
+    graph = store_import_graph()
+    cycles = [cycle for module in sorted(graph) if (cycle := cycle_from(graph, module))]
+    assert cycles == []
+
+
+@pytest.mark.parametrize("engine_module", ["postgres_event_store", "sqlite_event_store"])
+def test_an_engine_module_imports_neither_the_chooser_nor_the_other_engine(
+    engine_module: str,
+) -> None:
+    imported = store_imports(STORE / f"{engine_module}.py")
+    assert f"{PACKAGE}.event_store" in imported
+    assert imported.isdisjoint(
+        {
+            f"{PACKAGE}.event_store_for",
+            f"{PACKAGE}.postgres_event_store",
+            f"{PACKAGE}.sqlite_event_store",
+        }
+    )
+
+
+def test_the_event_store_interface_imports_no_engine() -> None:
+    imported = store_imports(STORE / "event_store.py")
+    assert imported.isdisjoint({f"{PACKAGE}.postgres_event_store", f"{PACKAGE}.sqlite_event_store"})
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["event_store", "postgres_event_store", "sqlite_event_store", "event_store_for"],
+)
+def test_each_event_store_module_imports_first_in_a_fresh_interpreter(module: str) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-c", f"import {PACKAGE}.{module}"],
+        cwd=STORE.parents[1],
+        capture_output=True,
+        text=True,
+        timeout=IMPORT_SECONDS_MAX,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
