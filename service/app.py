@@ -72,6 +72,10 @@ from service.webhooks.signature import WebhookVerifier
 log = structlog.get_logger("service.app")
 
 RETRY_AFTER_SECONDS = 60
+# A delivery waits at most one SQLite busy timeout for the write lock another process holds,
+# then is answered 503 so that the sender retries (its own timeout is near); a command beside
+# the serving process waits longer (store/database.py).
+SERVING_SQLITE_LOCK_WAIT_SECONDS = 5.0
 CONSOLE_PATH = "/console"
 STORE_UNAVAILABLE_PAGE = (
     '<!doctype html><html lang="en"><head><meta charset="utf-8">'
@@ -104,7 +108,11 @@ def projector_owner() -> str:
 
 def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) -> Starlette:
     metrics = LedgerMetrics()
-    engine = create_engine(settings.database, pool_size=settings.database_pool_size)
+    engine = create_engine(
+        settings.database,
+        pool_size=settings.database_pool_size,
+        sqlite_lock_wait_seconds=SERVING_SQLITE_LOCK_WAIT_SECONDS,
+    )
     store = event_store_for(engine)
     committer = GroupCommitter(
         store,

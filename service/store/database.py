@@ -94,9 +94,14 @@ def is_postgresql(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "postgresql"
 
 
-def create_engine(url: URL, *, pool_size: int = 20) -> AsyncEngine:
+def create_engine(
+    url: URL, *, pool_size: int = 20, sqlite_lock_wait_seconds: float = SQLITE_LOCK_WAIT_SECONDS
+) -> AsyncEngine:
+    """``sqlite_lock_wait_seconds``: how long a transaction waits for SQLite's write lock
+    when the URL's ``timeout`` does not say (a command beside a serving process waits long;
+    the serving process answers 503 sooner)."""
     if url.get_backend_name() == "sqlite":
-        return _create_sqlite_engine(url)
+        return _create_sqlite_engine(url, sqlite_lock_wait_seconds)
     return create_async_engine(
         url,
         # Statement parameters carry payer names and e-mail addresses: they must never reach
@@ -118,11 +123,12 @@ def create_engine(url: URL, *, pool_size: int = 20) -> AsyncEngine:
     )
 
 
-def sqlite_lock_wait_seconds(url: URL) -> float:
-    """The bound on a wait for SQLite's lock: the URL's ``timeout`` (seconds), else 30."""
+def sqlite_lock_wait_seconds(url: URL, default: float = SQLITE_LOCK_WAIT_SECONDS) -> float:
+    """The bound on a wait for SQLite's lock: the URL's ``timeout`` (seconds), else
+    ``default``."""
     given = url.query.get("timeout")
     try:
-        seconds = float(given if isinstance(given, str) else SQLITE_LOCK_WAIT_SECONDS)
+        seconds = float(given if isinstance(given, str) else default)
     except ValueError:
         raise UnsupportedDatabaseUrl(
             "the SQLite URL's timeout must be a number of seconds"
@@ -132,10 +138,10 @@ def sqlite_lock_wait_seconds(url: URL) -> float:
     return seconds
 
 
-def _create_sqlite_engine(url: URL) -> AsyncEngine:
+def _create_sqlite_engine(url: URL, lock_wait_default_seconds: float) -> AsyncEngine:
     if url.database:
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    lock_wait_seconds = sqlite_lock_wait_seconds(url)
+    lock_wait_seconds = sqlite_lock_wait_seconds(url, lock_wait_default_seconds)
     busy_timeout_seconds = min(SQLITE_BUSY_TIMEOUT_SECONDS, lock_wait_seconds)
     begin_attempts = max(1, math.ceil(lock_wait_seconds / busy_timeout_seconds - 1e-9))
     engine = create_async_engine(

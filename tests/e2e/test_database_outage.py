@@ -166,8 +166,12 @@ def test_a_postgresql_that_cannot_accept_connections_now_gets_503_not_500(
             proxy.relay_again()
             assert (refused.status_code, refused.json()["error"]) == (503, "store_unavailable")
             assert refused.headers["Retry-After"].isdigit()
-            assert (unready.status_code, unready.json()["problems"]) == (
-                503,
-                ["database unavailable: the database system is starting up"],
-            )
+            [problem] = unready.json()["problems"]
+            assert unready.status_code == 503
+            # The server's own reason when a new connection is refused; a pooled connection
+            # the proxy severed meanwhile says only its type.
+            assert problem in (
+                "database unavailable: the database system is starting up",
+                "database unavailable: InterfaceError",
+            ), problem
             assert deliver(client, body).json() == {"status": "accepted"}
