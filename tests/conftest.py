@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.store.database import create_engine, resolve_database_url
 from service.store.event_store import EventStore
@@ -40,6 +41,14 @@ def database_url(
 def postgresql_database_url(postgres_server: PostgresServer) -> Iterator[str]:
     with postgres_server.fresh_database() as url:
         yield url
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on ``database_url`` (each database test runs on both engines)."""
+    engine = create_engine(resolve_database_url(database_url))
+    yield engine
+    await engine.dispose()
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ from service.reconciler.client import CallFailure, CybersourceClient, Cybersourc
 from service.reconciler.http_signature import MerchantCredentials
 from service.reconciler.reconciler import OrganizationNotChosen, Reconciler
 from service.reconciler.worker import ReconcilerWorker
-from service.store.database import create_engine, resolve_database_url
 from service.store.event_store import EventStore
 from service.store.event_store_for import event_store_for
 from service.store.read_models import SqlReadModelStore
@@ -52,12 +51,6 @@ async def client(
     async with CybersourceClient(cybersource[1], PORTFOLIO, FAST) as portfolio_client:
         yield portfolio_client
 
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(resolve_database_url(database_url))
-    yield engine
-    await engine.dispose()
 
 
 async def ledger_state(store: EventStore, key: InvoiceKey) -> InvoiceState:

@@ -13,7 +13,6 @@ from service.domain.identity import InvoiceKey, invoices_in_stream
 from service.domain.invoice import InvoiceState, fold
 from service.reconciler.client import CybersourceClient
 from service.reconciler.reconciler import Reconciler
-from service.store.database import create_engine, resolve_database_url
 from service.store.event_store import EventStore
 from service.store.event_store_for import event_store_for
 from service.webhooks.envelope import DeliveryHeaders, parse_body, read_notification
@@ -23,12 +22,6 @@ from tests.support.webhooks import encode, invoice_notification
 
 pytestmark = pytest.mark.anyio
 
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(resolve_database_url(database_url))
-    yield engine
-    await engine.dispose()
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ from service.reconciler.reconciler import SWEEP_STATUS_ORDER, Reconciler
 from service.reconciler.summaries import FetchReason
 from service.reconciler.sweep_schedule import SqlSweepSchedule
 from service.reconciler.worker import ReconcilerWorker
-from service.store.database import create_engine, resolve_database_url
 from service.store.event_store_for import event_store_for
 from service.store.read_models import SqlReadModelStore
 from service.store.schema import invoices
@@ -30,12 +29,6 @@ pytestmark = pytest.mark.anyio
 # No --webhook-url: every change in the sandbox is one whose webhook was lost.
 SETTLED_PORTFOLIO = ("S-DRAFT", "S-CREATED", "S-SENT", "S-PAID", "S-CANCELED", "S-SENT-2")
 
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(resolve_database_url(database_url))
-    yield engine
-    await engine.dispose()
 
 
 @pytest.fixture

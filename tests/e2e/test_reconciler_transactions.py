@@ -23,7 +23,6 @@ from service.reconciler.reconciler import (
 )
 from service.sandbox.app import SandboxOptions, create_sandbox_app
 from service.sandbox.invoices import TransactionDetailsShown
-from service.store.database import create_engine, resolve_database_url
 from service.store.event_store_for import event_store_for
 from tests.e2e.test_cybersource_client import FAST, MERCHANT, drive, new_invoice
 from tests.support.organizations_cybersource import OrganizationsCybersource
@@ -33,12 +32,6 @@ pytestmark = pytest.mark.anyio
 
 ORGANIZATION = MERCHANT.merchant_id
 
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(resolve_database_url(database_url))
-    yield engine
-    await engine.dispose()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ sign-out and at expiry, after which it is pruned in bounded batches."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,18 +10,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.store.console_sessions import SqlConsoleSessions
-from service.store.database import create_engine, resolve_database_url
 from service.store.schema import console_sessions
 
 pytestmark = pytest.mark.anyio
 LIFETIME_SECONDS = 3600
 
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(resolve_database_url(database_url))
-    yield engine
-    await engine.dispose()
 
 
 async def expire_all(engine: AsyncEngine) -> None:

@@ -3,7 +3,7 @@ the stream: a long-lived invoice costs a batch only its new facts."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
 import pytest
 from sqlalchemy import func, select
@@ -12,7 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.domain.events import InvoiceEventType, NewEvent, RecordedEvent
 from service.projections.projector import InvoiceProjector
 from service.projections.rebuild import rebuild_invoices
-from service.store.database import create_engine, resolve_database_url
 from service.store.event_store import EventStore
 from service.store.event_store_for import event_store_for
 from service.store.read_models import SqlReadModelStore
@@ -42,12 +41,6 @@ class CountingEventStore(EventStore):
         self.events_read += sum(len(events) for events in streams.values())
         return streams
 
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(resolve_database_url(database_url))
-    yield engine
-    await engine.dispose()
 
 
 def long_lived_invoice() -> list[NewEvent]:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.store.database import create_engine, resolve_database_url
 from service.store.event_store import AppendOutcome
 from service.store.event_store_for import event_store_for
 from tests.support.events import invoice_event
@@ -16,12 +13,6 @@ pytestmark = pytest.mark.anyio
 
 INVOICES = 3000
 
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(resolve_database_url(database_url))
-    yield engine
-    await engine.dispose()
 
 
 async def test_a_delivery_of_thousands_of_facts_is_appended_in_order_and_once(

@@ -4,14 +4,14 @@ who holds a lease and when it lapses."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.store.database import create_engine, database_now, resolve_database_url
+from service.store.database import database_now
 from service.store.read_models import SqlReadModelStore
 from service.store.schema import projection_checkpoints
 
@@ -19,12 +19,6 @@ pytestmark = pytest.mark.anyio
 LEASE_SECONDS = 0.5
 SKEW = timedelta(hours=1)
 
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(resolve_database_url(database_url))
-    yield engine
-    await engine.dispose()
 
 
 def skewed_clock(skew: timedelta) -> Callable[[], datetime]:

@@ -3,7 +3,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -16,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.domain.invoice import InvoiceStatus, fold
 from service.projections.projector import InvoiceProjector
 from service.projections.rebuild import rebuild_invoices
-from service.store.database import create_engine, resolve_database_url
 from service.store.event_store_for import event_store_for
 from service.store.read_models import LeaseLost, SqlReadModelStore
 from service.store.schema import invoice_collections, invoice_versions, invoices
@@ -26,12 +24,6 @@ from tests.support.histories import random_history
 pytestmark = pytest.mark.anyio
 E_SENT, E_PAID = "InvoiceSent", "InvoicePaid"
 
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(resolve_database_url(database_url))
-    yield engine
-    await engine.dispose()
 
 
 async def read_model(engine: AsyncEngine) -> dict[str, list[dict[str, Any]]]:

@@ -4,7 +4,6 @@ them, on both engines."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import date, timedelta
 from decimal import Decimal
@@ -29,7 +28,6 @@ from service.projections.projector import InvoiceProjector
 from service.projections.queries import InvoiceQueries
 from service.projections.rebuild import rebuild_invoices
 from service.store import report_aggregates
-from service.store.database import create_engine, resolve_database_url
 from service.store.event_store_for import event_store_for
 from service.store.read_models import ProjectedInvoice, SqlReadModelStore
 from service.store.schema import invoice_collections, invoice_totals, invoice_versions, invoices
@@ -41,12 +39,6 @@ E = InvoiceEventType
 MARCH = (date(2026, 3, 1), date(2026, 3, 31))
 DAY_AFTER = MOMENT + timedelta(days=1)
 
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(resolve_database_url(database_url))
-    yield engine
-    await engine.dispose()
 
 
 def _only(rows: list[dict[str, Any]], *keys: str) -> list[dict[str, Any]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -15,7 +14,6 @@ from service.domain.invoice import Collection, InvoiceState, InvoiceStatus
 from service.projections.projector import InvoiceProjector
 from service.projections.queries import InvoiceQueries
 from service.projections.rebuild import rebuild_invoices
-from service.store.database import create_engine, resolve_database_url
 from service.store.event_store_for import event_store_for
 from service.store.read_models import ProjectedInvoice, SqlReadModelStore
 from service.store.schema import invoices
@@ -24,12 +22,6 @@ from tests.support.events import invoice_event
 pytestmark = pytest.mark.anyio
 MOMENT = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(resolve_database_url(database_url))
-    yield engine
-    await engine.dispose()
 
 
 def invoice(

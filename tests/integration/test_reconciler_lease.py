@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.projections.queries import InvoiceQueries
 from service.reconciler.worker import LEASE_NAME, ReconcilerWorker
-from service.store.database import create_engine, resolve_database_url
 from service.store.read_models import SqlReadModelStore
 
 pytestmark = pytest.mark.anyio
 LEASE_SECONDS = 0.3
 
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(resolve_database_url(database_url))
-    yield engine
-    await engine.dispose()
 
 
 def worker(engine: AsyncEngine, owner: str) -> ReconcilerWorker:

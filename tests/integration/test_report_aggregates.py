@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -24,7 +23,6 @@ from service.projections.projector import InvoiceProjector
 from service.projections.queries import InvoiceQueries
 from service.projections.rebuild import rebuild_invoices
 from service.store import report_aggregates
-from service.store.database import create_engine, resolve_database_url
 from service.store.event_store_for import event_store_for
 from service.store.read_models import ProjectedInvoice, SqlReadModelStore
 from service.store.schema import invoice_totals
@@ -41,12 +39,6 @@ ZONES = [
 ORGANIZATIONS = [None, "org-a", "org-b"]
 DAYS = 12
 
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(resolve_database_url(database_url))
-    yield engine
-    await engine.dispose()
 
 
 def history_over_days(seed: int, invoices: int, events: int, prefix: str) -> list[NewEvent]:

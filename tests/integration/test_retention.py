@@ -4,7 +4,6 @@ accepted deliveries) and nothing else: never events, dead letters or conflicts."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -38,12 +37,6 @@ KINDS = {
     "conflict": (InboxOutcome.CONFLICT, b"{}"),
 }
 
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(resolve_database_url(database_url))
-    yield engine
-    await engine.dispose()
 
 
 async def seed(engine: AsyncEngine, rows_per_kind: int = 2) -> None:
