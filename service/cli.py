@@ -46,8 +46,8 @@ from service.settings import (
     load_settings,
     unknown_variables,
 )
-from service.store.database import create_engine, is_sqlite_lock_timeout
-from service.store.errors import is_unavailability, unavailability_reason
+from service.store.database import create_engine
+from service.store.errors import is_sqlite_lock_timeout, is_unavailability, unavailability_reason
 from service.store.event_store_for import event_store_for
 from service.store.migrations import SchemaNotAtHead, require_schema_at_head, upgrade_to_head
 from service.store.notifications import appended_events_signal

@@ -13,6 +13,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from service.store.errors import is_sqlite_lock_timeout
+
 # How long a transaction waits for SQLite's write lock, which one connection of one process
 # holds at a time (a serving process, a command beside it): in attempts of the busy timeout,
 # each logged, up to the bound. ``?timeout=SECONDS`` on the URL (SQLAlchemy's own parameter
@@ -29,20 +31,6 @@ log = structlog.get_logger("service.store")
 
 class UnsupportedDatabaseUrl(ValueError):
     pass
-
-
-def is_sqlite_lock_timeout(error: BaseException) -> bool:
-    """Whether ``error`` (or what it wraps) is SQLite saying another connection held its
-    lock for longer than this one would wait."""
-    link: BaseException | None = error
-    for _ in range(4):  # SQLAlchemy's error wraps the driver's, which may wrap sqlite3's
-        if link is None:
-            return False
-        if "database is locked" in str(link) or "database table is locked" in str(link):
-            return True
-        original = getattr(link, "orig", None)
-        link = original if isinstance(original, BaseException) else link.__cause__
-    return False
 
 
 def resolve_database_url(url: str) -> URL:

@@ -67,19 +67,28 @@ def _cause_chain(error: BaseException) -> list[BaseException]:
     return chain
 
 
+def is_sqlite_lock_timeout(error: BaseException) -> bool:
+    """Whether ``error`` (or what it wraps) is SQLite saying another connection held its
+    lock for longer than this one would wait."""
+    return any(
+        "database is locked" in str(link) or "database table is locked" in str(link)
+        for link in _cause_chain(error)
+    )
+
+
 def unavailability_reason(error: BaseException) -> str:
     """One line saying why the database is unavailable, for an operator: the server's own
     message for a connection-level refusal (``database "x" does not exist``, ``password
     authentication failed for user "y"``), "locked" for SQLite's lock, else the error's type.
     Never a statement or its values: only messages that come before any statement is run."""
+    if is_sqlite_lock_timeout(error):
+        return "the SQLite database is locked by another process"
     chain = _cause_chain(error)
     for link in chain:
         sqlstate = getattr(link, "sqlstate", None)
         if isinstance(sqlstate, str) and sqlstate[:2] in UNAVAILABLE_SQLSTATE_CLASSES:
             message = str(getattr(link, "message", None) or link).splitlines()[0]
             return message[:PROBLEM_LENGTH_MAX]
-        if "database is locked" in str(link):
-            return "the SQLite database is locked by another process"
         if "unable to open database file" in str(link):
             return "the SQLite database file cannot be opened (does its folder exist?)"
         if isinstance(link, ConnectionRefusedError):
@@ -103,7 +112,7 @@ async def unavailability_as_store_error() -> AsyncIterator[None]:
 
 
 def _unavailable_briefly(error: BaseException) -> str:
-    if any("database is locked" in str(link) for link in _cause_chain(error)):
+    if is_sqlite_lock_timeout(error):
         # Not away: busy. Another connection (a serving process, a command beside it) held
         # SQLite's write lock past this one's wait (service/store/database.py).
         return "database locked: another process held SQLite's write lock past the wait"
