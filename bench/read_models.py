@@ -48,7 +48,8 @@ from bench.harness import (
 from bench.load import run_paced_load
 from service.domain.events import RecordedEvent
 from service.projections.projector import InvoiceProjector
-from service.store.database import create_engine, resolve_database_url
+from service.settings import resolve_database_url
+from service.store.database import create_engine
 from service.store.event_store import EventStore
 from service.store.event_store_for import event_store_for
 from service.store.read_models import SqlReadModelStore

@@ -16,7 +16,8 @@ import resource
 import time
 
 from service.projections.rebuild import EVENTS_PER_PAGE, rebuild_invoices
-from service.store.database import create_engine, resolve_database_url
+from service.settings import resolve_database_url
+from service.store.database import create_engine
 from service.store.event_store_for import event_store_for
 from service.store.read_models import SqlReadModelStore
 

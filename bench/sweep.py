@@ -46,7 +46,8 @@ from service.reconciler.reconciler import (
     SWEEP_STATUS_ORDER,
     Reconciler,
 )
-from service.store.database import create_engine, resolve_database_url
+from service.settings import resolve_database_url
+from service.store.database import create_engine
 from service.store.event_store_for import event_store_for
 
 MERCHANT_ID, KEY_ID = "benchmerchant", "bench-rest-key"

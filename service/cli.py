@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -20,6 +19,17 @@ from prometheus_client import start_http_server
 from tqdm import tqdm
 
 from service.api.documents import event_document
+from service.app import create_app
+from service.bootstrap import (
+    MissingCredentials,
+    command_ledger,
+    cybersource_client,
+    database_url,
+    http_implementation,
+    http_limits,
+    merchant_credentials,
+    process_owner,
+)
 from service.cli_deliveries import deliveries
 from service.client_slots import SlotRefusal
 from service.domain.events import EVENT_TYPE_BY_NOTIFICATION_TYPE, RecordedEvent
@@ -33,11 +43,8 @@ from service.http_server import (
 from service.logs import configure_logging
 from service.metrics import LedgerMetrics
 from service.port_split import PortSplit
-from service.projections.projector import InvoiceProjector
 from service.projections.rebuild import WORKERS_MAX, rebuild_invoices
-from service.reconciler.client import ClientLimits, CybersourceClient
-from service.reconciler.ledger_view import SqlLedgerView
-from service.reconciler.reconciler import SWEEP_STATUS_ORDER, Reconciler, SweepSummary
+from service.reconciler.reconciler import SWEEP_STATUS_ORDER, SweepSummary
 from service.reconciler.worker import HANDOVER_SECONDS, LeaseTakenOver, command_lease
 from service.settings import (
     ConfigurationError,
@@ -46,15 +53,13 @@ from service.settings import (
     load_settings,
     unknown_variables,
 )
-from service.store.database import create_engine
 from service.store.errors import is_sqlite_lock_timeout, is_unavailability, unavailability_reason
-from service.store.event_store_for import event_store_for
-from service.store.migrations import SchemaNotAtHead, require_schema_at_head, upgrade_to_head
+from service.store.migrations import SchemaNotAtHead, upgrade_to_head
 from service.store.notifications import appended_events_signal
-from service.store.read_models import SqlReadModelStore
 from service.store.retention import PrunableKind, count_prunable
 from service.store.retention import prune as prune_inbox
 from service.webhooks.signature import SignedContent, sign
+from service.workers.serving import projector_poll_seconds, stop_within_grace
 
 log = structlog.get_logger("service.cli")
 
@@ -99,6 +104,8 @@ class LedgerCommands(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
+        except MissingCredentials as error:
+            _fail(str(error))
         except Exception as error:
             problem = _database_problem(error)
             if problem is None or ctx.params.get("debug"):
@@ -156,9 +163,10 @@ def main(debug: bool, strict_settings: bool) -> None:
 def migrate() -> None:
     """Apply database migrations to LEDGER_DATABASE_URL (safe to run again)."""
     settings = _settings()
-    upgrade_to_head(settings.database.render_as_string(hide_password=False))
+    url = database_url(settings)
+    upgrade_to_head(url.render_as_string(hide_password=False))
     # A log line, like everything a deployed migration Job writes to stderr.
-    log.info("migrate.at_head", database=settings.database.render_as_string(hide_password=True))
+    log.info("migrate.at_head", database=url.render_as_string(hide_password=True))
 
 
 @main.command()
@@ -183,8 +191,6 @@ def serve(host: str, port: int, internal_port: int | None) -> None:
     Beyond loopback, /v1 needs LEDGER_API_TOKENS (or LEDGER_API_ALLOW_ANONYMOUS=true).
     SIGTERM or SIGINT stops it within LEDGER_SHUTDOWN_GRACE_SECONDS; a second one at once.
     """
-    from service.app import create_app
-
     settings = _settings()
     internal_port = internal_port or settings.internal_port
     if internal_port == port:
@@ -212,15 +218,15 @@ def serve(host: str, port: int, internal_port: int | None) -> None:
             listener.close()
         _fail(str(failure))
     app = create_app(settings)
-    refused = app.state.resources.metrics.http_refused
+    refused = app.state.ledger.metrics.http_refused
     for refusal in SlotRefusal:
         refused.labels(refusal.value)  # every series from zero, for a rate to see the first
     config = server_config(
         PortSplit(app, internal_port=internal_port) if internal_port else app,
         host=host,
         port=port,
-        implementation=settings.http_implementation,
-        limits=settings.http_limits,
+        implementation=http_implementation(settings),
+        limits=http_limits(settings),
         on_refusal=lambda refusal: refused.labels(refusal.value).inc(),
     )
     server = LedgerServer(config, app.state.workers, settings.shutdown_grace_seconds)
@@ -284,19 +290,15 @@ def prune(older_than_days: int, kinds: tuple[str, ...], dry_run: bool, as_json: 
 async def _prune(
     settings: Settings, kinds: list[PrunableKind], cutoff: datetime, dry_run: bool
 ) -> list[tuple[PrunableKind, int, bool]]:
-    engine = create_engine(settings.database, pool_size=1)
-    try:
-        await require_schema_at_head(engine)
+    async with command_ledger(settings, pool_size=1) as ledger:
         results = []
         for kind in kinds:
             if dry_run:
-                results.append((kind, await count_prunable(engine, kind, cutoff), True))
+                results.append((kind, await count_prunable(ledger.engine, kind, cutoff), True))
             else:
-                pruned = await prune_inbox(engine, kind, cutoff)
+                pruned = await prune_inbox(ledger.engine, kind, cutoff)
                 results.append((kind, pruned.rows, pruned.complete))
         return results
-    finally:
-        await engine.dispose()
 
 
 @main.command()
@@ -347,19 +349,9 @@ def _export_metrics(metrics: LedgerMetrics, host: str, port: int) -> WSGIServer:
 
 
 async def _project(settings: Settings, once: bool, metrics: LedgerMetrics) -> int:
-    from service.app import POLL_SECONDS_POSTGRESQL, POLL_SECONDS_SQLITE, projector_owner
-
-    def on_batch(events: int, position: int) -> None:
-        metrics.projected_events.inc(events)
-        metrics.projector_position.set(position)
-
-    engine = create_engine(settings.database, pool_size=2)
-    try:
-        await require_schema_at_head(engine)
-        read_models = SqlReadModelStore(engine)
-        projector = InvoiceProjector(
-            event_store_for(engine), read_models, owner=projector_owner(), on_batch=on_batch
-        )
+    async with command_ledger(settings, pool_size=2, metrics=metrics) as ledger:
+        read_models = ledger.read_models
+        projector = ledger.projector()
         if once:
             if not await projector.take_lease():
                 _fail("another projector holds the lease; it is keeping the projection current")
@@ -372,21 +364,16 @@ async def _project(settings: Settings, once: bool, metrics: LedgerMetrics) -> in
         loop = asyncio.get_running_loop()
         for signal_number in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signal_number, stop.set)
-        poll = (
-            POLL_SECONDS_POSTGRESQL if engine.dialect.name == "postgresql" else POLL_SECONDS_SQLITE
-        )
-        async with appended_events_signal(engine, wake):
+        async with appended_events_signal(ledger.engine, wake):
             metrics.projector_up.set(1)
             try:
-                await projector.run(stop, wake, poll)
+                await projector.run(stop, wake, projector_poll_seconds(ledger))
             except Exception:
                 metrics.projector_errors.inc()
                 raise
             finally:
                 metrics.projector_up.set(0)
         return await read_models.checkpoint()
-    finally:
-        await engine.dispose()
 
 
 @main.command()
@@ -413,35 +400,20 @@ def rebuild(workers: int, as_json: bool) -> None:
 
 
 async def _rebuild(settings: Settings, workers: int) -> int:
-    engine = create_engine(settings.database, pool_size=2)
-    try:
-        await require_schema_at_head(engine)
-        store = event_store_for(engine)
+    async with command_ledger(settings, pool_size=2) as ledger:
+        store = ledger.event_store
         # disable=None: a bar only on a terminal, never lines of it in a log.
         with tqdm(
             total=await store.last_position(), unit="event", desc="rebuild", disable=None
         ) as bar:
             position = await rebuild_invoices(
-                store, SqlReadModelStore(engine), on_progress=bar.update, workers=workers,
-                database_url=settings.database,
+                store, ledger.read_models, on_progress=bar.update, workers=workers,
+                database_url=database_url(settings),
             )  # fmt: skip
             # The bar counts events against the last position; positions a rolled-back
             # append reserved hold no event, so the count can end short of it: it is done.
             bar.update(max(0, (bar.total or 0) - bar.n))
             return position
-    finally:
-        await engine.dispose()
-
-
-def _cybersource_client(settings: Settings) -> CybersourceClient:
-    credentials = settings.cybersource_credentials()
-    if credentials is None:
-        _fail(
-            "set LEDGER_CYBERSOURCE_MERCHANT_ID, LEDGER_CYBERSOURCE_KEY_ID and"
-            " LEDGER_CYBERSOURCE_SECRET_KEY to call Cybersource"
-        )
-    limits = ClientLimits(max_requests_per_second=settings.cybersource_max_requests_per_second)
-    return CybersourceClient(settings.cybersource_base_url, credentials, limits)
 
 
 @main.command()
@@ -583,11 +555,8 @@ def _organizations_to_reconcile(
 ) -> tuple[str, ...]:
     """The organizations named on the command line, each one configured; with invoices and
     none named, the only configured one."""
-    if settings.cybersource_credentials() is None:
-        _fail(
-            "set LEDGER_CYBERSOURCE_MERCHANT_ID, LEDGER_CYBERSOURCE_KEY_ID and"
-            " LEDGER_CYBERSOURCE_SECRET_KEY to call Cybersource"
-        )
+    if merchant_credentials(settings) is None:
+        raise MissingCredentials()
     configured = settings.cybersource_organizations
     unknown = [organization for organization in named if organization not in configured]
     if unknown:
@@ -618,49 +587,34 @@ async def _reconcile(
     organizations: tuple[str, ...],
 ) -> SweepSummary:
     sweep, full = sweep_and_full
-    engine = create_engine(settings.database, pool_size=4)
-    try:
-        await require_schema_at_head(engine)
-        async with _cybersource_client(settings) as client:
-            reconciler = Reconciler(
-                client,
-                event_store_for(engine),
-                settings.cybersource_organizations,
-                ledger=SqlLedgerView(engine),
-            )
-            with tqdm(
-                unit="invoice", desc="reconcile", total=len(invoices) or None, disable=None
-            ) as bar:
-                if sweep:
-                    statuses = (status,) if status else SWEEP_STATUS_ORDER
-                    # One sweeper at a time, this command or a serving reconciler: two would
-                    # together call Cybersource at twice the configured rate.
-                    async with command_lease(
-                        SqlReadModelStore(engine), _command_owner(), _say_handover
-                    ) as leased:
-                        summary: SweepSummary = await leased(
-                            reconciler.sweep(
-                                statuses,
-                                on_invoice=lambda _: bar.update(),
-                                organizations=organizations,
-                                full=full,
-                            )
+    async with command_ledger(settings) as ledger, ledger.cybersource_client() as client:
+        reconciler = ledger.reconciler(client)
+        with tqdm(
+            unit="invoice", desc="reconcile", total=len(invoices) or None, disable=None
+        ) as bar:
+            if sweep:
+                statuses = (status,) if status else SWEEP_STATUS_ORDER
+                # One sweeper at a time, this command or a serving reconciler: two would
+                # together call Cybersource at twice the configured rate.
+                async with command_lease(
+                    ledger.read_models, process_owner("reconcile-command"), _say_handover
+                ) as leased:
+                    summary: SweepSummary = await leased(
+                        reconciler.sweep(
+                            statuses,
+                            on_invoice=lambda _: bar.update(),
+                            organizations=organizations,
+                            full=full,
                         )
-                        return summary
-                summary = SweepSummary()
-                organization = organizations[0] if organizations else None
-                for number in invoices:
-                    outcome = await reconciler.reconcile_invoice(number, organization)
-                    summary.count_reconciled(outcome)
-                    bar.update()
-                return summary
-    finally:
-        await engine.dispose()
-
-
-def _command_owner() -> str:
-    """Names this command in the reconciler lease, for operators reading it."""
-    return f"reconcile-command:{socket.gethostname()}:{os.getpid()}"
+                    )
+                    return summary
+            summary = SweepSummary()
+            organization = organizations[0] if organizations else None
+            for number in invoices:
+                outcome = await reconciler.reconcile_invoice(number, organization)
+                summary.count_reconciled(outcome)
+                bar.update()
+            return summary
 
 
 def _say_handover() -> None:
@@ -673,23 +627,19 @@ def _say_handover() -> None:
 
 async def _reconcile_forever(settings: Settings, metrics_address: tuple[str, int] | None) -> bool:
     """The reconciler worker until SIGTERM or SIGINT; False if it overran the grace."""
-    from prometheus_client import start_http_server
-
-    from service.app import reconciler_worker, stop_within_grace
-    from service.metrics import LedgerMetrics
-
     metrics = LedgerMetrics()
-    engine = create_engine(settings.database, pool_size=4)
     metrics_server = None
     try:
-        await require_schema_at_head(engine)
         if metrics_address is not None:
             host, port = metrics_address
             try:
                 metrics_server, _ = start_http_server(port, host, registry=metrics.registry)
             except OSError as error:
                 _fail(f"--metrics-port {port}: cannot listen on {host} ({error.strerror})")
-        async with reconciler_worker(settings, engine, metrics) as worker:
+        async with (
+            command_ledger(settings, metrics=metrics) as ledger,
+            ledger.reconciler_worker() as worker,
+        ):
             task = asyncio.create_task(worker.run())
             stopping = asyncio.Event()
             loop = asyncio.get_running_loop()
@@ -712,7 +662,6 @@ async def _reconcile_forever(settings: Settings, metrics_address: tuple[str, int
     finally:
         if metrics_server is not None:
             metrics_server.shutdown()
-        await engine.dispose()
 
 
 @main.command()
@@ -754,7 +703,7 @@ def _key_expiry(value: object) -> datetime | None:
 async def _subscribe(
     settings: Settings, organization_id: str, url: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    async with _cybersource_client(settings) as client:
+    async with cybersource_client(settings) as client:
         key = await client.create_webhook_key(organization_id)
         subscription = await client.create_webhook_subscription(
             organization_id, url, list(EVENT_TYPE_BY_NOTIFICATION_TYPE)
@@ -851,7 +800,7 @@ def sandbox(
     from service.sandbox.invoices import TransactionDetailsShown
 
     settings = _settings()
-    credentials = settings.cybersource_credentials()
+    credentials = merchant_credentials(settings)
     if credentials is None:
         _fail("set LEDGER_CYBERSOURCE_MERCHANT_ID, _KEY_ID and _SECRET_KEY for the sandbox")
     if event_date_offset_min_seconds > event_date_offset_max_seconds:
@@ -922,15 +871,11 @@ def events(stream_id: str | None, after: int, limit: int) -> None:
 async def _read_events(
     settings: Settings, stream_id: str | None, after: int, limit: int
 ) -> list[RecordedEvent]:
-    engine = create_engine(settings.database, pool_size=1)
-    try:
-        await require_schema_at_head(engine)
-        store = event_store_for(engine)
+    async with command_ledger(settings, pool_size=1) as ledger:
+        store = ledger.event_store
         if stream_id is not None:
             return [e for e in await store.read_stream(stream_id) if e.position > after][:limit]
         return await store.read_after(after, limit)
-    finally:
-        await engine.dispose()
 
 
 @main.command("sign-webhook")

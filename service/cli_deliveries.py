@@ -34,12 +34,10 @@ from service.api.deliveries import (
 )
 from service.api.errors import ApiError
 from service.api.parameters import parse_instant
+from service.bootstrap import command_ledger
 from service.logs import configure_logging
 from service.settings import ConfigurationError, Settings, load_settings
-from service.store.database import create_engine
 from service.store.delivery_log import PAGE_SIZE_MAX, DeliveryFilters, SqlDeliveryLog
-from service.store.event_store_for import event_store_for
-from service.store.migrations import require_schema_at_head
 from service.store.schema import InboxOutcome
 from service.webhooks.corrections import CorrectionRefused, DeliveryCorrections
 from service.webhooks.replay import (
@@ -79,20 +77,8 @@ def _settings() -> Settings:
 @asynccontextmanager
 async def _tools() -> AsyncIterator[_Tools]:
     settings = _settings()
-    engine = create_engine(settings.database, pool_size=2)
-    try:
-        await require_schema_at_head(engine)
-        delivery_log = SqlDeliveryLog(engine)
-        store = event_store_for(engine)
-        items_max = settings.webhook_items_max
-        yield _Tools(
-            settings,
-            delivery_log,
-            DeliveryReplayer(delivery_log, store, items_per_delivery_max=items_max),
-            DeliveryCorrections(delivery_log, store, items_per_delivery_max=items_max),
-        )
-    finally:
-        await engine.dispose()
+    async with command_ledger(settings, pool_size=2) as ledger:
+        yield _Tools(settings, ledger.delivery_log, ledger.replayer, ledger.corrections)
 
 
 def _run(work: Callable[[_Tools], Awaitable[Result]]) -> Result:

@@ -1,7 +1,8 @@
 """Typed settings from the environment, validated once at start-up.
 
 An invalid value stops the service with a message that names the variable; secret values
-are never echoed back.
+are never echoed back. Plain values only, and no module of the service imported: what a
+component makes of them (credentials, HTTP limits, an engine) is built in service/bootstrap.py.
 """
 
 from __future__ import annotations
@@ -9,28 +10,77 @@ from __future__ import annotations
 import base64
 import binascii
 import difflib
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from sqlalchemy.engine import URL
-
-from service.client_slots import parse_networks
-from service.http_server import HttpImplementation, HttpLimits
-from service.reconciler.http_signature import MerchantCredentials
-from service.store.database import UnsupportedDatabaseUrl, resolve_database_url
-from service.webhooks.signature import SignedContent
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
 ENVIRONMENT_PREFIX = "LEDGER_"
 DEFAULT_DATABASE_URL = "sqlite:///var/ledger.db"
+# How long a command waits for SQLite's write lock when the URL's ``timeout`` does not say
+# (``?timeout=SECONDS``, SQLAlchemy's own parameter for sqlite3's timeout).
+SQLITE_LOCK_WAIT_SECONDS = 30.0
 
 
 class ConfigurationError(Exception):
     pass
+
+
+class UnsupportedDatabaseUrl(ValueError):
+    pass
+
+
+def resolve_database_url(url: str) -> URL:
+    """Accept ``sqlite:///path.db`` and ``postgresql://…`` as written; pick the async driver."""
+    try:
+        parsed = make_url(url.strip())
+    except ArgumentError as error:
+        raise UnsupportedDatabaseUrl(f"{_redacted(url)!r} is not a database URL") from error
+    backend = parsed.get_backend_name()
+    if backend in ("postgresql", "postgres"):
+        if not parsed.database:
+            raise UnsupportedDatabaseUrl("a PostgreSQL URL must name a database")
+        return parsed.set(drivername="postgresql+asyncpg")
+    if backend == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            raise UnsupportedDatabaseUrl(
+                "an SQLite URL must name a file (sqlite:///relative.db or sqlite:////absolute.db);"
+                " an in-memory database would lose every acknowledged notification"
+            )
+        sqlite_lock_wait_seconds(parsed)  # an unreadable timeout is refused with the URL
+        return parsed.set(drivername="sqlite+aiosqlite")
+    raise UnsupportedDatabaseUrl(
+        f"unsupported database {backend!r}: use sqlite:///path.db or postgresql://user@host/db"
+    )
+
+
+def _redacted(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable>"
+
+
+def sqlite_lock_wait_seconds(url: URL, default: float = SQLITE_LOCK_WAIT_SECONDS) -> float:
+    """The bound on a wait for SQLite's lock: the URL's ``timeout`` (seconds), else
+    ``default``."""
+    given = url.query.get("timeout")
+    try:
+        seconds = float(given if isinstance(given, str) else default)
+    except ValueError:
+        raise UnsupportedDatabaseUrl(
+            "the SQLite URL's timeout must be a number of seconds"
+        ) from None
+    if not 0 < seconds <= 3600:
+        raise UnsupportedDatabaseUrl("the SQLite URL's timeout must be 0 to 3600 seconds")
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -111,7 +161,8 @@ class Settings(BaseSettings):
     append_group_wait_seconds: float = Field(0.002, ge=0, le=0.1)
     webhook_keys: Annotated[WebhookKeyring, NoDecode] = WebhookKeyring()
     webhook_tolerance_seconds: int = Field(3600, ge=1, le=7 * 24 * 3600)
-    webhook_signed_content: SignedContent = SignedContent.AUTO
+    # What a webhook signature covers: auto, raw (the body) or payload (JSON.stringify of it).
+    webhook_signed_content: Literal["auto", "raw", "payload"] = "auto"
     # How far ahead of this clock a signature's t may be (clock skew), apart from its age.
     webhook_future_skew_seconds: int = Field(300, ge=0, le=3600)
     # In auto mode the payload form costs a parse and a re-serialisation: only bodies up to
@@ -121,7 +172,7 @@ class Settings(BaseSettings):
     # Invoices (payload items) one delivery may carry; beyond it 422 and a dead letter.
     webhook_items_max: int = Field(1000, ge=1, le=100_000)
     # What one client may hold of the HTTP server (see service/http_server.py).
-    http_implementation: HttpImplementation = HttpImplementation.HTTPTOOLS
+    http_implementation: Literal["h11", "httptools"] = "httptools"
     http_max_header_bytes: int = Field(16_384, ge=1024, le=1_048_576)
     http_max_header_count: int = Field(100, ge=10, le=10_000)
     http_header_timeout_seconds: float = Field(10.0, gt=0, le=600)
@@ -233,7 +284,11 @@ class Settings(BaseSettings):
         if not isinstance(value, str):
             return value
         entries = tuple(part.strip() for part in value.split(",") if part.strip())
-        parse_networks(entries)  # a ValueError names the entry
+        for entry in entries:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry[:50]!r} is not an IP address or network") from None
         return entries
 
     @field_validator("log_level")
@@ -268,40 +323,12 @@ class Settings(BaseSettings):
             )
         return self
 
-    def cybersource_credentials(self) -> MerchantCredentials | None:
-        """None when no credentials are configured: the reconciler is off."""
-        if not (self.cybersource_merchant_id and self.cybersource_key_id):
-            return None
-        if self.cybersource_secret_key is None:
-            return None
-        return MerchantCredentials(
-            merchant_id=self.cybersource_merchant_id,
-            key_id=self.cybersource_key_id,
-            secret_key=base64.b64decode(self.cybersource_secret_key.get_secret_value()),
-            organization_ids=self.cybersource_organization_ids,
-        )
-
     @property
     def cybersource_organizations(self) -> tuple[str, ...]:
         """The organizations the reconciler acts for: the configured ones, else the merchant."""
         if self.cybersource_organization_ids:
             return self.cybersource_organization_ids
         return (self.cybersource_merchant_id,) if self.cybersource_merchant_id else ()
-
-    @property
-    def http_limits(self) -> HttpLimits:
-        return HttpLimits(
-            max_header_bytes=self.http_max_header_bytes,
-            max_header_count=self.http_max_header_count,
-            header_timeout_seconds=self.http_header_timeout_seconds,
-            keep_alive_timeout_seconds=self.http_keep_alive_timeout_seconds,
-            max_connections=self.http_max_connections,
-            # A share larger than the whole is the whole.
-            max_connections_per_client=min(
-                self.http_max_connections_per_client, self.http_max_connections
-            ),
-            trusted_proxies=self.http_trusted_proxies,
-        )
 
     @property
     def database(self) -> URL:

@@ -9,59 +9,22 @@ from typing import Any
 
 import structlog
 from sqlalchemy import event, exc, text
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from service.settings import SQLITE_LOCK_WAIT_SECONDS, sqlite_lock_wait_seconds
 from service.store.errors import is_sqlite_lock_timeout
 
-# How long a transaction waits for SQLite's write lock, which one connection of one process
-# holds at a time (a serving process, a command beside it): in attempts of the busy timeout,
-# each logged, up to the bound. ``?timeout=SECONDS`` on the URL (SQLAlchemy's own parameter
-# for sqlite3's timeout) sets the bound.
+# A transaction waits for SQLite's write lock, which one connection of one process holds at
+# a time (a serving process, a command beside it), in attempts of the busy timeout, each
+# logged, up to the bound (settings.sqlite_lock_wait_seconds).
 SQLITE_BUSY_TIMEOUT_SECONDS = 5.0
-SQLITE_LOCK_WAIT_SECONDS = 30.0
 POSTGRESQL_CONNECT_TIMEOUT_SECONDS = 5.0
 POSTGRESQL_COMMAND_TIMEOUT_SECONDS = 30.0
 POOL_TIMEOUT_SECONDS = 5.0
 
 
 log = structlog.get_logger("service.store")
-
-
-class UnsupportedDatabaseUrl(ValueError):
-    pass
-
-
-def resolve_database_url(url: str) -> URL:
-    """Accept ``sqlite:///path.db`` and ``postgresql://…`` as written; pick the async driver."""
-    try:
-        parsed = make_url(url.strip())
-    except ArgumentError as error:
-        raise UnsupportedDatabaseUrl(f"{_redacted(url)!r} is not a database URL") from error
-    backend = parsed.get_backend_name()
-    if backend in ("postgresql", "postgres"):
-        if not parsed.database:
-            raise UnsupportedDatabaseUrl("a PostgreSQL URL must name a database")
-        return parsed.set(drivername="postgresql+asyncpg")
-    if backend == "sqlite":
-        if not parsed.database or parsed.database == ":memory:":
-            raise UnsupportedDatabaseUrl(
-                "an SQLite URL must name a file (sqlite:///relative.db or sqlite:////absolute.db);"
-                " an in-memory database would lose every acknowledged notification"
-            )
-        sqlite_lock_wait_seconds(parsed)  # an unreadable timeout is refused with the URL
-        return parsed.set(drivername="sqlite+aiosqlite")
-    raise UnsupportedDatabaseUrl(
-        f"unsupported database {backend!r}: use sqlite:///path.db or postgresql://user@host/db"
-    )
-
-
-def _redacted(url: str) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unparseable>"
 
 
 async def database_now(connection: AsyncConnection) -> datetime:
@@ -109,21 +72,6 @@ def create_engine(
             "server_settings": {"application_name": "invoice-ledger", "timezone": "UTC"},
         },
     )
-
-
-def sqlite_lock_wait_seconds(url: URL, default: float = SQLITE_LOCK_WAIT_SECONDS) -> float:
-    """The bound on a wait for SQLite's lock: the URL's ``timeout`` (seconds), else
-    ``default``."""
-    given = url.query.get("timeout")
-    try:
-        seconds = float(given if isinstance(given, str) else default)
-    except ValueError:
-        raise UnsupportedDatabaseUrl(
-            "the SQLite URL's timeout must be a number of seconds"
-        ) from None
-    if not 0 < seconds <= 3600:
-        raise UnsupportedDatabaseUrl("the SQLite URL's timeout must be 0 to 3600 seconds")
-    return seconds
 
 
 def _create_sqlite_engine(url: URL, lock_wait_default_seconds: float) -> AsyncEngine:

@@ -136,8 +136,8 @@ def test_every_notification_the_receiver_accepts_projects_and_is_answered_by_v1(
             projector_enabled=False,
         )
     )
-    resources = app.state.resources
-    projector = InvoiceProjector(resources.store, resources.read_models, owner="property-test")
+    ledger = app.state.ledger
+    projector = InvoiceProjector(ledger.event_store, ledger.read_models, owner="property-test")
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
     client = httpx.AsyncClient(transport=transport, base_url="http://localhost")
     loop = asyncio.new_event_loop()
@@ -161,7 +161,7 @@ def test_every_notification_the_receiver_accepts_projects_and_is_answered_by_v1(
 
         await projector.catch_up()
         assert projector.health.error is None
-        assert projector.health.position == await resources.store.highest_position()
+        assert projector.health.position == await ledger.event_store.highest_position()
 
         organization = notification["payloads"][0]["data"]["organizationID"]
         event_date = notification["eventDate"]
@@ -214,5 +214,5 @@ def test_every_notification_the_receiver_accepts_projects_and_is_answered_by_v1(
         accepted_notifications_project()
     finally:
         loop.run_until_complete(client.aclose())
-        loop.run_until_complete(resources.engine.dispose())
+        loop.run_until_complete(ledger.engine.dispose())
         loop.close()

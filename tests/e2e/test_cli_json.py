@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 from sqlalchemy import insert
 
-from service.store.database import create_engine, resolve_database_url
+from service.settings import resolve_database_url
+from service.store.database import create_engine
 from service.store.schema import InboxOutcome, inbox
 from tests.e2e.test_cli import cybersource_environment, invoice_ledger
 from tests.e2e.test_cybersource_client import MERCHANT

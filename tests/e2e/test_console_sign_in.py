@@ -18,8 +18,8 @@ from sqlalchemy import func, select, update
 
 from service.app import create_app
 from service.console.access import SESSION_COOKIE
-from service.settings import load_settings
-from service.store.database import create_engine, resolve_database_url
+from service.settings import load_settings, resolve_database_url
+from service.store.database import create_engine
 from service.store.schema import console_sessions
 from tests.support.server import serving
 from tests.support.webhooks import WEBHOOK_KEYS_SETTING

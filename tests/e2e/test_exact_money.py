@@ -31,8 +31,8 @@ from service.reconciler.reconciler import Reconciler
 from service.sandbox.app import create_sandbox_app
 from service.sandbox.deliveries import DeliveryFaults, RetryPolicy, WebhookDeliveries, WebhookTarget
 from service.sandbox.event_dates import EventTiming
-from service.settings import load_settings
-from service.store.database import create_engine, resolve_database_url
+from service.settings import load_settings, resolve_database_url
+from service.store.database import create_engine
 from service.store.event_store_for import event_store_for
 from tests.e2e.test_cybersource_client import FAST
 from tests.support.server import serving

@@ -7,7 +7,8 @@ import asyncio
 import httpx
 import pytest
 
-from service.store.database import create_engine, resolve_database_url
+from service.settings import resolve_database_url
+from service.store.database import create_engine
 from service.store.event_store_for import event_store_for
 from tests.support.webhooks import encode, invoice_notification, signed_headers
 

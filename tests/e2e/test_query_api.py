@@ -16,8 +16,8 @@ from starlette.routing import Route
 from service.api.contract import ApiRoute, declared_operations
 from service.app import create_app
 from service.projections.rebuild import rebuild_invoices
-from service.settings import load_settings
-from service.store.database import create_engine, resolve_database_url
+from service.settings import load_settings, resolve_database_url
+from service.store.database import create_engine
 from service.store.event_store_for import event_store_for
 from service.store.read_models import SqlReadModelStore
 from tests.support.server import serving

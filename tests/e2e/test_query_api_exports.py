@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy import insert
 
 from service.app import create_app
-from service.settings import load_settings
-from service.store.database import create_engine, resolve_database_url
+from service.settings import load_settings, resolve_database_url
+from service.store.database import create_engine
 from service.store.schema import invoices
 from tests.e2e.test_query_api import (
     AUTH,

@@ -131,6 +131,6 @@ def test_generated_signed_deliveries_never_get_a_server_error(database_url: str)
     try:
         deliver()
     finally:
-        loop.run_until_complete(app.state.resources.engine.dispose())
+        loop.run_until_complete(app.state.ledger.engine.dispose())
         loop.close()
     assert statuses.get(200, 0) > 0 and statuses.get(422, 0) > 0, statuses

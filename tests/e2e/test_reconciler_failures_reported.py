@@ -28,8 +28,8 @@ from service.reconciler.client import (
 from service.reconciler.http_signature import MerchantCredentials
 from service.reconciler.reconciler import Reconciler, ReconcilerFailure
 from service.reconciler.worker import ReconcilerWorker
-from service.settings import load_settings
-from service.store.database import create_engine, resolve_database_url
+from service.settings import load_settings, resolve_database_url
+from service.store.database import create_engine
 from service.store.event_store_for import event_store_for
 from service.store.read_models import SqlReadModelStore
 from tests.e2e.test_cybersource_client import FAST, MERCHANT

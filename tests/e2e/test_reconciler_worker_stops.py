@@ -16,7 +16,8 @@ import httpx
 from sqlalchemy import select
 
 from service.domain.events import InvoiceEventType
-from service.store.database import create_engine, resolve_database_url
+from service.settings import resolve_database_url
+from service.store.database import create_engine
 from service.store.schema import events, projection_checkpoints
 from tests.e2e.test_cli import cybersource_environment, invoice_ledger
 

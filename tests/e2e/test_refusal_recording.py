@@ -11,8 +11,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
 from service.app import create_app
-from service.settings import load_settings
-from service.store.database import create_engine, resolve_database_url
+from service.settings import load_settings, resolve_database_url
+from service.store.database import create_engine
 from service.store.schema import inbox
 from tests.support.server import serving
 from tests.support.webhooks import WEBHOOK_KEYS_SETTING

@@ -23,7 +23,8 @@ from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy import func, select
 
 from service.sandbox.app import create_sandbox_app
-from service.store.database import create_engine, resolve_database_url
+from service.settings import resolve_database_url
+from service.store.database import create_engine
 from service.store.schema import events, inbox, projection_checkpoints
 from tests.e2e.test_cybersource_client import MERCHANT
 from tests.support.databases import fresh_sqlite_database

@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from service.app import create_app
-from service.settings import load_settings
-from service.store.database import create_engine, resolve_database_url
+from service.settings import load_settings, resolve_database_url
+from service.store.database import create_engine
 from service.store.event_store_for import event_store_for
 from service.webhooks.signature import SignedContent
 from tests.e2e.conftest import MAX_BODY_BYTES
@@ -273,7 +273,7 @@ def test_unicode_digits_in_headers_never_cause_a_server_error(
         try:
             return await post_in_process(app, WEBHOOK_PATH, body, headers)
         finally:
-            await app.state.resources.engine.dispose()
+            await app.state.ledger.engine.dispose()
 
     assert asyncio.run(post_and_close()) == (200, {"status": "accepted"})
 
@@ -302,7 +302,7 @@ def test_a_delivery_of_more_invoices_than_the_bound_gets_422_and_is_kept_as_a_de
                 for body in (_notification_of(3), _notification_of(4))
             ]
         finally:
-            await app.state.resources.engine.dispose()
+            await app.state.ledger.engine.dispose()
 
     within, beyond = asyncio.run(deliver_both())
     assert within == (200, {"status": "accepted"})

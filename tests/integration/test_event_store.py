@@ -117,7 +117,8 @@ async def test_the_database_refuses_to_change_recorded_events(
 
 
 async def test_postgresql_also_refuses_truncate(postgresql_database_url: str) -> None:
-    from service.store.database import create_engine, resolve_database_url
+    from service.settings import resolve_database_url
+    from service.store.database import create_engine
 
     engine = create_engine(resolve_database_url(postgresql_database_url))
     try:

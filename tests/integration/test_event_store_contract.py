@@ -14,7 +14,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from service.store.database import create_engine, is_postgresql, resolve_database_url
+from service.settings import resolve_database_url
+from service.store.database import create_engine, is_postgresql
 from service.store.errors import StoreUnavailable
 from service.store.event_store import (
     AppendOutcome,

@@ -13,8 +13,9 @@ from sqlalchemy.engine import make_url
 
 from service.projections.projector import InvoiceProjector
 from service.projections.rebuild import rebuild_invoices
+from service.settings import resolve_database_url
 from service.store.console_sessions import SqlConsoleSessions
-from service.store.database import create_engine, resolve_database_url
+from service.store.database import create_engine
 from service.store.event_store import AppendOutcome
 from service.store.event_store_for import event_store_for
 from service.store.read_models import SqlReadModelStore

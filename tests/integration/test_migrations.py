@@ -17,8 +17,9 @@ from sqlalchemy.engine import Connection
 from service.domain.events import NewEvent
 from service.projections.projector import InvoiceProjector
 from service.projections.rebuild import rebuild_invoices
+from service.settings import resolve_database_url
 from service.store import report_aggregates
-from service.store.database import create_engine, resolve_database_url
+from service.store.database import create_engine
 from service.store.event_store import Delivery, EventStore
 from service.store.event_store_for import event_store_for
 from service.store.migrations import (

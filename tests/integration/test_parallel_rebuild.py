@@ -8,7 +8,8 @@ import uuid
 import pytest
 
 from service.projections.rebuild import rebuild_invoices
-from service.store.database import create_engine, resolve_database_url
+from service.settings import resolve_database_url
+from service.store.database import create_engine
 from service.store.event_store_for import event_store_for
 from service.store.read_models import SqlReadModelStore
 from service.store.stream_partitions import stream_boundaries

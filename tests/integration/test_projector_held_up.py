@@ -10,7 +10,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.projections.projector import InvoiceProjector
-from service.store.database import create_engine, resolve_database_url
+from service.settings import resolve_database_url
+from service.store.database import create_engine
 from service.store.event_store import APPEND_LOCK_KEY, StoreBusy
 from service.store.event_store_for import event_store_for
 from service.store.read_models import SqlReadModelStore

@@ -21,7 +21,8 @@ from service.domain.events import NewEvent
 from service.projections.projector import InvoiceProjector
 from service.projections.queries import InvoiceFilters, InvoiceQueries
 from service.projections.rebuild import rebuild_invoices
-from service.store.database import create_engine, resolve_database_url
+from service.settings import resolve_database_url
+from service.store.database import create_engine
 from service.store.event_store_for import event_store_for
 from service.store.read_models import SqlReadModelStore
 from tests.support.events import invoice_event

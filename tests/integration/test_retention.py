@@ -11,12 +11,13 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.retention_policy import RetentionPolicy, apply_retention, run_retention
-from service.store.database import create_engine, resolve_database_url
+from service.settings import resolve_database_url
+from service.store.database import create_engine
 from service.store.event_store import InboxEntry
 from service.store.event_store_for import event_store_for
 from service.store.retention import PrunableKind, PruneResult, count_prunable, prune
 from service.store.schema import InboxOutcome, events, inbox
+from service.workers.retention import RetentionPolicy, apply_retention, run_retention
 from tests.integration.test_least_privilege import service_role_url  # noqa: F401 (fixture)
 from tests.support.events import invoice_event
 

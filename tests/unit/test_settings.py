@@ -5,8 +5,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from service.settings import ConfigurationError, WebhookKeyring, load_settings
-from service.store.database import UnsupportedDatabaseUrl, resolve_database_url
+from service.bootstrap import merchant_credentials
+from service.settings import (
+    ConfigurationError,
+    UnsupportedDatabaseUrl,
+    WebhookKeyring,
+    load_settings,
+    resolve_database_url,
+)
 
 KEY_32 = base64.b64encode(b"x" * 32).decode()
 
@@ -94,7 +100,7 @@ def test_out_of_range_settings_name_their_variable(
 
 
 def test_cybersource_credentials_go_together_and_are_off_when_absent() -> None:
-    assert load_settings().cybersource_credentials() is None
+    assert merchant_credentials(load_settings()) is None
     with pytest.raises(ConfigurationError, match="LEDGER_CYBERSOURCE_SECRET_KEY go together"):
         load_settings(cybersource_merchant_id="m", cybersource_key_id="k")
     with pytest.raises(ConfigurationError, match="not valid base64"):
@@ -104,7 +110,7 @@ def test_cybersource_credentials_go_together_and_are_off_when_absent() -> None:
     settings = load_settings(
         cybersource_merchant_id="m", cybersource_key_id="k", cybersource_secret_key=KEY_32
     )
-    credentials = settings.cybersource_credentials()
+    credentials = merchant_credentials(settings)
     assert credentials is not None and credentials.secret_key == b"x" * 32
     assert KEY_32 not in repr(settings) and KEY_32 not in repr(credentials)
 

@@ -18,7 +18,7 @@ from service.store.backlog import inbox_rows_by_kind, projection_lag
 from service.store.errors import StoreUnavailable
 from service.store.read_models import INVOICES_PROJECTION
 
-log = structlog.get_logger("service.backlog_sampler")
+log = structlog.get_logger("service.workers.backlog_sampler")
 
 LAG_SAMPLE_SECONDS = 5.0
 # Counting the inbox reads up to a million index entries per outcome: less often.

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import structlog
 
-log = structlog.get_logger("service.background")
+log = structlog.get_logger("service.workers")
 
 # How long a cancelled worker gets to unwind (roll back, release its lease) before it is
 # abandoned; a cancelled database call returns as soon as the driver notices.

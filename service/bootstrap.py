@@ -1,0 +1,304 @@
+"""The one place that builds the ledger's parts from settings.
+
+``serve`` (through ``create_app``), every command and each rebuild worker ask for a
+``Ledger`` here: the engine is configured in one place, and each component (event store,
+group committer, projector, replayer, corrections, reconciler) is wired once, whichever
+entry point runs it. Components never build one another; they are handed what they need.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from functools import cached_property
+
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.http_server import HttpImplementation, HttpLimits
+from service.metrics import LedgerMetrics
+from service.projections.projector import InvoiceProjector
+from service.projections.queries import InvoiceQueries
+from service.reconciler.client import (
+    CallFailure,
+    CallObserver,
+    CallOutcome,
+    ClientLimits,
+    CybersourceClient,
+)
+from service.reconciler.http_signature import MerchantCredentials
+from service.reconciler.ledger_view import SqlLedgerView
+from service.reconciler.reconciler import (
+    Reconciler,
+    ReconcilerFailure,
+    SweepSummary,
+    TransactionLookup,
+)
+from service.reconciler.sweep_schedule import SqlSweepSchedule
+from service.reconciler.worker import ReconcilerWorker
+from service.settings import Settings, resolve_database_url
+from service.store.database import create_engine
+from service.store.delivery_log import SqlDeliveryLog
+from service.store.event_store import EventStore
+from service.store.event_store_for import event_store_for
+from service.store.group_commit import GroupCommitter
+from service.store.migrations import require_schema_at_head
+from service.store.read_models import SqlReadModelStore
+from service.webhooks.corrections import DeliveryCorrections
+from service.webhooks.receiver import WebhookReceiver
+from service.webhooks.replay import DeliveryReplayer
+from service.webhooks.signature import SignedContent, WebhookVerifier
+
+# A delivery waits at most one SQLite busy timeout for the write lock another process holds,
+# then is answered 503 so that the sender retries (its own timeout is near); a command beside
+# the serving process waits longer (settings.SQLITE_LOCK_WAIT_SECONDS).
+SERVING_SQLITE_LOCK_WAIT_SECONDS = 5.0
+# A command's connections: enough for a reconciler's few concurrent reads beside its writes.
+COMMAND_POOL_SIZE = 4
+
+
+class MissingCredentials(Exception):
+    """A Cybersource call was asked for without LEDGER_CYBERSOURCE_* credentials."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "set LEDGER_CYBERSOURCE_MERCHANT_ID, LEDGER_CYBERSOURCE_KEY_ID and"
+            " LEDGER_CYBERSOURCE_SECRET_KEY to call Cybersource"
+        )
+
+
+def database_url(settings: Settings) -> URL:
+    return resolve_database_url(settings.database_url)
+
+
+def merchant_credentials(settings: Settings) -> MerchantCredentials | None:
+    """None when no credentials are configured: the reconciler is off."""
+    if not (settings.cybersource_merchant_id and settings.cybersource_key_id):
+        return None
+    if settings.cybersource_secret_key is None:
+        return None
+    return MerchantCredentials(
+        merchant_id=settings.cybersource_merchant_id,
+        key_id=settings.cybersource_key_id,
+        secret_key=base64.b64decode(settings.cybersource_secret_key.get_secret_value()),
+        organization_ids=settings.cybersource_organization_ids,
+    )
+
+
+def http_implementation(settings: Settings) -> HttpImplementation:
+    return HttpImplementation(settings.http_implementation)
+
+
+def http_limits(settings: Settings) -> HttpLimits:
+    return HttpLimits(
+        max_header_bytes=settings.http_max_header_bytes,
+        max_header_count=settings.http_max_header_count,
+        header_timeout_seconds=settings.http_header_timeout_seconds,
+        keep_alive_timeout_seconds=settings.http_keep_alive_timeout_seconds,
+        max_connections=settings.http_max_connections,
+        # A share larger than the whole is the whole.
+        max_connections_per_client=min(
+            settings.http_max_connections_per_client, settings.http_max_connections
+        ),
+        trusted_proxies=settings.http_trusted_proxies,
+    )
+
+
+def cybersource_client(
+    settings: Settings, observer: CallObserver | None = None
+) -> CybersourceClient:
+    """A client with the configured credentials; MissingCredentials without them."""
+    credentials = merchant_credentials(settings)
+    if credentials is None:
+        raise MissingCredentials()
+    limits = ClientLimits(max_requests_per_second=settings.cybersource_max_requests_per_second)
+    return CybersourceClient(settings.cybersource_base_url, credentials, limits, observer=observer)
+
+
+def process_owner(role: str | None = None) -> str:
+    """Names this process in a lease (projector, reconciler), for operators reading it."""
+    base = f"{socket.gethostname()}:{os.getpid()}"
+    return f"{role}:{base}" if role else f"{base}:{uuid.uuid4().hex[:8]}"
+
+
+def serving_engine(settings: Settings) -> AsyncEngine:
+    return create_engine(
+        database_url(settings),
+        pool_size=settings.database_pool_size,
+        sqlite_lock_wait_seconds=SERVING_SQLITE_LOCK_WAIT_SECONDS,
+    )
+
+
+def rebuild_worker_engine(url: URL) -> AsyncEngine:
+    """A rebuild worker's engine, in its own process: one connection reads, one writes."""
+    return create_engine(url, pool_size=2)
+
+
+class Ledger:
+    """The parts of one process's ledger, all on one engine; built by ``serving_ledger`` or
+    ``command_ledger``. The parts that hold no state of their own are built once, on first
+    use; the rest (committer, projector, workers) are built by the caller that runs them."""
+
+    def __init__(
+        self, settings: Settings, engine: AsyncEngine, metrics: LedgerMetrics | None = None
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.metrics = metrics or LedgerMetrics()
+
+    @cached_property
+    def event_store(self) -> EventStore:
+        return event_store_for(self.engine)
+
+    @cached_property
+    def read_models(self) -> SqlReadModelStore:
+        return SqlReadModelStore(self.engine)
+
+    @cached_property
+    def queries(self) -> InvoiceQueries:
+        return InvoiceQueries(self.engine)
+
+    @cached_property
+    def delivery_log(self) -> SqlDeliveryLog:
+        return SqlDeliveryLog(self.engine)
+
+    @cached_property
+    def replayer(self) -> DeliveryReplayer:
+        return DeliveryReplayer(
+            self.delivery_log,
+            self.event_store,
+            items_per_delivery_max=self.settings.webhook_items_max,
+        )
+
+    @cached_property
+    def corrections(self) -> DeliveryCorrections:
+        return DeliveryCorrections(
+            self.delivery_log,
+            self.event_store,
+            items_per_delivery_max=self.settings.webhook_items_max,
+        )
+
+    def committer(self) -> GroupCommitter:
+        return GroupCommitter(
+            self.event_store,
+            group_size_max=self.settings.append_group_size_max,
+            group_wait_seconds=self.settings.append_group_wait_seconds,
+            on_group=self.metrics.append_group_deliveries.observe,
+        )
+
+    def receiver(
+        self, committer: GroupCommitter, clock: Callable[[], float] | None = None
+    ) -> WebhookReceiver:
+        settings = self.settings
+        verifier = WebhookVerifier(
+            settings.webhook_keys.keys,
+            tolerance_seconds=settings.webhook_tolerance_seconds,
+            signed_content=SignedContent(settings.webhook_signed_content),
+            future_skew_seconds=settings.webhook_future_skew_seconds,
+            payload_form_max_bytes=settings.webhook_payload_form_max_bytes,
+        )
+        return WebhookReceiver(
+            verifier,
+            self.event_store,
+            self.metrics,
+            appender=committer,
+            max_body_bytes=settings.max_body_bytes,
+            body_timeout_seconds=settings.http_body_timeout_seconds,
+            items_per_delivery_max=settings.webhook_items_max,
+            refusals_recorded_per_second=settings.refusals_recorded_per_second,
+            clock=clock or time.time,
+        )
+
+    def projector(self) -> InvoiceProjector:
+        metrics = self.metrics
+
+        def on_batch(events: int, position: int) -> None:
+            metrics.projected_events.inc(events)
+            metrics.projector_position.set(position)
+
+        return InvoiceProjector(
+            self.event_store, self.read_models, owner=process_owner(), on_batch=on_batch
+        )
+
+    def cybersource_client(self, *, counted: bool = False) -> CybersourceClient:
+        """``counted``: its calls are counted in the metrics."""
+        return cybersource_client(self.settings, self._count_call if counted else None)
+
+    def reconciler(self, client: CybersourceClient, *, counted: bool = False) -> Reconciler:
+        return Reconciler(
+            client,
+            self.event_store,
+            self.settings.cybersource_organizations,
+            ledger=SqlLedgerView(self.engine),
+            on_failure=self._count_failure if counted else None,
+            on_transaction_lookup=self._count_transaction_lookup if counted else None,
+        )
+
+    @asynccontextmanager
+    async def reconciler_worker(self) -> AsyncIterator[ReconcilerWorker]:
+        """The reconciler worker and its client, counted in the metrics; MissingCredentials
+        without credentials."""
+        metrics = self.metrics
+        # Every series from the start at zero, so that an alert on a rate sees its first error.
+        for outcome in CallOutcome:
+            metrics.reconciler_calls.labels(outcome.value)
+        for reason in (*CallFailure, *ReconcilerFailure):
+            metrics.reconciler_errors.labels(reason.value)
+        for lookup in TransactionLookup:
+            metrics.reconciler_transaction_lookups.labels(lookup.value)
+
+        def count_sweep(summary: SweepSummary, succeeded: bool) -> None:
+            if succeeded:
+                metrics.reconciler_sweep_last_success.set_to_current_time()
+
+        async with self.cybersource_client(counted=True) as client:
+            yield ReconcilerWorker(
+                self.reconciler(client, counted=True),
+                self.queries,
+                self.read_models,
+                owner=process_owner(),
+                sweep_interval_seconds=self.settings.reconcile_interval_seconds,
+                full_sweep_interval_seconds=self.settings.reconciler_full_sweep_interval_seconds,
+                full_sweeps=SqlSweepSchedule(self.engine),
+                on_failure=self._count_failure,
+                on_sweep=count_sweep,
+            )
+
+    def _count_call(self, outcome: CallOutcome, failure: CallFailure | None) -> None:
+        self.metrics.reconciler_calls.labels(outcome.value).inc()
+        if failure is not None:
+            self.metrics.reconciler_errors.labels(failure.value).inc()
+
+    def _count_failure(self, reason: ReconcilerFailure) -> None:
+        self.metrics.reconciler_errors.labels(reason.value).inc()
+
+    def _count_transaction_lookup(self, outcome: TransactionLookup) -> None:
+        self.metrics.reconciler_transaction_lookups.labels(outcome.value).inc()
+
+
+def serving_ledger(settings: Settings) -> Ledger:
+    """The serving process's ledger: its pool, and a short wait for SQLite's lock. Its
+    engine is disposed of by the app's lifespan."""
+    return Ledger(settings, serving_engine(settings))
+
+
+@asynccontextmanager
+async def command_ledger(
+    settings: Settings,
+    *,
+    pool_size: int = COMMAND_POOL_SIZE,
+    metrics: LedgerMetrics | None = None,
+) -> AsyncIterator[Ledger]:
+    """A command's ledger, on a schema at head (SchemaNotAtHead otherwise); its engine is
+    disposed of on leaving."""
+    engine = create_engine(database_url(settings), pool_size=pool_size)
+    try:
+        await require_schema_at_head(engine)
+        yield Ledger(settings, engine, metrics)
+    finally:
+        await engine.dispose()
