@@ -101,7 +101,7 @@ def migrated_database(prefix: str) -> Iterator[tuple[str, dict[str, str]]]:
             "LEDGER_WEBHOOK_KEYS": f"{KEY_ID}:{base64.b64encode(KEY).decode()}",
         }
         subprocess.run(
-            [sys.executable, "-m", "service.cli", "migrate"],
+            [sys.executable, "-m", "service.fronts.cli", "migrate"],
             env={**os.environ, **environment},
             check=True,
             stderr=subprocess.DEVNULL,

@@ -366,7 +366,7 @@ def main() -> None:
         service_command = [
             sys.executable,
             "-m",
-            "service.cli",
+            "service.fronts.cli",
             "serve",
             "--port",
             str(service_port),

@@ -322,7 +322,7 @@ def main() -> None:
         # This machine's PostgreSQL runs without autovacuum: analyse as production's would.
         asyncio.run(analyze(database_url))
         port = free_port()
-        command = [sys.executable, "-m", "service.cli", "serve", "--port", str(port)]
+        command = [sys.executable, "-m", "service.fronts.cli", "serve", "--port", str(port)]
         with (
             server(command, port, environment),
             httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client,

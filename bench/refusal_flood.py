@@ -91,7 +91,7 @@ def main() -> None:
             variables = {**environment, "LEDGER_PROJECTOR_ENABLED": "false"}
             if payload_form_max_bytes is not None:
                 variables["LEDGER_WEBHOOK_PAYLOAD_FORM_MAX_BYTES"] = str(payload_form_max_bytes)
-            command = [sys.executable, "-m", "service.cli", "serve", "--port", str(port)]
+            command = [sys.executable, "-m", "service.fronts.cli", "serve", "--port", str(port)]
             runs: dict[str, object] = {}
             with server(command, port, variables):
                 runs["baseline"] = asyncio.run(measure(port, arguments.duration, 0))

@@ -209,7 +209,7 @@ def project(environment: dict[str, str]) -> None:
     autovacuum, and a never-analysed table would give the sweep's page lookups (a hundred
     numbers at a time) a sequential scan that production, analysed, does not get."""
     subprocess.run(
-        [sys.executable, "-m", "service.cli", "project", "--once"],
+        [sys.executable, "-m", "service.fronts.cli", "project", "--once"],
         env={**os.environ, **environment},
         check=True,
         stderr=subprocess.DEVNULL,
@@ -245,7 +245,7 @@ def main() -> None:
     }
     port = free_port()
     sandbox_url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "service.cli", "sandbox", "--port", str(port)]
+    command = [sys.executable, "-m", "service.fronts.cli", "sandbox", "--port", str(port)]
     with (
         migrated_database("ledger_bench_sweep") as (database_url, environment),
         server(command, port, ENVIRONMENT, health_path="/sandbox/deliveries"),

@@ -12,20 +12,20 @@ import structlog
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from service.api.auth import ApiAuthorizer, AuthSurface
-from service.api.contract import ApiRoute, declared_operations, openapi_document
-from service.api.deliveries import DeliveryApi
-from service.api.errors import ApiError
-from service.api.failure_throttle import FailureThrottle
-from service.api.request_metrics import RequestMetrics
-from service.api.routes import QueryApi
-from service.api.webhook_operation import WEBHOOK_OPERATIONS
 from service.bootstrap import Ledger, serving_ledger
-from service.console.delivery_outcomes import DeliveryOutcomes
-from service.console.routes import Console, ConsoleSources
+from service.fronts.api.contract import ApiRoute, declared_operations, openapi_document
+from service.fronts.api.deliveries import DeliveryApi
+from service.fronts.api.routes import QueryApi
+from service.fronts.api.webhook_operation import WEBHOOK_OPERATIONS
+from service.fronts.auth import ApiAuthorizer, AuthSurface
+from service.fronts.console.routes import Console, ConsoleSources
+from service.fronts.errors import ApiError
+from service.fronts.failure_throttle import FailureThrottle
+from service.fronts.request_metrics import RequestMetrics
 from service.http_server import WORKERS_SHARE_OF_GRACE
 from service.metrics import LedgerMetrics
 from service.operations import api_error, operations_routes, try_again_later
+from service.read.delivery_outcomes import DeliveryOutcomes
 from service.settings import Settings
 from service.store.console_sessions import SqlConsoleSessions
 from service.store.errors import StoreUnavailable

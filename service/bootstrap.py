@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.http_server import HttpImplementation, HttpLimits
 from service.metrics import LedgerMetrics
 from service.projections.projector import InvoiceProjector
-from service.projections.queries import InvoiceQueries
+from service.read.queries import InvoiceQueries
 from service.reconciler.client import (
     CallFailure,
     CallObserver,

@@ -12,9 +12,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from service.api.errors import ApiError
 from service.bootstrap import Ledger
-from service.console.routes import SECURITY_HEADERS
+from service.fronts.console.routes import SECURITY_HEADERS
+from service.fronts.errors import ApiError
 from service.store.errors import is_unavailability, unavailability_reason
 from service.store.migrations import current_revision, head_revision
 from service.workers.serving import ServingWorkers

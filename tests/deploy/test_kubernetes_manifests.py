@@ -12,7 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from service.cli import main as command_line
+from service.fronts.cli import main as command_line
 from service.settings import ENVIRONMENT_PREFIX, Settings
 
 KUBERNETES_DIRECTORY = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes"

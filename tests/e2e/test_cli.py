@@ -25,7 +25,7 @@ def invoice_ledger(
     *arguments: str, environment: dict[str, str], stdin: bytes = b""
 ) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "service.cli", *arguments],
+        [sys.executable, "-m", "service.fronts.cli", *arguments],
         input=stdin,
         capture_output=True,
         env={**os.environ, **environment},
@@ -191,7 +191,7 @@ def rebuild_on_a_terminal(environment: dict[str, str]) -> str:
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
     try:
         subprocess.run(
-            [sys.executable, "-m", "service.cli", "rebuild"],
+            [sys.executable, "-m", "service.fronts.cli", "rebuild"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=terminal,

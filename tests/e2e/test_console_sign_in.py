@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select, update
 
 from service.app import create_app
-from service.console.access import SESSION_COOKIE
+from service.fronts.console.access import SESSION_COOKIE
 from service.settings import load_settings, resolve_database_url
 from service.store.database import create_engine
 from service.store.schema import console_sessions

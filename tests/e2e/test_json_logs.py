@@ -39,7 +39,7 @@ def test_every_line_from_migrate_to_shutdown_is_json(tmp_path: Path) -> None:
         "LEDGER_LOG_LEVEL": "DEBUG",
     }
     migrated = subprocess.run(
-        [sys.executable, "-m", "service.cli", "migrate"],
+        [sys.executable, "-m", "service.fronts.cli", "migrate"],
         env=environment,
         capture_output=True,
         text=True,
@@ -49,7 +49,7 @@ def test_every_line_from_migrate_to_shutdown_is_json(tmp_path: Path) -> None:
     log_path = tmp_path / "serve.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+            [sys.executable, "-m", "service.fronts.cli", "serve", "--port", str(port)],
             env=environment,
             stdout=log_file,
             stderr=log_file,

@@ -46,7 +46,7 @@ def test_the_projector_worker_exports_that_it_runs_and_where_it_is(tmp_path: Pat
         asyncio.run(append_events(database_url, 3))
         port = free_port()
         worker = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "project", "--metrics-port", str(port)],
+            [sys.executable, "-m", "service.fronts.cli", "project", "--metrics-port", str(port)],
             env={**os.environ, "LEDGER_DATABASE_URL": database_url},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -78,7 +78,7 @@ def test_a_metrics_port_in_use_stops_the_worker_with_one_line(tmp_path: Path) ->
         taken.listen()
         port = taken.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "-m", "service.cli", "project", "--metrics-port", str(port)],
+            [sys.executable, "-m", "service.fronts.cli", "project", "--metrics-port", str(port)],
             env={**os.environ, "LEDGER_DATABASE_URL": database_url},
             capture_output=True,
             timeout=STOP_TIMEOUT_SECONDS,

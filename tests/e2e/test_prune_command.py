@@ -17,7 +17,7 @@ from tests.support.databases import fresh_sqlite_database
 
 def run_prune(database_url: str, *arguments: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "service.cli", "prune", *arguments],
+        [sys.executable, "-m", "service.fronts.cli", "prune", *arguments],
         env={**os.environ, "LEDGER_DATABASE_URL": database_url},
         capture_output=True,
         text=True,

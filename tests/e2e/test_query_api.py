@@ -13,8 +13,8 @@ import httpx
 import pytest
 from starlette.routing import Route
 
-from service.api.contract import ApiRoute, declared_operations
 from service.app import create_app
+from service.fronts.api.contract import ApiRoute, declared_operations
 from service.projections.rebuild import rebuild_invoices
 from service.settings import load_settings, resolve_database_url
 from service.store.database import create_engine

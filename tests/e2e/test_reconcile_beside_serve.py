@@ -85,7 +85,7 @@ def test_a_command_sweep_beside_the_serving_reconciler_keeps_to_the_rate(
             assert calls.arrivals, log_path.read_text()
             command_started = time.monotonic()
             command = subprocess.run(
-                [sys.executable, "-m", "service.cli", "reconcile", "--sweep", "--full"],
+                [sys.executable, "-m", "service.fronts.cli", "reconcile", "--sweep", "--full"],
                 env={**os.environ, **environment},
                 capture_output=True,
                 timeout=COMMAND_TIMEOUT_SECONDS,

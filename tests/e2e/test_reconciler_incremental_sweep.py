@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.projections.projector import InvoiceProjector
-from service.projections.queries import InvoiceQueries
+from service.read.queries import InvoiceQueries
 from service.reconciler.client import CybersourceClient
 from service.reconciler.ledger_view import SqlLedgerView
 from service.reconciler.reconciler import SWEEP_STATUS_ORDER, Reconciler

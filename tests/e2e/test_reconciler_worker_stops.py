@@ -81,7 +81,7 @@ def test_sigterm_during_a_long_sweep_stops_within_the_grace_and_leaves_invoices_
     log_path = tmp_path / "reconciler.log"
     with log_path.open("wb") as log_file:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "reconcile", "--forever"],
+            [sys.executable, "-m", "service.fronts.cli", "reconcile", "--forever"],
             env=environment,
             stdout=log_file,
             stderr=log_file,
@@ -139,7 +139,7 @@ def test_the_worker_on_its_own_serves_its_metrics_and_the_time_of_its_last_good_
     log_path = tmp_path / "reconciler.log"
     with log_path.open("wb") as log_file:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "reconcile", "--forever",
+            [sys.executable, "-m", "service.fronts.cli", "reconcile", "--forever",
              "--metrics-port", str(port)],
             env={**os.environ, **cybersource_environment(sandbox_url),
                  "LEDGER_DATABASE_URL": database_url},

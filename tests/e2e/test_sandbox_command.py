@@ -36,7 +36,7 @@ def test_the_command_serves_each_organization_and_dates_webhooks_before_history(
     webhooks, webhook_url = receiver
     port = free_port()
     options = ["--webhook-url", webhook_url, "--event-date-order", "before", "--seed", "4"]
-    command = [sys.executable, "-m", "service.cli", "sandbox", "--port", str(port), *options]
+    command = [sys.executable, "-m", "service.fronts.cli", "sandbox", "--port", str(port), *options]
     with (
         server(command, port, ENVIRONMENT, health_path="/sandbox/deliveries"),
         httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as sandbox,
@@ -58,7 +58,7 @@ def test_the_command_serves_each_organization_and_dates_webhooks_before_history(
 def test_the_command_can_leave_the_amounts_out_of_payment_history_entries() -> None:
     port = free_port()
     options = ["--payment-transaction-details", "transaction-id"]
-    command = [sys.executable, "-m", "service.cli", "sandbox", "--port", str(port), *options]
+    command = [sys.executable, "-m", "service.fronts.cli", "sandbox", "--port", str(port), *options]
     with (
         server(command, port, ENVIRONMENT, health_path="/sandbox/deliveries"),
         httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as sandbox,

@@ -22,7 +22,16 @@ def without_ledger_settings() -> dict[str, str]:
 def test_serve_on_a_public_address_without_tokens_refuses_to_start(tmp_path: Path) -> None:
     database = tmp_path / "never-created.db"
     finished = subprocess.run(
-        [sys.executable, "-m", "service.cli", "serve", "--host", "0.0.0.0", "--port", "8000"],
+        [
+            sys.executable,
+            "-m",
+            "service.fronts.cli",
+            "serve",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "8000",
+        ],
         env={
             **without_ledger_settings(),
             "LEDGER_DATABASE_URL": f"sqlite:///{database}",
@@ -49,14 +58,17 @@ def test_the_explicit_opt_out_starts_with_a_warning_and_opens_v1(tmp_path: Path)
         "LEDGER_API_ALLOW_ANONYMOUS": "true",
     }
     subprocess.run(
-        [sys.executable, "-m", "service.cli", "migrate"], env=environment, check=True, timeout=60
+        [sys.executable, "-m", "service.fronts.cli", "migrate"],
+        env=environment,
+        check=True,
+        timeout=60,
     )
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
-                "service.cli",
+                "service.fronts.cli",
                 "serve",
                 "--host",
                 "0.0.0.0",
@@ -98,11 +110,14 @@ def test_without_tokens_on_loopback_a_proxied_request_is_refused(tmp_path: Path)
         "LEDGER_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
     }
     subprocess.run(
-        [sys.executable, "-m", "service.cli", "migrate"], env=environment, check=True, timeout=60
+        [sys.executable, "-m", "service.fronts.cli", "migrate"],
+        env=environment,
+        check=True,
+        timeout=60,
     )
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+            [sys.executable, "-m", "service.fronts.cli", "serve", "--port", str(port)],
             env=environment,
             stdout=log_file,
             stderr=log_file,

@@ -58,7 +58,7 @@ def start_serve(
 ) -> subprocess.Popen[bytes]:
     with log_path.open("ab") as log_file:
         return subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve", "--port", str(port), *arguments],
+            [sys.executable, "-m", "service.fronts.cli", "serve", "--port", str(port), *arguments],
             env={**os.environ, "LEDGER_SHUTDOWN_GRACE_SECONDS": str(GRACE_SECONDS), **environment},
             stdout=log_file,
             stderr=log_file,
@@ -165,7 +165,7 @@ def test_serve_on_a_port_in_use_exits_2_with_one_line_and_writes_nothing(
             **cybersource_environment(sandbox_with_invoices),
         }
         finished = subprocess.run(
-            [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+            [sys.executable, "-m", "service.fronts.cli", "serve", "--port", str(port)],
             env={**os.environ, **environment},
             capture_output=True,
             text=True,
@@ -213,7 +213,7 @@ def test_sigterm_during_a_long_sweep_exits_within_the_grace_leaving_whole_invoic
     # A full sweep now finds no history entry missing for the invoices reconciled before the
     # stop: each invoice's history was written whole or not at all.
     swept = subprocess.run(
-        [sys.executable, "-m", "service.cli", "reconcile", "--sweep"],
+        [sys.executable, "-m", "service.fronts.cli", "reconcile", "--sweep"],
         env={**os.environ, **environment, "LEDGER_CYBERSOURCE_MAX_REQUESTS_PER_SECOND": "200"},
         capture_output=True,
         text=True,
@@ -234,7 +234,7 @@ def test_a_second_signal_ends_serve_at_once(sqlite_url: str, tmp_path: Path) -> 
     }
     with log_path.open("ab") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+            [sys.executable, "-m", "service.fronts.cli", "serve", "--port", str(port)],
             env={**os.environ, **environment},
             stdout=log_file,
             stderr=log_file,

@@ -14,7 +14,6 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.api.documents import as_json, invoice_from_row
 from service.domain.events import EventSource, InvoiceEventType, NewEvent
 from service.domain.payloads import (
     HistoryEntryRecorded,
@@ -25,8 +24,9 @@ from service.domain.payloads import (
     encode,
 )
 from service.projections.projector import InvoiceProjector
-from service.projections.queries import InvoiceQueries
 from service.projections.rebuild import rebuild_invoices
+from service.read.documents import as_json, invoice_from_row
+from service.read.queries import InvoiceQueries
 from service.store import report_aggregates
 from service.store.event_store_for import event_store_for
 from service.store.read_models import ProjectedInvoice, SqlReadModelStore

@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.domain.identity import InvoiceKey
 from service.domain.invoice import Collection, InvoiceState, InvoiceStatus
 from service.projections.projector import InvoiceProjector
-from service.projections.queries import InvoiceQueries
 from service.projections.rebuild import rebuild_invoices
+from service.read.queries import InvoiceQueries
 from service.store.event_store_for import event_store_for
 from service.store.read_models import ProjectedInvoice, SqlReadModelStore
 from service.store.schema import invoices

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.projections.queries import InvoiceQueries
+from service.read.queries import InvoiceQueries
 from service.reconciler.worker import LEASE_NAME, ReconcilerWorker
 from service.store.read_models import SqlReadModelStore
 

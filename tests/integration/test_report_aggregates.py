@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.domain.events import NewEvent
 from service.domain.invoice import Collection, InvoiceState, InvoiceStatus
 from service.projections.projector import InvoiceProjector
-from service.projections.queries import InvoiceQueries
 from service.projections.rebuild import rebuild_invoices
+from service.read.queries import InvoiceQueries
 from service.store import report_aggregates
 from service.store.event_store_for import event_store_for
 from service.store.read_models import ProjectedInvoice, SqlReadModelStore

@@ -46,7 +46,7 @@ def serving_process(environment: dict[str, str], log_path: Path) -> Iterator[Ser
     port = free_port()
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+            [sys.executable, "-m", "service.fronts.cli", "serve", "--port", str(port)],
             env={**os.environ, "LEDGER_PROJECTOR_ENABLED": "false", **environment},
             stdout=log_file,
             stderr=log_file,

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 from starlette.requests import Request
 
-from service.api.auth import ApiAuthorizer, Scope
-from service.api.errors import ApiError
+from service.fronts.auth import ApiAuthorizer, Scope
+from service.fronts.errors import ApiError
 
 
 def request_from(host: str, authorization: str | None = None) -> Request:

@@ -9,10 +9,10 @@ from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
 
-from service.api.contract import declared_operations, openapi_document
-from service.api.documents import as_json, invoice_document, invoice_from_row
-from service.api.routes import OPERATIONS, QueryApi
 from service.domain.invoice import InvoiceState, InvoiceStatus, Payment
+from service.fronts.api.contract import declared_operations, openapi_document
+from service.fronts.api.routes import OPERATIONS, QueryApi
+from service.read.documents import as_json, invoice_document, invoice_from_row
 from service.store.read_models import ProjectedInvoice, _invoice_row
 
 AMOUNT_FIELDS = ("totalAmount", "balanceAmount", "paidAmount")

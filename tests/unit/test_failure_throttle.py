@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from service.api.failure_throttle import FailureThrottle
+from service.fronts.failure_throttle import FailureThrottle
 
 
 class Clock:

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 from starlette.routing import BaseRoute, Route
 
-from service.api.models import AmbiguousInvoice, Error
+from service.read.models import AmbiguousInvoice, Error
 
 OPENAPI_VERSION = "3.1.0"
 SCHEMA_REFERENCE = "#/components/schemas/{model}"
@@ -232,7 +232,7 @@ def _responses(operation: ApiOperation) -> dict[str, Any]:
         if model is not None:
             answer["content"] = {JSON_MEDIA_TYPE: {"schema": _reference(model)}}
         responses[str(status)] = answer
-    # Any token check may be throttled (service.api.failure_throttle).
+    # Any token check may be throttled (service.fronts.failure_throttle).
     throttled = (429,) if operation.secured else ()
     errors = sorted({*operation.errors, *((406,) if operation.csv else ()), *throttled})
     for status in errors:

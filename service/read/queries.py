@@ -25,6 +25,9 @@ from service.store.errors import unavailability_as_store_error
 from service.store.exact_sums import GroupSums, PartialSum, Summed, grouped_sums
 from service.store.schema import invoice_collections, invoice_totals, invoice_versions, invoices
 
+# The longest period a collections report spans (ten years), in days.
+COLLECTION_DAYS_MAX = 3660
+
 OPEN = sorted(status.value for status in OPEN_STATUSES)
 Interval = Literal["day", "week", "month"]
 AGING_BUCKETS = ("current", "days1To30", "days31To60", "days61To90", "over90", "noDueDate")

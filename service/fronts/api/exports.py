@@ -29,8 +29,8 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
-from service.api.contract import CSV_MEDIA_TYPE, JSON_MEDIA_TYPE
-from service.api.errors import ApiError
+from service.fronts.api.contract import CSV_MEDIA_TYPE, JSON_MEDIA_TYPE
+from service.fronts.errors import ApiError
 
 ACCEPT_ITEMS_MAX = 32  # an Accept header is a short list; more is not worth parsing
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")

@@ -30,8 +30,8 @@ import structlog
 from starlette.datastructures import Headers
 from starlette.requests import Request
 
-from service.api.errors import ApiError
-from service.api.failure_throttle import FailureThrottle
+from service.fronts.errors import ApiError
+from service.fronts.failure_throttle import FailureThrottle
 
 log = structlog.get_logger("service.auth")
 

@@ -2,28 +2,27 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-import re
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, timedelta, timezone
-from functools import cache
+from datetime import date, datetime
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import quote, unquote_to_bytes
-from zoneinfo import ZoneInfo, available_timezones
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, WithJsonSchema
 
-from service.api.errors import bad_parameter
 from service.domain.invoice import InvoiceStatus
-from service.projections.queries import PageKey
+from service.fronts.errors import bad_parameter
+from service.read.cursors import (
+    IDENTIFIER_LENGTH_MAX,
+    UNSTORABLE_CHARACTER,
+    UnreadableCursor,
+    decode_page_cursor,
+)
+from service.read.instants import parse_day, parse_instant, parse_zone
+from service.read.queries import COLLECTION_DAYS_MAX, PageKey
 
 PAGE_SIZE_MAX = 500
-COLLECTION_DAYS_MAX = 3660
 CURSOR_LENGTH_MAX = 1000
-# Identifiers as the receiver stores them (service.webhooks.envelope.IDENTIFIER_LENGTH_MAX).
-IDENTIFIER_LENGTH_MAX = 200
 QUERY_PARAMETERS_MAX = 20
 # Positions are PostgreSQL BIGINTs: a larger minPosition names no event that can ever exist.
 POSITION_MAX = 2**63 - 1
@@ -34,59 +33,6 @@ Parameters = TypeVar("Parameters", bound=BaseModel)
 class _Strict(BaseModel):
     # Only the names the API documents: a field's Python name is not a parameter.
     model_config = ConfigDict(extra="forbid", populate_by_name=False, frozen=True)
-
-
-# RFC 3339 (OpenAPI's date-time and date formats), and nothing else: an epoch number, a
-# week date or an instant without an offset is refused rather than guessed at.
-_INSTANT_PATTERN = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]{1,20})?"
-    r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))"
-)
-_DAY_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-_INSTANT_EXAMPLE = "an ISO-8601 instant with an offset, e.g. 2026-01-31T00:00:00Z"
-
-
-def parse_instant(value: object) -> datetime:
-    """An RFC 3339 instant, in UTC; ValueError names the rule it breaks."""
-    match = _INSTANT_PATTERN.fullmatch(value) if isinstance(value, str) else None
-    if match is None:
-        raise ValueError(f"must be {_INSTANT_EXAMPLE}")
-    year, month, day, hour, minute, second = (int(part) for part in match.group(1, 2, 3, 4, 5, 6))
-    fraction = (match.group(7) or ".0")[1:7].ljust(6, "0")  # beyond microseconds: truncated
-    try:
-        offset = timedelta()
-        if match.group(8) is None:
-            sign = -1 if match.group(9) == "-" else 1
-            offset = sign * timedelta(hours=int(match.group(10)), minutes=int(match.group(11)))
-        zone = timezone(offset)  # ValueError beyond ±24 h
-        moment = datetime(year, month, day, hour, minute, second, int(fraction), tzinfo=zone)
-        return moment.astimezone(UTC)  # OverflowError before year 1 or after 9999 in UTC
-    except ValueError:
-        raise ValueError(f"must be {_INSTANT_EXAMPLE}, a real date and time") from None
-    except OverflowError:
-        raise ValueError("must fall within the years 1 to 9999 in UTC") from None
-
-
-def parse_day(value: object) -> date:
-    if not isinstance(value, str) or not _DAY_PATTERN.fullmatch(value):
-        raise ValueError("must be an ISO-8601 date, e.g. 2026-01-31")
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise ValueError("must be an ISO-8601 date, e.g. 2026-01-31, a real day") from None
-
-
-@cache
-def _zone_names() -> frozenset[str]:
-    # Only the IANA names the installed database lists: ZoneInfo alone would also open a
-    # path-like key it was given.
-    return frozenset(available_timezones())
-
-
-def parse_zone(value: object) -> ZoneInfo:
-    if not isinstance(value, str) or value not in _zone_names():
-        raise ValueError("must be an IANA time zone name, e.g. Europe/Paris or UTC")
-    return ZoneInfo(value)
 
 
 # Dates and instants are strings in the document and nothing else: the schema says so even
@@ -247,28 +193,12 @@ def parse(model: type[Parameters], query: dict[str, str]) -> Parameters:
         raise bad_parameter(name, message) from None
 
 
-def encode_cursor(key: PageKey) -> str:
-    raw = json.dumps([key.updated_at.isoformat(), key.organization_id, key.invoice_number]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
 def decode_cursor(cursor: str) -> PageKey:
     """The page key a cursor names; anything but a cursor this API issued is a 400."""
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        key = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-        if not (isinstance(key, list) and len(key) == 3 and all(isinstance(k, str) for k in key)):
-            raise ValueError("not three strings")
-        updated_at, organization_id, invoice_number = key
-        if not all(_is_identifier(text) for text in (organization_id, invoice_number)):
-            raise ValueError("not identifiers")
-        return PageKey(parse_instant(updated_at), organization_id, invoice_number)
-    except (binascii.Error, ValueError, UnicodeError, RecursionError):
+        return decode_page_cursor(cursor)
+    except UnreadableCursor:
         raise bad_parameter("cursor", "is not a cursor this API issued") from None
-
-
-def _is_identifier(text: str) -> bool:
-    return len(text) <= IDENTIFIER_LENGTH_MAX and not _UNSTORABLE_CHARACTER.search(text)
 
 
 def collection_range(parameters: CollectionsParameters) -> None:
@@ -278,17 +208,13 @@ def collection_range(parameters: CollectionsParameters) -> None:
         raise bad_parameter("to", f"the range may span at most {COLLECTION_DAYS_MAX} days")
 
 
-# PostgreSQL text cannot hold NUL, and a lone surrogate cannot be encoded at all.
-_UNSTORABLE_CHARACTER = re.compile("[\x00\ud800-\udfff]")
-
-
 def decoded_text(raw: bytes, name: str) -> str:
     """Percent-decoded UTF-8 text that a database can compare; 400 naming ``name`` otherwise."""
     try:
         text = unquote_to_bytes(raw).decode("utf-8")
     except UnicodeDecodeError:
         raise bad_parameter(name, "is not UTF-8 text once percent-decoded") from None
-    if _UNSTORABLE_CHARACTER.search(text):
+    if UNSTORABLE_CHARACTER.search(text):
         raise bad_parameter(name, "contains a NUL character")
     return text
 

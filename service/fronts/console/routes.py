@@ -24,27 +24,40 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from service.api import parameters as p
-from service.api.auth import ApiAuthorizer, AuthSurface, Caller, Scope, require_scope
-from service.api.deliveries import decode_cursor, detail, encode_cursor, summary
-from service.api.documents import event_document, invoice_from_row, report_items
-from service.api.errors import ApiError
-from service.console import access
-from service.console.charts import BarChart, bar_chart
-from service.console.delivery_outcomes import DeliveryOutcomes
 from service.domain.events import RecordedEvent
 from service.domain.identity import invoices_in_stream
 from service.domain.invoice import InvoiceStatus, corrected_by
-from service.projections.queries import AGING_BUCKETS, InvoiceFilters, InvoiceQueries, PageKey
+from service.fronts.auth import ApiAuthorizer, AuthSurface, Caller, Scope, require_scope
+from service.fronts.console import access
+from service.fronts.console.charts import BarChart, bar_chart
+from service.fronts.errors import ApiError
+from service.read.cursors import (
+    UnreadableCursor,
+    decode_delivery_cursor,
+    decode_page_cursor,
+    encode_delivery_cursor,
+    encode_page_cursor,
+)
+from service.read.delivery_outcomes import DeliveryOutcomes
+from service.read.documents import event_document, invoice_from_row, report_items
+from service.read.instants import parse_day, parse_instant
+from service.read.queries import (
+    AGING_BUCKETS,
+    COLLECTION_DAYS_MAX,
+    InvoiceFilters,
+    InvoiceQueries,
+    PageKey,
+)
 from service.store.console_sessions import SqlConsoleSessions
 from service.store.delivery_log import DeliveryFilters, SqlDeliveryLog
 from service.store.event_store import EventStore
 from service.store.read_models import SqlReadModelStore
 from service.store.schema import InboxOutcome, ReplayResult
 from service.webhooks.corrections import CorrectionRefused, DeliveryCorrections
+from service.webhooks.delivery_documents import detail, summary
 from service.webhooks.replay import DeliveryReplayer, NotReplayable, UnknownDelivery
 
-log = structlog.get_logger("service.console")
+log = structlog.get_logger("service.fronts.console")
 
 DELIVERIES_PAGE_SIZE = 50
 INVOICES_PAGE_SIZE = 50
@@ -125,7 +138,7 @@ class Console:
         self._sessions = sources.sessions
         self._form_tokens = access.FormTokens()
         self._templates = jinja2.Environment(
-            loader=jinja2.PackageLoader("service.console", "templates"),
+            loader=jinja2.PackageLoader("service.fronts.console", "templates"),
             autoescape=True,
             undefined=jinja2.StrictUndefined,
         )
@@ -320,8 +333,8 @@ class Console:
         )
         if collections_from > collections_to:
             raise InvalidInput("from: must not be after to")
-        if (collections_to - collections_from).days > p.COLLECTION_DAYS_MAX:
-            raise InvalidInput(f"from, to: at most {p.COLLECTION_DAYS_MAX} days apart")
+        if (collections_to - collections_from).days > COLLECTION_DAYS_MAX:
+            raise InvalidInput(f"from, to: at most {COLLECTION_DAYS_MAX} days apart")
         window = query.get("outcomes") or "7d"
         if window not in (*OUTCOME_WINDOWS, "all"):
             raise InvalidInput("outcomes: must be 24h, 7d, 30d or all")
@@ -333,7 +346,10 @@ class Console:
         )
         collections = report_items(
             await self._queries.collections(
-                collections_from, collections_to, interval, organization  # type: ignore[arg-type]
+                collections_from,
+                collections_to,
+                interval,  # type: ignore[arg-type]
+                organization,
             ),
             {"amount": "amount", "provisional_amount": "provisional"},
         )
@@ -406,8 +422,8 @@ class Console:
         )
         cursor = _text(query.get("cursor"), "cursor")
         try:
-            before = decode_cursor(cursor) if cursor else None
-        except ApiError:
+            before = decode_delivery_cursor(cursor) if cursor else None
+        except UnreadableCursor:
             raise InvalidInput("cursor: is not a link this console made") from None
         log = self._sources.delivery_log
         rows = await log.deliveries(filters, DELIVERIES_PAGE_SIZE, before)
@@ -415,14 +431,14 @@ class Console:
         older = None
         if len(rows) == DELIVERIES_PAGE_SIZE:
             kept = {name: value for name, value in query.items() if name != "cursor" and value}
-            older = "?" + urlencode({**kept, "cursor": encode_cursor(rows[-1].delivery_id)})
+            older = "?" + urlencode(
+                {**kept, "cursor": encode_delivery_cursor(rows[-1].delivery_id)}
+            )
         return self._render(
             request,
             "deliveries.html",
             title="Deliveries",
-            deliveries=[
-                _document(summary(row, replays[row.delivery_id])) for row in rows
-            ],
+            deliveries=[_document(summary(row, replays[row.delivery_id])) for row in rows],
             outcomes=list(InboxOutcome),
             filters={name: query.get(name, "") for name in _DELIVERY_FILTERS},
             older=older,
@@ -542,8 +558,8 @@ class Console:
         else:
             cursor = _text(query.get("cursor"), "cursor")
             try:
-                before = p.decode_cursor(cursor) if cursor else None
-            except ApiError:
+                before = decode_page_cursor(cursor) if cursor else None
+            except UnreadableCursor:
                 raise InvalidInput("cursor: is not a link this console made") from None
             rows = await self._queries.invoices(
                 InvoiceFilters(organization_id=organization, status=status),
@@ -556,7 +572,7 @@ class Console:
                 last = rows[-1]
                 kept = {name: value for name, value in query.items() if name != "cursor" and value}
                 key = PageKey(last.updated_at, last.organization_id, last.invoice_number)
-                context["older"] = "?" + urlencode({**kept, "cursor": p.encode_cursor(key)})
+                context["older"] = "?" + urlencode({**kept, "cursor": encode_page_cursor(key)})
         return self._render(request, "invoices.html", **context)
 
 
@@ -660,7 +676,7 @@ def _day(value: str | None, name: str) -> date | None:
     if not value:
         return None
     try:
-        return p.parse_day(value)
+        return parse_day(value)
     except ValueError as problem:
         raise InvalidInput(f"{name}: {problem}") from None
 
@@ -671,7 +687,7 @@ def _instant_or_day(value: str | None, name: str, *, end: bool) -> datetime | No
         return None
     if "T" in value or "t" in value:
         try:
-            return p.parse_instant(value)
+            return parse_instant(value)
         except ValueError as problem:
             raise InvalidInput(f"{name}: {problem}") from None
     day = _day(value, name)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from service.api.errors import ambiguous_invoice, unknown_invoice
+from service.fronts.errors import ambiguous_invoice, unknown_invoice
 
 
 def organization_meant(

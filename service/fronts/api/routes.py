@@ -16,11 +16,17 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from service.api import models
-from service.api import parameters as p
-from service.api.auth import ApiAuthorizer
-from service.api.contract import ApiOperation, ApiRoute, PathParameter
-from service.api.documents import (
+from service.domain.identity import invoices_in_stream
+from service.domain.invoice import corrected_by, fold_as_of
+from service.fronts.api import parameters as p
+from service.fronts.api.contract import ApiOperation, ApiRoute, PathParameter
+from service.fronts.api.exports import answers_csv, csv_response, one_batch
+from service.fronts.api.invoice_identity import organization_meant
+from service.fronts.auth import ApiAuthorizer
+from service.fronts.errors import ApiError, bad_parameter
+from service.read import models
+from service.read.cursors import IDENTIFIER_LENGTH_MAX, encode_page_cursor
+from service.read.documents import (
     as_json,
     event_document,
     invoice_at_day_end,
@@ -28,12 +34,7 @@ from service.api.documents import (
     invoice_from_row,
     report_items,
 )
-from service.api.errors import ApiError, bad_parameter
-from service.api.exports import answers_csv, csv_response, one_batch
-from service.api.invoice_identity import organization_meant
-from service.domain.identity import invoices_in_stream
-from service.domain.invoice import corrected_by, fold_as_of
-from service.projections.queries import (
+from service.read.queries import (
     AGING_BUCKETS,
     AgingBucketFilter,
     InvoiceFilters,
@@ -62,7 +63,7 @@ POSITION_HEADER_SCHEMA = {
 INVOICE_NUMBER = PathParameter(
     "invoiceNumber",
     'Cybersource invoice number, percent-encoded as a path segment (a "/" in it as %2F)',
-    {"type": "string", "minLength": 1, "maxLength": p.IDENTIFIER_LENGTH_MAX},
+    {"type": "string", "minLength": 1, "maxLength": IDENTIFIER_LENGTH_MAX},
 )
 CUSTOMER_FIELDS = ("organizationId", "customerName", "customerEmail")
 ONE_INVOICE_ERRORS = (400, 401, 404, 406, 409, 503)
@@ -268,7 +269,7 @@ class QueryApi:
         next_cursor = None
         if len(rows) == parameters.limit:
             last = rows[-1]
-            next_cursor = p.encode_cursor(
+            next_cursor = encode_page_cursor(
                 PageKey(last.updated_at, last.organization_id, last.invoice_number)
             )
         return models.InvoicePage(

@@ -18,28 +18,26 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import click
 from pydantic import BaseModel
 
-from service.api.deliveries import (
-    DeliveryDetail,
-    DeliveryList,
-    decode_cursor,
-    detail,
-    encode_cursor,
-    replay_answer,
-    summary,
-)
-from service.api.errors import ApiError
-from service.api.parameters import parse_instant
 from service.bootstrap import command_ledger
-from service.logs import configure_logging
-from service.settings import ConfigurationError, Settings, load_settings
+from service.fronts.cli.common import command_settings, fail
+from service.read.cursors import UnreadableCursor, decode_delivery_cursor, encode_delivery_cursor
+from service.read.instants import parse_instant
+from service.settings import Settings
 from service.store.delivery_log import PAGE_SIZE_MAX, DeliveryFilters, SqlDeliveryLog
 from service.store.schema import InboxOutcome
 from service.webhooks.corrections import CorrectionRefused, DeliveryCorrections
+from service.webhooks.delivery_documents import (
+    DeliveryDetail,
+    DeliveryList,
+    detail,
+    replay_answer,
+    summary,
+)
 from service.webhooks.replay import (
     REPLAYS_PER_RUN_MAX_DEFAULT,
     DeliveryReplayer,
@@ -60,23 +58,9 @@ class _Tools:
     corrections: DeliveryCorrections
 
 
-def _fail(message: str, code: int = 1) -> NoReturn:
-    click.echo(f"invoice-ledger: {message}", err=True)
-    sys.exit(code)
-
-
-def _settings() -> Settings:
-    try:
-        settings = load_settings()
-    except ConfigurationError as error:
-        _fail(str(error), 2)
-    configure_logging(settings.log_level)
-    return settings
-
-
 @asynccontextmanager
 async def _tools() -> AsyncIterator[_Tools]:
-    settings = _settings()
+    settings = command_settings()
     async with command_ledger(settings, pool_size=2) as ledger:
         yield _Tools(settings, ledger.delivery_log, ledger.replayer, ledger.corrections)
 
@@ -164,15 +148,15 @@ LIST_COLUMNS = ("id", "received", "outcome", "event_type", "notification_id", "r
 def list_deliveries(limit: int, cursor: str | None, as_json: bool, **options: Any) -> None:
     """Deliveries, newest first."""
     try:
-        before = decode_cursor(cursor) if cursor else None
-    except ApiError:
+        before = decode_delivery_cursor(cursor) if cursor else None
+    except UnreadableCursor:
         problem = "is not a cursor this command printed"
         raise click.BadParameter(problem, param_hint="--cursor") from None
 
     async def work(tools: _Tools) -> DeliveryList:
         rows = await tools.log.deliveries(_filters(options), limit, before)
         replays = await tools.log.replays([row.delivery_id for row in rows])
-        next_cursor = encode_cursor(rows[-1].delivery_id) if len(rows) == limit else None
+        next_cursor = encode_delivery_cursor(rows[-1].delivery_id) if len(rows) == limit else None
         return DeliveryList(
             items=[summary(row, replays[row.delivery_id]) for row in rows],
             next_cursor=next_cursor,
@@ -216,7 +200,7 @@ def show(delivery_id: int, with_body: bool, as_json: bool) -> None:
 
     shown = _run(work)
     if shown is None:
-        _fail(f"no delivery {delivery_id}")
+        fail(f"no delivery {delivery_id}", 1)
     if as_json:
         _print_json(shown)
         return
@@ -316,9 +300,9 @@ def replay(
     try:
         outcomes = _run(work)
     except UnknownDelivery:
-        _fail(f"no delivery {delivery_id}")
+        fail(f"no delivery {delivery_id}", 1)
     except NotReplayable as refused:
-        _fail(f"delivery {delivery_id} cannot be replayed ({refused.code}): {refused.detail}")
+        fail(f"delivery {delivery_id} cannot be replayed ({refused.code}): {refused.detail}", 1)
     if as_json and delivery_id is not None:
         _print_json(replay_answer(outcomes[0]))  # the document POST .../replay answers
     elif as_json:
@@ -361,9 +345,9 @@ def correct(delivery_id: int, reason: str, as_json: bool) -> None:
     try:
         outcome = _run(work)
     except UnknownDelivery:
-        _fail(f"no delivery {delivery_id}")
+        fail(f"no delivery {delivery_id}", 1)
     except CorrectionRefused as refused:
-        _fail(f"delivery {delivery_id} is not corrected ({refused.code}): {refused.detail}")
+        fail(f"delivery {delivery_id} is not corrected ({refused.code}): {refused.detail}", 1)
     if as_json:
         _print_json(replay_answer(outcome))
     else:

@@ -17,11 +17,11 @@ from typing import Any
 
 from sqlalchemy import Row
 
-from service.api import models
 from service.domain.events import RecordedEvent
 from service.domain.invoice import InvoiceState, InvoiceStatus, Payment
 from service.domain.money import format_amount
 from service.domain.provisional import provisional_payments
+from service.read import models
 
 # The invoice state's names of its provisional amounts, as the document names them.
 PROVISIONAL_NAMES: Mapping[str, models.ProvisionalAmountName] = {

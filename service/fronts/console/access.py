@@ -24,7 +24,7 @@ import secrets
 
 from starlette.requests import Request
 
-from service.api.auth import same_origin
+from service.fronts.auth import same_origin
 
 SESSION_COOKIE = "ledger_console_session"
 # Before sessions the console's cookie held the token itself: deleted wherever it is seen.

@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from service.api.contract import ApiOperation
-from service.api.models import Document
+from service.fronts.api.contract import ApiOperation
+from service.read.models import Document
 
 WEBHOOK_PATH = "/webhooks/cybersource"
 

@@ -1,0 +1,3 @@
+from service.fronts.cli import main
+
+main()
