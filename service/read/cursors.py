@@ -9,7 +9,7 @@ import json
 import re
 
 from service.read.instants import parse_instant
-from service.read.queries import PageKey
+from service.read.invoice_pages import PageKey
 
 # Identifiers as the receiver stores them (service.webhooks.envelope.IDENTIFIER_LENGTH_MAX).
 IDENTIFIER_LENGTH_MAX = 200

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from service.app import create_app
-from service.read.queries import AGING_BUCKETS
+from service.domain.reports import AGING_BUCKETS
 from service.settings import load_settings
 from tests.e2e.test_query_api import (
     AUTH,

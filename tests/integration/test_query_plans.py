@@ -20,7 +20,8 @@ from bench.generate import generate
 from service.domain.events import NewEvent
 from service.projections.projector import InvoiceProjector
 from service.projections.rebuild import rebuild_invoices
-from service.read.queries import InvoiceFilters, InvoiceQueries
+from service.read.invoice_pages import InvoiceFilters
+from service.read.queries import InvoiceQueries
 from service.settings import resolve_database_url
 from service.store.database import create_engine
 from service.store.event_store_for import event_store_for

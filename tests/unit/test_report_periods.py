@@ -7,7 +7,7 @@ from datetime import date, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.read.queries import Interval, period_days, period_of
+from service.domain.reports import Interval, period_days, period_of
 
 
 @given(day=st.dates(), interval=st.sampled_from(["day", "week", "month"]))

@@ -19,7 +19,8 @@ from service.read.cursors import (
     decode_page_cursor,
 )
 from service.read.instants import parse_day, parse_instant, parse_zone
-from service.read.queries import COLLECTION_DAYS_MAX, PageKey
+from service.read.invoice_pages import PageKey
+from service.read.queries import COLLECTION_DAYS_MAX
 
 PAGE_SIZE_MAX = 500
 CURSOR_LENGTH_MAX = 1000

@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 
 from service.domain.identity import invoices_in_stream
 from service.domain.invoice import corrected_by, fold_as_of
+from service.domain.reports import AGING_BUCKETS, period_days
 from service.fronts.api import parameters as p
 from service.fronts.api.contract import ApiOperation, ApiRoute, PathParameter
 from service.fronts.api.exports import answers_csv, csv_response, one_batch
@@ -34,14 +35,8 @@ from service.read.documents import (
     invoice_from_row,
     report_items,
 )
-from service.read.queries import (
-    AGING_BUCKETS,
-    AgingBucketFilter,
-    InvoiceFilters,
-    InvoiceQueries,
-    PageKey,
-    period_days,
-)
+from service.read.invoice_pages import AgingBucketFilter, InvoiceFilters, PageKey
+from service.read.queries import InvoiceQueries
 from service.store.event_store import EventStore
 from service.store.read_models import SqlReadModelStore
 

@@ -27,6 +27,7 @@ from starlette.routing import Route
 from service.domain.events import RecordedEvent
 from service.domain.identity import invoices_in_stream
 from service.domain.invoice import InvoiceStatus, corrected_by
+from service.domain.reports import AGING_BUCKETS
 from service.fronts.auth import ApiAuthorizer, AuthSurface, Caller, Scope, require_scope
 from service.fronts.console import access
 from service.fronts.console.charts import BarChart, bar_chart
@@ -41,13 +42,8 @@ from service.read.cursors import (
 from service.read.delivery_outcomes import DeliveryOutcomes
 from service.read.documents import event_document, invoice_from_row, report_items
 from service.read.instants import parse_day, parse_instant
-from service.read.queries import (
-    AGING_BUCKETS,
-    COLLECTION_DAYS_MAX,
-    InvoiceFilters,
-    InvoiceQueries,
-    PageKey,
-)
+from service.read.invoice_pages import InvoiceFilters, PageKey
+from service.read.queries import COLLECTION_DAYS_MAX, InvoiceQueries
 from service.store.console_sessions import SqlConsoleSessions
 from service.store.delivery_log import DeliveryFilters, SqlDeliveryLog
 from service.store.event_store import EventStore
