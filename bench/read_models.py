@@ -49,8 +49,8 @@ from bench.load import run_paced_load
 from service.domain.events import RecordedEvent
 from service.projections.projector import InvoiceProjector
 from service.store.database import create_engine, resolve_database_url
-from service.store.event_store import EventStore
-from service.store.event_store_for import event_store_for
+from service.store.events.base import SqlEventStore
+from service.store.events.for_engine import event_store_for
 from service.store.read_models import SqlReadModelStore
 from service.store.schema import invoice_fold_snapshots
 
@@ -190,7 +190,7 @@ async def _one_more_fact_each(database_url: str, first: int) -> list[tuple[Any, 
     return records
 
 
-class CountingEventStore(EventStore):
+class CountingEventStore(SqlEventStore):
     events_read = 0
 
     async def read_after(self, position: int, limit: int) -> list[RecordedEvent]:

@@ -17,7 +17,7 @@ import time
 
 from service.projections.rebuild import EVENTS_PER_PAGE, rebuild_invoices
 from service.store.database import create_engine, resolve_database_url
-from service.store.event_store_for import event_store_for
+from service.store.events.for_engine import event_store_for
 from service.store.read_models import SqlReadModelStore
 
 

@@ -47,7 +47,7 @@ from service.reconciler.reconciler import (
     Reconciler,
 )
 from service.store.database import create_engine, resolve_database_url
-from service.store.event_store_for import event_store_for
+from service.store.events.for_engine import event_store_for
 
 MERCHANT_ID, KEY_ID = "benchmerchant", "bench-rest-key"
 SECRET = base64.b64encode(b"bench-rest-secret-0123456789abcd").decode()

@@ -57,9 +57,9 @@ from service.store.console_sessions import SqlConsoleSessions
 from service.store.database import create_engine, is_postgresql
 from service.store.delivery_log import SqlDeliveryLog
 from service.store.errors import StoreUnavailable, is_unavailability, unavailability_reason
-from service.store.event_store import EventStore
-from service.store.event_store_for import event_store_for
-from service.store.group_commit import GroupCommitter
+from service.store.events.base import EventStore
+from service.store.events.for_engine import event_store_for
+from service.store.events.group_commit import GroupCommitter
 from service.store.migrations import current_revision, head_revision
 from service.store.notifications import appended_events_signal
 from service.store.read_models import SqlReadModelStore

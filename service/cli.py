@@ -48,7 +48,7 @@ from service.settings import (
 )
 from service.store.database import create_engine
 from service.store.errors import is_sqlite_lock_timeout, is_unavailability, unavailability_reason
-from service.store.event_store_for import event_store_for
+from service.store.events.for_engine import event_store_for
 from service.store.migrations import SchemaNotAtHead, require_schema_at_head, upgrade_to_head
 from service.store.notifications import appended_events_signal
 from service.store.read_models import SqlReadModelStore

@@ -38,7 +38,7 @@ from service.logs import configure_logging
 from service.settings import ConfigurationError, Settings, load_settings
 from service.store.database import create_engine
 from service.store.delivery_log import PAGE_SIZE_MAX, DeliveryFilters, SqlDeliveryLog
-from service.store.event_store_for import event_store_for
+from service.store.events.for_engine import event_store_for
 from service.store.migrations import require_schema_at_head
 from service.store.schema import InboxOutcome
 from service.webhooks.corrections import CorrectionRefused, DeliveryCorrections

@@ -41,7 +41,7 @@ from service.projections.queries import (
     PageKey,
     period_days,
 )
-from service.store.event_store import EventStore
+from service.store.events.base import EventStore
 from service.store.read_models import SqlReadModelStore
 
 POSITION_HEADER = "X-Ledger-Position"

@@ -38,7 +38,7 @@ from service.domain.invoice import InvoiceStatus, corrected_by
 from service.projections.queries import AGING_BUCKETS, InvoiceFilters, InvoiceQueries, PageKey
 from service.store.console_sessions import SqlConsoleSessions
 from service.store.delivery_log import DeliveryFilters, SqlDeliveryLog
-from service.store.event_store import EventStore
+from service.store.events.base import EventStore
 from service.store.read_models import SqlReadModelStore
 from service.store.schema import InboxOutcome, ReplayResult
 from service.webhooks.corrections import CorrectionRefused, DeliveryCorrections

@@ -22,7 +22,7 @@ from service.domain.events import RecordedEvent
 from service.projections.fold_snapshots import decode_snapshot, encode_snapshot
 from service.projections.stream_folds import StreamFold, continue_stream, fold_stream
 from service.store.errors import StoreUnavailable
-from service.store.event_store import EventStore
+from service.store.events.base import EventStore
 from service.store.read_models import LeaseLost, ProjectedInvoice, SqlReadModelStore
 
 log = structlog.get_logger("service.projections")

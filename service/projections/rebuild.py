@@ -27,8 +27,8 @@ from sqlalchemy.engine import URL
 from service.domain.events import RecordedEvent
 from service.projections.projector import LEASE_SECONDS_DEFAULT, project_stream
 from service.store.database import create_engine
-from service.store.event_store import EventStore
-from service.store.event_store_for import event_store_for
+from service.store.events.base import EventStore
+from service.store.events.for_engine import event_store_for
 from service.store.read_models import LeaseLost, SqlReadModelStore
 from service.store.stream_partitions import stream_boundaries
 

@@ -15,8 +15,8 @@ from service.projections.projector import InvoiceProjector
 from service.projections.rebuild import rebuild_invoices
 from service.store.console_sessions import SqlConsoleSessions
 from service.store.database import create_engine, resolve_database_url
-from service.store.event_store import AppendOutcome
-from service.store.event_store_for import event_store_for
+from service.store.events.base import AppendOutcome
+from service.store.events.for_engine import event_store_for
 from service.store.read_models import SqlReadModelStore
 from tests.support.events import invoice_event
 

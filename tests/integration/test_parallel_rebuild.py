@@ -9,7 +9,7 @@ import pytest
 
 from service.projections.rebuild import rebuild_invoices
 from service.store.database import create_engine, resolve_database_url
-from service.store.event_store_for import event_store_for
+from service.store.events.for_engine import event_store_for
 from service.store.read_models import SqlReadModelStore
 from service.store.stream_partitions import stream_boundaries
 from tests.integration.test_projector import projector, read_model

@@ -28,7 +28,7 @@ from service.projections.projector import InvoiceProjector
 from service.projections.queries import InvoiceQueries
 from service.projections.rebuild import rebuild_invoices
 from service.store import report_aggregates
-from service.store.event_store_for import event_store_for
+from service.store.events.for_engine import event_store_for
 from service.store.read_models import ProjectedInvoice, SqlReadModelStore
 from service.store.schema import invoice_collections, invoice_totals, invoice_versions, invoices
 from tests.support.events import BASE_TIME, invoice_event

@@ -22,7 +22,7 @@ from service.projections.projector import InvoiceProjector
 from service.projections.queries import InvoiceFilters, InvoiceQueries
 from service.projections.rebuild import rebuild_invoices
 from service.store.database import create_engine, resolve_database_url
-from service.store.event_store_for import event_store_for
+from service.store.events.for_engine import event_store_for
 from service.store.read_models import SqlReadModelStore
 from tests.support.events import invoice_event
 

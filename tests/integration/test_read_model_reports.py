@@ -14,7 +14,7 @@ from service.domain.invoice import Collection, InvoiceState, InvoiceStatus
 from service.projections.projector import InvoiceProjector
 from service.projections.queries import InvoiceQueries
 from service.projections.rebuild import rebuild_invoices
-from service.store.event_store_for import event_store_for
+from service.store.events.for_engine import event_store_for
 from service.store.read_models import ProjectedInvoice, SqlReadModelStore
 from service.store.schema import invoices
 from tests.support.events import invoice_event

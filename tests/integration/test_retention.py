@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.retention_policy import RetentionPolicy, apply_retention, run_retention
 from service.store.database import create_engine, resolve_database_url
-from service.store.event_store import InboxEntry
-from service.store.event_store_for import event_store_for
+from service.store.events.base import InboxEntry
+from service.store.events.for_engine import event_store_for
 from service.store.retention import PrunableKind, PruneResult, count_prunable, prune
 from service.store.schema import InboxOutcome, events, inbox
 from tests.integration.test_least_privilege import service_role_url  # noqa: F401 (fixture)
