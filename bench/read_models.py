@@ -51,8 +51,8 @@ from service.projections.projector import InvoiceProjector
 from service.store.database import create_engine, resolve_database_url
 from service.store.events.base import SqlEventStore
 from service.store.events.for_engine import event_store_for
-from service.store.read_models import SqlReadModelStore
 from service.store.schema import invoice_fold_snapshots
+from service.store.views.read_model_store import SqlReadModelStore
 
 REPORTS = {
     "outstanding": ("/v1/reports/outstanding", {}),

@@ -62,8 +62,8 @@ from service.store.events.for_engine import event_store_for
 from service.store.events.group_commit import GroupCommitter
 from service.store.migrations import current_revision, head_revision
 from service.store.notifications import appended_events_signal
-from service.store.read_models import SqlReadModelStore
 from service.store.retention import PruneResult
+from service.store.views.read_model_store import SqlReadModelStore
 from service.webhooks.corrections import DeliveryCorrections
 from service.webhooks.receiver import WebhookReceiver
 from service.webhooks.replay import DeliveryReplayer

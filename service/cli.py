@@ -51,9 +51,9 @@ from service.store.errors import is_sqlite_lock_timeout, is_unavailability, unav
 from service.store.events.for_engine import event_store_for
 from service.store.migrations import SchemaNotAtHead, require_schema_at_head, upgrade_to_head
 from service.store.notifications import appended_events_signal
-from service.store.read_models import SqlReadModelStore
 from service.store.retention import PrunableKind, count_prunable
 from service.store.retention import prune as prune_inbox
+from service.store.views.read_model_store import SqlReadModelStore
 from service.webhooks.signature import SignedContent, sign
 
 log = structlog.get_logger("service.cli")

@@ -42,7 +42,7 @@ from service.projections.queries import (
     period_days,
 )
 from service.store.events.base import EventStore
-from service.store.read_models import SqlReadModelStore
+from service.store.views.read_model_store import SqlReadModelStore
 
 POSITION_HEADER = "X-Ledger-Position"
 MIN_POSITION_WAIT_SECONDS = 10.0

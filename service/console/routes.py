@@ -39,8 +39,8 @@ from service.projections.queries import AGING_BUCKETS, InvoiceFilters, InvoiceQu
 from service.store.console_sessions import SqlConsoleSessions
 from service.store.delivery_log import DeliveryFilters, SqlDeliveryLog
 from service.store.events.base import EventStore
-from service.store.read_models import SqlReadModelStore
 from service.store.schema import InboxOutcome, ReplayResult
+from service.store.views.read_model_store import SqlReadModelStore
 from service.webhooks.corrections import CorrectionRefused, DeliveryCorrections
 from service.webhooks.replay import DeliveryReplayer, NotReplayable, UnknownDelivery
 

@@ -19,11 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.domain.identity import InvoiceKey
 from service.domain.invoice import OPEN_STATUSES
-from service.store import report_aggregates
 from service.store.database import is_postgresql
 from service.store.errors import unavailability_as_store_error
 from service.store.exact_sums import GroupSums, PartialSum, Summed, grouped_sums
 from service.store.schema import invoice_collections, invoice_totals, invoice_versions, invoices
+from service.store.views import report_reads as report_aggregates
 
 OPEN = sorted(status.value for status in OPEN_STATUSES)
 Interval = Literal["day", "week", "month"]

@@ -31,7 +31,7 @@ from service.reconciler.worker import ReconcilerWorker
 from service.settings import load_settings
 from service.store.database import create_engine, resolve_database_url
 from service.store.events.for_engine import event_store_for
-from service.store.read_models import SqlReadModelStore
+from service.store.views.read_model_store import SqlReadModelStore
 from tests.e2e.test_cybersource_client import FAST, MERCHANT
 from tests.support.organizations_cybersource import OrganizationsCybersource
 from tests.support.server import serving

@@ -14,8 +14,8 @@ from service.projections.projector import InvoiceProjector
 from service.projections.rebuild import rebuild_invoices
 from service.store.events.base import SqlEventStore
 from service.store.events.for_engine import event_store_for
-from service.store.read_models import SqlReadModelStore
 from service.store.schema import invoice_fold_snapshots
+from service.store.views.read_model_store import SqlReadModelStore
 from tests.integration.test_projector import read_model
 from tests.support.events import invoice_event
 

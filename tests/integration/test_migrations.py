@@ -17,7 +17,6 @@ from sqlalchemy.engine import Connection
 from service.domain.events import NewEvent
 from service.projections.projector import InvoiceProjector
 from service.projections.rebuild import rebuild_invoices
-from service.store import report_aggregates
 from service.store.database import create_engine, resolve_database_url
 from service.store.events.base import (
     APPEND_LOCK_KEY,
@@ -33,7 +32,6 @@ from service.store.migrations import (
     head_revision,
     upgrade_to_head_async,
 )
-from service.store.read_models import SqlReadModelStore
 from service.store.schema import (
     invoice_collections,
     invoice_totals,
@@ -41,6 +39,8 @@ from service.store.schema import (
     invoices,
     metadata,
 )
+from service.store.views import report_aggregates
+from service.store.views.read_model_store import SqlReadModelStore
 from tests.support.events import invoice_event
 from tests.support.histories import random_history
 

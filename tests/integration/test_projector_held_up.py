@@ -13,7 +13,7 @@ from service.projections.projector import InvoiceProjector
 from service.store.database import create_engine, resolve_database_url
 from service.store.events.base import APPEND_LOCK_KEY, StoreBusy
 from service.store.events.for_engine import event_store_for
-from service.store.read_models import SqlReadModelStore
+from service.store.views.read_model_store import SqlReadModelStore
 from tests.support.events import invoice_event
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgresql]

@@ -23,7 +23,7 @@ from service.projections.queries import InvoiceFilters, InvoiceQueries
 from service.projections.rebuild import rebuild_invoices
 from service.store.database import create_engine, resolve_database_url
 from service.store.events.for_engine import event_store_for
-from service.store.read_models import SqlReadModelStore
+from service.store.views.read_model_store import SqlReadModelStore
 from tests.support.events import invoice_event
 
 pytestmark = pytest.mark.anyio

@@ -15,8 +15,9 @@ from service.projections.projector import InvoiceProjector
 from service.projections.queries import InvoiceQueries
 from service.projections.rebuild import rebuild_invoices
 from service.store.events.for_engine import event_store_for
-from service.store.read_models import ProjectedInvoice, SqlReadModelStore
 from service.store.schema import invoices
+from service.store.views.changes import ProjectedInvoice
+from service.store.views.read_model_store import SqlReadModelStore
 from tests.support.events import invoice_event
 
 pytestmark = pytest.mark.anyio
