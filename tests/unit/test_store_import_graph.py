@@ -91,3 +91,34 @@ def test_each_event_store_module_imports_first_in_a_fresh_interpreter(module: st
         check=False,
     )
     assert completed.returncode == 0, completed.stderr
+
+
+def test_the_store_imports_nothing_of_the_service_but_the_store_and_the_domain() -> None:
+    outside = {
+        f"{path.relative_to(STORE.parents[1])}: {name}"
+        for path in STORE.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path)))
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for name in (
+            [alias.name for alias in node.names]
+            if isinstance(node, ast.Import)
+            else [node.module or ""]
+        )
+        if name.startswith("service.")
+        and not name.startswith(("service.store.", "service.domain."))
+        and name not in ("service.store", "service.domain")
+    }
+    assert outside == set()
+
+
+@pytest.mark.parametrize("module", ["leases", "changes", "registry", "read_model_store"])
+def test_each_view_module_imports_first_in_a_fresh_interpreter(module: str) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-c", f"import {PACKAGE}.views.{module}"],
+        cwd=STORE.parents[1],
+        capture_output=True,
+        text=True,
+        timeout=IMPORT_SECONDS_MAX,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr

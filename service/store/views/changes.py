@@ -152,13 +152,7 @@ def invoice_row(item: ProjectedInvoice) -> dict[str, Any]:
     return {
         "organization_id": state.organization_id,
         "invoice_number": state.invoice_number,
-        "status": state.status.value if state.status else None,
-        "currency": state.currency,
-        "total_amount": state.total_amount,
-        "balance_amount": state.balance_amount,
-        "total_provisional": state.total_provisional,
-        "balance_provisional": state.balance_provisional,
-        "due_date": state.due_date,
+        **_state_figures(state),
         "customer_name": state.customer_name,
         "customer_email": state.customer_email,
         "payments": [
@@ -178,6 +172,19 @@ def invoice_row(item: ProjectedInvoice) -> dict[str, Any]:
     }
 
 
+def _state_figures(state: InvoiceState) -> dict[str, Any]:
+    """The columns of a state, in its invoice row and in its row of the history."""
+    return {
+        "status": state.status.value if state.status else None,
+        "currency": state.currency,
+        "total_amount": state.total_amount,
+        "balance_amount": state.balance_amount,
+        "total_provisional": state.total_provisional,
+        "balance_provisional": state.balance_provisional,
+        "due_date": state.due_date,
+    }
+
+
 def version_rows(item: ProjectedInvoice) -> list[dict[str, Any]]:
     rows = []
     for index, state in enumerate(item.history):
@@ -188,13 +195,7 @@ def version_rows(item: ProjectedInvoice) -> list[dict[str, Any]]:
                 "invoice_number": state.invoice_number,
                 "valid_from": state.last_event_at,
                 "valid_to": following.last_event_at if following else None,
-                "status": state.status.value if state.status else None,
-                "currency": state.currency,
-                "total_amount": state.total_amount,
-                "balance_amount": state.balance_amount,
-                "total_provisional": state.total_provisional,
-                "balance_provisional": state.balance_provisional,
-                "due_date": state.due_date,
+                **_state_figures(state),
             }
         )
     return rows
