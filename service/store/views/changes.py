@@ -24,6 +24,14 @@ from service.store.views.keyed_rows import chunks, rows_keyed
 # Rows read per statement for the rows a batch replaces.
 KEYS_PER_READ_MAX = 500
 INVOICE_KEY = ("organization_id", "invoice_number")
+# What the views read of the invoice rows a batch replaces: their key and their figures.
+_REPLACED_INVOICE_COLUMNS = [
+    invoices.c[name]
+    for name in (
+        *INVOICE_KEY, "status", "currency", "total_amount", "balance_amount",
+        "total_provisional", "balance_provisional",
+    )
+]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +114,9 @@ async def read_changes(
     )
     whole_keys = [(row.organization_id, row.invoice_number) for row in removed_invoices]
     advanced_keys = [item.key for item in advanced]
-    removed_invoices += await rows_keyed(connection, invoices, INVOICE_KEY, advanced_keys)
+    removed_invoices += await rows_keyed(
+        connection, invoices, INVOICE_KEY, advanced_keys, _REPLACED_INVOICE_COLUMNS
+    )
     versions_from = [(*item.key, item.history_from) for item in advanced]
     stale_collections = [
         (*item.key, sequence)
@@ -141,7 +151,7 @@ async def _invoices_numbered(connection: AsyncConnection, numbers: Sequence[str]
     found: list[Any] = []
     for chunk in chunks(numbers, KEYS_PER_READ_MAX):
         result = await connection.execute(
-            select(invoices).where(invoices.c.invoice_number.in_(chunk))
+            select(*_REPLACED_INVOICE_COLUMNS).where(invoices.c.invoice_number.in_(chunk))
         )
         found += result.all()
     return found
