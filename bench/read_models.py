@@ -50,10 +50,10 @@ from service.domain.events import RecordedEvent
 from service.projections.projector import InvoiceProjector
 from service.settings import resolve_database_url
 from service.store.database import create_engine
-from service.store.event_store import EventStore
-from service.store.event_store_for import event_store_for
-from service.store.read_models import SqlReadModelStore
+from service.store.events.base import SqlEventStore
+from service.store.events.for_engine import event_store_for
 from service.store.schema import invoice_fold_snapshots
+from service.store.views.read_model_store import SqlReadModelStore
 
 REPORTS = {
     "outstanding": ("/v1/reports/outstanding", {}),
@@ -191,7 +191,7 @@ async def _one_more_fact_each(database_url: str, first: int) -> list[tuple[Any, 
     return records
 
 
-class CountingEventStore(EventStore):
+class CountingEventStore(SqlEventStore):
     events_read = 0
 
     async def read_after(self, position: int, limit: int) -> list[RecordedEvent]:

@@ -18,8 +18,8 @@ import time
 from service.projections.rebuild import EVENTS_PER_PAGE, rebuild_invoices
 from service.settings import resolve_database_url
 from service.store.database import create_engine
-from service.store.event_store_for import event_store_for
-from service.store.read_models import SqlReadModelStore
+from service.store.events.for_engine import event_store_for
+from service.store.views.read_model_store import SqlReadModelStore
 
 
 async def measure(database_url: str, workers: int) -> dict[str, float]:

@@ -48,7 +48,7 @@ from service.reconciler.reconciler import (
 )
 from service.settings import resolve_database_url
 from service.store.database import create_engine
-from service.store.event_store_for import event_store_for
+from service.store.events.for_engine import event_store_for
 
 MERCHANT_ID, KEY_ID = "benchmerchant", "bench-rest-key"
 SECRET = base64.b64encode(b"bench-rest-secret-0123456789abcd").decode()

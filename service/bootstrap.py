@@ -44,11 +44,11 @@ from service.reconciler.worker import ReconcilerWorker
 from service.settings import Settings, resolve_database_url
 from service.store.database import create_engine
 from service.store.delivery_log import SqlDeliveryLog
-from service.store.event_store import EventStore
-from service.store.event_store_for import event_store_for
-from service.store.group_commit import GroupCommitter
+from service.store.events.base import EventStore
+from service.store.events.for_engine import event_store_for
+from service.store.events.group_commit import GroupCommitter
 from service.store.migrations import require_schema_at_head
-from service.store.read_models import SqlReadModelStore
+from service.store.views.read_model_store import SqlReadModelStore
 from service.webhooks.corrections import DeliveryCorrections
 from service.webhooks.receiver import WebhookReceiver
 from service.webhooks.replay import DeliveryReplayer

@@ -8,8 +8,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.settings import resolve_database_url
 from service.store.database import create_engine
-from service.store.event_store import EventStore
-from service.store.event_store_for import event_store_for
+from service.store.events.base import EventStore
+from service.store.events.for_engine import event_store_for
 from tests.support.databases import PostgresServer, fresh_sqlite_database
 
 

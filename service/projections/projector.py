@@ -12,7 +12,6 @@ lapses.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -22,8 +21,10 @@ from service.domain.events import RecordedEvent
 from service.projections.fold_snapshots import decode_snapshot, encode_snapshot
 from service.projections.stream_folds import StreamFold, continue_stream, fold_stream
 from service.store.errors import StoreUnavailable
-from service.store.event_store import EventStore
-from service.store.read_models import LeaseLost, ProjectedInvoice, SqlReadModelStore
+from service.store.events.base import EventStore
+from service.store.views.changes import ProjectedInvoice
+from service.store.views.leases import LeaseLost, LeaseRenewal
+from service.store.views.read_model_store import SqlReadModelStore
 
 log = structlog.get_logger("service.projections")
 
@@ -62,9 +63,8 @@ class InvoiceProjector:
         self._read_models = read_models
         self._owner = owner
         self._batch_size = batch_size
-        self._lease_seconds = lease_seconds
+        self._lease = LeaseRenewal(read_models, owner, lease_seconds)
         self._on_batch = on_batch
-        self._lease_renewed_at = 0.0
         # Where this projector's own last batch left the checkpoint, while it has held the
         # lease since: saves reading it back before every batch. A stale value writes
         # nothing (``apply`` moves the checkpoint only from the position it holds).
@@ -134,11 +134,9 @@ class InvoiceProjector:
         self.health.leader = False
 
     async def take_lease(self) -> bool:
-        leader = await self._read_models.acquire_lease(self._owner, self._lease_seconds)
+        leader = await self._lease.renew()
         if not (leader and self.health.leader):
             self._checkpoint = None  # another writer may have moved it meanwhile
-        if leader:
-            self._lease_renewed_at = time.monotonic()
         if leader != self.health.leader:
             log.info("projector.leadership", leader=leader, owner=self._owner)
         self.health.leader = leader
@@ -161,10 +159,7 @@ class InvoiceProjector:
         return projected
 
     async def _lease_is_held(self) -> bool:
-        if (
-            self.health.leader
-            and time.monotonic() - self._lease_renewed_at < self._lease_seconds / 3
-        ):
+        if self.health.leader and not self._lease.due:
             return True
         return await self.take_lease()
 

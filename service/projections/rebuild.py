@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import multiprocessing
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -27,10 +26,11 @@ from sqlalchemy.engine import URL
 from service.domain.events import RecordedEvent
 from service.projections.projector import LEASE_SECONDS_DEFAULT, project_stream
 from service.store.database import create_engine
-from service.store.event_store import EventStore
-from service.store.event_store_for import event_store_for
-from service.store.read_models import LeaseLost, SqlReadModelStore
+from service.store.events.base import EventStore
+from service.store.events.for_engine import event_store_for
 from service.store.stream_partitions import stream_boundaries
+from service.store.views.leases import LeaseLost, LeaseRenewal
+from service.store.views.read_model_store import SqlReadModelStore
 
 EVENTS_PER_PAGE = 10_000
 WORKERS_MAX = 64
@@ -65,8 +65,8 @@ async def rebuild_invoices(
     if not 1 <= workers <= WORKERS_MAX:
         raise ValueError(f"workers must be within 1..{WORKERS_MAX}")
     owner = f"rebuild-{uuid.uuid4()}"
-    await read_models.acquire_lease(owner, LEASE_SECONDS_DEFAULT, take_over=True)
     lease = _Lease(read_models, owner)
+    await lease.take_over()
     try:
         horizon = await event_store.last_position()
         await read_models.clear_rebuild_tables()
@@ -87,18 +87,19 @@ async def rebuild_invoices(
 
 
 class _Lease:
-    """Renews the rebuild's lease a third of the way through it, or says it was lost."""
+    """The rebuild's lease, taken over from the projector and renewed as ``LeaseRenewal``
+    does; ``keep`` says when it was lost."""
 
     def __init__(self, read_models: SqlReadModelStore, owner: str) -> None:
-        self._read_models = read_models
-        self._owner = owner
-        self._renewed_at = time.monotonic()
+        self._renewal = LeaseRenewal(read_models, owner, LEASE_SECONDS_DEFAULT)
+
+    async def take_over(self) -> None:
+        await self._renewal.renew(take_over=True)
+        self._renewal.renewed()
 
     async def keep(self) -> None:
-        if time.monotonic() - self._renewed_at > LEASE_SECONDS_DEFAULT / 3:
-            if not await self._read_models.acquire_lease(self._owner, LEASE_SECONDS_DEFAULT):
-                raise LeaseLost("another rebuild took the projection over")
-            self._renewed_at = time.monotonic()
+        if not await self._renewal.keep():
+            raise LeaseLost("another rebuild took the projection over")
 
 
 async def rebuild_range(

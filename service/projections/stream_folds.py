@@ -14,7 +14,7 @@ from service.domain.identity import (
 )
 from service.domain.invoice import InvoiceState, continued_history, folded_history
 from service.projections.fold_snapshots import InvoiceSnapshot, StreamSnapshot
-from service.store.read_models import ProjectedInvoice
+from service.store.views.changes import ProjectedInvoice
 
 
 @dataclass(frozen=True, slots=True)

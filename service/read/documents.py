@@ -56,7 +56,7 @@ class StoredInvoice:
 
 
 def stored_invoice(row: Row[Any]) -> StoredInvoice:
-    """The state the projector stored in an ``invoices`` row (see read_models._invoice_row)."""
+    """The state the projector stored in an ``invoices`` row (store/views/changes.py)."""
     state = InvoiceState(
         invoice_number=row.invoice_number,
         organization_id=row.organization_id,

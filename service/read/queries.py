@@ -36,11 +36,11 @@ from service.read.report_rows import (
     outstanding_items,
     report_order,
 )
-from service.store import report_aggregates
 from service.store.database import is_postgresql
 from service.store.errors import unavailability_as_store_error
 from service.store.exact_sums import GroupSums, PartialSum, Summed, grouped_sums
 from service.store.schema import invoice_collections, invoice_totals, invoice_versions, invoices
+from service.store.views import report_reads
 
 # The longest period a collections report spans (ten years), in days.
 COLLECTION_DAYS_MAX = 3660
@@ -121,7 +121,7 @@ class InvoiceQueries:
             sums = [(currency, balance.rows, balance) for currency, balance in by_currency.items()]
         else:
             async with unavailability_as_store_error(), self._engine.connect() as connection:
-                balances = await report_aggregates.open_balances(
+                balances = await report_reads.open_balances(
                     connection, as_of, inclusive=True, organization_id=organization_id
                 )
             by_currency = {}
@@ -161,7 +161,7 @@ class InvoiceQueries:
         report aggregates: the end of a day in any zone is an instant they answer exactly."""
         end_of_day = start_of_day_after(as_of, zone) or datetime.max.replace(tzinfo=UTC)
         async with unavailability_as_store_error(), self._engine.connect() as connection:
-            balances = await report_aggregates.open_balances(
+            balances = await report_reads.open_balances(
                 connection, end_of_day, inclusive=False, organization_id=organization_id
             )
         rules = aging_rules(as_of)
@@ -252,7 +252,7 @@ class InvoiceQueries:
         zone's midnight are not UTC days, so those are summed from the collections."""
         if is_utc(zone):
             async with unavailability_as_store_error(), self._engine.connect() as connection:
-                daily = await report_aggregates.daily_collections(
+                daily = await report_reads.daily_collections(
                     connection, start, end, organization_id
                 )
             return collection_items(

@@ -52,7 +52,7 @@ from service.reconciler.summaries import (
     read_listed_invoice,
 )
 from service.store.errors import StoreUnavailable
-from service.store.event_store import AppendOutcome, AppendResult, EventStore
+from service.store.events.base import AppendOutcome, AppendResult, EventStore
 
 log = structlog.get_logger("service.reconciler")
 

@@ -41,7 +41,8 @@ from service.reconciler.reconciler import (
     SweepSummary,
 )
 from service.store.errors import StoreUnavailable
-from service.store.read_models import SqlReadModelStore
+from service.store.views.leases import LeaseRenewal
+from service.store.views.read_model_store import SqlReadModelStore
 
 log = structlog.get_logger("service.reconciler")
 
@@ -261,15 +262,17 @@ async def hold_lease(
     """Run ``work`` while renewing ``owner``'s reconciler lease every ``LEASE_CHECK_SECONDS``
     (at most a third of the lease). False, with the work cancelled, once another took it over.
     """
-    check_seconds = min(LEASE_CHECK_SECONDS, lease_seconds / 3)
+    renewal = LeaseRenewal(
+        read_models, owner, lease_seconds, LEASE_NAME, renew_every_seconds=LEASE_CHECK_SECONDS
+    )
     task = asyncio.ensure_future(work)
     try:
         while True:
-            done, _ = await asyncio.wait({task}, timeout=check_seconds)
+            done, _ = await asyncio.wait({task}, timeout=renewal.renew_every_seconds)
             if done:
                 task.result()
                 return True
-            if not await read_models.acquire_lease(owner, lease_seconds, LEASE_NAME):
+            if not await renewal.renew():
                 log.warning("reconciler.lease_lost", owner=owner)
                 return False
     finally:

@@ -14,8 +14,9 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.domain.events import EventSource, RecordedEvent
+from service.domain.events import RecordedEvent
 from service.store.errors import unavailability_as_store_error
+from service.store.events.base import recorded_event
 from service.store.schema import InboxOutcome, ReplayResult, delivery_replays, events, inbox
 
 PAGE_SIZE_MAX = 500
@@ -148,7 +149,7 @@ class SqlDeliveryLog:
         )
         async with unavailability_as_store_error(), self._engine.connect() as connection:
             rows = (await connection.execute(query)).all()
-        return [_recorded_event(row._mapping) for row in rows]
+        return [recorded_event(row._mapping) for row in rows]
 
     @staticmethod
     def _summary() -> Select[Any]:
@@ -194,20 +195,4 @@ def _delivery(values: Mapping[str, Any]) -> DeliveryRow:
         headers=values["headers"],
         body_bytes=values["body_bytes"],
         body=bytes(values["body"]) if values.get("body") is not None else None,
-    )
-
-
-def _recorded_event(values: Any) -> RecordedEvent:
-    """From a row mapping (which is a Mapping in all but name)."""
-    return RecordedEvent(
-        position=values["position"],
-        stream_id=values["stream_id"],
-        version=values["version"],
-        type=values["type"],
-        schema_version=values["schema_version"],
-        occurred_at=values["occurred_at"],
-        recorded_at=values["recorded_at"],
-        source=EventSource(values["source"]),
-        idempotency_key=values["idempotency_key"],
-        data=values["data"],
     )

@@ -1,8 +1,8 @@
 """Waking readers promptly when events are appended (PostgreSQL LISTEN/NOTIFY).
 
 ``ledger_append_group`` notifies the ``ledger_events`` channel once per group of deliveries,
-at commit, and only when the group appended something (``ledger_append``, kept for
-downgrades, once per delivery). SQLite has no such thing; its readers poll.
+at commit, and only when the group appended something. SQLite has no such thing; its readers
+poll.
 """
 
 from __future__ import annotations

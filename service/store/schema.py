@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from decimal import Context, Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -14,25 +12,18 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     Date,
-    DateTime,
-    Dialect,
     Index,
     Integer,
-    LargeBinary,
     MetaData,
-    Numeric,
     SmallInteger,
     String,
     Table,
-    Text,
-    TypeDecorator,
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import BYTEA, JSONB
-from sqlalchemy.types import TypeEngine
 
 from service.domain.events import EventSource
+from service.store.column_types import ExactAmount, JsonDocument, Position, RawBody, UtcDateTime
 
 metadata = MetaData(
     naming_convention={
@@ -42,31 +33,6 @@ metadata = MetaData(
         "pk": "pk_%(table_name)s",
     }
 )
-
-
-class UtcDateTime(TypeDecorator[datetime]):
-    """Timezone-aware in, timezone-aware UTC out, on every engine (SQLite stores no offset)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("refusing to store a naive datetime")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL positions need 64 bits.
-Position = BigInteger().with_variant(Integer(), "sqlite")
-JsonDocument = JSON().with_variant(JSONB(), "postgresql")
-RawBody = LargeBinary().with_variant(BYTEA(), "postgresql")
 
 
 class InboxOutcome(StrEnum):
@@ -175,64 +141,6 @@ delivery_replays = Table(
 # Read models, derived from the events by the projector and rebuildable from them at any time.
 # Every invoice row is keyed by (organization_id, invoice_number): invoice numbers are unique
 # per organization only. An unknown organization is "" (key columns cannot be NULL).
-
-AMOUNT_DIGITS = 38
-AMOUNT_DECIMALS = 6
-_AMOUNT_QUANTUM = Decimal(1).scaleb(-AMOUNT_DECIMALS)
-_AMOUNT_CONTEXT = Context(prec=AMOUNT_DIGITS)
-
-
-class ExactAmount(TypeDecorator[Decimal]):
-    """An exact, non-negative amount with up to six decimals, as a Decimal on every engine.
-
-    PostgreSQL stores NUMERIC(38, 6) and sums it exactly. SQLite has no exact decimal type
-    (its NUMERIC goes through float), so there the amount is text of a fixed width, zero
-    padded: text order is then numeric order, and comparisons in SQL stay exact. SQLite
-    never sums this text (it would do so in floating point); sums are made in Python there.
-    """
-
-    impl = Numeric(AMOUNT_DIGITS, AMOUNT_DECIMALS, asdecimal=True)
-    cache_ok = True
-
-    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        if dialect.name == "sqlite":
-            return dialect.type_descriptor(Text())
-        return dialect.type_descriptor(Numeric(AMOUNT_DIGITS, AMOUNT_DECIMALS, asdecimal=True))
-
-    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
-        if value is None:
-            return None
-        exact = _exact_amount(value)
-        return _sortable_text(exact) if dialect.name == "sqlite" else exact
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
-        if value is None:
-            return None
-        return Decimal(value)  # text on SQLite, already a Decimal on PostgreSQL
-
-    @property
-    def python_type(self) -> type[Decimal]:
-        return Decimal
-
-
-def _exact_amount(value: Decimal) -> Decimal:
-    if not isinstance(value, Decimal) or not value.is_finite():
-        raise ValueError(f"refusing to store {value!r} as an amount: not a finite Decimal")
-    if value < 0:
-        raise ValueError(f"refusing to store the negative amount {value}")
-    if value.adjusted() >= AMOUNT_DIGITS - AMOUNT_DECIMALS:
-        raise ValueError(f"refusing to store {value}: over {AMOUNT_DIGITS} digits")
-    exact = value.quantize(_AMOUNT_QUANTUM, context=_AMOUNT_CONTEXT)
-    if exact != value:
-        raise ValueError(f"refusing to store {value}: more than {AMOUNT_DECIMALS} decimals")
-    return exact
-
-
-def _sortable_text(amount: Decimal) -> str:
-    width = AMOUNT_DIGITS + 1  # every digit and the decimal point
-    return format(amount, f"0{width}.{AMOUNT_DECIMALS}f")
-
-
 projection_checkpoints = Table(
     "projection_checkpoints",
     metadata,
@@ -255,10 +163,9 @@ def _provisional_flag(name: str) -> Column[bool]:
     return Column(name, Boolean, nullable=False)
 
 
-def _invoice_columns() -> list[Column[Any]]:
+def _state_columns() -> list[Column[Any]]:
+    # An invoice's state: in its current row and in each row of its history.
     return [
-        _organization_column(),
-        Column("invoice_number", String(200), primary_key=True),
         Column("status", String(20), nullable=True),
         Column("currency", String(3), nullable=True),
         Column("total_amount", ExactAmount, nullable=True),
@@ -266,6 +173,14 @@ def _invoice_columns() -> list[Column[Any]]:
         _provisional_flag("total_provisional"),
         _provisional_flag("balance_provisional"),
         Column("due_date", Date, nullable=True),
+    ]
+
+
+def _invoice_columns() -> list[Column[Any]]:
+    return [
+        _organization_column(),
+        Column("invoice_number", String(200), primary_key=True),
+        *_state_columns(),
         Column("customer_name", String(200), nullable=True),
         Column("customer_email", String(200), nullable=True),
         Column("payments", JsonDocument, nullable=False),
@@ -282,13 +197,7 @@ def _invoice_version_columns() -> list[Column[Any]]:
         Column("invoice_number", String(200), primary_key=True),
         Column("valid_from", UtcDateTime, primary_key=True),
         Column("valid_to", UtcDateTime, nullable=True),
-        Column("status", String(20), nullable=True),
-        Column("currency", String(3), nullable=True),
-        Column("total_amount", ExactAmount, nullable=True),
-        Column("balance_amount", ExactAmount, nullable=True),
-        _provisional_flag("total_provisional"),
-        _provisional_flag("balance_provisional"),
-        Column("due_date", Date, nullable=True),
+        *_state_columns(),
     ]
 
 
@@ -373,25 +282,40 @@ invoice_totals = Table(
     Column("invoices_without_balance", BigInteger, nullable=False),
 )
 
-# Report aggregates (service.store.report_aggregates), kept by the projector with the read
+
+def _report_key_columns(*days: str) -> list[Column[Any]]:
+    # Organization, currency ("" unknown) and day ordinals (a due date's or a UTC day's).
+    return [
+        Column("organization_id", String(200), primary_key=True),
+        Column("currency", String(3), primary_key=True),
+        *(Column(day, Integer, primary_key=True) for day in days),
+    ]
+
+
+def _open_balance_figures() -> list[Column[Any]]:
+    # Open states: how many opened and closed, how many of those lacked a balance, the sums
+    # of their known balances and the provisional part of each sum.
+    return [
+        Column("opened", BigInteger, nullable=False),
+        Column("closed", BigInteger, nullable=False),
+        Column("opened_without_balance", BigInteger, nullable=False),
+        Column("closed_without_balance", BigInteger, nullable=False),
+        Column("balance_opened", ExactAmount, nullable=False),
+        Column("balance_closed", ExactAmount, nullable=False),
+        Column("provisional_balance_opened", ExactAmount, nullable=False),
+        Column("provisional_balance_closed", ExactAmount, nullable=False),
+    ]
+
+
+# Report aggregates (service.store.views.report_aggregates), kept by the projector with the read
 # rows. Per organization, currency ("" unknown), due day (the due date's ordinal, 0 for none)
 # and UTC day (ordinal): the open states that began and ended on that day, how many of them
 # lacked a balance, the sums of their known balances and the provisional part of those sums.
 report_open_balance_changes = Table(
     "report_open_balance_changes",
     metadata,
-    Column("organization_id", String(200), primary_key=True),
-    Column("currency", String(3), primary_key=True),
-    Column("due_day", Integer, primary_key=True),
-    Column("day", Integer, primary_key=True),
-    Column("opened", BigInteger, nullable=False),
-    Column("closed", BigInteger, nullable=False),
-    Column("opened_without_balance", BigInteger, nullable=False),
-    Column("closed_without_balance", BigInteger, nullable=False),
-    Column("balance_opened", ExactAmount, nullable=False),
-    Column("balance_closed", ExactAmount, nullable=False),
-    Column("provisional_balance_opened", ExactAmount, nullable=False),
-    Column("provisional_balance_closed", ExactAmount, nullable=False),
+    *_report_key_columns("due_day", "day"),
+    *_open_balance_figures(),
     Index("ix_report_open_balance_changes_day", "day"),
 )
 # The same summed over every day, per organization, currency and due day: a report as of a
@@ -399,26 +323,15 @@ report_open_balance_changes = Table(
 report_open_balance_totals = Table(
     "report_open_balance_totals",
     metadata,
-    Column("organization_id", String(200), primary_key=True),
-    Column("currency", String(3), primary_key=True),
-    Column("due_day", Integer, primary_key=True),
-    Column("opened", BigInteger, nullable=False),
-    Column("closed", BigInteger, nullable=False),
-    Column("opened_without_balance", BigInteger, nullable=False),
-    Column("closed_without_balance", BigInteger, nullable=False),
-    Column("balance_opened", ExactAmount, nullable=False),
-    Column("balance_closed", ExactAmount, nullable=False),
-    Column("provisional_balance_opened", ExactAmount, nullable=False),
-    Column("provisional_balance_closed", ExactAmount, nullable=False),
+    *_report_key_columns("due_day"),
+    *_open_balance_figures(),
 )
 # Per organization, currency and UTC day: collections, those of unknown amount, their sum and
 # the provisional part of it.
 report_daily_collections = Table(
     "report_daily_collections",
     metadata,
-    Column("organization_id", String(200), primary_key=True),
-    Column("currency", String(3), primary_key=True),
-    Column("day", Integer, primary_key=True),
+    *_report_key_columns("day"),
     Column("collections", BigInteger, nullable=False),
     Column("without_amount", BigInteger, nullable=False),
     Column("amount", ExactAmount, nullable=False),

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from service.domain.events import EventSource, NewEvent, RecordedEvent
 from service.domain.payloads import CorrectionRecorded, NotificationReceived, decode, encode
 from service.store.delivery_log import DeliveryRow, SqlDeliveryLog
-from service.store.event_store import AppendOutcome, EventStore
+from service.store.events.base import AppendOutcome, EventStore
 from service.store.schema import InboxOutcome, ReplayResult
 from service.webhooks.replay import ReplayOutcome, UnknownDelivery, delivery_facts
 

@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 
 from service.metrics import LedgerMetrics
 from service.store.errors import StoreUnavailable, is_unavailability
-from service.store.event_store import Appender, EventStore, InboxEntry, delivery_outcome
+from service.store.events.base import Appender, EventStore, InboxEntry, delivery_outcome
 from service.store.schema import InboxOutcome
 from service.webhooks.envelope import DeliveryHeaders, SignatureScope, kept_headers
 from service.webhooks.payload_forms import RETRY_AFTER_SECONDS as PAYLOAD_FORMS_RETRY_SECONDS

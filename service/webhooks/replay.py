@@ -23,7 +23,7 @@ import structlog
 from service.domain.events import NewEvent
 from service.store.delivery_log import DeliveryFilters, DeliveryRow, ReplayRow, SqlDeliveryLog
 from service.store.errors import StoreUnavailable, is_unavailability
-from service.store.event_store import AppendOutcome, EventStore
+from service.store.events.base import AppendOutcome, EventStore
 from service.store.schema import InboxOutcome, ReplayResult
 from service.webhooks.envelope import DeliveryHeaders, SignatureScope
 from service.webhooks.reading import ReadDelivery, Reading, Unreadable, read_delivery

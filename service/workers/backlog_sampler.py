@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.metrics import LedgerMetrics
 from service.store.backlog import inbox_rows_by_kind, projection_lag
 from service.store.errors import StoreUnavailable
-from service.store.read_models import INVOICES_PROJECTION
+from service.store.views.leases import INVOICES_PROJECTION
 
 log = structlog.get_logger("service.workers.backlog_sampler")
 

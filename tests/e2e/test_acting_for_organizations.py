@@ -19,9 +19,9 @@ from service.reconciler.client import CallFailure, CybersourceClient, Cybersourc
 from service.reconciler.http_signature import MerchantCredentials
 from service.reconciler.reconciler import OrganizationNotChosen, Reconciler
 from service.reconciler.worker import ReconcilerWorker
-from service.store.event_store import EventStore
-from service.store.event_store_for import event_store_for
-from service.store.read_models import SqlReadModelStore
+from service.store.events.base import EventStore
+from service.store.events.for_engine import event_store_for
+from service.store.views.read_model_store import SqlReadModelStore
 from tests.e2e.test_cybersource_client import FAST
 from tests.support.organizations_cybersource import OrganizationsCybersource, RecordedCall
 from tests.support.server import serving

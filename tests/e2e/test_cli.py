@@ -152,7 +152,7 @@ def test_project_once_catches_up_and_rebuild_reports_the_same_position(
 
     from service.settings import resolve_database_url
     from service.store.database import create_engine
-    from service.store.event_store_for import event_store_for
+    from service.store.events.for_engine import event_store_for
     from tests.support.events import invoice_event
 
     async def append_two() -> None:

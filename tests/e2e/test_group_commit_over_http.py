@@ -9,7 +9,7 @@ import pytest
 
 from service.settings import resolve_database_url
 from service.store.database import create_engine
-from service.store.event_store_for import event_store_for
+from service.store.events.for_engine import event_store_for
 from tests.support.webhooks import encode, invoice_notification, signed_headers
 
 pytestmark = pytest.mark.anyio

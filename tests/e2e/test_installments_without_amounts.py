@@ -22,7 +22,7 @@ from service.sandbox.app import CybersourceSandbox, SandboxOptions
 from service.sandbox.invoices import HistoryEvent, SandboxInvoice, TransactionDetailsShown
 from service.settings import load_settings, resolve_database_url
 from service.store.database import create_engine
-from service.store.event_store_for import event_store_for
+from service.store.events.for_engine import event_store_for
 from tests.e2e.test_cybersource_client import FAST, MERCHANT
 from tests.support.server import serving
 

@@ -15,7 +15,7 @@ import httpx
 
 from service.settings import resolve_database_url
 from service.store.database import create_engine
-from service.store.event_store_for import event_store_for
+from service.store.events.for_engine import event_store_for
 from tests.support.databases import fresh_sqlite_database
 from tests.support.events import invoice_event
 from tests.support.process import free_port

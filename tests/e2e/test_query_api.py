@@ -18,8 +18,8 @@ from service.fronts.api.contract import ApiRoute, declared_operations
 from service.projections.rebuild import rebuild_invoices
 from service.settings import load_settings, resolve_database_url
 from service.store.database import create_engine
-from service.store.event_store_for import event_store_for
-from service.store.read_models import SqlReadModelStore
+from service.store.events.for_engine import event_store_for
+from service.store.views.read_model_store import SqlReadModelStore
 from tests.support.server import serving
 from tests.support.webhooks import WEBHOOK_KEYS_SETTING, encode, signed_headers
 

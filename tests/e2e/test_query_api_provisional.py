@@ -16,7 +16,7 @@ import pytest
 from service.app import create_app
 from service.settings import load_settings, resolve_database_url
 from service.store.database import create_engine
-from service.store.read_models import SqlReadModelStore
+from service.store.views.read_model_store import SqlReadModelStore
 from tests.e2e.test_query_api import AUTH, TOKEN, deliver_all, get, notification
 from tests.e2e.test_query_api_exports import _csv_rows, _flattened
 from tests.support.provisional import MOMENT, confirmed, paid_once, project, sent

@@ -10,7 +10,7 @@ import httpx
 from service.app import create_app
 from service.settings import load_settings, resolve_database_url
 from service.store.database import create_engine
-from service.store.event_store_for import event_store_for
+from service.store.events.for_engine import event_store_for
 from tests.support.events import invoice_event
 from tests.support.server import serving
 from tests.support.webhooks import (

@@ -30,8 +30,8 @@ from service.reconciler.reconciler import Reconciler, ReconcilerFailure
 from service.reconciler.worker import ReconcilerWorker
 from service.settings import load_settings, resolve_database_url
 from service.store.database import create_engine
-from service.store.event_store_for import event_store_for
-from service.store.read_models import SqlReadModelStore
+from service.store.events.for_engine import event_store_for
+from service.store.views.read_model_store import SqlReadModelStore
 from tests.e2e.test_cybersource_client import FAST, MERCHANT
 from tests.support.organizations_cybersource import OrganizationsCybersource
 from tests.support.server import serving

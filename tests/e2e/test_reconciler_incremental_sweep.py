@@ -19,9 +19,9 @@ from service.reconciler.reconciler import SWEEP_STATUS_ORDER, Reconciler
 from service.reconciler.summaries import FetchReason
 from service.reconciler.sweep_schedule import SqlSweepSchedule
 from service.reconciler.worker import ReconcilerWorker
-from service.store.event_store_for import event_store_for
-from service.store.read_models import SqlReadModelStore
+from service.store.events.for_engine import event_store_for
 from service.store.schema import invoices
+from service.store.views.read_model_store import SqlReadModelStore
 from tests.e2e.test_cybersource_client import FAST, MERCHANT, drive, new_invoice
 
 pytestmark = pytest.mark.anyio

@@ -23,7 +23,7 @@ from service.reconciler.reconciler import (
 )
 from service.sandbox.app import SandboxOptions, create_sandbox_app
 from service.sandbox.invoices import TransactionDetailsShown
-from service.store.event_store_for import event_store_for
+from service.store.events.for_engine import event_store_for
 from tests.e2e.test_cybersource_client import FAST, MERCHANT, drive, new_invoice
 from tests.support.organizations_cybersource import OrganizationsCybersource
 from tests.support.server import serving

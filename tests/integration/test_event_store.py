@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from service.store.event_store import AppendOutcome, EventStore, InboxEntry
+from service.store.events.base import AppendOutcome, EventStore, InboxEntry
 from service.store.schema import InboxOutcome
 from tests.support.events import invoice_event
 

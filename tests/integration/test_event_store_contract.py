@@ -17,17 +17,17 @@ from sqlalchemy.engine import make_url
 from service.settings import resolve_database_url
 from service.store.database import create_engine, is_postgresql
 from service.store.errors import StoreUnavailable
-from service.store.event_store import (
+from service.store.events.base import (
     AppendOutcome,
     AppendResult,
     Delivery,
     EventStore,
     InboxEntry,
 )
-from service.store.event_store_for import event_store_for
-from service.store.group_commit import GroupCommitter
-from service.store.postgres_event_store import PostgresEventStore
-from service.store.sqlite_event_store import SqliteEventStore
+from service.store.events.for_engine import event_store_for
+from service.store.events.group_commit import GroupCommitter
+from service.store.events.postgres import PostgresEventStore
+from service.store.events.sqlite import SqliteEventStore
 from tests.support.events import invoice_event
 
 pytestmark = pytest.mark.anyio

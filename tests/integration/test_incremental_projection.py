@@ -12,10 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.domain.events import InvoiceEventType, NewEvent, RecordedEvent
 from service.projections.projector import InvoiceProjector
 from service.projections.rebuild import rebuild_invoices
-from service.store.event_store import EventStore
-from service.store.event_store_for import event_store_for
-from service.store.read_models import SqlReadModelStore
+from service.store.events.base import SqlEventStore
+from service.store.events.for_engine import event_store_for
 from service.store.schema import invoice_fold_snapshots
+from service.store.views.read_model_store import SqlReadModelStore
 from tests.integration.test_projector import read_model
 from tests.support.events import invoice_event
 
@@ -24,7 +24,7 @@ E = InvoiceEventType
 LONG_STREAM_EVENTS = 2000
 
 
-class CountingEventStore(EventStore):
+class CountingEventStore(SqlEventStore):
     """Counts every event the projector reads from the store."""
 
     events_read = 0

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.store.event_store import AppendOutcome
-from service.store.event_store_for import event_store_for
+from service.store.events.base import AppendOutcome
+from service.store.events.for_engine import event_store_for
 from tests.support.events import invoice_event
 
 pytestmark = pytest.mark.anyio

@@ -12,8 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.store.database import database_now
-from service.store.read_models import SqlReadModelStore
 from service.store.schema import projection_checkpoints
+from service.store.views.read_model_store import SqlReadModelStore
 
 pytestmark = pytest.mark.anyio
 LEASE_SECONDS = 0.5

@@ -18,18 +18,21 @@ from service.domain.events import NewEvent
 from service.projections.projector import InvoiceProjector
 from service.projections.rebuild import rebuild_invoices
 from service.settings import resolve_database_url
-from service.store import report_aggregates
 from service.store.database import create_engine
-from service.store.event_store import Delivery, EventStore
-from service.store.event_store_for import event_store_for
+from service.store.events.base import (
+    APPEND_LOCK_KEY,
+    STREAM_LOCK_CLASS,
+    Delivery,
+    EventStore,
+)
+from service.store.events.for_engine import event_store_for
+from service.store.events.postgres import PostgresEventStore, delivery_document
 from service.store.migrations import (
     alembic_config,
     current_revision,
     head_revision,
     upgrade_to_head_async,
 )
-from service.store.postgres_event_store import PostgresEventStore, delivery_document
-from service.store.read_models import SqlReadModelStore
 from service.store.schema import (
     invoice_collections,
     invoice_totals,
@@ -37,6 +40,8 @@ from service.store.schema import (
     invoices,
     metadata,
 )
+from service.store.views import report_aggregates
+from service.store.views.read_model_store import SqlReadModelStore
 from tests.support.events import invoice_event
 from tests.support.histories import random_history
 
@@ -58,6 +63,29 @@ async def test_the_migrations_create_exactly_the_schema_the_models_describe(
         assert await current_revision(engine) == head_revision()
     finally:
         await engine.dispose()
+
+
+@pytest.mark.postgresql
+async def test_one_append_function_remains_and_the_service_gives_it_its_lock_keys(
+    postgresql_database_url: str,
+) -> None:
+    engine = create_engine(resolve_database_url(postgresql_database_url))
+    try:
+        async with engine.connect() as connection:
+            functions = (
+                await connection.execute(
+                    text(
+                        "SELECT oid::regprocedure::text, pg_get_functiondef(oid) FROM pg_proc"
+                        " WHERE proname LIKE 'ledger_append%'"
+                    )
+                )
+            ).all()
+    finally:
+        await engine.dispose()
+    [(signature, definition)] = functions
+    assert signature == "ledger_append_group(jsonb,bigint,integer)"
+    assert str(APPEND_LOCK_KEY) not in definition
+    assert f"({STREAM_LOCK_CLASS}," not in definition
 
 
 async def test_migrating_again_keeps_the_recorded_events(

@@ -15,9 +15,9 @@ from sqlalchemy import select, text
 
 from service.settings import resolve_database_url
 from service.store.database import create_engine
-from service.store.event_store import EventStore
-from service.store.event_store_for import event_store_for
-from service.store.group_commit import GroupCommitter
+from service.store.events.base import EventStore
+from service.store.events.for_engine import event_store_for
+from service.store.events.group_commit import GroupCommitter
 from service.store.schema import events
 from tests.support.events import invoice_event
 

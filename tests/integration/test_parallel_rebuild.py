@@ -10,9 +10,9 @@ import pytest
 from service.projections.rebuild import rebuild_invoices
 from service.settings import resolve_database_url
 from service.store.database import create_engine
-from service.store.event_store_for import event_store_for
-from service.store.read_models import SqlReadModelStore
+from service.store.events.for_engine import event_store_for
 from service.store.stream_partitions import stream_boundaries
+from service.store.views.read_model_store import SqlReadModelStore
 from tests.integration.test_projector import projector, read_model
 from tests.support.histories import random_history
 

@@ -15,9 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.domain.invoice import InvoiceStatus, fold
 from service.projections.projector import InvoiceProjector
 from service.projections.rebuild import rebuild_invoices
-from service.store.event_store_for import event_store_for
-from service.store.read_models import LeaseLost, SqlReadModelStore
+from service.store.events.for_engine import event_store_for
 from service.store.schema import invoice_collections, invoice_versions, invoices
+from service.store.views.leases import LeaseLost
+from service.store.views.read_model_store import SqlReadModelStore
 from tests.support.events import invoice_event
 from tests.support.histories import random_history
 

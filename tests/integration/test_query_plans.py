@@ -24,8 +24,8 @@ from service.read.invoice_pages import InvoiceFilters
 from service.read.queries import InvoiceQueries
 from service.settings import resolve_database_url
 from service.store.database import create_engine
-from service.store.event_store_for import event_store_for
-from service.store.read_models import SqlReadModelStore
+from service.store.events.for_engine import event_store_for
+from service.store.views.read_model_store import SqlReadModelStore
 from tests.support.events import invoice_event
 
 pytestmark = pytest.mark.anyio

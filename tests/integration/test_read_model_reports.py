@@ -14,9 +14,10 @@ from service.domain.invoice import Collection, InvoiceState, InvoiceStatus
 from service.projections.projector import InvoiceProjector
 from service.projections.rebuild import rebuild_invoices
 from service.read.queries import InvoiceQueries
-from service.store.event_store_for import event_store_for
-from service.store.read_models import ProjectedInvoice, SqlReadModelStore
+from service.store.events.for_engine import event_store_for
 from service.store.schema import invoices
+from service.store.views.changes import ProjectedInvoice
+from service.store.views.read_model_store import SqlReadModelStore
 from tests.support.events import invoice_event
 
 pytestmark = pytest.mark.anyio

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.read.queries import InvoiceQueries
 from service.reconciler.worker import LEASE_NAME, ReconcilerWorker
-from service.store.read_models import SqlReadModelStore
+from service.store.views.read_model_store import SqlReadModelStore
 
 pytestmark = pytest.mark.anyio
 LEASE_SECONDS = 0.3

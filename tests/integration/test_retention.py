@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.settings import resolve_database_url
 from service.store.database import create_engine
-from service.store.event_store import InboxEntry
-from service.store.event_store_for import event_store_for
+from service.store.events.base import InboxEntry
+from service.store.events.for_engine import event_store_for
 from service.store.retention import PrunableKind, PruneResult, count_prunable, prune
 from service.store.schema import InboxOutcome, events, inbox
 from service.workers.retention import RetentionPolicy, apply_retention, run_retention

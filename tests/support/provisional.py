@@ -9,7 +9,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from service.domain.invoice import Collection, InvoiceState, InvoiceStatus, Payment
-from service.store.read_models import ProjectedInvoice, SqlReadModelStore
+from service.store.views.changes import ProjectedInvoice
+from service.store.views.read_model_store import SqlReadModelStore
 
 MOMENT = datetime(2026, 3, 1, 12, tzinfo=UTC)
 DUE = date(2026, 3, 31)

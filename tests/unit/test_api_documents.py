@@ -13,7 +13,7 @@ from service.domain.invoice import InvoiceState, InvoiceStatus, Payment
 from service.fronts.api.contract import declared_operations, openapi_document
 from service.fronts.api.routes import OPERATIONS, QueryApi
 from service.read.documents import as_json, invoice_document, invoice_from_row
-from service.store.read_models import ProjectedInvoice, _invoice_row
+from service.store.views.changes import ProjectedInvoice, invoice_row
 
 AMOUNT_FIELDS = ("totalAmount", "balanceAmount", "paidAmount")
 
@@ -67,7 +67,7 @@ def test_an_invoice_read_back_from_its_row_is_the_document_of_its_state() -> Non
         last_event_at=datetime(2026, 3, 3, tzinfo=UTC), last_position=7,
     )  # fmt: skip
     updated_at = datetime(2026, 3, 3, 0, 0, 1, tzinfo=UTC)
-    row = SimpleNamespace(**_invoice_row(ProjectedInvoice(state, (), updated_at)))
+    row = SimpleNamespace(**invoice_row(ProjectedInvoice(state, (), updated_at)))
     from_row = as_json(invoice_from_row(row))  # type: ignore[arg-type]
     assert from_row == as_json(invoice_document(state, updated_at))
     assert from_row["payments"][0] == {

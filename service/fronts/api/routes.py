@@ -37,8 +37,8 @@ from service.read.documents import (
 )
 from service.read.invoice_pages import AgingBucketFilter, InvoiceFilters, PageKey
 from service.read.queries import InvoiceQueries
-from service.store.event_store import EventStore
-from service.store.read_models import SqlReadModelStore
+from service.store.events.base import EventStore
+from service.store.views.read_model_store import SqlReadModelStore
 
 POSITION_HEADER = "X-Ledger-Position"
 MIN_POSITION_WAIT_SECONDS = 10.0

@@ -46,9 +46,9 @@ from service.read.invoice_pages import InvoiceFilters, PageKey
 from service.read.queries import COLLECTION_DAYS_MAX, InvoiceQueries
 from service.store.console_sessions import SqlConsoleSessions
 from service.store.delivery_log import DeliveryFilters, SqlDeliveryLog
-from service.store.event_store import EventStore
-from service.store.read_models import SqlReadModelStore
+from service.store.events.base import EventStore
 from service.store.schema import InboxOutcome, ReplayResult
+from service.store.views.read_model_store import SqlReadModelStore
 from service.webhooks.corrections import CorrectionRefused, DeliveryCorrections
 from service.webhooks.delivery_documents import detail, summary
 from service.webhooks.replay import DeliveryReplayer, NotReplayable, UnknownDelivery

@@ -1,11 +1,11 @@
 """The event store's interface and what both engines share: the append-only event table,
 the inbox of deliveries, and the types an append answers with.
 
-One class per engine implements this interface (as a recorder per engine in eventsourcing):
-``PostgresEventStore`` (postgres_event_store.py) appends through the ``ledger_append_group``
-database function, ``SqliteEventStore`` (sqlite_event_store.py) in Python under BEGIN
-IMMEDIATE. Both import this module; this module imports neither. ``event_store_for(engine)``
-(event_store_for.py) picks one by the engine's dialect; the contract suite
+One class per engine implements this interface (as a recorder per engine in eventsourcing),
+each owning its SQL: ``PostgresEventStore`` (postgres.py) appends through the
+``ledger_append_group`` database function, ``SqliteEventStore`` (sqlite.py) in Python under
+BEGIN IMMEDIATE. Both import this module; this module imports neither. ``event_store_for``
+(for_engine.py) picks one by the engine's dialect; the contract suite
 (tests/integration/test_event_store_contract.py) runs against both.
 
 Every append is a *group* of deliveries written in one transaction: the group committer
@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-from sqlalchemy import Row, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -37,9 +37,12 @@ from service.domain.events import EventSource, NewEvent, RecordedEvent
 from service.store.errors import StoreUnavailable, is_unavailability, unavailability_as_store_error
 from service.store.schema import InboxOutcome, events, inbox
 
-# Shared by every appender and reader of the events table on PostgreSQL; the ledger_append
-# and ledger_append_group functions use the same value (132454547457).
+# The advisory locks of appends on PostgreSQL, named once here: appends take APPEND_LOCK_KEY
+# shared and a reader takes it exclusively to fix its horizon; appends to one stream are
+# serialised by the two-key lock (STREAM_LOCK_CLASS, hashtext(stream id)). The service passes
+# both to ledger_append_group on every call, so no SQL text holds its own copy.
 APPEND_LOCK_KEY = 0x1E_D6E8_0001
+STREAM_LOCK_CLASS = 0x1ED6
 RECONNECT_ATTEMPTS_MAX = 2
 HORIZON_LOCK_TIMEOUT_MILLISECONDS = 5000
 READ_BATCH_SIZE_MAX = 10_000
@@ -145,13 +148,42 @@ class Appender(Protocol):
     ) -> list[AppendResult]: ...
 
 
-class EventStore:
+class EventStore(Protocol):
     """Append facts once, keep every delivery, read events without ever skipping one.
 
-    What every engine shares; an engine's class implements ``_append_group_once`` (and
-    ``read_in_stream_order``, and ``_horizon`` where committed positions can have holes).
-    ``event_store_for(engine)`` builds the one for an engine's database.
-    """
+    The interface the services use; ``event_store_for(engine)`` builds the one for an
+    engine's database (an ``SqlEventStore``)."""
+
+    async def append(
+        self, new_events: Sequence[NewEvent], inbox_entry: InboxEntry | None = None
+    ) -> list[AppendResult]: ...
+
+    async def append_group(self, deliveries: Sequence[Delivery]) -> list[DeliveryResult]: ...
+
+    async def record_inbox(self, entry: InboxEntry) -> int: ...
+
+    async def read_after(self, position: int, limit: int) -> list[RecordedEvent]: ...
+
+    async def read_stream(self, stream_id: str) -> list[RecordedEvent]: ...
+
+    async def read_streams(
+        self, stream_ids: Sequence[str], up_to_position: int
+    ) -> dict[str, list[RecordedEvent]]: ...
+
+    async def read_in_stream_order(
+        self, after: tuple[str, int] | None, limit: int, up_to_position: int
+    ) -> list[RecordedEvent]: ...
+
+    async def last_position(self) -> int: ...
+
+    async def highest_position(self) -> int: ...
+
+    async def inbox_entries(self, limit: int = 100) -> list[Mapping[str, Any]]: ...
+
+
+class SqlEventStore:
+    """What every engine shares; an engine's class implements ``_append_group_once`` and
+    ``read_in_stream_order`` (and ``_horizon`` where committed positions can have holes)."""
 
     def __init__(
         self,
@@ -222,6 +254,7 @@ class EventStore:
     async def _append_group_once(
         self, deliveries: Sequence[Delivery], recorded_at: datetime
     ) -> list[list[AppendResult]]:
+        """The engine's one live append: every delivery of the group in one transaction."""
         raise NotImplementedError
 
     def _connection_was_lost(self, error: StoreUnavailable) -> bool:
@@ -258,7 +291,7 @@ class EventStore:
                 query = query.where(events.c.position <= horizon)
             async with self._engine.connect() as connection:
                 rows = (await connection.execute(query)).all()
-        return [recorded_event(row) for row in rows]
+        return [recorded_event(row._mapping) for row in rows]
 
     async def read_stream(self, stream_id: str) -> list[RecordedEvent]:
         async with unavailability_as_store_error(), self._engine.connect() as connection:
@@ -267,7 +300,7 @@ class EventStore:
                     select(events).where(events.c.stream_id == stream_id).order_by(events.c.version)
                 )
             ).all()
-        return [recorded_event(row) for row in rows]
+        return [recorded_event(row._mapping) for row in rows]
 
     async def read_streams(
         self, stream_ids: Sequence[str], up_to_position: int
@@ -288,7 +321,7 @@ class EventStore:
                 )
             ).all()
         for row in rows:
-            streams[row.stream_id].append(recorded_event(row))
+            streams[row.stream_id].append(recorded_event(row._mapping))
         return streams
 
     async def read_in_stream_order(
@@ -336,12 +369,13 @@ async def insert_inbox(
     await connection.execute(inbox.insert().values(**inbox_row(entry, outcome, position)))
 
 
-def recorded_event(row: Row[Any]) -> RecordedEvent:
-    return recorded_event_from(row._mapping, row.data)
+def recorded_event(values: Any) -> RecordedEvent:
+    """The one row mapper: a stored event row as a ``RecordedEvent``.
 
-
-def recorded_event_from(values: Any, data: Mapping[str, Any]) -> RecordedEvent:
-    """From a SQLAlchemy row mapping or a driver record: both index by column name."""
+    ``values`` indexes by column name: a SQLAlchemy row mapping or a driver record. A data
+    column read as text (PostgreSQL's driver, queried with ``data::text``) is decoded here.
+    """
+    data = values["data"]
     return RecordedEvent(
         position=values["position"],
         stream_id=values["stream_id"],
@@ -352,5 +386,5 @@ def recorded_event_from(values: Any, data: Mapping[str, Any]) -> RecordedEvent:
         recorded_at=values["recorded_at"],
         source=EventSource(values["source"]),
         idempotency_key=values["idempotency_key"],
-        data=data,
+        data=json.loads(data) if isinstance(data, str) else data,
     )

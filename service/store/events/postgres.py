@@ -1,6 +1,7 @@
 """The event store on PostgreSQL: a group of deliveries is one call to the
-``ledger_append_group`` database function (sql/ledger_append_group.sql), one round trip, one
-commit and at most one NOTIFY.
+``ledger_append_group`` database function (migrations/sql/ledger_append_group_lock_keys.sql,
+loaded by migration 0014), one round trip, one commit and at most one NOTIFY. It is the one
+live append on PostgreSQL; the lock keys it takes are passed in from base.py's constants.
 
 Why one NOTIFY per group: PostgreSQL holds a database-wide lock from a transaction's NOTIFY
 until its commit is flushed, so with one NOTIFY per delivery every append committed one at a
@@ -36,21 +37,22 @@ from service.store.errors import (
     StoreUnavailable,
     unavailability_as_store_error,
 )
-from service.store.event_store import (
+from service.store.events.base import (
     APPEND_LOCK_KEY,
     READ_BATCH_SIZE_MAX,
+    STREAM_LOCK_CLASS,
     AppendOutcome,
     AppendResult,
     Delivery,
-    EventStore,
+    SqlEventStore,
     StoreBusy,
     content_digest,
     inbox_row,
-    recorded_event_from,
+    recorded_event,
 )
 from service.store.schema import events
 
-_APPEND_GROUP_CALL = "SELECT ledger_append_group($1::jsonb)::text"
+_APPEND_GROUP_CALL = "SELECT ledger_append_group($1::jsonb, $2::bigint, $3::integer)::text"
 _STREAM_ORDER_COLUMNS = (
     "SELECT position, stream_id, version, type, schema_version, occurred_at, recorded_at,"
     " source, idempotency_key, data::text AS data FROM events WHERE position <= $1"
@@ -63,7 +65,7 @@ _NEXT_PAGE = (
 _LOCK_NOT_AVAILABLE = "55P03"
 
 
-class PostgresEventStore(EventStore):
+class PostgresEventStore(SqlEventStore):
     async def _append_group_once(
         self, deliveries: Sequence[Delivery], recorded_at: datetime
     ) -> list[list[AppendResult]]:
@@ -75,7 +77,9 @@ class PostgresEventStore(EventStore):
             driver_connection = (await connection.get_raw_connection()).driver_connection
             assert driver_connection is not None, "a checked-out connection has a driver"
             try:
-                document = await driver_connection.fetchval(_APPEND_GROUP_CALL, argument)
+                document = await driver_connection.fetchval(
+                    _APPEND_GROUP_CALL, argument, APPEND_LOCK_KEY, STREAM_LOCK_CLASS
+                )
             except Exception as error:
                 if not _asyncpg_unavailability(error):
                     raise
@@ -183,4 +187,4 @@ async def _read_in_stream_order_from_driver(
         records = await driver_connection.fetch(
             _NEXT_PAGE, up_to_position, limit, after[0], after[1]
         )
-    return [recorded_event_from(record, json.loads(record["data"])) for record in records]
+    return [recorded_event(record) for record in records]

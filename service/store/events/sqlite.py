@@ -1,4 +1,5 @@
-"""The event store on SQLite: a group of deliveries is one BEGIN IMMEDIATE transaction.
+"""The event store on SQLite: a group of deliveries is one BEGIN IMMEDIATE transaction, in
+Python (the one live append on SQLite).
 
 BEGIN IMMEDIATE (see database.py) serialises writers, so the version read for a stream
 cannot be taken by another append before this one commits, and committed positions never
@@ -18,13 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service.domain.events import NewEvent, RecordedEvent
 from service.store.errors import unavailability_as_store_error
-from service.store.event_store import (
+from service.store.events.base import (
     HORIZON_LOCK_TIMEOUT_MILLISECONDS,
     READ_BATCH_SIZE_MAX,
     AppendOutcome,
     AppendResult,
     Delivery,
-    EventStore,
+    SqlEventStore,
     content_digest,
     delivery_outcome,
     insert_inbox,
@@ -33,7 +34,7 @@ from service.store.event_store import (
 from service.store.schema import events
 
 
-class SqliteEventStore(EventStore):
+class SqliteEventStore(SqlEventStore):
     def __init__(
         self,
         engine: AsyncEngine,
@@ -114,4 +115,5 @@ class SqliteEventStore(EventStore):
             if after is not None:
                 query = query.where(tuple_(events.c.stream_id, events.c.version) > tuple_(*after))
             query = query.order_by(events.c.stream_id, events.c.version).limit(limit)
-            return [recorded_event(row) for row in (await connection.execute(query)).all()]
+            rows = (await connection.execute(query)).all()
+            return [recorded_event(row._mapping) for row in rows]

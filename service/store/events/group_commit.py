@@ -32,7 +32,7 @@ import structlog
 
 from service.domain.events import NewEvent
 from service.store.errors import StoreUnavailable
-from service.store.event_store import (
+from service.store.events.base import (
     AppendResult,
     Delivery,
     EventStore,
