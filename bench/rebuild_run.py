@@ -15,6 +15,7 @@ import os
 import resource
 import time
 
+from service.bootstrap import RebuildEngines
 from service.projections.rebuild import EVENTS_PER_PAGE, rebuild_invoices
 from service.settings import resolve_database_url
 from service.store.database import create_engine
@@ -35,7 +36,9 @@ async def measure(database_url: str, workers: int) -> dict[str, float]:
             after = (page[-1].stream_id, page[-1].version)
         read_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        await rebuild_invoices(store, SqlReadModelStore(engine), workers=workers, database_url=url)
+        await rebuild_invoices(
+            store, SqlReadModelStore(engine), workers=workers, engines=RebuildEngines(url)
+        )
         rebuild_seconds = time.perf_counter() - started
     finally:
         await engine.dispose()

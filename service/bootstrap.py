@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from functools import cached_property
 
 from sqlalchemy.engine import URL
@@ -134,9 +135,19 @@ def serving_engine(settings: Settings) -> AsyncEngine:
     )
 
 
-def rebuild_worker_engine(url: URL) -> AsyncEngine:
-    """A rebuild worker's engine, in its own process: one connection reads, one writes."""
-    return create_engine(url, pool_size=2)
+@dataclass(frozen=True)
+class RebuildEngines:
+    """Engines for the parallel rebuild's worker processes (it pickles this to each): one
+    connection reads while the other writes."""
+
+    url: URL
+
+    @property
+    def is_postgresql(self) -> bool:
+        return self.url.get_backend_name() == "postgresql"
+
+    def __call__(self) -> AsyncEngine:
+        return create_engine(self.url, pool_size=2)
 
 
 class Ledger:

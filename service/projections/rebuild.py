@@ -20,12 +20,12 @@ import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol
 
-from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.domain.events import RecordedEvent
 from service.projections.projector import LEASE_SECONDS_DEFAULT, project_stream
-from service.store.database import create_engine
 from service.store.events.base import EventStore
 from service.store.events.for_engine import event_store_for
 from service.store.stream_partitions import stream_boundaries
@@ -37,6 +37,16 @@ WORKERS_MAX = 64
 # More ranges than processes, so that a process that finishes early takes another range and
 # progress is reported as ranges complete.
 RANGES_PER_WORKER = 4
+
+
+class EngineOpener(Protocol):
+    """Opens an engine on the store in whichever process calls it: the parallel rebuild sends
+    it to each worker process, so it must pickle (service/bootstrap.py makes it)."""
+
+    @property
+    def is_postgresql(self) -> bool: ...
+
+    def __call__(self) -> AsyncEngine: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +65,12 @@ async def rebuild_invoices(
     on_progress: Callable[[int], None] | None = None,
     events_per_page: int = EVENTS_PER_PAGE,
     workers: int = 1,
-    database_url: URL | None = None,
+    engines: EngineOpener | None = None,
 ) -> int:
     """Rebuild; returns the position the rebuilt read model reflects.
 
-    With ``workers`` > 1 and the ``database_url`` of a PostgreSQL store, that many processes
-    fold and write at once.
+    With ``workers`` > 1 and ``engines`` opening a PostgreSQL store, that many processes fold
+    and write at once, each on its own engine.
     """
     if not 1 <= workers <= WORKERS_MAX:
         raise ValueError(f"workers must be within 1..{WORKERS_MAX}")
@@ -70,10 +80,10 @@ async def rebuild_invoices(
     try:
         horizon = await event_store.last_position()
         await read_models.clear_rebuild_tables()
-        if workers > 1 and database_url is not None and is_postgresql_url(database_url):
-            ranges = await _stream_ranges(database_url, workers * RANGES_PER_WORKER, horizon)
+        if workers > 1 and engines is not None and engines.is_postgresql:
+            ranges = await _stream_ranges(engines, workers * RANGES_PER_WORKER, horizon)
             await _rebuild_in_processes(
-                database_url, ranges, horizon, events_per_page, workers, lease, on_progress
+                engines, ranges, horizon, events_per_page, workers, lease, on_progress
             )
         else:
             await rebuild_range(
@@ -140,10 +150,6 @@ async def rebuild_range(
     return read
 
 
-def is_postgresql_url(url: URL) -> bool:
-    return url.get_backend_name() == "postgresql"
-
-
 def _nothing() -> asyncio.Task[list[RecordedEvent]]:
     async def empty() -> list[RecordedEvent]:
         return []
@@ -161,8 +167,8 @@ async def _write(read_models: SqlReadModelStore, events: list[RecordedEvent]) ->
     await read_models.write_rebuild_batch(projected)
 
 
-async def _stream_ranges(database_url: URL, parts: int, horizon: int) -> list[StreamRange]:
-    engine = create_engine(database_url, pool_size=1)
+async def _stream_ranges(engines: EngineOpener, parts: int, horizon: int) -> list[StreamRange]:
+    engine = engines()
     try:
         boundaries = await stream_boundaries(engine, parts, horizon)
     finally:
@@ -172,7 +178,7 @@ async def _stream_ranges(database_url: URL, parts: int, horizon: int) -> list[St
 
 
 async def _rebuild_in_processes(
-    database_url: URL,
+    engines: EngineOpener,
     ranges: Sequence[StreamRange],
     horizon: int,
     events_per_page: int,
@@ -184,7 +190,7 @@ async def _rebuild_in_processes(
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         futures: list[Future[int]] = [
-            pool.submit(_rebuild_range_in_process, database_url, streams, horizon, events_per_page)
+            pool.submit(_rebuild_range_in_process, engines, streams, horizon, events_per_page)
             for streams in ranges
         ]
         waiting = {asyncio.wrap_future(future) for future in futures}
@@ -205,15 +211,15 @@ async def _rebuild_in_processes(
 
 
 def _rebuild_range_in_process(
-    database_url: URL, streams: StreamRange, horizon: int, events_per_page: int
+    engines: EngineOpener, streams: StreamRange, horizon: int, events_per_page: int
 ) -> int:
-    return asyncio.run(_rebuild_range_with_engine(database_url, streams, horizon, events_per_page))
+    return asyncio.run(_rebuild_range_with_engine(engines, streams, horizon, events_per_page))
 
 
 async def _rebuild_range_with_engine(
-    database_url: URL, streams: StreamRange, horizon: int, events_per_page: int
+    engines: EngineOpener, streams: StreamRange, horizon: int, events_per_page: int
 ) -> int:
-    engine = create_engine(database_url, pool_size=2)
+    engine = engines()
     try:
         return await rebuild_range(
             event_store_for(engine), SqlReadModelStore(engine), streams, horizon, events_per_page

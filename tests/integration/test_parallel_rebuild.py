@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 
+from service.bootstrap import RebuildEngines
 from service.projections.rebuild import rebuild_invoices
 from service.settings import resolve_database_url
 from service.store.database import create_engine
@@ -35,7 +36,11 @@ async def test_a_rebuild_in_two_processes_equals_incremental_projection(
         # Ranges small enough that pages end inside streams and ranges end inside pages.
         assert len(await stream_boundaries(engine, 8, horizon)) >= 4
         position = await rebuild_invoices(
-            store, SqlReadModelStore(engine), events_per_page=7, workers=2, database_url=url
+            store,
+            SqlReadModelStore(engine),
+            events_per_page=7,
+            workers=2,
+            engines=RebuildEngines(url),
         )
         assert position == horizon
         assert await read_model(engine) == incremental
