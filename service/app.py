@@ -18,7 +18,8 @@ from service.fronts.api.deliveries import DeliveryApi
 from service.fronts.api.routes import QueryApi
 from service.fronts.api.webhook_operation import WEBHOOK_OPERATIONS
 from service.fronts.auth import ApiAuthorizer, AuthSurface
-from service.fronts.console.routes import Console, ConsoleSources
+from service.fronts.console.frame import ConsoleSources
+from service.fronts.console.routes import Console
 from service.fronts.errors import ApiError
 from service.fronts.failure_throttle import FailureThrottle
 from service.fronts.request_metrics import RequestMetrics

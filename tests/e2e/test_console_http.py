@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from service.app import create_app
-from service.fronts.console.routes import INVOICES_PAGE_SIZE
+from service.fronts.console.frame import INVOICES_PAGE_SIZE
 from service.settings import load_settings
 from tests.support.server import serving
 from tests.support.webhooks import (

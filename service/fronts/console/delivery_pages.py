@@ -1,0 +1,163 @@
+"""The console's delivery pages: the log, a delivery's story, replays and corrections."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from service.fronts.auth import Caller
+from service.fronts.console.frame import (
+    DELIVERIES_PAGE_SIZE,
+    ConsoleFrame,
+)
+from service.fronts.console.inputs import (
+    InvalidInput,
+    instant_or_day,
+    small_form,
+    text_filter,
+)
+from service.fronts.console.views import (
+    as_document,
+    body_text,
+)
+from service.read.cursors import (
+    UnreadableCursor,
+    decode_delivery_cursor,
+    encode_delivery_cursor,
+)
+from service.store.delivery_log import DeliveryFilters
+from service.store.schema import InboxOutcome, ReplayResult
+from service.webhooks.corrections import CorrectionRefused
+from service.webhooks.delivery_documents import detail, summary
+from service.webhooks.replay import NotReplayable, UnknownDelivery
+
+DELIVERY_FILTERS = (
+    "outcome",
+    "eventType",
+    "organizationId",
+    "notificationId",
+    "receivedFrom",
+    "receivedTo",
+    "reason",
+)
+
+
+class DeliveryPages(ConsoleFrame):
+    """The delivery log's pages: the list, one delivery, replay and correction."""
+
+    async def deliveries(self, request: Request, caller: Caller) -> Response:
+        query = request.query_params
+        outcome_text = query.get("outcome") or None
+        if outcome_text is not None and outcome_text not in set(InboxOutcome):
+            raise InvalidInput("outcome: must be one of " + ", ".join(InboxOutcome))
+        filters = DeliveryFilters(
+            outcome=InboxOutcome(outcome_text) if outcome_text else None,
+            event_type=text_filter(query.get("eventType"), "eventType"),
+            organization_id=text_filter(query.get("organizationId"), "organizationId"),
+            notification_id=text_filter(query.get("notificationId"), "notificationId"),
+            received_from=instant_or_day(query.get("receivedFrom"), "receivedFrom", end=False),
+            received_to=instant_or_day(query.get("receivedTo"), "receivedTo", end=True),
+            reason_prefix=text_filter(query.get("reason"), "reason"),
+        )
+        cursor = text_filter(query.get("cursor"), "cursor")
+        try:
+            before = decode_delivery_cursor(cursor) if cursor else None
+        except UnreadableCursor:
+            raise InvalidInput("cursor: is not a link this console made") from None
+        log = self._sources.delivery_log
+        rows = await log.deliveries(filters, DELIVERIES_PAGE_SIZE, before)
+        replays = await log.replays([row.delivery_id for row in rows])
+        older = None
+        if len(rows) == DELIVERIES_PAGE_SIZE:
+            kept = {name: value for name, value in query.items() if name != "cursor" and value}
+            older = "?" + urlencode(
+                {**kept, "cursor": encode_delivery_cursor(rows[-1].delivery_id)}
+            )
+        return self._render(
+            request,
+            "deliveries.html",
+            title="Deliveries",
+            deliveries=[as_document(summary(row, replays[row.delivery_id])) for row in rows],
+            outcomes=list(InboxOutcome),
+            filters={name: query.get(name, "") for name in DELIVERY_FILTERS},
+            older=older,
+        )
+
+    async def delivery(self, request: Request, caller: Caller) -> Response:
+        delivery_id = request.path_params["deliveryId"]
+        return await self._delivery_page(request, caller, delivery_id)
+
+    async def _delivery_page(
+        self,
+        request: Request,
+        caller: Caller,
+        delivery_id: int,
+        *,
+        notice: str | None = None,
+        notice_failed: bool = False,
+        problem: str | None = None,
+        status_code: int = 200,
+    ) -> Response:
+        sources = self._sources
+        # Read with its body: the body names the facts it states (shown to operators only).
+        row = await sources.delivery_log.delivery(delivery_id, with_body=True)
+        if row is None:
+            raise UnknownDelivery(delivery_id)
+        document = await detail(
+            row,
+            sources.delivery_log,
+            sources.corrections,
+            items_per_delivery_max=sources.items_per_delivery_max,
+            with_body=caller.is_operator,
+        )
+        shown = as_document(document)
+        return self._render(
+            request,
+            "delivery.html",
+            status_code,
+            title=f"Delivery {delivery_id}",
+            delivery=shown,
+            body=body_text(shown["body"]),
+            operator=caller.is_operator,
+            notice=notice,
+            notice_failed=notice_failed,
+            problem=problem,
+        )
+
+    async def replay(self, request: Request, caller: Caller) -> Response:
+        """Replays with the same function as /v1, then shows the delivery and its result."""
+        delivery_id = request.path_params["deliveryId"]
+        try:
+            outcome = await self._sources.replayer.replay(delivery_id, caller.name)
+        except NotReplayable as refused:
+            return await self._delivery_page(
+                request, caller, delivery_id, problem=refused.detail, status_code=409
+            )
+        positions = ", ".join(str(position) for position in outcome.positions)
+        notice = f"Replayed: {outcome.result.value}"
+        if positions:
+            notice += f" (positions {positions})"
+        if outcome.reason:
+            notice += f": {outcome.reason}"
+        # A replay that still does not read, or conflicts, did not do what was asked.
+        failed = outcome.result in (ReplayResult.UNREADABLE, ReplayResult.CONFLICT)
+        return await self._delivery_page(
+            request, caller, delivery_id, notice=notice, notice_failed=failed
+        )
+
+    async def correct(self, request: Request, caller: Caller) -> Response:
+        delivery_id = request.path_params["deliveryId"]
+        form = await small_form(request)
+        reason = str(form.get("reason", ""))
+        try:
+            outcome = await self._sources.corrections.correct(delivery_id, reason, caller.name)
+        except CorrectionRefused as refused:
+            return await self._delivery_page(
+                request, caller, delivery_id, problem=refused.detail, status_code=409
+            )
+        positions = ", ".join(str(position) for position in outcome.positions)
+        return await self._delivery_page(
+            request, caller, delivery_id, notice=f"Correction recorded at positions {positions}"
+        )

@@ -1,0 +1,187 @@
+"""The console's overview of reports and ingestion, and its invoice list."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from service.domain.identity import invoices_in_stream
+from service.domain.invoice import InvoiceStatus
+from service.domain.reports import AGING_BUCKETS
+from service.fronts.auth import Caller
+from service.fronts.console.charts import bar_chart
+from service.fronts.console.frame import (
+    COLLECTION_PERIODS,
+    INVOICES_PAGE_SIZE,
+    OUTCOME_WINDOW_LABELS,
+    OUTCOME_WINDOWS,
+    ConsoleFrame,
+)
+from service.fronts.console.inputs import (
+    InvalidInput,
+    day_filter,
+    text_filter,
+)
+from service.fronts.console.views import (
+    aging_charts,
+    as_document,
+    collection_charts,
+    provisional_items,
+    trail_view,
+)
+from service.read.cursors import (
+    UnreadableCursor,
+    decode_page_cursor,
+    encode_page_cursor,
+)
+from service.read.documents import invoice_from_row, report_items
+from service.read.invoice_pages import InvoiceFilters, PageKey
+from service.read.queries import COLLECTION_DAYS_MAX
+
+
+class ReportPages(ConsoleFrame):
+    """The overview (reports, ingestion, projection) and the invoice list."""
+
+    async def overview(self, request: Request, caller: Caller) -> Response:
+        query = request.query_params
+        today = datetime.now(UTC).date()
+        as_of = day_filter(query.get("asOf"), "asOf") or today
+        interval = query.get("interval") or "month"
+        if interval not in COLLECTION_PERIODS:
+            raise InvalidInput("interval: must be day, week or month")
+        collections_to = day_filter(query.get("to"), "to") or today
+        collections_from = day_filter(query.get("from"), "from") or (
+            collections_to - timedelta(days=COLLECTION_PERIODS[interval])
+        )
+        if collections_from > collections_to:
+            raise InvalidInput("from: must not be after to")
+        if (collections_to - collections_from).days > COLLECTION_DAYS_MAX:
+            raise InvalidInput(f"from, to: at most {COLLECTION_DAYS_MAX} days apart")
+        window = query.get("outcomes") or "7d"
+        if window not in (*OUTCOME_WINDOWS, "all"):
+            raise InvalidInput("outcomes: must be 24h, 7d, 30d or all")
+        organization = text_filter(query.get("organizationId"), "organizationId")
+
+        aging = report_items(
+            await self._queries.aging(as_of, organization),
+            {**{name: name for name in AGING_BUCKETS}, "provisional_balance": "provisional"},
+        )
+        collections = report_items(
+            await self._queries.collections(
+                collections_from,
+                collections_to,
+                interval,  # type: ignore[arg-type]
+                organization,
+            ),
+            {"amount": "amount", "provisional_amount": "provisional"},
+        )
+        since = None if window == "all" else datetime.now(UTC) - OUTCOME_WINDOWS[window]
+        outcomes = await self._sources.delivery_outcomes.counts(since)
+        lag = await self._projection_lag()
+        return self._render(
+            request,
+            "overview.html",
+            title="Overview",
+            as_of=as_of.isoformat(),
+            interval=interval,
+            collections_from=collections_from.isoformat(),
+            collections_to=collections_to.isoformat(),
+            window=window,
+            windows=[*OUTCOME_WINDOWS, "all"],
+            window_labels=OUTCOME_WINDOW_LABELS,
+            organization=organization or "",
+            aging_charts=aging_charts(aging),
+            aging_incomplete=[item["currency"] for item in aging if item["incomplete"]],
+            aging_provisional=[
+                f"{item['provisional']} {item['currency']}" for item in provisional_items(aging)
+            ],
+            collection_charts=collection_charts(collections),
+            collections_incomplete=[
+                f"{item['period']} {item['currency']}" for item in collections if item["incomplete"]
+            ],
+            collections_provisional=[
+                f"{item['period']} {item['provisional']} {item['currency']}"
+                for item in provisional_items(collections)
+            ],
+            outcomes_chart=bar_chart(
+                "delivery-outcomes",
+                "Deliveries by outcome",
+                "deliveries",
+                [(name, name, count, str(count)) for name, count in outcomes.items()],
+            ),
+            lag=lag,
+        )
+
+    async def _projection_lag(self) -> dict[str, Any]:
+        """How far the read models are behind the event store, in events and in seconds."""
+        recorded = await self._events.highest_position()
+        projected = await self._read_models.checkpoint()
+        behind_seconds = 0.0
+        if recorded > projected:
+            oldest = await self._events.read_after(projected, 1)
+            if oldest:
+                behind_seconds = (datetime.now(UTC) - oldest[0].recorded_at).total_seconds()
+        return {
+            "recorded": recorded,
+            "projected": projected,
+            "events": max(recorded - projected, 0),
+            "seconds": round(max(behind_seconds, 0.0), 1),
+        }
+
+    async def invoices(self, request: Request, caller: Caller) -> Response:
+        query = request.query_params
+        number = text_filter(query.get("invoiceNumber"), "invoiceNumber")
+        organization = text_filter(query.get("organizationId"), "organizationId")
+        status = text_filter(query.get("status"), "status")
+        if status is not None and status not in set(InvoiceStatus):
+            raise InvalidInput("status: must be one of " + ", ".join(InvoiceStatus))
+        context: dict[str, Any] = {
+            "title": "Invoices",
+            "statuses": list(InvoiceStatus),
+            "search": {
+                "invoiceNumber": number or "",
+                "organizationId": organization or "",
+                "status": status or "",
+            },
+            "found": [],
+            "listed": [],
+            "older": None,
+        }
+        if number is not None:
+            rows = await self._queries.invoices_numbered(number, organization)
+            trails = {
+                key.organization_id: sorted(events, key=lambda event: event.position)
+                for key, events in invoices_in_stream(
+                    number, await self._events.read_stream(number)
+                ).items()
+            }
+            context["found"] = [
+                {
+                    "invoice": as_document(invoice_from_row(row)),
+                    "events": trail_view(trails.get(row.organization_id, [])),
+                }
+                for row in rows
+            ]
+        else:
+            cursor = text_filter(query.get("cursor"), "cursor")
+            try:
+                before = decode_page_cursor(cursor) if cursor else None
+            except UnreadableCursor:
+                raise InvalidInput("cursor: is not a link this console made") from None
+            rows = await self._queries.invoices(
+                InvoiceFilters(organization_id=organization, status=status),
+                INVOICES_PAGE_SIZE,
+                before,
+                newest_first=True,
+            )
+            context["listed"] = [as_document(invoice_from_row(row)) for row in rows]
+            if len(rows) == INVOICES_PAGE_SIZE:
+                last = rows[-1]
+                kept = {name: value for name, value in query.items() if name != "cursor" and value}
+                key = PageKey(last.updated_at, last.organization_id, last.invoice_number)
+                context["older"] = "?" + urlencode({**kept, "cursor": encode_page_cursor(key)})
+        return self._render(request, "invoices.html", **context)
