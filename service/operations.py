@@ -13,7 +13,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from service.bootstrap import Ledger
-from service.fronts.console.frame import SECURITY_HEADERS
+from service.fronts.console.views import SECURITY_HEADERS
 from service.fronts.errors import ApiError
 from service.store.errors import is_unavailability, unavailability_reason
 from service.store.migrations import current_revision, head_revision

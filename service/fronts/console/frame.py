@@ -17,12 +17,14 @@ from starlette.responses import HTMLResponse, Response
 from service.fronts.auth import ApiAuthorizer, AuthSurface, Caller, Scope, require_scope
 from service.fronts.console import access
 from service.fronts.console.inputs import (
+    FORM_BYTES_MAX,
     FormTooLarge,
     InvalidInput,
     local_target,
     small_form,
 )
 from service.fronts.console.views import (
+    SECURITY_HEADERS,
     retry_after_headers,
     see_other,
     sign_in_problem,
@@ -42,10 +44,6 @@ log = structlog.get_logger("service.fronts.console")
 
 DELIVERIES_PAGE_SIZE = 50
 INVOICES_PAGE_SIZE = 50
-FILTER_LENGTH_MAX = 200
-# The console's forms hold a token and a few short fields; nothing larger is read.
-FORM_BYTES_MAX = 8 * 1024
-FORM_FIELDS_MAX = 10
 COLLECTION_PERIODS = {"day": 31, "week": 26 * 7, "month": 366}  # default range, in days
 OUTCOME_WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 OUTCOME_WINDOW_LABELS = {
@@ -54,27 +52,6 @@ OUTCOME_WINDOW_LABELS = {
     "30d": "the last 30 days",
     "all": "all time",
 }
-AGING_LABELS = {
-    "current": "Current",
-    "days1To30": "1-30 days",
-    "days31To60": "31-60 days",
-    "days61To90": "61-90 days",
-    "over90": "Over 90 days",
-    "noDueDate": "No due date",
-}
-# The pages show personal data (payer names, bodies): nothing is cached, framed or leaked
-# through a Referer, and the page loads nothing but its own stylesheet.
-SECURITY_HEADERS = {
-    "Cache-Control": "no-store",
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'"
-    ),
-    "Referrer-Policy": "same-origin",  # "no-referrer" would make Chromium send Origin: null
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-}
-
 Page = Callable[[Request, Caller], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
 

@@ -8,12 +8,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from starlette.datastructures import FormData
 from starlette.requests import Request
 
-from service.fronts.console.frame import (
-    FILTER_LENGTH_MAX,
-    FORM_BYTES_MAX,
-    FORM_FIELDS_MAX,
-)
 from service.read.instants import parse_day, parse_instant
+
+FILTER_LENGTH_MAX = 200
+# The console's forms hold a token and a few short fields; nothing larger is read.
+FORM_BYTES_MAX = 8 * 1024
+FORM_FIELDS_MAX = 10
 
 
 class InvalidInput(Exception):
