@@ -37,8 +37,8 @@ import asyncpg
 import httpx
 
 from bench.harness import RESULTS_DIRECTORY, free_port, migrated_database, server
+from service.cybersource.http_signature import MerchantCredentials
 from service.reconciler.client import ClientLimits, CybersourceClient
-from service.reconciler.http_signature import MerchantCredentials
 from service.reconciler.ledger_view import SqlLedgerView
 from service.reconciler.reconciler import (
     LIST_PAGES_IN_FLIGHT,

@@ -37,7 +37,11 @@ from service.background import BackgroundWorkers, RunningWorker
 from service.backlog_sampler import sample_backlog
 from service.console.delivery_outcomes import DeliveryOutcomes
 from service.console.routes import SECURITY_HEADERS, Console, ConsoleSources
+from service.cybersource.webhook_signature import WebhookVerifier
 from service.http_server import WORKERS_SHARE_OF_GRACE
+from service.ingest.corrections import DeliveryCorrections
+from service.ingest.receiver import WebhookReceiver
+from service.ingest.replay import DeliveryReplayer
 from service.metrics import LedgerMetrics
 from service.projections.projector import InvoiceProjector
 from service.projections.queries import InvoiceQueries
@@ -64,10 +68,6 @@ from service.store.migrations import current_revision, head_revision
 from service.store.notifications import appended_events_signal
 from service.store.read_models import SqlReadModelStore
 from service.store.retention import PruneResult
-from service.webhooks.corrections import DeliveryCorrections
-from service.webhooks.receiver import WebhookReceiver
-from service.webhooks.replay import DeliveryReplayer
-from service.webhooks.signature import WebhookVerifier
 
 log = structlog.get_logger("service.app")
 

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from service.api.documents import event_document
 from service.cli_deliveries import deliveries
 from service.client_slots import SlotRefusal
+from service.cybersource.webhook_signature import SignedContent, sign
 from service.domain.events import EVENT_TYPE_BY_NOTIFICATION_TYPE, RecordedEvent
 from service.http_server import (
     LedgerServer,
@@ -54,7 +55,6 @@ from service.store.notifications import appended_events_signal
 from service.store.read_models import SqlReadModelStore
 from service.store.retention import PrunableKind, count_prunable
 from service.store.retention import prune as prune_inbox
-from service.webhooks.signature import SignedContent, sign
 
 log = structlog.get_logger("service.cli")
 

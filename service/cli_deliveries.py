@@ -34,6 +34,14 @@ from service.api.deliveries import (
 )
 from service.api.errors import ApiError
 from service.api.parameters import parse_instant
+from service.ingest.corrections import CorrectionRefused, DeliveryCorrections
+from service.ingest.replay import (
+    REPLAYS_PER_RUN_MAX_DEFAULT,
+    DeliveryReplayer,
+    NotReplayable,
+    ReplayOutcome,
+    UnknownDelivery,
+)
 from service.logs import configure_logging
 from service.settings import ConfigurationError, Settings, load_settings
 from service.store.database import create_engine
@@ -41,14 +49,6 @@ from service.store.delivery_log import PAGE_SIZE_MAX, DeliveryFilters, SqlDelive
 from service.store.event_store_for import event_store_for
 from service.store.migrations import require_schema_at_head
 from service.store.schema import InboxOutcome
-from service.webhooks.corrections import CorrectionRefused, DeliveryCorrections
-from service.webhooks.replay import (
-    REPLAYS_PER_RUN_MAX_DEFAULT,
-    DeliveryReplayer,
-    NotReplayable,
-    ReplayOutcome,
-    UnknownDelivery,
-)
 
 Result = TypeVar("Result")
 CELL_WIDTH_MAX = 40

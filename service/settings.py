@@ -20,10 +20,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL
 
 from service.client_slots import parse_networks
+from service.cybersource.http_signature import MerchantCredentials
+from service.cybersource.webhook_signature import SignedContent
 from service.http_server import HttpImplementation, HttpLimits
-from service.reconciler.http_signature import MerchantCredentials
 from service.store.database import UnsupportedDatabaseUrl, resolve_database_url
-from service.webhooks.signature import SignedContent
 
 ENVIRONMENT_PREFIX = "LEDGER_"
 DEFAULT_DATABASE_URL = "sqlite:///var/ledger.db"

@@ -24,6 +24,20 @@ from service.api.auth import ApiAuthorizer, Caller, Scope
 from service.api.contract import ApiOperation, ApiRoute, PathParameter
 from service.api.errors import ApiError, bad_parameter
 from service.domain.events import NewEvent, RecordedEvent
+from service.ingest.corrections import (
+    REASON_LENGTH_MAX,
+    ConflictingVersions,
+    CorrectionRefused,
+    DeliveryCorrections,
+)
+from service.ingest.replay import (
+    DeliveryReplayer,
+    NotReplayable,
+    ReplayOutcome,
+    UnknownDelivery,
+    check_replayable,
+    delivery_facts,
+)
 from service.store.delivery_log import (
     PAGE_SIZE_MAX,
     DeliveryFilters,
@@ -32,20 +46,6 @@ from service.store.delivery_log import (
     SqlDeliveryLog,
 )
 from service.store.schema import InboxOutcome, ReplayResult
-from service.webhooks.corrections import (
-    REASON_LENGTH_MAX,
-    ConflictingVersions,
-    CorrectionRefused,
-    DeliveryCorrections,
-)
-from service.webhooks.replay import (
-    DeliveryReplayer,
-    NotReplayable,
-    ReplayOutcome,
-    UnknownDelivery,
-    check_replayable,
-    delivery_facts,
-)
 
 REQUEST_BODY_BYTES_MAX = 4096
 DELIVERY_ID_MAX = 2**63 - 1

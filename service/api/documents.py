@@ -19,9 +19,10 @@ from sqlalchemy import Row
 
 from service.api import models
 from service.domain.events import RecordedEvent
-from service.domain.invoice import InvoiceState, InvoiceStatus, Payment
+from service.domain.invoice import InvoiceState, Payment
 from service.domain.money import format_amount
 from service.domain.provisional import provisional_payments
+from service.domain.status import InvoiceStatus
 
 # The invoice state's names of its provisional amounts, as the document names them.
 PROVISIONAL_NAMES: Mapping[str, models.ProvisionalAmountName] = {

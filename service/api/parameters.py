@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, available_timezones
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, WithJsonSchema
 
 from service.api.errors import bad_parameter
-from service.domain.invoice import InvoiceStatus
+from service.domain.status import InvoiceStatus
 from service.projections.queries import PageKey
 
 PAGE_SIZE_MAX = 500

@@ -34,15 +34,16 @@ from service.console.charts import BarChart, bar_chart
 from service.console.delivery_outcomes import DeliveryOutcomes
 from service.domain.events import RecordedEvent
 from service.domain.identity import invoices_in_stream
-from service.domain.invoice import InvoiceStatus, corrected_by
+from service.domain.invoice import corrected_by
+from service.domain.status import InvoiceStatus
+from service.ingest.corrections import CorrectionRefused, DeliveryCorrections
+from service.ingest.replay import DeliveryReplayer, NotReplayable, UnknownDelivery
 from service.projections.queries import AGING_BUCKETS, InvoiceFilters, InvoiceQueries, PageKey
 from service.store.console_sessions import SqlConsoleSessions
 from service.store.delivery_log import DeliveryFilters, SqlDeliveryLog
 from service.store.event_store import EventStore
 from service.store.read_models import SqlReadModelStore
 from service.store.schema import InboxOutcome, ReplayResult
-from service.webhooks.corrections import CorrectionRefused, DeliveryCorrections
-from service.webhooks.replay import DeliveryReplayer, NotReplayable, UnknownDelivery
 
 log = structlog.get_logger("service.console")
 

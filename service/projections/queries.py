@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, Row, and_, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.domain.identity import InvoiceKey
-from service.domain.invoice import OPEN_STATUSES
+from service.domain.status import OPEN_STATUSES
 from service.store import report_aggregates
 from service.store.database import is_postgresql
 from service.store.errors import unavailability_as_store_error

@@ -43,8 +43,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from service.reconciler.http_signature import MerchantCredentials, http_date, sign_request
-from service.reconciler.transaction_details import TransactionDetails, read_transaction_details
+from service.cybersource.http_signature import MerchantCredentials, http_date, sign_request
+from service.cybersource.transaction_details import TransactionDetails, read_transaction_details
 
 log = structlog.get_logger("service.reconciler")
 

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from service.cybersource.transaction_details import TransactionDetails
 from service.domain.events import EventSource, InvoiceEventType, NewEvent, RecordedEvent
 from service.domain.invoice import InvoiceState
 from service.domain.money import parse_optional_amount
@@ -25,7 +26,6 @@ from service.domain.payloads import (
     decode,
     encode,
 )
-from service.reconciler.transaction_details import TransactionDetails
 
 E = InvoiceEventType
 EVENT_TYPE_BY_HISTORY_EVENT = {

@@ -27,8 +27,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from service.domain.invoice import InvoiceStatus
-from service.reconciler.http_signature import MerchantCredentials, SignatureMismatch, verify_request
+from service.cybersource.http_signature import (
+    MerchantCredentials,
+    SignatureMismatch,
+    verify_request,
+)
+from service.domain.status import InvoiceStatus
 from service.sandbox import json_numbers
 from service.sandbox.deliveries import WebhookDeliveries
 from service.sandbox.documents import (

@@ -38,7 +38,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, delete, func, insert, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.domain.invoice import OPEN_STATUSES
+from service.domain.status import OPEN_STATUSES
 from service.store.exact_sums import EXACT, PartialSum
 from service.store.schema import (
     invoice_collections,

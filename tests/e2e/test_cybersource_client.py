@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from service.cybersource.http_signature import MerchantCredentials
 from service.reconciler.client import (
     CallFailure,
     CallOutcome,
@@ -21,7 +22,6 @@ from service.reconciler.client import (
     CybersourceError,
     CybersourceNotFound,
 )
-from service.reconciler.http_signature import MerchantCredentials
 from tests.support.organizations_cybersource import OrganizationsCybersource
 from tests.support.server import serving
 

@@ -18,6 +18,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from service.app import create_app
+from service.cybersource.http_signature import MerchantCredentials
 from service.domain.identity import InvoiceKey
 from service.reconciler.client import (
     CallFailure,
@@ -25,7 +26,6 @@ from service.reconciler.client import (
     CybersourceClient,
     CybersourceError,
 )
-from service.reconciler.http_signature import MerchantCredentials
 from service.reconciler.reconciler import Reconciler, ReconcilerFailure
 from service.reconciler.worker import ReconcilerWorker
 from service.settings import load_settings

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from service.reconciler.http_signature import MerchantCredentials, http_date, sign_request
+from service.cybersource.http_signature import MerchantCredentials, http_date, sign_request
 from service.sandbox.app import SandboxOptions, create_sandbox_app
 from service.sandbox.deliveries import WebhookDeliveries, WebhookTarget
 from service.sandbox.event_dates import EventDateOrder, EventTiming

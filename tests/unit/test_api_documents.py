@@ -12,7 +12,8 @@ from typing import Any
 from service.api.contract import declared_operations, openapi_document
 from service.api.documents import as_json, invoice_document, invoice_from_row
 from service.api.routes import OPERATIONS, QueryApi
-from service.domain.invoice import InvoiceState, InvoiceStatus, Payment
+from service.domain.invoice import InvoiceState, Payment
+from service.domain.status import InvoiceStatus
 from service.store.read_models import ProjectedInvoice, _invoice_row
 
 AMOUNT_FIELDS = ("totalAmount", "balanceAmount", "paidAmount")
