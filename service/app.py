@@ -45,15 +45,13 @@ from service.ingest.replay import DeliveryReplayer
 from service.metrics import LedgerMetrics
 from service.projections.projector import InvoiceProjector
 from service.projections.queries import InvoiceQueries
-from service.reconciler.client import CallFailure, CallOutcome, ClientLimits, CybersourceClient
+from service.reconciler.answers import CallFailure, CallOutcome
+from service.reconciler.client import CybersourceClient
 from service.reconciler.ledger_view import SqlLedgerView
-from service.reconciler.reconciler import (
-    Reconciler,
-    ReconcilerFailure,
-    SweepSummary,
-    TransactionLookup,
-)
+from service.reconciler.outcomes import ReconcilerFailure, SweepSummary, TransactionLookup
+from service.reconciler.reconciler import Reconciler
 from service.reconciler.sweep_schedule import SqlSweepSchedule
+from service.reconciler.transport import ClientLimits
 from service.reconciler.worker import ReconcilerWorker
 from service.retention_policy import RetentionPolicy, run_retention
 from service.settings import Settings

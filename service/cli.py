@@ -36,9 +36,12 @@ from service.metrics import LedgerMetrics
 from service.port_split import PortSplit
 from service.projections.projector import InvoiceProjector
 from service.projections.rebuild import WORKERS_MAX, rebuild_invoices
-from service.reconciler.client import ClientLimits, CybersourceClient
+from service.reconciler.client import CybersourceClient
 from service.reconciler.ledger_view import SqlLedgerView
-from service.reconciler.reconciler import SWEEP_STATUS_ORDER, Reconciler, SweepSummary
+from service.reconciler.outcomes import SweepSummary
+from service.reconciler.reconciler import Reconciler
+from service.reconciler.sweep import SWEEP_STATUS_ORDER
+from service.reconciler.transport import ClientLimits
 from service.reconciler.worker import HANDOVER_SECONDS, LeaseTakenOver, command_lease
 from service.settings import (
     ConfigurationError,
@@ -840,7 +843,7 @@ def sandbox(
     /sandbox/faults; read the delivery log at GET /sandbox/deliveries. Signed GET
     /tss/v2/transactions/{id} answers the Transaction Details of the invoices' payments.
     """
-    from service.sandbox.app import SandboxOptions, create_sandbox_app
+    from service.sandbox.app import create_sandbox_app
     from service.sandbox.deliveries import (
         DeliveryFaults,
         RetryPolicy,
@@ -849,6 +852,7 @@ def sandbox(
     )
     from service.sandbox.event_dates import EventDateOrder, EventTiming
     from service.sandbox.invoices import TransactionDetailsShown
+    from service.sandbox.options import SandboxOptions
 
     settings = _settings()
     credentials = settings.cybersource_credentials()
