@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
@@ -59,7 +59,9 @@ class CybersourceClient:
     ) -> dict[str, Any]:
         """Get Invoice Details, for ``organization_id`` (by default the key's own merchant)."""
         path = f"/invoicing/v2/invoices/{quote(invoice_number, safe='')}"
-        return await self._call("Get Invoice Details", "GET", path, organization_id=organization_id)
+        return await self._transport.call(
+            "Get Invoice Details", "GET", path, organization_id=organization_id, read=_as_sent
+        )
 
     async def transaction_details(
         self, transaction_id: str, organization_id: str | None = None
@@ -85,9 +87,9 @@ class CybersourceClient:
         query: dict[str, Any] = {"offset": offset, "limit": limit}
         if status:
             query["status"] = status
-        return await self._call(
+        return await self._transport.call(
             "Get List of Invoices", "GET", "/invoicing/v2/invoices", query,
-            organization_id=organization_id,
+            organization_id=organization_id, read=_as_sent,
         )  # fmt: skip
 
     async def iterate_invoices(
@@ -185,7 +187,10 @@ class CybersourceClient:
                 "expiryDuration": str(expiry_days),
             },
         }
-        return await self._call("Create Webhook Key", "POST", "/kms/egress/v2/keys-sym", body=body)
+        return await self._transport.call(
+            "Create Webhook Key", "POST", "/kms/egress/v2/keys-sym", body=body,
+            organization_id=None, read=_as_sent,
+        )  # fmt: skip
 
     async def create_webhook_subscription(
         self, organization_id: str, webhook_url: str, event_types: list[str]
@@ -203,26 +208,12 @@ class CybersourceClient:
                             "repeatSequenceCount": 0, "repeatSequenceWaitTime": 0},
             "securityPolicy": {"securityType": "KEY"},
         }  # fmt: skip
-        return await self._call(
-            "Create Webhook Subscription", "POST", "/notification-subscriptions/v2/webhooks",
-            body=body,
-        )  # fmt: skip
-
-    async def _call(
-        self,
-        call: str,
-        method: str,
-        path: str,
-        query: Mapping[str, Any] | None = None,
-        body: Mapping[str, Any] | None = None,
-        *,
-        organization_id: str | None = None,
-    ) -> dict[str, Any]:
-        """The answer as Cybersource sent it (any JSON object)."""
         return await self._transport.call(
-            call, method, path, query, body, organization_id=organization_id, read=_as_sent
-        )
+            "Create Webhook Subscription", "POST", "/notification-subscriptions/v2/webhooks",
+            body=body, organization_id=None, read=_as_sent,
+        )  # fmt: skip
 
 
 def _as_sent(document: dict[str, Any]) -> dict[str, Any]:
+    """The answer as Cybersource sent it (any JSON object)."""
     return document

@@ -251,7 +251,8 @@ def observation_is_news(ledger: InvoiceState, observed: InvoiceObserved) -> bool
     stated = observed.stated
     # A name or address Cybersource no longer shows was removed by an update: that is news too.
     renamed = (stated.customer_name, stated.customer_email) != (
-        ledger.customer_name, ledger.customer_email
+        ledger.customer_name,
+        ledger.customer_email,
     )
     return renamed or (ledger.status.value if ledger.status else None, ledger.total_amount,
             ledger.balance_amount, ledger.currency, ledger.due_date) != (

@@ -63,11 +63,9 @@ class SweepCounts:
 
 
 @dataclass
-class SweepSummary:
-    checked: int = 0
-    fetched: int = 0
-    changed: int = 0
-    failed: int = 0
+class SweepSummary(SweepCounts):
+    """The sweep's counts, over all organizations and by organization."""
+
     full: bool = False
     errors: list[str] = field(default_factory=list)
     by_organization: dict[str, SweepCounts] = field(default_factory=dict)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Callable, Collection, Coroutine, Sequence
 from contextlib import aclosing
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import structlog
@@ -52,22 +53,15 @@ class LedgerView(Protocol):
     ) -> dict[str, LedgerInvoice]: ...
 
 
+@dataclass(frozen=True)
 class InvoiceSweep:
     """One sweep of some statuses across some organizations, counted in ``summary``."""
 
-    def __init__(
-        self,
-        client: CybersourceClient,
-        ledger: LedgerView | None,
-        reconcile_invoice: ReconcileInvoice,
-        summary: SweepSummary,
-        on_failure: FailureObserver,
-    ) -> None:
-        self._client = client
-        self._ledger = ledger
-        self._reconcile_invoice = reconcile_invoice
-        self.summary = summary
-        self._failed = on_failure
+    client: CybersourceClient
+    ledger: LedgerView | None
+    reconcile_invoice: ReconcileInvoice
+    summary: SweepSummary
+    failed: FailureObserver
 
     async def run(
         self,
@@ -105,7 +99,7 @@ class InvoiceSweep:
                                 running, return_when=asyncio.FIRST_COMPLETED
                             )
                             running -= done
-                        task = asyncio.create_task(self._reconcile_invoice(number, organization))
+                        task = asyncio.create_task(self.reconcile_invoice(number, organization))
                         task.add_done_callback(account)
                         running.add(task)
             if running:
@@ -125,7 +119,7 @@ class InvoiceSweep:
         place of its remaining pages, and the next listing follows."""
         for status in statuses:
             for organization in organizations:
-                listing = self._client.iterate_invoice_pages(
+                listing = self.client.iterate_invoice_pages(
                     status, organization_id=organization, pages_in_flight=LIST_PAGES_IN_FLIGHT
                 )
                 try:
@@ -145,15 +139,15 @@ class InvoiceSweep:
             try:
                 listed.append(read_listed_invoice(item))
             except UnnamedInvoice as error:
-                self._failed(ReconcilerFailure.UNNAMED_INVOICE)
+                self.failed(ReconcilerFailure.UNNAMED_INVOICE)
                 log.warning(
                     "reconciler.unnamed_invoice", organization_id=organization, error=str(error)
                 )
                 summary.count_unnamed(organization, str(error))
         ledger: dict[str, LedgerInvoice] = {}
-        if not summary.full and self._ledger is not None:
+        if not summary.full and self.ledger is not None:
             numbers = {item.invoice_number for item in listed}
-            ledger = await self._ledger.invoices(organization, numbers)
+            ledger = await self.ledger.invoices(organization, numbers)
         to_fetch = []
         for item in listed:
             reason = (

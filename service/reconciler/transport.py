@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -158,6 +159,7 @@ class SignedTransport:
         body: Mapping[str, Any] | None,
     ) -> dict[str, Any]:
         content = json.dumps(body, separators=(",", ":")).encode() if body is not None else b""
+        send = partial(self._send, call, method, path_and_query, content, organization_id)
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._limits.attempts_max),
             wait=wait_exponential_jitter(
@@ -170,25 +172,18 @@ class SignedTransport:
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._attempt(
-                        call, method, path_and_query, content, organization_id
-                    )
+                    return await self._attempt(call, send)
         except TransientFailure as transient:
             raise transient.error from transient
         raise AssertionError("unreachable: tenacity returns or raises")
 
     async def _attempt(
-        self,
-        call: str,
-        method: str,
-        path_and_query: str,
-        content: bytes,
-        organization_id: str,
+        self, call: str, send: Callable[[], Awaitable[httpx.Response]]
     ) -> dict[str, Any]:
         async with self._concurrency:
             await self._wait_out_retry_after()
             async with self._rate:
-                response = await self._send(call, method, path_and_query, content, organization_id)
+                response = await send()
         if response.status_code in (429, 503):
             self._hold_back(call, retry_after_seconds(response.headers.get("retry-after")))
         return read_answer(call, response)
@@ -201,6 +196,7 @@ class SignedTransport:
         content: bytes,
         organization_id: str,
     ) -> httpx.Response:
+        # Signed at each attempt: the Date header must be the time it is sent.
         headers = sign_request(
             self.credentials, method=method, host=self._host,
             path_and_query=path_and_query, date=http_date(time.time()), body=content,

@@ -49,6 +49,8 @@ from service.sandbox.written_summaries import WrittenSummaries
 DATE_SKEW_SECONDS_MAX = 15 * 60
 EVENT_TYPE_PREFIX = "invoicing.customer.invoice."
 DEFAULT_OPTIONS = SandboxOptions()
+# What a customer or Cybersource does to an invoice at a moment, as its history records it.
+InvoiceAction = Callable[[SandboxInvoice, datetime], HistoryEntry]
 
 
 class ExactJSONResponse(JSONResponse):
@@ -92,14 +94,13 @@ class SandboxServer:
         self.webhook_keys: dict[str, str] = {}
         self.subscriptions: list[dict[str, Any]] = []
 
-    def send(self, invoices: OrganizationInvoices, invoice_number: str) -> Response:
+    def act(
+        self, invoices: OrganizationInvoices, invoice_number: str, action: InvoiceAction
+    ) -> Response:
+        """Apply ``action`` to the invoice now, send the webhook Cybersource sends for what it
+        did (if any), and answer with the invoice."""
         invoice = invoices.get(invoice_number)
-        self.announce(invoices, invoice, invoice.send(self.now()))
-        return self.details(invoice)
-
-    def cancel(self, invoices: OrganizationInvoices, invoice_number: str) -> Response:
-        invoice = invoices.get(invoice_number)
-        self.announce(invoices, invoice, invoice.cancel(self.now()))
+        self.announce(invoices, invoice, action(invoice, self.now()))
         return self.details(invoice)
 
     def announce(

@@ -8,6 +8,7 @@ import base64
 import secrets
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 
 from starlette.requests import Request
@@ -18,17 +19,19 @@ from service.domain.status import InvoiceStatus
 from service.sandbox.documents import invoice_list, transaction_details
 from service.sandbox.errors import FieldProblem, ValidationErrors
 from service.sandbox.invoice_requests import parse_json_object, read_invoice_request
-from service.sandbox.invoices import DeliveryMode
-from service.sandbox.server import ExactJSONResponse, SandboxServer
+from service.sandbox.invoices import DeliveryMode, SandboxInvoice
+from service.sandbox.server import ExactJSONResponse, InvoiceAction, SandboxServer
 
 LIST_LIMIT_MAX = 1000
 # A webhook signing key's lifetime when the request names none (Cybersource recommends 365).
 KEY_LIFETIME_DAYS = 365
 
 
+@dataclass(frozen=True)
 class SignedEndpoints:
-    def __init__(self, server: SandboxServer) -> None:
-        self._server = server
+    """The signed endpoints: each verifies the HTTP Signature before it acts."""
+
+    server: SandboxServer
 
     def routes(self) -> list[Route]:
         invoice = "/invoicing/v2/invoices/{id}"
@@ -50,7 +53,7 @@ class SignedEndpoints:
         ]
 
     async def list_invoices(self, request: Request) -> Response:
-        call = await self._server.signed(request)
+        call = await self.server.signed(request)
         offset, limit = _paging(request.query_params)
         status = request.query_params.get("status")
         if status is not None and status not in InvoiceStatus.__members__:
@@ -61,14 +64,14 @@ class SignedEndpoints:
         organization_id = call.invoices.organization_id
         document = invoice_list(
             [
-                self._server.summaries.of(organization_id, invoice)
+                self.server.summaries.of(organization_id, invoice)
                 for invoice in matching[offset : offset + limit]
             ],
             offset=offset,
             limit=limit,
             status=status,
             total=len(matching),
-            now=self._server.now(),
+            now=self.server.now(),
         )
         return ExactJSONResponse(document)
 
@@ -76,24 +79,24 @@ class SignedEndpoints:
         """The four creation methods: a draft (``sendImmediately`` false, either delivery
         mode), created without sending (true, ``none``), or created and sent (true,
         ``email``: a send webhook)."""
-        call = await self._server.signed(request)
+        call = await self.server.signed(request)
         invoice_request = read_invoice_request(parse_json_object(call.body))
-        now = self._server.now()
+        now = self.server.now()
         invoice = call.invoices.draft(invoice_request.invoice_number, invoice_request.content, now)
         if invoice_request.send_immediately:
             if invoice.content.delivery_mode is DeliveryMode.EMAIL:
-                self._server.announce(call.invoices, invoice, invoice.send(now))
+                self.server.announce(call.invoices, invoice, invoice.send(now))
             else:
                 invoice.publish(now)
-        return self._server.details(invoice, status_code=201)
+        return self.server.details(invoice, status_code=201)
 
     async def get_invoice(self, request: Request) -> Response:
-        call = await self._server.signed(request)
-        return self._server.details(call.invoices.get(request.path_params["id"]))
+        call = await self.server.signed(request)
+        return self.server.details(call.invoices.get(request.path_params["id"]))
 
     async def update_invoice(self, request: Request) -> Response:
         """Replace the invoice with the request's content: what it leaves out is removed."""
-        call = await self._server.signed(request)
+        call = await self.server.signed(request)
         invoice = call.invoices.get(request.path_params["id"])
         invoice_request = read_invoice_request(parse_json_object(call.body))
         if invoice_request.invoice_number not in (None, invoice.invoice_number):
@@ -101,39 +104,38 @@ class SignedEndpoints:
                 "the invoice number cannot change",
                 (FieldProblem("invoiceInformation.invoiceNumber", "INVALID_DATA"),),
             )
-        invoice.update(invoice_request.content, self._server.now())
-        return self._server.details(invoice)
+        invoice.update(invoice_request.content, self.server.now())
+        return self.server.details(invoice)
 
     async def publish_invoice(self, request: Request) -> Response:
-        call = await self._server.signed(request)
-        invoice = call.invoices.get(request.path_params["id"])
-        invoice.publish(self._server.now())
-        return self._server.details(invoice)
+        return await self._act(request, SandboxInvoice.publish)
 
     async def send_invoice(self, request: Request) -> Response:
-        call = await self._server.signed(request)
-        return self._server.send(call.invoices, request.path_params["id"])
+        return await self._act(request, SandboxInvoice.send)
 
     async def cancel_invoice(self, request: Request) -> Response:
-        call = await self._server.signed(request)
-        return self._server.cancel(call.invoices, request.path_params["id"])
+        return await self._act(request, SandboxInvoice.cancel)
+
+    async def _act(self, request: Request, action: InvoiceAction) -> Response:
+        call = await self.server.signed(request)
+        return self.server.act(call.invoices, request.path_params["id"], action)
 
     async def get_transaction(self, request: Request) -> Response:
         """Get Transaction Details for a payment on one of the organization's invoices;
         another organization's transaction is not found."""
-        call = await self._server.signed(request)
+        call = await self.server.signed(request)
         transaction = call.invoices.transactions.get(request.path_params["id"])
         return ExactJSONResponse(transaction_details(transaction, call.invoices.organization_id))
 
     async def create_webhook_key(self, request: Request) -> Response:
-        call = await self._server.signed(request)
+        call = await self.server.signed(request)
         key_id, key = str(uuid.uuid4()), base64.b64encode(secrets.token_bytes(32)).decode()
-        self._server.webhook_keys[key_id] = key
+        self.server.webhook_keys[key_id] = key
         asked = parse_json_object(call.body).get("keyInformation")
         days = str(asked.get("expiryDuration")) if isinstance(asked, dict) else ""
         lifetime = timedelta(days=int(days) if days.isdigit() else KEY_LIFETIME_DAYS)
         # The documented shape: 2022-03-17T06:53:06+0000.
-        expires = (self._server.now() + lifetime).strftime("%Y-%m-%dT%H:%M:%S%z")
+        expires = (self.server.now() + lifetime).strftime("%Y-%m-%dT%H:%M:%S%z")
         return JSONResponse(
             {
                 "status": "SUCCESS",
@@ -149,14 +151,14 @@ class SignedEndpoints:
         )
 
     async def create_subscription(self, request: Request) -> Response:
-        call = await self._server.signed(request)
+        call = await self.server.signed(request)
         subscription = {
             **parse_json_object(call.body),
             "webhookId": str(uuid.uuid4()),
             "status": "INACTIVE",
             "version": "3",
         }
-        self._server.subscriptions.append(subscription)
+        self.server.subscriptions.append(subscription)
         return JSONResponse(subscription, status_code=201)
 
 
