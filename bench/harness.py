@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.postgres import throwaway_database
-from service.webhooks.signature import sign
+from service.cybersource.webhook_signature import sign
 
 KEY_ID = "bench-key"
 KEY = secrets.token_bytes(32)

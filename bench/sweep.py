@@ -37,15 +37,12 @@ import asyncpg
 import httpx
 
 from bench.harness import RESULTS_DIRECTORY, free_port, migrated_database, server
-from service.reconciler.client import ClientLimits, CybersourceClient
-from service.reconciler.http_signature import MerchantCredentials
+from service.cybersource.http_signature import MerchantCredentials
+from service.reconciler.client import CybersourceClient
 from service.reconciler.ledger_view import SqlLedgerView
-from service.reconciler.reconciler import (
-    LIST_PAGES_IN_FLIGHT,
-    SWEEP_CONCURRENCY,
-    SWEEP_STATUS_ORDER,
-    Reconciler,
-)
+from service.reconciler.reconciler import Reconciler
+from service.reconciler.sweep import LIST_PAGES_IN_FLIGHT, SWEEP_CONCURRENCY, SWEEP_STATUS_ORDER
+from service.reconciler.transport import ClientLimits
 from service.settings import resolve_database_url
 from service.store.database import create_engine
 from service.store.events.for_engine import event_store_for

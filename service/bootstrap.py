@@ -21,26 +21,22 @@ from functools import cached_property
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from service.cybersource.http_signature import MerchantCredentials
+from service.cybersource.webhook_signature import SignedContent, WebhookVerifier
 from service.http_server import HttpImplementation, HttpLimits
+from service.ingest.corrections import DeliveryCorrections
+from service.ingest.receiver import WebhookReceiver
+from service.ingest.replay import DeliveryReplayer
 from service.metrics import LedgerMetrics
 from service.projections.projector import InvoiceProjector
 from service.read.queries import InvoiceQueries
-from service.reconciler.client import (
-    CallFailure,
-    CallObserver,
-    CallOutcome,
-    ClientLimits,
-    CybersourceClient,
-)
-from service.reconciler.http_signature import MerchantCredentials
+from service.reconciler.answers import CallFailure, CallObserver, CallOutcome
+from service.reconciler.client import CybersourceClient
 from service.reconciler.ledger_view import SqlLedgerView
-from service.reconciler.reconciler import (
-    Reconciler,
-    ReconcilerFailure,
-    SweepSummary,
-    TransactionLookup,
-)
+from service.reconciler.outcomes import ReconcilerFailure, SweepSummary, TransactionLookup
+from service.reconciler.reconciler import Reconciler
 from service.reconciler.sweep_schedule import SqlSweepSchedule
+from service.reconciler.transport import ClientLimits
 from service.reconciler.worker import ReconcilerWorker
 from service.settings import Settings, resolve_database_url
 from service.store.database import create_engine
@@ -50,10 +46,6 @@ from service.store.events.for_engine import event_store_for
 from service.store.events.group_commit import GroupCommitter
 from service.store.migrations import require_schema_at_head
 from service.store.views.read_model_store import SqlReadModelStore
-from service.webhooks.corrections import DeliveryCorrections
-from service.webhooks.receiver import WebhookReceiver
-from service.webhooks.replay import DeliveryReplayer
-from service.webhooks.signature import SignedContent, WebhookVerifier
 
 # A delivery waits at most one SQLite busy timeout for the write lock another process holds,
 # then is answered 503 so that the sender retries (its own timeout is near); a command beside

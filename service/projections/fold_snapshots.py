@@ -11,13 +11,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from service.domain.invoice import (
-    Collection,
-    FoldSnapshot,
-    InvoiceState,
-    InvoiceStatus,
-    Payment,
-)
+from service.domain.invoice import Collection, FoldSnapshot, InvoiceState, Payment
+from service.domain.status import InvoiceStatus
 
 # Bumped when the stored shape changes: a snapshot of another version is ignored (the stream
 # is then folded from all its facts, and its snapshot written anew).

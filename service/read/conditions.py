@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, or_
 
-from service.domain.invoice import OPEN_STATUSES
 from service.domain.reports import days_before
+from service.domain.status import OPEN_STATUSES
 from service.store.schema import invoice_versions
 
 OPEN = sorted(status.value for status in OPEN_STATUSES)

@@ -11,7 +11,7 @@ import re
 from service.read.instants import parse_instant
 from service.read.invoice_pages import PageKey
 
-# Identifiers as the receiver stores them (service.webhooks.envelope.IDENTIFIER_LENGTH_MAX).
+# Identifiers as the receiver stores them (service.cybersource.envelope.IDENTIFIER_LENGTH_MAX).
 IDENTIFIER_LENGTH_MAX = 200
 DELIVERY_ID_MAX = 2**63 - 1
 # PostgreSQL text cannot hold NUL, and a lone surrogate cannot be encoded at all.

@@ -18,9 +18,10 @@ from typing import Any
 from sqlalchemy import Row
 
 from service.domain.events import RecordedEvent
-from service.domain.invoice import InvoiceState, InvoiceStatus, Payment
+from service.domain.invoice import InvoiceState, Payment
 from service.domain.money import format_amount
 from service.domain.provisional import provisional_payments
+from service.domain.status import InvoiceStatus
 from service.read import models
 
 # The invoice state's names of its provisional amounts, as the document names them.

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.domain.events import EventSource
-from service.domain.invoice import InvoiceStatus
+from service.domain.status import InvoiceStatus
 
 # Amounts are never negative (service.domain.money refuses them), and a "-0" is shown as 0.
 AMOUNT_PATTERN = r"^\d+(\.\d+)?$"

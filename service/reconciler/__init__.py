@@ -1,1 +1,1 @@
-"""Filling the gaps webhooks leave, by asking Cybersource: REST client and HTTP Signature."""
+"""Filling the gaps webhooks leave, by asking Cybersource: REST client, gap rules, sweeps."""

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from service.cybersource.transaction_details import TransactionDetails
 from service.domain.events import EventSource, InvoiceEventType, NewEvent, RecordedEvent
 from service.domain.invoice import InvoiceState
 from service.domain.money import parse_optional_amount
@@ -25,7 +26,6 @@ from service.domain.payloads import (
     decode,
     encode,
 )
-from service.reconciler.transaction_details import TransactionDetails
 
 E = InvoiceEventType
 EVENT_TYPE_BY_HISTORY_EVENT = {
@@ -251,7 +251,8 @@ def observation_is_news(ledger: InvoiceState, observed: InvoiceObserved) -> bool
     stated = observed.stated
     # A name or address Cybersource no longer shows was removed by an update: that is news too.
     renamed = (stated.customer_name, stated.customer_email) != (
-        ledger.customer_name, ledger.customer_email
+        ledger.customer_name,
+        ledger.customer_email,
     )
     return renamed or (ledger.status.value if ledger.status else None, ledger.total_amount,
             ledger.balance_amount, ledger.currency, ledger.due_date) != (

@@ -34,12 +34,8 @@ from typing import Any, Protocol
 import structlog
 
 from service.domain.identity import UNKNOWN_ORGANIZATION, InvoiceKey
-from service.reconciler.reconciler import (
-    FailureObserver,
-    Reconciler,
-    ReconcilerFailure,
-    SweepSummary,
-)
+from service.reconciler.outcomes import FailureObserver, ReconcilerFailure, SweepSummary
+from service.reconciler.reconciler import Reconciler
 from service.store.errors import StoreUnavailable
 from service.store.views.leases import LeaseRenewal
 from service.store.views.read_model_store import SqlReadModelStore

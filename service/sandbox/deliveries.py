@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 import structlog
 
+from service.cybersource.webhook_signature import SignedContent, sign
 from service.sandbox.event_dates import EventDates, EventTiming
 from service.sandbox.invoices import HistoryEntry, SandboxInvoice
-from service.webhooks.signature import SignedContent, sign
 
 log = structlog.get_logger("service.sandbox")
 

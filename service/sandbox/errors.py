@@ -42,19 +42,19 @@ class DuplicateRecord(SandboxRefusal):
     reason = "DUPLICATE_RECORD"
 
 
-class InvoiceNotFound(SandboxRefusal):
+class NotFound(SandboxRefusal):
     status_code = 404
     status = "NOTFOUND"
     reason = "NOTFOUND"
 
 
-class TransactionNotFound(SandboxRefusal):
+class InvoiceNotFound(NotFound):
+    pass
+
+
+class TransactionNotFound(NotFound):
     """No payment transaction of the organization has this id (another organization's is
     not found either)."""
-
-    status_code = 404
-    status = "NOTFOUND"
-    reason = "NOTFOUND"
 
 
 class AuthenticationFailed(SandboxRefusal):

@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
-from service.domain.invoice import InvoiceStatus
+from service.domain.status import InvoiceStatus
 from service.sandbox.errors import ActionNotAllowed
 
 HISTORY_DATE_STEP = timedelta(milliseconds=1)

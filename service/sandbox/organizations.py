@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from service.domain.invoice import InvoiceStatus
+from service.domain.status import InvoiceStatus
 from service.sandbox.errors import DuplicateRecord, InvoiceNotFound, ValidationErrors
 from service.sandbox.invoices import HistoryEntry, InvoiceContent, SandboxInvoice
 from service.sandbox.transactions import Transactions

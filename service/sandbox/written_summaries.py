@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TypeAlias
 
-from service.domain.invoice import InvoiceStatus
+from service.domain.status import InvoiceStatus
 from service.sandbox import json_numbers
 from service.sandbox.documents import invoice_summary
 from service.sandbox.invoices import InvoiceContent, SandboxInvoice

@@ -24,10 +24,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service.app import create_app
+from service.cybersource.webhook_signature import SignedContent, signed_message
 from service.domain.events import EVENT_TYPE_BY_NOTIFICATION_TYPE
 from service.projections.projector import InvoiceProjector
 from service.settings import load_settings
-from service.webhooks.signature import SignedContent, signed_message
 from tests.support.webhooks import WEBHOOK_KEYS_SETTING, signed_headers
 
 WEBHOOK_PATH = "/webhooks/cybersource"

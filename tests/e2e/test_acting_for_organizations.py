@@ -13,10 +13,11 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from service.cybersource.http_signature import MerchantCredentials
 from service.domain.identity import UNKNOWN_ORGANIZATION, InvoiceKey, invoices_in_stream
 from service.domain.invoice import InvoiceState, fold
-from service.reconciler.client import CallFailure, CybersourceClient, CybersourceError
-from service.reconciler.http_signature import MerchantCredentials
+from service.reconciler.answers import CallFailure, CybersourceError
+from service.reconciler.client import CybersourceClient
 from service.reconciler.reconciler import OrganizationNotChosen, Reconciler
 from service.reconciler.worker import ReconcilerWorker
 from service.store.events.base import EventStore

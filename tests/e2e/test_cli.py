@@ -11,7 +11,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from service.webhooks.signature import SignedContent, WebhookVerifier
+from service.cybersource.webhook_signature import SignedContent, WebhookVerifier
 from tests.support.webhooks import (
     WEBHOOK_KEY,
     WEBHOOK_KEY_ID,

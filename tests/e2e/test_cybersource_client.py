@@ -13,15 +13,15 @@ from typing import Any
 import httpx
 import pytest
 
-from service.reconciler.client import (
+from service.cybersource.http_signature import MerchantCredentials
+from service.reconciler.answers import (
     CallFailure,
     CallOutcome,
-    ClientLimits,
-    CybersourceClient,
     CybersourceError,
     CybersourceNotFound,
 )
-from service.reconciler.http_signature import MerchantCredentials
+from service.reconciler.client import CybersourceClient
+from service.reconciler.transport import ClientLimits
 from tests.support.organizations_cybersource import OrganizationsCybersource
 from tests.support.server import serving
 

@@ -15,7 +15,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from service.reconciler.client import ClientLimits, CybersourceClient, retry_after_seconds
+from service.reconciler.answers import retry_after_seconds
+from service.reconciler.client import CybersourceClient
+from service.reconciler.transport import ClientLimits
 from tests.e2e.test_cybersource_client import MERCHANT
 from tests.support.server import serving
 

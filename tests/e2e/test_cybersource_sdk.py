@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from service.reconciler.http_signature import MerchantCredentials
+from service.cybersource.http_signature import MerchantCredentials
 from service.sandbox.app import create_sandbox_app
 from tests.e2e.test_cybersource_client import MERCHANT
 from tests.support.server import serving

@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from service.app import create_app
+from service.cybersource.webhook_signature import SignedContent
 from service.settings import load_settings
-from service.webhooks.signature import SignedContent
 from tests.support.server import serving
 from tests.support.webhooks import (
     WEBHOOK_KEYS_SETTING,

@@ -23,10 +23,10 @@ import httpx
 import pytest
 
 from service.app import create_app
+from service.cybersource.http_signature import MerchantCredentials, http_date, sign_request
 from service.domain.identity import invoices_in_stream
 from service.domain.invoice import fold
 from service.reconciler.client import CybersourceClient
-from service.reconciler.http_signature import MerchantCredentials, http_date, sign_request
 from service.reconciler.reconciler import Reconciler
 from service.sandbox.app import create_sandbox_app
 from service.sandbox.deliveries import DeliveryFaults, RetryPolicy, WebhookDeliveries, WebhookTarget

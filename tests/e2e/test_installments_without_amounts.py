@@ -17,9 +17,11 @@ import httpx
 
 from service.app import create_app
 from service.reconciler.client import CybersourceClient
-from service.reconciler.reconciler import Reconciler, SweepSummary, TransactionLookup
-from service.sandbox.app import CybersourceSandbox, SandboxOptions
+from service.reconciler.outcomes import SweepSummary, TransactionLookup
+from service.reconciler.reconciler import Reconciler
+from service.sandbox.app import CybersourceSandbox
 from service.sandbox.invoices import HistoryEvent, SandboxInvoice, TransactionDetailsShown
+from service.sandbox.options import SandboxOptions
 from service.settings import load_settings, resolve_database_url
 from service.store.database import create_engine
 from service.store.events.for_engine import event_store_for

@@ -12,9 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service.app import create_app
+from service.cybersource.envelope import DeliveryHeaders, parse_body
+from service.cybersource.webhook_signature import SignedContent, signed_message
+from service.ingest.notification import read_notification
 from service.settings import load_settings
-from service.webhooks.envelope import DeliveryHeaders, parse_body, read_notification
-from service.webhooks.signature import SignedContent, signed_message
 from tests.support.asgi import post_in_process
 from tests.support.webhooks import WEBHOOK_KEYS_SETTING, invoice_notification, signed_headers
 

@@ -9,14 +9,15 @@ from decimal import Decimal
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from service.cybersource.envelope import DeliveryHeaders, parse_body
 from service.domain.identity import InvoiceKey, invoices_in_stream
 from service.domain.invoice import InvoiceState, fold
+from service.ingest.notification import read_notification
+from service.ingest.translation import notification_events
 from service.reconciler.client import CybersourceClient
 from service.reconciler.reconciler import Reconciler
 from service.store.events.base import EventStore
 from service.store.events.for_engine import event_store_for
-from service.webhooks.envelope import DeliveryHeaders, parse_body, read_notification
-from service.webhooks.translation import notification_events
 from tests.e2e.test_cybersource_client import FAST, MERCHANT, drive, new_invoice
 from tests.support.webhooks import encode, invoice_notification
 

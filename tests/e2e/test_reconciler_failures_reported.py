@@ -18,15 +18,12 @@ import pytest
 from structlog.testing import capture_logs
 
 from service.app import create_app
+from service.cybersource.http_signature import MerchantCredentials
 from service.domain.identity import InvoiceKey
-from service.reconciler.client import (
-    CallFailure,
-    CallOutcome,
-    CybersourceClient,
-    CybersourceError,
-)
-from service.reconciler.http_signature import MerchantCredentials
-from service.reconciler.reconciler import Reconciler, ReconcilerFailure
+from service.reconciler.answers import CallFailure, CallOutcome, CybersourceError
+from service.reconciler.client import CybersourceClient
+from service.reconciler.outcomes import ReconcilerFailure
+from service.reconciler.reconciler import Reconciler
 from service.reconciler.worker import ReconcilerWorker
 from service.settings import load_settings, resolve_database_url
 from service.store.database import create_engine

@@ -15,8 +15,9 @@ from service.projections.projector import InvoiceProjector
 from service.read.queries import InvoiceQueries
 from service.reconciler.client import CybersourceClient
 from service.reconciler.ledger_view import SqlLedgerView
-from service.reconciler.reconciler import SWEEP_STATUS_ORDER, Reconciler
+from service.reconciler.reconciler import Reconciler
 from service.reconciler.summaries import FetchReason
+from service.reconciler.sweep import SWEEP_STATUS_ORDER
 from service.reconciler.sweep_schedule import SqlSweepSchedule
 from service.reconciler.worker import ReconcilerWorker
 from service.store.events.for_engine import event_store_for

@@ -16,13 +16,11 @@ from structlog.testing import capture_logs
 from service.domain.events import EventSource, InvoiceEventType, RecordedEvent
 from service.domain.payloads import TransactionObserved, decode
 from service.reconciler.client import CybersourceClient
-from service.reconciler.reconciler import (
-    TRANSACTION_LOOKUPS_PER_INVOICE_MAX,
-    Reconciler,
-    TransactionLookup,
-)
-from service.sandbox.app import SandboxOptions, create_sandbox_app
+from service.reconciler.outcomes import TransactionLookup
+from service.reconciler.reconciler import TRANSACTION_LOOKUPS_PER_INVOICE_MAX, Reconciler
+from service.sandbox.app import create_sandbox_app
 from service.sandbox.invoices import TransactionDetailsShown
+from service.sandbox.options import SandboxOptions
 from service.store.events.for_engine import event_store_for
 from tests.e2e.test_cybersource_client import FAST, MERCHANT, drive, new_invoice
 from tests.support.organizations_cybersource import OrganizationsCybersource

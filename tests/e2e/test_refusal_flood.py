@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.webhooks.payload_forms import PayloadFormsBusy, PayloadFormWorker
+from service.ingest.payload_forms import PayloadFormsBusy, PayloadFormWorker
 from tests.support.databases import fresh_sqlite_database
 from tests.support.process import serving_process
 from tests.support.webhooks import (

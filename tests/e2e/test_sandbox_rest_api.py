@@ -15,11 +15,12 @@ from typing import Any
 import httpx
 import pytest
 
-from service.reconciler.http_signature import MerchantCredentials, http_date, sign_request
-from service.sandbox.app import SandboxOptions, create_sandbox_app
+from service.cybersource.http_signature import MerchantCredentials, http_date, sign_request
+from service.sandbox.app import create_sandbox_app
 from service.sandbox.deliveries import WebhookDeliveries, WebhookTarget
 from service.sandbox.event_dates import EventDateOrder, EventTiming
 from service.sandbox.invoices import TransactionDetailsShown
+from service.sandbox.options import SandboxOptions
 from tests.support.receiver import Receiver, receiving_webhooks
 from tests.support.server import serving
 

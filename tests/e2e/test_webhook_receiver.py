@@ -9,10 +9,10 @@ import httpx
 import pytest
 
 from service.app import create_app
+from service.cybersource.webhook_signature import SignedContent
 from service.settings import load_settings, resolve_database_url
 from service.store.database import create_engine
 from service.store.events.for_engine import event_store_for
-from service.webhooks.signature import SignedContent
 from tests.e2e.conftest import MAX_BODY_BYTES
 from tests.support.asgi import post_in_process
 from tests.support.webhooks import (

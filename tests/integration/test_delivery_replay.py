@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from service.ingest.replay import DeliveryReplayer, NotReplayable
 from service.store.delivery_log import DeliveryFilters, SqlDeliveryLog
 from service.store.events.base import EventStore, InboxEntry
 from service.store.schema import InboxOutcome, ReplayResult
-from service.webhooks.replay import DeliveryReplayer, NotReplayable
 from tests.support.webhooks import encode, invoice_notification
 
 pytestmark = pytest.mark.anyio

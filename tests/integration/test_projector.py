@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.domain.invoice import InvoiceStatus, fold
+from service.domain.invoice import fold
+from service.domain.status import InvoiceStatus
 from service.projections.projector import InvoiceProjector
 from service.projections.rebuild import rebuild_invoices
 from service.store.events.for_engine import event_store_for

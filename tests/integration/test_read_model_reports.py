@@ -10,7 +10,8 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.domain.identity import InvoiceKey
-from service.domain.invoice import Collection, InvoiceState, InvoiceStatus
+from service.domain.invoice import Collection, InvoiceState
+from service.domain.status import InvoiceStatus
 from service.projections.projector import InvoiceProjector
 from service.projections.rebuild import rebuild_invoices
 from service.read.queries import InvoiceQueries

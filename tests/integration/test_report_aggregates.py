@@ -18,7 +18,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.domain.events import NewEvent
-from service.domain.invoice import Collection, InvoiceState, InvoiceStatus
+from service.domain.invoice import Collection, InvoiceState
+from service.domain.status import InvoiceStatus
 from service.projections.projector import InvoiceProjector
 from service.projections.rebuild import rebuild_invoices
 from service.read.queries import InvoiceQueries

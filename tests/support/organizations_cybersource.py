@@ -20,7 +20,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from service.reconciler.http_signature import MerchantCredentials, SignatureMismatch, verify_request
+from service.cybersource.http_signature import (
+    MerchantCredentials,
+    SignatureMismatch,
+    verify_request,
+)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from service.domain.invoice import Collection, InvoiceState, InvoiceStatus, Payment
+from service.domain.invoice import Collection, InvoiceState, Payment
+from service.domain.status import InvoiceStatus
 from service.store.views.changes import ProjectedInvoice
 from service.store.views.read_model_store import SqlReadModelStore
 

@@ -8,7 +8,7 @@ import time
 import uuid
 from typing import Any
 
-from service.webhooks.signature import SignedContent, sign
+from service.cybersource.webhook_signature import SignedContent, sign
 
 WEBHOOK_KEY_ID = "bf44c857-b182-bb05-e053-34b8d30a7a72"
 WEBHOOK_KEY = b"test-webhook-signing-key-0123456789"

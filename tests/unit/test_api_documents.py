@@ -9,7 +9,8 @@ from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
 
-from service.domain.invoice import InvoiceState, InvoiceStatus, Payment
+from service.domain.invoice import InvoiceState, Payment
+from service.domain.status import InvoiceStatus
 from service.fronts.api.contract import declared_operations, openapi_document
 from service.fronts.api.routes import OPERATIONS, QueryApi
 from service.read.documents import as_json, invoice_document, invoice_from_row

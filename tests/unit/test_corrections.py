@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from service.domain.events import EventSource, InvoiceEventType, RecordedEvent
-from service.domain.invoice import InvoiceStatus, fold
+from service.domain.invoice import fold
 from service.domain.payloads import (
     CorrectionRecorded,
     NotificationIdentity,
@@ -15,6 +15,7 @@ from service.domain.payloads import (
     decode,
     encode,
 )
+from service.domain.status import InvoiceStatus
 
 WHEN = datetime(2026, 3, 1, 10, tzinfo=UTC)
 

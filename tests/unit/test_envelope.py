@@ -6,16 +6,14 @@ from typing import Any
 
 import pytest
 
+from service.cybersource.envelope import DeliveryHeaders, UnusableBody, parse_body
 from service.domain.events import EventSource, InvoiceEventType
-from service.webhooks.envelope import (
-    DeliveryHeaders,
+from service.ingest.notification import (
     EnvelopeContradictsPayload,
     SignatureScope,
-    UnusableBody,
-    parse_body,
     read_notification,
 )
-from service.webhooks.translation import UnmodelledEventType, notification_events
+from service.ingest.translation import UnmodelledEventType, notification_events
 
 SIGNED_AT = datetime(2023, 5, 26, 0, 49, 43, tzinfo=UTC)
 NO_HEADERS = DeliveryHeaders()

@@ -6,7 +6,7 @@ import hmac
 
 import pytest
 
-from service.reconciler.http_signature import (
+from service.cybersource.http_signature import (
     MerchantCredentials,
     SignatureMismatch,
     sign_request,

@@ -17,7 +17,6 @@ from service.domain.identity import InvoiceKey, invoices_in_stream
 from service.domain.invoice import (
     FoldSnapshot,
     InvoiceState,
-    InvoiceStatus,
     continued_history,
     fold,
     fold_as_of,
@@ -32,6 +31,7 @@ from service.domain.payloads import (
     decode,
     encode,
 )
+from service.domain.status import InvoiceStatus
 from tests.support.invoice_facts import ORG, D, E, Facts, at, collected
 from tests.support.lifecycles import Delivery, notifications, observe, simulate
 

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.domain.events import EventSource, RecordedEvent
-from service.domain.invoice import InvoiceState, InvoiceStatus, fold, state_history
+from service.domain.invoice import InvoiceState, fold, state_history
 from service.domain.payloads import (
     CorrectionRecorded,
     NotificationIdentity,
@@ -23,6 +23,7 @@ from service.domain.payloads import (
     decode,
     encode,
 )
+from service.domain.status import InvoiceStatus
 from tests.support.invoice_facts import ORG, D, E, Facts, at, collected
 from tests.support.lifecycles import Delivery, notifications, simulate
 

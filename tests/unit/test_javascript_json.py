@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.webhooks import javascript_json
+from service.cybersource import javascript_json
 
 
 @pytest.mark.parametrize(

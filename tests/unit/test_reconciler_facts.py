@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from service.domain.events import EventSource, InvoiceEventType
-from service.domain.invoice import InvoiceState, InvoiceStatus
+from service.domain.invoice import InvoiceState
+from service.domain.status import InvoiceStatus
 from service.reconciler.facts import (
     InvalidInvoiceDetails,
     observation_is_news,

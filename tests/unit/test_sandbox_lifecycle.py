@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from service.domain.invoice import InvoiceStatus
+from service.domain.status import InvoiceStatus
 from service.sandbox.errors import ActionNotAllowed, DuplicateRecord, TransactionNotFound
 from service.sandbox.invoices import HistoryEvent, InvoiceContent, Payment, SandboxInvoice
 from service.sandbox.organizations import OrganizationInvoices

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from service.webhooks.signature import (
+from service.cybersource.webhook_signature import (
     SignatureRejected,
     SignedContent,
     WebhookVerifier,

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from service.webhooks.token_bucket import TokenBucket
+from service.ingest.token_bucket import TokenBucket
 
 
 class FakeClock:

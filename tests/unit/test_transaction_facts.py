@@ -9,6 +9,10 @@ from typing import Any
 
 import pytest
 
+from service.cybersource.transaction_details import (
+    InvalidTransactionDetails,
+    read_transaction_details,
+)
 from service.domain.events import (
     CURRENT_SCHEMA_VERSION,
     EventSource,
@@ -24,10 +28,6 @@ from service.reconciler.facts import (
     transaction_observation,
     transactions_without_amount,
     unattributed_transactions,
-)
-from service.reconciler.transaction_details import (
-    InvalidTransactionDetails,
-    read_transaction_details,
 )
 
 CALLED_AT = datetime(2026, 3, 5, 8, 0, tzinfo=UTC)

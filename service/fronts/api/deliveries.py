@@ -19,6 +19,16 @@ from service.fronts.api import parameters as p
 from service.fronts.api.contract import ApiOperation, ApiRoute, PathParameter
 from service.fronts.auth import ApiAuthorizer, Caller, Scope
 from service.fronts.errors import ApiError, bad_parameter
+from service.ingest.corrections import REASON_LENGTH_MAX, CorrectionRefused, DeliveryCorrections
+from service.ingest.delivery_documents import (
+    DeliveryDetail,
+    DeliveryList,
+    ReplayAnswer,
+    detail,
+    replay_answer,
+    summary,
+)
+from service.ingest.replay import DeliveryReplayer, NotReplayable, UnknownDelivery
 from service.read.cursors import (
     DELIVERY_ID_MAX,
     IDENTIFIER_LENGTH_MAX,
@@ -32,24 +42,6 @@ from service.store.delivery_log import (
     SqlDeliveryLog,
 )
 from service.store.schema import InboxOutcome
-from service.webhooks.corrections import (
-    REASON_LENGTH_MAX,
-    CorrectionRefused,
-    DeliveryCorrections,
-)
-from service.webhooks.delivery_documents import (
-    DeliveryDetail,
-    DeliveryList,
-    ReplayAnswer,
-    detail,
-    replay_answer,
-    summary,
-)
-from service.webhooks.replay import (
-    DeliveryReplayer,
-    NotReplayable,
-    UnknownDelivery,
-)
 
 REQUEST_BODY_BYTES_MAX = 4096
 

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, WithJsonSchema
 
-from service.domain.invoice import InvoiceStatus
+from service.domain.status import InvoiceStatus
 from service.fronts.errors import bad_parameter
 from service.read.cursors import (
     IDENTIFIER_LENGTH_MAX,

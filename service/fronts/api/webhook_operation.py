@@ -1,5 +1,5 @@
 """The webhook endpoint as the OpenAPI document describes it (the receiver is in
-service.webhooks; this is only its contract, so that the one document lists every path)."""
+service.ingest; this is only its contract, so that the one document lists every path)."""
 
 from __future__ import annotations
 

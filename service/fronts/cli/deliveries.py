@@ -25,26 +25,26 @@ from pydantic import BaseModel
 
 from service.bootstrap import command_ledger
 from service.fronts.cli.common import command_settings, fail
-from service.read.cursors import UnreadableCursor, decode_delivery_cursor, encode_delivery_cursor
-from service.read.instants import parse_instant
-from service.settings import Settings
-from service.store.delivery_log import PAGE_SIZE_MAX, DeliveryFilters, SqlDeliveryLog
-from service.store.schema import InboxOutcome
-from service.webhooks.corrections import CorrectionRefused, DeliveryCorrections
-from service.webhooks.delivery_documents import (
+from service.ingest.corrections import CorrectionRefused, DeliveryCorrections
+from service.ingest.delivery_documents import (
     DeliveryDetail,
     DeliveryList,
     detail,
     replay_answer,
     summary,
 )
-from service.webhooks.replay import (
+from service.ingest.replay import (
     REPLAYS_PER_RUN_MAX_DEFAULT,
     DeliveryReplayer,
     NotReplayable,
     ReplayOutcome,
     UnknownDelivery,
 )
+from service.read.cursors import UnreadableCursor, decode_delivery_cursor, encode_delivery_cursor
+from service.read.instants import parse_instant
+from service.settings import Settings
+from service.store.delivery_log import PAGE_SIZE_MAX, DeliveryFilters, SqlDeliveryLog
+from service.store.schema import InboxOutcome
 
 Result = TypeVar("Result")
 CELL_WIDTH_MAX = 40

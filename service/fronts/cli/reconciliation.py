@@ -27,7 +27,8 @@ from service.fronts.cli.common import (
     print_json,
 )
 from service.metrics import LedgerMetrics
-from service.reconciler.reconciler import SWEEP_STATUS_ORDER, SweepSummary
+from service.reconciler.outcomes import SweepSummary
+from service.reconciler.sweep import SWEEP_STATUS_ORDER
 from service.reconciler.worker import HANDOVER_SECONDS, LeaseTakenOver, command_lease
 from service.settings import (
     Settings,

@@ -11,11 +11,11 @@ import uvicorn
 from service.bootstrap import (
     merchant_credentials,
 )
+from service.cybersource.webhook_signature import SignedContent, sign
 from service.fronts.cli.common import (
     command_settings,
     fail,
 )
-from service.webhooks.signature import SignedContent, sign
 
 
 @click.command()
@@ -96,7 +96,7 @@ def sandbox(
     /sandbox/faults; read the delivery log at GET /sandbox/deliveries. Signed GET
     /tss/v2/transactions/{id} answers the Transaction Details of the invoices' payments.
     """
-    from service.sandbox.app import SandboxOptions, create_sandbox_app
+    from service.sandbox.app import create_sandbox_app
     from service.sandbox.deliveries import (
         DeliveryFaults,
         RetryPolicy,
@@ -105,6 +105,7 @@ def sandbox(
     )
     from service.sandbox.event_dates import EventDateOrder, EventTiming
     from service.sandbox.invoices import TransactionDetailsShown
+    from service.sandbox.options import SandboxOptions
 
     settings = command_settings()
     credentials = merchant_credentials(settings)

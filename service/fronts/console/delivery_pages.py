@@ -22,6 +22,9 @@ from service.fronts.console.views import (
     as_document,
     body_text,
 )
+from service.ingest.corrections import CorrectionRefused
+from service.ingest.delivery_documents import detail, summary
+from service.ingest.replay import NotReplayable, UnknownDelivery
 from service.read.cursors import (
     UnreadableCursor,
     decode_delivery_cursor,
@@ -29,9 +32,6 @@ from service.read.cursors import (
 )
 from service.store.delivery_log import DeliveryFilters
 from service.store.schema import InboxOutcome, ReplayResult
-from service.webhooks.corrections import CorrectionRefused
-from service.webhooks.delivery_documents import detail, summary
-from service.webhooks.replay import NotReplayable, UnknownDelivery
 
 DELIVERY_FILTERS = (
     "outcome",

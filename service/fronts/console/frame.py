@@ -30,14 +30,14 @@ from service.fronts.console.views import (
     sign_in_problem,
 )
 from service.fronts.errors import ApiError
+from service.ingest.corrections import DeliveryCorrections
+from service.ingest.replay import DeliveryReplayer, UnknownDelivery
 from service.read.delivery_outcomes import DeliveryOutcomes
 from service.read.queries import InvoiceQueries
 from service.store.console_sessions import SqlConsoleSessions
 from service.store.delivery_log import SqlDeliveryLog
 from service.store.events.base import EventStore
 from service.store.views.read_model_store import SqlReadModelStore
-from service.webhooks.corrections import DeliveryCorrections
-from service.webhooks.replay import DeliveryReplayer, UnknownDelivery
 
 log = structlog.get_logger("service.fronts.console")
 

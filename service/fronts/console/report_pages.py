@@ -10,8 +10,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service.domain.identity import invoices_in_stream
-from service.domain.invoice import InvoiceStatus
 from service.domain.reports import AGING_BUCKETS
+from service.domain.status import InvoiceStatus
 from service.fronts.auth import Caller
 from service.fronts.console.charts import bar_chart
 from service.fronts.console.frame import (

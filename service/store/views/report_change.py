@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from service.domain.invoice import OPEN_STATUSES
+from service.domain.status import OPEN_STATUSES
 from service.store.exact_sums import EXACT, PartialSum
 from service.store.schema import (
     report_daily_collections,

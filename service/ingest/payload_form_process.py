@@ -1,7 +1,7 @@
 """The payload-form worker process: reads bodies on stdin, writes their payload form on stdout.
 
 Started by ``payload_forms.PayloadFormWorker`` as ``python -m
-service.webhooks.payload_form_process``; it imports only the signature module and the JSON
+service.ingest.payload_form_process``; it imports only the signature module and the JSON
 re-serialisation. A request is a 4-byte big-endian length and the body; an answer is one
 byte, 0 when the body has no payload form, or 1 then a 4-byte length and the form.
 It lowers its own scheduling priority, so the server's event loop gets the CPU first, and
@@ -16,7 +16,7 @@ import struct
 import sys
 from typing import BinaryIO
 
-from service.webhooks.signature import payload_content
+from service.cybersource.webhook_signature import payload_content
 
 FRAME_HEADER = struct.Struct(">I")
 HAS_CONTENT = b"\x01"

@@ -20,28 +20,29 @@ import structlog
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from service.metrics import LedgerMetrics
-from service.store.errors import StoreUnavailable, is_unavailability
-from service.store.events.base import Appender, EventStore, InboxEntry, delivery_outcome
-from service.store.schema import InboxOutcome
-from service.webhooks.envelope import DeliveryHeaders, SignatureScope, kept_headers
-from service.webhooks.payload_forms import RETRY_AFTER_SECONDS as PAYLOAD_FORMS_RETRY_SECONDS
-from service.webhooks.payload_forms import PayloadFormsBusy, PayloadFormWorker
-from service.webhooks.reading import (
-    Contradiction,
-    Ignored,
-    Unreadable,
-    dead_letter_identifiers,
-    read_delivery,
-)
-from service.webhooks.signature import (
+from service.cybersource.envelope import DeliveryHeaders
+from service.cybersource.webhook_signature import (
     SIGNATURE_HEADER,
     SignatureRejected,
     SignedContent,
     VerifiedSignature,
     WebhookVerifier,
 )
-from service.webhooks.token_bucket import TokenBucket
+from service.ingest.notification import SignatureScope, kept_headers
+from service.ingest.payload_forms import RETRY_AFTER_SECONDS as PAYLOAD_FORMS_RETRY_SECONDS
+from service.ingest.payload_forms import PayloadFormsBusy, PayloadFormWorker
+from service.ingest.reading import (
+    Contradiction,
+    Ignored,
+    Unreadable,
+    dead_letter_identifiers,
+    read_delivery,
+)
+from service.ingest.token_bucket import TokenBucket
+from service.metrics import LedgerMetrics
+from service.store.errors import StoreUnavailable, is_unavailability
+from service.store.events.base import Appender, EventStore, InboxEntry, delivery_outcome
+from service.store.schema import InboxOutcome
 
 # The deliveries metric's outcome for a signed body kept unread for an operator; the inbox
 # records it as rejected (with its body), beside refusals (without one).

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from service.webhooks import javascript_json
+from service.cybersource import javascript_json
 
 SIGNATURE_HEADER = "v-c-signature"
 PAYLOAD_FIELDS = ("payload", "payloads")
@@ -187,7 +187,7 @@ class WebhookVerifier:
         payload_form: Callable[[bytes], Awaitable[bytes | None]],
     ) -> VerifiedSignature:
         """``verify_body``, with the payload form computed by ``payload_form`` (off the event
-        loop: see ``service/webhooks/payload_forms.py``), and only when the raw form failed."""
+        loop: see ``service/ingest/payload_forms.py``), and only when the raw form failed."""
         verified = self._verify_raw(admitted, raw_body)
         if verified is None and self._wants_payload_form(admitted, raw_body):
             verified = self._verify_payload(admitted, await payload_form(raw_body))

@@ -6,6 +6,7 @@ import hashlib
 import json
 from datetime import datetime
 
+from service.cybersource.envelope import InvoiceData, UnusableBody, read_invoice_data
 from service.domain.events import EVENT_TYPE_BY_NOTIFICATION_TYPE, EventSource, NewEvent
 from service.domain.payloads import (
     NotificationIdentity,
@@ -14,7 +15,7 @@ from service.domain.payloads import (
     StatedFields,
     encode,
 )
-from service.webhooks.envelope import InvoiceData, Notification, UnusableBody, read_invoice_data
+from service.ingest.notification import Notification
 
 
 class UnmodelledEventType(Exception):

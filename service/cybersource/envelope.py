@@ -1,9 +1,13 @@
-"""Reading a Cybersource notification, whichever documented envelope variant it arrives in.
+"""What a Cybersource notification looks like, whichever documented envelope variant it
+arrives in: the envelope, its payload items, the ``V-C-*`` headers, and the JSON they are in.
 
 Variants seen in Cybersource's documentation and official code:
 ``payload`` or ``payloads``, each a list or an object; ``organizationId`` or
 ``organizationID``; ``retryNumber`` as a string or an int; items with their fields under
 ``data`` or directly; identifiers missing from the body but present in ``V-C-*`` headers.
+
+Parsing is defensive: a field that cannot be read is refused with a message that names the
+field and the rule, never the value (which may be personal data).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
@@ -42,14 +46,11 @@ AMOUNT_INTEGER_DIGITS_MAX = 13
 
 
 class UnusableBody(ValueError):
-    """A correctly signed body the ledger cannot turn into a fact; it is kept as a dead letter.
+    """A body that is not a notification as Cybersource describes it (a correctly signed one
+    is kept as a dead letter).
 
     Its message names the field and the rule, never the value (which may be personal data).
     """
-
-
-class EnvelopeContradictsPayload(Exception):
-    """Only the payload is signed, and the unsigned envelope around it says something else."""
 
 
 # PostgreSQL text and JSONB cannot hold NUL, and a lone surrogate cannot be encoded at all:
@@ -57,7 +58,8 @@ class EnvelopeContradictsPayload(Exception):
 _UNSTORABLE_CHARACTER = re.compile("[\x00\ud800-\udfff]")
 
 
-def _storable(text: str) -> bool:
+def is_storable(text: str) -> bool:
+    """Whether ``text`` can be written to a database column as it is."""
     return _UNSTORABLE_CHARACTER.search(text) is None
 
 
@@ -76,7 +78,7 @@ class DeliveryHeaders:
     def from_mapping(cls, headers: Mapping[str, str]) -> DeliveryHeaders:
         def text(name: str) -> str | None:
             value = headers.get(name)
-            if not value or not _storable(value):
+            if not value or not is_storable(value):
                 return None  # informational only: an unstorable header is dropped
             return value.strip()[:IDENTIFIER_LENGTH_MAX] or None
 
@@ -91,30 +93,6 @@ class DeliveryHeaders:
         )
 
 
-# The headers a delivery is kept with in the inbox: what reading it needs again (a replay
-# reads with the same headers as on receipt) and what an operator looks for. Never the
-# signature itself, nor anything else the sender's proxies added.
-KEPT_HEADERS = (
-    "content-type",
-    "v-c-event-type",
-    "v-c-webhook-id",
-    "v-c-organization-id",
-    "v-c-product-name",
-    "v-c-retry-count",
-    "v-c-transaction-trace-id",
-)
-
-
-def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """The kept headers present, each bounded and storable (others are dropped)."""
-    kept = {}
-    for name in KEPT_HEADERS:
-        value = headers.get(name)
-        if value is not None and _storable(value):
-            kept[name] = value[:IDENTIFIER_LENGTH_MAX]
-    return kept
-
-
 def _optional_text(value: Any) -> Any:
     if value is None:
         return None
@@ -123,7 +101,7 @@ def _optional_text(value: Any) -> Any:
     if isinstance(value, str):
         if "\x00" in value:
             raise ValueError("contains a NUL character")
-        if not _storable(value):
+        if not is_storable(value):
             raise ValueError("contains a lone surrogate")
         return value.strip() or None
     return value
@@ -171,7 +149,9 @@ Amount = Annotated[Decimal | None, BeforeValidator(_amount)]
 Currency = Annotated[str | None, BeforeValidator(_currency)]
 
 
-class _EnvelopeModel(BaseModel):
+class Envelope(BaseModel):
+    """The notification's envelope: identifiers, event type and date, and its payload."""
+
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     notification_id: Text = Field(None, alias="notificationId")
@@ -226,52 +206,6 @@ class InvoiceData(BaseModel):
         return value.strip()
 
 
-@dataclass(frozen=True, slots=True)
-class SignatureScope:
-    """What the verified signature covers.
-
-    ``envelope_signed``: the whole body was signed (the raw form). Otherwise only the payload
-    was (the payload form), ``payload_digest`` names it (SHA-256 hex of its JSON.stringify),
-    and ``signed_at`` (the signature's ``t``) bounds the unsigned ``eventDate``.
-    """
-
-    envelope_signed: bool = True
-    signed_at: datetime | None = None
-    payload_digest: str | None = None
-
-
-WHOLE_BODY_SIGNED = SignatureScope()
-PAYLOAD_DIGEST_PREFIX = "payload-sha256:"
-
-
-@dataclass(frozen=True, slots=True)
-class Notification:
-    """One delivery's notification.
-
-    Every field that decides a fact (event type, organization, items) comes from signed
-    content; headers only fill identifiers the ledger does not decide by. When only the
-    payload is signed (``envelope_signed`` is False), ``notification_id`` is
-    ``payload-sha256:<hex>`` naming the signed payload, so a replay of it under another
-    unsigned id is the same notification; the id the envelope claimed is kept in
-    ``claimed_notification_id`` for operators, and ``event_date`` is at most the signature time.
-    """
-
-    notification_id: str | None
-    event_type: str | None
-    event_date: datetime | None
-    event_date_text: str | None
-    webhook_id: str | None
-    organization_id: str | None
-    product_id: str | None
-    retry_number: int | None
-    items: tuple[Mapping[str, Any], ...]
-    envelope_signed: bool = True
-    claimed_notification_id: str | None = None
-    # No signed content names the organization; the V-C-Organization-Id header did. It names
-    # the invoice's organization but never decides whether a notification is a new fact.
-    organization_from_header: bool = False
-
-
 def parse_body(raw_body: bytes) -> Any:
     """Parse JSON with every non-integer number as an exact Decimal."""
     try:
@@ -290,85 +224,16 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def read_notification(
-    body: Any, headers: DeliveryHeaders, scope: SignatureScope = WHOLE_BODY_SIGNED
-) -> Notification:
+def read_envelope(body: Any) -> Envelope:
     if not isinstance(body, dict):
         raise UnusableBody("the body is not a JSON object")
     try:
-        envelope = _EnvelopeModel.model_validate(body)
+        return Envelope.model_validate(body)
     except ValidationError as error:
         raise UnusableBody(f"the envelope is invalid: {_describe(error)}") from error
-    items = _payload_items(envelope.payload)
-    signed_event_type = _agreed_item_field(items, "eventType")
-    signed_organization = _agreed_item_field(items, "organizationId", "organizationID")
-    event_date = _parse_event_date(envelope.event_date)
-    notification = Notification(
-        notification_id=envelope.notification_id,
-        event_type=envelope.event_type or signed_event_type,
-        event_date=event_date,
-        event_date_text=envelope.event_date,
-        webhook_id=envelope.webhook_id or headers.webhook_id,
-        organization_id=envelope.organization_id or signed_organization,
-        product_id=envelope.product_id or headers.product_name,
-        retry_number=envelope.retry_number
-        if envelope.retry_number is not None
-        else headers.retry_count,
-        items=items,
-    )
-    if scope.envelope_signed:
-        if notification.event_type is None:
-            # V-C-Event-Type is unsigned: it may not decide what a signed body means.
-            raise UnusableBody("the signed body names no eventType")
-        return _organization_from_header(notification, headers)
-    # Only the payload is signed: the envelope may agree with it, never add to it.
-    if signed_event_type is None:
-        raise UnusableBody("the signed payload names no eventType")
-    _refuse_contradiction("eventType", envelope.event_type, signed_event_type)
-    _refuse_contradiction("organizationId", envelope.organization_id, signed_organization)
-    event_date_text = envelope.event_date
-    if event_date is not None and scope.signed_at is not None and event_date > scope.signed_at:
-        # A notification is signed after its event: an unsigned later date is not believed.
-        event_date = scope.signed_at
-        event_date_text = scope.signed_at.isoformat()
-    assert scope.payload_digest is not None, "a payload-form signature names its payload"
-    notification = replace(
-        notification,
-        notification_id=PAYLOAD_DIGEST_PREFIX + scope.payload_digest,
-        event_type=signed_event_type,
-        event_date=event_date,
-        event_date_text=event_date_text,
-        organization_id=signed_organization,
-        envelope_signed=False,
-        claimed_notification_id=envelope.notification_id,
-    )
-    return _organization_from_header(notification, headers)
 
 
-def _organization_from_header(notification: Notification, headers: DeliveryHeaders) -> Notification:
-    if notification.organization_id is not None or headers.organization_id is None:
-        return notification
-    return replace(
-        notification, organization_id=headers.organization_id, organization_from_header=True
-    )
-
-
-def _refuse_contradiction(name: str, unsigned: str | None, signed: str | None) -> None:
-    # Where the payload is silent the unsigned value is merely not used (a version 3
-    # envelope names its organization only outside the payload).
-    if unsigned is not None and signed is not None and unsigned != signed:
-        raise EnvelopeContradictsPayload(f"the unsigned envelope's {name} is not the signed one")
-
-
-def _agreed_item_field(items: tuple[Mapping[str, Any], ...], *names: str) -> str | None:
-    """The value every payload item gives (items that give none abstain)."""
-    values = {value for item in items if (value := _text_field(item, *names)) is not None}
-    if len(values) > 1:
-        raise UnusableBody(f"payload items disagree on {names[0]}")
-    return next(iter(values), None)
-
-
-def _payload_items(payload: list[Any] | dict[str, Any] | None) -> tuple[Mapping[str, Any], ...]:
+def payload_items(payload: list[Any] | dict[str, Any] | None) -> tuple[Mapping[str, Any], ...]:
     if payload is None:
         return ()
     raw_items = payload if isinstance(payload, list) else [payload]
@@ -386,17 +251,18 @@ def _payload_items(payload: list[Any] | dict[str, Any] | None) -> tuple[Mapping[
     return tuple(items)
 
 
-def _text_field(data: Mapping[str, Any], *names: str) -> str | None:
+def item_text(data: Mapping[str, Any], *names: str) -> str | None:
+    """The first of ``names`` that ``data`` gives as non-blank text, bounded."""
     for name in names:
         value = data.get(name)
         if isinstance(value, str) and value.strip():
-            if not _storable(value):
+            if not is_storable(value):
                 raise UnusableBody(f"{name} contains a NUL character or a lone surrogate")
             return value.strip()[:IDENTIFIER_LENGTH_MAX]
     return None
 
 
-def _parse_event_date(text: str | None) -> datetime | None:
+def parse_event_date(text: str | None) -> datetime | None:
     if text is None:
         return None
     try:

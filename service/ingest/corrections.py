@@ -14,10 +14,10 @@ from dataclasses import dataclass, replace
 
 from service.domain.events import EventSource, NewEvent, RecordedEvent
 from service.domain.payloads import CorrectionRecorded, NotificationReceived, decode, encode
+from service.ingest.replay import ReplayOutcome, UnknownDelivery, delivery_facts
 from service.store.delivery_log import DeliveryRow, SqlDeliveryLog
 from service.store.events.base import AppendOutcome, EventStore
 from service.store.schema import InboxOutcome, ReplayResult
-from service.webhooks.replay import ReplayOutcome, UnknownDelivery, delivery_facts
 
 CORRECTION_KEY_PREFIX = "operator:correction:delivery:"
 _UNSTORABLE_CHARACTER = re.compile("[\x00\ud800-\udfff]")

@@ -31,7 +31,7 @@ import sys
 
 import structlog
 
-from service.webhooks.payload_form_process import FRAME_HEADER, HAS_CONTENT
+from service.ingest.payload_form_process import FRAME_HEADER, HAS_CONTENT
 
 log = structlog.get_logger("service.webhooks")
 
@@ -41,7 +41,7 @@ RETRY_AFTER_SECONDS = 5
 # The slowest body within the default size bound takes about a fifth of a second.
 ANSWER_TIMEOUT_SECONDS = 10.0
 STOP_TIMEOUT_SECONDS = 2.0
-WORKER_COMMAND = (sys.executable, "-m", "service.webhooks.payload_form_process")
+WORKER_COMMAND = (sys.executable, "-m", "service.ingest.payload_form_process")
 
 
 class PayloadFormsBusy(Exception):

@@ -12,17 +12,15 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from service.cybersource.envelope import DeliveryHeaders, UnusableBody, parse_body
 from service.domain.events import NewEvent
-from service.webhooks.envelope import (
-    DeliveryHeaders,
+from service.ingest.notification import (
     EnvelopeContradictsPayload,
     Notification,
     SignatureScope,
-    UnusableBody,
-    parse_body,
     read_notification,
 )
-from service.webhooks.translation import UnmodelledEventType, notification_events
+from service.ingest.translation import UnmodelledEventType, notification_events
 
 
 @dataclass(frozen=True, slots=True)

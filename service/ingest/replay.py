@@ -20,14 +20,15 @@ from datetime import UTC, datetime
 
 import structlog
 
+from service.cybersource.envelope import DeliveryHeaders
+from service.cybersource.webhook_signature import SignedContent, payload_content
 from service.domain.events import NewEvent
+from service.ingest.notification import SignatureScope
+from service.ingest.reading import ReadDelivery, Reading, Unreadable, read_delivery
 from service.store.delivery_log import DeliveryFilters, DeliveryRow, ReplayRow, SqlDeliveryLog
 from service.store.errors import StoreUnavailable, is_unavailability
 from service.store.events.base import AppendOutcome, EventStore
 from service.store.schema import InboxOutcome, ReplayResult
-from service.webhooks.envelope import DeliveryHeaders, SignatureScope
-from service.webhooks.reading import ReadDelivery, Reading, Unreadable, read_delivery
-from service.webhooks.signature import SignedContent, payload_content
 
 log = structlog.get_logger("service.webhooks.replay")
 

@@ -11,15 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from service.domain.events import NewEvent, RecordedEvent
+from service.ingest.corrections import ConflictingVersions, DeliveryCorrections
+from service.ingest.replay import NotReplayable, ReplayOutcome, check_replayable, delivery_facts
 from service.store.delivery_log import DeliveryRow, ReplayRow, SqlDeliveryLog
 from service.store.schema import InboxOutcome, ReplayResult
-from service.webhooks.corrections import ConflictingVersions, DeliveryCorrections
-from service.webhooks.replay import (
-    NotReplayable,
-    ReplayOutcome,
-    check_replayable,
-    delivery_facts,
-)
 
 
 class _Document(BaseModel):

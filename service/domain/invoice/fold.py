@@ -1,0 +1,150 @@
+"""The fold's public entry points: an invoice's states from its facts, from scratch or
+continued from a snapshot."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from itertools import accumulate
+
+from service.domain.events import RecordedEvent
+from service.domain.invoice.corrections import _corrected
+from service.domain.invoice.facts import _FACT_ORDER, _Fact
+from service.domain.invoice.provider_past import _ProviderPast
+from service.domain.invoice.running import _Running
+from service.domain.invoice.state import FoldSnapshot, InvoiceState
+from service.domain.payloads import CorrectionRecorded, InvoiceObserved, NotificationReceived
+
+
+def fold(
+    invoice_number: str, events: Iterable[RecordedEvent], organization_id: str = ""
+) -> InvoiceState:
+    history = state_history(invoice_number, events, organization_id)
+    return history[-1] if history else InvoiceState(invoice_number, organization_id)
+
+
+def fold_as_of(
+    invoice_number: str,
+    events: Iterable[RecordedEvent],
+    moment: datetime,
+    organization_id: str = "",
+) -> InvoiceState:
+    """The state in force at provider time ``moment`` (facts at that instant included), as
+    everything known now tells it."""
+    history = state_history(invoice_number, events, organization_id)
+    moments = [state.last_event_at or moment for state in history]
+    at = bisect.bisect_right(moments, moment)
+    return history[at - 1] if at else InvoiceState(invoice_number, organization_id)
+
+
+def state_history(
+    invoice_number: str, events: Iterable[RecordedEvent], organization_id: str = ""
+) -> list[InvoiceState]:
+    """Every state the invoice was in, one per distinct provider time, oldest first."""
+    return folded_history(invoice_number, events, organization_id)[0]
+
+
+def folded_history(
+    invoice_number: str, events: Iterable[RecordedEvent], organization_id: str = ""
+) -> tuple[list[InvoiceState], FoldSnapshot | None]:
+    """``state_history``, and a snapshot to continue it from (None when the facts establish
+    nothing yet, so that a later fact must be folded with them all)."""
+    facts = _corrected(sorted(map(_Fact.of, events), key=_FACT_ORDER))
+    if not facts:
+        return [], None
+    running = _Running(invoice_number, organization_id)
+    states: list[InvoiceState] = []
+    observations = [fact for fact in facts if isinstance(fact.payload, InvoiceObserved)]
+    horizon: tuple[datetime, int] | None = None
+    if observations:
+        horizon = observations[-1].order()
+        states = _ProviderPast(running, facts, horizon).states()
+    for fact in facts:
+        if isinstance(fact.payload, NotificationReceived) and (
+            horizon is None or fact.order() > horizon
+        ):
+            states.append(running.notified(fact, fact.payload))
+    if not states:
+        # Facts that establish nothing (history entries without their observation): the
+        # invoice exists, and everything about it is unknown.
+        return _one_per_instant([running.snapshot(facts[0].moment)], facts), None
+    history = _one_per_instant(states, facts)
+    return history, running.fold_snapshot(history[-1], facts)
+
+
+def continued_history(
+    snapshot: FoldSnapshot, events: Iterable[RecordedEvent]
+) -> tuple[list[InvoiceState], FoldSnapshot] | None:
+    """The states from ``snapshot.last_state`` on, once ``events`` are folded onto it, or
+    None when they cannot be folded without the earlier facts.
+
+    They can when every one is a notification ordered after every fact folded so far: the
+    full fold would then apply the same steps, in the same order, to the same running
+    figures (an observation or a history entry reshapes the invoice's past instead). The
+    first state returned replaces ``last_state``: it is ``last_state`` itself unless a new
+    fact shares its instant.
+    """
+    facts = sorted(map(_Fact.of, events), key=_FACT_ORDER)
+    if not facts or facts[0].key <= snapshot.last_fact:
+        return None
+    notices = [
+        (f, f.payload)
+        for f in facts
+        if isinstance(f.payload, NotificationReceived)
+        and not isinstance(f.payload, CorrectionRecorded)  # it reshapes the past it corrects
+    ]
+    if len(notices) != len(facts):
+        return None
+    running = _Running.resumed(snapshot)
+    states = [snapshot.last_state]
+    states += [running.notified(fact, notice) for fact, notice in notices]
+    # Every earlier fact is at or before each new state's instant, so each new state's position
+    # is the highest of theirs and of the new facts up to its instant.
+    moments = [fact.key[0] for fact in facts]
+    highest = list(accumulate((fact.key[1] for fact in facts), max))
+    result = []
+    for state in _merged_per_instant(states):
+        if state is snapshot.last_state:
+            result.append(state)
+            continue
+        assert state.last_event_at is not None
+        seen = bisect.bisect_right(moments, state.last_event_at)
+        position = max(snapshot.highest_position, highest[seen - 1] if seen else 0)
+        result.append(_at_position(state, position))
+    return result, running.fold_snapshot(result[-1], facts, snapshot.highest_position)
+
+
+def _one_per_instant(states: list[InvoiceState], facts: Sequence[_Fact]) -> list[InvoiceState]:
+    """Several facts at one instant: only the last state was ever in force. Each state also
+    names the highest store position among the facts up to its instant."""
+    merged = _merged_per_instant(states)
+    moments = [fact.key[0] for fact in facts]  # facts are in provider-time order
+    highest = list(accumulate((fact.key[1] for fact in facts), max))
+    result = []
+    for state in merged:
+        assert state.last_event_at is not None
+        seen = bisect.bisect_right(moments, state.last_event_at)
+        result.append(_at_position(state, highest[seen - 1] if seen else 0))
+    return result
+
+
+def _merged_per_instant(states: list[InvoiceState]) -> list[InvoiceState]:
+    merged: list[InvoiceState] = []
+    for state in states:
+        if merged and merged[-1].last_event_at == state.last_event_at:
+            merged[-1] = state
+        else:
+            merged.append(state)
+    return merged
+
+
+def _at_position(state: InvoiceState, position: int) -> InvoiceState:
+    """``replace(state, last_position=position)``, without ``replace``'s per-field
+    introspection: it runs once per state of every invoice a projector folds."""
+    return InvoiceState(
+        state.invoice_number, state.organization_id, state.status, state.currency,
+        state.total_amount, state.balance_amount, state.due_date, state.customer_name,
+        state.customer_email, state.payments, state.collections, state.last_event_at, position,
+        state.total_provisional, state.balance_provisional,
+    )  # fmt: skip

@@ -1,0 +1,1 @@
+"""Receiving Cybersource notifications: the receiver, reading a delivery, replay, corrections."""

@@ -1,1 +1,0 @@
-"""Receiving Cybersource notifications: signature, envelope parsing and the HTTP endpoint."""
