@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import cached_property
 
 from sqlalchemy.engine import URL
@@ -88,18 +88,13 @@ def http_implementation(settings: Settings) -> HttpImplementation:
 
 
 def http_limits(settings: Settings) -> HttpLimits:
-    return HttpLimits(
-        max_header_bytes=settings.http_max_header_bytes,
-        max_header_count=settings.http_max_header_count,
-        header_timeout_seconds=settings.http_header_timeout_seconds,
-        keep_alive_timeout_seconds=settings.http_keep_alive_timeout_seconds,
-        max_connections=settings.http_max_connections,
-        # A share larger than the whole is the whole.
-        max_connections_per_client=min(
-            settings.http_max_connections_per_client, settings.http_max_connections
-        ),
-        trusted_proxies=settings.http_trusted_proxies,
+    """Each limit from the setting of the same name, prefixed ``http_``."""
+    limits = {field.name: getattr(settings, f"http_{field.name}") for field in fields(HttpLimits)}
+    # A share larger than the whole is the whole.
+    limits["max_connections_per_client"] = min(
+        limits["max_connections_per_client"], limits["max_connections"]
     )
+    return HttpLimits(**limits)
 
 
 def cybersource_client(
