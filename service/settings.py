@@ -155,7 +155,7 @@ class Settings(BaseSettings):
     # One log line per HTTP request (route template, status, duration, request id).
     access_log: bool = True
     database_pool_size: int = Field(20, ge=1, le=200)
-    # Group commit (service/store/group_commit.py): deliveries appended in one transaction,
+    # Group commit (service/store/events/group_commit.py): deliveries appended in one transaction,
     # at most this many, gathered for at most this long after the first.
     append_group_size_max: int = Field(64, ge=1, le=1000)
     append_group_wait_seconds: float = Field(0.002, ge=0, le=0.1)

@@ -33,7 +33,7 @@ import structlog
 
 from service.ingest.payload_form_process import FRAME_HEADER, HAS_CONTENT
 
-log = structlog.get_logger("service.webhooks")
+log = structlog.get_logger("service.ingest")
 
 # Bodies waiting for (or in) the worker; each is at most LEDGER_WEBHOOK_PAYLOAD_FORM_MAX_BYTES.
 WAITING_MAX = 16

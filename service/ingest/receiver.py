@@ -47,7 +47,7 @@ from service.store.schema import InboxOutcome
 # The deliveries metric's outcome for a signed body kept unread for an operator; the inbox
 # records it as rejected (with its body), beside refusals (without one).
 DEAD_LETTER = "dead_letter"
-log = structlog.get_logger("service.webhooks")
+log = structlog.get_logger("service.ingest")
 
 
 # Cybersource sends one invoice per notification; a thousand leaves room for batches.

@@ -30,7 +30,7 @@ from service.store.errors import StoreUnavailable, is_unavailability
 from service.store.events.base import AppendOutcome, EventStore
 from service.store.schema import InboxOutcome, ReplayResult
 
-log = structlog.get_logger("service.webhooks.replay")
+log = structlog.get_logger("service.ingest.replay")
 
 REPLAY_BATCH_SIZE = 100
 REPLAYS_PER_RUN_MAX_DEFAULT = 10_000

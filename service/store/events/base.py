@@ -80,7 +80,7 @@ class InboxEntry:
     retry_count: int | None = None
     trace_id: str | None = None
     body: bytes | None = None
-    # What reading the body again needs (see service/webhooks/reading.py): the delivery's
+    # What reading the body again needs (see service/ingest/reading.py): the delivery's
     # kept headers and its verified signature's time.
     headers: Mapping[str, str] | None = None
     signed_at: datetime | None = None

@@ -1,4 +1,4 @@
-"""The figures of the report aggregates (see report_aggregates.py): what opened and closed on
+"""The figures of the report aggregates (see views/report_aggregates.py): what opened and closed on
 a day, or was collected on it, as one value that adds up exactly, and the days as numbers."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Reading the report aggregates (see report_aggregates.py): open balances as of any moment,
+"""Reading the report aggregates (see views/report_aggregates.py): open balances as of any moment,
 collections per day."""
 
 from __future__ import annotations
