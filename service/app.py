@@ -12,13 +12,12 @@ import structlog
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from service.bootstrap import Ledger, serving_ledger
+from service.bootstrap import serving_ledger
 from service.fronts.api.contract import ApiRoute, declared_operations, openapi_document
 from service.fronts.api.deliveries import DeliveryApi
 from service.fronts.api.routes import QueryApi
 from service.fronts.api.webhook_operation import WEBHOOK_OPERATIONS
 from service.fronts.auth import ApiAuthorizer, AuthSurface
-from service.fronts.console.frame import ConsoleSources
 from service.fronts.console.routes import Console
 from service.fronts.errors import ApiError
 from service.fronts.failure_throttle import FailureThrottle
@@ -26,9 +25,7 @@ from service.fronts.request_metrics import RequestMetrics
 from service.http_server import WORKERS_SHARE_OF_GRACE
 from service.metrics import LedgerMetrics
 from service.operations import api_error, operations_routes, try_again_later
-from service.read.delivery_outcomes import DeliveryOutcomes
 from service.settings import Settings
-from service.store.console_sessions import SqlConsoleSessions
 from service.store.errors import StoreUnavailable
 from service.workers.runner import BackgroundWorkers
 from service.workers.serving import ServingWorkers
@@ -56,7 +53,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
         authorizer,
         items_per_delivery_max=settings.webhook_items_max,
     )
-    console = Console(_console_sources(ledger), authorizer)
+    console = Console(ledger, authorizer)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -123,20 +120,6 @@ def _authorizer(settings: Settings, metrics: LedgerMetrics) -> ApiAuthorizer:
         allow_anonymous=settings.api_allow_anonymous,
         throttle=FailureThrottle(settings.auth_failures_max, settings.auth_failure_window_seconds),
         on_failure=lambda surface: failures[surface].inc(),
-    )
-
-
-def _console_sources(ledger: Ledger) -> ConsoleSources:
-    return ConsoleSources(
-        queries=ledger.queries,
-        event_store=ledger.event_store,
-        read_models=ledger.read_models,
-        delivery_log=ledger.delivery_log,
-        delivery_outcomes=DeliveryOutcomes(ledger.engine),
-        replayer=ledger.replayer,
-        corrections=ledger.corrections,
-        sessions=SqlConsoleSessions(ledger.engine, ledger.settings.console_session_seconds),
-        items_per_delivery_max=ledger.settings.webhook_items_max,
     )
 
 

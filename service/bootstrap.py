@@ -29,6 +29,7 @@ from service.ingest.receiver import WebhookReceiver
 from service.ingest.replay import DeliveryReplayer
 from service.metrics import LedgerMetrics
 from service.projections.projector import InvoiceProjector
+from service.read.delivery_outcomes import DeliveryOutcomes
 from service.read.queries import InvoiceQueries
 from service.reconciler.answers import CallFailure, CallObserver, CallOutcome
 from service.reconciler.client import CybersourceClient
@@ -39,6 +40,7 @@ from service.reconciler.sweep_schedule import SqlSweepSchedule
 from service.reconciler.transport import ClientLimits
 from service.reconciler.worker import ReconcilerWorker
 from service.settings import Settings, resolve_database_url
+from service.store.console_sessions import SqlConsoleSessions
 from service.store.database import create_engine
 from service.store.delivery_log import SqlDeliveryLog
 from service.store.events.base import EventStore
@@ -164,6 +166,18 @@ class Ledger:
     @cached_property
     def delivery_log(self) -> SqlDeliveryLog:
         return SqlDeliveryLog(self.engine)
+
+    @cached_property
+    def delivery_outcomes(self) -> DeliveryOutcomes:
+        return DeliveryOutcomes(self.engine)
+
+    @cached_property
+    def console_sessions(self) -> SqlConsoleSessions:
+        return SqlConsoleSessions(self.engine, self.settings.console_session_seconds)
+
+    @property
+    def items_per_delivery_max(self) -> int:
+        return self.settings.webhook_items_max
 
     @cached_property
     def replayer(self) -> DeliveryReplayer:

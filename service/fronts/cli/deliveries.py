@@ -73,6 +73,21 @@ def _run(work: Callable[[_Tools], Awaitable[Result]]) -> Result:
     return asyncio.run(run())
 
 
+def _acting_on(
+    delivery_id: int | None,
+    work: Callable[[_Tools], Awaitable[Result]],
+    refusal: type[NotReplayable | CorrectionRefused],
+    refused_as: str,
+) -> Result:
+    """``work`` on a delivery; an unknown delivery or a refusal ends the command with 1."""
+    try:
+        return _run(work)
+    except UnknownDelivery:
+        fail(f"no delivery {delivery_id}", 1)
+    except refusal as refused:
+        fail(f"delivery {delivery_id} {refused_as} ({refused.code}): {refused.detail}", 1)
+
+
 def _operator() -> str:
     try:
         return f"cli:{getpass.getuser()}"[:100]
@@ -297,12 +312,7 @@ def replay(
                 _print_outcome(outcome)
         return outcomes
 
-    try:
-        outcomes = _run(work)
-    except UnknownDelivery:
-        fail(f"no delivery {delivery_id}", 1)
-    except NotReplayable as refused:
-        fail(f"delivery {delivery_id} cannot be replayed ({refused.code}): {refused.detail}", 1)
+    outcomes = _acting_on(delivery_id, work, NotReplayable, "cannot be replayed")
     if as_json and delivery_id is not None:
         _print_json(replay_answer(outcomes[0]))  # the document POST .../replay answers
     elif as_json:
@@ -342,12 +352,7 @@ def correct(delivery_id: int, reason: str, as_json: bool) -> None:
     async def work(tools: _Tools) -> ReplayOutcome:
         return await tools.corrections.correct(delivery_id, reason, who)
 
-    try:
-        outcome = _run(work)
-    except UnknownDelivery:
-        fail(f"no delivery {delivery_id}", 1)
-    except CorrectionRefused as refused:
-        fail(f"delivery {delivery_id} is not corrected ({refused.code}): {refused.detail}", 1)
+    outcome = _acting_on(delivery_id, work, CorrectionRefused, "is not corrected")
     if as_json:
         _print_json(replay_answer(outcome))
     else:

@@ -4,9 +4,8 @@ and the wrapper that authorizes each page."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 import jinja2
@@ -56,19 +55,28 @@ Page = Callable[[Request, Caller], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-@dataclass(frozen=True, slots=True)
-class ConsoleSources:
-    """What the pages read and do, built once by the app and shared with /v1."""
+class ConsoleSources(Protocol):
+    """What the pages read and do: the ledger's parts, built once (service/bootstrap.py) and
+    shared with /v1."""
 
-    queries: InvoiceQueries
-    event_store: EventStore
-    read_models: SqlReadModelStore
-    delivery_log: SqlDeliveryLog
-    delivery_outcomes: DeliveryOutcomes
-    replayer: DeliveryReplayer
-    corrections: DeliveryCorrections
-    sessions: SqlConsoleSessions
-    items_per_delivery_max: int
+    @property
+    def queries(self) -> InvoiceQueries: ...
+    @property
+    def event_store(self) -> EventStore: ...
+    @property
+    def read_models(self) -> SqlReadModelStore: ...
+    @property
+    def delivery_log(self) -> SqlDeliveryLog: ...
+    @property
+    def delivery_outcomes(self) -> DeliveryOutcomes: ...
+    @property
+    def replayer(self) -> DeliveryReplayer: ...
+    @property
+    def corrections(self) -> DeliveryCorrections: ...
+    @property
+    def console_sessions(self) -> SqlConsoleSessions: ...
+    @property
+    def items_per_delivery_max(self) -> int: ...
 
 
 class ConsoleFrame:
@@ -80,7 +88,7 @@ class ConsoleFrame:
         self._events = sources.event_store
         self._read_models = sources.read_models
         self._authorizer = authorizer
-        self._sessions = sources.sessions
+        self._sessions = sources.console_sessions
         self._form_tokens = access.FormTokens()
         self._templates = jinja2.Environment(
             loader=jinja2.PackageLoader("service.fronts.console", "templates"),
