@@ -169,22 +169,22 @@ def _conflict(versions: ConflictingVersions) -> ConflictVersions:
 
 
 def _recorded_version(event: RecordedEvent) -> FactVersion:
-    return FactVersion(
-        invoice_number=event.stream_id,
-        type=event.type,
-        occurred_at=event.occurred_at,
-        source=event.source.value,
-        position=event.position,
-        data=dict(event.data),
-    )
+    return _version(event, event.position, dict(event.data))
 
 
 def _delivered_version(event: NewEvent) -> FactVersion:
+    # Through JSON, as it would be stored: the same values the recorded version shows.
+    return _version(event, None, json.loads(json.dumps(event.data)))
+
+
+def _version(
+    event: NewEvent | RecordedEvent, position: int | None, data: dict[str, Any]
+) -> FactVersion:
     return FactVersion(
         invoice_number=event.stream_id,
         type=event.type,
         occurred_at=event.occurred_at,
         source=event.source.value,
-        position=None,
-        data=json.loads(json.dumps(event.data)),
+        position=position,
+        data=data,
     )
