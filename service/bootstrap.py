@@ -184,7 +184,7 @@ class Ledger:
         return DeliveryReplayer(
             self.delivery_log,
             self.event_store,
-            items_per_delivery_max=self.settings.webhook_items_max,
+            items_per_delivery_max=self.items_per_delivery_max,
         )
 
     @cached_property
@@ -192,7 +192,7 @@ class Ledger:
         return DeliveryCorrections(
             self.delivery_log,
             self.event_store,
-            items_per_delivery_max=self.settings.webhook_items_max,
+            items_per_delivery_max=self.items_per_delivery_max,
         )
 
     def committer(self) -> GroupCommitter:
