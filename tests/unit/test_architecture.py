@@ -142,3 +142,18 @@ def test_no_module_of_the_service_imports_itself_back_through_others() -> None:
                     seen.add(imported)
                     stack.append((imported, [*trail, imported]))
     assert cycles == []
+
+
+def test_no_migration_imports_the_service() -> None:
+    # A migration is frozen history: live code it imported would change what it does.
+    importing = {
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "migrations").rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path)))
+        if (isinstance(node, ast.ImportFrom) and (node.module or "").startswith("service"))
+        or (
+            isinstance(node, ast.Import)
+            and any(alias.name.startswith("service") for alias in node.names)
+        )
+    }
+    assert importing == set()
