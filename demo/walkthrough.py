@@ -386,13 +386,15 @@ def wait_for_interrupt(demo: Demo) -> None:
         print("\nStopping the sandbox and the service…", flush=True)
 
 
-def interrupt_on_sigterm() -> None:
-    """SIGTERM stops the demo as Ctrl-C does, its processes with it."""
+def interrupt_on_signals() -> None:
+    """SIGINT and SIGTERM stop the demo, its processes with it. SIGINT is set explicitly: a
+    shell without job control starts a background command with SIGINT ignored."""
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, interrupt)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, interrupt)
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -409,7 +411,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     arguments = parse_arguments(argv)
-    interrupt_on_sigterm()
+    interrupt_on_signals()
     DEMO_ROOT.mkdir(parents=True, exist_ok=True)
     directory = Path(tempfile.mkdtemp(prefix="run-", dir=DEMO_ROOT))
     keep = arguments.keep
