@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+SANDBOX_PORT ?= 8400
 
-.PHONY: run test lint lock audit image bench bench-read-models bench-sweep clean
+.PHONY: run demo test lint lock audit image bench bench-read-models bench-sweep clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,11 +42,16 @@ run: $(VENV)/.installed-run
 	$(BIN)/invoice-ledger migrate
 	$(BIN)/invoice-ledger serve --host $(HOST) --port $(PORT)
 
+# The ledger beside the sandbox on a throwaway SQLite database under var/demo/, with invoices,
+# a dead letter and a reconciliation; prints the URLs to open, stops both on Ctrl-C.
+demo: $(VENV)/.installed-run
+	$(BIN)/python -m demo --port $(PORT) --sandbox-port $(SANDBOX_PORT)
+
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check service tests bench migrations
+	$(BIN)/ruff check service tests bench demo migrations
 	$(BIN)/mypy
 
 # The service image, built without a daemon (buildah, chroot isolation, vfs storage: what

@@ -325,7 +325,7 @@ def verdict(met: bool) -> str:
     return "met" if met else "MISSED"
 
 
-def main() -> None:
+def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--duration", type=float, default=15.0, help="seconds per round")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds before each round")
@@ -339,15 +339,19 @@ def main() -> None:
     parser.add_argument("--pgbench-duration", type=float, default=10.0)
     parser.add_argument("--pgbench-clients", type=int, default=16)
     parser.add_argument("--batch", type=int, default=32, help="rows per batched pgbench commit")
-    arguments = parser.parse_args()
+    return parser.parse_args()
+
+
+def require_load_tools() -> None:
+    """wrk and pgbench, or exit 2 naming the package."""
     require_wrk()
     if shutil.which("pgbench") is None:
         print("pgbench is not installed: install postgresql-client", file=sys.stderr)
         raise SystemExit(2)
 
-    service_port, baseline_port = free_port(), free_port()
-    rounds: list[Round] = []
-    report: dict[str, Any] = {
+
+def run_description(arguments: argparse.Namespace) -> dict[str, Any]:
+    return {
         "date": datetime.now(UTC).date().isoformat(),
         "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores",
         "python": platform.python_version(),
@@ -357,82 +361,102 @@ def main() -> None:
         "rounds": arguments.rounds,
         "webhook_tolerance_seconds": TOLERANCE_SECONDS,
     }
-    with (
-        migrated_database("ledger_bench") as (database_url, environment),
-        tempfile.TemporaryDirectory(prefix="ledger-bench-") as scratch,
-    ):
-        bench = Bench(arguments, database_url, Path(scratch))
-        environment = {**environment, "LEDGER_WEBHOOK_TOLERANCE_SECONDS": str(TOLERANCE_SECONDS)}
-        service_command = [
-            sys.executable,
-            "-m",
-            "service.fronts.cli",
-            "serve",
-            "--port",
-            str(service_port),
-        ]
-        baseline_command = [
-            sys.executable, "-m", "bench.baseline_app",
-            "--port", str(baseline_port), "--dsn", database_url,
-        ]  # fmt: skip
-        with server(baseline_command, baseline_port, {}) as baseline_process:
-            for round_number in range(1, arguments.rounds + 1):
-                for target in TARGETS:
-                    if target in SERVICE_TARGETS:
-                        projector = "true" if target == "projector" else "false"
-                        with server(
-                            service_command,
-                            service_port,
-                            {**environment, "LEDGER_PROJECTOR_ENABLED": projector},
-                        ) as service:
-                            if target == "projector":
-                                asyncio.run(wait_until_projected(database_url))
-                            measured = bench.measure(target, service_port, service.pid, PATH, True)
-                    else:
-                        path = PATH if target == "baseline" else "/bare"
-                        measured = bench.measure(
-                            target, baseline_port, baseline_process.pid, path, False
-                        )
-                    rounds.append(measured)
-                    print(f"round {round_number} {measured}", flush=True)
-                    analyze(database_url)
 
-        summaries = {target: summarise(rounds, target) for target in TARGETS}
-        lag_rate = 0.8 * summaries["projector"]["throughput_per_second"]
-        with server(service_command, service_port, environment):
-            asyncio.run(wait_until_projected(database_url))
-            load, lag = asyncio.run(
-                projection_lag(database_url, service_port, lag_rate, arguments.lag_duration)
-            )
-        bench.acknowledged += load.statuses.get(200, 0)
-        bench.sent += len(load.latencies_seconds)
-        print(f"projection lag: {lag}", flush=True)
 
-        inbox_rows, distinct, events = asyncio.run(exactly_once_counts(database_url))
-        check = ExactlyOnce(
-            bench.acknowledged,
-            bench.sent,
-            inbox_rows,
-            distinct,
-            events,
-            max_unanswered=bench.timed_runs * arguments.connections,
+def service_command(port: int) -> list[str]:
+    return [sys.executable, "-m", "service.fronts.cli", "serve", "--port", str(port)]
+
+
+def baseline_command(port: int, database_url: str) -> list[str]:
+    return [
+        sys.executable, "-m", "bench.baseline_app", "--port", str(port), "--dsn", database_url,
+    ]  # fmt: skip
+
+
+def alternating_rounds(
+    bench: Bench, environment: dict[str, str], service_port: int, baseline_port: int
+) -> list[Round]:
+    """Scenarios 1 to 3 and the HTTP stack: each target once per round, in turn."""
+    rounds: list[Round] = []
+    baseline = baseline_command(baseline_port, bench.database_url)
+    with server(baseline, baseline_port, {}) as baseline_process:
+        for round_number in range(1, bench.arguments.rounds + 1):
+            for target in TARGETS:
+                if target in SERVICE_TARGETS:
+                    measured = service_round(bench, environment, service_port, target)
+                else:
+                    path = PATH if target == "baseline" else "/bare"
+                    measured = bench.measure(
+                        target, baseline_port, baseline_process.pid, path, False
+                    )
+                rounds.append(measured)
+                print(f"round {round_number} {measured}", flush=True)
+                analyze(bench.database_url)
+    return rounds
+
+
+def service_round(bench: Bench, environment: dict[str, str], port: int, target: str) -> Round:
+    """One round of ``invoice-ledger serve``, with or without its projector."""
+    projector = "true" if target == "projector" else "false"
+    with server(
+        service_command(port), port, {**environment, "LEDGER_PROJECTOR_ENABLED": projector}
+    ) as service:
+        if target == "projector":
+            asyncio.run(wait_until_projected(bench.database_url))
+        return bench.measure(target, port, service.pid, PATH, True)
+
+
+def projection_lag_scenario(
+    bench: Bench, environment: dict[str, str], port: int, rate: float
+) -> dict[str, float]:
+    """Scenario 4: the lag from append to projection at a constant rate."""
+    with server(service_command(port), port, environment):
+        asyncio.run(wait_until_projected(bench.database_url))
+        load, lag = asyncio.run(
+            projection_lag(bench.database_url, port, rate, bench.arguments.lag_duration)
         )
-        print(check.describe(), flush=True)
+    bench.acknowledged += load.statuses.get(200, 0)
+    bench.sent += len(load.latencies_seconds)
+    print(f"projection lag: {lag}", flush=True)
+    return lag
 
-        analyze(database_url)
-        asyncio.run(execute(database_url, PGBENCH_TABLE))
-        limits = {
-            "http_stack_per_second": summaries["bare"]["throughput_per_second"],
-            "postgres_single": pgbench_limit(database_url, bench.directory, 1, arguments),
-            "postgres_batched": pgbench_limit(
-                database_url, bench.directory, arguments.batch, arguments
-            ),
-        }
 
+def exactly_once_check(bench: Bench) -> ExactlyOnce:
+    """Everything acknowledged stored once, nothing stored that was not sent."""
+    inbox_rows, distinct, events = asyncio.run(exactly_once_counts(bench.database_url))
+    check = ExactlyOnce(
+        bench.acknowledged,
+        bench.sent,
+        inbox_rows,
+        distinct,
+        events,
+        max_unanswered=bench.timed_runs * bench.arguments.connections,
+    )
+    print(check.describe(), flush=True)
+    return check
+
+
+def postgres_limits(bench: Bench, summaries: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """Scenario 5: the HTTP stack's rate (measured in the rounds) and pgbench's."""
+    database_url, arguments = bench.database_url, bench.arguments
+    analyze(database_url)
+    asyncio.run(execute(database_url, PGBENCH_TABLE))
+    return {
+        "http_stack_per_second": summaries["bare"]["throughput_per_second"],
+        "postgres_single": pgbench_limit(database_url, bench.directory, 1, arguments),
+        "postgres_batched": pgbench_limit(
+            database_url, bench.directory, arguments.batch, arguments
+        ),
+    }
+
+
+def shares_of_limits(
+    summaries: dict[str, dict[str, float]], limits: dict[str, Any]
+) -> dict[str, dict[str, float]]:
     baseline_rate = summaries["baseline"]["throughput_per_second"]
     single = limits["postgres_single"]["rows_per_second"]
     batched = limits["postgres_batched"]["rows_per_second"]
-    fractions = {
+    return {
         target: {
             "of_baseline": summaries[target]["throughput_per_second"] / baseline_rate,
             "of_http_stack": summaries[target]["throughput_per_second"]
@@ -442,20 +466,42 @@ def main() -> None:
         }
         for target in ("baseline", "alone", "projector")
     }
-    targets = {
+
+
+def targets_met(
+    summaries: dict[str, dict[str, float]],
+    fractions: dict[str, dict[str, float]],
+    lag: dict[str, float],
+    check: ExactlyOnce,
+) -> dict[str, bool]:
+    return {
         "alone_ratio": fractions["alone"]["of_baseline"] >= TARGET_RATIOS["alone"],
         "alone_p99": summaries["alone"]["p99_ms"] <= TARGET_P99_MS["alone"],
         "projector_ratio": fractions["projector"]["of_baseline"] >= TARGET_RATIOS["projector"],
         "lag_p99": lag["lag_p99_ms"] <= TARGET_LAG_P99_MS,
         "exactly_once": check.holds,
     }
+
+
+def write_report(
+    report: dict[str, Any],
+    rounds: list[Round],
+    summaries: dict[str, dict[str, float]],
+    lag: dict[str, float],
+    limits: dict[str, Any],
+    fractions: dict[str, dict[str, float]],
+    check: ExactlyOnce,
+    targets: dict[str, bool],
+) -> None:
+    """bench/results/ingest-<date>.json, and the same JSON printed."""
+    exactly_once: dict[str, Any] = {**asdict(check), "holds": check.holds}
     report.update(
         {
             **summaries,
             "projection_lag": lag,
             "limits": limits,
             "fractions": fractions,
-            "exactly_once": {**asdict(check), "holds": check.holds},
+            "exactly_once": exactly_once,
             "targets_met": targets,
             "rounds_measured": [
                 {"target": r.target, **asdict(r.result), "throughput": r.result.throughput,
@@ -469,6 +515,13 @@ def main() -> None:
     (RESULTS_DIRECTORY / f"ingest-{report['date']}.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
 
+
+def print_table(
+    summaries: dict[str, dict[str, float]],
+    fractions: dict[str, dict[str, float]],
+    limits: dict[str, Any],
+    batch: int,
+) -> None:
     names = {
         "baseline": "baseline (Starlette + 1 INSERT)",
         "alone": "service, no projector",
@@ -494,11 +547,22 @@ def main() -> None:
             f" | {s['p99_ms']:.1f} | {s['server_cpu_us_per_request']:.0f}"
             f" | {s['postgres_cpu_us_per_request']:.0f} | {shares} |"
         )
+    single = limits["postgres_single"]["rows_per_second"]
+    batched = limits["postgres_batched"]["rows_per_second"]
     print(
         f"| PostgreSQL, 1 row per commit (pgbench) | {single:.0f} rows/s | | | | | | | | |\n"
-        f"| PostgreSQL, {arguments.batch} rows per commit (pgbench) | {batched:.0f} rows/s"
+        f"| PostgreSQL, {batch} rows per commit (pgbench) | {batched:.0f} rows/s"
         " | | | | | | | | |"
     )
+
+
+def print_verdicts(
+    summaries: dict[str, dict[str, float]],
+    fractions: dict[str, dict[str, float]],
+    lag: dict[str, float],
+    targets: dict[str, bool],
+    check: ExactlyOnce,
+) -> None:
     print(
         f"\nservice, no projector: {fractions['alone']['of_baseline']:.2f}x baseline"
         f" (target ≥ {TARGET_RATIOS['alone']}) {verdict(targets['alone_ratio'])};"
@@ -512,10 +576,41 @@ def main() -> None:
         f" {verdict(targets['lag_p99'])}\n"
         f"{check.describe()}"
     )
+
+
+def fail_on_problems(
+    summaries: dict[str, dict[str, float]], lag: dict[str, float], check: ExactlyOnce
+) -> None:
     if not check.holds:
         raise SystemExit("exactly-once check failed: see above")
     if any(summaries[t]["not_200"] for t in TARGETS) or lag["non_2xx"]:
         raise SystemExit("some requests were not acknowledged with 200: see the rounds above")
+
+
+def main() -> None:
+    arguments = parse_arguments()
+    require_load_tools()
+    service_port, baseline_port = free_port(), free_port()
+    report = run_description(arguments)
+    with (
+        migrated_database("ledger_bench") as (database_url, environment),
+        tempfile.TemporaryDirectory(prefix="ledger-bench-") as scratch,
+    ):
+        bench = Bench(arguments, database_url, Path(scratch))
+        environment = {**environment, "LEDGER_WEBHOOK_TOLERANCE_SECONDS": str(TOLERANCE_SECONDS)}
+        rounds = alternating_rounds(bench, environment, service_port, baseline_port)
+        summaries = {target: summarise(rounds, target) for target in TARGETS}
+        lag_rate = 0.8 * summaries["projector"]["throughput_per_second"]
+        lag = projection_lag_scenario(bench, environment, service_port, lag_rate)
+        check = exactly_once_check(bench)
+        limits = postgres_limits(bench, summaries)
+
+    fractions = shares_of_limits(summaries, limits)
+    targets = targets_met(summaries, fractions, lag, check)
+    write_report(report, rounds, summaries, lag, limits, fractions, check, targets)
+    print_table(summaries, fractions, limits, arguments.batch)
+    print_verdicts(summaries, fractions, lag, targets, check)
+    fail_on_problems(summaries, lag, check)
 
 
 if __name__ == "__main__":

@@ -46,14 +46,16 @@ from bench.harness import (
     signed_delivery,
 )
 from bench.load import run_paced_load
+from service.bootstrap import command_ledger
 from service.domain.events import RecordedEvent
 from service.projections.projector import InvoiceProjector
-from service.settings import resolve_database_url
-from service.store.database import create_engine
+from service.settings import load_settings
+
+# Measured internals of the store, which service/bootstrap.py rightly does not offer: the
+# events a projector reads (CountingEventStore subclasses the SQL event store), and the fold
+# snapshots table, emptied to measure a projector reading whole streams.
 from service.store.events.base import SqlEventStore
-from service.store.events.for_engine import event_store_for
 from service.store.schema import invoice_fold_snapshots
-from service.store.views.read_model_store import SqlReadModelStore
 
 REPORTS = {
     "outstanding": ("/v1/reports/outstanding", {}),
@@ -102,15 +104,15 @@ async def long_stream_cost(
         for record in reminder_events(number, 1, events_per_stream)
     ]
     await copy_events(database_url, records)
-    engine = create_engine(resolve_database_url(database_url), pool_size=2)
-    try:
-        store = CountingEventStore(engine)
-        projector = InvoiceProjector(store, SqlReadModelStore(engine), owner="bench-long")
+    async with command_ledger(load_settings(database_url=database_url), pool_size=2) as ledger:
+        # The ledger's engine and read models, with an event store that counts what it reads.
+        store = CountingEventStore(ledger.engine)
+        projector = InvoiceProjector(store, ledger.read_models, owner="bench-long")
         await projector.catch_up()  # the generated streams, then their snapshots
         result: dict[str, float] = {"streams": streams, "events_per_stream": events_per_stream}
         for name, version in (("with_snapshots", 1), ("without_snapshots", 2)):
             if name == "without_snapshots":
-                async with engine.begin() as connection:
+                async with ledger.engine.begin() as connection:
                     await connection.execute(delete(invoice_fold_snapshots))
             new = [
                 record
@@ -127,8 +129,6 @@ async def long_stream_cost(
             print(f"long streams, {name}: {result}", flush=True)
         await projector.release_lease()
         return result
-    finally:
-        await engine.dispose()
 
 
 async def projector_cost(
@@ -138,10 +138,9 @@ async def projector_cost(
     process's CPU (PostgreSQL's CPU is not in it): ``invoices`` new invoices numbered from
     ``first``, then one more fact on each of them."""
     await generate(database_url, first, invoices)
-    engine = create_engine(resolve_database_url(database_url), pool_size=2)
-    try:
+    async with command_ledger(load_settings(database_url=database_url), pool_size=2) as ledger:
         projector = InvoiceProjector(
-            event_store_for(engine), SqlReadModelStore(engine), owner="bench-projector"
+            ledger.event_store, ledger.read_models, owner="bench-projector"
         )
         result = {"new_streams": await _timed_catch_up(projector)}
         print(f"projector, new streams: {result['new_streams']}", flush=True)
@@ -150,8 +149,6 @@ async def projector_cost(
         print(f"projector, one more fact on known streams: {result['known_streams']}", flush=True)
         await projector.release_lease()
         return result
-    finally:
-        await engine.dispose()
 
 
 async def _timed_catch_up(projector: InvoiceProjector) -> dict[str, float]:

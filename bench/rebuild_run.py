@@ -15,19 +15,16 @@ import os
 import resource
 import time
 
-from service.bootstrap import RebuildEngines
+from service.bootstrap import RebuildEngines, command_ledger, database_url
 from service.projections.rebuild import EVENTS_PER_PAGE, rebuild_invoices
-from service.settings import resolve_database_url
-from service.store.database import create_engine
-from service.store.events.for_engine import event_store_for
-from service.store.views.read_model_store import SqlReadModelStore
+from service.settings import load_settings
 
 
-async def measure(database_url: str, workers: int) -> dict[str, float]:
-    url = resolve_database_url(database_url)
-    engine = create_engine(url, pool_size=4)
-    try:
-        store = event_store_for(engine)
+async def measure(url: str, workers: int) -> dict[str, float]:
+    """The ledger's parts as `invoice-ledger rebuild` builds them (service/bootstrap.py)."""
+    settings = load_settings(database_url=url)
+    async with command_ledger(settings, pool_size=4) as ledger:
+        store = ledger.event_store
         horizon = await store.last_position()
         started = time.perf_counter()
         events, after = 0, None
@@ -37,11 +34,12 @@ async def measure(database_url: str, workers: int) -> dict[str, float]:
         read_seconds = time.perf_counter() - started
         started = time.perf_counter()
         await rebuild_invoices(
-            store, SqlReadModelStore(engine), workers=workers, engines=RebuildEngines(url)
+            store,
+            ledger.read_models,
+            workers=workers,
+            engines=RebuildEngines(database_url(settings)),
         )
         rebuild_seconds = time.perf_counter() - started
-    finally:
-        await engine.dispose()
     return {
         "events": events,
         "workers": workers,

@@ -37,15 +37,12 @@ import asyncpg
 import httpx
 
 from bench.harness import RESULTS_DIRECTORY, free_port, migrated_database, server
+from service.bootstrap import command_ledger
 from service.cybersource.http_signature import MerchantCredentials
 from service.reconciler.client import CybersourceClient
-from service.reconciler.ledger_view import SqlLedgerView
-from service.reconciler.reconciler import Reconciler
 from service.reconciler.sweep import LIST_PAGES_IN_FLIGHT, SWEEP_CONCURRENCY, SWEEP_STATUS_ORDER
 from service.reconciler.transport import ClientLimits
-from service.settings import resolve_database_url
-from service.store.database import create_engine
-from service.store.events.for_engine import event_store_for
+from service.settings import load_settings
 
 MERCHANT_ID, KEY_ID = "benchmerchant", "bench-rest-key"
 SECRET = base64.b64encode(b"bench-rest-secret-0123456789abcd").decode()
@@ -86,18 +83,28 @@ async def sweep_once(
     sandbox_url: str, database_url: str, rate: float, full: bool
 ) -> dict[str, Any]:
     credentials = MerchantCredentials(MERCHANT_ID, KEY_ID, base64.b64decode(SECRET))
-    # A connection for each invoice reconciled at once, as `serve`'s pool (20) allows.
-    engine = create_engine(resolve_database_url(database_url), pool_size=SWEEP_CONCURRENCY)
+    # The client is built here, not by service/bootstrap.py: the bench sets its rate and its
+    # concurrency (8), which the settings do not offer.
     limits = ClientLimits(max_requests_per_second=rate, max_concurrency=8)
-    try:
-        async with CybersourceClient(sandbox_url, credentials, limits) as client:
-            reconciler = Reconciler(client, event_store_for(engine), ledger=SqlLedgerView(engine))
-            started = time.perf_counter()
-            summary = await reconciler.sweep(full=full)
-            elapsed = time.perf_counter() - started
-            requests = client.requests_sent
-    finally:
-        await engine.dispose()
+    # The bench's merchant, whatever LEDGER_CYBERSOURCE_* the environment holds: the
+    # reconciler acts for the organizations the settings name.
+    settings = load_settings(
+        database_url=database_url,
+        cybersource_merchant_id=MERCHANT_ID,
+        cybersource_key_id=KEY_ID,
+        cybersource_secret_key=SECRET,
+        cybersource_organization_ids=(),
+    )
+    # A connection for each invoice reconciled at once, as `serve`'s pool (20) allows.
+    async with (
+        command_ledger(settings, pool_size=SWEEP_CONCURRENCY) as ledger,
+        CybersourceClient(sandbox_url, credentials, limits) as client,
+    ):
+        reconciler = ledger.reconciler(client)
+        started = time.perf_counter()
+        summary = await reconciler.sweep(full=full)
+        elapsed = time.perf_counter() - started
+        requests = client.requests_sent
     return {
         "full": full,
         "checked": summary.checked,

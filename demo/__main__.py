@@ -1,0 +1,3 @@
+from demo.walkthrough import main
+
+raise SystemExit(main())
