@@ -7,10 +7,9 @@ import pytest
 
 from service.app import create_app
 from service.settings import load_settings
+from tests.support.cybersource_sandbox import MERCHANT
 from tests.support.server import serving
-from tests.support.webhooks import WEBHOOK_KEYS_SETTING
-
-MAX_BODY_BYTES = 64 * 1024
+from tests.support.webhooks import MAX_BODY_BYTES, WEBHOOK_KEYS_SETTING
 
 
 @pytest.fixture
@@ -35,7 +34,6 @@ def client(base_url: str) -> Iterator[httpx.Client]:
 def sandbox_url() -> Iterator[str]:
     """The local Cybersource, over a real socket, knowing the tests' merchant credentials."""
     from service.sandbox.app import create_sandbox_app
-    from tests.e2e.test_cybersource_client import MERCHANT
 
     with serving(create_sandbox_app([MERCHANT])) as url:
         yield url

@@ -4,7 +4,6 @@ Cybersource on the other end checks every HTTP Signature."""
 
 from __future__ import annotations
 
-import base64
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from decimal import Decimal
@@ -13,7 +12,6 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.cybersource.http_signature import MerchantCredentials
 from service.domain.identity import UNKNOWN_ORGANIZATION, InvoiceKey, invoices_in_stream
 from service.domain.invoice import InvoiceState, fold
 from service.reconciler.answers import CallFailure, CybersourceError
@@ -23,18 +21,12 @@ from service.reconciler.worker import ReconcilerWorker
 from service.store.events.base import EventStore
 from service.store.events.for_engine import event_store_for
 from service.store.views.read_model_store import SqlReadModelStore
-from tests.e2e.test_cybersource_client import FAST
+from tests.support.cybersource_sandbox import FAST, PORTFOLIO
 from tests.support.organizations_cybersource import OrganizationsCybersource, RecordedCall
 from tests.support.server import serving
 
 pytestmark = pytest.mark.anyio
 
-PORTFOLIO = MerchantCredentials(
-    merchant_id="ledgerportfolio",
-    key_id="0f9e8d7c-6b5a-4433-9211-00ffeeddccbb",
-    secret_key=base64.b64decode(base64.b64encode(b"portfolio-shared-secret-01234567")),
-    organization_ids=("ledgerchild1", "ledgerchild2"),
-)
 CHILDREN = PORTFOLIO.organization_ids
 
 

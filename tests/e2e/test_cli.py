@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from service.cybersource.webhook_signature import SignedContent, WebhookVerifier
+from tests.support.cli import invoice_ledger
+from tests.support.cybersource_sandbox import PORTFOLIO, cybersource_environment
 from tests.support.webhooks import (
     WEBHOOK_KEY,
     WEBHOOK_KEY_ID,
@@ -19,18 +21,6 @@ from tests.support.webhooks import (
     encode,
     invoice_notification,
 )
-
-
-def invoice_ledger(
-    *arguments: str, environment: dict[str, str], stdin: bytes = b""
-) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [sys.executable, "-m", "service.fronts.cli", *arguments],
-        input=stdin,
-        capture_output=True,
-        env={**os.environ, **environment},
-        timeout=60,
-    )
 
 
 def test_an_invalid_setting_stops_the_command_naming_the_variable(tmp_path: Path) -> None:
@@ -225,19 +215,6 @@ def test_version_choices_and_exit_codes_follow_the_conventions() -> None:
     assert "Exit codes: 0 done; 1" in " ".join(helped.split())
 
 
-def cybersource_environment(sandbox_url: str) -> dict[str, str]:
-    import base64
-
-    from tests.e2e.test_cybersource_client import MERCHANT
-
-    return {
-        "LEDGER_CYBERSOURCE_BASE_URL": sandbox_url,
-        "LEDGER_CYBERSOURCE_MERCHANT_ID": MERCHANT.merchant_id,
-        "LEDGER_CYBERSOURCE_KEY_ID": MERCHANT.key_id,
-        "LEDGER_CYBERSOURCE_SECRET_KEY": base64.b64encode(MERCHANT.secret_key).decode(),
-    }
-
-
 def test_subscribe_prints_the_webhook_key_to_configure(sandbox_url: str) -> None:
     result = invoice_ledger(
         "subscribe",
@@ -301,8 +278,6 @@ def test_reconcile_for_a_named_organization_works_with_one_configured(
 
 
 def portfolio_environment(sandbox_url: str, database_url: str) -> dict[str, str]:
-    from tests.e2e.test_acting_for_organizations import PORTFOLIO
-
     return {
         "LEDGER_DATABASE_URL": database_url,
         "LEDGER_CYBERSOURCE_BASE_URL": sandbox_url,
@@ -341,7 +316,6 @@ def test_reconcile_sweeps_every_configured_organization_or_those_named(
     import httpx
 
     from service.sandbox.app import create_sandbox_app
-    from tests.e2e.test_acting_for_organizations import PORTFOLIO
     from tests.support.server import serving
 
     with serving(create_sandbox_app([PORTFOLIO])) as sandbox_url:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.e2e.test_cli import invoice_ledger
+from tests.support.cli import invoice_ledger
 from tests.support.databases import PostgresServer, postgresql_url
 from tests.support.process import free_port
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from tests.e2e.test_cli import invoice_ledger
-from tests.e2e.test_delivery_log import ledger, post_delivery, two_invoice_notification
+from tests.support.cli import invoice_ledger
+from tests.support.delivery_log import ledger, post_delivery, two_invoice_notification
 from tests.support.webhooks import encode, invoice_notification
 
 

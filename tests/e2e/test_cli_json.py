@@ -14,8 +14,8 @@ from sqlalchemy import insert
 from service.settings import resolve_database_url
 from service.store.database import create_engine
 from service.store.schema import InboxOutcome, inbox
-from tests.e2e.test_cli import cybersource_environment, invoice_ledger
-from tests.e2e.test_cybersource_client import MERCHANT
+from tests.support.cli import invoice_ledger
+from tests.support.cybersource_sandbox import MERCHANT, cybersource_environment
 
 
 def printed_document(result: Any) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -10,7 +9,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import httpx
 import pytest
 
 from service.cybersource.http_signature import MerchantCredentials
@@ -22,47 +20,16 @@ from service.reconciler.answers import (
 )
 from service.reconciler.client import CybersourceClient
 from service.reconciler.transport import ClientLimits
+from tests.support.cybersource_sandbox import FAST, MERCHANT, drive, new_invoice
 from tests.support.organizations_cybersource import OrganizationsCybersource
 from tests.support.server import serving
 
 pytestmark = pytest.mark.anyio
 
-MERCHANT = MerchantCredentials(
-    merchant_id="ledgertest",
-    key_id="5b1e2f6a-3c4d-4e5f-8a9b-0c1d2e3f4a5b",
-    secret_key=base64.b64decode(base64.b64encode(b"sandbox-shared-secret-0123456789")),
-)
-FAST = ClientLimits(
-    max_requests_per_second=1000, backoff_initial_seconds=0.01, backoff_max_seconds=0.05
-)
-
-
 @pytest.fixture
 async def client(sandbox_url: str) -> AsyncIterator[CybersourceClient]:
     async with CybersourceClient(sandbox_url, MERCHANT, FAST) as cybersource:
         yield cybersource
-
-
-def drive(
-    sandbox_url: str, path: str, document: dict[str, object] | None = None
-) -> dict[str, object]:
-    response = httpx.post(f"{sandbox_url}/sandbox{path}", json=document or {})
-    assert response.status_code in (200, 201), response.text
-    return response.json()
-
-
-def new_invoice(sandbox_url: str, number: str, total: str = "100.00", **extra: object) -> None:
-    drive(
-        sandbox_url,
-        "/invoices",
-        {
-            "invoiceNumber": number,
-            "totalAmount": total,
-            "currency": "USD",
-            "dueDate": "2026-12-31",
-            **extra,
-        },
-    )
 
 
 async def test_invoice_details_come_back_with_their_history(

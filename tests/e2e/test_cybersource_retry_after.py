@@ -18,7 +18,7 @@ from starlette.routing import Route
 from service.reconciler.answers import retry_after_seconds
 from service.reconciler.client import CybersourceClient
 from service.reconciler.transport import ClientLimits
-from tests.e2e.test_cybersource_client import MERCHANT
+from tests.support.cybersource_sandbox import MERCHANT
 from tests.support.server import serving
 
 pytestmark = pytest.mark.anyio

@@ -14,7 +14,7 @@ import pytest
 
 from service.cybersource.http_signature import MerchantCredentials
 from service.sandbox.app import create_sandbox_app
-from tests.e2e.test_cybersource_client import MERCHANT
+from tests.support.cybersource_sandbox import MERCHANT
 from tests.support.server import serving
 
 with warnings.catch_warnings():

@@ -18,11 +18,12 @@ from sqlalchemy.engine import make_url
 
 from service.app import create_app
 from service.settings import load_settings
-from tests.e2e.test_webhook_receiver import WEBHOOK_PATH, read_ledger
+from tests.support.ledger_store import read_ledger
 from tests.support.proxy import outage_proxy
 from tests.support.server import serving
 from tests.support.webhooks import (
     WEBHOOK_KEYS_SETTING,
+    WEBHOOK_PATH,
     encode,
     invoice_notification,
     signed_headers,

@@ -34,7 +34,7 @@ from service.sandbox.event_dates import EventTiming
 from service.settings import load_settings, resolve_database_url
 from service.store.database import create_engine
 from service.store.events.for_engine import event_store_for
-from tests.e2e.test_cybersource_client import FAST
+from tests.support.cybersource_sandbox import FAST
 from tests.support.server import serving
 from tests.support.webhooks import WEBHOOK_KEY, WEBHOOK_KEY_ID, WEBHOOK_KEYS_SETTING
 

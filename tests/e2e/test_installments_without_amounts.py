@@ -25,7 +25,7 @@ from service.sandbox.options import SandboxOptions
 from service.settings import load_settings, resolve_database_url
 from service.store.database import create_engine
 from service.store.events.for_engine import event_store_for
-from tests.e2e.test_cybersource_client import FAST, MERCHANT
+from tests.support.cybersource_sandbox import FAST, MERCHANT
 from tests.support.server import serving
 
 INVOICES = 12

@@ -9,9 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.test_start_and_stop import start_serve, wait_until_healthy
 from tests.support.databases import fresh_sqlite_database
-from tests.support.process import free_port
+from tests.support.process import free_port, start_serve, wait_until_healthy
 from tests.support.webhooks import (
     WEBHOOK_KEYS_SETTING,
     encode,
@@ -78,7 +77,7 @@ def test_the_internal_port_serves_everything_but_the_webhook(two_ports: tuple[st
 
 
 def test_an_internal_port_that_is_the_webhook_port_is_refused(tmp_path: Path) -> None:
-    from tests.e2e.test_cli import invoice_ledger
+    from tests.support.cli import invoice_ledger
 
     port = free_port()
     result = invoice_ledger(

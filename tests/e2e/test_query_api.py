@@ -20,11 +20,18 @@ from service.settings import load_settings, resolve_database_url
 from service.store.database import create_engine
 from service.store.events.for_engine import event_store_for
 from service.store.views.read_model_store import SqlReadModelStore
+from tests.support.query_api import (
+    AUTH,
+    TOKEN,
+    TWO_ORGANIZATIONS,
+    deliver,
+    deliver_all,
+    get,
+    notification,
+    organization_notification,
+)
 from tests.support.server import serving
-from tests.support.webhooks import WEBHOOK_KEYS_SETTING, encode, signed_headers
-
-TOKEN = "dashboard-token-0123456789"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+from tests.support.webhooks import WEBHOOK_KEYS_SETTING, encode
 
 
 @pytest.fixture
@@ -39,48 +46,11 @@ def api(database_url: str) -> Iterator[httpx.Client]:
         yield client
 
 
-def notification(kind: str, invoice: str, balance: str, when: str, **extra: Any) -> bytes:
-    return encode(
-        {
-            "notificationId": f"{invoice}-{kind}",
-            "eventType": f"invoicing.customer.invoice.{kind}",
-            "eventDate": when,
-            "webhookId": "wh-1",
-            "payloads": [
-                {
-                    "data": {
-                        "invoiceNumber": invoice,
-                        "balanceAmount": balance,
-                        "totalAmount": "100.00",
-                        "currency": "USD",
-                        "dueDate": "2026-03-31",
-                        "payerName": "Tanya Lee",
-                        "emailTo": "tanya@example.com",
-                        **extra,
-                    }
-                }
-            ],
-        }
-    )
-
-
 LIFECYCLE = [
     ("send", "100.00", "2026-03-01T10:00:00Z"),
     ("partial-payment", "60.00", "2026-03-10T10:00:00Z"),
     ("paid", "0.00", "2026-04-02T10:00:00Z"),
 ]
-
-
-def deliver(api: httpx.Client, body: bytes) -> int:
-    response = api.post("/webhooks/cybersource", content=body, headers=signed_headers(body))
-    assert response.status_code == 200, response.text
-    return int(api.get("/v1/reports/status", headers=AUTH).headers["X-Ledger-Position"])
-
-
-def get(api: httpx.Client, path: str, **params: Any) -> Any:
-    response = api.get(path, params=params, headers=AUTH)
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 @pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
@@ -248,40 +218,6 @@ def test_every_v1_route_declares_its_operations_and_the_served_document_has_them
     document = api.get("/openapi.json").json()
     served = {(path, method) for path, item in document["paths"].items() for method in item}
     assert declared == served
-
-
-def organization_notification(
-    organization: str, kind: str, invoice: str, balance: str | None, when: str, **extra: Any
-) -> bytes:
-    """A notification for one organization's invoice (numbers repeat across organizations)."""
-    document = json.loads(notification(kind, invoice, balance or "", when, **extra))
-    document["notificationId"] = f"{organization}-{invoice}-{kind}"
-    data = document["payloads"][0]["data"]
-    data["organizationID"] = organization
-    if balance is None:
-        del data["balanceAmount"]
-    return encode(document)
-
-
-def deliver_all(api: httpx.Client, bodies: list[bytes]) -> None:
-    """Deliver to a fresh ledger (one event each) and wait until the read model has them."""
-    for body in bodies:
-        deliver(api, body)
-    get(api, "/v1/reports/status", minPosition=len(bodies))
-
-
-TWO_ORGANIZATIONS = [
-    organization_notification("org-a", "send", "1001", "100.00", "2026-03-01T10:00:00Z"),
-    organization_notification("org-a", "partial-payment", "1001", "70.00", "2026-03-05T10:00:00Z"),
-    organization_notification(
-        "org-b", "send", "1001", "40.00", "2026-03-02T10:00:00Z", totalAmount="40.00",
-        currency="EUR", dueDate="2026-02-01",
-    ),
-    organization_notification(
-        "org-b", "paid", "1001", "0.00", "2026-03-20T10:00:00Z", totalAmount="40.00",
-        currency="EUR", dueDate="2026-02-01",
-    ),
-]  # fmt: skip
 
 
 def test_two_organizations_invoice_1001_stay_two_invoices(api: httpx.Client) -> None:

@@ -21,7 +21,7 @@ import pytest
 
 from service.app import create_app
 from service.settings import load_settings
-from tests.e2e.test_query_api import TOKEN, deliver_all, get, organization_notification
+from tests.support.query_api import TOKEN, deliver_all, get, organization_notification
 from tests.support.server import serving
 from tests.support.webhooks import WEBHOOK_KEYS_SETTING
 

@@ -4,24 +4,17 @@ and values as the JSON answer, RFC 4180, streamed page by page."""
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
-import json
 import tracemalloc
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import insert
 
 from service.app import create_app
-from service.settings import load_settings, resolve_database_url
-from service.store.database import create_engine
-from service.store.schema import invoices
-from tests.e2e.test_query_api import (
+from service.settings import load_settings
+from tests.support.csv_export import csv_rows, flattened, insert_invoices
+from tests.support.query_api import (
     AUTH,
     TOKEN,
     TWO_ORGANIZATIONS,
@@ -73,33 +66,6 @@ REPORT_PATHS: list[tuple[str, dict[str, str]]] = [
 ]  # fmt: skip
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _flattened(item: dict[str, Any]) -> dict[str, str]:
-    """A JSON item as its CSV row should read: nested objects dotted, the list of payments left
-    out, the list of provisional amounts' names one field, the names separated by spaces."""
-    row = {}
-    for key, value in item.items():
-        if key == "payments":
-            continue
-        if key == "provisional":
-            row[key] = " ".join(value)
-        elif key == "data":
-            row[key] = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-        elif key == "customer":
-            row["customer.name"] = _cell((value or {}).get("name"))
-            row["customer.email"] = _cell((value or {}).get("email"))
-        else:
-            row[key] = _cell(value)
-    return row
-
-
 def _all_json_items(api: httpx.Client, path: str, params: dict[str, str]) -> list[Any]:
     items, cursor = [], None
     while True:
@@ -109,27 +75,17 @@ def _all_json_items(api: httpx.Client, path: str, params: dict[str, str]) -> lis
             return items
 
 
-def _csv_rows(response: httpx.Response) -> tuple[list[str], list[dict[str, str]]]:
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("text/csv")
-    assert response.headers["content-disposition"].startswith("attachment; filename=")
-    assert response.text.endswith("\r\n")
-    reader = csv.DictReader(io.StringIO(response.text, newline=""))
-    rows = list(reader)
-    return list(reader.fieldnames or []), rows
-
-
 @pytest.mark.parametrize(("path", "params"), REPORT_PATHS)
 def test_every_list_and_report_answers_the_same_rows_as_csv_as_in_json(
     api: httpx.Client, path: str, params: dict[str, str]
 ) -> None:
     deliver_all(api, SEED)
-    expected = [_flattened(item) for item in _all_json_items(api, path, params)]
+    expected = [flattened(item) for item in _all_json_items(api, path, params)]
     assert expected, "the seeded ledger gives every answer rows"
     by_parameter = api.get(path, params={**params, "format": "csv"}, headers=AUTH)
     by_accept = api.get(path, params=params, headers={**AUTH, "Accept": "text/csv"})
     for response in (by_parameter, by_accept):
-        header, rows = _csv_rows(response)
+        header, rows = csv_rows(response)
         assert header == list(expected[0]), "the header names the JSON fields, in order"
         assert rows == expected
     assert by_parameter.text == by_accept.text
@@ -143,11 +99,11 @@ def test_a_quote_a_comma_and_a_line_break_are_quoted_as_rfc_4180_says(
     answer = api.get("/v1/invoices", params={"format": "csv"}, headers=AUTH)
     assert '"INV,""2"""' in answer.text
     assert '"Lee, ""Tanya""\nAccounts"' in answer.text
-    [quoted] = [row for row in _csv_rows(answer)[1] if row["invoiceNumber"] == 'INV,"2"']
+    [quoted] = [row for row in csv_rows(answer)[1] if row["invoiceNumber"] == 'INV,"2"']
     assert quoted["customer.name"] == 'Lee, "Tanya"\nAccounts'
-    [unknown] = [row for row in _csv_rows(answer)[1] if row["invoiceNumber"] == "2026/7"]
+    [unknown] = [row for row in csv_rows(answer)[1] if row["invoiceNumber"] == "2026/7"]
     assert (unknown["balanceAmount"], unknown["paidAmount"]) == ("", "")
-    [kwd] = [row for row in _csv_rows(answer)[1] if row["invoiceNumber"] == "KWD-1"]
+    [kwd] = [row for row in csv_rows(answer)[1] if row["invoiceNumber"] == "KWD-1"]
     assert (kwd["totalAmount"], kwd["balanceAmount"], kwd["paidAmount"]) == (
         "1.234", "0.234", "1.000",
     )  # fmt: skip
@@ -160,7 +116,7 @@ def test_a_customer_name_a_spreadsheet_would_run_is_neutralised_in_csv_never_in_
 ) -> None:
     deliver_all(api, [notification("send", "INV-F", "10.00", "2026-03-03T10:00:00Z",
                                    payerName=formula, totalAmount="10.00")])  # fmt: skip
-    [row] = _csv_rows(api.get("/v1/invoices", params={"format": "csv"}, headers=AUTH))[1]
+    [row] = csv_rows(api.get("/v1/invoices", params={"format": "csv"}, headers=AUTH))[1]
     [item] = get(api, "/v1/invoices")["items"]
     name = item["customer"]["name"]  # exact; a leading tab or CR is trimmed on receipt
     assert name == formula.strip()
@@ -172,7 +128,7 @@ def test_an_aging_export_per_currency_has_no_empty_customer_columns(api: httpx.C
     deliver_all(api, SEED)
     answer = api.get("/v1/reports/aging", params={"asOf": "2026-03-31"},
                      headers={**AUTH, "Accept": "text/csv"})  # fmt: skip
-    header, _ = _csv_rows(answer)
+    header, _ = csv_rows(answer)
     assert header[0] == "currency" and "customerName" not in header
     assert answer.headers["content-disposition"] == 'attachment; filename="aging-2026-03-31.csv"'
 
@@ -209,33 +165,10 @@ def test_json_is_preferred_unless_accept_prefers_csv(api: httpx.Client) -> None:
 EXPORTED_INVOICES = 40_000
 
 
-async def _insert_invoices(database_url: str, count: int) -> None:
-    """Read rows straight into the read model: the export reads nothing else."""
-    engine = create_engine(resolve_database_url(database_url))
-    start = datetime(2026, 1, 1, tzinfo=UTC)
-    rows = [
-        {
-            "organization_id": "org-bulk", "invoice_number": f"BULK-{n:06d}", "status": "SENT",
-            "currency": "USD", "total_amount": Decimal("100.00"),
-            "balance_amount": Decimal("100.00"), "total_provisional": False,
-            "balance_provisional": False, "due_date": None,
-            "customer_name": f"Customer {n}", "customer_email": None, "payments": [],
-            "last_event_at": start, "last_position": n + 1,
-            "updated_at": start + timedelta(seconds=n),
-        }
-        for n in range(count)
-    ]  # fmt: skip
-    try:
-        async with engine.begin() as connection:
-            await connection.execute(insert(invoices), rows)
-    finally:
-        await engine.dispose()
-
-
 def test_a_large_export_streams_every_page_without_holding_the_whole_answer(
     api: httpx.Client, database_url: str
 ) -> None:
-    asyncio.run(_insert_invoices(database_url, EXPORTED_INVOICES))
+    asyncio.run(insert_invoices(database_url, EXPORTED_INVOICES))
     received_bytes, lines, chunks = 0, 0, 0
     tracemalloc.start()
     try:

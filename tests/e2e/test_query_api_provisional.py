@@ -17,9 +17,9 @@ from service.app import create_app
 from service.settings import load_settings, resolve_database_url
 from service.store.database import create_engine
 from service.store.views.read_model_store import SqlReadModelStore
-from tests.e2e.test_query_api import AUTH, TOKEN, deliver_all, get, notification
-from tests.e2e.test_query_api_exports import _csv_rows, _flattened
+from tests.support.csv_export import csv_rows, flattened
 from tests.support.provisional import MOMENT, confirmed, paid_once, project, sent
+from tests.support.query_api import AUTH, TOKEN, deliver_all, get, notification
 from tests.support.server import serving
 from tests.support.webhooks import WEBHOOK_KEYS_SETTING
 
@@ -135,12 +135,12 @@ def test_every_report_row_gives_its_provisional_part_and_confirmed_money_none(
 def test_the_provisional_fields_read_the_same_in_csv_as_in_json(
     api: httpx.Client, path: str, params: dict[str, str]
 ) -> None:
-    expected = [_flattened(item) for item in get(api, path, **params)["items"]]
+    expected = [flattened(item) for item in get(api, path, **params)["items"]]
     assert any(
         value not in ("", "0.00") for row in expected for key, value in row.items()
         if key.startswith("provisional")
     ), "the answer has provisional figures to compare"  # fmt: skip
-    header, rows = _csv_rows(api.get(path, params={**params, "format": "csv"}, headers=AUTH))
+    header, rows = csv_rows(api.get(path, params={**params, "format": "csv"}, headers=AUTH))
     assert header == list(expected[0])
     assert rows == expected
 
@@ -188,8 +188,8 @@ def test_a_total_and_a_payment_known_from_webhooks_alone_are_provisional_in_json
             ) == ("150.00", "0.00")  # fmt: skip
     for path, params in [("/v1/invoices", {}), ("/v1/reports/collections", MARCH),
                          ("/v1/reports/status", {})]:  # fmt: skip
-        expected = [_flattened(item) for item in get(webhook_api, path, **params)["items"]]
-        _, rows = _csv_rows(
+        expected = [flattened(item) for item in get(webhook_api, path, **params)["items"]]
+        _, rows = csv_rows(
             webhook_api.get(path, params={**params, "format": "csv"}, headers=AUTH)
         )
         assert rows == expected, path

@@ -14,13 +14,7 @@ import pytest
 from service.app import create_app
 from service.domain.reports import AGING_BUCKETS
 from service.settings import load_settings
-from tests.e2e.test_query_api import (
-    AUTH,
-    TOKEN,
-    deliver_all,
-    get,
-    organization_notification,
-)
+from tests.support.query_api import AUTH, TOKEN, deliver_all, get, organization_notification
 from tests.support.server import serving
 from tests.support.webhooks import WEBHOOK_KEYS_SETTING, encode
 

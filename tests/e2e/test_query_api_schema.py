@@ -24,7 +24,7 @@ from schemathesis.checks import (
 
 from service.app import create_app
 from service.settings import load_settings
-from tests.e2e.test_query_api import AUTH, TOKEN, deliver_all, notification
+from tests.support.query_api import AUTH, TOKEN, deliver_all, notification
 from tests.support.server import serving
 from tests.support.webhooks import WEBHOOK_KEYS_SETTING
 

@@ -15,15 +15,13 @@ import pytest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.sandbox.app import create_sandbox_app
-from tests.e2e.test_cybersource_client import MERCHANT
-from tests.e2e.test_start_and_stop import (
+from tests.support.cybersource_sandbox import (
+    MERCHANT,
     create_sandbox_invoices,
     cybersource_environment,
-    start_serve,
-    wait_until_healthy,
 )
 from tests.support.databases import fresh_sqlite_database
-from tests.support.process import free_port
+from tests.support.process import free_port, start_serve, wait_until_healthy
 from tests.support.server import serving
 
 INVOICES = 60

@@ -18,7 +18,7 @@ from service.reconciler.client import CybersourceClient
 from service.reconciler.reconciler import Reconciler
 from service.store.events.base import EventStore
 from service.store.events.for_engine import event_store_for
-from tests.e2e.test_cybersource_client import FAST, MERCHANT, drive, new_invoice
+from tests.support.cybersource_sandbox import FAST, MERCHANT, drive, new_invoice
 from tests.support.webhooks import encode, invoice_notification
 
 pytestmark = pytest.mark.anyio

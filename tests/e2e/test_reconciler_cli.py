@@ -5,7 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.e2e.test_cli import cybersource_environment, invoice_ledger
+from tests.support.cli import invoice_ledger
+from tests.support.cybersource_sandbox import cybersource_environment
 
 
 def test_a_sweep_says_what_it_fetched_and_why(sandbox_url: str, database_url: str) -> None:

@@ -29,7 +29,7 @@ from service.settings import load_settings, resolve_database_url
 from service.store.database import create_engine
 from service.store.events.for_engine import event_store_for
 from service.store.views.read_model_store import SqlReadModelStore
-from tests.e2e.test_cybersource_client import FAST, MERCHANT
+from tests.support.cybersource_sandbox import FAST, MERCHANT
 from tests.support.organizations_cybersource import OrganizationsCybersource
 from tests.support.server import serving
 

@@ -23,7 +23,7 @@ from service.reconciler.worker import ReconcilerWorker
 from service.store.events.for_engine import event_store_for
 from service.store.schema import invoices
 from service.store.views.read_model_store import SqlReadModelStore
-from tests.e2e.test_cybersource_client import FAST, MERCHANT, drive, new_invoice
+from tests.support.cybersource_sandbox import FAST, MERCHANT, drive, new_invoice
 
 pytestmark = pytest.mark.anyio
 

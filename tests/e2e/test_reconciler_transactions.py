@@ -22,7 +22,7 @@ from service.sandbox.app import create_sandbox_app
 from service.sandbox.invoices import TransactionDetailsShown
 from service.sandbox.options import SandboxOptions
 from service.store.events.for_engine import event_store_for
-from tests.e2e.test_cybersource_client import FAST, MERCHANT, drive, new_invoice
+from tests.support.cybersource_sandbox import FAST, MERCHANT, drive, new_invoice
 from tests.support.organizations_cybersource import OrganizationsCybersource
 from tests.support.server import serving
 

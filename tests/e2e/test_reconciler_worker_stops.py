@@ -19,7 +19,8 @@ from service.domain.events import InvoiceEventType
 from service.settings import resolve_database_url
 from service.store.database import create_engine
 from service.store.schema import events, projection_checkpoints
-from tests.e2e.test_cli import cybersource_environment, invoice_ledger
+from tests.support.cli import invoice_ledger
+from tests.support.cybersource_sandbox import cybersource_environment
 
 INVOICES = 200
 GRACE_SECONDS = 4.0

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from bench.harness import free_port, server
-from tests.e2e.test_cybersource_client import MERCHANT
+from tests.support.cybersource_sandbox import MERCHANT
 from tests.support.receiver import Receiver, receiving_webhooks
 from tests.support.webhooks import WEBHOOK_KEYS_SETTING
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.e2e.test_cli import invoice_ledger
+from tests.support.cli import invoice_ledger
 from tests.support.databases import fresh_sqlite_database
 
 # Longer than one busy timeout (5 s), shorter than the default wait (30 s).

@@ -5,7 +5,6 @@ on SIGTERM, loses no acknowledged delivery, and exits within its grace; a second
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 import signal
 import socket
@@ -26,9 +25,19 @@ from service.sandbox.app import create_sandbox_app
 from service.settings import resolve_database_url
 from service.store.database import create_engine
 from service.store.schema import events, inbox, projection_checkpoints
-from tests.e2e.test_cybersource_client import MERCHANT
+from tests.support.cybersource_sandbox import (
+    MERCHANT,
+    create_sandbox_invoices,
+    cybersource_environment,
+)
 from tests.support.databases import fresh_sqlite_database
-from tests.support.process import free_port
+from tests.support.process import (
+    GRACE_SECONDS,
+    STARTUP_TIMEOUT_SECONDS,
+    free_port,
+    start_serve,
+    wait_until_healthy,
+)
 from tests.support.server import serving
 from tests.support.webhooks import (
     WEBHOOK_KEYS_SETTING,
@@ -37,44 +46,9 @@ from tests.support.webhooks import (
     signed_headers,
 )
 
-STARTUP_TIMEOUT_SECONDS = 30.0
-GRACE_SECONDS = 4.0
 # Python's own start-up and exit around the grace, on a shared machine.
 PROCESS_OVERHEAD_SECONDS = 3.0
 SANDBOX_INVOICES = 60
-
-
-def cybersource_environment(sandbox_url: str) -> dict[str, str]:
-    return {
-        "LEDGER_CYBERSOURCE_BASE_URL": sandbox_url,
-        "LEDGER_CYBERSOURCE_MERCHANT_ID": MERCHANT.merchant_id,
-        "LEDGER_CYBERSOURCE_KEY_ID": MERCHANT.key_id,
-        "LEDGER_CYBERSOURCE_SECRET_KEY": base64.b64encode(MERCHANT.secret_key).decode(),
-    }
-
-
-def start_serve(
-    environment: dict[str, str], port: int, log_path: Path, *arguments: str
-) -> subprocess.Popen[bytes]:
-    with log_path.open("ab") as log_file:
-        return subprocess.Popen(
-            [sys.executable, "-m", "service.fronts.cli", "serve", "--port", str(port), *arguments],
-            env={**os.environ, "LEDGER_SHUTDOWN_GRACE_SECONDS": str(GRACE_SECONDS), **environment},
-            stdout=log_file,
-            stderr=log_file,
-        )
-
-
-def wait_until_healthy(process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-    while True:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).raise_for_status()
-            return
-        except httpx.HTTPError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"serve did not start:\n{log_path.read_text()}") from None
-            time.sleep(0.1)
 
 
 def row_counts(database_url: str) -> dict[str, int]:
@@ -112,25 +86,6 @@ async def stored_invoices(database_url: str) -> set[str]:
             return set((await connection.execute(select(events.c.stream_id))).scalars())
     finally:
         await engine.dispose()
-
-
-def create_sandbox_invoices(sandbox_url: str, count: int) -> None:
-    with httpx.Client(base_url=sandbox_url, timeout=30) as client:
-        for number in range(count):
-            invoice = f"SLOW-{number:04d}"
-            client.post(
-                "/sandbox/invoices",
-                json={
-                    "invoiceNumber": invoice,
-                    "totalAmount": "25.00",
-                    "currency": "USD",
-                    "dueDate": "2026-12-31",
-                    "allowPartialPayments": True,
-                },
-            ).raise_for_status()
-            client.post(f"/sandbox/invoices/{invoice}/send").raise_for_status()
-            if number % 2 == 0:
-                client.post(f"/sandbox/invoices/{invoice}/pay", json={"amount": "10.00"})
 
 
 @pytest.fixture

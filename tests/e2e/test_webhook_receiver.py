@@ -10,32 +10,21 @@ import pytest
 
 from service.app import create_app
 from service.cybersource.webhook_signature import SignedContent
-from service.settings import load_settings, resolve_database_url
-from service.store.database import create_engine
-from service.store.events.for_engine import event_store_for
-from tests.e2e.conftest import MAX_BODY_BYTES
+from service.settings import load_settings
 from tests.support.asgi import post_in_process
+from tests.support.ledger_store import read_ledger
 from tests.support.webhooks import (
+    MAX_BODY_BYTES,
     WEBHOOK_KEYS_SETTING,
+    WEBHOOK_PATH,
     encode,
     invoice_notification,
     signed_headers,
 )
 
-WEBHOOK_PATH = "/webhooks/cybersource"
-
 
 def deliver(client: httpx.Client, body: bytes, **signing: object) -> httpx.Response:
     return client.post(WEBHOOK_PATH, content=body, headers=signed_headers(body, **signing))  # type: ignore[arg-type]
-
-
-async def read_ledger(database_url: str) -> tuple[list[object], list[dict[str, object]]]:
-    engine = create_engine(resolve_database_url(database_url))
-    store = event_store_for(engine)
-    try:
-        return await store.read_after(0, limit=1000), await store.inbox_entries(limit=1000)  # type: ignore[return-value]
-    finally:
-        await engine.dispose()
 
 
 def ledger(database_url: str) -> tuple[list, list]:  # type: ignore[type-arg]

@@ -16,8 +16,8 @@ from service.store.events.base import SqlEventStore
 from service.store.events.for_engine import event_store_for
 from service.store.schema import invoice_fold_snapshots
 from service.store.views.read_model_store import SqlReadModelStore
-from tests.integration.test_projector import read_model
 from tests.support.events import invoice_event
+from tests.support.projections import read_model
 
 pytestmark = pytest.mark.anyio
 E = InvoiceEventType

@@ -3,10 +3,6 @@ rewrite history even where no trigger would stop it."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
@@ -22,24 +18,6 @@ from service.store.views.read_model_store import SqlReadModelStore
 from tests.support.events import invoice_event
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgresql]
-
-GRANTS = Path(__file__).parents[2] / "deploy" / "postgres" / "least-privilege.sql"
-
-
-@pytest.fixture
-async def service_role_url(postgresql_database_url: str) -> AsyncIterator[str]:
-    role = f"ledger_service_{uuid.uuid4().hex[:8]}"
-    url = make_url(postgresql_database_url)
-    admin = await asyncpg.connect(
-        host=url.host, port=url.port, user=url.username, database=url.database
-    )
-    try:
-        await admin.execute(GRANTS.read_text().replace("invoice_ledger_service", role))
-        yield url.set(username=role).render_as_string(hide_password=False)
-    finally:
-        await admin.execute(f'DROP OWNED BY "{role}"; DROP ROLE "{role}"')
-        await admin.close()
-
 
 async def test_the_service_role_appends_reads_projects_and_rebuilds(service_role_url: str) -> None:
     engine = create_engine(resolve_database_url(service_role_url))

@@ -14,8 +14,8 @@ from service.store.database import create_engine
 from service.store.events.for_engine import event_store_for
 from service.store.stream_partitions import stream_boundaries
 from service.store.views.read_model_store import SqlReadModelStore
-from tests.integration.test_projector import projector, read_model
 from tests.support.histories import random_history
+from tests.support.projections import projector, read_model
 
 pytestmark = pytest.mark.anyio
 

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.domain.invoice import fold
@@ -17,37 +16,15 @@ from service.domain.status import InvoiceStatus
 from service.projections.projector import InvoiceProjector
 from service.projections.rebuild import rebuild_invoices
 from service.store.events.for_engine import event_store_for
-from service.store.schema import invoice_collections, invoice_versions, invoices
 from service.store.views.leases import LeaseLost
 from service.store.views.read_model_store import SqlReadModelStore
 from tests.support.events import invoice_event
 from tests.support.histories import random_history
+from tests.support.projections import projector, read_model
 
 pytestmark = pytest.mark.anyio
 E_SENT, E_PAID = "InvoiceSent", "InvoicePaid"
 
-
-
-async def read_model(engine: AsyncEngine) -> dict[str, list[dict[str, Any]]]:
-    tables = {
-        "invoices": invoices,
-        "versions": invoice_versions,
-        "collections": invoice_collections,
-    }
-    async with engine.connect() as connection:
-        return {
-            name: [
-                row._asdict()
-                for row in await connection.execute(select(table).order_by(*table.primary_key))
-            ]
-            for name, table in tables.items()
-        }
-
-
-def projector(engine: AsyncEngine, owner: str = "p1", batch_size: int = 7) -> InvoiceProjector:
-    return InvoiceProjector(
-        event_store_for(engine), SqlReadModelStore(engine), owner=owner, batch_size=batch_size
-    )
 
 
 async def test_projected_rows_are_the_fold_of_each_invoice(engine: AsyncEngine) -> None:

@@ -18,7 +18,6 @@ from service.store.events.for_engine import event_store_for
 from service.store.retention import PrunableKind, PruneResult, count_prunable, prune
 from service.store.schema import InboxOutcome, events, inbox
 from service.workers.retention import RetentionPolicy, apply_retention, run_retention
-from tests.integration.test_least_privilege import service_role_url  # noqa: F401 (fixture)
 from tests.support.events import invoice_event
 
 pytestmark = pytest.mark.anyio
@@ -152,7 +151,7 @@ async def test_the_database_refuses_to_prune_dead_letters_or_conflicts(
 @pytest.mark.postgresql
 async def test_the_least_privileged_service_role_prunes_through_the_function(
     postgresql_database_url: str,
-    service_role_url: str,  # noqa: F811 (fixture)
+    service_role_url: str,
 ) -> None:
     owner = create_engine(resolve_database_url(postgresql_database_url))
     service = create_engine(resolve_database_url(service_role_url))

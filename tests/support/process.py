@@ -1,4 +1,5 @@
-"""``invoice-ledger serve`` as a process of its own: its real server, limits and logging."""
+"""``invoice-ledger serve`` as a process of its own: its real server, limits and logging; or
+started by hand, with a short shutdown grace, for tests that signal it."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from pathlib import Path
 import httpx
 
 STARTUP_TIMEOUT_SECONDS = 30.0
+# The shutdown grace ``start_serve`` gives the server (LEDGER_SHUTDOWN_GRACE_SECONDS).
+GRACE_SECONDS = 4.0
 
 
 @dataclass
@@ -66,3 +69,27 @@ def serving_process(environment: dict[str, str], log_path: Path) -> Iterator[Ser
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def start_serve(
+    environment: dict[str, str], port: int, log_path: Path, *arguments: str
+) -> subprocess.Popen[bytes]:
+    with log_path.open("ab") as log_file:
+        return subprocess.Popen(
+            [sys.executable, "-m", "service.fronts.cli", "serve", "--port", str(port), *arguments],
+            env={**os.environ, "LEDGER_SHUTDOWN_GRACE_SECONDS": str(GRACE_SECONDS), **environment},
+            stdout=log_file,
+            stderr=log_file,
+        )
+
+
+def wait_until_healthy(process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    while True:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).raise_for_status()
+            return
+        except httpx.HTTPError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"serve did not start:\n{log_path.read_text()}") from None
+            time.sleep(0.1)

@@ -13,6 +13,9 @@ from service.cybersource.webhook_signature import SignedContent, sign
 WEBHOOK_KEY_ID = "bf44c857-b182-bb05-e053-34b8d30a7a72"
 WEBHOOK_KEY = b"test-webhook-signing-key-0123456789"
 WEBHOOK_KEYS_SETTING = f"{WEBHOOK_KEY_ID}:{base64.b64encode(WEBHOOK_KEY).decode()}"
+WEBHOOK_PATH = "/webhooks/cybersource"
+# The largest body the ledger served by the e2e ``base_url`` fixture accepts.
+MAX_BODY_BYTES = 64 * 1024
 
 
 def invoice_notification(
