@@ -18,9 +18,9 @@ import httpx
 
 from service.app import create_app
 from service.settings import load_settings
-from tests.e2e.test_query_api import AUTH, TOKEN
-from tests.e2e.test_query_api_exports import _insert_invoices
+from tests.support.csv_export import insert_invoices
 from tests.support.databases import PostgresServer, fresh_sqlite_database
+from tests.support.query_api import AUTH, TOKEN
 from tests.support.server import serving
 from tests.support.webhooks import WEBHOOK_KEYS_SETTING
 
@@ -28,7 +28,7 @@ EXPORT_TIMEOUT_SECONDS = 600
 
 
 def _export(database_url: str, engine: str, invoices: int, page_rows: int) -> None:
-    asyncio.run(_insert_invoices(database_url, invoices))
+    asyncio.run(insert_invoices(database_url, invoices))
     settings = load_settings(
         database_url=database_url, webhook_keys=WEBHOOK_KEYS_SETTING, api_tokens=TOKEN
     )
