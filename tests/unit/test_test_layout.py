@@ -47,9 +47,9 @@ def cross_imports(source: str, module: str, is_package: bool = False) -> set[str
     }
 
 
-def test_no_module_under_tests_imports_a_test_module_or_a_conftest() -> None:
+def test_no_module_under_tests_or_bench_imports_a_test_module_or_a_conftest() -> None:
     found = set()
-    for path in sorted(TESTS.rglob("*.py")):
+    for path in sorted([*TESTS.rglob("*.py"), *(ROOT / "bench").rglob("*.py")]):
         found |= cross_imports(path.read_text(), module_name(path), path.name == "__init__.py")
     assert found == set(), "share it from tests/support/ or a conftest.py fixture instead"
 
