@@ -57,7 +57,8 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 class LedgerCommands(click.Group):
-    """Commands whose database problems end in one line on stderr and exit code 2.
+    """Commands whose database problems, or a Cybersource call without credentials, end in
+    one line on stderr and exit code 2.
 
     ``--debug`` lets the exception through, with its traceback.
     """
