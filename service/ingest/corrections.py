@@ -8,10 +8,10 @@ an edit of the first. Recording the same correction again changes nothing.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from service.cybersource.envelope import is_storable
 from service.domain.events import EventSource, NewEvent, RecordedEvent
 from service.domain.payloads import CorrectionRecorded, NotificationReceived, decode, encode
 from service.ingest.replay import ReplayOutcome, UnknownDelivery, delivery_facts
@@ -20,7 +20,6 @@ from service.store.events.base import AppendOutcome, EventStore
 from service.store.schema import InboxOutcome, ReplayResult
 
 CORRECTION_KEY_PREFIX = "operator:correction:delivery:"
-_UNSTORABLE_CHARACTER = re.compile("[\x00\ud800-\udfff]")
 REASON_LENGTH_MAX = 500
 
 
@@ -82,7 +81,7 @@ class DeliveryCorrections:
             raise CorrectionRefused(
                 "bad_reason", f"a correction needs a reason of 1 to {REASON_LENGTH_MAX} characters"
             )
-        if _UNSTORABLE_CHARACTER.search(reason):
+        if not is_storable(reason):
             # PostgreSQL text cannot hold NUL, and a lone surrogate cannot be encoded at all.
             raise CorrectionRefused("bad_reason", "the reason holds a NUL or a lone surrogate")
         delivery = await self._log.delivery(delivery_id, with_body=True)

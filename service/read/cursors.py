@@ -6,16 +6,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 
+from service.cybersource.envelope import IDENTIFIER_LENGTH_MAX, is_storable
 from service.read.instants import parse_instant
 from service.read.invoice_pages import PageKey
 
-# Identifiers as the receiver stores them (service.cybersource.envelope.IDENTIFIER_LENGTH_MAX).
-IDENTIFIER_LENGTH_MAX = 200
 DELIVERY_ID_MAX = 2**63 - 1
-# PostgreSQL text cannot hold NUL, and a lone surrogate cannot be encoded at all.
-UNSTORABLE_CHARACTER = re.compile("[\x00\ud800-\udfff]")
 
 
 class UnreadableCursor(ValueError):
@@ -59,4 +55,4 @@ def _decoded(cursor: str) -> object:
 
 
 def _is_identifier(text: str) -> bool:
-    return len(text) <= IDENTIFIER_LENGTH_MAX and not UNSTORABLE_CHARACTER.search(text)
+    return len(text) <= IDENTIFIER_LENGTH_MAX and is_storable(text)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from service.cybersource.envelope import IDENTIFIER_LENGTH_MAX
 from service.fronts.api import parameters as p
 from service.fronts.api.contract import ApiOperation, ApiRoute, PathParameter
 from service.fronts.auth import ApiAuthorizer, Caller, Scope
@@ -31,7 +32,6 @@ from service.ingest.delivery_documents import (
 from service.ingest.replay import DeliveryReplayer, NotReplayable, UnknownDelivery
 from service.read.cursors import (
     DELIVERY_ID_MAX,
-    IDENTIFIER_LENGTH_MAX,
     UnreadableCursor,
     decode_delivery_cursor,
     encode_delivery_cursor,

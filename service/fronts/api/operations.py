@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from service.cybersource.envelope import IDENTIFIER_LENGTH_MAX
 from service.fronts.api import parameters as p
 from service.fronts.api.contract import ApiOperation, PathParameter
 from service.read import models
-from service.read.cursors import IDENTIFIER_LENGTH_MAX
 
 POSITION_HEADER = "X-Ledger-Position"
 

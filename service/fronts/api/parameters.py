@@ -10,11 +10,10 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, WithJsonSchema
 
+from service.cybersource.envelope import IDENTIFIER_LENGTH_MAX, is_storable
 from service.domain.status import InvoiceStatus
 from service.fronts.errors import bad_parameter
 from service.read.cursors import (
-    IDENTIFIER_LENGTH_MAX,
-    UNSTORABLE_CHARACTER,
     UnreadableCursor,
     decode_page_cursor,
 )
@@ -215,7 +214,7 @@ def decoded_text(raw: bytes, name: str) -> str:
         text = unquote_to_bytes(raw).decode("utf-8")
     except UnicodeDecodeError:
         raise bad_parameter(name, "is not UTF-8 text once percent-decoded") from None
-    if UNSTORABLE_CHARACTER.search(text):
+    if not is_storable(text):
         raise bad_parameter(name, "contains a NUL character")
     return text
 
