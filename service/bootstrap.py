@@ -17,11 +17,15 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
 from functools import cached_property
+from pathlib import Path
 
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from service.cybersource.credentials import RequestCredentials
 from service.cybersource.http_signature import MerchantCredentials
+from service.cybersource.jwt_authentication import CertificateCredentials
+from service.cybersource.keys import KeyMaterialError, load_certified_key
 from service.cybersource.webhook_signature import SignedContent, WebhookVerifier
 from service.http_server import HttpImplementation, HttpLimits
 from service.ingest.corrections import DeliveryCorrections
@@ -39,7 +43,7 @@ from service.reconciler.reconciler import Reconciler
 from service.reconciler.sweep_schedule import SqlSweepSchedule
 from service.reconciler.transport import ClientLimits
 from service.reconciler.worker import ReconcilerWorker
-from service.settings import Settings, resolve_database_url
+from service.settings import ConfigurationError, Settings, resolve_database_url
 from service.store.console_sessions import SqlConsoleSessions
 from service.store.database import create_engine
 from service.store.delivery_log import SqlDeliveryLog
@@ -63,7 +67,8 @@ class MissingCredentials(Exception):
     def __init__(self) -> None:
         super().__init__(
             "set LEDGER_CYBERSOURCE_MERCHANT_ID, LEDGER_CYBERSOURCE_KEY_ID and"
-            " LEDGER_CYBERSOURCE_SECRET_KEY to call Cybersource"
+            " LEDGER_CYBERSOURCE_SECRET_KEY (or LEDGER_CYBERSOURCE_AUTH=jwt with"
+            " LEDGER_CYBERSOURCE_MERCHANT_ID and LEDGER_CYBERSOURCE_KEY_FILE) to call Cybersource"
         )
 
 
@@ -71,8 +76,11 @@ def database_url(settings: Settings) -> URL:
     return resolve_database_url(settings.database_url)
 
 
-def merchant_credentials(settings: Settings) -> MerchantCredentials | None:
-    """None when no credentials are configured: the reconciler is off."""
+def merchant_credentials(settings: Settings) -> RequestCredentials | None:
+    """None when no credentials are configured: the reconciler is off. A key file that cannot
+    be used is a ConfigurationError naming it."""
+    if settings.cybersource_auth == "jwt":
+        return _certificate_credentials(settings)
     if not (settings.cybersource_merchant_id and settings.cybersource_key_id):
         return None
     if settings.cybersource_secret_key is None:
@@ -83,6 +91,24 @@ def merchant_credentials(settings: Settings) -> MerchantCredentials | None:
         secret_key=base64.b64decode(settings.cybersource_secret_key.get_secret_value()),
         organization_ids=settings.cybersource_organization_ids,
     )
+
+
+def _certificate_credentials(settings: Settings) -> CertificateCredentials | None:
+    if not (settings.cybersource_merchant_id and settings.cybersource_key_file):
+        return None
+    password = settings.cybersource_key_password
+    certificate_file = settings.cybersource_certificate_file
+    try:
+        key = load_certified_key(
+            Path(settings.cybersource_key_file),
+            password.get_secret_value().encode() if password else None,
+            Path(certificate_file) if certificate_file else None,
+        )
+        return CertificateCredentials(
+            settings.cybersource_merchant_id, key, settings.cybersource_organization_ids
+        )
+    except (KeyMaterialError, ValueError) as error:
+        raise ConfigurationError(f"LEDGER_CYBERSOURCE_KEY_FILE: {error}") from None
 
 
 def http_implementation(settings: Settings) -> HttpImplementation:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import difflib
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -192,6 +191,14 @@ class Settings(BaseSettings):
     cybersource_merchant_id: str | None = None
     cybersource_key_id: str | None = None
     cybersource_secret_key: SecretStr | None = None
+    # How calls to Cybersource are authenticated: a shared secret (HTTP Signature, with the key
+    # id and secret above) or a certificate (a JWT signed with the key in the key file).
+    cybersource_auth: Literal["http_signature", "jwt"] = "http_signature"
+    # For jwt: a PKCS#12 file (.p12/.pfx, as the Business Center issues it) or a PEM private
+    # key; a PEM key's certificate is in the same file or in the certificate file.
+    cybersource_key_file: str | None = None
+    cybersource_certificate_file: str | None = None
+    cybersource_key_password: SecretStr | None = None
     # A portfolio's key acts for these organizations (comma-separated); empty: only for the
     # merchant id itself.
     cybersource_organization_ids: Annotated[tuple[str, ...], NoDecode] = ()
@@ -273,6 +280,11 @@ class Settings(BaseSettings):
                 raise ValueError(f"organization id {organization[:20]!r} is not an identifier")
         return organizations
 
+    @field_validator("cybersource_key_file", "cybersource_certificate_file", mode="before")
+    @classmethod
+    def _path_or_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("internal_port", mode="before")
     @classmethod
     def _port_or_unset(cls, value: Any) -> Any:
@@ -301,6 +313,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _credentials_all_or_none(self) -> Settings:
+        if self.cybersource_auth == "jwt":
+            return self._certificate_credentials_complete()
+        if self.cybersource_key_file or self.cybersource_certificate_file:
+            raise ValueError(
+                "LEDGER_CYBERSOURCE_KEY_FILE and LEDGER_CYBERSOURCE_CERTIFICATE_FILE are for"
+                " certificate authentication: set LEDGER_CYBERSOURCE_AUTH=jwt to use them"
+            )
         given = [self.cybersource_merchant_id, self.cybersource_key_id, self.cybersource_secret_key]
         if any(given) and not all(given):
             raise ValueError(
@@ -312,6 +331,19 @@ class Settings(BaseSettings):
                 base64.b64decode(self.cybersource_secret_key.get_secret_value(), validate=True)
             except (binascii.Error, ValueError):
                 raise ValueError("LEDGER_CYBERSOURCE_SECRET_KEY is not valid base64") from None
+        return self
+
+    def _certificate_credentials_complete(self) -> Settings:
+        if not self.cybersource_merchant_id or not self.cybersource_key_file:
+            raise ValueError(
+                "LEDGER_CYBERSOURCE_AUTH=jwt needs LEDGER_CYBERSOURCE_MERCHANT_ID and"
+                " LEDGER_CYBERSOURCE_KEY_FILE (a .p12 file, or a PEM key)"
+            )
+        if self.cybersource_key_id or self.cybersource_secret_key:
+            raise ValueError(
+                "LEDGER_CYBERSOURCE_KEY_ID and LEDGER_CYBERSOURCE_SECRET_KEY are for"
+                " LEDGER_CYBERSOURCE_AUTH=http_signature; with jwt the key file signs"
+            )
         return self
 
     @model_validator(mode="after")
@@ -333,28 +365,6 @@ class Settings(BaseSettings):
     @property
     def database(self) -> URL:
         return resolve_database_url(self.database_url)
-
-
-@dataclass(frozen=True, slots=True)
-class UnknownVariable:
-    name: str
-    closest: str | None  # the known name it most resembles, if any
-
-
-def unknown_variables(environment: Mapping[str, str]) -> list[UnknownVariable]:
-    """The LEDGER_* variables no setting reads, each with the closest known name: a misspelled
-    one (LEDGER_DATABSE_URL) would otherwise be ignored and its default used in silence."""
-    known = sorted(ENVIRONMENT_PREFIX + name.upper() for name in Settings.model_fields)
-    return [
-        UnknownVariable(name, next(iter(difflib.get_close_matches(name, known, n=1)), None))
-        for name in sorted(environment)
-        if name.startswith(ENVIRONMENT_PREFIX) and name not in known
-    ]
-
-
-def describe_unknown(variable: UnknownVariable) -> str:
-    hint = f" (did you mean {variable.closest}?)" if variable.closest else ""
-    return f"{variable.name} is not a setting{hint}"
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -37,6 +37,26 @@ class MerchantCredentials:
     def __repr__(self) -> str:
         return f"MerchantCredentials(merchant_id={self.merchant_id!r}, key_id={self.key_id!r})"
 
+    def authenticate(
+        self,
+        *,
+        method: str,
+        host: str,
+        path_and_query: str,
+        body: bytes,
+        organization_id: str,
+        now: float,
+    ) -> dict[str, str]:
+        return sign_request(
+            self,
+            method=method,
+            host=host,
+            path_and_query=path_and_query,
+            date=http_date(now),
+            body=body,
+            organization_id=organization_id,
+        )
+
 
 class SignatureMismatch(Exception):
     """A request whose HTTP Signature does not verify; ``reason`` says why."""

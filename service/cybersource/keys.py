@@ -45,11 +45,7 @@ class CertifiedKey:
     @property
     def subject_serial_number(self) -> str | None:
         """The subject's ``serialNumber`` attribute: Cybersource's name for the key."""
-        if self.certificate is None:
-            return None
-        for attribute in self.certificate.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER):
-            return str(attribute.value)
-        return None
+        return subject_serial_number(self.certificate) if self.certificate is not None else None
 
     @property
     def kid(self) -> str:
@@ -118,6 +114,13 @@ class CertifiedKey:
             None,
             serialization.BestAvailableEncryption(password),
         )
+
+
+def subject_serial_number(certificate: x509.Certificate) -> str | None:
+    """The subject's ``serialNumber`` attribute, which Cybersource names a key by."""
+    for attribute in certificate.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER):
+        return str(attribute.value)
+    return None
 
 
 def load_certified_keys(path: Path, password: bytes | None = None) -> list[CertifiedKey]:

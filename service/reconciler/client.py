@@ -16,7 +16,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
-from service.cybersource.http_signature import MerchantCredentials
+from service.cybersource.credentials import RequestCredentials
 from service.cybersource.transaction_details import TransactionDetails, read_transaction_details
 from service.reconciler.answers import CallFailure, CallObserver, CybersourceError
 from service.reconciler.transport import ClientLimits, SignedTransport
@@ -30,7 +30,7 @@ class CybersourceClient:
     def __init__(
         self,
         base_url: str,
-        credentials: MerchantCredentials,
+        credentials: RequestCredentials,
         limits: ClientLimits = DEFAULT_LIMITS,
         *,
         observer: CallObserver | None = None,

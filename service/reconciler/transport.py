@@ -1,8 +1,9 @@
 """Calls to Cybersource's REST API, signed and bounded.
 
-Every call is signed (HTTP Signature), bounded in time (connect and read timeouts), in rate
-(a client-side leaky bucket) and in concurrency, and retried with exponential backoff and
-jitter only when retrying can help: network errors, 429 and 5xx. A 429 or 503 carrying
+Every call is authenticated (HTTP Signature or a JWT), bounded in time (connect and read
+timeouts), in rate (a client-side leaky bucket) and in concurrency, and retried with
+exponential backoff and jitter only when retrying can help: network errors, 429 and 5xx. A
+429 or 503 carrying
 ``Retry-After`` holds back every call of the transport for that long (at most
 ``retry_after_max_seconds``): the server has said when it will take requests again.
 
@@ -33,7 +34,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from service.cybersource.http_signature import MerchantCredentials, http_date, sign_request
+from service.cybersource.credentials import RequestCredentials
 from service.reconciler.answers import (
     NEEDS_AN_OPERATOR,
     CallFailure,
@@ -70,7 +71,7 @@ class SignedTransport:
     def __init__(
         self,
         base_url: str,
-        credentials: MerchantCredentials,
+        credentials: RequestCredentials,
         limits: ClientLimits,
         observer: CallObserver | None,
     ) -> None:
@@ -196,11 +197,10 @@ class SignedTransport:
         content: bytes,
         organization_id: str,
     ) -> httpx.Response:
-        # Signed at each attempt: the Date header must be the time it is sent.
-        headers = sign_request(
-            self.credentials, method=method, host=self._host,
-            path_and_query=path_and_query, date=http_date(time.time()), body=content,
-            organization_id=organization_id,
+        # Signed at each attempt: the Date header (or the JWT's iat) must be when it is sent.
+        headers = self.credentials.authenticate(
+            method=method, host=self._host, path_and_query=path_and_query, body=content,
+            organization_id=organization_id, now=time.time(),
         )  # fmt: skip
         headers["accept"] = "application/hal+json;charset=utf-8"
         if content:

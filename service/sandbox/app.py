@@ -1,6 +1,6 @@
 """The sandbox's HTTP API: Cybersource's invoicing and webhook-setup endpoints and the
-Transaction Details API for its invoices' payments, each checking the HTTP Signature and serving
-the organization its ``v-c-merchant-id`` header names (``signed_endpoints.py``), plus unsigned
+Transaction Details API for its invoices' payments, each checking the HTTP Signature or the JWT
+and serving the organization its ``v-c-merchant-id`` names (``signed_endpoints.py``), plus unsigned
 ``/sandbox`` endpoints for what customers and Cybersource do on their own (pay, hold a payment
 for review, remind), to inject 429/502 answers on demand, and to read the delivery log
 (``sandbox_endpoints.py``)."""
@@ -16,13 +16,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service.cybersource.http_signature import MerchantCredentials
 from service.sandbox.deliveries import WebhookDeliveries
 from service.sandbox.documents import refusal
 from service.sandbox.errors import SandboxRefusal
 from service.sandbox.options import SandboxOptions
 from service.sandbox.sandbox_endpoints import SandboxEndpoints
-from service.sandbox.server import DEFAULT_OPTIONS, ExactJSONResponse, SandboxServer
+from service.sandbox.server import (
+    DEFAULT_OPTIONS,
+    ExactJSONResponse,
+    SandboxMerchant,
+    SandboxServer,
+)
 from service.sandbox.signed_endpoints import SignedEndpoints
 
 
@@ -53,7 +57,7 @@ class CybersourceSandbox(SandboxServer):
 
 
 def create_sandbox_app(
-    merchants: Sequence[MerchantCredentials],
+    merchants: Sequence[SandboxMerchant],
     *,
     organization_ids: Iterable[str] = (),
     deliveries: WebhookDeliveries | None = None,

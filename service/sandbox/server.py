@@ -24,6 +24,7 @@ from service.cybersource.http_signature import (
     SignatureMismatch,
     verify_request,
 )
+from service.cybersource.jwt_authentication import MerchantCertificate, verify_bearer
 from service.domain.status import InvoiceStatus
 from service.sandbox import json_numbers
 from service.sandbox.deliveries import WebhookDeliveries
@@ -51,6 +52,8 @@ EVENT_TYPE_PREFIX = "invoicing.customer.invoice."
 DEFAULT_OPTIONS = SandboxOptions()
 # What a customer or Cybersource does to an invoice at a moment, as its history records it.
 InvoiceAction = Callable[[SandboxInvoice, datetime], HistoryEntry]
+# A merchant as Cybersource knows it: a shared secret (HTTP Signature) or a certificate (JWT).
+SandboxMerchant = MerchantCredentials | MerchantCertificate
 
 
 class ExactJSONResponse(JSONResponse):
@@ -74,7 +77,7 @@ class SandboxServer:
 
     def __init__(
         self,
-        merchants: Sequence[MerchantCredentials],
+        merchants: Sequence[SandboxMerchant],
         *,
         organization_ids: Iterable[str] = (),
         deliveries: WebhookDeliveries | None = None,
@@ -84,7 +87,16 @@ class SandboxServer:
         """``organization_ids``: the organizations served (default: those the keys act for,
         else their owners); the first is the ``/sandbox`` helpers' default. ``deliveries``:
         where and how to send webhooks (none: silent)."""
-        self._merchants = {credentials.key_id: credentials for credentials in merchants}
+        self._merchants = {
+            merchant.key_id: merchant
+            for merchant in merchants
+            if isinstance(merchant, MerchantCredentials)
+        }
+        self._certificates = {
+            merchant.kid: merchant
+            for merchant in merchants
+            if isinstance(merchant, MerchantCertificate)
+        }
         self.organizations = Organizations(tuple(organization_ids) or _organizations_of(merchants))
         self.deliveries = deliveries
         self._clock = clock
@@ -122,22 +134,35 @@ class SandboxServer:
         return ExactJSONResponse(document, status_code=status_code)
 
     async def signed(self, request: Request) -> SignedCall:
+        """The call, once its HTTP Signature or its JWT (``Authorization: Bearer``) verifies."""
         body = await request.body()
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         try:
-            verify_request(
-                self._merchants,
-                method=request.method,
-                path_and_query=target,
-                headers=request.headers,
-                body=body,
-            )
-            _check_date(request.headers.get("date", ""), self._clock())
+            if "authorization" in request.headers:
+                organization_id = verify_bearer(
+                    self._certificates,
+                    method=request.method,
+                    host=request.headers.get("host", ""),
+                    path_and_query=target,
+                    authorization=request.headers["authorization"],
+                    body=body,
+                    now=self._clock(),
+                ).organization_id
+            else:
+                verify_request(
+                    self._merchants,
+                    method=request.method,
+                    path_and_query=target,
+                    headers=request.headers,
+                    body=body,
+                )
+                _check_date(request.headers.get("date", ""), self._clock())
+                organization_id = request.headers["v-c-merchant-id"]
         except SignatureMismatch as mismatch:
             raise AuthenticationFailed(str(mismatch)) from None
         if self.faults:
             raise InjectedFault(self.faults.popleft())
-        return SignedCall(self.organizations.invoices_of(request.headers["v-c-merchant-id"]), body)
+        return SignedCall(self.organizations.invoices_of(organization_id), body)
 
     def payment(self, invoices: OrganizationInvoices, body: bytes) -> Payment:
         return _payment(body, self._options.payment_details_for(invoices.organization_id))
@@ -156,7 +181,7 @@ class SandboxServer:
         return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
-def _organizations_of(merchants: Sequence[MerchantCredentials]) -> tuple[str, ...]:
+def _organizations_of(merchants: Sequence[SandboxMerchant]) -> tuple[str, ...]:
     organizations: dict[str, None] = {}
     for credentials in merchants:
         for organization in credentials.organization_ids or (credentials.merchant_id,):

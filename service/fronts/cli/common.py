@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, NoReturn
 from wsgiref.simple_server import WSGIServer
 
@@ -12,16 +15,10 @@ import click
 import structlog
 from prometheus_client import start_http_server
 
-from service.bootstrap import MissingCredentials
+from service.bootstrap import MissingCredentials, merchant_credentials
 from service.logs import configure_logging
 from service.metrics import LedgerMetrics
-from service.settings import (
-    ConfigurationError,
-    Settings,
-    describe_unknown,
-    load_settings,
-    unknown_variables,
-)
+from service.settings import ENVIRONMENT_PREFIX, ConfigurationError, Settings, load_settings
 from service.store.errors import is_sqlite_lock_timeout, is_unavailability, unavailability_reason
 from service.store.migrations import SchemaNotAtHead
 
@@ -35,6 +32,7 @@ JSON_HELP = (
 def command_settings() -> Settings:
     try:
         settings = load_settings()
+        merchant_credentials(settings)  # a key file that cannot be used stops every command
     except ConfigurationError as error:
         fail(str(error))
     configure_logging(settings.log_level)
@@ -110,3 +108,25 @@ def export_metrics(metrics: LedgerMetrics, host: str, port: int) -> WSGIServer:
     except OSError as error:
         fail(f"cannot serve metrics on {host}:{port}: {error.strerror}")
     return server
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownVariable:
+    name: str
+    closest: str | None  # the known name it most resembles, if any
+
+
+def unknown_variables(environment: Mapping[str, str]) -> list[UnknownVariable]:
+    """The LEDGER_* variables no setting reads, each with the closest known name: a misspelled
+    one (LEDGER_DATABSE_URL) would otherwise be ignored and its default used in silence."""
+    known = sorted(ENVIRONMENT_PREFIX + name.upper() for name in Settings.model_fields)
+    return [
+        UnknownVariable(name, next(iter(difflib.get_close_matches(name, known, n=1)), None))
+        for name in sorted(environment)
+        if name.startswith(ENVIRONMENT_PREFIX) and name not in known
+    ]
+
+
+def describe_unknown(variable: UnknownVariable) -> str:
+    hint = f" (did you mean {variable.closest}?)" if variable.closest else ""
+    return f"{variable.name} is not a setting{hint}"

@@ -11,6 +11,8 @@ import uvicorn
 from service.bootstrap import (
     merchant_credentials,
 )
+from service.cybersource.http_signature import MerchantCredentials
+from service.cybersource.jwt_authentication import CertificateCredentials, MerchantCertificate
 from service.cybersource.webhook_signature import SignedContent, sign
 from service.fronts.cli.common import (
     command_settings,
@@ -86,9 +88,11 @@ def sandbox(
     transaction_details_on_review: bool,
     payment_transaction_details: str,
 ) -> None:
-    """Serve a local Cybersource: invoicing REST API with HTTP Signature checks, and webhooks.
+    """Serve a local Cybersource: invoicing REST API with HTTP Signature or JWT checks, and
+    webhooks.
 
-    It accepts the credentials in LEDGER_CYBERSOURCE_* and serves the organizations of
+    It accepts the credentials in LEDGER_CYBERSOURCE_* (with LEDGER_CYBERSOURCE_AUTH=jwt, the key
+    file's certificate) and serves the organizations of
     LEDGER_CYBERSOURCE_ORGANIZATION_IDS (else the merchant's own), each with its own invoices;
     it signs webhooks with the first key of LEDGER_WEBHOOK_KEYS. Customers' doings are unsigned
     helpers, each taking ?organizationId= (default: the first organization): POST
@@ -110,7 +114,8 @@ def sandbox(
     settings = command_settings()
     credentials = merchant_credentials(settings)
     if credentials is None:
-        fail("set LEDGER_CYBERSOURCE_MERCHANT_ID, _KEY_ID and _SECRET_KEY for the sandbox")
+        fail("set LEDGER_CYBERSOURCE_MERCHANT_ID, _KEY_ID and _SECRET_KEY (or _AUTH=jwt and"
+             " _KEY_FILE) for the sandbox")  # fmt: skip
     if event_date_offset_min_seconds > event_date_offset_max_seconds:
         fail("--event-date-offset-min-seconds exceeds --event-date-offset-max-seconds")
     deliveries = None
@@ -136,8 +141,13 @@ def sandbox(
             ),
             include_payment_amount=payment_amount_in_webhooks,
         )
+    # The sandbox holds what Cybersource holds: the shared secret, or only the certificate.
+    merchant = (
+        credentials.public() if isinstance(credentials, CertificateCredentials) else credentials
+    )
+    assert isinstance(merchant, MerchantCredentials | MerchantCertificate)
     app = create_sandbox_app(
-        [credentials],
+        [merchant],
         organization_ids=settings.cybersource_organizations,
         deliveries=deliveries,
         options=SandboxOptions(
