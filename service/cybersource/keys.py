@@ -124,18 +124,45 @@ def subject_serial_number(certificate: x509.Certificate) -> str | None:
 
 
 def load_certified_keys(path: Path, password: bytes | None = None) -> list[CertifiedKey]:
-    """The keys in a file, or in every key file of a directory (a mounted secret)."""
-    if path.is_dir():
-        files = sorted(
-            entry
-            for entry in path.iterdir()
-            if entry.is_file() and entry.suffix.lower() in PKCS12_SUFFIXES | PEM_SUFFIXES
-        )
-        keys = [key for file in files for key in _keys_of_file(file, password)]
-        if not keys:
-            raise KeyMaterialError(f"{path}: the directory holds no private key")
-        return keys
-    return _keys_of_file(path, password)
+    """The keys in a file, or in the key files of a directory (a mounted secret).
+
+    In a directory, a PEM key without its certificate takes it from a sibling ``.crt`` or
+    ``.pem`` file, and one key found twice (as ``.p12`` and as ``.key``) counts once."""
+    if not path.is_dir():
+        return _keys_of_file(path, password)
+    files = sorted(entry for entry in path.iterdir() if entry.is_file())
+    certificates = [
+        certificate
+        for file in files
+        if file.suffix.lower() in PEM_SUFFIXES and b"CERTIFICATE-----" in _read(file)
+        for certificate in _certificates_of_pem(file, _read(file))
+    ]
+    found: dict[str, CertifiedKey] = {}
+    for file in files:
+        suffix = file.suffix.lower()
+        if suffix in PEM_SUFFIXES and b"PRIVATE KEY-----" not in _read(file):
+            continue  # a certificate only
+        if suffix not in PKCS12_SUFFIXES | PEM_SUFFIXES:
+            continue  # a README, a .gitkeep
+        for key in _keys_of_file(file, password):
+            if key.certificate is None:
+                key = _with_certificate_among(key, certificates)
+            found.setdefault(key.fingerprint, key)
+    if not found:
+        raise KeyMaterialError(f"{path}: the directory holds no private key")
+    return list(found.values())
+
+
+def _with_certificate_among(
+    key: CertifiedKey, certificates: list[x509.Certificate]
+) -> CertifiedKey:
+    try:
+        return CertifiedKey(
+            key.private_key, _certificate_of(key.private_key, certificates, Path(key.source)),
+            key.source,
+        )  # fmt: skip
+    except KeyMaterialError:
+        return key  # no certificate of its own here: a bare key
 
 
 def load_certified_key(

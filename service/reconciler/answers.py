@@ -108,6 +108,10 @@ class TransientFailure(Exception):
         self.error = error
 
 
+# Where read_answer puts the items of an answer that is a JSON array, not an object.
+ARRAY_ITEMS = "items"
+
+
 def read_answer(call: str, response: httpx.Response) -> dict[str, Any]:
     """The answer's JSON object, or the error its status means."""
     document = _json(response)
@@ -129,6 +133,8 @@ def _json(response: httpx.Response) -> dict[str, Any]:
         document = json.loads(response.content, parse_float=Decimal)
     except (ValueError, UnicodeDecodeError):
         return {}
+    if isinstance(document, list):
+        return {ARRAY_ITEMS: document}  # one answer is a bare array: the products
     return document if isinstance(document, dict) else {}
 
 

@@ -1,6 +1,7 @@
 """Cybersource's REST API, as the reconciler and the subscribe command use it: Get Invoice
-Details, Get List of Invoices (page by page), Get Transaction Details, and the webhook key and
-subscription the subscribe command creates.
+Details, Get List of Invoices (page by page), Get Transaction Details, and what the subscribe
+command sets up: the webhook key, the certificate notifications are encrypted for, the event
+types on offer (and which arrive encrypted), and the subscription.
 
 Every call goes through a ``SignedTransport`` (signed, bounded in time, rate and concurrency,
 retried only when retrying can help; see ``transport.py``), and its answer is read before it
@@ -11,6 +12,7 @@ does not fit is a failed call whose error names the field (see ``answers.py``).
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
@@ -18,12 +20,13 @@ from urllib.parse import quote
 
 from service.cybersource.credentials import RequestCredentials
 from service.cybersource.transaction_details import TransactionDetails, read_transaction_details
-from service.reconciler.answers import CallFailure, CallObserver, CybersourceError
+from service.reconciler.answers import ARRAY_ITEMS, CallFailure, CallObserver, CybersourceError
 from service.reconciler.transport import ClientLimits, SignedTransport
 
 LIST_PAGE_SIZE_MAX = 100
 LIST_PAGES_MAX = 100_000  # a bound on any sweep: ten million invoices
 DEFAULT_LIMITS = ClientLimits()
+INVOICING_PRODUCT = "customerInvoicing"
 
 
 class CybersourceClient:
@@ -192,6 +195,36 @@ class CybersourceClient:
             organization_id=None, read=_as_sent,
         )  # fmt: skip
 
+    async def store_notification_certificate(
+        self, organization_id: str, certificate_der: bytes, expiry_days: int = 365
+    ) -> dict[str, Any]:
+        """Give Cybersource the public certificate it encrypts notifications for (message-level
+        encryption); the request is the one Cybersource's own samples send."""
+        body = {
+            "clientRequestAction": "STORE",
+            "keyInformation": {
+                "provider": organization_id,
+                "tenant": "nrtd",
+                "keyType": "publickey",
+                "organizationId": organization_id,
+                "pub": base64.b64encode(certificate_der).decode(),
+                "expiryDuration": str(expiry_days),
+            },
+        }
+        return await self._transport.call(
+            "Store Notification Certificate", "POST", "/kms/egress/v2/keys-asym", body=body,
+            organization_id=organization_id, read=_as_sent,
+        )  # fmt: skip
+
+    async def encrypted_event_types(self, organization_id: str) -> dict[str, bool]:
+        """Each invoicing event type the organization may subscribe to, and whether Cybersource
+        sends it encrypted (``payloadEncryption``)."""
+        return await self._transport.call(
+            "Get Products", "GET",
+            f"/notification-subscriptions/v2/products/{quote(organization_id, safe='')}",
+            organization_id=organization_id, read=_payload_encryption,
+        )  # fmt: skip
+
     async def create_webhook_subscription(
         self, organization_id: str, webhook_url: str, event_types: list[str]
     ) -> dict[str, Any]:
@@ -199,7 +232,7 @@ class CybersourceClient:
             "name": "invoice-ledger",
             "description": "Invoicing notifications for invoice-ledger",
             "organizationId": organization_id,
-            "products": [{"productId": "customerInvoicing", "eventTypes": event_types}],
+            "products": [{"productId": INVOICING_PRODUCT, "eventTypes": event_types}],
             "webhookUrl": webhook_url,
             "healthCheckUrl": webhook_url,
             "notificationScope": "SELF",
@@ -212,6 +245,21 @@ class CybersourceClient:
             "Create Webhook Subscription", "POST", "/notification-subscriptions/v2/webhooks",
             body=body, organization_id=None, read=_as_sent,
         )  # fmt: skip
+
+
+def _payload_encryption(document: dict[str, Any]) -> dict[str, bool]:
+    products = document.get(ARRAY_ITEMS)
+    if not isinstance(products, list):
+        raise ValueError("the products answer is not a list")
+    encrypted: dict[str, bool] = {}
+    for product in products:
+        if not isinstance(product, dict) or product.get("productId") != INVOICING_PRODUCT:
+            continue
+        for event_type in product.get("eventTypes") or ():
+            name = event_type.get("eventName") if isinstance(event_type, dict) else None
+            if isinstance(name, str):
+                encrypted[name] = event_type.get("payloadEncryption") in (True, "true")
+    return encrypted
 
 
 def _as_sent(document: dict[str, Any]) -> dict[str, Any]:

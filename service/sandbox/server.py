@@ -16,6 +16,7 @@ from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from cryptography import x509
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -104,6 +105,10 @@ class SandboxServer:
         self.faults: deque[int] = deque()
         self.summaries = WrittenSummaries()
         self.webhook_keys: dict[str, str] = {}
+        # Message-level encryption: each organization's certificate (keys-asym) and the event
+        # types the products answer says arrive encrypted.
+        self.notification_certificates: dict[str, x509.Certificate] = {}
+        self.encrypted_event_types: frozenset[str] = options.encrypted_event_types
         self.subscriptions: list[dict[str, Any]] = []
 
     def act(

@@ -5,19 +5,22 @@ Details API for its invoices' payments, and the webhook key and subscription set
 from __future__ import annotations
 
 import base64
+import binascii
 import secrets
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from cryptography import x509
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from service.domain.events import EVENT_TYPE_BY_NOTIFICATION_TYPE
 from service.domain.status import InvoiceStatus
 from service.sandbox.documents import invoice_list, transaction_details
-from service.sandbox.errors import FieldProblem, ValidationErrors
+from service.sandbox.errors import AuthenticationFailed, FieldProblem, ValidationErrors
 from service.sandbox.invoice_requests import parse_json_object, read_invoice_request
 from service.sandbox.invoices import DeliveryMode, SandboxInvoice
 from service.sandbox.server import ExactJSONResponse, InvoiceAction, SandboxServer
@@ -45,6 +48,14 @@ class SignedEndpoints:
             Route(f"{invoice}/cancelation", self.cancel_invoice, methods=["POST"]),
             Route("/tss/v2/transactions/{id}", self.get_transaction, methods=["GET"]),
             Route("/kms/egress/v2/keys-sym", self.create_webhook_key, methods=["POST"]),
+            Route(
+                "/kms/egress/v2/keys-asym", self.store_notification_certificate, methods=["POST"]
+            ),
+            Route(
+                "/notification-subscriptions/v2/products/{organizationId}",
+                self.products,
+                methods=["GET"],
+            ),
             Route(
                 "/notification-subscriptions/v2/webhooks",
                 self.create_subscription,
@@ -150,6 +161,53 @@ class SignedEndpoints:
             }
         )
 
+    async def store_notification_certificate(self, request: Request) -> Response:
+        """Keep the certificate the organization's notifications are to be encrypted for: the
+        public certificate, base64 DER without the PEM armour (as Cybersource's samples send
+        it)."""
+        call = await self.server.signed(request)
+        information = parse_json_object(call.body).get("keyInformation")
+        if not isinstance(information, dict) or information.get("keyType") != "publickey":
+            raise ValidationErrors(
+                "keyInformation.keyType must be publickey",
+                (FieldProblem("keyInformation.keyType", "INVALID_DATA"),),
+            )
+        try:
+            certificate = x509.load_der_x509_certificate(
+                base64.b64decode(str(information.get("pub", "")), validate=True)
+            )
+        except (binascii.Error, ValueError):
+            raise ValidationErrors(
+                "keyInformation.pub is not a base64 DER certificate",
+                (FieldProblem("keyInformation.pub", "INVALID_DATA"),),
+            ) from None
+        self.server.notification_certificates[call.invoices.organization_id] = certificate
+        return JSONResponse({"submitTimeUtc": _utc_text(self.server.now()), "status": "SUCCESS"})
+
+    async def products(self, request: Request) -> Response:
+        """The invoicing product and its event types, each saying whether Cybersource sends it
+        encrypted (``payloadEncryption``, as the sandbox was told)."""
+        call = await self.server.signed(request)
+        if request.path_params["organizationId"] != call.invoices.organization_id:
+            raise AuthenticationFailed("the key does not act for this organization")
+        event_types = [
+            {
+                "eventName": event_type,
+                "displayName": event_type.rpartition(".")[2].replace("-", " ").title(),
+                "payloadEncryption": event_type in self.server.encrypted_event_types,
+            }
+            for event_type in EVENT_TYPE_BY_NOTIFICATION_TYPE
+        ]
+        return JSONResponse(
+            [
+                {
+                    "productId": "customerInvoicing",
+                    "productName": "Invoicing",
+                    "eventTypes": event_types,
+                }
+            ]
+        )
+
     async def create_subscription(self, request: Request) -> Response:
         call = await self.server.signed(request)
         subscription = {
@@ -160,6 +218,10 @@ class SignedEndpoints:
         }
         self.server.subscriptions.append(subscription)
         return JSONResponse(subscription, status_code=201)
+
+
+def _utc_text(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _paging(query: Mapping[str, str]) -> tuple[int, int]:

@@ -148,3 +148,13 @@ def test_keys_that_cannot_serve_are_refused(tmp_path: Path) -> None:
 def test_the_repr_shows_no_key(merchant_key: CertifiedKey) -> None:
     shown = repr(merchant_key)
     assert merchant_key.kid in shown and "PRIVATE" not in shown and "RSAPrivateKey" not in shown
+
+
+def test_in_a_directory_a_pem_key_finds_its_certificate_and_a_key_counts_once(
+    merchant_key: CertifiedKey, tmp_path: Path
+) -> None:
+    (tmp_path / "merchant.key").write_bytes(merchant_key.private_key_pem(PASSWORD))
+    (tmp_path / "merchant.crt").write_bytes(merchant_key.certificate_pem())
+    (tmp_path / "merchant.p12").write_bytes(merchant_key.pkcs12(PASSWORD))
+    [key] = load_certified_keys(tmp_path, PASSWORD)
+    assert key.kid == merchant_key.kid and key.certificate == merchant_key.certificate

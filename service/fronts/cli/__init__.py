@@ -6,10 +6,12 @@ import click
 
 from service.fronts.cli.common import LedgerCommands
 from service.fronts.cli.deliveries import deliveries
+from service.fronts.cli.keys import keys
 from service.fronts.cli.projection import project, rebuild
-from service.fronts.cli.reconciliation import reconcile, subscribe
+from service.fronts.cli.reconciliation import reconcile
 from service.fronts.cli.records import events, prune
 from service.fronts.cli.serving import migrate, serve
+from service.fronts.cli.subscription import subscribe
 from service.fronts.cli.trying import sandbox, sign_webhook
 
 EXIT_CODES_HELP = (
@@ -50,5 +52,6 @@ for command in (
     events,
     sign_webhook,
     deliveries,
+    keys,
 ):
     main.add_command(command)

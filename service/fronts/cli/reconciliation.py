@@ -1,11 +1,10 @@
-"""``reconcile`` and ``subscribe``: the ledger beside Cybersource's own records."""
+"""``reconcile``: the ledger beside Cybersource's own records."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
 import sys
-from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -15,11 +14,9 @@ from tqdm import tqdm
 from service.bootstrap import (
     MissingCredentials,
     command_ledger,
-    cybersource_client,
     merchant_credentials,
     process_owner,
 )
-from service.domain.events import EVENT_TYPE_BY_NOTIFICATION_TYPE
 from service.fronts.cli.common import (
     JSON_HELP,
     command_settings,
@@ -285,50 +282,3 @@ async def _reconcile_forever(settings: Settings, metrics_address: tuple[str, int
     finally:
         if metrics_server is not None:
             metrics_server.shutdown()
-
-
-@click.command()
-@click.option("--url", required=True, help="The public HTTPS URL of /webhooks/cybersource.")
-@click.option("--organization-id", help="Defaults to LEDGER_CYBERSOURCE_MERCHANT_ID.")
-def subscribe(url: str, organization_id: str | None) -> None:
-    """Create a webhook signing key and a subscription to the invoicing events.
-
-    Prints the keyId and the LEDGER_WEBHOOK_KEYS entry to configure (a secret: store it).
-    """
-    if not url.startswith("https://"):
-        fail("Cybersource delivers only to https URLs on port 443 or 8443")
-    settings = command_settings()
-    organization = organization_id or settings.cybersource_merchant_id or ""
-    key, subscription = asyncio.run(_subscribe(settings, organization, url))
-    information = key.get("keyInformation", {})
-    click.echo(f"webhookId: {subscription.get('webhookId')}")
-    click.echo(f"keyId: {information.get('keyId')}")
-    click.echo(f"LEDGER_WEBHOOK_KEYS={information.get('keyId')}:{information.get('key')}")
-    expires = _key_expiry(information.get("expirationDate"))
-    if expires is None:
-        click.echo("expires: not stated by Cybersource (see its Key Management page)")
-    else:
-        click.echo(f"expires: {expires.isoformat()}")
-        # The expiry alerts (and the gauge) read it from here.
-        click.echo(f"LEDGER_WEBHOOK_KEY_EXPIRES_AT={expires.isoformat()}")
-
-
-def _key_expiry(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-async def _subscribe(
-    settings: Settings, organization_id: str, url: str
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    async with cybersource_client(settings) as client:
-        key = await client.create_webhook_key(organization_id)
-        subscription = await client.create_webhook_subscription(
-            organization_id, url, list(EVENT_TYPE_BY_NOTIFICATION_TYPE)
-        )
-    return key, subscription
