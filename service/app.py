@@ -12,7 +12,8 @@ import structlog
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from service.bootstrap import serving_ledger
+from service.bootstrap import merchant_credentials, serving_ledger
+from service.cybersource.jwt_authentication import CertificateCredentials
 from service.fronts.api.contract import ApiRoute, declared_operations, openapi_document
 from service.fronts.api.deliveries import DeliveryApi
 from service.fronts.api.routes import QueryApi
@@ -39,10 +40,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
     committer = ledger.committer()
     receiver = ledger.receiver(committer, clock)
     authorizer = _authorizer(settings, metrics)
-    if settings.webhook_key_expires_at is not None:
-        metrics.webhook_key_expiry_timestamp_seconds.set(
-            settings.webhook_key_expires_at.timestamp()
-        )
+    _export_expiries(settings, metrics)
     serving_workers = ServingWorkers(ledger)
     workers = BackgroundWorkers(serving_workers.factories())
     query_api = QueryApi(ledger.queries, ledger.event_store, ledger.read_models, authorizer)
@@ -110,6 +108,19 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
         "and reports out.",
     )
     return app
+
+
+def _export_expiries(settings: Settings, metrics: LedgerMetrics) -> None:
+    """When the keys the ledger holds expire, for the expiry alerts."""
+    if settings.webhook_key_expires_at is not None:
+        metrics.webhook_key_expiry_timestamp_seconds.set(
+            settings.webhook_key_expires_at.timestamp()
+        )
+    credentials = merchant_credentials(settings)
+    if isinstance(credentials, CertificateCredentials) and credentials.key.not_after:
+        metrics.certificate_expiry_timestamp_seconds.labels(
+            "rest_authentication", credentials.key.kid
+        ).set(credentials.key.not_after.timestamp())
 
 
 def _authorizer(settings: Settings, metrics: LedgerMetrics) -> ApiAuthorizer:

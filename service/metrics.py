@@ -98,6 +98,13 @@ class LedgerMetrics:
             "When the webhook signing key expires (LEDGER_WEBHOOK_KEY_EXPIRES_AT), Unix time.",
             registry=self.registry,
         )
+        self.certificate_expiry_timestamp_seconds = Gauge(
+            "ledger_certificate_expiry_timestamp_seconds",
+            "When each certificate the ledger holds expires, Unix time, by use"
+            " (rest_authentication: LEDGER_CYBERSOURCE_KEY_FILE) and kid.",
+            ["use", "kid"],
+            registry=self.registry,
+        )
         self.deliveries = Counter(
             "ledger_webhook_deliveries",
             "Webhook deliveries by outcome: accepted, duplicate, conflict, ignored, rejected"

@@ -50,6 +50,14 @@ from service.sandbox.written_summaries import WrittenSummaries
 
 DATE_SKEW_SECONDS_MAX = 15 * 60
 EVENT_TYPE_PREFIX = "invoicing.customer.invoice."
+# The invoicing event types a subscription may name (the products answer lists them).
+EVENT_TYPES = tuple(
+    EVENT_TYPE_PREFIX + name
+    for name in (
+        "send", "cancel", "paid", "partial-payment", "reminder", "overdue-reminder",
+        "partial-resend",
+    )
+)  # fmt: skip
 DEFAULT_OPTIONS = SandboxOptions()
 # What a customer or Cybersource does to an invoice at a moment, as its history records it.
 InvoiceAction = Callable[[SandboxInvoice, datetime], HistoryEntry]

@@ -17,13 +17,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from service.domain.events import EVENT_TYPE_BY_NOTIFICATION_TYPE
 from service.domain.status import InvoiceStatus
 from service.sandbox.documents import invoice_list, transaction_details
 from service.sandbox.errors import AuthenticationFailed, FieldProblem, ValidationErrors
 from service.sandbox.invoice_requests import parse_json_object, read_invoice_request
 from service.sandbox.invoices import DeliveryMode, SandboxInvoice
-from service.sandbox.server import ExactJSONResponse, InvoiceAction, SandboxServer
+from service.sandbox.server import EVENT_TYPES, ExactJSONResponse, InvoiceAction, SandboxServer
 
 LIST_LIMIT_MAX = 1000
 # A webhook signing key's lifetime when the request names none (Cybersource recommends 365).
@@ -196,7 +195,7 @@ class SignedEndpoints:
                 "displayName": event_type.rpartition(".")[2].replace("-", " ").title(),
                 "payloadEncryption": event_type in self.server.encrypted_event_types,
             }
-            for event_type in EVENT_TYPE_BY_NOTIFICATION_TYPE
+            for event_type in EVENT_TYPES
         ]
         return JSONResponse(
             [
