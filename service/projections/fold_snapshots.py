@@ -83,8 +83,7 @@ def _encode_state(state: InvoiceState) -> dict[str, Any]:
         "customerName": state.customer_name,
         "customerEmail": state.customer_email,
         "payments": [
-            [p.transaction_id, _amount(p.amount), p.received_at.isoformat()]
-            for p in state.payments
+            [p.transaction_id, _amount(p.amount), p.received_at.isoformat()] for p in state.payments
         ],
         "collections": [
             [c.collected_at.isoformat(), _amount(c.amount), c.provisional]
@@ -94,6 +93,7 @@ def _encode_state(state: InvoiceState) -> dict[str, Any]:
         "lastPosition": state.last_position,
         "totalProvisional": state.total_provisional,
         "balanceProvisional": state.balance_provisional,
+        "customerErased": state.customer_erased,
     }
 
 
@@ -121,6 +121,8 @@ def _decode_state(data: Mapping[str, Any]) -> InvoiceState:
         last_position=data["lastPosition"],
         total_provisional=data["totalProvisional"],
         balance_provisional=data["balanceProvisional"],
+        # Snapshots written before erasure existed say nothing of it.
+        customer_erased=data.get("customerErased", False),
     )
 
 

@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.domain.events import RecordedEvent
 from service.store.errors import unavailability_as_store_error
 from service.store.events.base import recorded_event
+from service.store.personal_data.data_keys import SqlDataKeys
+from service.store.personal_data.sealed_facts import opened_events, sealed_payers
 from service.store.schema import InboxOutcome, ReplayResult, delivery_replays, events, inbox
 
 PAGE_SIZE_MAX = 500
@@ -73,8 +75,10 @@ class ReplayRow:
 
 
 class SqlDeliveryLog:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, data_keys: SqlDataKeys | None = None) -> None:
         self._engine = engine
+        # Opens the personal data of the events it reads (sealed ones read as erased without).
+        self._data_keys = data_keys or SqlDataKeys(engine, None)
 
     async def deliveries(
         self, filters: DeliveryFilters, limit: int, before_id: int | None = None
@@ -149,7 +153,9 @@ class SqlDeliveryLog:
         )
         async with unavailability_as_store_error(), self._engine.connect() as connection:
             rows = (await connection.execute(query)).all()
-        return [recorded_event(row._mapping) for row in rows]
+        recorded = [recorded_event(row._mapping) for row in rows]
+        keys = await self._data_keys.for_opening(sealed_payers(recorded))
+        return opened_events(recorded, keys)
 
     @staticmethod
     def _summary() -> Select[Any]:
