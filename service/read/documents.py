@@ -99,7 +99,9 @@ def _document(
     if state.customer_erased:
         customer = models.Customer(name=None, email=None, erased=True)
     elif state.customer_name is not None or state.customer_email is not None:
-        customer = models.Customer(name=state.customer_name, email=state.customer_email)
+        customer = models.Customer(
+            name=state.customer_name, email=state.customer_email, erased=False
+        )
     amounts = {
         "totalAmount": money(state.total_amount, currency),
         "balanceAmount": money(state.balance_amount, currency),

@@ -62,6 +62,8 @@ class DeliveryRow:
     headers: Mapping[str, str] | None
     body_bytes: int | None
     body: bytes | None = None
+    # When an erasure of a payer it named removed its body (service/store/personal_data).
+    body_redacted_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,4 +203,5 @@ def _delivery(values: Mapping[str, Any]) -> DeliveryRow:
         headers=values["headers"],
         body_bytes=values["body_bytes"],
         body=bytes(values["body"]) if values.get("body") is not None else None,
+        body_redacted_at=values["body_redacted_at"],
     )

@@ -6,6 +6,7 @@ import click
 
 from service.fronts.cli.common import LedgerCommands
 from service.fronts.cli.deliveries import deliveries
+from service.fronts.cli.personal_data import erase, personal_data
 from service.fronts.cli.projection import project, rebuild
 from service.fronts.cli.reconciliation import reconcile, subscribe
 from service.fronts.cli.records import events, prune
@@ -50,5 +51,7 @@ for command in (
     events,
     sign_webhook,
     deliveries,
+    erase,
+    personal_data,
 ):
     main.add_command(command)

@@ -94,6 +94,11 @@ def opened_events(
             opened.append(event)
             continue
         key = keys.get(sealed.payer)
-        customer = dict(ERASED_CUSTOMER) if key is None else open_customer(sealed, key)
+        # No key, or a later one (the payer was erased, then named again by a new fact): the
+        # key this customer was sealed under is gone.
+        if key is None or not sealed.sealed_under(key):
+            customer = dict(ERASED_CUSTOMER)
+        else:
+            customer = open_customer(sealed, key)
         opened.append(replace(event, data={**event.data, CUSTOMER: customer}))
     return opened

@@ -31,6 +31,8 @@ _WRAPPING_PURPOSE = b"invoice-ledger personal data: wrapping data keys"
 _NAMING_PURPOSE = b"invoice-ledger personal data: naming payers"
 _FINGERPRINT_PURPOSE = b"invoice-ledger personal data: master key fingerprint"
 _DATA_KEY_CONTEXT = b"invoice-ledger data key:"
+_DATA_KEY_ID_PURPOSE = b"invoice-ledger personal data: data key id"
+DATA_KEY_ID_LENGTH = 16
 _CUSTOMER_CONTEXT = b"invoice-ledger customer:"
 
 
@@ -105,28 +107,40 @@ class MasterKey:
             raise UnreadableSeal(f"the data key of payer {payer[:12]}… does not unwrap") from None
 
 
+def data_key_id(data_key: bytes) -> str:
+    """Names one data key among a payer's successive ones (a payer erased, then named again
+    by a new fact, has a new key): not the key, and the same once it is rewrapped."""
+    return hmac.new(data_key, _DATA_KEY_ID_PURPOSE, hashlib.sha256).hexdigest()[:DATA_KEY_ID_LENGTH]
+
+
 @dataclass(frozen=True, slots=True)
 class SealedCustomer:
-    """How a fact stores a customer once sealed: ``{"payer": …, "sealed": …}``."""
+    """How a fact stores a customer once sealed: ``{"payer": …, "key": …, "sealed": …}``."""
 
     payer: str
+    key_id: str  # the data key it was sealed under (data_key_id)
     sealed: str  # base64 of nonce, then ciphertext and tag
 
     @staticmethod
     def found_in(customer: Any) -> SealedCustomer | None:
         if isinstance(customer, Mapping) and isinstance(customer.get("sealed"), str):
-            return SealedCustomer(str(customer.get("payer") or ""), customer["sealed"])
+            return SealedCustomer(
+                str(customer.get("payer") or ""), str(customer.get("key") or ""), customer["sealed"]
+            )
         return None
 
     def stored(self) -> dict[str, str]:
-        return {"payer": self.payer, "sealed": self.sealed}
+        return {"payer": self.payer, "key": self.key_id, "sealed": self.sealed}
+
+    def sealed_under(self, data_key: bytes) -> bool:
+        return hmac.compare_digest(self.key_id, data_key_id(data_key))
 
 
 def seal_customer(payer: str, data_key: bytes, customer: Mapping[str, Any]) -> SealedCustomer:
     plain = json.dumps(dict(customer), separators=(",", ":")).encode()
     nonce = os.urandom(NONCE_BYTES)
     sealed = nonce + AESGCM(data_key).encrypt(nonce, plain, _CUSTOMER_CONTEXT + payer.encode())
-    return SealedCustomer(payer, base64.b64encode(sealed).decode())
+    return SealedCustomer(payer, data_key_id(data_key), base64.b64encode(sealed).decode())
 
 
 def open_customer(sealed: SealedCustomer, data_key: bytes) -> dict[str, Any]:
