@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -245,14 +246,18 @@ async def _reclaim_space(engine: AsyncEngine) -> None:
     """Leave no old copy of a redacted body or deleted key where the engine keeps them:
     SQLite's write-ahead log is checkpointed and truncated; PostgreSQL's old row versions are
     vacuumed (ownership is needed; without it PostgreSQL warns and autovacuum does it later)."""
-    statement = "VACUUM personal_data_keys, inbox"
-    if engine.dialect.name == "sqlite":
-        statement = "PRAGMA wal_checkpoint(TRUNCATE)"
     try:
         async with engine.connect() as connection:
-            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            await autocommit.execute(text(statement))
-    except DBAPIError as error:
+            if connection.dialect.name == "sqlite":
+                # On the driver's connection: SQLAlchemy's would open a transaction first,
+                # inside which SQLite refuses to checkpoint.
+                driver = (await connection.get_raw_connection()).driver_connection
+                assert driver is not None, "a checked-out connection has its driver's"
+                await driver.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            else:
+                autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+                await autocommit.execute(text("VACUUM personal_data_keys, inbox"))
+    except (DBAPIError, sqlite3.Error) as error:
         # Best effort: a reader in another process holds the log (SQLite), or the role does
         # not own the tables (PostgreSQL); the engine reclaims the space later on its own.
-        log.warning("erasure.space_not_reclaimed", reason=type(error.orig).__name__)
+        log.warning("erasure.space_not_reclaimed", reason=type(error).__name__)
