@@ -15,7 +15,7 @@ import os
 import resource
 import time
 
-from service.bootstrap import RebuildEngines, command_ledger, database_url
+from service.bootstrap import command_ledger, rebuild_engines
 from service.projections.rebuild import EVENTS_PER_PAGE, rebuild_invoices
 from service.settings import load_settings
 
@@ -37,7 +37,7 @@ async def measure(url: str, workers: int) -> dict[str, float]:
             store,
             ledger.read_models,
             workers=workers,
-            engines=RebuildEngines(database_url(settings)),
+            engines=rebuild_engines(settings),
         )
         rebuild_seconds = time.perf_counter() - started
     return {

@@ -15,11 +15,12 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
 
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.cybersource.credentials import RequestCredentials
@@ -43,14 +44,23 @@ from service.reconciler.reconciler import Reconciler
 from service.reconciler.sweep_schedule import SqlSweepSchedule
 from service.reconciler.transport import ClientLimits
 from service.reconciler.worker import ReconcilerWorker
-from service.settings import ConfigurationError, Settings, resolve_database_url
+from service.settings import (
+    ConfigurationError,
+    Settings,
+    personal_data_master_key,
+    resolve_database_url,
+)
 from service.store.console_sessions import SqlConsoleSessions
 from service.store.database import create_engine
 from service.store.delivery_log import SqlDeliveryLog
+from service.store.errors import StoreUnavailable
 from service.store.events.base import EventStore
 from service.store.events.for_engine import event_store_for
 from service.store.events.group_commit import GroupCommitter
-from service.store.migrations import require_schema_at_head
+from service.store.migrations import SchemaNotAtHead, require_schema_at_head
+from service.store.personal_data.data_keys import SqlDataKeys
+from service.store.personal_data.sealing import MasterKey
+from service.store.personal_data.sealing_store import PersonalDataEventStore
 from service.store.views.read_model_store import SqlReadModelStore
 
 # A delivery waits at most one SQLite busy timeout for the write lock another process holds,
@@ -111,6 +121,32 @@ def _certificate_credentials(settings: Settings) -> CertificateCredentials | Non
         raise ConfigurationError(f"LEDGER_CYBERSOURCE_KEY_FILE: {error}") from None
 
 
+def master_key(settings: Settings) -> MasterKey | None:
+    """None without LEDGER_PERSONAL_DATA_KEY: personal data is then stored in clear."""
+    if settings.personal_data_key is None:
+        return None
+    return MasterKey(personal_data_master_key(settings.personal_data_key))
+
+
+def sealing_event_store(engine: AsyncEngine, master: MasterKey | None) -> EventStore:
+    """The event store of ``engine`` with personal data sealed and opened on the way."""
+    return PersonalDataEventStore(event_store_for(engine), SqlDataKeys(engine, master))
+
+
+async def verify_personal_data_key(settings: Settings) -> None:
+    """PersonalDataKeyMismatch when the configured master key (or its absence) does not fit
+    the database's data keys. A database that is away, or not migrated yet, is not checked
+    here: commands check on a schema at head, and an append with a wrong key fails loudly."""
+    engine = create_engine(database_url(settings), pool_size=1)
+    try:
+        await require_schema_at_head(engine)
+        await SqlDataKeys(engine, master_key(settings)).verify()
+    except (StoreUnavailable, SchemaNotAtHead, DBAPIError):
+        pass
+    finally:
+        await engine.dispose()
+
+
 def http_implementation(settings: Settings) -> HttpImplementation:
     return HttpImplementation(settings.http_implementation)
 
@@ -156,6 +192,8 @@ class RebuildEngines:
     connection reads while the other writes."""
 
     url: URL
+    # The master key's bytes go to the workers with the rest (pipes between local processes).
+    personal_data_key: bytes | None = field(default=None, repr=False)
 
     @property
     def is_postgresql(self) -> bool:
@@ -163,6 +201,17 @@ class RebuildEngines:
 
     def __call__(self) -> AsyncEngine:
         return create_engine(self.url, pool_size=2)
+
+    def event_store(self, engine: AsyncEngine) -> EventStore:
+        key = self.personal_data_key
+        return sealing_event_store(engine, None if key is None else MasterKey(key))
+
+
+def rebuild_engines(settings: Settings) -> RebuildEngines:
+    key = settings.personal_data_key
+    return RebuildEngines(
+        database_url(settings), None if key is None else personal_data_master_key(key)
+    )
 
 
 class Ledger:
@@ -178,8 +227,12 @@ class Ledger:
         self.metrics = metrics or LedgerMetrics()
 
     @cached_property
+    def data_keys(self) -> SqlDataKeys:
+        return SqlDataKeys(self.engine, master_key(self.settings))
+
+    @cached_property
     def event_store(self) -> EventStore:
-        return event_store_for(self.engine)
+        return PersonalDataEventStore(event_store_for(self.engine), self.data_keys)
 
     @cached_property
     def read_models(self) -> SqlReadModelStore:
@@ -191,7 +244,7 @@ class Ledger:
 
     @cached_property
     def delivery_log(self) -> SqlDeliveryLog:
-        return SqlDeliveryLog(self.engine)
+        return SqlDeliveryLog(self.engine, self.data_keys)
 
     @cached_property
     def delivery_outcomes(self) -> DeliveryOutcomes:
@@ -337,6 +390,8 @@ async def command_ledger(
     engine = create_engine(database_url(settings), pool_size=pool_size)
     try:
         await require_schema_at_head(engine)
-        yield Ledger(settings, engine, metrics)
+        ledger = Ledger(settings, engine, metrics)
+        await ledger.data_keys.verify()
+        yield ledger
     finally:
         await engine.dispose()

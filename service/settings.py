@@ -36,6 +36,20 @@ class UnsupportedDatabaseUrl(ValueError):
     pass
 
 
+PERSONAL_DATA_KEY_BYTES = 32
+
+
+def personal_data_master_key(value: SecretStr) -> bytes:
+    """The master key's bytes: base64 of exactly 32 bytes, or ValueError."""
+    try:
+        key = base64.b64decode(value.get_secret_value().strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("must be base64 (e.g. from `openssl rand -base64 32`)") from None
+    if len(key) != PERSONAL_DATA_KEY_BYTES:
+        raise ValueError(f"must be {PERSONAL_DATA_KEY_BYTES} bytes once decoded from base64")
+    return key
+
+
 def resolve_database_url(url: str) -> URL:
     """Accept ``sqlite:///path.db`` and ``postgresql://…`` as written; pick the async driver."""
     try:
@@ -229,6 +243,17 @@ class Settings(BaseSettings):
     retention_interval_seconds: int = Field(3600, ge=60, le=7 * 24 * 3600)
     # How often the projection-lag gauges are sampled (the inbox's every 12 samples).
     metrics_sample_seconds: float = Field(5.0, ge=0.1, le=300)
+    # The master key of personal data (base64 of 32 bytes): payers' names and emails in the
+    # stored facts are sealed under per-payer data keys it wraps, and `erase` can forget a
+    # payer. Unset: they are stored in clear and `erase` refuses (docs/personal-data.md).
+    personal_data_key: SecretStr | None = Field(None, repr=False)
+
+    @field_validator("personal_data_key")
+    @classmethod
+    def _master_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            personal_data_master_key(value)  # the message names the form, never the value
+        return value
 
     @field_validator("database_url")
     @classmethod

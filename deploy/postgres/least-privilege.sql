@@ -39,3 +39,8 @@ GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON
 -- change: a session cannot be prolonged), deleted once expired.
 GRANT SELECT, INSERT, DELETE ON console_sessions TO invoice_ledger_service;
 GRANT UPDATE (revoked_at) ON console_sessions TO invoice_ledger_service;
+-- Personal data (docs/personal-data.md): appends make a payer's data key, reads open it, and
+-- `erase` deletes it and redacts the inbox bodies that named the payer (no other inbox column
+-- may change). `personal-data encrypt` seals facts recorded in clear: run it as the owner.
+GRANT SELECT, INSERT, DELETE ON personal_data_keys TO invoice_ledger_service;
+GRANT UPDATE (body, body_redacted_at) ON inbox TO invoice_ledger_service;

@@ -37,6 +37,9 @@ class InvoiceEventType(StrEnum):
     # What the Transaction Details API answered for a payment's transaction: its amount, for
     # a history PAYMENT entry that carries none.
     TRANSACTION_OBSERVED = "TransactionObserved"
+    # An operator erased a payer's personal data (their data key was deleted): no fact about
+    # the invoice itself, recorded in each stream that named the payer, for the audit trail.
+    PERSONAL_DATA_ERASED = "PersonalDataErased"
 
 
 # Cybersource's invoicing notification types and the fact each one states.

@@ -10,6 +10,10 @@ Four kinds of fact:
 - ``TransactionObserved``: the Transaction Details API's answer for one payment transaction,
   the amount a history ``PAYMENT`` entry without ``transactionDetails.amount`` collected.
 
+And one that is not about the invoice: ``PersonalDataErased``, an operator's erasure of a
+payer's personal data; the fold reads past it. A fact whose payer was erased states its
+customer as erased (``customer_erased``) with no name or email.
+
 Stored data is JSON with camelCase names and amounts as decimal strings. Version 1 events
 (before organizations were recorded and history entries were told apart) are upcast here, when
 read, and nowhere else.
@@ -39,6 +43,8 @@ class StatedFields:
     due_date: date | None = None
     customer_name: str | None = None
     customer_email: str | None = None
+    # The payer this fact named was erased: its name and email are gone for good.
+    customer_erased: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +119,25 @@ class TransactionObserved:
     currency: str | None = None
 
 
-Payload = NotificationReceived | InvoiceObserved | HistoryEntryRecorded | TransactionObserved
+@dataclass(frozen=True, slots=True)
+class PersonalDataErased:
+    """An operator erased the personal data of the payer ``payer`` names (a keyed hash, never
+    the email or name): the facts of this invoice that named them read as erased from now on."""
+
+    organization_id: str | None
+    invoice_number: str
+    payer: str
+    reason: str
+    recorded_by: str | None = None
+
+
+Payload = (
+    NotificationReceived
+    | InvoiceObserved
+    | HistoryEntryRecorded
+    | TransactionObserved
+    | PersonalDataErased
+)
 
 E = InvoiceEventType
 HISTORY_EVENT_TYPES = frozenset(
@@ -172,6 +196,16 @@ def encode(payload: Payload) -> dict[str, Any]:
                 "amount": _money(payload.amount),
                 "currency": payload.currency,
             }
+        case PersonalDataErased():
+            return {
+                "organizationId": payload.organization_id,
+                "invoiceNumber": payload.invoice_number,
+                "erasure": {
+                    "payer": payload.payer,
+                    "reason": payload.reason,
+                    "recordedBy": payload.recorded_by,
+                },
+            }
         case HistoryEntryRecorded():
             return {
                 "organizationId": payload.organization_id,
@@ -195,6 +229,15 @@ def decode(event: RecordedEvent) -> Payload:
         status = data.get("status")
         return InvoiceObserved(
             organization, number, status if isinstance(status, str) else None, _stated(data)
+        )
+    if event.type == E.PERSONAL_DATA_ERASED:
+        erasure = data.get("erasure") or {}
+        return PersonalDataErased(
+            organization,
+            number,
+            str(erasure.get("payer") or ""),
+            str(erasure.get("reason") or ""),
+            erasure.get("recordedBy"),
         )
     if event.type == E.TRANSACTION_OBSERVED:
         return TransactionObserved(
@@ -264,9 +307,15 @@ def _upcast_from_version_1(event_type: str, data: Mapping[str, Any]) -> Mapping[
     return upgraded
 
 
+# How a fact states a customer whose personal data was erased, in stored and read JSON alike.
+ERASED_CUSTOMER: Mapping[str, Any] = {"name": None, "email": None, "erased": True}
+
+
 def _encode_stated(stated: StatedFields) -> dict[str, Any]:
-    customer = None
-    if stated.customer_name is not None or stated.customer_email is not None:
+    customer: dict[str, Any] | None = None
+    if stated.customer_erased:
+        customer = dict(ERASED_CUSTOMER)
+    elif stated.customer_name is not None or stated.customer_email is not None:
         customer = {"name": stated.customer_name, "email": stated.customer_email}
     return {
         "balanceAmount": _money(stated.balance_amount),
@@ -293,6 +342,7 @@ def _stated(data: Mapping[str, Any]) -> StatedFields:
         due_date=date.fromisoformat(due) if due else None,
         customer_name=customer.get("name"),
         customer_email=customer.get("email"),
+        customer_erased=customer.get("erased") is True,
     )
 
 

@@ -47,6 +47,11 @@ class DeliverySummary(_Document):
     trace_id: str | None
     event_position: int | None
     body_bytes: int | None = Field(description="the kept body's size; null if none was kept")
+    body_redacted_at: datetime | None = Field(
+        None,
+        description="when the body was redacted because a payer it named was erased (it can"
+        " no longer be replayed); null if it was not",
+    )
     replayable: bool
     last_replay: DeliveryReplay | None
 
@@ -146,6 +151,7 @@ def _summary_fields(row: DeliveryRow, replays: list[ReplayRow]) -> dict[str, Any
         "trace_id": row.trace_id,
         "event_position": row.event_position,
         "body_bytes": row.body_bytes,
+        "body_redacted_at": row.body_redacted_at,
         "replayable": replayable,
         "last_replay": _replay(replays[-1]) if replays else None,
     }

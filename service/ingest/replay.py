@@ -74,6 +74,12 @@ def check_replayable(delivery: DeliveryRow) -> None:
             f"refused before its signature was verified ({delivery.reason}); its body was not"
             " kept, and an unverified body is never recorded",
         )
+    if delivery.body_redacted_at is not None:
+        raise NotReplayable(
+            "redacted",
+            f"its body was redacted on {delivery.body_redacted_at.isoformat()} when a payer it"
+            " named was erased: the personal data it held is gone, so it can never be read again",
+        )
     if delivery.body_bytes is None:
         raise NotReplayable(
             "no_body", f"its body was not kept ({delivery.reason}): there is nothing to read"

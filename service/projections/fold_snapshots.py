@@ -93,6 +93,7 @@ def _encode_state(state: InvoiceState) -> dict[str, Any]:
         "lastPosition": state.last_position,
         "totalProvisional": state.total_provisional,
         "balanceProvisional": state.balance_provisional,
+        "customerErased": state.customer_erased,
     }
 
 
@@ -120,6 +121,8 @@ def _decode_state(data: Mapping[str, Any]) -> InvoiceState:
         last_position=data["lastPosition"],
         total_provisional=data["totalProvisional"],
         balance_provisional=data["balanceProvisional"],
+        # Snapshots written before erasure existed say nothing of it.
+        customer_erased=data.get("customerErased", False),
     )
 
 

@@ -27,7 +27,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.domain.events import RecordedEvent
 from service.projections.projector import LEASE_SECONDS_DEFAULT, project_stream
 from service.store.events.base import EventStore
-from service.store.events.for_engine import event_store_for
 from service.store.stream_partitions import stream_boundaries
 from service.store.views.leases import LeaseLost, LeaseRenewal
 from service.store.views.read_model_store import SqlReadModelStore
@@ -47,6 +46,10 @@ class EngineOpener(Protocol):
     def is_postgresql(self) -> bool: ...
 
     def __call__(self) -> AsyncEngine: ...
+
+    def event_store(self, engine: AsyncEngine) -> EventStore:
+        """The event store on ``engine``, opening personal data as the service does."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +225,11 @@ async def _rebuild_range_with_engine(
     engine = engines()
     try:
         return await rebuild_range(
-            event_store_for(engine), SqlReadModelStore(engine), streams, horizon, events_per_page
+            engines.event_store(engine),
+            SqlReadModelStore(engine),
+            streams,
+            horizon,
+            events_per_page,
         )
     finally:
         await engine.dispose()

@@ -68,6 +68,7 @@ def stored_invoice(row: Row[Any]) -> StoredInvoice:
         due_date=row.due_date,
         customer_name=row.customer_name,
         customer_email=row.customer_email,
+        customer_erased=row.customer_erased,
         payments=tuple(
             Payment(
                 transaction_id=payment["transactionId"],
@@ -95,8 +96,12 @@ def _document(
 ) -> models.Invoice:
     currency = state.currency
     customer = None
-    if state.customer_name is not None or state.customer_email is not None:
-        customer = models.Customer(name=state.customer_name, email=state.customer_email)
+    if state.customer_erased:
+        customer = models.Customer(name=None, email=None, erased=True)
+    elif state.customer_name is not None or state.customer_email is not None:
+        customer = models.Customer(
+            name=state.customer_name, email=state.customer_email, erased=False
+        )
     amounts = {
         "totalAmount": money(state.total_amount, currency),
         "balanceAmount": money(state.balance_amount, currency),

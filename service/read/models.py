@@ -63,6 +63,11 @@ class Document(BaseModel):
 class Customer(Document):
     name: str | None = Field(description="The payer's name, as the invoice states it.")
     email: str | None = Field(description="The payer's email, as the invoice states it.")
+    erased: bool = Field(
+        False,
+        description="The payer's personal data was erased at their request: name and email"
+        " are null for good (amounts, statuses and the audit trail are kept).",
+    )
 
 
 class Payment(Document):

@@ -250,7 +250,9 @@ def observation_is_news(ledger: InvoiceState, observed: InvoiceObserved) -> bool
     answer is recorded, superseding whatever notification left the ledger otherwise."""
     stated = observed.stated
     # A name or address Cybersource no longer shows was removed by an update: that is news too.
-    renamed = (stated.customer_name, stated.customer_email) != (
+    # Not a payer the ledger erased on purpose: Cybersource still holding them is no news (a
+    # fact recorded for another reason names them again, under a new data key).
+    renamed = not ledger.customer_erased and (stated.customer_name, stated.customer_email) != (
         ledger.customer_name,
         ledger.customer_email,
     )

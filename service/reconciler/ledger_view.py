@@ -36,6 +36,7 @@ class SqlLedgerView:
             columns.balance_amount,
             columns.due_date,
             columns.customer_name,
+            columns.customer_erased,
         ).where(
             columns.organization_id == organization_id,
             columns.invoice_number.in_(list(invoice_numbers)),
@@ -50,6 +51,7 @@ class SqlLedgerView:
                 balance_amount=row.balance_amount,
                 due_date=row.due_date,
                 customer_name=row.customer_name,
+                customer_erased=row.customer_erased,
             )
             for row in rows
         }

@@ -49,6 +49,8 @@ class LedgerInvoice:
     balance_amount: Decimal | None
     due_date: date | None
     customer_name: str | None
+    # The ledger erased the payer on purpose: a name Cybersource still holds is no news.
+    customer_erased: bool = False
 
 
 class _Model(BaseModel):
@@ -125,7 +127,7 @@ def fetch_reason(
     ):
         return FetchReason.DISAGREES
     name = summary.customer.name
-    if name is not None and name != ledger.customer_name:
+    if name is not None and name != ledger.customer_name and not ledger.customer_erased:
         return FetchReason.DISAGREES
     if summary.status in BALANCE_MOVES_WITHOUT_STATUS_CHANGE:
         return FetchReason.BALANCE_CAN_MOVE

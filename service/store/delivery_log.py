@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.domain.events import RecordedEvent
 from service.store.errors import unavailability_as_store_error
 from service.store.events.base import recorded_event
+from service.store.personal_data.data_keys import SqlDataKeys
+from service.store.personal_data.sealed_facts import opened_events, sealed_payers
 from service.store.schema import InboxOutcome, ReplayResult, delivery_replays, events, inbox
 
 PAGE_SIZE_MAX = 500
@@ -60,6 +62,8 @@ class DeliveryRow:
     headers: Mapping[str, str] | None
     body_bytes: int | None
     body: bytes | None = None
+    # When an erasure of a payer it named removed its body (service/store/personal_data).
+    body_redacted_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +77,10 @@ class ReplayRow:
 
 
 class SqlDeliveryLog:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, data_keys: SqlDataKeys | None = None) -> None:
         self._engine = engine
+        # Opens the personal data of the events it reads (sealed ones read as erased without).
+        self._data_keys = data_keys or SqlDataKeys(engine, None)
 
     async def deliveries(
         self, filters: DeliveryFilters, limit: int, before_id: int | None = None
@@ -149,7 +155,9 @@ class SqlDeliveryLog:
         )
         async with unavailability_as_store_error(), self._engine.connect() as connection:
             rows = (await connection.execute(query)).all()
-        return [recorded_event(row._mapping) for row in rows]
+        recorded = [recorded_event(row._mapping) for row in rows]
+        keys = await self._data_keys.for_opening(sealed_payers(recorded))
+        return opened_events(recorded, keys)
 
     @staticmethod
     def _summary() -> Select[Any]:
@@ -195,4 +203,5 @@ def _delivery(values: Mapping[str, Any]) -> DeliveryRow:
         headers=values["headers"],
         body_bytes=values["body_bytes"],
         body=bytes(values["body"]) if values.get("body") is not None else None,
+        body_redacted_at=values["body_redacted_at"],
     )

@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    false,
     text,
 )
 
@@ -95,6 +96,8 @@ inbox = Table(
     Column("signed_at", UtcDateTime, nullable=True),
     # The organization the notification names (or, unread, its V-C-Organization-Id header).
     Column("organization_id", String(200), nullable=True),
+    # When an erasure of a payer the body named replaced it with nothing (migration 0015).
+    Column("body_redacted_at", UtcDateTime, nullable=True),
     CheckConstraint(_one_of("outcome", InboxOutcome), name="outcome"),
     Index("ix_inbox_notification_id", "notification_id"),
     Index("ix_inbox_organization_id", "organization_id"),
@@ -183,6 +186,8 @@ def _invoice_columns() -> list[Column[Any]]:
         *_state_columns(),
         Column("customer_name", String(200), nullable=True),
         Column("customer_email", String(200), nullable=True),
+        # The payer the facts named was erased (service.store.personal_data).
+        Column("customer_erased", Boolean, nullable=False, server_default=false()),
         Column("payments", JsonDocument, nullable=False),
         Column("last_event_at", UtcDateTime, nullable=True),
         Column("last_position", BigInteger, nullable=False),
@@ -356,4 +361,17 @@ console_sessions = Table(
     Column("revoked_at", UtcDateTime, nullable=True),
     CheckConstraint(_one_of("scope", CONSOLE_SESSION_SCOPES), name="scope"),
     Index("ix_console_sessions_expires_at", "expires_at"),
+)
+
+# One AES-256 data key per payer (service.store.personal_data), wrapped by the master key.
+# ``payer`` is a keyed hash of the payer's normalised email (or name): no clear email here.
+# Erasing a payer deletes its row, and with it every way to read what was sealed under it.
+personal_data_keys = Table(
+    "personal_data_keys",
+    metadata,
+    Column("payer", String(64), primary_key=True),
+    Column("wrapped_key", RawBody, nullable=False),
+    # The fingerprint of the master key that wrapped it (never the key).
+    Column("master_key_id", String(16), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
 )

@@ -35,7 +35,8 @@ def _documents(total: str, balance: str) -> list[dict[str, Any]]:
         organization_id="org", invoice_number="INV-1", status="SENT", currency="USD",
         total_amount=Decimal(total), balance_amount=Decimal(balance), total_provisional=False,
         balance_provisional=False, due_date=None,
-        customer_name=None, customer_email=None, payments=[], last_event_at=None,
+        customer_name=None, customer_email=None, customer_erased=False, payments=[],
+        last_event_at=None,
         updated_at=datetime(2026, 1, 1, tzinfo=UTC),
     )  # fmt: skip
     documents = [invoice_document(state, None), invoice_from_row(row)]  # type: ignore[arg-type]

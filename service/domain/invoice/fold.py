@@ -14,7 +14,12 @@ from service.domain.invoice.facts import _FACT_ORDER, _Fact
 from service.domain.invoice.provider_past import _ProviderPast
 from service.domain.invoice.running import _Running
 from service.domain.invoice.state import FoldSnapshot, InvoiceState
-from service.domain.payloads import CorrectionRecorded, InvoiceObserved, NotificationReceived
+from service.domain.payloads import (
+    CorrectionRecorded,
+    InvoiceObserved,
+    NotificationReceived,
+    PersonalDataErased,
+)
 
 
 def fold(
@@ -50,7 +55,7 @@ def folded_history(
 ) -> tuple[list[InvoiceState], FoldSnapshot | None]:
     """``state_history``, and a snapshot to continue it from (None when the facts establish
     nothing yet, so that a later fact must be folded with them all)."""
-    facts = _corrected(sorted(map(_Fact.of, events), key=_FACT_ORDER))
+    facts = _corrected(sorted(_invoice_facts(events), key=_FACT_ORDER))
     if not facts:
         return [], None
     running = _Running(invoice_number, organization_id)
@@ -115,6 +120,14 @@ def continued_history(
     return result, running.fold_snapshot(result[-1], facts, snapshot.highest_position)
 
 
+def _invoice_facts(events: Iterable[RecordedEvent]) -> list[_Fact]:
+    """The facts about the invoice itself: an erasure says nothing about it (what it erased
+    reads as erased in the facts that named the payer)."""
+    return [
+        fact for fact in map(_Fact.of, events) if not isinstance(fact.payload, PersonalDataErased)
+    ]
+
+
 def _one_per_instant(states: list[InvoiceState], facts: Sequence[_Fact]) -> list[InvoiceState]:
     """Several facts at one instant: only the last state was ever in force. Each state also
     names the highest store position among the facts up to its instant."""
@@ -146,5 +159,5 @@ def _at_position(state: InvoiceState, position: int) -> InvoiceState:
         state.invoice_number, state.organization_id, state.status, state.currency,
         state.total_amount, state.balance_amount, state.due_date, state.customer_name,
         state.customer_email, state.payments, state.collections, state.last_event_at, position,
-        state.total_provisional, state.balance_provisional,
+        state.total_provisional, state.balance_provisional, state.customer_erased,
     )  # fmt: skip

@@ -126,8 +126,7 @@ class _ProviderPast:
         running.observed = True
         # The answer is the invoice as it stands: a field it leaves out (an update removed
         # it) is no longer the invoice's.
-        running.customer_name = observed.stated.customer_name
-        running.customer_email = observed.stated.customer_email
+        running.name_customer(observed.stated)
         if observed.status is not None and observed.status in InvoiceStatus.__members__:
             running.status = InvoiceStatus(observed.status)
         for moment, amount in self._adjustments.get(fact.event.position, ()):

@@ -43,6 +43,7 @@ class _Running:
     # Whether total or balance was inferred from notifications alone (see InvoiceState).
     total_provisional: bool = False
     balance_provisional: bool = False
+    customer_erased: bool = False
 
     @classmethod
     def resumed(cls, snapshot: FoldSnapshot) -> _Running:
@@ -52,7 +53,7 @@ class _Running:
             state.total_amount, state.balance_amount, state.due_date, state.customer_name,
             state.customer_email, list(state.payments), list(state.collections),
             snapshot.observed, set(snapshot.matched_payments), state.total_provisional,
-            state.balance_provisional,
+            state.balance_provisional, state.customer_erased,
         )  # fmt: skip
 
     def fold_snapshot(
@@ -84,13 +85,25 @@ class _Running:
             last_event_at=moment,
             total_provisional=self.total_provisional and self.total is not None,
             balance_provisional=self.balance_provisional and self.balance is not None,
+            customer_erased=self.customer_erased,
         )
 
     def describe(self, stated: StatedFields) -> None:
+        if stated.customer_erased:
+            self.name_customer(stated)
+            return
+        if stated.customer_name is not None or stated.customer_email is not None:
+            self.customer_erased = False  # a payer named anew after an erasure
         if stated.customer_name is not None:
             self.customer_name = stated.customer_name
         if stated.customer_email is not None:
             self.customer_email = stated.customer_email
+
+    def name_customer(self, stated: StatedFields) -> None:
+        """The customer exactly as ``stated`` names it (an erased one has no name or email)."""
+        self.customer_name = stated.customer_name
+        self.customer_email = stated.customer_email
+        self.customer_erased = stated.customer_erased
 
     @property
     def paid_before(self) -> bool:

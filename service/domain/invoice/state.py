@@ -49,6 +49,8 @@ class InvoiceState:
     # such a total): the best figure, labelled, until Cybersource's answer confirms it.
     total_provisional: bool = False
     balance_provisional: bool = False
+    # The payer the facts last named was erased (name and email are then None).
+    customer_erased: bool = False
 
     @property
     def provisional_amounts(self) -> tuple[str, ...]:

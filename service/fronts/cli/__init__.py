@@ -7,6 +7,7 @@ import click
 from service.fronts.cli.common import LedgerCommands
 from service.fronts.cli.deliveries import deliveries
 from service.fronts.cli.keys import keys
+from service.fronts.cli.personal_data import erase, personal_data
 from service.fronts.cli.projection import project, rebuild
 from service.fronts.cli.reconciliation import reconcile
 from service.fronts.cli.records import events, prune
@@ -53,5 +54,7 @@ for command in (
     sign_webhook,
     deliveries,
     keys,
+    erase,
+    personal_data,
 ):
     main.add_command(command)

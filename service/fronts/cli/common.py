@@ -21,6 +21,7 @@ from service.metrics import LedgerMetrics
 from service.settings import ENVIRONMENT_PREFIX, ConfigurationError, Settings, load_settings
 from service.store.errors import is_sqlite_lock_timeout, is_unavailability, unavailability_reason
 from service.store.migrations import SchemaNotAtHead
+from service.store.personal_data.data_keys import PersonalDataKeyMismatch
 
 log = structlog.get_logger("service.fronts.cli")
 
@@ -66,7 +67,7 @@ class LedgerCommands(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
-        except MissingCredentials as error:
+        except (MissingCredentials, PersonalDataKeyMismatch) as error:
             fail(str(error))
         except Exception as error:
             problem = _database_problem(error)

@@ -11,9 +11,8 @@ import structlog
 from tqdm import tqdm
 
 from service.bootstrap import (
-    RebuildEngines,
     command_ledger,
-    database_url,
+    rebuild_engines,
 )
 from service.fronts.cli.common import (
     JSON_HELP,
@@ -125,7 +124,7 @@ async def _rebuild(settings: Settings, workers: int) -> int:
         ) as bar:
             position = await rebuild_invoices(
                 store, ledger.read_models, on_progress=bar.update, workers=workers,
-                engines=RebuildEngines(database_url(settings)),
+                engines=rebuild_engines(settings),
             )  # fmt: skip
             # The bar counts events against the last position; positions a rolled-back
             # append reserved hold no event, so the count can end short of it: it is done.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import click
 import structlog
 
@@ -10,6 +12,7 @@ from service.bootstrap import (
     database_url,
     http_implementation,
     http_limits,
+    verify_personal_data_key,
 )
 from service.client_slots import SlotRefusal
 from service.fronts.cli.common import (
@@ -87,6 +90,8 @@ def serve(host: str, port: int, internal_port: int | None) -> None:
         for listener in listeners:
             listener.close()
         fail(str(failure))
+    # A wrong master key stops here, before anything is sealed under it or shown garbled.
+    asyncio.run(verify_personal_data_key(settings))
     app = create_app(settings)
     refused = app.state.ledger.metrics.http_refused
     for refusal in SlotRefusal:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
@@ -99,8 +99,17 @@ class Delivery:
 DeliveryResult = list[AppendResult] | Exception
 
 
+@dataclass(frozen=True, slots=True)
+class SealedNewEvent(NewEvent):
+    """A fact stored with its customer sealed (store/personal_data); its digest covers
+    ``digest_data`` (keyed hashes instead), the same however often the fact is sealed."""
+
+    digest_data: Mapping[str, Any] = field(default_factory=dict)
+
+
 def content_digest(event: NewEvent) -> str:
-    content: dict[str, Any] = {"stream": event.stream_id, "type": event.type, "data": event.data}
+    data = event.digest_data if isinstance(event, SealedNewEvent) else event.data
+    content: dict[str, Any] = {"stream": event.stream_id, "type": event.type, "data": data}
     if event.time_is_content:
         content["occurredAt"] = event.occurred_at.astimezone(UTC).isoformat()
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

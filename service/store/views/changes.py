@@ -165,6 +165,7 @@ def invoice_row(item: ProjectedInvoice) -> dict[str, Any]:
         **_state_figures(state),
         "customer_name": state.customer_name,
         "customer_email": state.customer_email,
+        "customer_erased": state.customer_erased,
         "payments": [
             {
                 "transactionId": payment.transaction_id,
