@@ -1,0 +1,143 @@
+"""The values settings are made of, each parsed and checked on its own: database URLs, the
+webhook keyring, API tokens and the personal-data master key. Plain values; no module of the
+service imported."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from pydantic import SecretStr
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+# How long a command waits for SQLite's write lock when the URL's ``timeout`` does not say
+# (``?timeout=SECONDS``, SQLAlchemy's own parameter for sqlite3's timeout).
+SQLITE_LOCK_WAIT_SECONDS = 30.0
+
+
+class UnsupportedDatabaseUrl(ValueError):
+    pass
+
+
+PERSONAL_DATA_KEY_BYTES = 32
+
+
+def personal_data_master_key(value: SecretStr) -> bytes:
+    """The master key's bytes: base64 of exactly 32 bytes, or ValueError."""
+    try:
+        key = base64.b64decode(value.get_secret_value().strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("must be base64 (e.g. from `openssl rand -base64 32`)") from None
+    if len(key) != PERSONAL_DATA_KEY_BYTES:
+        raise ValueError(f"must be {PERSONAL_DATA_KEY_BYTES} bytes once decoded from base64")
+    return key
+
+
+def resolve_database_url(url: str) -> URL:
+    """Accept ``sqlite:///path.db`` and ``postgresql://…`` as written; pick the async driver."""
+    try:
+        parsed = make_url(url.strip())
+    except ArgumentError as error:
+        raise UnsupportedDatabaseUrl(f"{_redacted(url)!r} is not a database URL") from error
+    backend = parsed.get_backend_name()
+    if backend in ("postgresql", "postgres"):
+        if not parsed.database:
+            raise UnsupportedDatabaseUrl("a PostgreSQL URL must name a database")
+        return parsed.set(drivername="postgresql+asyncpg")
+    if backend == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            raise UnsupportedDatabaseUrl(
+                "an SQLite URL must name a file (sqlite:///relative.db or sqlite:////absolute.db);"
+                " an in-memory database would lose every acknowledged notification"
+            )
+        sqlite_lock_wait_seconds(parsed)  # an unreadable timeout is refused with the URL
+        return parsed.set(drivername="sqlite+aiosqlite")
+    raise UnsupportedDatabaseUrl(
+        f"unsupported database {backend!r}: use sqlite:///path.db or postgresql://user@host/db"
+    )
+
+
+def _redacted(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable>"
+
+
+def sqlite_lock_wait_seconds(url: URL, default: float = SQLITE_LOCK_WAIT_SECONDS) -> float:
+    """The bound on a wait for SQLite's lock: the URL's ``timeout`` (seconds), else
+    ``default``."""
+    given = url.query.get("timeout")
+    try:
+        seconds = float(given if isinstance(given, str) else default)
+    except ValueError:
+        raise UnsupportedDatabaseUrl(
+            "the SQLite URL's timeout must be a number of seconds"
+        ) from None
+    if not 0 < seconds <= 3600:
+        raise UnsupportedDatabaseUrl("the SQLite URL's timeout must be 0 to 3600 seconds")
+    return seconds
+
+
+@dataclass(frozen=True)
+class WebhookKeyring:
+    """Signing keys by keyId. Its repr lists key ids only, so settings can be logged safely."""
+
+    keys: Mapping[str, bytes] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"WebhookKeyring(key_ids={sorted(self.keys)})"
+
+    @classmethod
+    def parse(cls, value: str) -> WebhookKeyring:
+        keys: dict[str, bytes] = {}
+        for position, pair in enumerate(filter(None, (p.strip() for p in value.split(","))), 1):
+            key_id, separator, encoded = pair.rpartition(":")
+            key_id = key_id.strip()
+            if not separator or not key_id or not encoded.strip():
+                raise ValueError(f"entry {position} is not keyId:base64key")
+            try:
+                key = base64.b64decode(encoded.strip(), validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError(f"the key for keyId {key_id!r} is not valid base64") from None
+            if len(key) < 16:
+                raise ValueError(f"the key for keyId {key_id!r} is shorter than 16 bytes")
+            if key_id in keys:
+                raise ValueError(f"keyId {key_id!r} appears twice")
+            keys[key_id] = key
+        return cls(keys)
+
+
+@dataclass(frozen=True)
+class ApiTokens:
+    """Bearer tokens for the query API: ``TOKEN`` reads, ``operator:TOKEN`` also reads
+    delivery bodies and replays. Its repr counts them and shows none."""
+
+    tokens: tuple[str, ...] = ()  # read tokens
+    operator_tokens: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        return f"ApiTokens(read={len(self.tokens)}, operator={len(self.operator_tokens)})"
+
+    @classmethod
+    def parse(cls, value: str) -> ApiTokens:
+        read: list[str] = []
+        operator: list[str] = []
+        entries = [entry.strip() for entry in value.split(",") if entry.strip()]
+        for position, entry in enumerate(entries, 1):
+            scope, separator, token = entry.partition(":")
+            if not separator:
+                scope, token = "read", entry
+            # The message names the entry's position, never its text: it may be a token.
+            if scope.strip() not in ("read", "operator"):
+                raise ValueError(f"entry {position} is neither TOKEN nor operator:TOKEN")
+            token = token.strip()
+            if len(token) < 16:
+                raise ValueError(f"entry {position}: every token must be at least 16 characters")
+            if token in read or token in operator:
+                raise ValueError(f"entry {position} repeats a token")
+            (operator if scope.strip() == "operator" else read).append(token)
+        return cls(tuple(read), tuple(operator))
