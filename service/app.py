@@ -43,6 +43,10 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
         metrics.webhook_key_expiry_timestamp_seconds.set(
             settings.webhook_key_expires_at.timestamp()
         )
+    for key in ledger.notification_decryption.keyring.keys:
+        if key.not_after is not None:
+            expiry = metrics.notification_decryption_key_expiry_timestamp_seconds
+            expiry.labels(key.kid).set(key.not_after.timestamp())
     serving_workers = ServingWorkers(ledger)
     workers = BackgroundWorkers(serving_workers.factories())
     query_api = QueryApi(ledger.queries, ledger.event_store, ledger.read_models, authorizer)
@@ -65,6 +69,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
             "service.started",
             database=ledger.engine.dialect.name,
             key_ids=sorted(settings.webhook_keys.keys),
+            decryption_kids=ledger.notification_decryption.keyring.kids,
             signed_content=settings.webhook_signed_content,
             projector=settings.projector_enabled,
         )

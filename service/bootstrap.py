@@ -17,14 +17,18 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
 from functools import cached_property
+from pathlib import Path
 
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.cybersource.http_signature import MerchantCredentials
+from service.cybersource.keys import KeyMaterialError, load_certified_keys
+from service.cybersource.message_encryption import NotificationKeyring
 from service.cybersource.webhook_signature import SignedContent, WebhookVerifier
 from service.http_server import HttpImplementation, HttpLimits
 from service.ingest.corrections import DeliveryCorrections
+from service.ingest.decryption import NotificationDecryption, SignatureCovers
 from service.ingest.receiver import WebhookReceiver
 from service.ingest.replay import DeliveryReplayer
 from service.metrics import LedgerMetrics
@@ -39,7 +43,7 @@ from service.reconciler.reconciler import Reconciler
 from service.reconciler.sweep_schedule import SqlSweepSchedule
 from service.reconciler.transport import ClientLimits
 from service.reconciler.worker import ReconcilerWorker
-from service.settings import Settings, resolve_database_url
+from service.settings import ConfigurationError, Settings, resolve_database_url
 from service.store.console_sessions import SqlConsoleSessions
 from service.store.database import create_engine
 from service.store.delivery_log import SqlDeliveryLog
@@ -83,6 +87,35 @@ def merchant_credentials(settings: Settings) -> MerchantCredentials | None:
         secret_key=base64.b64decode(settings.cybersource_secret_key.get_secret_value()),
         organization_ids=settings.cybersource_organization_ids,
     )
+
+
+def notification_keyring(settings: Settings) -> NotificationKeyring:
+    """The notification decryption keys; ConfigurationError naming the file that cannot be
+    used (never its content)."""
+    password = _notification_key_password(settings)
+    keys = []
+    for path in settings.notification_decryption_keys:
+        try:
+            keys.extend(load_certified_keys(Path(path), password))
+        except KeyMaterialError as error:
+            raise ConfigurationError(f"LEDGER_NOTIFICATION_DECRYPTION_KEYS: {error}") from None
+    return NotificationKeyring(keys, ciphertext_bytes_max=settings.max_body_bytes)
+
+
+def _notification_key_password(settings: Settings) -> bytes | None:
+    if settings.notification_decryption_key_password is not None:
+        return settings.notification_decryption_key_password.get_secret_value().encode()
+    path = settings.notification_decryption_key_password_file
+    if path is None:
+        return None
+    try:
+        # A mounted secret's file often ends in a newline that is not part of the password.
+        return Path(path).read_bytes().rstrip(b"\r\n")
+    except OSError as error:
+        raise ConfigurationError(
+            f"LEDGER_NOTIFICATION_DECRYPTION_KEY_PASSWORD_FILE: {path}: cannot be read"
+            f" ({error.strerror})"
+        ) from None
 
 
 def http_implementation(settings: Settings) -> HttpImplementation:
@@ -180,11 +213,18 @@ class Ledger:
         return self.settings.webhook_items_max
 
     @cached_property
+    def notification_decryption(self) -> NotificationDecryption:
+        """ConfigurationError when a key file cannot be used."""
+        covers = SignatureCovers(self.settings.notification_signature_covers)
+        return NotificationDecryption(notification_keyring(self.settings), covers)
+
+    @cached_property
     def replayer(self) -> DeliveryReplayer:
         return DeliveryReplayer(
             self.delivery_log,
             self.event_store,
             items_per_delivery_max=self.items_per_delivery_max,
+            decryption=self.notification_decryption,
         )
 
     @cached_property
@@ -193,6 +233,7 @@ class Ledger:
             self.delivery_log,
             self.event_store,
             items_per_delivery_max=self.items_per_delivery_max,
+            decryption=self.notification_decryption,
         )
 
     def committer(self) -> GroupCommitter:
@@ -224,6 +265,7 @@ class Ledger:
             items_per_delivery_max=settings.webhook_items_max,
             refusals_recorded_per_second=settings.refusals_recorded_per_second,
             clock=clock or time.time,
+            decryption=self.notification_decryption,
         )
 
     def projector(self) -> InvoiceProjector:

@@ -98,6 +98,20 @@ class LedgerMetrics:
             "When the webhook signing key expires (LEDGER_WEBHOOK_KEY_EXPIRES_AT), Unix time.",
             registry=self.registry,
         )
+        self.notification_decryption_key_expiry_timestamp_seconds = Gauge(
+            "ledger_notification_decryption_key_expiry_timestamp_seconds",
+            "When each notification decryption key's certificate expires"
+            " (LEDGER_NOTIFICATION_DECRYPTION_KEYS), Unix time, by kid.",
+            ["kid"],
+            registry=self.registry,
+        )
+        self.notification_decryptions = Counter(
+            "ledger_notification_decryptions",
+            "Signed encrypted deliveries by outcome: decrypted, or why not (unknown_kid,"
+            " wrong_key, tag_mismatch, malformed, unsupported_algorithm, no_key).",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.deliveries = Counter(
             "ledger_webhook_deliveries",
             "Webhook deliveries by outcome: accepted, duplicate, conflict, ignored, rejected"

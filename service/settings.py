@@ -214,6 +214,13 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(10.0, ge=1, le=600)
     # When the webhook signing key expires (Cybersource keys do): exported for an alert.
     webhook_key_expires_at: datetime | None = None
+    # Message-level encryption (docs/encrypted-notifications.md): PEM or PKCS#12 files, or
+    # directories of them, holding the keys notifications are encrypted for (comma-separated),
+    # their one password (or a file holding it), and what an encrypted one's signature covers.
+    notification_decryption_keys: Annotated[tuple[str, ...], NoDecode] = ()
+    notification_decryption_key_password: SecretStr | None = None
+    notification_decryption_key_password_file: str | None = None
+    notification_signature_covers: Literal["auto", "encrypted", "decrypted"] = "auto"
     # Refused deliveries (401/408/413) recorded per second per process; the rest only counted.
     refusals_recorded_per_second: float = Field(10.0, ge=0, le=10_000)
     # Inbox retention, in days, applied by the serving process; None: kept for ever.
@@ -273,6 +280,13 @@ class Settings(BaseSettings):
                 raise ValueError(f"organization id {organization[:20]!r} is not an identifier")
         return organizations
 
+    @field_validator("notification_decryption_keys", mode="before")
+    @classmethod
+    def _parse_key_paths(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+
     @field_validator("internal_port", mode="before")
     @classmethod
     def _port_or_unset(cls, value: Any) -> Any:
@@ -312,6 +326,17 @@ class Settings(BaseSettings):
                 base64.b64decode(self.cybersource_secret_key.get_secret_value(), validate=True)
             except (binascii.Error, ValueError):
                 raise ValueError("LEDGER_CYBERSOURCE_SECRET_KEY is not valid base64") from None
+        return self
+
+    @model_validator(mode="after")
+    def _one_key_password(self) -> Settings:
+        if self.notification_decryption_key_password and (
+            self.notification_decryption_key_password_file
+        ):
+            raise ValueError(
+                "LEDGER_NOTIFICATION_DECRYPTION_KEY_PASSWORD and"
+                " LEDGER_NOTIFICATION_DECRYPTION_KEY_PASSWORD_FILE exclude each other: set one"
+            )
         return self
 
     @model_validator(mode="after")

@@ -68,7 +68,7 @@ class LedgerCommands(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
-        except MissingCredentials as error:
+        except (MissingCredentials, ConfigurationError) as error:
             fail(str(error))
         except Exception as error:
             problem = _database_problem(error)
