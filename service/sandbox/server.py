@@ -24,6 +24,7 @@ from service.cybersource.http_signature import (
     SignatureMismatch,
     verify_request,
 )
+from service.cybersource.message_encryption import Shape
 from service.domain.status import InvoiceStatus
 from service.sandbox import json_numbers
 from service.sandbox.deliveries import WebhookDeliveries
@@ -42,6 +43,7 @@ from service.sandbox.invoices import (
     SandboxInvoice,
     TransactionDetailsShown,
 )
+from service.sandbox.notification_encryption import NotificationEncryption, SignatureCovers
 from service.sandbox.options import SandboxOptions
 from service.sandbox.organizations import OrganizationInvoices, Organizations
 from service.sandbox.written_summaries import WrittenSummaries
@@ -93,6 +95,31 @@ class SandboxServer:
         self.summaries = WrittenSummaries()
         self.webhook_keys: dict[str, str] = {}
         self.subscriptions: list[dict[str, Any]] = []
+        self.notification_encryption = (
+            deliveries.encryption if deliveries is not None else NotificationEncryption()
+        )
+
+    def register_notification_certificate(
+        self,
+        organization_id: str,
+        certificate_pem: bytes,
+        event_types: Iterable[str],
+        shape: Shape | str = Shape.ENC_DATA,
+        signature_covers: SignatureCovers | str = SignatureCovers.ENCRYPTED,
+    ) -> None:
+        """Send the organization's notifications of these event types encrypted for this
+        certificate (a merchant's message-level encryption key), in ``shape``;
+        ValidationErrors for an unknown organization, certificate, shape or signed form."""
+        self.organizations.invoices_of(organization_id)
+        try:
+            self.notification_encryption.register(
+                organization_id, certificate_pem, event_types, shape, signature_covers
+            )
+        except ValueError:
+            raise ValidationErrors(
+                "the certificate must be PEM, the shape bare, encData, encryptedRequest or"
+                " payload, and the signature cover encrypted or decrypted"
+            ) from None
 
     def act(
         self, invoices: OrganizationInvoices, invoice_number: str, action: InvoiceAction
