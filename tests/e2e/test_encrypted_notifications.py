@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,11 @@ from service.app import create_app
 from service.cybersource.keys import CertifiedKey
 from service.cybersource.message_encryption import Shape
 from service.cybersource.webhook_signature import SignedContent
+from service.sandbox.app import create_sandbox_app
+from service.sandbox.deliveries import WebhookDeliveries, WebhookTarget
+from service.sandbox.errors import ValidationErrors
 from service.settings import ConfigurationError, load_settings
+from tests.support.cybersource_sandbox import MERCHANT, drive, new_invoice
 from tests.support.delivery_log import OPERATOR, READ, ledger
 from tests.support.encryption import (
     KEY_PASSWORD,
@@ -29,7 +34,10 @@ from tests.support.encryption import (
     replaced_token,
     token_of,
 )
+from tests.support.server import serving
 from tests.support.webhooks import (
+    WEBHOOK_KEY,
+    WEBHOOK_KEY_ID,
     WEBHOOK_KEYS_SETTING,
     WEBHOOK_PATH,
     encode,
@@ -303,3 +311,79 @@ def test_a_key_file_that_cannot_be_used_stops_start_up_naming_it(
     )
     with pytest.raises(ConfigurationError, match=good):
         create_app(wrong_password)
+
+
+@pytest.mark.parametrize(
+    ("shape", "covers"),
+    [
+        (Shape.BARE, "encrypted"),
+        (Shape.ENC_DATA, "decrypted"),
+        (Shape.ENCRYPTED_REQUEST, "encrypted"),
+        (Shape.PAYLOAD, "decrypted"),
+    ],
+)
+def test_the_sandbox_sends_encrypted_notifications_that_the_ledger_records(
+    database_url: str,
+    both_keys: str,
+    current_key: CertifiedKey,
+    next_key: CertifiedKey,
+    shape: Shape,
+    covers: str,
+) -> None:
+    with decrypting_ledger(database_url, both_keys) as api:
+        target = WebhookTarget(str(api.base_url.join(WEBHOOK_PATH)), WEBHOOK_KEY_ID, WEBHOOK_KEY)
+        sandbox_app = create_sandbox_app([MERCHANT], deliveries=WebhookDeliveries(target))
+        state = sandbox_app.state.sandbox
+        state.register_notification_certificate(
+            MERCHANT.merchant_id,
+            current_key.certificate_pem(),
+            ["invoicing.customer.invoice.send"],
+            shape,
+            covers,
+        )
+        # A rotation: payments are encrypted for the next key.
+        state.register_notification_certificate(
+            MERCHANT.merchant_id,
+            next_key.certificate_pem(),
+            ["invoicing.customer.invoice.partial-payment"],
+            shape,
+            covers,
+        )
+        with serving(sandbox_app) as sandbox_url:
+            new_invoice(sandbox_url, "SBX-1", "80.00", allowPartialPayments=True)
+            drive(sandbox_url, "/invoices/SBX-1/send")
+            drive(sandbox_url, "/invoices/SBX-1/pay", {"amount": "30.00", "transactionId": "t1"})
+            log = wait_for_deliveries(sandbox_url, 2)
+        assert [entry["outcome"] for entry in log["notifications"]] == 2 * ["acknowledged"]
+        rows = deliveries(api)
+        assert [row["outcome"] for row in rows] == ["accepted", "accepted"]
+        assert {row["signedContent"] for row in rows} <= {
+            "raw",
+            "payload",
+            "decrypted_raw",
+            "decrypted_payload",
+        }
+        metrics = api.get("/metrics").text
+        assert 'ledger_notification_decryptions_total{outcome="decrypted"} 2.0' in metrics
+
+
+def wait_for_deliveries(sandbox_url: str, count: int) -> Any:
+    deadline = time.monotonic() + 30
+    while True:
+        log = httpx.get(f"{sandbox_url}/sandbox/deliveries").json()
+        if log["acknowledged"] + log["failed"] >= count and log["pending"] == 0:
+            return log
+        assert time.monotonic() < deadline, log
+        time.sleep(0.05)
+
+
+def test_the_sandbox_refuses_a_certificate_it_cannot_use() -> None:
+    sandbox = create_sandbox_app([MERCHANT]).state.sandbox
+    with pytest.raises(ValidationErrors):
+        sandbox.register_notification_certificate(
+            MERCHANT.merchant_id, b"not a certificate", ["invoicing.customer.invoice.send"]
+        )
+    with pytest.raises(ValidationErrors):
+        sandbox.register_notification_certificate(
+            "no-such-organization", b"", ["invoicing.customer.invoice.send"]
+        )
