@@ -107,9 +107,10 @@ class LedgerMetrics:
         )
         self.notification_decryptions = Counter(
             "ledger_notification_decryptions",
-            "Signed encrypted deliveries by outcome: decrypted, or why not (unknown_kid,"
-            " wrong_key, tag_mismatch, malformed, unsupported_algorithm, no_key).",
-            ["outcome"],
+            "Signed encrypted deliveries by outcome: decrypted (with the kid of the key that"
+            " did), or why not (unknown_kid, wrong_key, tag_mismatch, malformed,"
+            " unsupported_algorithm, no_key; kid empty).",
+            ["outcome", "kid"],
             registry=self.registry,
         )
         self.deliveries = Counter(

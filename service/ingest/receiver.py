@@ -236,7 +236,8 @@ class WebhookReceiver:
                 )
                 self._count(DEAD_LETTER)
                 log.warning(
-                    "webhook.dead_letter", reason=reading.problem, key_id=verified.key_id,
+                    "webhook.dead_letter", key_id=verified.key_id,
+                    reason=reading.problem if isinstance(reading, Unreadable) else reading.reason,
                     delivery_id=delivery_id, **dead_letter_identifiers(entry.body or b""),
                 )  # fmt: skip
                 return _error(422, "unusable_body", reading.problem)
@@ -343,10 +344,12 @@ class WebhookReceiver:
         )
 
     def _count_decryption(self, opened: Opened | Undecrypted | Unreadable) -> None:
+        # Only a configured key's kid is a label: a delivery's own could be anything.
         if isinstance(opened, Undecrypted):
-            self._metrics.notification_decryptions.labels(opened.failure.value).inc()
+            self._metrics.notification_decryptions.labels(opened.failure.value, "").inc()
         elif isinstance(opened, Opened) and opened.decrypted is not None:
-            self._metrics.notification_decryptions.labels("decrypted").inc()
+            kid = opened.decrypted.kid
+            self._metrics.notification_decryptions.labels("decrypted", kid).inc()
 
     def _count(self, outcome: InboxOutcome | str) -> None:
         self._metrics.deliveries.labels(str(outcome)).inc()

@@ -172,8 +172,11 @@ def test_keys_are_chosen_by_kid_so_both_sides_of_a_rotation_decrypt(
         body = encrypted_for(key, notification(f"INV-R-{index}"), Shape.ENC_DATA)
         assert post(api, body).json() == {"status": "accepted"}
     metrics = api.get("/metrics").text
-    assert 'ledger_notification_decryptions_total{outcome="decrypted"} 2.0' in metrics
     for key in (current_key, next_key):
+        assert (
+            f'ledger_notification_decryptions_total{{kid="{key.kid}",outcome="decrypted"}} 1.0'
+            in metrics
+        )
         assert (
             f'ledger_notification_decryption_key_expiry_timestamp_seconds{{kid="{key.kid}"}}'
             in metrics
@@ -227,7 +230,7 @@ def test_a_signed_delivery_that_does_not_decrypt_is_a_dead_letter_with_its_reaso
         row = next(row for text, row in rows.items() if text.startswith(f"undecryptable: {reason}"))
         assert (row["outcome"], row["replayable"]) == ("rejected", True)
     for outcome in ("unknown_kid", "wrong_key", "malformed", "tag_mismatch"):
-        assert f'ledger_notification_decryptions_total{{outcome="{outcome}"}} 1.0' in metrics
+        assert f'ledger_notification_decryptions_total{{kid="",outcome="{outcome}"}} 1.0' in metrics
     logged = json.dumps(logs, default=str)
     assert PAYER_NAME not in logged and PAYER_EMAIL not in logged
     assert "INV-BROKEN" not in logged
@@ -364,7 +367,11 @@ def test_the_sandbox_sends_encrypted_notifications_that_the_ledger_records(
             "decrypted_payload",
         }
         metrics = api.get("/metrics").text
-        assert 'ledger_notification_decryptions_total{outcome="decrypted"} 2.0' in metrics
+        for key in (current_key, next_key):
+            decrypted = (
+                f'ledger_notification_decryptions_total{{kid="{key.kid}",outcome="decrypted"}}'
+            )
+            assert f"{decrypted} 1.0" in metrics
 
 
 def wait_for_deliveries(sandbox_url: str, count: int) -> Any:
