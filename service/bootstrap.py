@@ -103,9 +103,14 @@ def notification_keyring(settings: Settings) -> NotificationKeyring:
 
 
 def _notification_key_password(settings: Settings) -> bytes | None:
-    if settings.notification_decryption_key_password is not None:
-        return settings.notification_decryption_key_password.get_secret_value().encode()
     path = settings.notification_decryption_key_password_file
+    if settings.notification_decryption_key_password is not None:
+        if path is not None:
+            raise ConfigurationError(
+                "LEDGER_NOTIFICATION_DECRYPTION_KEY_PASSWORD and"
+                " LEDGER_NOTIFICATION_DECRYPTION_KEY_PASSWORD_FILE exclude each other: set one"
+            )
+        return settings.notification_decryption_key_password.get_secret_value().encode()
     if path is None:
         return None
     try:

@@ -214,9 +214,8 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(10.0, ge=1, le=600)
     # When the webhook signing key expires (Cybersource keys do): exported for an alert.
     webhook_key_expires_at: datetime | None = None
-    # Message-level encryption (docs/encrypted-notifications.md): PEM or PKCS#12 files, or
-    # directories of them, holding the keys notifications are encrypted for (comma-separated),
-    # their one password (or a file holding it), and what an encrypted one's signature covers.
+    # Message-level encryption (docs/encrypted-notifications.md): key files or directories,
+    # their password (or its file; bootstrap loads them), what the signature covers.
     notification_decryption_keys: Annotated[tuple[str, ...], NoDecode] = ()
     notification_decryption_key_password: SecretStr | None = None
     notification_decryption_key_password_file: str | None = None
@@ -326,17 +325,6 @@ class Settings(BaseSettings):
                 base64.b64decode(self.cybersource_secret_key.get_secret_value(), validate=True)
             except (binascii.Error, ValueError):
                 raise ValueError("LEDGER_CYBERSOURCE_SECRET_KEY is not valid base64") from None
-        return self
-
-    @model_validator(mode="after")
-    def _one_key_password(self) -> Settings:
-        if self.notification_decryption_key_password and (
-            self.notification_decryption_key_password_file
-        ):
-            raise ValueError(
-                "LEDGER_NOTIFICATION_DECRYPTION_KEY_PASSWORD and"
-                " LEDGER_NOTIFICATION_DECRYPTION_KEY_PASSWORD_FILE exclude each other: set one"
-            )
         return self
 
     @model_validator(mode="after")

@@ -45,11 +45,12 @@ def test_a_mounted_secret_directory_and_a_password_file_ending_in_a_newline(
 
 
 def test_a_password_and_a_password_file_exclude_each_other() -> None:
+    settings = load_settings(
+        notification_decryption_key_password="x",
+        notification_decryption_key_password_file="/run/secrets/password",
+    )
     with pytest.raises(ConfigurationError, match="exclude each other"):
-        load_settings(
-            notification_decryption_key_password="x",
-            notification_decryption_key_password_file="/run/secrets/password",
-        )
+        notification_keyring(settings)
 
 
 def test_an_unreadable_password_file_names_the_variable_and_the_file(tmp_path: Path) -> None:
