@@ -171,7 +171,9 @@ _BUSY_DETAILS = {
 
 
 async def _answer_busy(send: Send, refusal: SlotRefusal) -> None:
-    body = b'{"error":"too_many_requests_in_flight","detail":"' + _BUSY_DETAILS[refusal] + b'"}'
+    body = (
+        b'{"error":"too_many_requests_in_flight","detail":"' + _BUSY_DETAILS[refusal] + b'"}'
+    )
     await send(
         {
             "type": "http.response.start",

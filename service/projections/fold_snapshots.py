@@ -83,7 +83,8 @@ def _encode_state(state: InvoiceState) -> dict[str, Any]:
         "customerName": state.customer_name,
         "customerEmail": state.customer_email,
         "payments": [
-            [p.transaction_id, _amount(p.amount), p.received_at.isoformat()] for p in state.payments
+            [p.transaction_id, _amount(p.amount), p.received_at.isoformat()]
+            for p in state.payments
         ],
         "collections": [
             [c.collected_at.isoformat(), _amount(c.amount), c.provisional]

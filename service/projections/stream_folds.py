@@ -56,7 +56,9 @@ def continue_stream(
     if not _named(new_events) <= snapshot.named_organizations:
         return None
     home = (
-        next(iter(snapshot.named_organizations)) if len(snapshot.named_organizations) == 1 else ""
+        next(iter(snapshot.named_organizations))
+        if len(snapshot.named_organizations) == 1
+        else ""
     )
     by_organization: dict[str, list[RecordedEvent]] = {}
     for event in new_events:

@@ -42,3 +42,4 @@ async def stream_boundaries(engine: AsyncEngine, parts: int, up_to_position: int
             elif stream > (boundaries[-1] if boundaries else first):
                 boundaries.append(stream)
     return boundaries
+

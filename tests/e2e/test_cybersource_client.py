@@ -26,7 +26,6 @@ from tests.support.server import serving
 
 pytestmark = pytest.mark.anyio
 
-
 @pytest.fixture
 async def client(sandbox_url: str) -> AsyncIterator[CybersourceClient]:
     async with CybersourceClient(sandbox_url, MERCHANT, FAST) as cybersource:

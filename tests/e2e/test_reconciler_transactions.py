@@ -31,6 +31,7 @@ pytestmark = pytest.mark.anyio
 ORGANIZATION = MERCHANT.merchant_id
 
 
+
 @pytest.fixture
 def sandbox_url() -> Iterator[str]:
     """A Cybersource whose PAYMENT history entries name their transaction, not its amount."""

@@ -16,6 +16,7 @@ pytestmark = pytest.mark.anyio
 LIFETIME_SECONDS = 3600
 
 
+
 async def expire_all(engine: AsyncEngine) -> None:
     async with engine.begin() as connection:
         past = datetime.now(UTC) - timedelta(seconds=1)

@@ -15,6 +15,7 @@ pytestmark = pytest.mark.anyio
 LEASE_SECONDS = 0.3
 
 
+
 def worker(engine: AsyncEngine, owner: str) -> ReconcilerWorker:
     # The reconciler itself is not reached: these tests give the worker their own work.
     return ReconcilerWorker(
