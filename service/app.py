@@ -5,15 +5,17 @@ releases it."""
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 import structlog
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from service.bootstrap import merchant_credentials, serving_ledger
+from service.bootstrap import serving_ledger
+from service.configured_keys import merchant_credentials
 from service.cybersource.jwt_authentication import CertificateCredentials
+from service.cybersource.keys import CertifiedKey
 from service.fronts.api.contract import ApiRoute, declared_operations, openapi_document
 from service.fronts.api.deliveries import DeliveryApi
 from service.fronts.api.routes import QueryApi
@@ -40,7 +42,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
     committer = ledger.committer()
     receiver = ledger.receiver(committer, clock)
     authorizer = _authorizer(settings, metrics)
-    _export_expiries(settings, metrics)
+    _export_expiries(settings, metrics, ledger.notification_decryption.keyring.keys)
     serving_workers = ServingWorkers(ledger)
     workers = BackgroundWorkers(serving_workers.factories())
     query_api = QueryApi(ledger.queries, ledger.event_store, ledger.read_models, authorizer)
@@ -63,6 +65,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
             "service.started",
             database=ledger.engine.dialect.name,
             key_ids=sorted(settings.webhook_keys.keys),
+            decryption_kids=ledger.notification_decryption.keyring.kids,
             signed_content=settings.webhook_signed_content,
             projector=settings.projector_enabled,
         )
@@ -110,17 +113,23 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
     return app
 
 
-def _export_expiries(settings: Settings, metrics: LedgerMetrics) -> None:
+def _export_expiries(
+    settings: Settings, metrics: LedgerMetrics, decryption_keys: Sequence[CertifiedKey]
+) -> None:
     """When the keys the ledger holds expire, for the expiry alerts."""
     if settings.webhook_key_expires_at is not None:
         metrics.webhook_key_expiry_timestamp_seconds.set(
             settings.webhook_key_expires_at.timestamp()
         )
+    certificates = [("notification_decryption", key) for key in decryption_keys]
     credentials = merchant_credentials(settings)
-    if isinstance(credentials, CertificateCredentials) and credentials.key.not_after:
-        metrics.certificate_expiry_timestamp_seconds.labels(
-            "rest_authentication", credentials.key.kid
-        ).set(credentials.key.not_after.timestamp())
+    if isinstance(credentials, CertificateCredentials):
+        certificates.append(("rest_authentication", credentials.key))
+    for use, key in certificates:
+        if key.not_after is not None:
+            metrics.certificate_expiry_timestamp_seconds.labels(use, key.kid).set(
+                key.not_after.timestamp()
+            )
 
 
 def _authorizer(settings: Settings, metrics: LedgerMetrics) -> ApiAuthorizer:

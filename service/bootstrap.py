@@ -8,7 +8,6 @@ entry point runs it. Components never build one another; they are handed what th
 
 from __future__ import annotations
 
-import base64
 import os
 import socket
 import time
@@ -17,19 +16,16 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, fields
 from functools import cached_property
-from pathlib import Path
 
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.cybersource.credentials import RequestCredentials
-from service.cybersource.http_signature import MerchantCredentials
-from service.cybersource.jwt_authentication import CertificateCredentials
-from service.cybersource.keys import KeyMaterialError, load_certified_key
+from service.configured_keys import master_key, merchant_credentials, notification_keyring
 from service.cybersource.webhook_signature import SignedContent, WebhookVerifier
 from service.http_server import HttpImplementation, HttpLimits
 from service.ingest.corrections import DeliveryCorrections
+from service.ingest.decryption import NotificationDecryption, SignatureCovers
 from service.ingest.receiver import WebhookReceiver
 from service.ingest.replay import DeliveryReplayer
 from service.metrics import LedgerMetrics
@@ -45,7 +41,6 @@ from service.reconciler.sweep_schedule import SqlSweepSchedule
 from service.reconciler.transport import ClientLimits
 from service.reconciler.worker import ReconcilerWorker
 from service.settings import (
-    ConfigurationError,
     Settings,
     personal_data_master_key,
     resolve_database_url,
@@ -84,48 +79,6 @@ class MissingCredentials(Exception):
 
 def database_url(settings: Settings) -> URL:
     return resolve_database_url(settings.database_url)
-
-
-def merchant_credentials(settings: Settings) -> RequestCredentials | None:
-    """None when no credentials are configured: the reconciler is off. A key file that cannot
-    be used is a ConfigurationError naming it."""
-    if settings.cybersource_auth == "jwt":
-        return _certificate_credentials(settings)
-    if not (settings.cybersource_merchant_id and settings.cybersource_key_id):
-        return None
-    if settings.cybersource_secret_key is None:
-        return None
-    return MerchantCredentials(
-        merchant_id=settings.cybersource_merchant_id,
-        key_id=settings.cybersource_key_id,
-        secret_key=base64.b64decode(settings.cybersource_secret_key.get_secret_value()),
-        organization_ids=settings.cybersource_organization_ids,
-    )
-
-
-def _certificate_credentials(settings: Settings) -> CertificateCredentials | None:
-    if not (settings.cybersource_merchant_id and settings.cybersource_key_file):
-        return None
-    password = settings.cybersource_key_password
-    certificate_file = settings.cybersource_certificate_file
-    try:
-        key = load_certified_key(
-            Path(settings.cybersource_key_file),
-            password.get_secret_value().encode() if password else None,
-            Path(certificate_file) if certificate_file else None,
-        )
-        return CertificateCredentials(
-            settings.cybersource_merchant_id, key, settings.cybersource_organization_ids
-        )
-    except (KeyMaterialError, ValueError) as error:
-        raise ConfigurationError(f"LEDGER_CYBERSOURCE_KEY_FILE: {error}") from None
-
-
-def master_key(settings: Settings) -> MasterKey | None:
-    """None without LEDGER_PERSONAL_DATA_KEY: personal data is then stored in clear."""
-    if settings.personal_data_key is None:
-        return None
-    return MasterKey(personal_data_master_key(settings.personal_data_key))
 
 
 def sealing_event_store(engine: AsyncEngine, master: MasterKey | None) -> EventStore:
@@ -259,11 +212,18 @@ class Ledger:
         return self.settings.webhook_items_max
 
     @cached_property
+    def notification_decryption(self) -> NotificationDecryption:
+        """ConfigurationError when a key file cannot be used."""
+        covers = SignatureCovers(self.settings.notification_signature_covers)
+        return NotificationDecryption(notification_keyring(self.settings), covers)
+
+    @cached_property
     def replayer(self) -> DeliveryReplayer:
         return DeliveryReplayer(
             self.delivery_log,
             self.event_store,
             items_per_delivery_max=self.items_per_delivery_max,
+            decryption=self.notification_decryption,
         )
 
     @cached_property
@@ -272,6 +232,7 @@ class Ledger:
             self.delivery_log,
             self.event_store,
             items_per_delivery_max=self.items_per_delivery_max,
+            decryption=self.notification_decryption,
         )
 
     def committer(self) -> GroupCommitter:
@@ -303,6 +264,7 @@ class Ledger:
             items_per_delivery_max=settings.webhook_items_max,
             refusals_recorded_per_second=settings.refusals_recorded_per_second,
             clock=clock or time.time,
+            decryption=self.notification_decryption,
         )
 
     def projector(self) -> InvoiceProjector:

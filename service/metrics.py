@@ -101,8 +101,17 @@ class LedgerMetrics:
         self.certificate_expiry_timestamp_seconds = Gauge(
             "ledger_certificate_expiry_timestamp_seconds",
             "When each certificate the ledger holds expires, Unix time, by use"
-            " (rest_authentication: LEDGER_CYBERSOURCE_KEY_FILE) and kid.",
+            " (rest_authentication: LEDGER_CYBERSOURCE_KEY_FILE; notification_decryption:"
+            " LEDGER_NOTIFICATION_DECRYPTION_KEYS) and kid.",
             ["use", "kid"],
+            registry=self.registry,
+        )
+        self.notification_decryptions = Counter(
+            "ledger_notification_decryptions",
+            "Signed encrypted deliveries by outcome: decrypted (with the kid of the key that"
+            " did), or why not (unknown_kid, wrong_key, tag_mismatch, malformed,"
+            " unsupported_algorithm, no_key; kid empty).",
+            ["outcome", "kid"],
             registry=self.registry,
         )
         self.deliveries = Counter(

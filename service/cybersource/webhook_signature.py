@@ -32,6 +32,10 @@ class SignedContent(StrEnum):
     AUTO = "auto"
     RAW = "raw"
     PAYLOAD = "payload"
+    # An encrypted notification signed in clear (see message_encryption.py): the plaintext as
+    # it was encrypted, or the payload of the notification it decrypts to. Never a mode.
+    DECRYPTED_RAW = "decrypted_raw"
+    DECRYPTED_PAYLOAD = "decrypted_payload"
 
 
 class SignatureRejected(Exception):
@@ -193,10 +197,31 @@ class WebhookVerifier:
             verified = self._verify_payload(admitted, await payload_form(raw_body))
         return _or_refused(verified)
 
+    async def verify_decrypted_with(
+        self,
+        admitted: AdmittedSignature,
+        plaintext: bytes,
+        notification: bytes,
+        payload_form: Callable[[bytes], Awaitable[bytes | None]],
+    ) -> VerifiedSignature:
+        """A signature over an encrypted delivery's clear content: ``plaintext`` as it was
+        encrypted (``decrypted_raw``), or the payload form of the ``notification`` it
+        decrypts to (``decrypted_payload``)."""
+        verified = self._verify_raw(admitted, plaintext, SignedContent.DECRYPTED_RAW)
+        if verified is None and self._wants_payload_form(admitted, notification):
+            content = await payload_form(notification)
+            verified = self._verify_payload(admitted, content, SignedContent.DECRYPTED_PAYLOAD)
+        return _or_refused(verified)
+
     def verify(self, header_value: str | None, raw_body: bytes, now_ms: int) -> VerifiedSignature:
         return self.verify_body(self.admit(header_value, now_ms), raw_body)
 
-    def _verify_raw(self, admitted: AdmittedSignature, raw_body: bytes) -> VerifiedSignature | None:
+    def _verify_raw(
+        self,
+        admitted: AdmittedSignature,
+        raw_body: bytes,
+        form: SignedContent = SignedContent.RAW,
+    ) -> VerifiedSignature | None:
         header = admitted.header
         if len(header.signature) != SIGNATURE_BYTES:
             return None
@@ -205,7 +230,7 @@ class WebhookVerifier:
         message = signed_message(header.timestamp_ms, raw_body, SignedContent.RAW)
         if message is None or not self._matches(admitted, message):
             return None
-        return VerifiedSignature(header.key_id, SignedContent.RAW, header.timestamp_ms)
+        return VerifiedSignature(header.key_id, form, header.timestamp_ms)
 
     def _wants_payload_form(self, admitted: AdmittedSignature, raw_body: bytes) -> bool:
         return (
@@ -216,7 +241,10 @@ class WebhookVerifier:
         )
 
     def _verify_payload(
-        self, admitted: AdmittedSignature, content: bytes | None
+        self,
+        admitted: AdmittedSignature,
+        content: bytes | None,
+        form: SignedContent = SignedContent.PAYLOAD,
     ) -> VerifiedSignature | None:
         header = admitted.header
         if content is None:
@@ -226,7 +254,7 @@ class WebhookVerifier:
             return None
         return VerifiedSignature(
             header.key_id,
-            SignedContent.PAYLOAD,
+            form,
             header.timestamp_ms,
             payload_digest=hashlib.sha256(content).hexdigest(),
         )

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from service.cybersource.envelope import is_storable
 from service.domain.events import EventSource, NewEvent, RecordedEvent
 from service.domain.payloads import CorrectionRecorded, NotificationReceived, decode, encode
+from service.ingest.decryption import NotificationDecryption
 from service.ingest.replay import ReplayOutcome, UnknownDelivery, delivery_facts
 from service.store.delivery_log import DeliveryRow, SqlDeliveryLog
 from service.store.events.base import AppendOutcome, EventStore
@@ -61,15 +62,29 @@ def conflicting_versions(
 
 class DeliveryCorrections:
     def __init__(
-        self, delivery_log: SqlDeliveryLog, store: EventStore, *, items_per_delivery_max: int
+        self,
+        delivery_log: SqlDeliveryLog,
+        store: EventStore,
+        *,
+        items_per_delivery_max: int,
+        decryption: NotificationDecryption | None = None,
     ) -> None:
         self._log = delivery_log
         self._store = store
         self._items_per_delivery_max = items_per_delivery_max
+        self._decryption = decryption
+
+    def facts(self, delivery: DeliveryRow) -> list[NewEvent] | None:
+        """The facts a kept delivery states (``delivery_facts``, decrypting as configured)."""
+        return delivery_facts(
+            delivery,
+            items_per_delivery_max=self._items_per_delivery_max,
+            decryption=self._decryption,
+        )
 
     async def versions(self, delivery: DeliveryRow) -> list[ConflictingVersions]:
         """Both versions of each conflicting fact (the delivery must carry its body)."""
-        facts = delivery_facts(delivery, items_per_delivery_max=self._items_per_delivery_max)
+        facts = self.facts(delivery)
         if not facts:
             return []
         recorded = await self._log.events_keyed([fact.idempotency_key for fact in facts])

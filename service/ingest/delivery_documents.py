@@ -12,7 +12,7 @@ from pydantic.alias_generators import to_camel
 
 from service.domain.events import NewEvent, RecordedEvent
 from service.ingest.corrections import ConflictingVersions, DeliveryCorrections
-from service.ingest.replay import NotReplayable, ReplayOutcome, check_replayable, delivery_facts
+from service.ingest.replay import NotReplayable, ReplayOutcome, check_replayable
 from service.store.delivery_log import DeliveryRow, ReplayRow, SqlDeliveryLog
 from service.store.schema import InboxOutcome, ReplayResult
 
@@ -113,7 +113,7 @@ async def detail(
 ) -> DeliveryDetail:
     """The whole story of one delivery (``row`` read with its body)."""
     replays = (await delivery_log.replays([row.delivery_id]))[row.delivery_id]
-    facts = delivery_facts(row, items_per_delivery_max=items_per_delivery_max) or []
+    facts = corrections.facts(row) or []
     recorded = await delivery_log.events_keyed([fact.idempotency_key for fact in facts])
     conflicts = await corrections.versions(row) if row.outcome is InboxOutcome.CONFLICT else []
     body = None

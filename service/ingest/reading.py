@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from service.cybersource.envelope import DeliveryHeaders, UnusableBody, parse_body
+from service.cybersource.message_encryption import Failure
 from service.domain.events import NewEvent
 from service.ingest.notification import (
     EnvelopeContradictsPayload,
@@ -43,6 +44,23 @@ class Unreadable:
 
 
 @dataclass(frozen=True, slots=True)
+class Undecrypted:
+    """Signed, encrypted, and not decrypted (no key, or a broken JWE): a dead letter that a
+    replay reads once its key is configured. ``failure`` says why, never the content."""
+
+    failure: Failure
+
+    @property
+    def problem(self) -> str:
+        # The same answer whatever the failure: the inbox's reason holds it.
+        return "the encrypted notification could not be decrypted; it is kept for review"
+
+    @property
+    def reason(self) -> str:
+        return f"undecryptable: {self.failure.description}"
+
+
+@dataclass(frozen=True, slots=True)
 class Ignored:
     """A genuine notification of a type the ledger does not record."""
 
@@ -64,7 +82,7 @@ class Contradiction:
         return f"envelope_mismatch: {self.problem}"
 
 
-Reading = ReadDelivery | Unreadable | Ignored | Contradiction
+Reading = ReadDelivery | Unreadable | Undecrypted | Ignored | Contradiction
 # How much of an identifier a log line carries from a body the ledger could not read.
 IDENTIFIER_LOGGED_LENGTH_MAX = 100
 _LOGGABLE_IDENTIFIER = re.compile(rf"[A-Za-z0-9._:\-]{{1,{IDENTIFIER_LOGGED_LENGTH_MAX}}}")

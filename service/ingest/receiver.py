@@ -25,15 +25,16 @@ from service.cybersource.webhook_signature import (
     SIGNATURE_HEADER,
     SignatureRejected,
     SignedContent,
-    VerifiedSignature,
     WebhookVerifier,
 )
-from service.ingest.notification import SignatureScope, kept_headers
+from service.ingest.decryption import NotificationDecryption, Opened, VerifiedDelivery
+from service.ingest.notification import kept_headers
 from service.ingest.payload_forms import RETRY_AFTER_SECONDS as PAYLOAD_FORMS_RETRY_SECONDS
 from service.ingest.payload_forms import PayloadFormsBusy, PayloadFormWorker
 from service.ingest.reading import (
     Contradiction,
     Ignored,
+    Undecrypted,
     Unreadable,
     dead_letter_identifiers,
     read_delivery,
@@ -90,8 +91,11 @@ class WebhookReceiver:
         items_per_delivery_max: int = ITEMS_PER_DELIVERY_MAX_DEFAULT,
         clock: Callable[[], float] = time.time,
         refusals_recorded_per_second: float = 10.0,
+        decryption: NotificationDecryption | None = None,
     ) -> None:
         self._verifier = verifier
+        # Encrypted notifications: the keys, and what their signature covers.
+        self._decryption = decryption or NotificationDecryption()
         # Started when a body first needs its payload form; stopped by aclose().
         self._payload_forms = PayloadFormWorker()
         self._store = store
@@ -153,8 +157,8 @@ class WebhookReceiver:
             await self._record_refusal(entry, "body_too_large")
             return _error(413, "body_too_large", f"the body exceeds {self._max_body_bytes} bytes")
         try:
-            verified = await self._verifier.verify_body_with(
-                admitted, body, self._payload_forms.content
+            delivery = await self._decryption.verify(
+                self._verifier, admitted, body, self._payload_forms.content
             )
         except SignatureRejected as rejection:
             return await self._refuse(entry, rejection.reason, rejection.detail)
@@ -172,6 +176,7 @@ class WebhookReceiver:
                 headers={"Retry-After": str(PAYLOAD_FORMS_RETRY_SECONDS)},
             )
 
+        verified = delivery.verified
         self._metrics.signed_content_matches.labels(verified.signed_content.value).inc()
         self._recommend_pinning(verified.signed_content)
         # One copy of the entry for everything the signature established (a dataclass copy
@@ -184,7 +189,7 @@ class WebhookReceiver:
             signed_at=datetime.fromtimestamp(verified.timestamp_ms / 1000, UTC),
         )
         try:
-            return await self._record(entry, headers, verified)
+            return await self._record(entry, headers, delivery)
         except (StoreUnavailable, ClientDisconnect):
             raise
         except Exception as error:
@@ -194,35 +199,45 @@ class WebhookReceiver:
             return await self._keep_unexpected_dead_letter(entry, error)
 
     async def _record(
-        self, entry: InboxEntry, headers: DeliveryHeaders, verified: VerifiedSignature
+        self, entry: InboxEntry, headers: DeliveryHeaders, delivery: VerifiedDelivery
     ) -> Response:
+        verified = delivery.verified
         signed_at = entry.signed_at
         assert signed_at is not None, "a verified delivery carries its signature's time"
-        scope = SignatureScope(
-            envelope_signed=verified.signed_content is SignedContent.RAW,
-            signed_at=signed_at,
-            payload_digest=verified.payload_digest,
-        )
-        reading = read_delivery(
+        opened = self._decryption.open(
             entry.body or b"",
-            headers,
-            scope,
-            items_per_delivery_max=self._items_per_delivery_max,
-            signed_at=signed_at,
+            verified.signed_content,
+            signed_at,
+            payload_digest=verified.payload_digest,
+            decrypted=delivery.decrypted,
+        )
+        self._count_decryption(opened)
+        reading = (
+            read_delivery(
+                opened.content,
+                headers,
+                opened.scope,
+                items_per_delivery_max=self._items_per_delivery_max,
+                signed_at=signed_at,
+            )
+            if isinstance(opened, Opened)
+            else opened
         )
         match reading:
             case Contradiction():
                 return await self._refuse(
                     replace(entry, body=None), "envelope_mismatch", reading.problem
                 )
-            case Unreadable():
-                # Signed by Cybersource but unreadable: keep it whole for an operator.
+            case Unreadable() | Undecrypted():
+                # Signed by Cybersource but unreadable: keep it whole (encrypted, as it came)
+                # for an operator; the answer is the same whatever the reason.
                 delivery_id = await self._store.record_inbox(
                     replace(entry, outcome=InboxOutcome.REJECTED, reason=reading.reason)
                 )
                 self._count(DEAD_LETTER)
                 log.warning(
-                    "webhook.dead_letter", reason=reading.problem, key_id=verified.key_id,
+                    "webhook.dead_letter", key_id=verified.key_id,
+                    reason=reading.problem if isinstance(reading, Unreadable) else reading.reason,
                     delivery_id=delivery_id, **dead_letter_identifiers(entry.body or b""),
                 )  # fmt: skip
                 return _error(422, "unusable_body", reading.problem)
@@ -327,6 +342,14 @@ class WebhookReceiver:
                 " computed"
             ),
         )
+
+    def _count_decryption(self, opened: Opened | Undecrypted | Unreadable) -> None:
+        # Only a configured key's kid is a label: a delivery's own could be anything.
+        if isinstance(opened, Undecrypted):
+            self._metrics.notification_decryptions.labels(opened.failure.value, "").inc()
+        elif isinstance(opened, Opened) and opened.decrypted is not None:
+            kid = opened.decrypted.kid
+            self._metrics.notification_decryptions.labels("decrypted", kid).inc()
 
     def _count(self, outcome: InboxOutcome | str) -> None:
         self._metrics.deliveries.labels(str(outcome)).inc()

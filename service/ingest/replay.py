@@ -1,6 +1,7 @@
 """Replaying a kept delivery: its stored body read again with today's code.
 
-A dead letter (signed, unreadable when it arrived) or an ignored delivery that now reads is
+A dead letter (signed, unreadable when it arrived, or encrypted for a key configured since)
+or an ignored delivery that now reads is
 appended exactly as a fresh delivery would be: the same reader (``reading.read_delivery``),
 the headers and signature time it arrived with, so the same facts and idempotency keys.
 Replaying twice, or replaying what is already recorded, changes nothing (``duplicate``).
@@ -12,7 +13,6 @@ beside the delivery, whose own row is never changed.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -21,10 +21,9 @@ from datetime import UTC, datetime
 import structlog
 
 from service.cybersource.envelope import DeliveryHeaders
-from service.cybersource.webhook_signature import SignedContent, payload_content
 from service.domain.events import NewEvent
-from service.ingest.notification import SignatureScope
-from service.ingest.reading import ReadDelivery, Reading, Unreadable, read_delivery
+from service.ingest.decryption import NotificationDecryption, Opened
+from service.ingest.reading import ReadDelivery, Reading, read_delivery
 from service.store.delivery_log import DeliveryFilters, DeliveryRow, ReplayRow, SqlDeliveryLog
 from service.store.errors import StoreUnavailable, is_unavailability
 from service.store.events.base import AppendOutcome, EventStore
@@ -86,8 +85,15 @@ def check_replayable(delivery: DeliveryRow) -> None:
         )
 
 
-def reread(delivery: DeliveryRow, body: bytes, *, items_per_delivery_max: int) -> Reading:
-    """Read a kept delivery as on receipt: the headers and signature time it came with.
+def reread(
+    delivery: DeliveryRow,
+    body: bytes,
+    *,
+    items_per_delivery_max: int,
+    decryption: NotificationDecryption | None = None,
+) -> Reading:
+    """Read a kept delivery as on receipt: the headers and signature time it came with, and
+    an encrypted body decrypted with today's keys.
 
     Deliveries kept before their headers were (migration 0006) read with the headers the
     inbox had columns for, and their time of receipt stands for the signature's time.
@@ -102,28 +108,34 @@ def reread(delivery: DeliveryRow, body: bytes, *, items_per_delivery_max: int) -
             trace_id=delivery.trace_id,
         )
     signed_at = delivery.signed_at or delivery.received_at
-    if delivery.signed_content == SignedContent.PAYLOAD:
-        content = payload_content(body)
-        if content is None:
-            return Unreadable("the payload-signed body no longer has a payload to read")
-        scope = SignatureScope(
-            envelope_signed=False,
-            signed_at=signed_at,
-            payload_digest=hashlib.sha256(content).hexdigest(),
-        )
-    else:
-        scope = SignatureScope(envelope_signed=True, signed_at=signed_at)
+    opened = (decryption or NotificationDecryption()).open(body, delivery.signed_content, signed_at)
+    if not isinstance(opened, Opened):
+        return opened
     return read_delivery(
-        body, headers, scope, items_per_delivery_max=items_per_delivery_max, signed_at=signed_at
+        opened.content,
+        headers,
+        opened.scope,
+        items_per_delivery_max=items_per_delivery_max,
+        signed_at=signed_at,
     )
 
 
-def delivery_facts(delivery: DeliveryRow, *, items_per_delivery_max: int) -> list[NewEvent] | None:
+def delivery_facts(
+    delivery: DeliveryRow,
+    *,
+    items_per_delivery_max: int,
+    decryption: NotificationDecryption | None = None,
+) -> list[NewEvent] | None:
     """The facts a kept delivery states, read as on receipt; None if it does not read."""
     if delivery.body is None or delivery.key_id is None:
         return None
     try:
-        reading = reread(delivery, delivery.body, items_per_delivery_max=items_per_delivery_max)
+        reading = reread(
+            delivery,
+            delivery.body,
+            items_per_delivery_max=items_per_delivery_max,
+            decryption=decryption,
+        )
     except Exception:  # a body that broke the reader on receipt may break it again
         return None
     return reading.events if isinstance(reading, ReadDelivery) else None
@@ -137,11 +149,13 @@ class DeliveryReplayer:
         *,
         items_per_delivery_max: int,
         clock: Callable[[], float] = time.time,
+        decryption: NotificationDecryption | None = None,
     ) -> None:
         self._log = delivery_log
         self._store = store
         self._items_per_delivery_max = items_per_delivery_max
         self._clock = clock
+        self._decryption = decryption
 
     async def replay(self, delivery_id: int, replayed_by: str) -> ReplayOutcome:
         delivery = await self._log.delivery(delivery_id, with_body=True)
@@ -205,7 +219,12 @@ class DeliveryReplayer:
     async def _replayed(self, delivery: DeliveryRow, body: bytes) -> ReplayOutcome:
         delivery_id = delivery.delivery_id
         try:
-            reading = reread(delivery, body, items_per_delivery_max=self._items_per_delivery_max)
+            reading = reread(
+                delivery,
+                body,
+                items_per_delivery_max=self._items_per_delivery_max,
+                decryption=self._decryption,
+            )
         except Exception as error:
             # The receiver keeps such a body as a dead letter; a replay says it still fails.
             log.error("delivery.replay_failed", delivery_id=delivery_id, exc_info=error)

@@ -1,4 +1,5 @@
-"""The sandbox's webhook deliveries: signed as Cybersource signs them, retried by its retry
+"""The sandbox's webhook deliveries: signed as Cybersource signs them, encrypted for the
+organizations and event types that registered a certificate, retried by its retry
 policy (time compressible), with optional faults: a share of notifications dropped,
 duplicated or delayed (so they arrive out of order). Each notification names the organization
 whose invoice changed, and its ``eventDate`` is drawn around the history entry's date."""
@@ -18,9 +19,10 @@ from typing import Any
 import httpx
 import structlog
 
-from service.cybersource.webhook_signature import SignedContent, sign
+from service.cybersource.webhook_signature import SignedContent, payload_content, sign
 from service.sandbox.event_dates import EventDates, EventTiming
 from service.sandbox.invoices import HistoryEntry, SandboxInvoice
+from service.sandbox.notification_encryption import NotificationEncryption, SignatureCovers
 
 log = structlog.get_logger("service.sandbox")
 
@@ -112,6 +114,7 @@ class WebhookDeliveries:
         timing: EventTiming | None = None,
         *,
         include_payment_amount: bool = False,
+        encryption: NotificationEncryption | None = None,
     ) -> None:
         """``include_payment_amount``: add ``paymentAmount`` to paid and partial-payment data.
         Off by default: what those payloads carry is undocumented, so consumers must not need
@@ -121,6 +124,8 @@ class WebhookDeliveries:
         self._faults = faults
         self._event_dates = EventDates(timing or EventTiming())
         self._include_payment_amount = include_payment_amount
+        # Which notifications go encrypted (the sandbox's register_notification_certificate).
+        self.encryption = encryption or NotificationEncryption()
         self._random = random.Random(faults.seed)
         self._http = httpx.AsyncClient(timeout=timeout_seconds)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -223,16 +228,12 @@ class WebhookDeliveries:
 
     async def _attempt(self, notification: dict[str, Any], attempt: int) -> int | None:
         """The ledger's HTTP status, or None when it did not answer."""
-        body = json.dumps(notification).encode()
+        body, signed, form = self._body(notification)
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "Vert.x-WebClient/3.9.8",
             "v-c-signature": sign(
-                self._target.key_id,
-                self._target.key,
-                body,
-                int(time.time() * 1000),
-                self._target.signed_content,
+                self._target.key_id, self._target.key, signed, int(time.time() * 1000), form
             ),
             "V-C-Event-Type": notification["eventType"],
             "V-C-Organization-Id": notification["payloads"][0]["data"]["organizationID"],
@@ -249,6 +250,20 @@ class WebhookDeliveries:
             log.info("sandbox.delivery_failed", error=type(error).__name__, attempt=attempt)
             return None
         return response.status_code
+
+    def _body(self, notification: dict[str, Any]) -> tuple[bytes, bytes, SignedContent]:
+        """What is sent, what is signed, and in which form."""
+        clear = json.dumps(notification).encode()
+        organization = notification["payloads"][0]["data"]["organizationID"]
+        encryption = self.encryption.for_notification(organization, notification["eventType"])
+        if encryption is None:
+            return clear, clear, self._target.signed_content
+        body = encryption.encrypt(clear)
+        signed = clear if encryption.signature_covers is SignatureCovers.DECRYPTED else body
+        form = self._target.signed_content
+        if form is SignedContent.PAYLOAD and payload_content(signed) is None:
+            form = SignedContent.RAW  # a body that is only the JWE has no payload to sign
+        return body, signed, form
 
 
 def _amount(amount: Decimal) -> str:

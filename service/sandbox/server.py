@@ -16,7 +16,6 @@ from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from cryptography import x509
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -26,6 +25,7 @@ from service.cybersource.http_signature import (
     verify_request,
 )
 from service.cybersource.jwt_authentication import MerchantCertificate, verify_bearer
+from service.cybersource.message_encryption import Shape
 from service.domain.status import InvoiceStatus
 from service.sandbox import json_numbers
 from service.sandbox.deliveries import WebhookDeliveries
@@ -44,6 +44,7 @@ from service.sandbox.invoices import (
     SandboxInvoice,
     TransactionDetailsShown,
 )
+from service.sandbox.notification_encryption import NotificationEncryption, SignatureCovers
 from service.sandbox.options import SandboxOptions
 from service.sandbox.organizations import OrganizationInvoices, Organizations
 from service.sandbox.written_summaries import WrittenSummaries
@@ -113,11 +114,35 @@ class SandboxServer:
         self.faults: deque[int] = deque()
         self.summaries = WrittenSummaries()
         self.webhook_keys: dict[str, str] = {}
-        # Message-level encryption: each organization's certificate (keys-asym) and the event
-        # types the products answer says arrive encrypted.
-        self.notification_certificates: dict[str, x509.Certificate] = {}
+        # Message-level encryption: the event types the products answer says arrive encrypted
+        # (a certificate stored with keys-asym encrypts them).
         self.encrypted_event_types: frozenset[str] = options.encrypted_event_types
         self.subscriptions: list[dict[str, Any]] = []
+        self.notification_encryption = (
+            deliveries.encryption if deliveries is not None else NotificationEncryption()
+        )
+
+    def register_notification_certificate(
+        self,
+        organization_id: str,
+        certificate_pem: bytes,
+        event_types: Iterable[str],
+        shape: Shape | str = Shape.ENC_DATA,
+        signature_covers: SignatureCovers | str = SignatureCovers.ENCRYPTED,
+    ) -> None:
+        """Send the organization's notifications of these event types encrypted for this
+        certificate (a merchant's message-level encryption key), in ``shape``;
+        ValidationErrors for an unknown organization, certificate, shape or signed form."""
+        self.organizations.invoices_of(organization_id)
+        try:
+            self.notification_encryption.register(
+                organization_id, certificate_pem, event_types, shape, signature_covers
+            )
+        except ValueError:
+            raise ValidationErrors(
+                "the certificate must be PEM, the shape bare, encData, encryptedRequest or"
+                " payload, and the signature cover encrypted or decrypted"
+            ) from None
 
     def act(
         self, invoices: OrganizationInvoices, invoice_number: str, action: InvoiceAction

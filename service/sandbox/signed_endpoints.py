@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -161,9 +162,10 @@ class SignedEndpoints:
         )
 
     async def store_notification_certificate(self, request: Request) -> Response:
-        """Keep the certificate the organization's notifications are to be encrypted for: the
-        public certificate, base64 DER without the PEM armour (as Cybersource's samples send
-        it)."""
+        """Take the certificate the organization's notifications are to be encrypted for (the
+        public certificate, base64 DER without the PEM armour, as Cybersource's samples send
+        it); the event types the products answer marks ``payloadEncryption`` go out encrypted
+        for it from now on."""
         call = await self.server.signed(request)
         information = parse_json_object(call.body).get("keyInformation")
         if not isinstance(information, dict) or information.get("keyType") != "publickey":
@@ -180,7 +182,11 @@ class SignedEndpoints:
                 "keyInformation.pub is not a base64 DER certificate",
                 (FieldProblem("keyInformation.pub", "INVALID_DATA"),),
             ) from None
-        self.server.notification_certificates[call.invoices.organization_id] = certificate
+        self.server.register_notification_certificate(
+            call.invoices.organization_id,
+            certificate.public_bytes(serialization.Encoding.PEM),
+            self.server.encrypted_event_types,
+        )
         return JSONResponse({"submitTimeUtc": _utc_text(self.server.now()), "status": "SUCCESS"})
 
     async def products(self, request: Request) -> Response:

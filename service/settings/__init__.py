@@ -133,6 +133,12 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(10.0, ge=1, le=600)
     # When the webhook signing key expires (Cybersource keys do): exported for an alert.
     webhook_key_expires_at: datetime | None = None
+    # Message-level encryption (docs/encrypted-notifications.md): key files or directories,
+    # their password (or its file; bootstrap loads them), what the signature covers.
+    notification_decryption_keys: Annotated[tuple[str, ...], NoDecode] = ()
+    notification_decryption_key_password: SecretStr | None = None
+    notification_decryption_key_password_file: str | None = None
+    notification_signature_covers: Literal["auto", "encrypted", "decrypted"] = "auto"
     # Refused deliveries (401/408/413) recorded per second per process; the rest only counted.
     refusals_recorded_per_second: float = Field(10.0, ge=0, le=10_000)
     # Inbox retention, in days, applied by the serving process; None: kept for ever.
@@ -207,6 +213,13 @@ class Settings(BaseSettings):
     @classmethod
     def _path_or_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("notification_decryption_keys", mode="before")
+    @classmethod
+    def _parse_key_paths(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        return tuple(part.strip() for part in value.split(",") if part.strip())
 
     @field_validator("internal_port", mode="before")
     @classmethod

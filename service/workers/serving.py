@@ -9,7 +9,8 @@ from contextlib import asynccontextmanager
 
 import structlog
 
-from service.bootstrap import Ledger, merchant_credentials
+from service.bootstrap import Ledger
+from service.configured_keys import merchant_credentials
 from service.metrics import LedgerMetrics
 from service.projections.projector import InvoiceProjector
 from service.store.database import is_postgresql

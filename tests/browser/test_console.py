@@ -118,10 +118,7 @@ def test_an_operator_signs_in_reads_the_charts_filters_deliveries_and_finds_an_a
     assert {item["currency"] for item in aging} == {"USD", "EUR"}
     for item in aging:
         shown = chart_values(page, f"aging-{item['currency']}")
-        assert shown == {
-            bucket: item[bucket] or ""
-            for bucket in AGING_BUCKETS
-        }
+        assert shown == {bucket: item[bucket] or "" for bucket in AGING_BUCKETS}
     assert chart_values(page, "aging-USD")["days31To60"] == "100.00"
     title = page.locator('figure[data-chart="aging-USD"] g.bar[data-key="current"] title')
     assert title.text_content() == "Current: 100.00 USD"

@@ -45,7 +45,6 @@ async def client(
         yield portfolio_client
 
 
-
 async def ledger_state(store: EventStore, key: InvoiceKey) -> InvoiceState:
     stream = await store.read_stream(key.invoice_number)
     return fold(

@@ -11,6 +11,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from bench.harness import free_port
 from service.cybersource.webhook_signature import SignedContent, WebhookVerifier
 from tests.support.cli import invoice_ledger
 from tests.support.cybersource_sandbox import PORTFOLIO, cybersource_environment
@@ -37,6 +38,27 @@ def test_an_invalid_setting_stops_the_command_naming_the_variable(tmp_path: Path
     assert "LEDGER_WEBHOOK_KEYS" in message and "keyId:base64key" in message
     assert "LEDGER_WEBHOOK_TOLERANCE_SECONDS" in message
     assert "key-without-secret" not in message  # configuration values are never echoed
+
+
+def test_serve_refuses_to_start_with_a_notification_key_file_it_cannot_use(
+    tmp_path: Path,
+) -> None:
+    key_file = tmp_path / "notifications.p12"
+    key_file.write_bytes(b"not a PKCS#12 file")
+    result = invoice_ledger(
+        "serve",
+        "--port",
+        str(free_port()),
+        environment={
+            "LEDGER_DATABASE_URL": f"sqlite:///{tmp_path / 'l.db'}",
+            "LEDGER_NOTIFICATION_DECRYPTION_KEYS": str(key_file),
+            "LEDGER_NOTIFICATION_DECRYPTION_KEY_PASSWORD": "never-printed-password",
+        },
+    )
+    assert result.returncode == 2
+    message = result.stderr.decode()
+    assert f"LEDGER_NOTIFICATION_DECRYPTION_KEYS: {key_file}: not a PKCS#12 file" in message
+    assert "never-printed-password" not in message and "Traceback" not in message
 
 
 def test_a_misspelled_setting_is_named_with_the_closest_and_strict_settings_refuse_it(

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+from service.cybersource.message_encryption import Shape
 from tests.support.cli import invoice_ledger
 from tests.support.delivery_log import ledger, post_delivery, two_invoice_notification
+from tests.support.encryption import KEY_PASSWORD, encrypted_for, key_files, notification_key
 from tests.support.webhooks import encode, invoice_notification
 
 
@@ -115,3 +118,28 @@ def test_show_puts_a_conflicts_versions_side_by_side_and_correct_records_the_sec
     )  # fmt: skip
     assert not_a_conflict.returncode == 1
     assert "not_a_conflict" in not_a_conflict.stderr.decode()
+
+
+def test_an_undecryptable_dead_letter_replays_from_the_command_once_its_key_is_configured(
+    database_url: str, tmp_path: Path
+) -> None:
+    key = notification_key("3141")
+    body = encrypted_for(key, encode(invoice_notification("INV-CLI-E")), Shape.ENC_DATA)
+    with ledger(database_url) as without_keys:
+        assert post_delivery(without_keys, body).status_code == 422
+    environment = {"LEDGER_DATABASE_URL": database_url}
+    listed = invoice_ledger("deliveries", "list", "--json", environment=environment)
+    [dead_letter] = json.loads(listed.stdout)["items"]
+    assert dead_letter["reason"] == "undecryptable: no decryption key is configured"
+    delivery_id = str(dead_letter["deliveryId"])
+    with_key = {
+        **environment,
+        "LEDGER_NOTIFICATION_DECRYPTION_KEYS": key_files(tmp_path, key),
+        "LEDGER_NOTIFICATION_DECRYPTION_KEY_PASSWORD": KEY_PASSWORD,
+    }
+    reads = invoice_ledger("deliveries", "replay", delivery_id, environment=with_key)
+    assert reads.returncode == 0, reads.stderr
+    assert "appended at position(s)" in reads.stdout.decode()
+    assert "Tanya" not in (reads.stdout + reads.stderr).decode()  # the payer's name
+    events = invoice_ledger("events", "--invoice", "INV-CLI-E", environment=with_key)
+    assert events.returncode == 0 and b"InvoiceSent" in events.stdout

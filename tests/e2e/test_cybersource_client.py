@@ -26,6 +26,7 @@ from tests.support.server import serving
 
 pytestmark = pytest.mark.anyio
 
+
 @pytest.fixture
 async def client(sandbox_url: str) -> AsyncIterator[CybersourceClient]:
     async with CybersourceClient(sandbox_url, MERCHANT, FAST) as cybersource:

@@ -17,6 +17,7 @@ from collections import defaultdict
 from dataclasses import replace
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,6 +25,8 @@ import pytest
 
 from service.app import create_app
 from service.cybersource.http_signature import MerchantCredentials, http_date, sign_request
+from service.cybersource.keys import CertifiedKey
+from service.cybersource.message_encryption import Shape
 from service.domain.identity import invoices_in_stream
 from service.domain.invoice import fold
 from service.reconciler.client import CybersourceClient
@@ -35,6 +38,7 @@ from service.settings import load_settings, resolve_database_url
 from service.store.database import create_engine
 from service.store.events.for_engine import event_store_for
 from tests.support.cybersource_sandbox import FAST
+from tests.support.encryption import KEY_PASSWORD, key_files, notification_key
 from tests.support.server import serving
 from tests.support.webhooks import WEBHOOK_KEY, WEBHOOK_KEY_ID, WEBHOOK_KEYS_SETTING
 
@@ -142,17 +146,50 @@ def play(cybersource: Cybersource, number: str, rng: random.Random) -> None:
         cybersource.customer(number, "remind")
 
 
-@pytest.mark.parametrize("seed", [2, 3, 20261122])
+# org-a's notifications go encrypted (about half of all), for two keys at once (a rotation)
+# and in two shapes; org-b's stay clear.
+ENCRYPTED_EVENT_TYPES = (
+    (("send", "cancel"), Shape.ENC_DATA),
+    (("paid", "partial-payment", "reminder", "overdue-reminder"), Shape.PAYLOAD),
+)
+
+
+def encrypt_half_of_the_notifications(sandbox: Any, keys: list[CertifiedKey]) -> None:
+    for key, (event_types, shape) in zip(keys, ENCRYPTED_EVENT_TYPES, strict=True):
+        sandbox.register_notification_certificate(
+            ORGANIZATIONS[0],
+            key.certificate_pem(),
+            [f"invoicing.customer.invoice.{event_type}" for event_type in event_types],
+            shape,
+        )
+
+
+@pytest.mark.parametrize(
+    ("seed", "encrypted"), [(2, False), (3, False), (20261122, False), (7, True)]
+)
 def test_the_ledger_agrees_with_cybersource_to_the_cent_whatever_the_timing(
-    database_url: str, seed: int
+    database_url: str, seed: int, encrypted: bool, tmp_path: Path
 ) -> None:
-    settings = load_settings(database_url=database_url, webhook_keys=WEBHOOK_KEYS_SETTING)
+    keys = [notification_key("5550001"), notification_key("5550002")] if encrypted else []
+    decryption = (
+        {
+            "notification_decryption_keys": key_files(tmp_path, *keys),
+            "notification_decryption_key_password": KEY_PASSWORD,
+        }
+        if keys
+        else {}
+    )
+    settings = load_settings(
+        database_url=database_url, webhook_keys=WEBHOOK_KEYS_SETTING, **decryption
+    )
     with serving(create_app(settings)) as ledger_url:
         target = WebhookTarget(f"{ledger_url}/webhooks/cybersource", WEBHOOK_KEY_ID, WEBHOOK_KEY)
         deliveries = WebhookDeliveries(
             target, QUICK_RETRIES, replace(FAULTS, seed=seed), timing=EventTiming(seed=seed)
         )
         sandbox_app = create_sandbox_app([PORTFOLIO], deliveries=deliveries)
+        if keys:
+            encrypt_half_of_the_notifications(sandbox_app.state.sandbox, keys)
         with (
             serving(sandbox_app) as sandbox_url,
             httpx.Client(base_url=sandbox_url, timeout=30) as sandbox,
@@ -165,6 +202,8 @@ def test_the_ledger_agrees_with_cybersource_to_the_cent_whatever_the_timing(
             wait_for(lambda: sandbox.get("/sandbox/deliveries").json()["pending"] == 0, 60)
             log = sandbox.get("/sandbox/deliveries").json()
             assert log["dropped"] > 0 and log["acknowledged"] > 0
+            if keys:
+                assert_encrypted_notifications_were_decrypted(ledger.get("/metrics").text)
 
             truths = asyncio.run(everything_cybersource_knows(sandbox_url))
             asyncio.run(assert_no_invoice_collected_more_than_was_paid(database_url, truths))
@@ -204,6 +243,17 @@ def test_the_ledger_agrees_with_cybersource_to_the_cent_whatever_the_timing(
             }
             assert reported == expected
             assert not any(item["incomplete"] for item in answer["items"])
+
+
+def assert_encrypted_notifications_were_decrypted(metrics: str) -> None:
+    counted = {
+        line.split(" ")[0]: float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("ledger_notification_decryptions_total{")
+    }
+    # Both keys decrypted some, and nothing failed to decrypt.
+    assert len(counted) == 2 and all('outcome="decrypted"' in name for name in counted), counted
+    assert all(count > 0 for count in counted.values()), counted
 
 
 def wait_for(predicate: Any, seconds: float) -> None:

@@ -124,9 +124,14 @@ def test_subscribe_stores_the_certificate_and_names_the_encrypted_event_types(
     lines = result.stdout.decode().splitlines()
     assert f"encrypted event types: {', '.join(sorted(ENCRYPTED))}" in lines
     assert any(line.startswith("notification certificate stored: kid 4242,") for line in lines)
-    stored = sandbox.notification_certificates[MERCHANT.merchant_id]  # type: ignore[attr-defined]
+    # From now on the sandbox encrypts the event types it said it would, for this certificate.
     expected = x509.load_pem_x509_certificate((tmp_path / "keyed_merchant.crt").read_bytes())
-    assert stored == expected
+    encryption = sandbox.notification_encryption  # type: ignore[attr-defined]
+    for event_type in EVENT_TYPE_BY_NOTIFICATION_TYPE:
+        registered = encryption.for_notification(MERCHANT.merchant_id, event_type)
+        assert (registered.certificate if registered else None) == (
+            expected if event_type in ENCRYPTED else None
+        )
     [subscription] = sandbox.subscriptions  # type: ignore[attr-defined]
     assert subscription["products"][0]["eventTypes"] == list(EVENT_TYPE_BY_NOTIFICATION_TYPE)
 
@@ -141,7 +146,8 @@ def test_subscribe_without_a_certificate_warns_when_cybersource_encrypts(
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "or they will be dead letters" in result.stderr.decode()
-    assert sandbox.notification_certificates == {}  # type: ignore[attr-defined]
+    encryption = sandbox.notification_encryption  # type: ignore[attr-defined]
+    assert encryption.for_notification(MERCHANT.merchant_id, sorted(ENCRYPTED)[0]) is None
 
 
 def test_subscribe_refuses_a_file_that_is_not_a_certificate(

@@ -13,6 +13,15 @@ import asyncpg
 import httpx
 from sqlalchemy.engine import make_url
 
+from service.cybersource.message_encryption import Shape
+from tests.support.encryption import (
+    KEY_PASSWORD,
+    encrypted_for,
+    key_files,
+    notification_key,
+    replaced_token,
+    token_of,
+)
 from tests.support.process import serving_process
 from tests.support.proxy import outage_proxy
 from tests.support.webhooks import (
@@ -25,12 +34,36 @@ from tests.support.webhooks import (
 WEBHOOK_PATH = "/webhooks/cybersource"
 PAYER_NAME = "Zelda Quux-Personal"
 PAYER_EMAIL = "zelda.quux@personal.example"
+NOTIFICATION_KEY = notification_key("8080")
 
 
 def notification(invoice_number: str, **data: object) -> bytes:
     return encode(
         invoice_notification(invoice_number, payerName=PAYER_NAME, emailTo=PAYER_EMAIL, **data)
     )
+
+
+def encrypted_deliveries() -> list[tuple[bytes, int]]:
+    stranger = notification_key("1111")
+    good = encrypted_for(NOTIFICATION_KEY, notification("INV-PD-E1"), Shape.ENC_DATA)
+    token = token_of(good)
+    return [
+        (good, 422),  # the same payer e-mail as INV-PD-1: the constraint refuses it
+        (
+            encrypted_for(
+                NOTIFICATION_KEY, notification("INV-PD-E2", balance=PAYER_EMAIL), Shape.BARE
+            ),
+            422,
+        ),
+        (encrypted_for(stranger, notification("INV-PD-E3"), Shape.ENCRYPTED_REQUEST), 422),
+        (
+            replaced_token(
+                good, token[:-4] + (b"AAAA" if not token.endswith(b"AAAA") else b"BBBB")
+            ),
+            422,
+        ),
+        (encrypted_for(NOTIFICATION_KEY, notification("INV-PD-E4"), Shape.PAYLOAD), 422),
+    ]
 
 
 def add_unique_index_on_payer_email(database_url: str) -> None:
@@ -71,6 +104,8 @@ def test_no_personal_data_leaves_through_any_failure(database_url: str, tmp_path
         environment = {
             "LEDGER_DATABASE_URL": service_url,
             "LEDGER_WEBHOOK_KEYS": WEBHOOK_KEYS_SETTING,
+            "LEDGER_NOTIFICATION_DECRYPTION_KEYS": key_files(tmp_path, NOTIFICATION_KEY),
+            "LEDGER_NOTIFICATION_DECRYPTION_KEY_PASSWORD": KEY_PASSWORD,
         }
         with (
             serving_process(environment, tmp_path / "serve.log") as served,
@@ -90,6 +125,11 @@ def test_no_personal_data_leaves_through_any_failure(database_url: str, tmp_path
             post(bad_amount, signed_headers(bad_amount), 422)
             same_payer = notification("INV-PD-3")
             post(same_payer, signed_headers(same_payer), 422)
+            # Encrypted: breaking the constraint once decrypted (its message quotes the clear
+            # e-mail), unusable once decrypted, and not decryptable (a key it lacks, a tag
+            # tampered with).
+            for body, expected in encrypted_deliveries():
+                post(body, signed_headers(body), expected)
             answers.append(client.get("/readyz").text)
 
             # The database away: a cut network, or a lock held longer than the service waits.

@@ -67,12 +67,24 @@ def test_send_partial_payment_and_paid_in_any_order_give_the_same_answers(
     collections = get(api, "/v1/reports/collections", **{"from": "2026-03-01", "to": "2026-04-30"},
                       interval="month", minPosition=3)  # fmt: skip
     assert collections["items"] == [
-        {"period": "2026-03", "currency": "USD", "amount": "40.00",
-         "provisionalAmount": "0.00", "incomplete": False,
-         "firstDay": "2026-03-01", "lastDay": "2026-03-31"},
-        {"period": "2026-04", "currency": "USD", "amount": "60.00",
-         "provisionalAmount": "0.00", "incomplete": False,
-         "firstDay": "2026-04-01", "lastDay": "2026-04-30"},
+        {
+            "period": "2026-03",
+            "currency": "USD",
+            "amount": "40.00",
+            "provisionalAmount": "0.00",
+            "incomplete": False,
+            "firstDay": "2026-03-01",
+            "lastDay": "2026-03-31",
+        },
+        {
+            "period": "2026-04",
+            "currency": "USD",
+            "amount": "60.00",
+            "provisionalAmount": "0.00",
+            "incomplete": False,
+            "firstDay": "2026-04-01",
+            "lastDay": "2026-04-30",
+        },
     ]
     before = [get(api, path) for path in ("/v1/invoices", "/v1/reports/status")]
     asyncio.run(_rebuild(database_url))
@@ -105,12 +117,22 @@ def test_reports_as_of_a_date_and_by_status(api: httpx.Client) -> None:
     get(api, "/v1/reports/status", minPosition=4)
     outstanding = get(api, "/v1/reports/outstanding", asOf="2026-03-15T00:00:00Z")
     assert outstanding["items"] == [
-        {"currency": "USD", "invoices": 2, "balanceAmount": "85.50",
-         "provisionalBalanceAmount": "0.00", "incomplete": False}
+        {
+            "currency": "USD",
+            "invoices": 2,
+            "balanceAmount": "85.50",
+            "provisionalBalanceAmount": "0.00",
+            "incomplete": False,
+        }
     ]
     assert get(api, "/v1/reports/outstanding")["items"] == [
-        {"currency": "USD", "invoices": 1, "balanceAmount": "25.50",
-         "provisionalBalanceAmount": "0.00", "incomplete": False}
+        {
+            "currency": "USD",
+            "invoices": 1,
+            "balanceAmount": "25.50",
+            "provisionalBalanceAmount": "0.00",
+            "incomplete": False,
+        }
     ]
     aging = get(api, "/v1/reports/aging", asOf="2026-03-15")["items"]
     assert aging == [
@@ -269,22 +291,38 @@ def test_every_list_and_report_filters_by_organization(api: httpx.Client) -> Non
     assert [i["organizationId"] for i in get(api, "/v1/invoices", **org_b)["items"]] == ["org-b"]
     assert get(api, "/v1/invoices", organizationId="org-c")["items"] == []
     assert get(api, "/v1/reports/outstanding", organizationId="org-a")["items"] == [
-        {"currency": "USD", "invoices": 1, "balanceAmount": "70.00",
-         "provisionalBalanceAmount": "0.00", "incomplete": False}
+        {
+            "currency": "USD",
+            "invoices": 1,
+            "balanceAmount": "70.00",
+            "provisionalBalanceAmount": "0.00",
+            "incomplete": False,
+        }
     ]
     assert get(api, "/v1/reports/outstanding", **org_b)["items"] == []
     assert get(api, "/v1/reports/outstanding", asOf="2026-03-10T00:00:00Z", **org_b)["items"] == [
-        {"currency": "EUR", "invoices": 1, "balanceAmount": "40.00",
-         "provisionalBalanceAmount": "0.00", "incomplete": False}
+        {
+            "currency": "EUR",
+            "invoices": 1,
+            "balanceAmount": "40.00",
+            "provisionalBalanceAmount": "0.00",
+            "incomplete": False,
+        }
     ]
     [aging] = get(api, "/v1/reports/aging", asOf="2026-03-10", **org_b)["items"]
     assert (aging["currency"], aging["days31To60"], aging["current"]) == ("EUR", "40.00", "0.00")
     collections = get(api, "/v1/reports/collections", **{"from": "2026-03-01", "to": "2026-03-31"},
                       interval="month", **org_b)["items"]  # fmt: skip
     assert collections == [
-        {"period": "2026-03", "currency": "EUR", "amount": "40.00",
-         "provisionalAmount": "0.00", "incomplete": False,
-         "firstDay": "2026-03-01", "lastDay": "2026-03-31"}
+        {
+            "period": "2026-03",
+            "currency": "EUR",
+            "amount": "40.00",
+            "provisionalAmount": "0.00",
+            "incomplete": False,
+            "firstDay": "2026-03-01",
+            "lastDay": "2026-03-31",
+        }
     ]
     assert get(api, "/v1/reports/status", organizationId="org-a")["items"] == [
         {"status": "PARTIAL", "currency": "USD", "invoices": 1, "totalAmount": "100.00",
@@ -306,12 +344,22 @@ def test_a_report_row_with_an_unknown_amount_is_incomplete_and_sums_only_the_kno
                                   totalAmount=None),
     ])  # fmt: skip
     assert get(api, "/v1/reports/outstanding")["items"] == [
-        {"currency": "USD", "invoices": 2, "balanceAmount": "100.00",
-         "provisionalBalanceAmount": "0.00", "incomplete": True}
+        {
+            "currency": "USD",
+            "invoices": 2,
+            "balanceAmount": "100.00",
+            "provisionalBalanceAmount": "0.00",
+            "incomplete": True,
+        }
     ]
     assert get(api, "/v1/reports/outstanding", asOf="2026-03-02T00:00:00Z")["items"] == [
-        {"currency": "USD", "invoices": 2, "balanceAmount": "100.00",
-         "provisionalBalanceAmount": "0.00", "incomplete": True}
+        {
+            "currency": "USD",
+            "invoices": 2,
+            "balanceAmount": "100.00",
+            "provisionalBalanceAmount": "0.00",
+            "incomplete": True,
+        }
     ]
     assert get(api, "/v1/reports/status")["items"] == [
         {"status": "SENT", "currency": "USD", "invoices": 2, "totalAmount": "100.00",
@@ -332,8 +380,13 @@ def test_a_sum_over_no_known_amount_is_null_never_zero(api: httpx.Client) -> Non
                                   totalAmount=None, currency="EUR"),
     ])  # fmt: skip
     assert get(api, "/v1/reports/outstanding")["items"] == [
-        {"currency": "EUR", "invoices": 1, "balanceAmount": None,
-         "provisionalBalanceAmount": None, "incomplete": True}
+        {
+            "currency": "EUR",
+            "invoices": 1,
+            "balanceAmount": None,
+            "provisionalBalanceAmount": None,
+            "incomplete": True,
+        }
     ]
     assert get(api, "/v1/reports/status")["items"] == [
         {"status": "SENT", "currency": "EUR", "invoices": 1, "totalAmount": None,
@@ -397,10 +450,14 @@ CALENDAR_EDGES = [
     ("/v1/reports/aging", {"asOf": "9999-12-30", "timeZone": "Pacific/Kiritimati"}),
     ("/v1/invoices", {"agingBucket": "over90", "asOf": "0001-01-01", "timeZone": "Asia/Tokyo"}),
     ("/v1/invoices", {"agingBucket": "current", "asOf": "9999-12-31", "timeZone": "Etc/GMT+12"}),
-    ("/v1/reports/collections", {"from": "0001-01-01", "to": "0001-01-31", "interval": "week",
-                                 "timeZone": "Asia/Tokyo"}),
-    ("/v1/reports/collections", {"from": "9999-12-01", "to": "9999-12-31", "interval": "month",
-                                 "timeZone": "America/Adak"}),
+    (
+        "/v1/reports/collections",
+        {"from": "0001-01-01", "to": "0001-01-31", "interval": "week", "timeZone": "Asia/Tokyo"},
+    ),
+    (
+        "/v1/reports/collections",
+        {"from": "9999-12-01", "to": "9999-12-31", "interval": "month", "timeZone": "America/Adak"},
+    ),
 ]
 
 

@@ -189,7 +189,5 @@ def test_a_total_and_a_payment_known_from_webhooks_alone_are_provisional_in_json
     for path, params in [("/v1/invoices", {}), ("/v1/reports/collections", MARCH),
                          ("/v1/reports/status", {})]:  # fmt: skip
         expected = [flattened(item) for item in get(webhook_api, path, **params)["items"]]
-        _, rows = csv_rows(
-            webhook_api.get(path, params={**params, "format": "csv"}, headers=AUTH)
-        )
+        _, rows = csv_rows(webhook_api.get(path, params={**params, "format": "csv"}, headers=AUTH))
         assert rows == expected, path

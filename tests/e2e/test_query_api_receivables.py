@@ -29,11 +29,21 @@ def api(database_url: str) -> Iterator[httpx.Client]:
 
 
 def _invoice(
-    organization: str, number: str, due: str | None, balance: str | None, customer: str,
-    currency: str = "USD", kind: str = "send", when: str = "2026-03-01T10:00:00Z",
+    organization: str,
+    number: str,
+    due: str | None,
+    balance: str | None,
+    customer: str,
+    currency: str = "USD",
+    kind: str = "send",
+    when: str = "2026-03-01T10:00:00Z",
 ) -> bytes:
-    extra: dict[str, Any] = {"dueDate": due, "currency": currency, "payerName": customer,
-                             "emailTo": f"{customer.lower()}@example.com"}
+    extra: dict[str, Any] = {
+        "dueDate": due,
+        "currency": currency,
+        "payerName": customer,
+        "emailTo": f"{customer.lower()}@example.com",
+    }
     if balance is None:
         extra["totalAmount"] = None
     body = json.loads(organization_notification(organization, kind, number, balance, when, **extra))

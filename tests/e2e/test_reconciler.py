@@ -24,7 +24,6 @@ from tests.support.webhooks import encode, invoice_notification
 pytestmark = pytest.mark.anyio
 
 
-
 @pytest.fixture
 async def cybersource(sandbox_url: str) -> AsyncIterator[CybersourceClient]:
     async with CybersourceClient(sandbox_url, MERCHANT, FAST) as client:

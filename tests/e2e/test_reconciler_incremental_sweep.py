@@ -31,7 +31,6 @@ pytestmark = pytest.mark.anyio
 SETTLED_PORTFOLIO = ("S-DRAFT", "S-CREATED", "S-SENT", "S-PAID", "S-CANCELED", "S-SENT-2")
 
 
-
 @pytest.fixture
 async def cybersource(sandbox_url: str) -> AsyncIterator[CybersourceClient]:
     async with CybersourceClient(sandbox_url, MERCHANT, FAST) as client:

@@ -31,7 +31,6 @@ pytestmark = pytest.mark.anyio
 ORGANIZATION = MERCHANT.merchant_id
 
 
-
 @pytest.fixture
 def sandbox_url() -> Iterator[str]:
     """A Cybersource whose PAYMENT history entries name their transaction, not its amount."""

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import base64
+import json
 import sys
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 
 import httpx
 import pytest
 
 from bench.harness import free_port, server
+from service.cybersource.message_encryption import NotificationKeyring, encrypted_notification
 from tests.support.cybersource_sandbox import MERCHANT
+from tests.support.encryption import notification_key
 from tests.support.receiver import Receiver, receiving_webhooks
 from tests.support.webhooks import WEBHOOK_KEYS_SETTING
 
@@ -70,3 +74,27 @@ def test_the_command_can_leave_the_amounts_out_of_payment_history_entries() -> N
         )
     payment = paid.json()["invoiceHistory"][0]
     assert (payment["event"], payment["transactionDetails"]) == ("PAYMENT", {"transactionId": "t"})
+
+
+def test_the_command_encrypts_notifications_for_a_certificate(
+    receiver: tuple[Receiver, str], tmp_path: Path
+) -> None:
+    webhooks, webhook_url = receiver
+    key = notification_key("4242")
+    certificate = tmp_path / "notifications.crt"
+    certificate.write_bytes(key.certificate_pem())
+    port = free_port()
+    options = ["--webhook-url", webhook_url, "--notification-certificate", str(certificate)]
+    command = [sys.executable, "-m", "service.fronts.cli", "sandbox", "--port", str(port), *options]
+    with (
+        server(command, port, ENVIRONMENT, health_path="/sandbox/deliveries"),
+        httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as sandbox,
+    ):
+        invoice = {"invoiceNumber": "9", "totalAmount": "5.00", "dueDate": "2026-12-31"}
+        sandbox.post("/sandbox/invoices", json={**invoice, "status": "SENT"}).raise_for_status()
+        (_, body), *_ = webhooks.wait_for(1)
+    assert set(body) == {"encData"}
+    found = encrypted_notification(json.dumps(body).encode())
+    assert found is not None
+    clear = json.loads(NotificationKeyring([key]).decrypt(found).plaintext)
+    assert clear["payloads"][0]["data"]["invoiceNumber"] == "9"

@@ -16,7 +16,6 @@ pytestmark = pytest.mark.anyio
 LIFETIME_SECONDS = 3600
 
 
-
 async def expire_all(engine: AsyncEngine) -> None:
     async with engine.begin() as connection:
         past = datetime.now(UTC) - timedelta(seconds=1)

@@ -42,18 +42,31 @@ class CountingEventStore(SqlEventStore):
         return streams
 
 
-
 def long_lived_invoice() -> list[NewEvent]:
     """Sent, then reminded every minute, with a partial payment every 500 reminders."""
     events = [invoice_event("LONG", "sent", balanceAmount="5000.00", totalAmount="5000.00")]
     for minute in range(1, LONG_STREAM_EVENTS):
         if minute % 500 == 0:
             balance = f"{5000 - minute}.00"
-            events.append(invoice_event("LONG", f"paid-{minute}", seconds=60 * minute,
-                                        type=E.INVOICE_PARTIALLY_PAID, balanceAmount=balance))
+            events.append(
+                invoice_event(
+                    "LONG",
+                    f"paid-{minute}",
+                    seconds=60 * minute,
+                    type=E.INVOICE_PARTIALLY_PAID,
+                    balanceAmount=balance,
+                )
+            )
         else:
-            events.append(invoice_event("LONG", f"reminder-{minute}", seconds=60 * minute,
-                                        type=E.INVOICE_REMINDER_SENT, balanceAmount=None))
+            events.append(
+                invoice_event(
+                    "LONG",
+                    f"reminder-{minute}",
+                    seconds=60 * minute,
+                    type=E.INVOICE_REMINDER_SENT,
+                    balanceAmount=None,
+                )
+            )
     return events  # fmt: skip
 
 

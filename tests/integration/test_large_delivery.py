@@ -14,7 +14,6 @@ pytestmark = pytest.mark.anyio
 INVOICES = 3000
 
 
-
 async def test_a_delivery_of_thousands_of_facts_is_appended_in_order_and_once(
     engine: AsyncEngine,
 ) -> None:

@@ -20,7 +20,6 @@ LEASE_SECONDS = 0.5
 SKEW = timedelta(hours=1)
 
 
-
 def skewed_clock(skew: timedelta) -> Callable[[], datetime]:
     return lambda: datetime.now(UTC) + skew
 

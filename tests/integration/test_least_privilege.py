@@ -19,6 +19,7 @@ from tests.support.events import invoice_event
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgresql]
 
+
 async def test_the_service_role_appends_reads_projects_and_rebuilds(service_role_url: str) -> None:
     engine = create_engine(resolve_database_url(service_role_url))
     store = event_store_for(engine)

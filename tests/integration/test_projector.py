@@ -26,7 +26,6 @@ pytestmark = pytest.mark.anyio
 E_SENT, E_PAID = "InvoiceSent", "InvoicePaid"
 
 
-
 async def test_projected_rows_are_the_fold_of_each_invoice(engine: AsyncEngine) -> None:
     store = event_store_for(engine)
     await store.append(

@@ -41,7 +41,6 @@ MARCH = (date(2026, 3, 1), date(2026, 3, 31))
 DAY_AFTER = MOMENT + timedelta(days=1)
 
 
-
 def _only(rows: list[dict[str, Any]], *keys: str) -> list[dict[str, Any]]:
     return [{key: row[key] for key in keys} for row in rows]
 

@@ -25,7 +25,6 @@ pytestmark = pytest.mark.anyio
 MOMENT = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
 
-
 def invoice(
     number: str,
     *,
@@ -69,10 +68,20 @@ async def test_a_collection_of_unknown_amount_is_stored_unknown_and_makes_its_ro
                                   currency="EUR"))  # fmt: skip
     rows = await InvoiceQueries(engine).collections(date(2026, 3, 1), date(2026, 3, 31), "month")
     assert rows == [
-        {"period": "2026-03", "currency": "EUR", "amount": None, "provisional_amount": None,
-         "incomplete": True},
-        {"period": "2026-03", "currency": "USD", "amount": Decimal("30"),
-         "provisional_amount": Decimal(0), "incomplete": True},
+        {
+            "period": "2026-03",
+            "currency": "EUR",
+            "amount": None,
+            "provisional_amount": None,
+            "incomplete": True,
+        },
+        {
+            "period": "2026-03",
+            "currency": "USD",
+            "amount": Decimal("30"),
+            "provisional_amount": Decimal(0),
+            "incomplete": True,
+        },
     ]
 
 

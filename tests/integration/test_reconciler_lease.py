@@ -15,7 +15,6 @@ pytestmark = pytest.mark.anyio
 LEASE_SECONDS = 0.3
 
 
-
 def worker(engine: AsyncEngine, owner: str) -> ReconcilerWorker:
     # The reconciler itself is not reached: these tests give the worker their own work.
     return ReconcilerWorker(

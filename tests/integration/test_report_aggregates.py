@@ -42,7 +42,6 @@ ORGANIZATIONS = [None, "org-a", "org-b"]
 DAYS = 12
 
 
-
 def history_over_days(seed: int, invoices: int, events: int, prefix: str) -> list[NewEvent]:
     """Facts about invoices of two organizations spread over ``DAYS`` days (several a day,
     some at midnight exactly), in a shuffled delivery order."""
@@ -216,6 +215,7 @@ def projected_up_to(
 ) -> ProjectedInvoice:
     """The invoice once its first ``count`` states are known (and a share of its collections
     as large); written onto its rows as of its first ``before`` states, or whole when 0."""
+
     def collected(known: int) -> int:
         return len(collections) * known // len(states)
 

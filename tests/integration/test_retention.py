@@ -38,7 +38,6 @@ KINDS = {
 }
 
 
-
 async def seed(engine: AsyncEngine, rows_per_kind: int = 2) -> None:
     """Each kind of row, old and recent, and events recorded with an inbox row of their own."""
     async with engine.begin() as connection:

@@ -100,6 +100,7 @@ def simulate(
     quantum = Decimal(1).scaleb(-EXPONENTS[currency])
     life = Lifecycle(organization_id, number, currency)
     moment = START + timedelta(seconds=rng.randrange(0, 3600))
+
     def drawn_total() -> Decimal:
         # Log-uniform, so an update may multiply or divide the total many times over.
         return quantum * round(math.exp(rng.uniform(math.log(1_000), math.log(100_000))))

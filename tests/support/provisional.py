@@ -49,9 +49,7 @@ def paid_once(
     return ProjectedInvoice(state, [state], MOMENT)
 
 
-def sent(
-    number: str, *, total: str, provisional: bool, currency: str = "USD"
-) -> ProjectedInvoice:
+def sent(number: str, *, total: str, provisional: bool, currency: str = "USD") -> ProjectedInvoice:
     """An invoice sent and not paid: its balance is its total."""
     state = InvoiceState(
         number,

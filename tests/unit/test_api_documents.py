@@ -73,7 +73,9 @@ def test_an_invoice_read_back_from_its_row_is_the_document_of_its_state() -> Non
     from_row = as_json(invoice_from_row(row))  # type: ignore[arg-type]
     assert from_row == as_json(invoice_document(state, updated_at))
     assert from_row["payments"][0] == {
-        "transactionId": "t-1", "amount": "6.250", "date": "2026-03-02T23:30:00.120000Z",
+        "transactionId": "t-1",
+        "amount": "6.250",
+        "date": "2026-03-02T23:30:00.120000Z",
         "provisional": False,
     }
 

@@ -311,4 +311,3 @@ def test_a_provisional_total_is_never_summed_as_confirmed() -> None:
     assert state.provisional_amounts == ("total_amount", "paid_amount")
     stated = Facts().notified(E.INVOICE_SENT, 0, balance_amount=D(10), total_amount=D(10))
     assert stated.state().provisional_amounts == ()
-

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from service.bootstrap import merchant_credentials
+from service.configured_keys import merchant_credentials
 from service.settings import (
     ConfigurationError,
     UnsupportedDatabaseUrl,

@@ -15,7 +15,8 @@ import click
 import structlog
 from prometheus_client import start_http_server
 
-from service.bootstrap import MissingCredentials, merchant_credentials
+from service.bootstrap import MissingCredentials
+from service.configured_keys import merchant_credentials
 from service.logs import configure_logging
 from service.metrics import LedgerMetrics
 from service.settings import ENVIRONMENT_PREFIX, ConfigurationError, Settings, load_settings
@@ -67,7 +68,7 @@ class LedgerCommands(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
-        except (MissingCredentials, PersonalDataKeyMismatch) as error:
+        except (MissingCredentials, PersonalDataKeyMismatch, ConfigurationError) as error:
             fail(str(error))
         except Exception as error:
             problem = _database_problem(error)

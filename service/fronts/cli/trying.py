@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import BinaryIO
 
 import click
 import uvicorn
 
-from service.bootstrap import (
-    merchant_credentials,
-)
+from service.configured_keys import merchant_credentials
 from service.cybersource.http_signature import MerchantCredentials
 from service.cybersource.jwt_authentication import CertificateCredentials, MerchantCertificate
 from service.cybersource.webhook_signature import SignedContent, sign
+from service.domain.events import EVENT_TYPE_BY_NOTIFICATION_TYPE
 from service.fronts.cli.common import (
     command_settings,
     fail,
@@ -72,6 +72,27 @@ from service.fronts.cli.common import (
     help="What PAYMENT history entries show in transactionDetails: the transaction id and"
     " amount, the id only, or nothing (a payment request's transactionDetails overrides it).",
 )
+@click.option(
+    "--notification-certificate",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Send every invoicing notification encrypted for this certificate (PEM): message-level"
+    " encryption, as after a merchant's keys-asym upload.",
+)
+@click.option(
+    "--encrypted-shape",
+    type=click.Choice(["bare", "encData", "encryptedRequest", "payload"]),
+    default="encData",
+    show_default=True,
+    help="How an encrypted notification travels: a bare JWE, in encData or encryptedRequest,"
+    " or as the envelope's payload.",
+)
+@click.option(
+    "--encrypted-signature-covers",
+    type=click.Choice(["encrypted", "decrypted"]),
+    default="encrypted",
+    show_default=True,
+    help="Sign an encrypted notification as sent, or its clear content.",
+)
 def sandbox(
     host: str,
     port: int,
@@ -87,6 +108,9 @@ def sandbox(
     payment_amount_in_webhooks: bool,
     transaction_details_on_review: bool,
     payment_transaction_details: str,
+    notification_certificate: str | None,
+    encrypted_shape: str,
+    encrypted_signature_covers: str,
 ) -> None:
     """Serve a local Cybersource: invoicing REST API with HTTP Signature or JWT checks, and
     webhooks.
@@ -107,6 +131,7 @@ def sandbox(
         WebhookDeliveries,
         WebhookTarget,
     )
+    from service.sandbox.errors import SandboxRefusal
     from service.sandbox.event_dates import EventDateOrder, EventTiming
     from service.sandbox.invoices import TransactionDetailsShown
     from service.sandbox.options import SandboxOptions
@@ -153,8 +178,24 @@ def sandbox(
         options=SandboxOptions(
             transaction_details_on_review=transaction_details_on_review,
             payment_transaction_details=TransactionDetailsShown(payment_transaction_details),
+            encrypted_event_types=frozenset(
+                EVENT_TYPE_BY_NOTIFICATION_TYPE if notification_certificate else ()
+            ),
         ),
     )
+    if notification_certificate is not None:
+        certificate = Path(notification_certificate).read_bytes()
+        for organization in app.state.sandbox.organizations.ids:
+            try:
+                app.state.sandbox.register_notification_certificate(
+                    organization,
+                    certificate,
+                    EVENT_TYPE_BY_NOTIFICATION_TYPE,
+                    encrypted_shape,
+                    encrypted_signature_covers,
+                )
+            except SandboxRefusal as refusal:
+                fail(f"--notification-certificate: {refusal}")
     uvicorn.run(app, host=host, port=port, log_config=None)
 
 
