@@ -12,7 +12,7 @@ import pytest
 from cryptography import x509
 
 from service.cybersource.jwt_authentication import CertificateCredentials
-from service.cybersource.keys import load_certified_key
+from service.cybersource.keys import generate_certified_key, load_certified_key
 from service.domain.events import EVENT_TYPE_BY_NOTIFICATION_TYPE
 from service.sandbox.app import create_sandbox_app
 from service.sandbox.options import SandboxOptions
@@ -161,3 +161,28 @@ def test_subscribe_refuses_a_file_that_is_not_a_certificate(
         environment=cybersource_environment(url),
     )  # fmt: skip
     assert result.returncode == 2 and "not a PEM certificate" in result.stderr.decode()
+
+
+def test_show_without_paths_lists_the_configured_keys_by_use(
+    tmp_path: Path, database_url: str
+) -> None:
+    assert generate(tmp_path / "rest", LEDGER_CYBERSOURCE_KEY_PASSWORD=PASSWORD)[0] == 0
+    decryption = generate_certified_key("keyed_merchant", "9191")
+    (tmp_path / "mle.p12").write_bytes(decryption.pkcs12(b"mle password"))
+    shown = invoice_ledger(
+        "keys", "show",
+        environment={
+            "LEDGER_DATABASE_URL": database_url,
+            "LEDGER_CYBERSOURCE_AUTH": "jwt",
+            "LEDGER_CYBERSOURCE_MERCHANT_ID": "keyed_merchant",
+            "LEDGER_CYBERSOURCE_KEY_FILE": str(tmp_path / "rest" / "keyed_merchant.p12"),
+            "LEDGER_CYBERSOURCE_KEY_PASSWORD": PASSWORD,
+            "LEDGER_NOTIFICATION_DECRYPTION_KEYS": str(tmp_path / "mle.p12"),
+            "LEDGER_NOTIFICATION_DECRYPTION_KEY_PASSWORD": "mle password",
+        },
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    out = shown.stdout.decode()
+    assert "keyed_merchant.p12 (REST authentication)\n  kid: 4242" in out
+    assert "mle.p12 (notification decryption)\n  kid: 9191" in out
+    assert PASSWORD not in out and "mle password" not in out

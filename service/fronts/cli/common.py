@@ -16,7 +16,7 @@ import structlog
 from prometheus_client import start_http_server
 
 from service.bootstrap import MissingCredentials
-from service.configured_keys import merchant_credentials
+from service.configured_keys import merchant_credentials, notification_keyring
 from service.logs import configure_logging
 from service.metrics import LedgerMetrics
 from service.settings import ENVIRONMENT_PREFIX, ConfigurationError, Settings, load_settings
@@ -34,7 +34,9 @@ JSON_HELP = (
 def command_settings() -> Settings:
     try:
         settings = load_settings()
-        merchant_credentials(settings)  # a key file that cannot be used stops every command
+        # A key file that cannot be used stops every command, naming it.
+        merchant_credentials(settings)
+        notification_keyring(settings)
     except ConfigurationError as error:
         fail(str(error))
     configure_logging(settings.log_level)

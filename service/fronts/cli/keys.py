@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from service.configured_keys import merchant_credentials, notification_keyring
+from service.cybersource.jwt_authentication import CertificateCredentials
 from service.cybersource.keys import (
     CertifiedKey,
     KeyMaterialError,
@@ -76,28 +78,34 @@ def generate(merchant_id: str, serial_number: str | None, days: int, directory: 
 def show(paths: tuple[Path, ...]) -> None:
     """Print each key's kid, serial number, fingerprint and expiry, never the key.
 
-    Without PATHs: the key of LEDGER_CYBERSOURCE_KEY_FILE. A PATH may be a file or a directory
-    of key files; LEDGER_CYBERSOURCE_KEY_PASSWORD opens them.
+    Without PATHs: the configured keys, LEDGER_CYBERSOURCE_KEY_FILE's (REST authentication) and
+    LEDGER_NOTIFICATION_DECRYPTION_KEYS' (encrypted notifications). A PATH may be a file or a
+    directory of key files; LEDGER_CYBERSOURCE_KEY_PASSWORD opens them.
     """
-    settings = command_settings()
-    password = settings.cybersource_key_password
-    secret = password.get_secret_value().encode() if password else None
-    sources = list(paths)
-    if not sources and settings.cybersource_key_file:
-        sources.append(Path(settings.cybersource_key_file))
-    if not sources:
-        fail("give a PATH, or set LEDGER_CYBERSOURCE_KEY_FILE")
-    for source in sources:
-        try:
-            found = load_certified_keys(source, secret)
-        except KeyMaterialError as error:
-            fail(str(error))
-        for key in found:
-            _describe(key)
+    settings = command_settings()  # it has loaded the configured keys: they can be used
+    if paths:
+        password = settings.cybersource_key_password
+        secret = password.get_secret_value().encode() if password else None
+        for source in paths:
+            try:
+                found = load_certified_keys(source, secret)
+            except KeyMaterialError as error:
+                fail(str(error))
+            for key in found:
+                _describe(key)
+        return
+    configured = [("notification decryption", key) for key in notification_keyring(settings).keys]
+    credentials = merchant_credentials(settings)
+    if isinstance(credentials, CertificateCredentials):
+        configured.insert(0, ("REST authentication", credentials.key))
+    if not configured:
+        fail("no key is configured: give a PATH")
+    for use, key in configured:
+        _describe(key, use)
 
 
-def _describe(key: CertifiedKey) -> None:
-    click.echo(f"source: {key.source}")
+def _describe(key: CertifiedKey, use: str | None = None) -> None:
+    click.echo(f"source: {key.source}" + (f" ({use})" if use else ""))
     click.echo(f"  kid: {key.kid}")
     if key.certificate is not None:
         click.echo(f"  common name: {key.common_name}")
