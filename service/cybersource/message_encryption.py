@@ -286,6 +286,16 @@ def _content(encrypted: EncryptedNotification, plaintext: bytes) -> bytes:
         return plaintext  # read as it is: the reader says what is wrong with it
     assert isinstance(outer, dict) and encrypted.field is not None
     del outer[encrypted.field]
+    try:
+        return _put_back(encrypted, outer, inner, plaintext)
+    except RecursionError:  # clear fields nested deeper than they can be written again
+        return plaintext
+
+
+def _put_back(
+    encrypted: EncryptedNotification, outer: dict[str, Any], inner: Any, plaintext: bytes
+) -> bytes:
+    assert encrypted.field is not None
     if isinstance(inner, dict):
         kept = {name: value for name, value in outer.items() if name not in inner}
         inner_members = plaintext.strip()[1:-1].strip()

@@ -105,7 +105,7 @@ class NotificationDecryption:
             raise mismatch
         try:
             decrypted = self.keyring.decrypt(encrypted)
-        except Undecryptable:
+        except (Undecryptable, RecursionError):
             # Answered as any mismatch: which step failed is not for an unverified sender.
             raise mismatch from None
         verified = await verifier.verify_decrypted_with(

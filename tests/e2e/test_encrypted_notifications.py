@@ -253,6 +253,20 @@ def test_an_unverified_encrypted_delivery_is_refused_alike_whether_or_not_it_dec
     assert all(row["bodyBytes"] is None for row in deliveries(api))
 
 
+def test_clear_fields_nested_too_deep_beside_the_jwe_are_never_a_5xx(
+    api: httpx.Client, current_key: CertifiedKey
+) -> None:
+    # Anyone holding the certificate can encrypt; the nesting must not crash the reading that
+    # happens before the signature is known to be good.
+    body = encrypted_for(current_key, notification("INV-DEEP"), Shape.ENC_DATA)
+    body = body[:-1] + b',"x":' + b"[" * 600 + b"]" * 600 + b"}"
+    forged = {"v-c-signature": signed_headers(b"something else")["v-c-signature"]}
+    refused = api.post(WEBHOOK_PATH, content=body, headers={**signed_headers(body), **forged})
+    assert refused.status_code == 401, refused.text
+    signed = post(api, body)
+    assert signed.status_code in (200, 422), signed.text
+
+
 def test_a_dead_letter_for_a_key_configured_later_is_replayed_and_counts_once(
     database_url: str, tmp_path: Path, current_key: CertifiedKey, next_key: CertifiedKey
 ) -> None:
