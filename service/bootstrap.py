@@ -48,7 +48,7 @@ from service.settings import (
 from service.store.console_sessions import SqlConsoleSessions
 from service.store.database import create_engine
 from service.store.delivery_log import SqlDeliveryLog
-from service.store.errors import StoreUnavailable
+from service.store.errors import StoreUnavailable, unavailability_as_store_error
 from service.store.events.base import EventStore
 from service.store.events.for_engine import event_store_for
 from service.store.events.group_commit import GroupCommitter
@@ -92,7 +92,8 @@ async def verify_personal_data_key(settings: Settings) -> None:
     here: commands check on a schema at head, and an append with a wrong key fails loudly."""
     engine = create_engine(database_url(settings), pool_size=1)
     try:
-        await require_schema_at_head(engine)
+        async with unavailability_as_store_error():  # a refused connection is an OSError
+            await require_schema_at_head(engine)
         await SqlDataKeys(engine, master_key(settings)).verify()
     except (StoreUnavailable, SchemaNotAtHead, DBAPIError):
         pass

@@ -79,13 +79,15 @@ END
 $$
 """
 
+# Every comparison is IS (never =): a NULL (a fact without a customer) must make the condition
+# false, not NULL, for a WHEN NOT (NULL) would let the UPDATE through.
 SQLITE_SEALING = " AND ".join(
     [
         *(f"old.{column} IS new.{column}" for column in KEPT_COLUMNS),
-        "json_type(old.data, '$.customer') = 'object'",
+        "json_type(old.data, '$.customer') IS 'object'",
         "json_type(old.data, '$.customer.sealed') IS NULL",
-        "json_type(new.data, '$.customer.sealed') = 'text'",
-        "json_remove(old.data, '$.customer') = json_remove(new.data, '$.customer')",
+        "json_type(new.data, '$.customer.sealed') IS 'text'",
+        "json_remove(old.data, '$.customer') IS json_remove(new.data, '$.customer')",
     ]
 )
 SQLITE_REFUSAL = "BEGIN SELECT RAISE(ABORT, 'events are append-only: UPDATE refused'); END"

@@ -4,6 +4,7 @@ losing one, erasure of payers however their facts name them, and the master key 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -117,7 +118,22 @@ async def test_the_database_refuses_any_other_change_to_a_recorded_fact(
     async with engine.connect() as connection:
         data = (await connection.execute(select(events.c.data))).scalar_one()
     tampered = {**data, "balanceAmount": "0.00", "customer": {"payer": "x", "sealed": "y"}}
-    for change in ({"data": tampered}, {"stream_id": "INV-2"}):
+    for change in ({"data": tampered}, {"data": data}, {"stream_id": "INV-2"}):
+        with pytest.raises(DBAPIError, match="append-only"):
+            async with engine.begin() as connection:
+                await connection.execute(update(events).values(**change))
+
+
+async def test_a_fact_without_a_customer_cannot_be_given_one(engine: AsyncEngine) -> None:
+    fact = _fact("INV-1", "k1", 0, None, None, "10.00")
+    without = {name: value for name, value in fact.data.items() if name != "customer"}
+    await _sealing(engine, None).append([dataclasses.replace(fact, data=without)])
+    async with engine.connect() as connection:
+        data = (await connection.execute(select(events.c.data))).scalar_one()
+    assert "customer" not in data
+    sealed = {**data, "customer": {"payer": "x", "sealed": "y"}}
+    # Neither an unchanged row nor one given a sealed customer it never had gets through.
+    for change in ({"data": data}, {"data": sealed}):
         with pytest.raises(DBAPIError, match="append-only"):
             async with engine.begin() as connection:
                 await connection.execute(update(events).values(**change))

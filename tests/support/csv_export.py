@@ -38,8 +38,8 @@ def flattened(item: dict[str, Any]) -> dict[str, str]:
         elif key == "data":
             row[key] = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
         elif key == "customer":
-            row["customer.name"] = _cell((value or {}).get("name"))
-            row["customer.email"] = _cell((value or {}).get("email"))
+            for field in ("name", "email", "erased"):
+                row[f"customer.{field}"] = _cell((value or {}).get(field))
         else:
             row[key] = _cell(value)
     return row
