@@ -201,6 +201,17 @@ class NotificationKeyring:
     def kids(self) -> list[str]:
         return [key.kid for key in self._keys]
 
+    def clear_body(self, body: bytes) -> bytes | None:
+        """What a stored body says in clear: the body itself when it is not encrypted, its
+        decryption when a configured key opens it, None when it is encrypted and none does."""
+        encrypted = encrypted_notification(body)
+        if encrypted is None:
+            return body
+        try:
+            return self.decrypt(encrypted).content
+        except (Undecryptable, RecursionError):
+            return None
+
     def decrypt(self, encrypted: EncryptedNotification) -> Decrypted:
         """The plaintext and the notification to read; ``Undecryptable`` with the reason."""
         header = _protected_header(encrypted.token)

@@ -55,6 +55,7 @@ def erase(
                 "facts": erasure.facts,
                 "invoices": erasure.invoices,
                 "deliveriesRedacted": erasure.deliveries_redacted,
+                "encryptedBodiesUnsearched": erasure.encrypted_bodies_unsearched,
                 "keyDeleted": erasure.key_deleted,
                 "positions": list(erasure.positions),
                 "readModelsUpdated": projected,
@@ -67,6 +68,13 @@ def erase(
         f" data key {'deleted' if erasure.key_deleted else 'already gone'}",
         err=True,
     )
+    if erasure.encrypted_bodies_unsearched:
+        click.echo(
+            f"{erasure.encrypted_bodies_unsearched} encrypted delivery bodies no configured key"
+            " opens were not searched: configure their keys"
+            " (LEDGER_NOTIFICATION_DECRYPTION_KEYS) and erase again",
+            err=True,
+        )
     if not projected:
         click.echo(
             "the projector serving the ledger applies it to the read models (or run"
@@ -87,6 +95,7 @@ async def _erase(
             name=name,
             reason=reason,
             recorded_by=f"cli:{getpass.getuser()}",
+            clear_body=ledger.notification_decryption.keyring.clear_body,
         )
         return erasure, await _project_if_free(ledger)
 

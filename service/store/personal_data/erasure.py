@@ -21,7 +21,7 @@ import hashlib
 import json
 import sqlite3
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -67,6 +67,8 @@ class Erasure:
     facts: int  # facts that named the payer
     invoices: int  # erasure facts recorded (one per invoice that named the payer)
     deliveries_redacted: int
+    # Encrypted bodies no configured key opens: whether they name the payer is unknown.
+    encrypted_bodies_unsearched: int
     key_deleted: bool
     positions: tuple[int, ...]  # of the erasure facts
 
@@ -89,7 +91,11 @@ async def erase_payer(
     name: str | None,
     reason: str,
     recorded_by: str,
+    clear_body: Callable[[bytes], bytes | None] = lambda body: body,
 ) -> Erasure:
+    """``clear_body``: what a stored delivery body says in clear (an encrypted one decrypted
+    with the keys configured now; None when it cannot be), for the search of the bodies that
+    name the payer."""
     master = data_keys.master
     if master is None:
         raise PersonalDataKeyMissing("erasing a payer")
@@ -108,12 +114,12 @@ async def erase_payer(
         if connection.dialect.name == "sqlite":
             # Freed pages are zeroed, so a redacted body or deleted key leaves no copy in them.
             await connection.execute(text("PRAGMA secure_delete = ON"))
-        redacted = await _redact_deliveries(connection, facts, needles)
+        redacted, unsearched = await _redact_deliveries(connection, facts, needles, clear_body)
         deleted = await delete_key(connection, payer)
     positions = await _record_erasure(store, payer, facts, reason, recorded_by)
     await _reclaim_space(engine)
     invoices = len({(fact.stream_id, fact.organization_id) for fact in facts})
-    return Erasure(payer, len(facts), invoices, redacted, deleted, positions)
+    return Erasure(payer, len(facts), invoices, redacted, unsearched, deleted, positions)
 
 
 async def _payer_facts(engine: AsyncEngine, data_keys: SqlDataKeys, payer: str) -> list[_PayerFact]:
@@ -168,11 +174,16 @@ def _needles(email: str | None, name: str | None, facts: Sequence[_PayerFact]) -
 
 
 async def _redact_deliveries(
-    connection: AsyncConnection, facts: Sequence[_PayerFact], needles: set[bytes]
-) -> int:
+    connection: AsyncConnection,
+    facts: Sequence[_PayerFact],
+    needles: set[bytes],
+    clear_body: Callable[[bytes], bytes | None],
+) -> tuple[int, int]:
+    """How many bodies were redacted, and how many encrypted ones could not be searched."""
     positions = {fact.position for fact in facts}
     notifications = {fact.notification_id for fact in facts if fact.notification_id}
     chosen: list[int] = []
+    unsearched = 0
     last_id = 0
     while True:
         page = (
@@ -187,12 +198,15 @@ async def _redact_deliveries(
             break
         last_id = page[-1].id
         for row in page:
-            body = bytes(row.body).lower()
-            if (
-                row.event_position in positions
-                or row.notification_id in notifications
-                or any(needle in body for needle in needles)
-            ):
+            if row.event_position in positions or row.notification_id in notifications:
+                chosen.append(row.id)
+                continue
+            # An encrypted body (a dead letter, an ignored event type) names the payer only
+            # once decrypted: the ledger's own keys would bring them back on a replay.
+            clear = clear_body(bytes(row.body))
+            if clear is None:
+                unsearched += 1
+            elif any(needle in clear.lower() for needle in needles):
                 chosen.append(row.id)
     now = datetime.now(UTC)
     for start in range(0, len(chosen), IDS_PER_UPDATE_MAX):
@@ -201,7 +215,7 @@ async def _redact_deliveries(
             .where(inbox.c.id.in_(chosen[start : start + IDS_PER_UPDATE_MAX]))
             .values(body=None, body_redacted_at=now)
         )
-    return len(chosen)
+    return len(chosen), unsearched
 
 
 async def _record_erasure(
