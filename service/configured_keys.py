@@ -6,6 +6,7 @@ never its content."""
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime
 from pathlib import Path
 
 from service.cybersource.credentials import RequestCredentials
@@ -45,6 +46,11 @@ def _certificate_credentials(settings: Settings) -> CertificateCredentials | Non
             password.get_secret_value().encode() if password else None,
             Path(certificate_file) if certificate_file else None,
         )
+        if key.not_after is not None and key.not_after < datetime.now(UTC):
+            # Cybersource would refuse every call it signs; say so before the first one.
+            raise KeyMaterialError(
+                f"{key.source}: the certificate expired on {key.not_after.isoformat()}"
+            )
         return CertificateCredentials(
             settings.cybersource_merchant_id, key, settings.cybersource_organization_ids
         )

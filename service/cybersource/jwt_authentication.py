@@ -119,6 +119,8 @@ class MerchantCertificate:
 class VerifiedBearer:
     merchant: MerchantCertificate
     organization_id: str  # the token's v-c-merchant-id
+    token_id: str  # jti: a verifier refuses it a second time while it is valid
+    expires: int  # exp, seconds
 
 
 def body_digest(body: bytes) -> str:
@@ -224,10 +226,23 @@ def verify_bearer(
         and hmac.compare_digest(str(claims.get("digest", "")), body_digest(body))
     ):
         raise SignatureMismatch("the JWT's digest does not match the body")
+    if method.upper() not in METHODS_WITH_BODY and body:
+        raise SignatureMismatch(f"a {method.upper()} carries no body (its JWT has no digest)")
     organization_id = claims.get("v-c-merchant-id")
     if not isinstance(organization_id, str) or not merchant.may_act_for(organization_id):
         raise SignatureMismatch("v-c-merchant-id does not belong to the key")
-    return VerifiedBearer(merchant, organization_id)
+    token_id = claims.get("jti")
+    if not isinstance(token_id, str) or not _is_uuid(token_id):
+        raise SignatureMismatch("the JWT's jti must be a UUID")
+    return VerifiedBearer(merchant, organization_id, token_id, int(claims["exp"]))
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _unverified_kid(token: str) -> str:
@@ -236,8 +251,8 @@ def _unverified_kid(token: str) -> str:
     except (JoseError, ValueError):
         raise SignatureMismatch("the Authorization header holds no readable JWT") from None
     kid = header.get("kid")
-    if header.get("alg") != ALGORITHM or not isinstance(kid, str):
-        raise SignatureMismatch(f"the JWT's header must name alg {ALGORITHM} and a kid")
+    if header.get("alg") != ALGORITHM or header.get("typ") != "JWT" or not isinstance(kid, str):
+        raise SignatureMismatch(f"the JWT's header must name alg {ALGORITHM}, typ JWT and a kid")
     return kid
 
 
@@ -245,8 +260,8 @@ def _check_lifetime(claims: Mapping[str, Any], now: float) -> None:
     issued_at, expires = claims.get("iat"), claims.get("exp")
     if not isinstance(issued_at, int) or not isinstance(expires, int):
         raise SignatureMismatch("the JWT must carry iat and exp as seconds")
-    if expires - issued_at > LIFETIME_SECONDS:
-        raise SignatureMismatch(f"the JWT lives longer than {LIFETIME_SECONDS} seconds")
+    if not 0 < expires - issued_at <= LIFETIME_SECONDS:
+        raise SignatureMismatch(f"the JWT must expire within {LIFETIME_SECONDS} s of its iat")
     if issued_at > now + CLOCK_SKEW_SECONDS:
         raise SignatureMismatch("the JWT is issued in the future")
     if expires < now:

@@ -12,6 +12,7 @@ Nothing here logs, and a key's repr shows its identifiers only.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,7 @@ from cryptography.x509.oid import NameOID
 PKCS12_SUFFIXES = frozenset({".p12", ".pfx"})
 PEM_SUFFIXES = frozenset({".pem", ".key", ".crt"})
 RSA_KEY_BITS_MIN = 2048
+_PEM_PRIVATE_KEY = re.compile(rb"-----BEGIN (?:[A-Z]+ )*PRIVATE KEY-----")
 
 
 class KeyMaterialError(ValueError):
@@ -239,8 +241,12 @@ def _key_of_pkcs12(path: Path, content: bytes, password: bytes | None) -> Certif
 
 
 def _private_key_of_pem(path: Path, content: bytes, password: bytes | None) -> rsa.RSAPrivateKey:
-    if b"PRIVATE KEY-----" not in content:
+    keys = len(_PEM_PRIVATE_KEY.findall(content))
+    if not keys:
         raise KeyMaterialError(f"{path}: holds no PEM private key")
+    if keys > 1:
+        # cryptography reads the first and ignores the rest: one would be lost in silence.
+        raise KeyMaterialError(f"{path}: holds {keys} private keys; give each its own file")
     try:
         private_key = serialization.load_pem_private_key(content, password)
     except TypeError:  # encrypted without a password, or a password for a clear key

@@ -24,7 +24,11 @@ from service.cybersource.http_signature import (
     SignatureMismatch,
     verify_request,
 )
-from service.cybersource.jwt_authentication import MerchantCertificate, verify_bearer
+from service.cybersource.jwt_authentication import (
+    MerchantCertificate,
+    VerifiedBearer,
+    verify_bearer,
+)
 from service.cybersource.message_encryption import Shape
 from service.domain.status import InvoiceStatus
 from service.sandbox import json_numbers
@@ -102,6 +106,7 @@ class SandboxServer:
             for merchant in merchants
             if isinstance(merchant, MerchantCredentials)
         }
+        self._tokens_seen: dict[str, int] = {}  # jti: exp
         self._certificates = {
             merchant.kid: merchant
             for merchant in merchants
@@ -177,7 +182,7 @@ class SandboxServer:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         try:
             if "authorization" in request.headers:
-                organization_id = verify_bearer(
+                bearer = verify_bearer(
                     self._certificates,
                     method=request.method,
                     host=request.headers.get("host", ""),
@@ -185,7 +190,9 @@ class SandboxServer:
                     authorization=request.headers["authorization"],
                     body=body,
                     now=self._clock(),
-                ).organization_id
+                )
+                self._refuse_a_token_seen_before(bearer)
+                organization_id = bearer.organization_id
             else:
                 verify_request(
                     self._merchants,
@@ -201,6 +208,17 @@ class SandboxServer:
         if self.faults:
             raise InjectedFault(self.faults.popleft())
         return SignedCall(self.organizations.invoices_of(organization_id), body)
+
+    def _refuse_a_token_seen_before(self, bearer: VerifiedBearer) -> None:
+        """A JWT's jti makes it good for one request: a replayed token is refused while it
+        is still valid (afterwards its exp refuses it)."""
+        now = self._clock()
+        for token_id, expires in list(self._tokens_seen.items()):
+            if expires < now:
+                del self._tokens_seen[token_id]
+        if bearer.token_id in self._tokens_seen:
+            raise SignatureMismatch("the JWT was used before (jti)")
+        self._tokens_seen[bearer.token_id] = bearer.expires
 
     def payment(self, invoices: OrganizationInvoices, body: bytes) -> Payment:
         return _payment(body, self._options.payment_details_for(invoices.organization_id))

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 
 from service.cybersource.jwt_authentication import CertificateCredentials
@@ -172,3 +174,34 @@ def test_a_key_configuration_that_cannot_work_stops_the_command(
     assert result.returncode != 0
     assert problem in result.stderr.decode()
     assert "not it" not in result.stderr.decode()
+
+
+def test_a_token_is_good_for_one_request(
+    certificate_sandbox: str, merchant_key: CertifiedKey
+) -> None:
+    new_invoice(certificate_sandbox, "J-5")
+    path = "/invoicing/v2/invoices/J-5"
+    headers = CertificateCredentials(MERCHANT_ID, merchant_key).authenticate(
+        method="GET", host=certificate_sandbox.removeprefix("http://"), path_and_query=path,
+        body=b"", organization_id=MERCHANT_ID, now=time.time(),
+    )  # fmt: skip
+    first = httpx.get(certificate_sandbox + path, headers=headers)
+    assert first.status_code == 200, first.text
+    replayed = httpx.get(certificate_sandbox + path, headers=headers)
+    assert replayed.status_code == 401
+    assert "used before" in replayed.text
+
+
+def test_an_expired_certificate_stops_the_command(
+    certificate_sandbox: str, tmp_path: Path, database_url: str
+) -> None:
+    expired = generate_certified_key(
+        MERCHANT_ID, "1", valid_days=1, now=datetime.now(UTC) - timedelta(days=30)
+    )
+    p12 = tmp_path / "expired.p12"
+    p12.write_bytes(expired.pkcs12(PASSWORD.encode()))
+    environment = {**jwt_environment(certificate_sandbox, p12), "LEDGER_DATABASE_URL": database_url}
+    result = invoice_ledger("reconcile", "--sweep", environment=environment)
+    assert result.returncode == 2
+    assert "LEDGER_CYBERSOURCE_KEY_FILE" in result.stderr.decode()
+    assert "the certificate expired on" in result.stderr.decode()

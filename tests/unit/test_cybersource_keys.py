@@ -158,3 +158,16 @@ def test_in_a_directory_a_pem_key_finds_its_certificate_and_a_key_counts_once(
     (tmp_path / "merchant.p12").write_bytes(merchant_key.pkcs12(PASSWORD))
     [key] = load_certified_keys(tmp_path, PASSWORD)
     assert key.kid == merchant_key.kid and key.certificate == merchant_key.certificate
+
+
+def test_a_pem_file_with_two_private_keys_is_refused_not_half_read(
+    merchant_key: CertifiedKey, tmp_path: Path
+) -> None:
+    other = generate_certified_key("acme_merchant", "2")
+    path = tmp_path / "two.pem"
+    path.write_bytes(
+        merchant_key.private_key_pem() + merchant_key.certificate_pem()
+        + other.private_key_pem() + other.certificate_pem()
+    )  # fmt: skip
+    with pytest.raises(KeyMaterialError, match="holds 2 private keys"):
+        load_certified_keys(path)

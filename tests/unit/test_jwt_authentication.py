@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from joserfc import jws
+from joserfc.jwk import RSAKey
 
 from service.cybersource.http_signature import SignatureMismatch
 from service.cybersource.jwt_authentication import (
@@ -120,7 +122,8 @@ class Request:
         self.now = 1_800_000_000.0
         self.token = bearer_token(
             credentials, method=method, host=HOST, path_and_query=self.path, body=self.body,
-            organization_id=credentials.merchant_id, issued_at=int(self.now), token_id="j",
+            organization_id=credentials.merchant_id, issued_at=int(self.now),
+            token_id="0f8fad5b-d9cb-469f-a165-70867728950e",
         )  # fmt: skip
 
     def verify(self, **changes: Any) -> str:
@@ -135,6 +138,8 @@ class Request:
 def test_the_sandbox_accepts_a_token_for_its_request(credentials: CertificateCredentials) -> None:
     assert Request(credentials).verify() == "acme_merchant"
     assert Request(credentials, "GET").verify(body=b"") == "acme_merchant"
+    with pytest.raises(SignatureMismatch, match="a GET carries no body"):
+        Request(credentials, "GET").verify(body=b'{"a":1}')
 
 
 @pytest.mark.parametrize(
@@ -194,6 +199,32 @@ def test_the_sandbox_refuses_an_unsigned_token(credentials: CertificateCredentia
     )
     request.token = f"{none}.{claims}."
     with pytest.raises(SignatureMismatch, match="alg RS256"):
+        request.verify()
+
+
+def forged(credentials: CertificateCredentials, header: dict[str, Any], **claims: Any) -> str:
+    """A token signed with the merchant's own key, but not as the SDK makes one."""
+    request = Request(credentials)
+    _, payload, _ = request.token.split(".")
+    merged = json.loads(base64.urlsafe_b64decode(payload + "==")) | claims
+    key = RSAKey.import_key(credentials.key.private_key)
+    return jws.serialize_compact(header, json.dumps(merged), key, algorithms=["RS256"])
+
+
+@pytest.mark.parametrize(
+    ("header", "claims", "reason"),
+    [
+        ({"alg": "RS256"}, {}, "typ JWT"),
+        ({"alg": "RS256", "typ": "JWT"}, {"iat": 1_800_000_050, "exp": 1_800_000_001}, "expire"),
+        ({"alg": "RS256", "typ": "JWT"}, {"jti": "reused-every-time"}, "jti must be a UUID"),
+    ],
+)
+def test_the_sandbox_refuses_a_token_the_sdk_would_not_make(
+    credentials: CertificateCredentials, header: dict[str, Any], claims: dict[str, Any], reason: str
+) -> None:
+    request = Request(credentials)
+    request.token = forged(credentials, {**header, "kid": credentials.key.kid}, **claims)
+    with pytest.raises(SignatureMismatch, match=reason):
         request.verify()
 
 
