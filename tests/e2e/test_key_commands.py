@@ -186,3 +186,13 @@ def test_show_without_paths_lists_the_configured_keys_by_use(
     assert "keyed_merchant.p12 (REST authentication)\n  kid: 4242" in out
     assert "mle.p12 (notification decryption)\n  kid: 9191" in out
     assert PASSWORD not in out and "mle password" not in out
+
+
+def test_a_merchant_id_cannot_lead_out_of_the_directory(tmp_path: Path) -> None:
+    result = invoice_ledger(
+        "keys", "generate", "--merchant-id", "../escaped", "--directory", str(tmp_path / "keys"),
+        environment={},
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "--merchant-id" in result.stderr.decode()
+    assert not (tmp_path / "escaped.p12").exists() and not (tmp_path / "keys").exists()

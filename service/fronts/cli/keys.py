@@ -4,6 +4,7 @@ and encrypted notifications, made for local use and the sandbox, and shown witho
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -27,8 +28,17 @@ def keys() -> None:
     """RSA keys and certificates: JWT authentication and encrypted notifications."""
 
 
+def _file_name(context: click.Context, parameter: click.Parameter, value: str) -> str:
+    """The merchant id names the files: nothing that could lead out of --directory."""
+    if not re.fullmatch(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,99}", value):
+        raise click.BadParameter("letters, digits, '_', '-' and '.' (not first), 1 to 100")
+    return value
+
+
 @keys.command()
-@click.option("--merchant-id", required=True, help="The certificate's common name.")
+@click.option(
+    "--merchant-id", required=True, callback=_file_name, help="The certificate's common name."
+)
 @click.option(
     "--serial-number",
     help="The subject's serialNumber, Cybersource's name for the key (the JWT's kid); default:"
