@@ -22,7 +22,11 @@ EXCEPTION_CHAIN_LENGTH_MAX = 8
 
 def configure_logging(level: str) -> None:
     """Every line on stderr one JSON object: structlog's own, and the standard library's
-    (uvicorn, Alembic, asyncio) rendered by the same processors."""
+    (uvicorn, Alembic, asyncio) rendered by the same processors.
+
+    structlog's entries go out through the same standard-library handler, so one lock orders
+    every line: aiosqlite logs from its own thread, and two writers to one stream can put two
+    entries on one line."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
@@ -49,11 +53,10 @@ def configure_logging(level: str) -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            scrub_exception_info,
-            structlog.processors.JSONRenderer(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=True,
     )
 

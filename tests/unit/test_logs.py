@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -52,3 +53,28 @@ def test_an_exceptions_message_and_the_records_arguments_are_withheld(
     entry = json.loads(line)
     assert entry["event"] == "Exception in ASGI application: %s (arguments withheld)"
     assert entry["exception"].endswith("builtins.ValueError")
+
+
+def test_lines_from_structlog_and_the_standard_library_on_two_threads_never_share_a_line(
+    json_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """aiosqlite logs from its own thread through the standard library while the event loop
+    logs through structlog: both must write whole lines under one lock."""
+    configure_logging("DEBUG")
+    lines_each = 2_000
+    library = logging.getLogger("aiosqlite")
+
+    def log_from_the_library() -> None:
+        for number in range(lines_each):
+            library.debug("operation %s completed", number)
+
+    thread = threading.Thread(target=log_from_the_library)
+    thread.start()
+    service_log = structlog.get_logger()
+    for number in range(lines_each):
+        service_log.info("projector.leadership", number=number)
+    thread.join()
+    lines = capsys.readouterr().err.splitlines()
+    entries = [json.loads(line) for line in lines]  # raises on a line holding two entries
+    assert len(entries) == 2 * lines_each
+    assert sum(entry["event"] == "projector.leadership" for entry in entries) == lines_each
