@@ -1,7 +1,7 @@
 -- Least privilege for invoice-ledger on PostgreSQL.
 --
 -- Two roles: the owner runs `invoice-ledger migrate` (creates tables, triggers and the
--- ledger_append_group function); the service role, which `invoice-ledger serve` connects as, can
+-- ledger_append_columns function); the service role, which `invoice-ledger serve` connects as, can
 -- only read and append events and deliveries: it cannot UPDATE, DELETE or TRUNCATE them, nor
 -- change the schema, so even a compromised service cannot rewrite history (the triggers
 -- refuse it as well). It may rewrite the read models, which are derived from the events, and
@@ -25,7 +25,7 @@ GRANT USAGE ON SCHEMA public TO invoice_ledger_service;
 GRANT SELECT, INSERT ON events, inbox, delivery_replays TO invoice_ledger_service;
 GRANT SELECT ON alembic_version TO invoice_ledger_service;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO invoice_ledger_service;
-GRANT EXECUTE ON FUNCTION ledger_append_group(jsonb, bigint, integer) TO invoice_ledger_service;
+GRANT EXECUTE ON FUNCTION ledger_append_columns TO invoice_ledger_service;
 -- Retention deletes expired inbox rows through this function only (no DELETE on inbox).
 GRANT EXECUTE ON FUNCTION ledger_prune_inbox(text, timestamptz, integer) TO invoice_ledger_service;
 -- Read models are derived and rebuildable: the projector and `rebuild` rewrite them.

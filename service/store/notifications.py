@@ -1,6 +1,6 @@
 """Waking readers promptly when events are appended (PostgreSQL LISTEN/NOTIFY).
 
-``ledger_append_group`` notifies the ``ledger_events`` channel once per group of deliveries,
+``ledger_append_columns`` notifies the ``ledger_events`` channel once per group of deliveries,
 at commit, and only when the group appended something. SQLite has no such thing; its readers
 poll.
 """

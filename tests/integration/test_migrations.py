@@ -22,11 +22,11 @@ from service.store.database import create_engine
 from service.store.events.base import (
     APPEND_LOCK_KEY,
     STREAM_LOCK_CLASS,
-    Delivery,
     EventStore,
+    content_digest,
 )
 from service.store.events.for_engine import event_store_for
-from service.store.events.postgres import PostgresEventStore, delivery_document
+from service.store.events.postgres import PostgresEventStore
 from service.store.migrations import (
     alembic_config,
     current_revision,
@@ -83,7 +83,7 @@ async def test_one_append_function_remains_and_the_service_gives_it_its_lock_key
     finally:
         await engine.dispose()
     [(signature, definition)] = functions
-    assert signature == "ledger_append_group(jsonb,bigint,integer)"
+    assert signature.startswith("ledger_append_columns(bigint,integer,")
     assert str(APPEND_LOCK_KEY) not in definition
     assert f"({STREAM_LOCK_CLASS}," not in definition
 
@@ -104,11 +104,21 @@ async def append_as_at_0002(event_store: EventStore, event: NewEvent) -> None:
     if not isinstance(event_store, PostgresEventStore):
         await event_store.append([event])
         return
-    document = delivery_document(Delivery([event]), datetime.now(UTC))
+    document = {
+        "stream_id": event.stream_id,
+        "type": event.type,
+        "schema_version": event.schema_version,
+        "occurred_at": event.occurred_at.isoformat(),
+        "recorded_at": datetime.now(UTC).isoformat(),
+        "source": event.source.value,
+        "idempotency_key": event.idempotency_key,
+        "content_digest": content_digest(event),
+        "data": event.data,
+    }
     async with event_store._engine.begin() as connection:
         await connection.execute(
             text("SELECT ledger_append(CAST(:events AS jsonb), NULL)"),
-            {"events": json.dumps(document["events"])},
+            {"events": json.dumps([document])},
         )
 
 

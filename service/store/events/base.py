@@ -3,7 +3,7 @@ the inbox of deliveries, and the types an append answers with.
 
 One class per engine implements this interface (as a recorder per engine in eventsourcing),
 each owning its SQL: ``PostgresEventStore`` (postgres.py) appends through the
-``ledger_append_group`` database function, ``SqliteEventStore`` (sqlite.py) in Python under
+``ledger_append_columns`` database function, ``SqliteEventStore`` (sqlite.py) in Python under
 BEGIN IMMEDIATE. Both import this module; this module imports neither. ``event_store_for``
 (for_engine.py) picks one by the engine's dialect; the contract suite
 (tests/integration/test_event_store_contract.py) runs against both.
@@ -40,7 +40,7 @@ from service.store.schema import InboxOutcome, events, inbox
 # The advisory locks of appends on PostgreSQL, named once here: appends take APPEND_LOCK_KEY
 # shared and a reader takes it exclusively to fix its horizon; appends to one stream are
 # serialised by the two-key lock (STREAM_LOCK_CLASS, hashtext(stream id)). The service passes
-# both to ledger_append_group on every call, so no SQL text holds its own copy.
+# both to ledger_append_columns on every call, so no SQL text holds its own copy.
 APPEND_LOCK_KEY = 0x1E_D6E8_0001
 STREAM_LOCK_CLASS = 0x1ED6
 RECONNECT_ATTEMPTS_MAX = 2
@@ -129,7 +129,7 @@ def inbox_row(
     entry: InboxEntry, outcome: InboxOutcome | None, event_position: int | None
 ) -> dict[str, Any]:
     """The inbox row of a delivery, column by column: the one place Python names them (the
-    PostgreSQL append function reads the same names from its JSON argument)."""
+    PostgreSQL append takes them as arrays in the order postgres.py lists these names)."""
     return {
         "received_at": entry.received_at,
         "outcome": outcome.value if outcome is not None else None,

@@ -1,7 +1,8 @@
 """The event store on PostgreSQL: a group of deliveries is one call to the
-``ledger_append_group`` database function (migrations/sql/ledger_append_group_lock_keys.sql,
-loaded by migration 0014), one round trip, one commit and at most one NOTIFY. It is the one
-live append on PostgreSQL; the lock keys it takes are passed in from base.py's constants.
+``ledger_append_columns`` database function (migrations/sql/ledger_append_columns.sql, loaded
+by migration 0018), one round trip, one commit and at most one NOTIFY. It is the one live
+append on PostgreSQL; the lock keys it takes are passed in from base.py's constants. The group
+goes as one array per column, bound by the driver: no JSON document to build or parse.
 
 Why one NOTIFY per group: PostgreSQL holds a database-wide lock from a transaction's NOTIFY
 until its commit is flushed, so with one NOTIFY per delivery every append committed one at a
@@ -20,7 +21,6 @@ once, in sorted order, so that two groups cannot deadlock.
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Sequence
 from datetime import datetime
@@ -44,6 +44,7 @@ from service.store.events.base import (
     AppendOutcome,
     AppendResult,
     Delivery,
+    InboxEntry,
     SqlEventStore,
     StoreBusy,
     content_digest,
@@ -52,7 +53,30 @@ from service.store.events.base import (
 )
 from service.store.schema import events
 
-_APPEND_GROUP_CALL = "SELECT ledger_append_group($1::jsonb, $2::bigint, $3::integer)::text"
+# The function's arguments after the lock keys and the time: one array per column (see
+# migrations/sql/ledger_append_columns.sql for their order and meaning).
+_APPEND_COLUMNS_CALL = (
+    "SELECT event_outcome, stored_position FROM ledger_append_columns("
+    + ", ".join(f"${number}" for number in range(1, 27))
+    + ")"
+)
+# The inbox row's columns as the function takes them, after the delivery's index.
+_INBOX_ARGUMENT_COLUMNS = (
+    "received_at",
+    "reason",
+    "notification_id",
+    "event_type",
+    "webhook_id",
+    "key_id",
+    "signed_content",
+    "retry_count",
+    "trace_id",
+    "body",
+    "headers",
+    "signed_at",
+    "organization_id",
+)
+_EVENT_ARGUMENT_COUNT = 9
 _STREAM_ORDER_COLUMNS = (
     "SELECT position, stream_id, version, type, schema_version, occurred_at, recorded_at,"
     " source, idempotency_key, data::text AS data FROM events WHERE position <= $1"
@@ -69,7 +93,7 @@ class PostgresEventStore(SqlEventStore):
     async def _append_group_once(
         self, deliveries: Sequence[Delivery], recorded_at: datetime
     ) -> list[list[AppendResult]]:
-        argument = json.dumps([delivery_document(delivery, recorded_at) for delivery in deliveries])
+        arguments = append_arguments(deliveries, recorded_at)
         async with self._engine.connect() as connection:
             # Straight to the driver: for this one call SQLAlchemy's execution layer costs
             # more CPU than everything else the receiver does (see bench/README.md). The pool,
@@ -77,21 +101,16 @@ class PostgresEventStore(SqlEventStore):
             driver_connection = (await connection.get_raw_connection()).driver_connection
             assert driver_connection is not None, "a checked-out connection has a driver"
             try:
-                document = await driver_connection.fetchval(
-                    _APPEND_GROUP_CALL, argument, APPEND_LOCK_KEY, STREAM_LOCK_CLASS
-                )
+                answers = await driver_connection.fetch(_APPEND_COLUMNS_CALL, *arguments)
             except Exception as error:
                 if not _asyncpg_unavailability(error):
                     raise
                 await connection.invalidate(error)
                 raise StoreUnavailable(f"database unavailable: {type(error).__name__}") from error
-        return [
-            [
-                AppendResult(AppendOutcome(result["outcome"]), int(result["position"]))
-                for result in delivery_results
-            ]
-            for delivery_results in json.loads(document)
-        ]
+        results = iter(
+            AppendResult(AppendOutcome(outcome), position) for outcome, position in answers
+        )
+        return [[next(results) for _ in delivery.events] for delivery in deliveries]
 
     def _connection_was_lost(self, error: StoreUnavailable) -> bool:
         cause = error.__cause__
@@ -133,37 +152,51 @@ class PostgresEventStore(SqlEventStore):
             return await _read_in_stream_order_from_driver(connection, after, limit, up_to_position)
 
 
-def delivery_document(delivery: Delivery, recorded_at: datetime) -> dict[str, Any]:
-    """One element of ``ledger_append_group``'s argument."""
-    return {
-        "events": [
-            {
-                "stream_id": event.stream_id,
-                "type": event.type,
-                "schema_version": event.schema_version,
-                "occurred_at": event.occurred_at.isoformat(),
-                "recorded_at": recorded_at.isoformat(),
-                "source": event.source.value,
-                "idempotency_key": event.idempotency_key,
-                "content_digest": content_digest(event),
-                "data": event.data,
-            }
-            for event in delivery.events
-        ],
-        "delivery": None if delivery.inbox_entry is None else _inbox_document(delivery),
-    }
+def append_arguments(deliveries: Sequence[Delivery], recorded_at: datetime) -> list[Any]:
+    """``ledger_append_columns``'s arguments: the lock keys, the time, then one list per column
+    of the group's events and one per column of its inbox rows, each row naming its delivery
+    by index."""
+    event_rows = [
+        (
+            index,
+            event.stream_id,
+            event.type,
+            event.schema_version,
+            event.occurred_at,
+            event.source.value,
+            event.idempotency_key,
+            content_digest(event),
+            json.dumps(event.data),
+        )
+        for index, delivery in enumerate(deliveries)
+        for event in delivery.events
+    ]
+    inbox_rows = [
+        (index, *_inbox_values(delivery.inbox_entry))
+        for index, delivery in enumerate(deliveries)
+        if delivery.inbox_entry is not None
+    ]
+    return [
+        APPEND_LOCK_KEY,
+        STREAM_LOCK_CLASS,
+        recorded_at,
+        *_columns(event_rows, _EVENT_ARGUMENT_COUNT),
+        *_columns(inbox_rows, 1 + len(_INBOX_ARGUMENT_COLUMNS)),
+    ]
 
 
-def _inbox_document(delivery: Delivery) -> dict[str, Any]:
-    """The inbox row as JSON: the function computes the outcome and the event position."""
-    assert delivery.inbox_entry is not None
-    row = inbox_row(delivery.inbox_entry, None, None)
-    body = row.pop("body")
-    row["body_base64"] = base64.b64encode(body).decode() if body is not None else None
-    for column in ("received_at", "signed_at"):
-        if row[column] is not None:
-            row[column] = row[column].isoformat()
-    return row
+def _inbox_values(entry: InboxEntry) -> tuple[Any, ...]:
+    row = inbox_row(entry, None, None)
+    if row["headers"] is not None:
+        row["headers"] = json.dumps(row["headers"])
+    return tuple(row[column] for column in _INBOX_ARGUMENT_COLUMNS)
+
+
+def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows turned into one list per column (``width`` empty lists for no rows)."""
+    if not rows:
+        return [[] for _ in range(width)]
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 def _sqlstate(error: DBAPIError) -> str:
