@@ -46,12 +46,12 @@ from service.settings import (
     resolve_database_url,
 )
 from service.store.console_sessions import SqlConsoleSessions
-from service.store.database import create_engine
+from service.store.database import create_engine, is_postgresql
 from service.store.delivery_log import SqlDeliveryLog
 from service.store.errors import StoreUnavailable, unavailability_as_store_error
 from service.store.events.base import EventStore
 from service.store.events.for_engine import event_store_for
-from service.store.events.group_commit import GroupCommitter
+from service.store.events.group_commit import GROUPS_IN_FLIGHT_MAX, GroupCommitter
 from service.store.migrations import SchemaNotAtHead, require_schema_at_head
 from service.store.personal_data.data_keys import SqlDataKeys
 from service.store.personal_data.sealing import MasterKey
@@ -241,6 +241,8 @@ class Ledger:
             self.event_store,
             group_size_max=self.settings.append_group_size_max,
             group_wait_seconds=self.settings.append_group_wait_seconds,
+            # SQLite takes one writer at a time: a second group would only wait for the lock.
+            groups_in_flight_max=GROUPS_IN_FLIGHT_MAX if is_postgresql(self.engine) else 1,
             on_group=self.metrics.append_group_deliveries.observe,
         )
 

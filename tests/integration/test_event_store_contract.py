@@ -18,6 +18,7 @@ from service.settings import resolve_database_url
 from service.store.database import create_engine, is_postgresql
 from service.store.errors import StoreUnavailable
 from service.store.events.base import (
+    STREAM_LOCK_CLASS,
     AppendOutcome,
     AppendResult,
     Delivery,
@@ -284,3 +285,28 @@ async def test_a_committer_closed_past_its_grace_fails_what_it_had_not_written(
     with pytest.raises(StoreUnavailable):
         await gathering
     assert await event_store.read_after(0, limit=100) == []
+
+
+@pytest.mark.postgresql
+async def test_a_group_held_up_at_the_database_does_not_hold_up_the_next(
+    postgresql_database_url: str,
+) -> None:
+    engine = create_engine(resolve_database_url(postgresql_database_url))
+    committer = GroupCommitter(event_store_for(engine), group_wait_seconds=0)
+    holder = await asyncpg.connect(postgresql_database_url)
+    try:
+        # Another append holds INV-1's stream lock: a group with INV-1 waits at the database.
+        await holder.execute("SELECT pg_advisory_lock($1, hashtext('INV-1'))", STREAM_LOCK_CLASS)
+        held_up = asyncio.create_task(committer.append([invoice_event("INV-1", "a")]))
+        await asyncio.sleep(GATHERING_SECONDS)
+        assert not held_up.done()
+        async with asyncio.timeout(GATHERING_SECONDS * 10):
+            [other] = await committer.append([invoice_event("INV-2", "b")])
+        assert other.outcome is AppendOutcome.APPENDED
+        await holder.execute("SELECT pg_advisory_unlock_all()")
+        [first] = await held_up
+        assert first.outcome is AppendOutcome.APPENDED
+    finally:
+        await holder.close()
+        await committer.close()
+        await engine.dispose()

@@ -5,11 +5,15 @@ second. On PostgreSQL each append's NOTIFY holds a database-wide lock until its 
 flushed, so one append per transaction committed one at a time; one transaction for many
 deliveries pays the round trip, the commit, the flush and the NOTIFY once for all of them.
 
-How: each request puts its delivery on a bounded queue and waits. One writer task takes the
+How: each request puts its delivery on a bounded queue and waits. A writer task takes the
 first delivery waiting, everything else already queued, and whatever arrives within a short
 wait after it, up to ``group_size_max`` deliveries and ``group_wait_seconds``, and appends them
-with ``EventStore.append_group``: one database call, one commit. Every request is answered
-only after the commit that holds its delivery:
+with ``EventStore.append_group``: one database call, one commit. Up to ``groups_in_flight_max``
+writers run at once, one gathering at a time: while a group is at the database, the next one
+forms and is sent on another connection, so the database is not left idle while a commit's
+answer travels back and waits for the event loop. Groups in flight together are as appends
+made concurrently: the store's per-stream locks order them. Every request is answered only
+after the commit that holds its delivery:
 
 - its results (appended / duplicate / conflict), exactly as a direct append would give them,
   since the store handles a group's deliveries in order, one after another;
@@ -50,7 +54,10 @@ GROUP_SIZE_MAX = 64
 GROUP_WAIT_SECONDS = 0.002
 # Deliveries waiting for the writer; past it, requests are refused with 503 at once.
 QUEUE_SIZE_MAX = 4096
-# How long ``close`` lets the writer append what is already queued.
+# Groups at the database at once. Two keep the database busy while one group's answer comes
+# back; more would mostly split the load into smaller groups and more commits.
+GROUPS_IN_FLIGHT_MAX = 2
+# How long ``close`` lets the writers append what is already queued.
 CLOSE_GRACE_SECONDS = 10.0
 
 
@@ -71,15 +78,21 @@ class GroupCommitter:
         group_size_max: int = GROUP_SIZE_MAX,
         group_wait_seconds: float = GROUP_WAIT_SECONDS,
         queue_size_max: int = QUEUE_SIZE_MAX,
+        groups_in_flight_max: int = GROUPS_IN_FLIGHT_MAX,
         on_group: Callable[[int], None] | None = None,
     ) -> None:
         if group_size_max < 1 or queue_size_max < 1 or group_wait_seconds < 0:
             raise ValueError("a group holds at least one delivery and waits no negative time")
+        if groups_in_flight_max < 1:
+            raise ValueError("at least one group must be allowed in flight")
         self._store = store
         self._group_size_max = group_size_max
         self._group_wait_seconds = group_wait_seconds
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue(queue_size_max)
-        self._writer: asyncio.Task[None] | None = None
+        self._groups_in_flight_max = groups_in_flight_max
+        self._writers: set[asyncio.Task[None]] = set()
+        # One group forms at a time, so that writers do not split the waiting deliveries.
+        self._gathering = asyncio.Lock()
         self._closing = False
         self._on_group = on_group
 
@@ -96,33 +109,38 @@ class GroupCommitter:
             self._queue.put_nowait(pending)
         except asyncio.QueueFull:
             raise StoreBusy(f"{self._queue.maxsize} deliveries already wait to be stored") from None
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_groups(), name="group-commit")
+        if len(self._writers) < self._groups_in_flight_max:
+            writer = asyncio.create_task(self._write_groups(), name="group-commit")
+            self._writers.add(writer)
+            writer.add_done_callback(self._writers.discard)
         return await pending.answer
 
     async def close(self, grace_seconds: float = CLOSE_GRACE_SECONDS) -> None:
         """Refuse new appends, append what is queued within the grace, fail what is left."""
         self._closing = True
-        writer = self._writer
-        if writer is None or writer.done():
+        writers = list(self._writers)
+        if not writers:
             return
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(grace_seconds):
                 # Every queued delivery is marked done once it is answered (see _append).
                 await self._queue.join()
-        writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await writer
+        for writer in writers:
+            writer.cancel()
+        await asyncio.gather(*writers, return_exceptions=True)
         while not self._queue.empty():
             _fail(self._queue.get_nowait(), StoreUnavailable("the store shut down"))
 
     async def _write_groups(self) -> None:
-        # The writer lives while there is something to write: no task outlives the last
+        # A writer lives while there is something to write: no task outlives the last
         # request, whether or not whoever built the committer ever closes it.
         while not self._queue.empty():
             group: list[_Pending] = []
             try:
-                await self._gather(group)
+                async with self._gathering:
+                    if self._queue.empty():  # another writer took what was waiting
+                        return
+                    await self._gather(group)
             except asyncio.CancelledError:  # closed while gathering: nothing was written
                 for pending in group:
                     _fail(pending, StoreUnavailable("the store shut down"))
