@@ -12,7 +12,7 @@ import logging
 import sys
 import traceback
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -24,8 +24,8 @@ def configure_logging(level: str) -> None:
     """Every line on stderr one JSON object: structlog's own, and the standard library's
     (uvicorn, Alembic, asyncio) rendered by the same processors.
 
-    structlog's entries go out through the same standard-library handler, so one lock orders
-    every line: aiosqlite logs from its own thread, and two writers to one stream can put two
+    structlog's entries are written under the standard-library handler's lock, as whole lines:
+    aiosqlite logs from its own thread, and two writers to one stream can otherwise put two
     entries on one line."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
@@ -53,12 +53,40 @@ def configure_logging(level: str) -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+            scrub_exception_info,
+            structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.stdlib.LoggerFactory(),
+        logger_factory=LineWriterFactory(handler),
         cache_logger_on_first_use=True,
     )
+
+
+class LineWriter:
+    """structlog's output: each rendered entry one line, written and flushed under the lock
+    of the standard library's handler on the same stream. (Routing entries through the
+    standard library's logging instead would order them too, at twice the CPU per line.)"""
+
+    def __init__(self, handler: logging.StreamHandler[TextIO]) -> None:
+        self._handler = handler
+
+    def msg(self, message: str) -> None:
+        self._handler.acquire()
+        try:
+            self._handler.stream.write(message + "\n")
+            self._handler.stream.flush()
+        finally:
+            self._handler.release()
+
+    debug = info = warning = warn = error = critical = exception = fatal = msg
+
+
+class LineWriterFactory:
+    def __init__(self, handler: logging.StreamHandler[TextIO]) -> None:
+        self._writer = LineWriter(handler)
+
+    def __call__(self, *_names: Any) -> LineWriter:
+        return self._writer
 
 
 def withhold_arguments_beside_exceptions(
