@@ -50,6 +50,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
         ledger.delivery_log,
         ledger.replayer,
         ledger.corrections,
+        ledger.resolver,
         authorizer,
         items_per_delivery_max=settings.webhook_items_max,
     )

@@ -28,6 +28,7 @@ from service.ingest.corrections import DeliveryCorrections
 from service.ingest.decryption import NotificationDecryption, SignatureCovers
 from service.ingest.receiver import WebhookReceiver
 from service.ingest.replay import DeliveryReplayer
+from service.ingest.resolutions import DeliveryResolver
 from service.metrics import LedgerMetrics
 from service.projections.projector import InvoiceProjector
 from service.read.delivery_outcomes import DeliveryOutcomes
@@ -48,6 +49,7 @@ from service.settings import (
 from service.store.console_sessions import SqlConsoleSessions
 from service.store.database import create_engine, is_postgresql
 from service.store.delivery_log import SqlDeliveryLog
+from service.store.delivery_queue import SqlDeliveryResolutions
 from service.store.errors import StoreUnavailable, unavailability_as_store_error
 from service.store.events.base import EventStore
 from service.store.events.for_engine import event_store_for
@@ -226,6 +228,10 @@ class Ledger:
             items_per_delivery_max=self.items_per_delivery_max,
             decryption=self.notification_decryption,
         )
+
+    @cached_property
+    def resolver(self) -> DeliveryResolver:
+        return DeliveryResolver(self.delivery_log, SqlDeliveryResolutions(self.engine))
 
     @cached_property
     def corrections(self) -> DeliveryCorrections:

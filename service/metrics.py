@@ -74,6 +74,14 @@ class LedgerMetrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.deliveries_waiting = Gauge(
+            "ledger_deliveries_waiting",
+            "Deliveries that wait for an operator, by kind: dead_letter (not replayed into"
+            " facts) and conflict (not corrected); neither resolved. Sampled with the inbox"
+            " rows; a count stops at the sampling cap.",
+            ["kind"],
+            registry=self.registry,
+        )
         self.inbox_rows_pruned = Counter(
             "ledger_inbox_rows_pruned",
             "Inbox rows deleted by the retention policy, by kind (refused, accepted, ...).",

@@ -17,10 +17,10 @@ from service.domain.payloads import CorrectionRecorded, NotificationReceived, de
 from service.ingest.decryption import NotificationDecryption
 from service.ingest.replay import ReplayOutcome, UnknownDelivery, delivery_facts
 from service.store.delivery_log import DeliveryRow, SqlDeliveryLog
+from service.store.delivery_queue import CORRECTION_KEY_PREFIX
 from service.store.events.base import AppendOutcome, EventStore
 from service.store.schema import InboxOutcome, ReplayResult
 
-CORRECTION_KEY_PREFIX = "operator:correction:delivery:"
 REASON_LENGTH_MAX = 500
 
 

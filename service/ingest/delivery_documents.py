@@ -4,6 +4,7 @@ produced or conflicts with, and what a replay or a correction did."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +15,7 @@ from service.domain.events import NewEvent, RecordedEvent
 from service.ingest.corrections import ConflictingVersions, DeliveryCorrections
 from service.ingest.replay import NotReplayable, ReplayOutcome, check_replayable
 from service.store.delivery_log import DeliveryRow, ReplayRow, SqlDeliveryLog
+from service.store.delivery_queue import ResolutionRow
 from service.store.schema import InboxOutcome, ReplayResult
 
 
@@ -27,6 +29,12 @@ class DeliveryReplay(_Document):
     result: ReplayResult
     reason: str | None
     positions: list[int]
+
+
+class DeliveryResolution(_Document):
+    resolved_at: datetime
+    resolved_by: str
+    reason: str
 
 
 class DeliverySummary(_Document):
@@ -54,6 +62,11 @@ class DeliverySummary(_Document):
     )
     replayable: bool
     last_replay: DeliveryReplay | None
+    resolution: DeliveryResolution | None = Field(
+        None,
+        description="an operator's word that this dead letter or conflict needs nothing more;"
+        " null if none was recorded",
+    )
 
 
 class DeliveryList(_Document):
@@ -99,8 +112,19 @@ def replay_answer(outcome: ReplayOutcome) -> ReplayAnswer:
     )
 
 
-def summary(row: DeliveryRow, replays: list[ReplayRow]) -> DeliverySummary:
-    return DeliverySummary(**_summary_fields(row, replays))
+async def summaries(
+    rows: Sequence[DeliveryRow], delivery_log: SqlDeliveryLog
+) -> list[DeliverySummary]:
+    """Each delivery beside its last replay and its resolution (two queries for the page)."""
+    delivery_ids = [row.delivery_id for row in rows]
+    replays = await delivery_log.replays(delivery_ids)
+    resolutions = await delivery_log.resolutions(delivery_ids)
+    return [
+        DeliverySummary(
+            **_summary_fields(row, replays[row.delivery_id], resolutions.get(row.delivery_id))
+        )
+        for row in rows
+    ]
 
 
 async def detail(
@@ -113,6 +137,7 @@ async def detail(
 ) -> DeliveryDetail:
     """The whole story of one delivery (``row`` read with its body)."""
     replays = (await delivery_log.replays([row.delivery_id]))[row.delivery_id]
+    resolution = (await delivery_log.resolutions([row.delivery_id])).get(row.delivery_id)
     facts = corrections.facts(row) or []
     recorded = await delivery_log.events_keyed([fact.idempotency_key for fact in facts])
     conflicts = await corrections.versions(row) if row.outcome is InboxOutcome.CONFLICT else []
@@ -120,7 +145,7 @@ async def detail(
     if with_body and row.body is not None:
         body = row.body.decode("utf-8", errors="replace")
     return DeliveryDetail(
-        **_summary_fields(row, replays),
+        **_summary_fields(row, replays, resolution),
         headers=dict(row.headers or {}),
         positions=[event.position for event in recorded],
         replays=[_replay(replay) for replay in replays],
@@ -129,7 +154,9 @@ async def detail(
     )
 
 
-def _summary_fields(row: DeliveryRow, replays: list[ReplayRow]) -> dict[str, Any]:
+def _summary_fields(
+    row: DeliveryRow, replays: list[ReplayRow], resolution: ResolutionRow | None
+) -> dict[str, Any]:
     try:
         check_replayable(row)
         replayable = True
@@ -154,7 +181,16 @@ def _summary_fields(row: DeliveryRow, replays: list[ReplayRow]) -> dict[str, Any
         "body_redacted_at": row.body_redacted_at,
         "replayable": replayable,
         "last_replay": _replay(replays[-1]) if replays else None,
+        "resolution": None if resolution is None else resolved(resolution),
     }
+
+
+def resolved(resolution: ResolutionRow) -> DeliveryResolution:
+    return DeliveryResolution(
+        resolved_at=resolution.resolved_at,
+        resolved_by=resolution.resolved_by,
+        reason=resolution.reason,
+    )
 
 
 def _replay(replay: ReplayRow) -> DeliveryReplay:

@@ -15,11 +15,19 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.domain.events import RecordedEvent
+from service.store.delivery_queue import ResolutionRow, resolution_row, waiting
 from service.store.errors import unavailability_as_store_error
 from service.store.events.base import recorded_event
 from service.store.personal_data.data_keys import SqlDataKeys
 from service.store.personal_data.sealed_facts import opened_events, sealed_payers
-from service.store.schema import InboxOutcome, ReplayResult, delivery_replays, events, inbox
+from service.store.schema import (
+    InboxOutcome,
+    ReplayResult,
+    delivery_replays,
+    delivery_resolutions,
+    events,
+    inbox,
+)
 
 PAGE_SIZE_MAX = 500
 REASON_LENGTH_MAX = 500
@@ -39,6 +47,8 @@ class DeliveryFilters:
     received_from: datetime | None = None  # inclusive
     received_to: datetime | None = None  # exclusive
     reason_prefix: str | None = None
+    # Only the dead letters and conflicts that wait for an operator (delivery_queue.py).
+    waiting: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +139,17 @@ class SqlDeliveryLog:
             )
         return found
 
+    async def resolutions(self, delivery_ids: Sequence[int]) -> dict[int, ResolutionRow]:
+        """The resolution of each delivery that has one."""
+        if not delivery_ids:
+            return {}
+        query = select(delivery_resolutions).where(
+            delivery_resolutions.c.delivery_id.in_(list(delivery_ids))
+        )
+        async with unavailability_as_store_error(), self._engine.connect() as connection:
+            rows = (await connection.execute(query)).all()
+        return {row.delivery_id: resolution_row(row) for row in rows}
+
     async def record_replay(self, replay: ReplayRow) -> None:
         async with unavailability_as_store_error(), self._engine.begin() as connection:
             await connection.execute(
@@ -181,6 +202,8 @@ def _filtered(query: Select[Any], filters: DeliveryFilters) -> Select[Any]:
         # A prefix, compared as text (LIKE would read "_" in "unusable_body" as a wildcard).
         prefix = filters.reason_prefix
         query = query.where(func.substr(inbox.c.reason, 1, len(prefix)) == prefix)
+    if filters.waiting:
+        query = query.where(waiting())
     return query
 
 

@@ -140,6 +140,21 @@ delivery_replays = Table(
     sqlite_autoincrement=True,
 )
 
+# An operator's word that a dead letter or a conflict needs nothing more (the first version
+# stands, the sender was told, …): at most one per delivery, never changed or deleted. The
+# delivery then leaves the queue of deliveries waiting for an operator.
+delivery_resolutions = Table(
+    "delivery_resolutions",
+    metadata,
+    Column("id", Position, primary_key=True, autoincrement=True),
+    Column("delivery_id", BigInteger, nullable=False),
+    Column("resolved_at", UtcDateTime, nullable=False),
+    Column("resolved_by", String(100), nullable=False),
+    Column("reason", String(500), nullable=False),
+    UniqueConstraint("delivery_id"),
+    sqlite_autoincrement=True,
+)
+
 
 # Read models, derived from the events by the projector and rebuildable from them at any time.
 # Every invoice row is keyed by (organization_id, invoice_number): invoice numbers are unique

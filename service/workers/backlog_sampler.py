@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.metrics import LedgerMetrics
 from service.store.backlog import inbox_rows_by_kind, projection_lag
+from service.store.delivery_queue import deliveries_waiting
 from service.store.errors import StoreUnavailable
 from service.store.views.leases import INVOICES_PROJECTION
 
@@ -41,6 +42,8 @@ async def sample_backlog(
             if samples % INBOX_SAMPLES_EVERY == 0:
                 for kind, rows in (await inbox_rows_by_kind(engine)).items():
                     metrics.inbox_rows.labels(kind).set(rows)
+                for kind, count in (await deliveries_waiting(engine)).items():
+                    metrics.deliveries_waiting.labels(kind).set(count)
             failing = None
         except StoreUnavailable:
             pass  # /readyz and the webhook metrics say so; the gauges keep their last value

@@ -109,6 +109,21 @@ def test_inbox_rows_are_counted_by_outcome(client: httpx.Client) -> None:
     assert value(client, "ledger_inbox_rows", outcome="conflict") == 0
 
 
+def test_dead_letters_and_conflicts_waiting_for_an_operator_are_counted(
+    client: httpx.Client,
+) -> None:
+    unreadable = b'{"eventType": "invoicing.customer.invoice.send", "payloads": "not a list"}'
+    answer = client.post(
+        "/webhooks/cybersource", content=unreadable, headers=signed_headers(unreadable)
+    )
+    assert answer.status_code == 422
+    for balance in ("10.00", "9.00"):
+        body = encode(invoice_notification("WAIT-1", notification_id="wait-1", balance=balance))
+        client.post("/webhooks/cybersource", content=body, headers=signed_headers(body))
+    eventually(lambda: value(client, "ledger_deliveries_waiting", kind="dead_letter") == 1)
+    eventually(lambda: value(client, "ledger_deliveries_waiting", kind="conflict") == 1)
+
+
 def test_process_metrics_and_the_signing_keys_expiry_are_exported(client: httpx.Client) -> None:
     scraped = samples(client)
     assert scraped[("process_resident_memory_bytes", frozenset())] > 0

@@ -1,15 +1,15 @@
-"""/v1/deliveries: the delivery log, replays and corrections.
+"""/v1/deliveries: the delivery log, replays, corrections and resolutions.
 
 Read tokens see every delivery's headers, outcome, reason and the facts it produced or
-conflicts with; only operator tokens see raw bodies, replay deliveries and record
-corrections (403 ``insufficient_scope`` otherwise).
+conflicts with; only operator tokens see raw bodies, replay deliveries, record corrections
+and resolve waiting deliveries (403 ``insufficient_scope`` otherwise).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
@@ -24,12 +24,15 @@ from service.ingest.corrections import REASON_LENGTH_MAX, CorrectionRefused, Del
 from service.ingest.delivery_documents import (
     DeliveryDetail,
     DeliveryList,
+    DeliveryResolution,
     ReplayAnswer,
     detail,
     replay_answer,
-    summary,
+    resolved,
+    summaries,
 )
 from service.ingest.replay import DeliveryReplayer, NotReplayable, UnknownDelivery
+from service.ingest.resolutions import DeliveryResolver, ResolutionRefused
 from service.read.cursors import (
     DELIVERY_ID_MAX,
     UnreadableCursor,
@@ -41,6 +44,7 @@ from service.store.delivery_log import (
     DeliveryFilters,
     SqlDeliveryLog,
 )
+from service.store.delivery_queue import REASON_LENGTH_MAX as RESOLUTION_REASON_LENGTH_MAX
 from service.store.schema import InboxOutcome
 
 REQUEST_BODY_BYTES_MAX = 4096
@@ -50,6 +54,12 @@ class CorrectionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     reason: str = Field(min_length=1, max_length=REASON_LENGTH_MAX)
+
+
+class ResolutionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    reason: str = Field(min_length=1, max_length=RESOLUTION_REASON_LENGTH_MAX)
 
 
 class DeliveryListParameters(BaseModel):
@@ -65,6 +75,8 @@ class DeliveryListParameters(BaseModel):
     )
     # A prefix: "unusable_body" selects the dead letters, whatever the rule they broke.
     reason: str | None = Field(None, min_length=1, max_length=IDENTIFIER_LENGTH_MAX)
+    # The queue: dead letters not replayed into facts and conflicts not corrected or resolved.
+    waiting: bool = False
     received_from: p.Instant | None = Field(None, alias="receivedFrom")
     received_to: p.Instant | None = Field(None, alias="receivedTo")
     limit: int = Field(100, ge=1, le=PAGE_SIZE_MAX)
@@ -76,6 +88,7 @@ class DeliveryParameters(BaseModel):
 
 
 Handler = Callable[[Request, Caller], Awaitable[BaseModel]]
+Reasoned = TypeVar("Reasoned", CorrectionRequest, ResolutionRequest)
 
 DELIVERY_ID = PathParameter(
     "deliveryId", "The delivery's id in the log", {"type": "integer", "minimum": 1,
@@ -116,6 +129,16 @@ OPERATIONS = (
         response=ReplayAnswer, response_description="What the correction recorded",
         errors=(*OPERATOR_ERRORS, 413), tags=("deliveries",),
     ),
+    ApiOperation(
+        path="/v1/deliveries/{deliveryId}/resolution", method="post",
+        operation_id="resolveDelivery",
+        summary="Record that a waiting dead letter or conflict needs nothing more",
+        description="Operator scope; recorded with its reason, once, never edited or deleted. "
+        "The delivery leaves the queue (waiting=true); no fact changes.",
+        path_parameters=(DELIVERY_ID,), request_model=ResolutionRequest,
+        response=DeliveryResolution, response_description="The recorded resolution",
+        errors=(*OPERATOR_ERRORS, 413), tags=("deliveries",),
+    ),
 )  # fmt: skip
 
 
@@ -125,6 +148,7 @@ class DeliveryApi:
         delivery_log: SqlDeliveryLog,
         replayer: DeliveryReplayer,
         corrections: DeliveryCorrections,
+        resolver: DeliveryResolver,
         authorizer: ApiAuthorizer,
         *,
         items_per_delivery_max: int,
@@ -132,6 +156,7 @@ class DeliveryApi:
         self._log = delivery_log
         self._replayer = replayer
         self._corrections = corrections
+        self._resolver = resolver
         self._authorizer = authorizer
         self._items_per_delivery_max = items_per_delivery_max
 
@@ -141,6 +166,7 @@ class DeliveryApi:
             "getDelivery": self._endpoint(self.show, Scope.READ),
             "replayDelivery": self._endpoint(self.replay, Scope.OPERATOR),
             "correctDelivery": self._endpoint(self.correct, Scope.OPERATOR),
+            "resolveDelivery": self._endpoint(self.resolve, Scope.OPERATOR),
         }
         return [
             ApiRoute(
@@ -165,6 +191,9 @@ class DeliveryApi:
                 status = 400 if refused.code == "bad_reason" else 409
                 facts = {"positions": list(refused.positions)}
                 raise ApiError(status, refused.code, refused.detail, facts=facts) from None
+            except ResolutionRefused as refused:
+                status = 400 if refused.code == "bad_reason" else 409
+                raise ApiError(status, refused.code, refused.detail) from None
             return JSONResponse(document.model_dump(mode="json", by_alias=True))
 
         return endpoint
@@ -191,14 +220,14 @@ class DeliveryApi:
             received_from=parameters.received_from,
             received_to=parameters.received_to,
             reason_prefix=parameters.reason,
+            waiting=parameters.waiting,
         )
         rows = await self._log.deliveries(filters, parameters.limit, before_id)
-        replays = await self._log.replays([row.delivery_id for row in rows])
         next_cursor = None
         if len(rows) == parameters.limit:
             next_cursor = encode_delivery_cursor(rows[-1].delivery_id)
         return DeliveryList(
-            items=[summary(row, replays[row.delivery_id]) for row in rows],
+            items=await summaries(rows, self._log),
             next_cursor=next_cursor,
         )
 
@@ -222,9 +251,14 @@ class DeliveryApi:
 
     async def correct(self, request: Request, caller: Caller) -> ReplayAnswer:
         delivery_id = _delivery_id(request)
-        correction = await _correction_request(request)
+        correction = await _reason_request(request, CorrectionRequest)
         outcome = await self._corrections.correct(delivery_id, correction.reason, caller.name)
         return replay_answer(outcome)
+
+    async def resolve(self, request: Request, caller: Caller) -> DeliveryResolution:
+        delivery_id = _delivery_id(request)
+        resolution = await _reason_request(request, ResolutionRequest)
+        return resolved(await self._resolver.resolve(delivery_id, resolution.reason, caller.name))
 
 
 def _delivery_id(request: Request) -> int:
@@ -237,7 +271,7 @@ def _delivery_id(request: Request) -> int:
     return delivery_id
 
 
-async def _correction_request(request: Request) -> CorrectionRequest:
+async def _reason_request(request: Request, model: type[Reasoned]) -> Reasoned:
     body = bytearray()
     async for chunk in request.stream():
         body.extend(chunk)
@@ -247,11 +281,9 @@ async def _correction_request(request: Request) -> CorrectionRequest:
     try:
         document: Mapping[str, Any] = json.loads(body)
     except (ValueError, RecursionError):
-        raise ApiError(
-            400, "bad_body", 'the body must be JSON: {"reason": "why this version is right"}'
-        ) from None
+        raise ApiError(400, "bad_body", 'the body must be JSON: {"reason": "why"}') from None
     try:
-        return CorrectionRequest.model_validate(document)
+        return model.model_validate(document)
     except ValidationError as error:
         detail = error.errors()[0]
         name = ".".join(str(part) for part in detail["loc"]) or "body"

@@ -31,7 +31,8 @@ from service.ingest.delivery_documents import (
     DeliveryList,
     detail,
     replay_answer,
-    summary,
+    resolved,
+    summaries,
 )
 from service.ingest.replay import (
     REPLAYS_PER_RUN_MAX_DEFAULT,
@@ -40,10 +41,12 @@ from service.ingest.replay import (
     ReplayOutcome,
     UnknownDelivery,
 )
+from service.ingest.resolutions import DeliveryResolver, ResolutionRefused
 from service.read.cursors import UnreadableCursor, decode_delivery_cursor, encode_delivery_cursor
 from service.read.instants import parse_instant
 from service.settings import Settings
 from service.store.delivery_log import PAGE_SIZE_MAX, DeliveryFilters, SqlDeliveryLog
+from service.store.delivery_queue import ResolutionRow
 from service.store.schema import InboxOutcome
 
 Result = TypeVar("Result")
@@ -56,13 +59,16 @@ class _Tools:
     log: SqlDeliveryLog
     replayer: DeliveryReplayer
     corrections: DeliveryCorrections
+    resolver: DeliveryResolver
 
 
 @asynccontextmanager
 async def _tools() -> AsyncIterator[_Tools]:
     settings = command_settings()
     async with command_ledger(settings, pool_size=2) as ledger:
-        yield _Tools(settings, ledger.delivery_log, ledger.replayer, ledger.corrections)
+        yield _Tools(
+            settings, ledger.delivery_log, ledger.replayer, ledger.corrections, ledger.resolver
+        )
 
 
 def _run(work: Callable[[_Tools], Awaitable[Result]]) -> Result:
@@ -76,7 +82,7 @@ def _run(work: Callable[[_Tools], Awaitable[Result]]) -> Result:
 def _acting_on(
     delivery_id: int | None,
     work: Callable[[_Tools], Awaitable[Result]],
-    refusal: type[NotReplayable | CorrectionRefused],
+    refusal: type[NotReplayable | CorrectionRefused | ResolutionRefused],
     refused_as: str,
 ) -> Result:
     """``work`` on a delivery; an unknown delivery or a refusal ends the command with 1."""
@@ -116,6 +122,11 @@ def _filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--since", callback=_instant, help="Received at or after (ISO-8601)."),
         click.option("--until", callback=_instant, help="Received before (ISO-8601)."),
         click.option("--reason", help="Reasons starting with this, e.g. unusable_body."),
+        click.option(
+            "--waiting",
+            is_flag=True,
+            help="Only dead letters and conflicts that wait for an operator.",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -131,6 +142,7 @@ def _filters(options: Mapping[str, Any]) -> DeliveryFilters:
         received_from=options["since"],
         received_to=options["until"],
         reason_prefix=options["reason"],
+        waiting=options["waiting"],
     )
 
 
@@ -144,10 +156,10 @@ def _print_json(document: BaseModel | list[BaseModel]) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def deliveries() -> None:
-    """The delivery log: list, show, replay dead letters, correct conflicts.
+    """The delivery log: list, show, replay dead letters, correct or resolve conflicts.
 
-    Exit codes: 0 done; 1 a delivery does not read, cannot be replayed or corrected, or is
-    unknown; 2 usage or configuration errors.
+    Exit codes: 0 done; 1 a delivery does not read, cannot be replayed, corrected or
+    resolved, or is unknown; 2 usage or configuration errors.
     """
 
 
@@ -170,10 +182,9 @@ def list_deliveries(limit: int, cursor: str | None, as_json: bool, **options: An
 
     async def work(tools: _Tools) -> DeliveryList:
         rows = await tools.log.deliveries(_filters(options), limit, before)
-        replays = await tools.log.replays([row.delivery_id for row in rows])
         next_cursor = encode_delivery_cursor(rows[-1].delivery_id) if len(rows) == limit else None
         return DeliveryList(
-            items=[summary(row, replays[row.delivery_id]) for row in rows],
+            items=await summaries(rows, tools.log),
             next_cursor=next_cursor,
         )
 
@@ -296,7 +307,7 @@ def replay(
     """
     if (delivery_id is None) == (not replay_all):
         raise click.UsageError("give a DELIVERY_ID or --all, not both")
-    if delivery_id is not None and any(value is not None for value in options.values()):
+    if delivery_id is not None and any(value not in (None, False) for value in options.values()):
         raise click.UsageError("filters go with --all")
     who = _operator()
 
@@ -360,3 +371,21 @@ def correct(delivery_id: int, reason: str, as_json: bool) -> None:
         click.echo(
             f"delivery {delivery_id}: correction {outcome.result.value} at position(s) {positions}"
         )
+
+
+@deliveries.command()
+@click.argument("delivery_id", type=click.IntRange(1))
+@click.option("--reason", required=True, help="Why it needs nothing more.")
+@click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
+def resolve(delivery_id: int, reason: str, as_json: bool) -> None:
+    """Record that a waiting dead letter or conflict needs nothing more (once, with a reason)."""
+    who = _operator()
+
+    async def work(tools: _Tools) -> ResolutionRow:
+        return await tools.resolver.resolve(delivery_id, reason, who)
+
+    resolution = _acting_on(delivery_id, work, ResolutionRefused, "is not resolved")
+    if as_json:
+        _print_json(resolved(resolution))
+    else:
+        click.echo(f"delivery {delivery_id}: resolved by {resolution.resolved_by}")

@@ -23,7 +23,7 @@ from service.fronts.console.views import (
     body_text,
 )
 from service.ingest.corrections import CorrectionRefused
-from service.ingest.delivery_documents import detail, summary
+from service.ingest.delivery_documents import detail, summaries
 from service.ingest.replay import NotReplayable, UnknownDelivery
 from service.read.cursors import (
     UnreadableCursor,
@@ -68,7 +68,6 @@ class DeliveryPages(ConsoleFrame):
             raise InvalidInput("cursor: is not a link this console made") from None
         log = self._sources.delivery_log
         rows = await log.deliveries(filters, DELIVERIES_PAGE_SIZE, before)
-        replays = await log.replays([row.delivery_id for row in rows])
         older = None
         if len(rows) == DELIVERIES_PAGE_SIZE:
             kept = {name: value for name, value in query.items() if name != "cursor" and value}
@@ -79,7 +78,7 @@ class DeliveryPages(ConsoleFrame):
             request,
             "deliveries.html",
             title="Deliveries",
-            deliveries=[as_document(summary(row, replays[row.delivery_id])) for row in rows],
+            deliveries=[as_document(item) for item in await summaries(rows, log)],
             outcomes=list(InboxOutcome),
             filters={name: query.get(name, "") for name in DELIVERY_FILTERS},
             older=older,
