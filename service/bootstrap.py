@@ -21,6 +21,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from service.alerting.notifier import DigestNotifier
 from service.configured_keys import master_key, merchant_credentials, notification_keyring
 from service.cybersource.webhook_signature import SignedContent, WebhookVerifier
 from service.http_server import HttpImplementation, HttpLimits
@@ -45,6 +46,7 @@ from service.settings import (
     Settings,
     personal_data_master_key,
     resolve_database_url,
+    standard_webhooks_key,
 )
 from service.store.console_sessions import SqlConsoleSessions
 from service.store.database import create_engine, is_postgresql
@@ -227,6 +229,21 @@ class Ledger:
             self.event_store,
             items_per_delivery_max=self.items_per_delivery_max,
             decryption=self.notification_decryption,
+        )
+
+    def notifier(self) -> DigestNotifier | None:
+        """The digest notifier, or None without LEDGER_NOTIFIER_URL."""
+        settings = self.settings
+        if settings.notifier_url is None or settings.notifier_secret is None:
+            return None
+        return DigestNotifier(
+            self.engine,
+            url=settings.notifier_url,
+            key=standard_webhooks_key(settings.notifier_secret.get_secret_value()),
+            interval_seconds=settings.notifier_interval_seconds,
+            console_url=settings.console_public_url,
+            owner=process_owner("notifier"),
+            on_digest=lambda outcome: self.metrics.notifier_digests.labels(outcome).inc(),
         )
 
     @cached_property

@@ -82,6 +82,13 @@ class LedgerMetrics:
             ["kind"],
             registry=self.registry,
         )
+        self.notifier_digests = Counter(
+            "ledger_notifier_digests",
+            "Digests of deliveries waiting for an operator posted by the built-in notifier:"
+            " sent (acknowledged) or failed (not acknowledged after its retries).",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.inbox_rows_pruned = Counter(
             "ledger_inbox_rows_pruned",
             "Inbox rows deleted by the retention policy, by kind (refused, accepted, ...).",

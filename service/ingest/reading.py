@@ -7,8 +7,6 @@ it arrived (same facts, same idempotency keys).
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -83,34 +81,6 @@ class Contradiction:
 
 
 Reading = ReadDelivery | Unreadable | Undecrypted | Ignored | Contradiction
-# How much of an identifier a log line carries from a body the ledger could not read.
-IDENTIFIER_LOGGED_LENGTH_MAX = 100
-_LOGGABLE_IDENTIFIER = re.compile(rf"[A-Za-z0-9._:\-]{{1,{IDENTIFIER_LOGGED_LENGTH_MAX}}}")
-
-
-def dead_letter_identifiers(body: bytes) -> dict[str, str]:
-    """The notification id and invoice number of a body that could not be read, where they
-    can still be found: for a log line an alert links to. Identifiers only (never a name or
-    an amount), and only when they look like identifiers."""
-    try:
-        document = json.loads(body)
-    except ValueError:
-        return {}
-    if not isinstance(document, dict):
-        return {}
-    found = {"notification_id": document.get("notificationId")}
-    payloads = document.get("payloads", document.get("payload"))
-    first = payloads[0] if isinstance(payloads, list) and payloads else payloads
-    data = first.get("data") if isinstance(first, dict) else None
-    if isinstance(data, dict):
-        found["invoice_number"] = data.get("invoiceNumber")
-    return {
-        name: value
-        for name, value in found.items()
-        if isinstance(value, str) and _LOGGABLE_IDENTIFIER.fullmatch(value)
-    }
-
-
 def read_delivery(
     body: bytes,
     headers: DeliveryHeaders,

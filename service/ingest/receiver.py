@@ -20,7 +20,7 @@ import structlog
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from service.cybersource.envelope import DeliveryHeaders
+from service.cybersource.envelope import DeliveryHeaders, dead_letter_identifiers
 from service.cybersource.webhook_signature import (
     SIGNATURE_HEADER,
     SignatureRejected,
@@ -36,7 +36,6 @@ from service.ingest.reading import (
     Ignored,
     Undecrypted,
     Unreadable,
-    dead_letter_identifiers,
     read_delivery,
 )
 from service.ingest.token_bucket import TokenBucket

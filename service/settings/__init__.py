@@ -28,6 +28,7 @@ from service.settings.values import (
     personal_data_master_key,
     resolve_database_url,
     sqlite_lock_wait_seconds,
+    standard_webhooks_key,
 )
 
 # The package's public names: the settings, and the values they are made of.
@@ -45,6 +46,7 @@ __all__ = [
     "personal_data_master_key",
     "resolve_database_url",
     "sqlite_lock_wait_seconds",
+    "standard_webhooks_key",
 ]
 
 ENVIRONMENT_PREFIX = "LEDGER_"
@@ -151,6 +153,30 @@ class Settings(BaseSettings):
     # stored facts are sealed under per-payer data keys it wraps, and `erase` can forget a
     # payer. Unset: they are stored in clear and `erase` refuses (docs/personal-data.md).
     personal_data_key: SecretStr | None = Field(None, repr=False)
+    # The built-in notifier (docs/operations.md): a digest of the deliveries that began waiting
+    # for an operator, posted to this URL signed as Standard Webhooks, at most once per
+    # interval. Unset: no notifier (Prometheus and Alertmanager may do this instead).
+    notifier_url: str | None = Field(None, pattern=r"^https?://[^\s]+$", max_length=2000)
+    notifier_secret: SecretStr | None = Field(None, repr=False)
+    notifier_interval_seconds: float = Field(900.0, ge=0.1, le=86_400)
+    # The console's address as people open it, for the links in digests.
+    console_public_url: str | None = Field(None, pattern=r"^https?://[^\s]+$", max_length=2000)
+
+    @field_validator("notifier_secret")
+    @classmethod
+    def _signing_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            standard_webhooks_key(value.get_secret_value())
+        return value
+
+    @model_validator(mode="after")
+    def _notifier_signs(self) -> Settings:
+        if self.notifier_url is not None and self.notifier_secret is None:
+            raise ValueError(
+                "LEDGER_NOTIFIER_URL needs LEDGER_NOTIFIER_SECRET (whsec_…): digests are always"
+                " signed"
+            )
+        return self
 
     @field_validator("personal_data_key")
     @classmethod

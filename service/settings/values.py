@@ -141,3 +141,23 @@ class ApiTokens:
                 raise ValueError(f"entry {position} repeats a token")
             (operator if scope.strip() == "operator" else read).append(token)
         return cls(tuple(read), tuple(operator))
+
+
+# A Standard Webhooks secret: "whsec_" and the base64 of the key (24 to 64 bytes).
+STANDARD_WEBHOOKS_SECRET_PREFIX = "whsec_"
+STANDARD_WEBHOOKS_KEY_BYTES = range(24, 65)
+
+
+def standard_webhooks_key(secret: str) -> bytes:
+    """The signing key of a Standard Webhooks secret; ValueError names the form expected,
+    never the value."""
+    expected = f"must be {STANDARD_WEBHOOKS_SECRET_PREFIX} and the base64 of 24 to 64 bytes"
+    if not secret.startswith(STANDARD_WEBHOOKS_SECRET_PREFIX):
+        raise ValueError(expected)
+    try:
+        key = base64.b64decode(secret.removeprefix(STANDARD_WEBHOOKS_SECRET_PREFIX), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(expected) from None
+    if len(key) not in STANDARD_WEBHOOKS_KEY_BYTES:
+        raise ValueError(expected)
+    return key

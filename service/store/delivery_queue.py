@@ -92,6 +92,49 @@ async def deliveries_waiting(
     return counts
 
 
+@dataclass(frozen=True, slots=True)
+class WaitingDelivery:
+    delivery_id: int
+    kind: str  # DEAD_LETTER or CONFLICT
+    received_at: datetime
+    reason: str | None
+    notification_id: str | None
+    body: bytes | None
+
+
+async def waiting_after(
+    engine: AsyncEngine, after_delivery_id: int, limit: int
+) -> list[WaitingDelivery]:
+    """The deliveries that wait for an operator with ids above ``after_delivery_id``, oldest
+    first, at most ``limit``."""
+    query = (
+        select(
+            inbox.c.id,
+            inbox.c.outcome,
+            inbox.c.received_at,
+            inbox.c.reason,
+            inbox.c.notification_id,
+            inbox.c.body,
+        )
+        .where(inbox.c.id > after_delivery_id, waiting())
+        .order_by(inbox.c.id)
+        .limit(limit)
+    )
+    async with unavailability_as_store_error(), engine.connect() as connection:
+        rows = (await connection.execute(query)).all()
+    return [
+        WaitingDelivery(
+            row.id,
+            CONFLICT if row.outcome == InboxOutcome.CONFLICT.value else DEAD_LETTER,
+            row.received_at,
+            row.reason,
+            row.notification_id,
+            None if row.body is None else bytes(row.body),
+        )
+        for row in rows
+    ]
+
+
 def resolution_row(values: Any) -> ResolutionRow:
     return ResolutionRow(values.delivery_id, values.resolved_at, values.resolved_by, values.reason)
 

@@ -37,7 +37,13 @@ class ServingWorkers:
         self.projector: InvoiceProjector | None = None
 
     def factories(self) -> list[WorkerFactory]:
-        return [self._projecting, self._reconciling, self._retaining, self._sampling]
+        return [
+            self._projecting,
+            self._reconciling,
+            self._retaining,
+            self._sampling,
+            self._notifying,
+        ]
 
     @asynccontextmanager
     async def _projecting(self) -> WorkerContext:
@@ -106,6 +112,16 @@ class ServingWorkers:
             )
         )
         yield RunningWorker("backlog_gauges", task, stop)
+
+    @asynccontextmanager
+    async def _notifying(self) -> WorkerContext:
+        """Post digests of what waits for an operator when LEDGER_NOTIFIER_URL is set."""
+        notifier = self._ledger.notifier()
+        if notifier is None:
+            yield None
+            return
+        stop = asyncio.Event()
+        yield RunningWorker("notifier", asyncio.create_task(notifier.run(stop)), stop)
 
 
 def projector_poll_seconds(ledger: Ledger) -> float:

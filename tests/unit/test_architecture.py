@@ -27,7 +27,13 @@ ENGINE_FACTORIES = {
 FRONTS = ("service.fronts.api", "service.fronts.console", "service.fronts.cli")
 # The services between the store (and the provider's protocol, service/cybersource) and the
 # fronts; none imports another.
-SERVICES = ("service.ingest", "service.projections", "service.reconciler", "service.read")
+SERVICES = (
+    "service.ingest",
+    "service.projections",
+    "service.reconciler",
+    "service.read",
+    "service.alerting",
+)
 # What the sandbox and the protocol may know of the domain: its vocabulary, never the
 # ledger's rules (the sandbox must not share their blind spots).
 VOCABULARY = ("service.domain.money", "service.domain.status")
