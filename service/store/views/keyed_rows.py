@@ -14,7 +14,8 @@ KEYS_PER_STATEMENT_MAX = 5_000
 
 # The PostgreSQL array type of each key column deleted by, for ``unnest``.
 _ARRAY_TYPES = {"organization_id": "text[]", "invoice_number": "text[]",
-                "valid_from": "timestamptz[]", "sequence": "integer[]"}  # fmt: skip
+                "valid_from": "timestamptz[]", "sequence": "integer[]", "status": "text[]",
+                "currency": "text[]", "due_day": "integer[]", "day": "integer[]"}  # fmt: skip
 
 
 def chunks(items: Sequence[Any], size: int = KEYS_PER_STATEMENT_MAX) -> list[Sequence[Any]]:
