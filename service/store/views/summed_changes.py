@@ -21,11 +21,11 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, String, Table, text
+from sqlalchemy import Table, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.store.column_types import ExactAmount, sqlite_amount_text
-from service.store.views.keyed_rows import delete_keyed
+from service.store.views.keyed_rows import array_type, delete_keyed
 
 Change = Mapping[str, Any]  # every column of the table: the key's values, the figures to add
 _ZERO_AMOUNT = "zero_amount_"  # the parameter holding zero as SQLite stores it
@@ -56,7 +56,7 @@ async def _add_on_postgresql(
     names = [column.name for column in table.c]
     figures = _figure_names(table, key_names)
     listed, keys = ", ".join(map(quote, names)), ", ".join(map(quote, key_names))
-    arrays = ", ".join(f"CAST(:{name} AS {_array_type(table, name)})" for name in names)
+    arrays = ", ".join(f"CAST(:{name} AS {array_type(connection, table, name)})" for name in names)
     added = ", ".join(
         f"{quote(name)} = {quote(table.name)}.{quote(name)} + excluded.{quote(name)}"
         for name in figures
@@ -144,17 +144,3 @@ def _stored_form(change: Change, amounts: set[str]) -> dict[str, Any]:
 
 def _key_of(change: Change, key_names: Sequence[str]) -> dict[str, Any]:
     return {name: change[name] for name in key_names}
-
-
-def _array_type(table: Table, name: str) -> str:
-    """The PostgreSQL array type that binds column ``name`` for ``unnest``."""
-    column_type = table.c[name].type
-    if isinstance(column_type, ExactAmount):
-        return "numeric[]"
-    if isinstance(column_type, BigInteger):
-        return "bigint[]"
-    if isinstance(column_type, Integer):
-        return "integer[]"
-    if isinstance(column_type, String):
-        return "text[]"
-    raise TypeError(f"no array type for {table.name}.{name} ({column_type})")
