@@ -124,7 +124,10 @@ async def _add_on_sqlite(
     ]
     updated = await connection.execute(update, bound)
     if updated.rowcount != len(shrinking):
-        raise SumBelowZero(f"{table.name} would fall below zero (a change found no row)")
+        raise SumBelowZero(
+            f"{table.name} would fall below zero: a change takes more than a row holds,"
+            " or from a row that is not there"
+        )
     nothing = " AND ".join(
         f"{name} = :{_ZERO_AMOUNT}" if name in amounts else f"{name} = 0" for name in figures
     )
