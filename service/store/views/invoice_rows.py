@@ -79,7 +79,14 @@ async def apply(connection: AsyncConnection, changes: ViewChanges) -> None:
             for sequence in range(item.collections_kept + 1, item.collections_before + 1)
         ]
         await delete_keyed(connection, invoice_collections, (*INVOICE_KEY, "sequence"), stale)
-    await insert_invoices(connection, LIVE_TABLES, changes.projected)
+    await _insert_rows(
+        connection,
+        [
+            (invoices, changes.added_invoices()),
+            (invoice_versions, changes.added_versions()),
+            (invoice_collections, changes.added_collections()),
+        ],
+    )
 
 
 async def recount(connection: AsyncConnection) -> None:
@@ -118,10 +125,18 @@ async def write_rebuild_batch(
 async def insert_invoices(
     connection: AsyncConnection, tables: InvoiceTables, projected: Sequence[ProjectedInvoice]
 ) -> None:
-    """The rows of ``projected``, one statement per table. On PostgreSQL each column goes as
-    one array, ``INSERT … SELECT FROM unnest(…)``: the driver binds a dozen arrays instead of a
-    dozen values per row, and the server runs one statement instead of one per row."""
-    for table, rows in _rows_by_table(tables, projected):
+    await _insert_rows(connection, _rows_by_table(tables, projected))
+
+
+async def _insert_rows(
+    connection: AsyncConnection, rows_by_table: Sequence[tuple[Table, list[dict[str, Any]]]]
+) -> None:
+    """The rows, one statement per table. On PostgreSQL each column goes as one array,
+    ``INSERT … SELECT FROM unnest(…)``: the driver binds a dozen arrays instead of a dozen
+    values per row, and the server runs one statement instead of one per row."""
+    for table, rows in rows_by_table:
+        if not rows:
+            continue
         if connection.dialect.name != "postgresql":
             await connection.execute(insert(table), rows)
             continue
