@@ -301,7 +301,11 @@ class Ledger:
             metrics.projector_position.set(position)
 
         return InvoiceProjector(
-            self.event_store, self.read_models, owner=process_owner(), on_batch=on_batch
+            self.event_store,
+            self.read_models,
+            owner=process_owner(),
+            batch_interval_seconds=self.settings.projector_batch_interval_seconds,
+            on_batch=on_batch,
         )
 
     def cybersource_client(self, *, counted: bool = False) -> CybersourceClient:

@@ -12,6 +12,7 @@ lapses.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -30,6 +31,8 @@ log = structlog.get_logger("service.projections")
 
 BATCH_SIZE_DEFAULT = 1000
 LEASE_SECONDS_DEFAULT = 15.0
+# A wait longer than this between batches would eat most of the projection lag target (1 s).
+BATCH_INTERVAL_SECONDS_MAX = 0.5
 
 
 def project_stream(invoice_number: str, events: Sequence[RecordedEvent]) -> list[ProjectedInvoice]:
@@ -55,16 +58,24 @@ class InvoiceProjector:
         owner: str,
         batch_size: int = BATCH_SIZE_DEFAULT,
         lease_seconds: float = LEASE_SECONDS_DEFAULT,
+        batch_interval_seconds: float = 0.0,
         on_batch: Callable[[int, int], None] | None = None,
     ) -> None:
+        """``batch_interval_seconds``: in ``run``, how long after the start of one catch-up
+        the next may begin, however soon new events wake the projector (see ``run``)."""
         if not 0 < batch_size <= 10_000:
             raise ValueError("batch_size must be within 1..10000")
+        if not 0 <= batch_interval_seconds <= BATCH_INTERVAL_SECONDS_MAX:
+            raise ValueError(
+                f"batch_interval_seconds must be within 0..{BATCH_INTERVAL_SECONDS_MAX}"
+            )
         self._events = event_store
         self._read_models = read_models
         self._owner = owner
         self._batch_size = batch_size
         self._lease = LeaseRenewal(read_models, owner, lease_seconds)
         self._on_batch = on_batch
+        self._batch_interval_seconds = batch_interval_seconds
         # Where this projector's own last batch left the checkpoint, while it has held the
         # lease since: saves reading it back before every batch. A stale value writes
         # nothing (``apply`` moves the checkpoint only from the position it holds).
@@ -142,8 +153,12 @@ class InvoiceProjector:
         self.health.leader = leader
         return leader
 
-    async def catch_up(self) -> int:
-        """While holding the lease, project until no event is left; returns events projected."""
+    async def catch_up(self, *, until_partial_batch: bool = False) -> int:
+        """While holding the lease, project until no event is left; returns events projected.
+
+        ``until_partial_batch``: stop after a batch smaller than the batch size instead: every
+        event committed when it was read is projected, and what came since waits for the next
+        catch-up (no read that finds nothing)."""
         projected = 0
         while await self._lease_is_held():
             try:
@@ -153,9 +168,9 @@ class InvoiceProjector:
                 self.health.leader = False
                 self._checkpoint = None
                 break
-            if count == 0:
-                break
             projected += count
+            if count == 0 or (until_partial_batch and count < self._batch_size):
+                break
         return projected
 
     async def _lease_is_held(self) -> bool:
@@ -166,18 +181,34 @@ class InvoiceProjector:
     async def run(self, stop: asyncio.Event, wake: asyncio.Event, poll_seconds: float) -> None:
         """Project until ``stop``; wake early on ``wake``.
 
+        With a ``batch_interval_seconds``, a catch-up begins no sooner than that after the
+        previous one began and ends with its first batch that is not full: under a trickle of
+        events, each one waking the projector, the events that arrive meanwhile make one batch
+        instead of a batch each. A backlog is not held up (full batches follow one another at
+        once), and ``stop`` ends the wait at once. ``wake`` is cleared before each catch-up, so
+        events appended during one wake the next.
+
         An unavailable database is waited out; any other error stops the projector, loudly.
         """
+        loop = asyncio.get_running_loop()
+        began_at: float | None = None
         try:
             while not stop.is_set():
+                if began_at is not None:
+                    await _wait_for_stop(
+                        stop, began_at + self._batch_interval_seconds - loop.time()
+                    )
+                    if stop.is_set():
+                        break
+                began_at = loop.time()
+                wake.clear()
                 try:
-                    await self.catch_up()
+                    await self.catch_up(until_partial_batch=self._batch_interval_seconds > 0)
                 except StoreUnavailable as unavailable:
                     # The database being away is no reason to give up: nothing was written,
                     # and the checkpoint says where to resume once it is back.
                     log.warning("projector.store_unavailable", error=str(unavailable))
                     self.health.leader = False
-                wake.clear()
                 await _wait_for_either(stop, wake, poll_seconds)
         except Exception as error:
             # A silent gap in a read model is worse than a stopped projector that alerts.
@@ -203,3 +234,9 @@ async def _wait_for_either(stop: asyncio.Event, wake: asyncio.Event, seconds: fl
     finally:
         for waiter in waiters:
             waiter.cancel()
+
+
+async def _wait_for_stop(stop: asyncio.Event, seconds: float) -> None:
+    if seconds > 0:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), seconds)

@@ -4,7 +4,7 @@ variants each engine needs."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Context, Decimal
+from decimal import Context, Decimal, Inexact, Rounded
 from typing import Any
 
 from sqlalchemy import (
@@ -51,6 +51,8 @@ AMOUNT_DIGITS = 38
 AMOUNT_DECIMALS = 6
 _AMOUNT_QUANTUM = Decimal(1).scaleb(-AMOUNT_DECIMALS)
 _AMOUNT_CONTEXT = Context(prec=AMOUNT_DIGITS)
+# Adds stored amounts exactly: rounding raises rather than change a sum.
+EXACT_SUM = Context(prec=AMOUNT_DIGITS + 2, traps=[Inexact, Rounded])
 
 
 class ExactAmount(TypeDecorator[Decimal]):
@@ -102,3 +104,21 @@ def _exact_amount(value: Decimal) -> Decimal:
 def _sortable_text(amount: Decimal) -> str:
     width = AMOUNT_DIGITS + 1  # every digit and the decimal point
     return format(amount, f"0{width}.{AMOUNT_DECIMALS}f")
+
+
+def sqlite_amount_text(amount: Decimal) -> str:
+    """An amount as SQLite stores it (``ExactAmount``): fixed-width, zero-padded text."""
+    return _sortable_text(_exact_amount(amount))
+
+
+def sqlite_amount_sum(stored: str, change: str) -> str:
+    """A stored amount plus a signed change, exactly, in the form SQLite stores amounts.
+
+    Registered as the SQL function ``ledger_amount_sum`` on every SQLite connection
+    (database.py), so a sum kept in SQL never goes through floating point. A result below zero
+    comes back as its magnitude's text after a minus sign, which sorts before every amount:
+    the caller compares it with zero's text and refuses it (raising here would reach the
+    caller as a driver error that reads like an unavailable database).
+    """
+    total = EXACT_SUM.add(Decimal(stored), Decimal(change))
+    return f"-{sqlite_amount_text(-total)}" if total < 0 else sqlite_amount_text(total)

@@ -13,6 +13,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from service.settings import SQLITE_LOCK_WAIT_SECONDS, sqlite_lock_wait_seconds
+from service.store.column_types import sqlite_amount_sum
 from service.store.errors import is_sqlite_lock_timeout
 
 # A transaction waits for SQLite's write lock, which one connection of one process holds at
@@ -96,6 +97,10 @@ def _create_sqlite_engine(url: URL, lock_wait_default_seconds: float) -> AsyncEn
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_seconds * 1000)}")
         cursor.close()
+        # Sums kept in SQL (the projector's aggregates), exact: SQLite's own + is floating point.
+        dbapi_connection.create_function(
+            "ledger_amount_sum", 2, sqlite_amount_sum, deterministic=True
+        )
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:

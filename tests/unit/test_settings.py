@@ -148,6 +148,8 @@ def test_invalid_api_token_entries_stop_start_up_naming_the_variable_not_the_tok
         ("refusals_recorded_per_second", -1, "LEDGER_REFUSALS_RECORDED_PER_SECOND"),
         ("retention_refused_days", 0, "LEDGER_RETENTION_REFUSED_DAYS"),
         ("retention_accepted_days", "soon", "LEDGER_RETENTION_ACCEPTED_DAYS"),
+        ("projector_batch_interval_seconds", 0.6, "LEDGER_PROJECTOR_BATCH_INTERVAL_SECONDS"),
+        ("projector_batch_interval_seconds", -0.1, "LEDGER_PROJECTOR_BATCH_INTERVAL_SECONDS"),
     ],
 )
 def test_operations_settings_out_of_range_name_their_variable(

@@ -7,7 +7,7 @@ sees the same rows before and after, whatever another view has written already.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -74,6 +74,10 @@ class ViewChanges:
     removed_invoices: Sequence[Any] = ()
     removed_versions: Sequence[Mapping[Any, Any]] = ()
     removed_collections: Sequence[Mapping[Any, Any]] = ()
+    # The rows written, made once for every view that reads them (by ``_added``).
+    _added_rows: dict[str, list[dict[str, Any]]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     @property
     def projected(self) -> tuple[ProjectedInvoice, ...]:
@@ -90,13 +94,23 @@ class ViewChanges:
         ]
 
     def added_invoices(self) -> list[dict[str, Any]]:
-        return [invoice_row(item) for item in self.projected]
+        return self._added("invoices", lambda: [invoice_row(item) for item in self.projected])
 
     def added_versions(self) -> list[dict[str, Any]]:
-        return [row for item in self.projected for row in version_rows(item)]
+        return self._added(
+            "versions", lambda: [row for item in self.projected for row in version_rows(item)]
+        )
 
     def added_collections(self) -> list[dict[str, Any]]:
-        return [row for item in self.projected for row in collection_rows(item)]
+        return self._added(
+            "collections",
+            lambda: [row for item in self.projected for row in collection_rows(item)],
+        )
+
+    def _added(self, table: str, rows: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        if table not in self._added_rows:
+            self._added_rows[table] = rows()
+        return self._added_rows[table]
 
 
 async def read_changes(

@@ -4,16 +4,17 @@ whole stream again."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.store.schema import invoice_fold_snapshots
 from service.store.views.changes import ViewChanges
-from service.store.views.keyed_rows import chunks, empty
+from service.store.views.keyed_rows import array_type, chunks, empty
 
 TABLES = (invoice_fold_snapshots,)
 
@@ -32,6 +33,9 @@ async def apply(connection: AsyncConnection, changes: ViewChanges) -> None:
     ]
     if not rows:
         return
+    if connection.dialect.name == "postgresql":
+        await _upsert_unnested(connection, rows)
+        return
     dialect_insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
     upsert = dialect_insert(invoice_fold_snapshots)
     await connection.execute(
@@ -40,6 +44,29 @@ async def apply(connection: AsyncConnection, changes: ViewChanges) -> None:
             set_={"position": upsert.excluded.position, "snapshot": upsert.excluded.snapshot},
         ),
         rows,
+    )
+
+
+async def _upsert_unnested(connection: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """One statement for the batch, each column bound as one array (see invoice_rows.py)."""
+    table = invoice_fold_snapshots
+    arrays = ", ".join(
+        f"CAST(:{name} AS {array_type(connection, table, name)})"
+        for name in ("stream_id", "position", "snapshot")
+    )
+    upsert = text(
+        f"INSERT INTO {table.name} (stream_id, position, snapshot) SELECT * FROM unnest({arrays})"
+        " ON CONFLICT (stream_id) DO UPDATE"
+        " SET position = excluded.position, snapshot = excluded.snapshot"
+    )
+    await connection.execute(
+        upsert,
+        {
+            "stream_id": [row["stream_id"] for row in rows],
+            "position": [row["position"] for row in rows],
+            # Serialised here as SQLAlchemy's JSON type would: arrays bypass it.
+            "snapshot": [json.dumps(row["snapshot"]) for row in rows],
+        },
     )
 
 

@@ -12,10 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 # Keeps each statement's parameters well under SQLite's limit of 32,766.
 KEYS_PER_STATEMENT_MAX = 5_000
 
-# The PostgreSQL array type of each key column deleted by, for ``unnest``.
-_ARRAY_TYPES = {"organization_id": "text[]", "invoice_number": "text[]",
-                "valid_from": "timestamptz[]", "sequence": "integer[]"}  # fmt: skip
-
 
 def chunks(items: Sequence[Any], size: int = KEYS_PER_STATEMENT_MAX) -> list[Sequence[Any]]:
     return [items[start : start + size] for start in range(0, len(items), size)]
@@ -91,11 +87,18 @@ def _unnested(
 ) -> tuple[str, str, str]:
     """The ``unnest`` arguments, the join condition and the key names, quoted."""
     quote = connection.dialect.identifier_preparer.quote
-    arrays = ", ".join(f"CAST(:{name} AS {_ARRAY_TYPES[name]})" for name in key_columns)
+    arrays = ", ".join(
+        f"CAST(:{name} AS {array_type(connection, table, name)})" for name in key_columns
+    )
     matched = " AND ".join(
         f"{quote(table.name)}.{quote(name)} = keyed.{quote(name)}" for name in key_columns
     )
     return arrays, matched, ", ".join(quote(name) for name in key_columns)
+
+
+def array_type(connection: AsyncConnection, table: Table, name: str) -> str:
+    """The PostgreSQL array type that binds column ``name`` of ``table`` for ``unnest``."""
+    return f"{table.c[name].type.compile(dialect=connection.dialect)}[]"
 
 
 def _key_arrays(

@@ -23,9 +23,11 @@ from notifications alone, of the state rows whose balance and the collections wh
 is provisional) is kept the same way.
 
 The projector records the change of every batch in the transaction that writes its read rows
-and checkpoint (``apply``): the rows it is about to replace are read and taken away,
-the rows it writes are added. A rebuild recounts both tables from the rows it swapped in
-(``recount``), so rebuilt and incremental aggregates are the same.
+and checkpoint (``apply``): from the rows it replaces (read once for every view, changes.py)
+and the rows it writes, the change of every key is made here, in Python, and added to the
+tables in SQL (summed_changes.py), without reading their rows back. A rebuild recounts
+them from the rows it swapped in (``recount``), so rebuilt and incremental aggregates are the
+same.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import delete, insert, select, text, tuple_
+from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.store.schema import (
@@ -55,9 +57,9 @@ from service.store.views.report_change import (
     ReportChange,
     due_day_number,
     row_of,
-    stored_change,
     utc_day_number,
 )
+from service.store.views.summed_changes import add_changes
 
 KEYS_PER_STATEMENT = 500
 TABLES = (report_open_balance_changes, report_open_balance_totals, report_daily_collections)
@@ -133,27 +135,17 @@ async def _add(
     key_names: Sequence[str],
     changes: Mapping[Any, ReportChange],
 ) -> None:
-    """Add ``changes`` to the rows of ``table`` (read, added up here exactly, written back);
-    a row that comes to nothing is deleted, so the table holds only days with content."""
-    changed = sorted(key for key, change in changes.items() if not change.empty)
-    identity = tuple_(*(table.c[name] for name in key_names))
-    for chunk in chunks(changed, KEYS_PER_STATEMENT):
-        stored = {
-            tuple(row[: len(key_names)]): stored_change(table, row._mapping)
-            for row in await connection.execute(select(table).where(identity.in_(chunk)))
-        }
-        if stored:
-            await connection.execute(delete(table).where(identity.in_(list(stored))))
-        rows = []
-        for key in chunk:
-            total = stored.get(key, ReportChange()).merged(changes[key])
-            if total.empty:
-                continue
-            if total.negative:
-                raise ValueError(f"report aggregate {table.name} would go negative at {key}")
-            rows.append({**dict(zip(key_names, key, strict=True)), **row_of(table, total)})
-        if rows:
-            await connection.execute(insert(table), rows)
+    """Add ``changes`` to the rows of ``table`` in SQL (summed_changes.py): no row is read
+    back; a row that comes to nothing is deleted, so the table holds only days with content."""
+    await add_changes(
+        connection,
+        table,
+        key_names,
+        [
+            {**dict(zip(key_names, key, strict=True)), **row_of(table, change)}
+            for key, change in changes.items()
+        ],
+    )
 
 
 async def recount(connection: AsyncConnection) -> None:

@@ -12,16 +12,18 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, insert, select, tuple_
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.store.exact_sums import EXACT, Summed, grouped_sums
 from service.store.schema import invoice_totals, invoices
 from service.store.views.changes import ViewChanges
 from service.store.views.keyed_rows import empty
+from service.store.views.summed_changes import add_changes
 
 TABLES = (invoice_totals,)
 TotalsKey = tuple[str, str, str]  # organization, status, currency ("" when unknown)
+TOTALS_KEYS = ("organization_id", "status", "currency")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,43 +74,19 @@ class StatusTotals:
             EXACT.add(self.provisional_balance, other.provisional_balance),
         )
 
-    @property
-    def below_zero(self) -> bool:
-        amounts = (self.total, self.balance, self.provisional_total, self.provisional_balance)
-        return self.invoices < 0 or min(amounts) < 0
-
 
 async def apply(connection: AsyncConnection, changes: ViewChanges) -> None:
-    """Add in Python, exactly: SQLite's arithmetic on the stored text would be floating point.
-
-    Reading and then writing is safe: the totals' one writer moved the checkpoint row at the
-    start of this transaction, which serialises writers on both engines.
-    """
+    """The change of every (organization, status, currency), added up here in Python and added
+    to the stored totals in SQL (summed_changes.py), without reading them back: SQLite's
+    arithmetic on the stored text would be floating point, so amounts are never added there by
+    its own +."""
     deltas = _totals_deltas(changes.removed_invoices, changes.added_invoices())
-    changed = {key: delta for key, delta in deltas.items() if delta != StatusTotals()}
-    if not changed:
-        return
-    columns = invoice_totals.c
-    identity = tuple_(columns.organization_id, columns.status, columns.currency)
-    current = {
-        (row.organization_id, row.status, row.currency): _status_totals(row)
-        for row in await connection.execute(
-            select(invoice_totals).where(identity.in_(list(changed)))
-        )
-    }
-    rows = []
-    for key, delta in sorted(changed.items()):
-        after = current.get(key, StatusTotals()) + delta
-        if after.below_zero:
-            raise AssertionError(f"the invoice totals of {key} would fall below zero: {after}")
-        if after.invoices:
-            rows.append(_totals_row(key, after))
-    # One statement per table for the batch: the changed rows go, their new figures come.
-    stale = sorted(key for key in changed if key in current)
-    if stale:
-        await connection.execute(delete(invoice_totals).where(identity.in_(stale)))
-    if rows:
-        await connection.execute(insert(invoice_totals), rows)
+    await add_changes(
+        connection,
+        invoice_totals,
+        TOTALS_KEYS,
+        [_totals_row(key, delta) for key, delta in sorted(deltas.items())],
+    )
 
 
 async def recount(connection: AsyncConnection) -> None:
@@ -157,14 +135,6 @@ def _totals_deltas(
         change = StatusTotals.of_invoice(total, balance, sign, *provisional)
         deltas[key] = deltas.get(key, StatusTotals()) + change
     return deltas
-
-
-def _status_totals(row: Any) -> StatusTotals:
-    return StatusTotals(
-        row.invoices, row.total_amount, row.balance_amount,
-        row.invoices_without_total, row.invoices_without_balance,
-        row.provisional_total_amount, row.provisional_balance_amount,
-    )  # fmt: skip
 
 
 def _totals_row(key: TotalsKey, totals: StatusTotals) -> dict[str, Any]:
