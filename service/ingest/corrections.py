@@ -11,17 +11,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from service.cybersource.envelope import is_storable
 from service.domain.events import EventSource, NewEvent, RecordedEvent
 from service.domain.payloads import CorrectionRecorded, NotificationReceived, decode, encode
 from service.ingest.decryption import NotificationDecryption
+from service.ingest.operator_reasons import BadReason, operator_reason
 from service.ingest.replay import ReplayOutcome, UnknownDelivery, delivery_facts
 from service.store.delivery_log import DeliveryRow, SqlDeliveryLog
 from service.store.delivery_queue import CORRECTION_KEY_PREFIX
 from service.store.events.base import AppendOutcome, EventStore
 from service.store.schema import InboxOutcome, ReplayResult
-
-REASON_LENGTH_MAX = 500
 
 
 class CorrectionRefused(Exception):
@@ -91,14 +89,10 @@ class DeliveryCorrections:
         return conflicting_versions(facts, recorded)
 
     async def correct(self, delivery_id: int, reason: str, recorded_by: str) -> ReplayOutcome:
-        reason = reason.strip()
-        if not reason or len(reason) > REASON_LENGTH_MAX:
-            raise CorrectionRefused(
-                "bad_reason", f"a correction needs a reason of 1 to {REASON_LENGTH_MAX} characters"
-            )
-        if not is_storable(reason):
-            # PostgreSQL text cannot hold NUL, and a lone surrogate cannot be encoded at all.
-            raise CorrectionRefused("bad_reason", "the reason holds a NUL or a lone surrogate")
+        try:
+            reason = operator_reason(reason, "a correction")
+        except BadReason as refused:
+            raise CorrectionRefused("bad_reason", str(refused)) from None
         delivery = await self._log.delivery(delivery_id, with_body=True)
         if delivery is None:
             raise UnknownDelivery(delivery_id)

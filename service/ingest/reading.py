@@ -81,6 +81,8 @@ class Contradiction:
 
 
 Reading = ReadDelivery | Unreadable | Undecrypted | Ignored | Contradiction
+
+
 def read_delivery(
     body: bytes,
     headers: DeliveryHeaders,

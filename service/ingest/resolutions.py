@@ -8,11 +8,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from service.cybersource.envelope import is_storable
+from service.ingest.operator_reasons import BadReason, operator_reason
 from service.ingest.replay import UnknownDelivery
 from service.store.delivery_log import SqlDeliveryLog
 from service.store.delivery_queue import (
-    REASON_LENGTH_MAX,
     AlreadyResolved,
     ResolutionRow,
     SqlDeliveryResolutions,
@@ -40,13 +39,10 @@ class DeliveryResolver:
         self._clock = clock
 
     async def resolve(self, delivery_id: int, reason: str, resolved_by: str) -> ResolutionRow:
-        reason = reason.strip()
-        if not reason or len(reason) > REASON_LENGTH_MAX:
-            raise ResolutionRefused(
-                "bad_reason", f"a resolution needs a reason of 1 to {REASON_LENGTH_MAX} characters"
-            )
-        if not is_storable(reason):
-            raise ResolutionRefused("bad_reason", "the reason holds a NUL or a lone surrogate")
+        try:
+            reason = operator_reason(reason, "a resolution")
+        except BadReason as refused:
+            raise ResolutionRefused("bad_reason", str(refused)) from None
         delivery = await self._log.delivery(delivery_id, with_body=False)
         if delivery is None:
             raise UnknownDelivery(delivery_id)

@@ -20,7 +20,7 @@ from service.fronts.api import parameters as p
 from service.fronts.api.contract import ApiOperation, ApiRoute, PathParameter
 from service.fronts.auth import ApiAuthorizer, Caller, Scope
 from service.fronts.errors import ApiError, bad_parameter
-from service.ingest.corrections import REASON_LENGTH_MAX, CorrectionRefused, DeliveryCorrections
+from service.ingest.corrections import CorrectionRefused, DeliveryCorrections
 from service.ingest.delivery_documents import (
     DeliveryDetail,
     DeliveryList,
@@ -31,6 +31,7 @@ from service.ingest.delivery_documents import (
     resolved,
     summaries,
 )
+from service.ingest.operator_reasons import REASON_LENGTH_MAX
 from service.ingest.replay import DeliveryReplayer, NotReplayable, UnknownDelivery
 from service.ingest.resolutions import DeliveryResolver, ResolutionRefused
 from service.read.cursors import (
@@ -44,22 +45,25 @@ from service.store.delivery_log import (
     DeliveryFilters,
     SqlDeliveryLog,
 )
-from service.store.delivery_queue import REASON_LENGTH_MAX as RESOLUTION_REASON_LENGTH_MAX
 from service.store.schema import InboxOutcome
 
 REQUEST_BODY_BYTES_MAX = 4096
 
 
-class CorrectionRequest(BaseModel):
+class ReasonRequest(BaseModel):
+    """An operator's action on a delivery, and why."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     reason: str = Field(min_length=1, max_length=REASON_LENGTH_MAX)
 
 
-class ResolutionRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class CorrectionRequest(ReasonRequest):
+    pass
 
-    reason: str = Field(min_length=1, max_length=RESOLUTION_REASON_LENGTH_MAX)
+
+class ResolutionRequest(ReasonRequest):
+    pass
 
 
 class DeliveryListParameters(BaseModel):
@@ -88,7 +92,7 @@ class DeliveryParameters(BaseModel):
 
 
 Handler = Callable[[Request, Caller], Awaitable[BaseModel]]
-Reasoned = TypeVar("Reasoned", CorrectionRequest, ResolutionRequest)
+Reasoned = TypeVar("Reasoned", bound=ReasonRequest)
 
 DELIVERY_ID = PathParameter(
     "deliveryId", "The delivery's id in the log", {"type": "integer", "minimum": 1,
