@@ -38,6 +38,10 @@ class DeliveryResolver:
         self._resolutions = resolutions
         self._clock = clock
 
+    async def is_waiting(self, delivery_id: int) -> bool:
+        """Whether the delivery waits for an operator (and may be resolved)."""
+        return await self._resolutions.is_waiting(delivery_id)
+
     async def resolve(self, delivery_id: int, reason: str, resolved_by: str) -> ResolutionRow:
         try:
             reason = operator_reason(reason, "a resolution")

@@ -195,7 +195,10 @@ def test_an_operator_corrects_a_conflicting_payment_through_the_console_form(
 
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     sign_in(page, f"{console_url}/console/deliveries/{conflict['deliveryId']}")
-    page.fill('input[name="reason"]', "The payer's bank confirmed 50.00 is owed")
+    page.fill(
+        'form[action$="/corrections"] input[name="reason"]',
+        "The payer's bank confirmed 50.00 is owed",
+    )
     page.click('button:has-text("Record the delivered version as a correction")')
     page.wait_for_load_state()
     notice = page.locator('[data-field="replay-result"]').inner_text()

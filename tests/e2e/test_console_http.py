@@ -115,7 +115,8 @@ def test_the_delivery_log_filters_by_reason_and_a_failed_replay_is_shown_as_a_pr
     assert 'value="unusable_body"' in page.text  # the filter is kept in the form
 
     form_page = console.get(f"/console/deliveries/{shown[0]}", headers=OPERATOR)
-    [form_token] = re.findall(r'name="formToken" value="([0-9a-f]+)"', form_page.text)
+    # One token for every form of the page (replay, resolve).
+    form_token, *_ = re.findall(r'name="formToken" value="([0-9a-f]+)"', form_page.text)
     replayed = console.post(
         f"/console/deliveries/{shown[0]}/replay",
         data={"formToken": form_token},
@@ -127,3 +128,30 @@ def test_the_delivery_log_filters_by_reason_and_a_failed_replay_is_shown_as_a_pr
     )
     assert banner == "problem"
     assert "Replayed: unreadable" in replayed.text
+
+
+def test_the_queue_lists_what_waits_and_a_resolution_takes_a_dead_letter_out_of_it(
+    console: httpx.Client,
+) -> None:
+    deliver(console, "INV-200")
+    dead_letter = b'{"notificationId": "n-queued", "payloads": [{"data": {}}]}'
+    answer = console.post(
+        "/webhooks/cybersource", content=dead_letter, headers=signed_headers(dead_letter)
+    )
+    assert answer.status_code == 422
+    queue = console.get("/console/deliveries", params={"waiting": "true"}, headers=OPERATOR)
+    [waiting] = re.findall(r'data-delivery-id="([0-9]+)"', queue.text)
+
+    page = console.get(f"/console/deliveries/{waiting}", headers=OPERATOR)
+    form_token, *_ = re.findall(r'name="formToken" value="([0-9a-f]+)"', page.text)
+    resolved = console.post(
+        f"/console/deliveries/{waiting}/resolution",
+        data={"formToken": form_token, "reason": "entered by hand from the bank statement"},
+        headers={**OPERATOR, "Origin": str(console.base_url).rstrip("/")},
+    )
+    assert resolved.status_code == 200, resolved.text
+    [shown] = re.findall(r'data-field="resolution">([^<]*)</p>', resolved.text)
+    assert html.unescape(shown).endswith(": entered by hand from the bank statement")
+    assert 'action="/console/deliveries/' + waiting + '/resolution"' not in resolved.text
+    queue = console.get("/console/deliveries", params={"waiting": "true"}, headers=OPERATOR)
+    assert re.findall(r'data-delivery-id="([0-9]+)"', queue.text) == []

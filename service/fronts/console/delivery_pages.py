@@ -1,4 +1,5 @@
-"""The console's delivery pages: the log, a delivery's story, replays and corrections."""
+"""The console's delivery pages: the log and its queue of deliveries waiting for an operator,
+a delivery's story, replays, corrections and resolutions."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from service.fronts.console.views import (
 from service.ingest.corrections import CorrectionRefused
 from service.ingest.delivery_documents import detail, summaries
 from service.ingest.replay import NotReplayable, UnknownDelivery
+from service.ingest.resolutions import ResolutionRefused
 from service.read.cursors import (
     UnreadableCursor,
     decode_delivery_cursor,
@@ -41,6 +43,7 @@ DELIVERY_FILTERS = (
     "receivedFrom",
     "receivedTo",
     "reason",
+    "waiting",
 )
 
 
@@ -60,6 +63,7 @@ class DeliveryPages(ConsoleFrame):
             received_from=instant_or_day(query.get("receivedFrom"), "receivedFrom", end=False),
             received_to=instant_or_day(query.get("receivedTo"), "receivedTo", end=True),
             reason_prefix=text_filter(query.get("reason"), "reason"),
+            waiting=query.get("waiting") == "true",
         )
         cursor = text_filter(query.get("cursor"), "cursor")
         try:
@@ -77,7 +81,7 @@ class DeliveryPages(ConsoleFrame):
         return self._render(
             request,
             "deliveries.html",
-            title="Deliveries",
+            title="Deliveries waiting for an operator" if filters.waiting else "Deliveries",
             deliveries=[as_document(item) for item in await summaries(rows, log)],
             outcomes=list(InboxOutcome),
             filters={name: query.get(name, "") for name in DELIVERY_FILTERS},
@@ -118,6 +122,7 @@ class DeliveryPages(ConsoleFrame):
             status_code,
             title=f"Delivery {delivery_id}",
             delivery=shown,
+            waiting=await sources.resolver.is_waiting(delivery_id),
             body=body_text(shown["body"]),
             operator=caller.is_operator,
             notice=notice,
@@ -160,3 +165,15 @@ class DeliveryPages(ConsoleFrame):
         return await self._delivery_page(
             request, caller, delivery_id, notice=f"Correction recorded at positions {positions}"
         )
+
+    async def resolve(self, request: Request, caller: Caller) -> Response:
+        delivery_id = request.path_params["deliveryId"]
+        form = await small_form(request)
+        reason = str(form.get("reason", ""))
+        try:
+            await self._sources.resolver.resolve(delivery_id, reason, caller.name)
+        except ResolutionRefused as refused:
+            return await self._delivery_page(
+                request, caller, delivery_id, problem=refused.detail, status_code=409
+            )
+        return await self._delivery_page(request, caller, delivery_id, notice="Resolved")

@@ -31,6 +31,7 @@ from service.fronts.console.views import (
 from service.fronts.errors import ApiError
 from service.ingest.corrections import DeliveryCorrections
 from service.ingest.replay import DeliveryReplayer, UnknownDelivery
+from service.ingest.resolutions import DeliveryResolver
 from service.read.delivery_outcomes import DeliveryOutcomes
 from service.read.queries import InvoiceQueries
 from service.store.console_sessions import SqlConsoleSessions
@@ -73,6 +74,8 @@ class ConsoleSources(Protocol):
     def replayer(self) -> DeliveryReplayer: ...
     @property
     def corrections(self) -> DeliveryCorrections: ...
+    @property
+    def resolver(self) -> DeliveryResolver: ...
     @property
     def console_sessions(self) -> SqlConsoleSessions: ...
     @property

@@ -36,6 +36,11 @@ class Console(DeliveryPages, ReportPages):
                 self._bounded(self._page(self.correct, Scope.OPERATOR)),
                 methods=["POST"],
             ),
+            Route(
+                "/console/deliveries/{deliveryId:int}/resolution",
+                self._bounded(self._page(self.resolve, Scope.OPERATOR)),
+                methods=["POST"],
+            ),
             Route("/console/invoices", self._page(self.invoices), methods=["GET"]),
             Route("/console/login", self._bounded(self.login), methods=["GET", "POST"]),
             Route("/console/logout", self._bounded(self.logout), methods=["POST"]),
