@@ -160,6 +160,19 @@ def test_an_operator_signs_in_reads_the_charts_filters_deliveries_and_finds_an_a
     page.wait_for_load_state()
     result = page.locator('[data-field="replay-result"]').inner_text()
     assert result.startswith("Replayed: unreadable")
+    # It still waits for an operator, who resolves it with a reason: it leaves the queue.
+    page.fill(
+        'form[action$="/resolution"] input[name="reason"]', "Entered by hand from the statement"
+    )
+    page.click('button:has-text("Resolve")')
+    page.wait_for_load_state()
+    assert (
+        page.locator('[data-field="resolution"]')
+        .inner_text()
+        .endswith(": Entered by hand from the statement")
+    )
+    page.goto(f"{console_url}/console/deliveries?waiting=true")
+    assert page.locator("tbody tr[data-delivery-id]").count() == 0
 
     # An invoice found by number, with its audit trail as /v1 lists it.
     page.click('nav a:has-text("Invoices")')
