@@ -18,7 +18,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, and_, cast, exists, func, literal, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    and_,
+    cast,
+    exists,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -42,6 +53,8 @@ WAITING_COUNTED_MAX = 100_000
 
 DEAD_LETTER = "dead_letter"
 CONFLICT = "conflict"
+# The outcomes of the rows ix_inbox_needs_attention holds (schema.NEEDS_ATTENTION).
+NEEDS_ATTENTION = (InboxOutcome.CONFLICT.value, InboxOutcome.REJECTED.value)
 
 
 class AlreadyResolved(Exception):
@@ -74,6 +87,9 @@ def waiting() -> ColumnElement[bool]:
     key = literal(CORRECTION_KEY_PREFIX) + cast(inbox.c.id, String)
     corrected = exists().where(events.c.idempotency_key.in_([key, key + "#0"]))
     return and_(
+        # The partial index's own predicate, in literals, so that the planner reads only the
+        # rows it holds (ix_inbox_needs_attention), never every accepted delivery.
+        inbox.c.outcome.in_([literal_column(f"'{outcome}'") for outcome in NEEDS_ATTENTION]),
         or_(and_(dead_letter(), ~now_reads), and_(conflict(), ~corrected)),
         ~resolved,
     )
