@@ -33,6 +33,7 @@ from service.ingest.resolutions import DeliveryResolver
 from service.metrics import LedgerMetrics
 from service.projections.projector import InvoiceProjector
 from service.read.delivery_outcomes import DeliveryOutcomes
+from service.read.headline import FinanceHeadlines
 from service.read.queries import InvoiceQueries
 from service.reconciler.answers import CallFailure, CallObserver, CallOutcome
 from service.reconciler.client import CybersourceClient
@@ -245,6 +246,10 @@ class Ledger:
             owner=process_owner("notifier"),
             on_digest=lambda outcome: self.metrics.notifier_digests.labels(outcome).inc(),
         )
+
+    @cached_property
+    def headlines(self) -> FinanceHeadlines:
+        return FinanceHeadlines(self.queries, self.engine)
 
     @cached_property
     def resolver(self) -> DeliveryResolver:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +112,27 @@ def test_an_operator_signs_in_reads_the_charts_filters_deliveries_and_finds_an_a
 
     overview = f"{console_url}/console?asOf={TODAY.isoformat()}&interval=month"
     sign_in(page, overview)
-    assert page.locator("h1").inner_text() == "Overview"
+    assert page.locator("h1").inner_text() == "Receivables"
+
+    # The headline figures are /v1's: outstanding and open invoices per currency, overdue as
+    # the aging report's buckets past due.
+    outstanding = v1(api, "/v1/reports/outstanding")["items"]
+    aging_today = v1(api, "/v1/reports/aging", asOf=TODAY.isoformat())["items"]
+    for item in outstanding:
+        row = page.locator(f'table.headline tr[data-currency="{item["currency"]}"]')
+        figure = row.locator('[data-figure="outstanding"]')
+        assert Decimal(figure.get_attribute("data-value") or "") == Decimal(item["balanceAmount"])
+        assert figure.locator(".money").get_attribute("title") == str(
+            Decimal(figure.get_attribute("data-value") or "")
+        )
+        assert row.locator('[data-figure="open-invoices"]').inner_text() == str(item["invoices"])
+        [aged] = [other for other in aging_today if other["currency"] == item["currency"]]
+        overdue = sum(
+            Decimal(aged[bucket] or 0)
+            for bucket in AGING_BUCKETS[1:5]  # past due, with a date
+        )
+        shown = row.locator('[data-figure="overdue"]').get_attribute("data-value") or ""
+        assert Decimal(shown) == overdue
 
     # The aging chart shows exactly what /v1 answers, bucket by bucket, in each currency.
     aging = v1(api, "/v1/reports/aging", asOf=TODAY.isoformat())["items"]
@@ -133,11 +154,16 @@ def test_an_operator_signs_in_reads_the_charts_filters_deliveries_and_finds_an_a
     )
     assert "40.00" in chart_values(page, "collections-EUR").values()
 
-    # Delivery outcomes: five stored notifications (one a repeat) and one dead letter.
+    page.screenshot(path=str(artifacts / f"console-{engine}.png"), full_page=True)
+
+    # Delivery outcomes, on the ingestion page: five stored notifications (one a repeat) and
+    # one dead letter.
+    page.click('nav a:has-text("Ingestion")')
+    page.wait_for_url("**/console/operations*")
     outcomes = chart_values(page, "delivery-outcomes")
     assert (outcomes["accepted"], outcomes["duplicate"], outcomes["rejected"]) == ("4", "1", "1")
     assert page.locator('[data-figure="lag-events"] .figure').inner_text() == "0"
-    page.screenshot(path=str(artifacts / f"console-{engine}.png"), full_page=True)
+    page.screenshot(path=str(artifacts / f"console-ingestion-{engine}.png"), full_page=True)
 
     # The delivery log, filtered to dead letters through the form.
     page.click('nav a:has-text("Deliveries")')

@@ -20,6 +20,7 @@ from service.store.schema import invoices
 from service.store.views.changes import ProjectedInvoice
 from service.store.views.read_model_store import SqlReadModelStore
 from tests.support.events import invoice_event
+from tests.support.projections import project
 
 pytestmark = pytest.mark.anyio
 MOMENT = datetime(2026, 3, 1, 12, tzinfo=UTC)
@@ -49,15 +50,6 @@ def invoice(
         last_position=1,
     )
     return ProjectedInvoice(state, [state], MOMENT)
-
-
-async def project(engine: AsyncEngine, *projected: ProjectedInvoice) -> None:
-    read_models = SqlReadModelStore(engine)
-    assert await read_models.acquire_lease("test", 15)
-    position = await read_models.checkpoint()
-    await read_models.apply(
-        projected, owner="test", from_position=position, to_position=position + 1
-    )
 
 
 async def test_a_collection_of_unknown_amount_is_stored_unknown_and_makes_its_row_incomplete(

@@ -24,6 +24,7 @@ from service.fronts.console.inputs import (
 )
 from service.fronts.console.views import (
     SECURITY_HEADERS,
+    money,
     retry_after_headers,
     see_other,
     sign_in_problem,
@@ -33,6 +34,7 @@ from service.ingest.corrections import DeliveryCorrections
 from service.ingest.replay import DeliveryReplayer, UnknownDelivery
 from service.ingest.resolutions import DeliveryResolver
 from service.read.delivery_outcomes import DeliveryOutcomes
+from service.read.headline import FinanceHeadlines
 from service.read.queries import InvoiceQueries
 from service.store.console_sessions import SqlConsoleSessions
 from service.store.delivery_log import SqlDeliveryLog
@@ -77,6 +79,8 @@ class ConsoleSources(Protocol):
     @property
     def resolver(self) -> DeliveryResolver: ...
     @property
+    def headlines(self) -> FinanceHeadlines: ...
+    @property
     def console_sessions(self) -> SqlConsoleSessions: ...
     @property
     def items_per_delivery_max(self) -> int: ...
@@ -98,6 +102,7 @@ class ConsoleFrame:
             autoescape=True,
             undefined=jinja2.StrictUndefined,
         )
+        self._templates.filters["money"] = money
 
     # Rendering and access
 

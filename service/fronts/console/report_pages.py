@@ -1,4 +1,4 @@
-"""The console's overview of reports and ingestion, and its invoice list."""
+"""The console's receivables overview, its ingestion page, and its invoice list."""
 
 from __future__ import annotations
 
@@ -39,12 +39,14 @@ from service.read.cursors import (
     encode_page_cursor,
 )
 from service.read.documents import invoice_from_row, report_items
+from service.read.headline import DSO_DAYS
 from service.read.invoice_pages import InvoiceFilters, PageKey
 from service.read.queries import COLLECTION_DAYS_MAX
 
 
 class ReportPages(ConsoleFrame):
-    """The overview (reports, ingestion, projection) and the invoice list."""
+    """The first page for finance (headline figures, aging, collections), the ingestion page
+for whoever runs the service, and the invoice list."""
 
     async def overview(self, request: Request, caller: Caller) -> Response:
         query = request.query_params
@@ -61,9 +63,6 @@ class ReportPages(ConsoleFrame):
             raise InvalidInput("from: must not be after to")
         if (collections_to - collections_from).days > COLLECTION_DAYS_MAX:
             raise InvalidInput(f"from, to: at most {COLLECTION_DAYS_MAX} days apart")
-        window = query.get("outcomes") or "7d"
-        if window not in (*OUTCOME_WINDOWS, "all"):
-            raise InvalidInput("outcomes: must be 24h, 7d, 30d or all")
         organization = text_filter(query.get("organizationId"), "organizationId")
 
         aging = report_items(
@@ -79,21 +78,17 @@ class ReportPages(ConsoleFrame):
             ),
             {"amount": "amount", "provisional_amount": "provisional"},
         )
-        since = None if window == "all" else datetime.now(UTC) - OUTCOME_WINDOWS[window]
-        outcomes = await self._sources.delivery_outcomes.counts(since)
-        lag = await self._projection_lag()
         return self._render(
             request,
             "overview.html",
-            title="Overview",
+            title="Receivables",
             as_of=as_of.isoformat(),
             interval=interval,
             collections_from=collections_from.isoformat(),
             collections_to=collections_to.isoformat(),
-            window=window,
-            windows=[*OUTCOME_WINDOWS, "all"],
-            window_labels=OUTCOME_WINDOW_LABELS,
             organization=organization or "",
+            headlines=await self._sources.headlines.per_currency(today, organization),
+            dso_days=DSO_DAYS,
             aging_charts=aging_charts(aging),
             aging_incomplete=[item["currency"] for item in aging if item["incomplete"]],
             aging_provisional=[
@@ -107,13 +102,29 @@ class ReportPages(ConsoleFrame):
                 f"{item['period']} {item['provisional']} {item['currency']}"
                 for item in provisional_items(collections)
             ],
+        )
+
+    async def operations(self, request: Request, caller: Caller) -> Response:
+        """Ingestion and projection, for whoever runs the service."""
+        window = request.query_params.get("outcomes") or "7d"
+        if window not in (*OUTCOME_WINDOWS, "all"):
+            raise InvalidInput("outcomes: must be 24h, 7d, 30d or all")
+        since = None if window == "all" else datetime.now(UTC) - OUTCOME_WINDOWS[window]
+        outcomes = await self._sources.delivery_outcomes.counts(since)
+        return self._render(
+            request,
+            "operations.html",
+            title="Ingestion",
+            window=window,
+            windows=[*OUTCOME_WINDOWS, "all"],
+            window_labels=OUTCOME_WINDOW_LABELS,
             outcomes_chart=bar_chart(
                 "delivery-outcomes",
                 "Deliveries by outcome",
                 "deliveries",
                 [(name, name, count, str(count)) for name, count in outcomes.items()],
             ),
-            lag=lag,
+            lag=await self._projection_lag(),
         )
 
     async def _projection_lag(self) -> dict[str, Any]:

@@ -20,6 +20,7 @@ class Console(DeliveryPages, ReportPages):
     def routes(self) -> list[Route]:
         return [
             Route("/console", self._page(self.overview), methods=["GET"]),
+            Route("/console/operations", self._page(self.operations), methods=["GET"]),
             Route("/console/deliveries", self._page(self.deliveries), methods=["GET"]),
             Route(
                 "/console/deliveries/{deliveryId:int}",

@@ -8,11 +8,13 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+from markupsafe import Markup
 from pydantic import BaseModel
 from starlette.responses import RedirectResponse, Response
 
 from service.domain.events import RecordedEvent
 from service.domain.invoice import corrected_by
+from service.domain.money import currency_exponent
 from service.domain.reports import AGING_BUCKETS
 from service.fronts.console.charts import BarChart, bar_chart
 from service.fronts.errors import ApiError
@@ -82,6 +84,23 @@ def collection_charts(items: list[dict[str, Any]]) -> list[BarChart]:
         )
         for currency, rows in sorted(by_currency.items())
     ]
+
+
+def money(amount: Decimal | str | None, currency: str | None) -> Markup:
+    """An amount for people: thousands separated, as many decimals as the currency has
+    (``1,829.50 USD``, ``115,010 JPY``, ``12.345 KWD``) and never fewer than it holds, so
+    nothing is rounded away; the exact value in its title."""
+    if amount is None:
+        return Markup("unknown")
+    value = Decimal(amount)
+    # Decimals it holds, trailing zeros aside (PostgreSQL answers NUMERIC(38, 6) as 60.000000).
+    exponent = value.normalize().as_tuple().exponent
+    held = -exponent if isinstance(exponent, int) and exponent < 0 else 0
+    places = max(currency_exponent(currency) if currency else 2, held)
+    code = f" {currency}" if currency else ""
+    return Markup('<span class="money" title="{}">{}{}</span>').format(
+        f"{value:f}", f"{value:,.{places}f}", code
+    )
 
 
 def amount_of(text: str | None) -> Decimal | None:
