@@ -24,7 +24,7 @@ from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, insert, or_, select, text, tuple_
+from sqlalchemy import ColumnElement, and_, func, insert, literal, or_, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service.domain.status import OPEN_STATUSES
@@ -49,7 +49,9 @@ from service.store.schema import (
     invoice_collections,
     invoice_versions,
     invoices,
+    projection_checkpoints,
 )
+from service.store.views.leases import INVOICES_PROJECTION
 
 # pg_advisory_xact_lock key held while an export is made (a constant of its own: appends use
 # other keys, service.store.events.base).
@@ -186,9 +188,7 @@ async def _payment_lines(
             current.pop(identity, None)  # posted already, as it stands
             continue
         source, position = (
-            (now.source, now.position)
-            if now
-            else await _latest_fact(connection, line.organization_id, line.invoice_number)
+            (now.source, now.position) if now else await _fact_of(connection, line.invoice_number)
         )
         reversals.append(replace(line, kind=REVERSAL, source=source, position=position))
     payments = sorted(current.values(), key=lambda line: (line.occurred_at, *line.identity))
@@ -213,6 +213,25 @@ async def _posted(connection: AsyncConnection) -> dict[tuple[str, str, int], Exp
     return {identity: line for identity, line in latest.items() if line.kind == PAYMENT}
 
 
+def _latest_fact(invoice_number: Any) -> tuple[Any, Any]:
+    """The position and source of the latest fact recorded for an invoice number that the read
+    model reflects (a correction is read in place of the fact it corrects, so the invoice's
+    own last position would name the corrected fact, not the correction)."""
+    checkpoint = (
+        select(projection_checkpoints.c.position)
+        .where(projection_checkpoints.c.name == INVOICES_PROJECTION)
+        .scalar_subquery()
+    )
+    latest, fact = events.alias("latest"), events.alias("fact")
+    position = (
+        select(func.max(latest.c.position))
+        .where(latest.c.stream_id == invoice_number, latest.c.position <= checkpoint)
+        .scalar_subquery()
+    )
+    source = select(fact.c.source).where(fact.c.position == position).scalar_subquery()
+    return position.label("fact_position"), source.label("fact_source")
+
+
 def _collection_query() -> Any:
     collected = invoice_collections.c
     return select(
@@ -223,16 +242,7 @@ def _collection_query() -> Any:
         collected.currency,
         collected.amount,
         collected.provisional,
-        invoices.c.last_position,
-        events.c.source,
-    ).select_from(
-        invoice_collections.join(
-            invoices,
-            and_(
-                invoices.c.organization_id == collected.organization_id,
-                invoices.c.invoice_number == collected.invoice_number,
-            ),
-        ).outerjoin(events, events.c.position == invoices.c.last_position)
+        *_latest_fact(collected.invoice_number),
     )
 
 
@@ -262,27 +272,18 @@ async def _collections(
             row.currency,
             row.amount,
             row.provisional,
-            row.source or "",
-            row.last_position,
+            row.fact_source or "",
+            row.fact_position or 0,
         )
         for row in rows
     ]
 
 
-async def _latest_fact(
-    connection: AsyncConnection, organization_id: str, invoice_number: str
-) -> tuple[str, int]:
-    """The source and position of the invoice's latest fact (the one that removed a payment)."""
-    query = (
-        select(events.c.source, invoices.c.last_position)
-        .select_from(invoices.outerjoin(events, events.c.position == invoices.c.last_position))
-        .where(
-            invoices.c.organization_id == organization_id,
-            invoices.c.invoice_number == invoice_number,
-        )
-    )
-    row = (await connection.execute(query)).first()
-    return ("", 0) if row is None else (row.source or "", int(row.last_position))
+async def _fact_of(connection: AsyncConnection, invoice_number: str) -> tuple[str, int]:
+    """The source and position of the latest fact about an invoice number (the one that
+    removed a payment)."""
+    row = (await connection.execute(select(*_latest_fact(literal(invoice_number))))).one()
+    return (row.fact_source or "", int(row.fact_position or 0))
 
 
 async def _receivable_lines(connection: AsyncConnection, period_to: date) -> list[ExportLine]:
@@ -297,18 +298,9 @@ async def _receivable_lines(connection: AsyncConnection, period_to: date) -> lis
             versions.balance_amount,
             versions.balance_provisional,
             versions.due_date,
-            invoices.c.last_position,
-            events.c.source,
+            *_latest_fact(versions.invoice_number),
         )
-        .select_from(
-            invoice_versions.join(
-                invoices,
-                and_(
-                    invoices.c.organization_id == versions.organization_id,
-                    invoices.c.invoice_number == versions.invoice_number,
-                ),
-            ).outerjoin(events, events.c.position == invoices.c.last_position)
-        )
+        .select_from(invoice_versions)
         .where(
             versions.valid_from < end,
             or_(versions.valid_to.is_(None), versions.valid_to >= end),
@@ -331,8 +323,8 @@ async def _receivable_lines(connection: AsyncConnection, period_to: date) -> lis
             row.currency,
             row.balance_amount,
             row.balance_provisional,
-            row.source or "",
-            row.last_position,
+            row.fact_source or "",
+            row.fact_position or 0,
         )
         for number, row in enumerate(rows, start=1)
     ]
