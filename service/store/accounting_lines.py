@@ -59,7 +59,10 @@ def start_of_day(day: date) -> datetime:
 
 
 def end_of_period(period_to: date) -> datetime:
-    """The first instant after the period (its last day is inclusive, in UTC)."""
+    """The first instant after the period (its last day is inclusive, in UTC); the last day
+    of the calendar has none, so its period ends at the last instant there is."""
+    if period_to == date.max:
+        return datetime.max.replace(tzinfo=UTC)
     return start_of_day(period_to + timedelta(days=1))
 
 

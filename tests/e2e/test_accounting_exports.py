@@ -308,3 +308,12 @@ def _until(condition: Callable[[], bool]) -> None:
     while not condition():
         assert time.monotonic() < deadline, "the projector did not catch up"
         time.sleep(0.1)
+
+
+def test_a_period_at_the_ends_of_the_calendar_is_an_export_not_an_error(api: httpx.Client) -> None:
+    for day in ("0001-01-01", "9999-12-31"):
+        for kind in ("payments", "receivables"):
+            made = api.post(
+                "/v1/exports", json={"kind": kind, "from": day, "to": day}, headers=OPERATOR
+            )
+            assert made.status_code == 200, made.text
