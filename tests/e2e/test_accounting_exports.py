@@ -260,6 +260,10 @@ def test_a_read_token_lists_and_downloads_exports_but_cannot_create_one(
     assert api.get("/v1/exports", headers=READ).json()["items"] == []
     export = create(api)
     assert api.get(f"/v1/exports/{export['id']}", headers=READ).status_code == 200
+    as_csv = api.get(f"/v1/exports/{export['id']}", headers={**READ, "Accept": "text/csv"})
+    assert as_csv.text.startswith("line,kind,date,")
+    refused = api.get(f"/v1/exports/{export['id']}", headers={**READ, "Accept": "image/png"})
+    assert refused.status_code == 406
     assert api.get("/v1/exports/999", headers=READ).status_code == 404
     backwards = api.post("/v1/exports", json={**MARCH, "to": "2026-02-01"}, headers=OPERATOR)
     assert backwards.status_code == 400

@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 
 from service.fronts.api import parameters as p
 from service.fronts.api.contract import CSV_MEDIA_TYPE, ApiOperation, ApiRoute, PathParameter
+from service.fronts.api.exports import CSV_CONTENT_TYPE, answers_csv
 from service.fronts.auth import ApiAuthorizer, Caller, Scope
 from service.fronts.errors import ApiError, bad_parameter
 from service.read.accounting import (
@@ -158,7 +159,7 @@ class AccountingExportApi:
 
     async def download(self, request: Request, caller: Caller) -> Response:
         query = _query(request)
-        if "format" not in query and CSV_MEDIA_TYPE in request.headers.get("accept", ""):
+        if "format" not in query and answers_csv(request, None, csv_offered=True):
             query["format"] = "csv"
         parameters = p.parse(ExportDownloadParameters, query)
         export, lines = await self._exports.export(_export_id(request))
@@ -167,7 +168,7 @@ class AccountingExportApi:
         name = filename(export, parameters.format, parameters.currency)
         headers = {"Content-Disposition": f'attachment; filename="{name}"'}
         if kind == CSV_MEDIA_TYPE:
-            kind = f"{CSV_MEDIA_TYPE}; charset=utf-8; header=present"
+            kind = CSV_CONTENT_TYPE
         return Response(content, media_type=kind, headers=headers)
 
 
