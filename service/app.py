@@ -16,6 +16,7 @@ from service.bootstrap import serving_ledger
 from service.configured_keys import merchant_credentials
 from service.cybersource.jwt_authentication import CertificateCredentials
 from service.cybersource.keys import CertifiedKey
+from service.fronts.api.accounting_exports import AccountingExportApi
 from service.fronts.api.contract import ApiRoute, declared_operations, openapi_document
 from service.fronts.api.deliveries import DeliveryApi
 from service.fronts.api.routes import QueryApi
@@ -54,6 +55,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
         authorizer,
         items_per_delivery_max=settings.webhook_items_max,
     )
+    accounting_api = AccountingExportApi(ledger.accounting_exports, authorizer)
     console = Console(ledger, authorizer)
 
     @asynccontextmanager
@@ -94,6 +96,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
             ),
             *query_api.routes(),
             *delivery_api.routes(),
+            *accounting_api.routes(),
             *console.routes(),
             *operations_routes(ledger, serving_workers, lambda: app.state.openapi),
         ],

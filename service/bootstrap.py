@@ -32,6 +32,7 @@ from service.ingest.replay import DeliveryReplayer
 from service.ingest.resolutions import DeliveryResolver
 from service.metrics import LedgerMetrics
 from service.projections.projector import InvoiceProjector
+from service.read.accounting import AccountingExports
 from service.read.delivery_outcomes import DeliveryOutcomes
 from service.read.headline import FinanceHeadlines
 from service.read.queries import InvoiceQueries
@@ -49,6 +50,7 @@ from service.settings import (
     resolve_database_url,
     standard_webhooks_key,
 )
+from service.store.accounting_exports import SqlAccountingExports
 from service.store.console_sessions import SqlConsoleSessions
 from service.store.database import create_engine, is_postgresql
 from service.store.delivery_log import SqlDeliveryLog
@@ -204,6 +206,10 @@ class Ledger:
     @cached_property
     def delivery_log(self) -> SqlDeliveryLog:
         return SqlDeliveryLog(self.engine, self.data_keys)
+
+    @cached_property
+    def accounting_exports(self) -> AccountingExports:
+        return AccountingExports(SqlAccountingExports(self.engine))
 
     @cached_property
     def delivery_outcomes(self) -> DeliveryOutcomes:

@@ -23,6 +23,8 @@ $$;
 REVOKE ALL ON ALL TABLES IN SCHEMA public FROM invoice_ledger_service;
 GRANT USAGE ON SCHEMA public TO invoice_ledger_service;
 GRANT SELECT, INSERT ON events, inbox, delivery_replays, delivery_resolutions TO invoice_ledger_service;
+-- Accounting exports are append-only: an export and its lines are never changed or deleted.
+GRANT SELECT, INSERT ON accounting_exports, accounting_export_lines TO invoice_ledger_service;
 GRANT SELECT ON alembic_version TO invoice_ledger_service;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO invoice_ledger_service;
 GRANT EXECUTE ON FUNCTION ledger_append_columns TO invoice_ledger_service;

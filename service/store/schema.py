@@ -24,6 +24,7 @@ from sqlalchemy import (
 )
 
 from service.domain.events import EventSource
+from service.store.accounting_schema import accounting_tables
 from service.store.column_types import ExactAmount, JsonDocument, Position, RawBody, UtcDateTime
 
 metadata = MetaData(
@@ -390,3 +391,6 @@ personal_data_keys = Table(
     Column("master_key_id", String(16), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
 )
+
+# Accounting exports and the lines each holds (service.store.accounting_schema).
+accounting_exports, accounting_export_lines = accounting_tables(metadata)

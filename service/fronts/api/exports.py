@@ -10,8 +10,8 @@ JSON.
 
 A spreadsheet runs a cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage
 return as a formula: a payer named ``=HYPERLINK(...)`` would run in finance's spreadsheet.
-Such a text field is prefixed with ``'`` (OWASP's rule), unless it is a plain number; JSON
-answers keep every value exactly.
+Such a text field is prefixed with ``'`` (OWASP's rule, service.read.spreadsheet_cells),
+unless it is a plain number; JSON answers keep every value exactly.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 import types
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,10 +30,9 @@ from starlette.responses import StreamingResponse
 
 from service.fronts.api.contract import CSV_MEDIA_TYPE, JSON_MEDIA_TYPE
 from service.fronts.errors import ApiError
+from service.read.spreadsheet_cells import not_a_formula
 
 ACCEPT_ITEMS_MAX = 32  # an Accept header is a short list; more is not worth parsing
-FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
-_PLAIN_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 CSV_CONTENT_TYPE = f"{CSV_MEDIA_TYPE}; charset=utf-8; header=present"
 
 
@@ -150,13 +148,7 @@ def _cell(item: Mapping[str, Any], column: Column) -> str:
         return " ".join(value)
     if isinstance(value, bool):
         return "true" if value else "false"
-    return _not_a_formula(str(value))
-
-
-def _not_a_formula(text: str) -> str:
-    if text.startswith(FORMULA_TRIGGERS) and not _PLAIN_NUMBER.fullmatch(text):
-        return "'" + text
-    return text
+    return not_a_formula(str(value))
 
 
 async def csv_lines(

@@ -6,6 +6,7 @@ import click
 
 from service.fronts.cli.common import LedgerCommands
 from service.fronts.cli.deliveries import deliveries
+from service.fronts.cli.exports import exports
 from service.fronts.cli.keys import keys
 from service.fronts.cli.personal_data import erase, personal_data
 from service.fronts.cli.projection import project, rebuild
@@ -53,6 +54,7 @@ for command in (
     events,
     sign_webhook,
     deliveries,
+    exports,
     keys,
     erase,
     personal_data,
