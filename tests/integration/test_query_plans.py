@@ -144,6 +144,11 @@ async def test_each_filter_of_the_invoice_list_reads_the_index_made_for_it(
             [first, *_] = await queries.invoices(InvoiceFilters(currency="GBP"), 100, None)
             after = PageKey(first.updated_at, first.organization_id, first.invoice_number)
             await queries.invoices(InvoiceFilters(customer_name="Customer 17"), 2, after)
+        # Planned for their values: a cached generic plan would pick one index for all.
+        executed: list[str] = []
+        event.listen(engine.sync_engine, "before_cursor_execute", lambda *a: executed.append(a[2]))
+        await queries.invoices(InvoiceFilters(currency="GBP"), 100, None)
+        assert executed[0] == "SET LOCAL plan_cache_mode = force_custom_plan"
         plans = await plans_of(postgresql_database_url, statements)
         wanted = [name for name in LIST_FILTERS for _ in ("oldest first", "newest first")]
         for name, plan in zip(wanted, plans, strict=False):
