@@ -91,7 +91,12 @@ class InvoiceQueries:
         query = query.where(invoices.c.invoice_number == invoice_number)
         if organization_id is not None:
             query = query.where(invoices.c.organization_id == organization_id)
-        return await self._all(query.order_by(invoices.c.organization_id))
+        async with unavailability_as_store_error(), self._engine.connect() as connection:
+            if is_postgresql(self._engine):
+                # One statement needs no transaction: without one it is one round trip, not
+                # three (BEGIN, the statement, ROLLBACK).
+                await connection.execution_options(isolation_level="AUTOCOMMIT")
+            return (await connection.execute(query.order_by(invoices.c.organization_id))).all()
 
     async def invoices(
         self,
