@@ -3,7 +3,6 @@ summed over. Pure: the read side turns the same rules into SQL."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Literal
 
@@ -11,18 +10,11 @@ Interval = Literal["day", "week", "month"]
 AGING_BUCKETS = ("current", "days1To30", "days31To60", "days61To90", "over90", "noDueDate")
 
 
-def aging_rules(as_of: date) -> dict[str, Callable[[date | None], bool]]:
-    """Each aging bucket's rule on a due date in hand (None: no due date), by days past
-    due on ``as_of``."""
-    days_30, days_60, days_90 = (days_before(as_of, days) for days in (30, 60, 90))
-    return {
-        "noDueDate": lambda due: due is None,
-        "current": lambda due: due is not None and due >= as_of,
-        "days1To30": lambda due: due is not None and days_30 <= due < as_of,
-        "days31To60": lambda due: due is not None and days_60 <= due < days_30,
-        "days61To90": lambda due: due is not None and days_90 <= due < days_60,
-        "over90": lambda due: due is not None and due < days_90,
-    }
+def aging_bounds(as_of: date) -> tuple[date, ...]:
+    """The first due date of each aging bucket but the last two, latest first: a due date is
+    ``current`` from the first bound on, ``days1To30`` from the second up to the first, and
+    so on; ``over90`` before the last bound, ``noDueDate`` without one (AGING_BUCKETS' order)."""
+    return (as_of, *(days_before(as_of, days) for days in (30, 60, 90)))
 
 
 def days_before(day: date, days: int) -> date:

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, tzinfo
 from typing import Any
 
-from sqlalchemy import and_, select, tuple_
+from sqlalchemy import and_, select, text, tuple_
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.domain.reports import start_of_day_after
 from service.read.conditions import OPEN, aging_buckets, valid_before
@@ -89,6 +90,16 @@ def invoices_page(
         query = _in_aging_bucket(filters.aging)
     ordering = [column.desc() for column in order] if newest_first else order
     return query.where(*conditions).order_by(*ordering).limit(limit)
+
+
+async def with_custom_plans(connection: AsyncConnection) -> None:
+    """Plan the list's statements for their parameters, for the rest of the transaction.
+
+    A prepared statement run often gets PostgreSQL's generic plan, chosen once without the
+    filter's values; for the list it would pick one index for every filter value (the order's
+    index for a currency with few invoices, say) and read far more rows than a page."""
+    if connection.dialect.name == "postgresql":
+        await connection.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
 
 
 def _in_aging_bucket(aging: AgingBucketFilter) -> Any:

@@ -13,21 +13,29 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, date, datetime, tzinfo
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, func, or_, select
+from sqlalchemy import ColumnElement, Row, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.domain.identity import InvoiceKey
 from service.domain.reports import (
     AGING_BUCKETS,
     Interval,
-    aging_rules,
+    aging_bounds,
     is_utc,
     period_of,
     start_of_day,
     start_of_day_after,
 )
+from service.read import zoned_collections
 from service.read.conditions import OPEN, aging_buckets, in_organization, valid_at, valid_before
-from service.read.invoice_pages import ExportTooLarge, InvoiceFilters, PageKey, invoices_page
+from service.read.invoice_pages import (
+    ExportTooLarge,
+    InvoiceFilters,
+    PageKey,
+    invoices_page,
+    with_custom_plans,
+)
+from service.read.local_days import day_of_text, local_day
 from service.read.report_rows import (
     across_buckets,
     aging_items,
@@ -39,8 +47,15 @@ from service.read.report_rows import (
 from service.store.database import is_postgresql
 from service.store.errors import unavailability_as_store_error
 from service.store.exact_sums import GroupSums, PartialSum, Summed, grouped_sums
-from service.store.schema import invoice_collections, invoice_totals, invoice_versions, invoices
+from service.store.schema import (
+    invoice_collections,
+    invoice_totals,
+    invoice_versions,
+    invoices,
+    projection_checkpoints,
+)
 from service.store.views import report_reads
+from service.store.views.leases import INVOICES_PROJECTION
 
 # The longest period a collections report spans (ten years), in days.
 COLLECTION_DAYS_MAX = 3660
@@ -67,11 +82,21 @@ class InvoiceQueries:
     async def invoices_numbered(
         self, invoice_number: str, organization_id: str | None = None
     ) -> Sequence[Row[Any]]:
-        """The invoices with this number: in the organization named, else in every one."""
-        query = select(invoices).where(invoices.c.invoice_number == invoice_number)
+        """The invoices with this number: in the organization named, else in every one; each
+        row with the projection position it reflects (``projection_position``)."""
+        checkpoint = projection_checkpoints.c
+        position = select(checkpoint.position).where(checkpoint.name == INVOICES_PROJECTION)
+        # The projection position the rows reflect, in the same statement (one round trip).
+        query = select(invoices, position.scalar_subquery().label("projection_position"))
+        query = query.where(invoices.c.invoice_number == invoice_number)
         if organization_id is not None:
             query = query.where(invoices.c.organization_id == organization_id)
-        return await self._all(query.order_by(invoices.c.organization_id))
+        async with unavailability_as_store_error(), self._engine.connect() as connection:
+            if is_postgresql(self._engine):
+                # One statement needs no transaction: without one it is one round trip, not
+                # three (BEGIN, the statement, ROLLBACK).
+                await connection.execution_options(isolation_level="AUTOCOMMIT")
+            return (await connection.execute(query.order_by(invoices.c.organization_id))).all()
 
     async def invoices(
         self,
@@ -83,7 +108,10 @@ class InvoiceQueries:
     ) -> Sequence[Row[Any]]:
         """A page by (updated_at, organization, number), oldest first (a client following
         changes), or newest first (a person looking at what changed lately)."""
-        return await self._all(invoices_page(filters, limit, after, newest_first=newest_first))
+        query = invoices_page(filters, limit, after, newest_first=newest_first)
+        async with unavailability_as_store_error(), self._engine.connect() as connection:
+            await with_custom_plans(connection)
+            return (await connection.execute(query)).all()
 
     async def invoice_pages(
         self, filters: InvoiceFilters, page_rows: int, after: PageKey | None, pages_max: int
@@ -94,6 +122,7 @@ class InvoiceQueries:
             if is_postgresql(self._engine):
                 await connection.execution_options(isolation_level="REPEATABLE READ")
             async with connection.begin():
+                await with_custom_plans(connection)
                 for _ in range(pages_max):
                     query = invoices_page(filters, page_rows, after)
                     rows = (await connection.execute(query)).all()
@@ -125,7 +154,7 @@ class InvoiceQueries:
                     connection, as_of, inclusive=True, organization_id=organization_id
                 )
             by_currency = {}
-            for (currency, _due), balance in balances.items():
+            for (currency, _bucket), balance in balances.items():
                 by_currency[currency] = by_currency.get(currency, PartialSum()) + balance
             sums = [(currency, balance.rows, balance) for currency, balance in by_currency.items()]
         return outstanding_items(sums)
@@ -160,16 +189,18 @@ class InvoiceQueries:
         """Open balances by days past due at the end of ``as_of`` (in ``zone``), from the
         report aggregates: the end of a day in any zone is an instant they answer exactly."""
         end_of_day = start_of_day_after(as_of, zone) or datetime.max.replace(tzinfo=UTC)
+        bounds = aging_bounds(as_of)
+        names = {at: name for at, name in enumerate(AGING_BUCKETS[:5])}
+        names[report_reads.NO_DUE_DATE_BUCKET] = "noDueDate"
         async with unavailability_as_store_error(), self._engine.connect() as connection:
             balances = await report_reads.open_balances(
-                connection, end_of_day, inclusive=False, organization_id=organization_id
-            )
-        rules = aging_rules(as_of)
+                connection, end_of_day, inclusive=False, organization_id=organization_id,
+                buckets=report_reads.DueDateBuckets(bounds),
+            )  # fmt: skip
         by_currency: dict[str | None, dict[str, PartialSum]] = {}
-        for (currency, due), balance in balances.items():
+        for (currency, bucket), balance in balances.items():
             buckets = by_currency.setdefault(currency, dict.fromkeys(AGING_BUCKETS, PartialSum()))
-            bucket = next(name for name, rule in rules.items() if rule(due))
-            buckets[bucket] = buckets[bucket] + balance
+            buckets[names[bucket]] = buckets[names[bucket]] + balance
         groups = [
             GroupSums((currency,), sum(partial.rows for partial in buckets.values()), buckets)
             for currency, buckets in by_currency.items()
@@ -249,15 +280,26 @@ class InvoiceQueries:
         collection of unknown amount makes its period's row incomplete.
 
         Days in UTC are read from the daily report aggregate; days beginning at another
-        zone's midnight are not UTC days, so those are summed from the collections."""
+        zone's midnight are not UTC days: PostgreSQL sums the UTC days a period covers whole
+        from the aggregate and the days its ends split from the collections; SQLite sums the
+        collections."""
         if is_utc(zone):
             async with unavailability_as_store_error(), self._engine.connect() as connection:
-                daily = await report_reads.daily_collections(
-                    connection, start, end, organization_id
+                periods = await report_reads.collections_by_period(
+                    connection, start, end, interval, organization_id
                 )
             return collection_items(
-                ((period_of(day, interval), currency), amount)
-                for (currency, day), amount in daily.items()
+                ((period_of(first_day, interval), currency), amount)
+                for (currency, first_day), amount in periods.items()
+            )
+        if is_postgresql(self._engine) and zoned_collections.answers(start, end):
+            async with unavailability_as_store_error(), self._engine.connect() as connection:
+                periods = await zoned_collections.collections_in_zone(
+                    connection, start, end, interval, organization_id, zone
+                )
+            return collection_items(
+                ((period_of(first_day, interval), currency), amount)
+                for (currency, first_day), amount in periods.items()
             )
         return await self.collections_from_history(start, end, interval, organization_id, zone)
 
@@ -272,7 +314,7 @@ class InvoiceQueries:
         """``collections`` summed from the collections themselves (any zone; the oracle the
         daily aggregate is tested against)."""
         collected = invoice_collections.c
-        day = self._local_day(collected.collected_at, zone)
+        day = local_day(collected.collected_at, zone, is_postgresql(self._engine))
         within = []
         if (first_instant := start_of_day(start, zone)) is not None:
             within.append(collected.collected_at >= first_instant)
@@ -288,27 +330,9 @@ class InvoiceQueries:
         for group in groups:
             currency, day_collected = group.key
             if not isinstance(day_collected, date):  # SQLite answers with text
-                day_collected = _day_of_text(day_collected, zone)
+                day_collected = day_of_text(day_collected, zone)
             pairs.append(((period_of(day_collected, interval), currency), group.sums["amount"]))
         return collection_items(pairs)
-
-    def _local_day(self, instant: ColumnElement[Any], zone: tzinfo) -> ColumnElement[Any]:
-        """The day of a stored instant in ``zone``: PostgreSQL converts it with its own time
-        zone database; SQLite has none, so there the instant (to the second) is the key and
-        its day in ``zone`` is found here (SQLite sums in Python, reading every row anyway)."""
-        if is_utc(zone):
-            return self._utc_day(instant)
-        if is_postgresql(self._engine):
-            return func.date(func.timezone(str(getattr(zone, "key", zone)), instant))
-        return func.substr(instant, 1, 19)
-
-    def _utc_day(self, instant: ColumnElement[Any]) -> ColumnElement[Any]:
-        """The UTC day of a stored instant (sessions and stored instants are UTC)."""
-        if is_postgresql(self._engine):
-            return func.date(instant)
-        # SQLite's date() rounds to milliseconds: 23:59:59.9996 would fall on the next day
-        # (and on 9999-12-31, on none). Its stored text starts with the day itself.
-        return func.substr(instant, 1, 10)
 
     async def doubtful_invoices(
         self, now: datetime, quiet_since: datetime, limit: int
@@ -374,14 +398,3 @@ class InvoiceQueries:
                 *in_organization(invoice_totals, organization_id),
             )
         )
-
-
-def _day_of_text(text: str, zone: tzinfo) -> date:
-    """The day in ``zone`` of SQLite's text for a UTC instant (or of its day, in UTC)."""
-    if len(text) == 10:
-        return date.fromisoformat(text)
-    instant = datetime.fromisoformat(text[:19]).replace(tzinfo=UTC)
-    try:
-        return instant.astimezone(zone).date()
-    except OverflowError:  # beyond year 9999 or before year 1 in that zone
-        return instant.date()

@@ -235,6 +235,16 @@ def _collection_columns() -> list[Column[Any]]:
     ]
 
 
+LIST_ORDER = ("updated_at", "organization_id", "invoice_number")
+LIST_FILTERS = {
+    "organization_id": ("organization_id",),
+    "status": ("status",),
+    "status_currency": ("status", "currency"),
+    "currency": ("currency",),
+    "due_date": ("due_date",),
+    "customer_name": ("customer_name",),
+    "customer_email": ("customer_email",),
+}
 invoices = Table(
     "invoices",
     metadata,
@@ -247,8 +257,12 @@ invoices = Table(
     ),
     # Looking an invoice up by its number alone finds it in every organization that has one.
     Index("ix_invoices_invoice_number", "invoice_number"),
-    Index("ix_invoices_status_currency", "status", "currency"),
-    Index("ix_invoices_due_date", "due_date"),
+    # The list of invoices: one index per filter it offers, each ending in the list's order,
+    # so a filtered page is read in order and stops at its limit (migration 0016).
+    *(
+        Index(f"ix_invoices_list_by_{name}", *leading, *(c for c in LIST_ORDER if c not in leading))
+        for name, leading in LIST_FILTERS.items()
+    ),
 )
 invoice_versions = Table(
     "invoice_versions",

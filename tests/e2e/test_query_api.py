@@ -109,6 +109,22 @@ def test_the_state_of_an_invoice_as_of_a_past_moment(api: httpx.Client) -> None:
     assert missing.status_code == 404
 
 
+def test_an_invoice_is_answered_with_the_projection_position_its_row_reflects(
+    api: httpx.Client,
+) -> None:
+    for kind, balance, when in LIFECYCLE[:2]:
+        deliver(api, notification(kind, "INV-5", balance, when))
+    position = 2  # the two events recorded
+    get(api, "/v1/invoices/INV-5", minPosition=position)
+    for params in ({}, {"minPosition": str(position)}, {"asOf": "2026-03-15T00:00:00Z"}):
+        answer = api.get("/v1/invoices/INV-5", params=params, headers=AUTH)
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["X-Ledger-Position"] == str(position)
+    events = api.get("/v1/invoices/INV-5/events", headers=AUTH)
+    assert events.headers["X-Ledger-Position"] == str(position)
+    assert api.get("/v1/invoices/INV-404", headers=AUTH).status_code == 404
+
+
 def test_reports_as_of_a_date_and_by_status(api: httpx.Client) -> None:
     for kind, balance, when in LIFECYCLE:
         deliver(api, notification(kind, "INV-3", balance, when))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -20,7 +20,7 @@ from bench.generate import generate
 from service.domain.events import NewEvent
 from service.projections.projector import InvoiceProjector
 from service.projections.rebuild import rebuild_invoices
-from service.read.invoice_pages import InvoiceFilters
+from service.read.invoice_pages import InvoiceFilters, PageKey
 from service.read.queries import InvoiceQueries
 from service.settings import resolve_database_url
 from service.store.database import create_engine
@@ -84,6 +84,127 @@ async def plans_reading_whole_tables(
         return found
     finally:
         await connection.close()
+
+
+def index_names(plan: dict[str, Any]) -> set[str]:
+    names = {plan["Index Name"]} if "Index Name" in plan else set()
+    for child in plan.get("Plans", []):
+        names |= index_names(child)
+    return names
+
+
+async def plans_of(database_url: str, statements: list[tuple[str, Any]]) -> list[dict[str, Any]]:
+    connection = await asyncpg.connect(database_url)
+    try:
+        plans = []
+        for statement, parameters in statements:
+            [row] = await connection.fetch(f"EXPLAIN (FORMAT JSON) {statement}", *parameters)
+            plans.append(json.loads(row[0])[0]["Plan"])
+        return plans
+    finally:
+        await connection.close()
+
+
+async def analysed_invoices(database_url: str) -> AsyncEngine:
+    await generate(database_url, 0, INVOICES)
+    engine = create_engine(resolve_database_url(database_url))
+    await rebuild_invoices(event_store_for(engine), SqlReadModelStore(engine))
+    connection = await asyncpg.connect(database_url)
+    await connection.execute("ANALYZE")
+    await connection.close()
+    return engine
+
+
+# A filter of the list, matching a few invoices of the generated ones or a tenth of them,
+# and the index that must serve it: read in the list's order, a page stops at its limit.
+LIST_FILTERS = {
+    "ix_invoices_list_by_organization_id": InvoiceFilters(organization_id="org-a"),
+    "ix_invoices_list_by_status": InvoiceFilters(status="PAID"),
+    "ix_invoices_list_by_status_currency": InvoiceFilters(status="PAID", currency="GBP"),
+    "ix_invoices_list_by_currency": InvoiceFilters(currency="GBP"),
+    "ix_invoices_list_by_due_date": InvoiceFilters(due_before=date(2025, 2, 3)),
+    "ix_invoices_list_by_customer_name": InvoiceFilters(customer_name="Customer 17"),
+    "ix_invoices_list_by_customer_email": InvoiceFilters(customer_email="payer@example.com"),
+}
+
+
+async def test_each_filter_of_the_invoice_list_reads_the_index_made_for_it(
+    postgresql_database_url: str,
+) -> None:
+    engine = await analysed_invoices(postgresql_database_url)
+    try:
+        queries = InvoiceQueries(engine)
+        with statements_of(engine) as statements:
+            for filters in LIST_FILTERS.values():
+                await queries.invoices(filters, 100, None)
+                await queries.invoices(filters, 100, None, newest_first=True)
+            # A currency with a due date, and a customer's invoices, page by page.
+            currency_due = InvoiceFilters(currency="GBP", due_after=date(2026, 7, 1))
+            await queries.invoices(currency_due, 100, None)
+            [first, *_] = await queries.invoices(InvoiceFilters(currency="GBP"), 100, None)
+            after = PageKey(first.updated_at, first.organization_id, first.invoice_number)
+            await queries.invoices(InvoiceFilters(customer_name="Customer 17"), 2, after)
+        # Planned for their values: a cached generic plan would pick one index for all.
+        executed: list[str] = []
+        event.listen(engine.sync_engine, "before_cursor_execute", lambda *a: executed.append(a[2]))
+        await queries.invoices(InvoiceFilters(currency="GBP"), 100, None)
+        assert executed[0] == "SET LOCAL plan_cache_mode = force_custom_plan"
+        plans = await plans_of(postgresql_database_url, statements)
+        wanted = [name for name in LIST_FILTERS for _ in ("oldest first", "newest first")]
+        for name, plan in zip(wanted, plans, strict=False):
+            assert name in index_names(plan), (name, plan)
+        for plan in plans[len(wanted) :]:
+            assert any(name.startswith("ix_invoices_list_by_") for name in index_names(plan))
+            assert full_scans(plan) == []
+    finally:
+        await engine.dispose()
+
+
+async def test_the_reports_as_of_a_date_sum_to_their_grain_on_their_indexes(
+    postgresql_database_url: str,
+) -> None:
+    engine = await analysed_invoices(postgresql_database_url)
+    try:
+        queries = InvoiceQueries(engine)
+        moment = datetime(2025, 9, 1, 13, tzinfo=UTC)
+        with statements_of(engine) as balances:
+            await queries.outstanding(moment)
+            await queries.aging(moment.date(), None, ZoneInfo("Europe/London"))
+            await queries.aging(date(2025, 2, 1), "")
+        year = (date(2025, 1, 1), date(2025, 12, 31))
+        with statements_of(engine) as collections:
+            for interval in ("week", "month"):
+                await queries.collections(*year, interval)
+            # Days beginning at another zone's midnight: the UTC days a period covers whole
+            # from the daily aggregate, only the days its ends split from the collections.
+            for zone in ("Asia/Tokyo", "America/Los_Angeles"):
+                await queries.collections(*year, "month", zone=ZoneInfo(zone))
+                await queries.collections(*year, "week", "", ZoneInfo(zone))
+        statements = balances + collections
+        plans = await plans_of(postgresql_database_url, statements)
+        assert [(s, full_scans(plan)) for (s, _), plan in zip(statements, plans, strict=True)
+                if full_scans(plan)] == []  # fmt: skip
+        # The state rows of the moment's own day, and the collections of split days, are read
+        # by their indexes.
+        by_index = {
+            "FROM invoice_versions": {"ix_invoice_versions_valid_from_valid_to",
+                                      "ix_invoice_versions_valid_to"},
+            "JOIN invoice_collections": {"ix_invoice_collections_collected_at"},
+        }  # fmt: skip
+        for source, indexes in by_index.items():
+            reading = [plan for (s, _), plan in zip(statements, plans, strict=True) if source in s]
+            assert reading and all(index_names(plan) & indexes for plan in reading), source
+        # Each statement answers at most a row per currency and bucket, or period of a year.
+        connection = await asyncpg.connect(postgresql_database_url)
+        try:
+            for statement, parameters in balances:
+                assert len(await connection.fetch(statement, *parameters)) <= 4 * 6, statement
+            for statement, parameters in collections:
+                assert len(await connection.fetch(statement, *parameters)) <= 4 * 54, statement
+        finally:
+            await connection.close()
+    finally:
+        await engine.dispose()
 
 
 async def test_the_projector_and_invoice_queries_use_their_indexes(

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.domain.identity import InvoiceKey
@@ -164,3 +165,22 @@ async def test_doubtful_invoices_are_named_with_their_organization(engine: Async
         MOMENT, MOMENT - timedelta(days=7), limit=10
     )
     assert sorted(doubts) == [InvoiceKey("org-a", "D-1"), InvoiceKey("org-b", "D-1")]
+
+
+async def test_an_invoice_is_read_with_the_projection_position_in_one_statement(
+    engine: AsyncEngine,
+) -> None:
+    await project(engine, invoice("ONE-1", total="10.00", balance="10.00"))
+    await project(engine, invoice("ONE-2", total="5.00", balance="5.00"))
+    statements: list[str] = []
+
+    def record(*arguments: Any) -> None:
+        statements.append(arguments[2])
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        rows = await InvoiceQueries(engine).invoices_numbered("ONE-1")
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
+    assert [(row.invoice_number, row.projection_position) for row in rows] == [("ONE-1", 2)]
+    assert len([statement for statement in statements if statement.startswith("SELECT")]) == 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -49,7 +49,18 @@ EXPORT_ROWS_MAX = 10_000_000
 # Columns an aging CSV leaves out unless grouped by customer.
 CUSTOMER_FIELDS = ("organizationId", "customerName", "customerEmail")
 
-Endpoint = Callable[[Request, int], Awaitable[models.Document | Response]]
+# A handler is given the projection position it may answer at, or UNREAD_POSITION when it
+# reads the position with its answer and returns both (AtPosition), in one statement.
+UNREAD_POSITION = -1
+
+
+@dataclass(frozen=True, slots=True)
+class AtPosition:
+    answer: models.Document | Response
+    position: int
+
+
+Endpoint = Callable[[Request, int], Awaitable[models.Document | Response | AtPosition]]
 
 
 class QueryApi:
@@ -76,20 +87,36 @@ class QueryApi:
             "/v1/reports/collections": self.collections,
             "/v1/reports/status": self.status,
         }
+        # One invoice is read with the position it reflects, unless minPosition is awaited.
+        reads_position = {"/v1/invoices/{invoicePath:path}"}
         return [
-            ApiRoute(path, self._endpoint(handler), methods=["GET"], operations=OPERATIONS[path])
+            ApiRoute(
+                path,
+                self._endpoint(handler, reads_position=path in reads_position),
+                methods=["GET"],
+                operations=OPERATIONS[path],
+            )
             for path, handler in endpoints.items()
         ]
 
-    def _endpoint(self, handler: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+    def _endpoint(
+        self, handler: Endpoint, *, reads_position: bool = False
+    ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             self._authorizer.check(request)
             # minPosition is checked and awaited first; each handler validates the rest.
             query = self._query(request)
             wanted = {name: value for name, value in query.items() if name == "minPosition"}
             consistency = p.parse(p.Consistency, wanted)
-            position = await self._position_at_least(consistency.min_position)
+            if reads_position and consistency.min_position is None:
+                position = UNREAD_POSITION
+            else:
+                position = await self._position_at_least(consistency.min_position)
             answer = await handler(request, position)
+            if isinstance(answer, AtPosition):
+                position = answer.position
+                answer = answer.answer
+            assert position != UNREAD_POSITION
             if isinstance(answer, Response):
                 answer.headers[POSITION_HEADER] = str(position)
                 return answer
@@ -128,19 +155,24 @@ class QueryApi:
             raise ApiError(404, "unknown_path", "no resource at this path under /v1/invoices/")
         number, sub_resource = path
         if sub_resource == "events":
-            return await self.invoice_events(request, number)
+            return AtPosition(await self.invoice_events(request, number), await self._at(position))
         return await self.get_invoice(request, number, position)
 
-    async def get_invoice(self, request: Request, number: str, position: int) -> models.Invoice:
+    async def _at(self, position: int) -> int:
+        return await self._read_models.checkpoint() if position == UNREAD_POSITION else position
+
+    async def get_invoice(self, request: Request, number: str, position: int) -> AtPosition:
         parameters = p.parse(p.InvoiceParameters, self._query(request))
         answers_csv(request, None, csv_offered=False)
         named = parameters.organization_id
         if parameters.as_of is None:
+            # One statement: the rows and the projection position they reflect.
             rows = await self._queries.invoices_numbered(number, named)
             organization = organization_meant(number, [r.organization_id for r in rows], named)
             [row] = [r for r in rows if r.organization_id == organization]
-            return invoice_from_row(row)
+            return AtPosition(invoice_from_row(row), int(row.projection_position or 0))
         as_of = parameters.as_of
+        position = await self._at(position)
         # The events the read model reflects, of the invoices this number has in each
         # organization, grouped as the projector groups them.
         stream = [e for e in await self._events.read_stream(number) if e.position <= position]
@@ -155,7 +187,7 @@ class QueryApi:
         events = existing[organization]
         state = replace(fold_as_of(number, events, as_of), organization_id=organization)
         known = [e for e in events if e.occurred_at <= as_of]
-        return invoice_document(state, max(e.recorded_at for e in known))
+        return AtPosition(invoice_document(state, max(e.recorded_at for e in known)), position)
 
     async def list_invoices(self, request: Request, position: int) -> Any:
         parameters = p.parse(p.InvoiceListParameters, self._query(request))

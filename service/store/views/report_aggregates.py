@@ -13,7 +13,8 @@ state rows that began or ended on its own day up to the instant, read exactly fr
 exactly that way, since the end of a day in any zone is just an instant.
 
 Collections are summed per (organization, currency, UTC day) in ``report_daily_collections``;
-a collections report whose days begin in another zone reads the collections themselves.
+a collections report whose days begin in another zone reads from them the UTC days its periods
+cover whole, and the collections themselves for the days their ends split (on SQLite, all).
 
 Amounts opened and closed are kept apart, each a sum of non-negative amounts, so both columns
 stay exact non-negative amounts on either engine (SQLite keeps them as text and never sums
