@@ -13,7 +13,7 @@ The least-privileged service role needs EXECUTE on the new function
 The downgrade restores ``ledger_append_group`` as 0014 left it.
 
 Revision ID: 0018
-Revises: 0015
+Revises: 0016
 Create Date: 2026-12-07
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 from alembic import op
 
 revision = "0018"
-down_revision = "0015"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 

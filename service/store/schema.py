@@ -26,6 +26,10 @@ from sqlalchemy import (
 from service.domain.events import EventSource
 from service.store.accounting_schema import accounting_tables
 from service.store.column_types import ExactAmount, JsonDocument, Position, RawBody, UtcDateTime
+from service.store.delivery_history_schema import (  # ReplayResult: with the other outcomes
+    ReplayResult as ReplayResult,
+)
+from service.store.delivery_history_schema import delivery_history_tables
 
 metadata = MetaData(
     naming_convention={
@@ -117,44 +121,9 @@ inbox = Table(
 )
 
 
-class ReplayResult(StrEnum):
-    APPENDED = "appended"  # the delivery now reads, and its facts were new
-    DUPLICATE = "duplicate"  # it reads, and its facts were already recorded
-    CONFLICT = "conflict"  # it reads, and a fact of the same key was recorded otherwise
-    UNREADABLE = "unreadable"  # it still does not read (reason says why)
-
-
-# Every replay of a delivery, by whom and with what result. The delivery's own inbox row is
-# never changed: its history is the row and its replays.
-delivery_replays = Table(
-    "delivery_replays",
-    metadata,
-    Column("id", Position, primary_key=True, autoincrement=True),
-    Column("delivery_id", BigInteger, nullable=False),
-    Column("replayed_at", UtcDateTime, nullable=False),
-    Column("replayed_by", String(100), nullable=False),
-    Column("result", String(20), nullable=False),
-    Column("reason", String(500), nullable=True),
-    Column("positions", JsonDocument, nullable=False),
-    CheckConstraint(_one_of("result", ReplayResult), name="result"),
-    Index("ix_delivery_replays_delivery_id", "delivery_id"),
-    sqlite_autoincrement=True,
-)
-
-# An operator's word that a dead letter or a conflict needs nothing more (the first version
-# stands, the sender was told, …): at most one per delivery, never changed or deleted. The
-# delivery then leaves the queue of deliveries waiting for an operator.
-delivery_resolutions = Table(
-    "delivery_resolutions",
-    metadata,
-    Column("id", Position, primary_key=True, autoincrement=True),
-    Column("delivery_id", BigInteger, nullable=False),
-    Column("resolved_at", UtcDateTime, nullable=False),
-    Column("resolved_by", String(100), nullable=False),
-    Column("reason", String(500), nullable=False),
-    UniqueConstraint("delivery_id"),
-    sqlite_autoincrement=True,
-)
+# What became of each delivery after it arrived: replays and resolutions
+# (service.store.delivery_history_schema).
+delivery_replays, delivery_resolutions = delivery_history_tables(metadata)
 
 
 # Read models, derived from the events by the projector and rebuildable from them at any time.
