@@ -20,6 +20,7 @@ from service.domain.payloads import (
     NotificationReceived,
     PersonalDataErased,
 )
+from service.domain.status import PAYMENT_NOTIFICATION_TYPES
 
 
 def fold(
@@ -89,6 +90,11 @@ def continued_history(
     figures (an observation or a history entry reshapes the invoice's past instead). The
     first state returned replaces ``last_state``: it is ``last_state`` itself unless a new
     fact shares its instant.
+
+    One notification reshapes the past too: a payment notification stating a balance, when
+    the provider's history left a payment's amount unknown. The balance it states may tell
+    what that payment collected, and the full fold then writes the amount into every state
+    since the payment.
     """
     facts = sorted(map(_Fact.of, events), key=_FACT_ORDER)
     if not facts or facts[0].key <= snapshot.last_fact:
@@ -100,6 +106,10 @@ def continued_history(
         and not isinstance(f.payload, CorrectionRecorded)  # it reshapes the past it corrects
     ]
     if len(notices) != len(facts):
+        return None
+    if snapshot.observed and _amount_unknown(snapshot.last_state) and any(
+        fact.event.type in PAYMENT_NOTIFICATION_TYPES for fact in facts
+    ):
         return None
     running = _Running.resumed(snapshot)
     states = [snapshot.last_state]
@@ -118,6 +128,13 @@ def continued_history(
         position = max(snapshot.highest_position, highest[seen - 1] if seen else 0)
         result.append(_at_position(state, position))
     return result, running.fold_snapshot(result[-1], facts, snapshot.highest_position)
+
+
+def _amount_unknown(state: InvoiceState) -> bool:
+    """Some payment or collection of the invoice has no known amount."""
+    return any(collection.amount is None for collection in state.collections) or any(
+        payment.amount is None for payment in state.payments
+    )
 
 
 def _invoice_facts(events: Iterable[RecordedEvent]) -> list[_Fact]:
