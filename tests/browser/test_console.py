@@ -144,6 +144,16 @@ def test_an_operator_signs_in_reads_the_charts_filters_deliveries_and_finds_an_a
     title = page.locator('figure[data-chart="aging-USD"] g.bar[data-key="current"] title')
     assert title.text_content() == "Current: 100.00 USD"
 
+    # A bar leads to the invoices behind it, each as it stood that day: they add up to the bar.
+    page.click('figure[data-chart="aging-USD"] a:has(g.bar[data-key="days31To60"])')
+    page.wait_for_url("**/console/invoices?agingBucket=days31To60*")
+    assert "31-60 days" in page.locator('[data-field="aging-bucket"]').inner_text()
+    balances = page.locator("table.invoices tbody tr td.amount:nth-of-type(6) .money")
+    assert sum(
+        Decimal(title) for title in balances.evaluate_all("spans => spans.map(span => span.title)")
+    ) == Decimal("100.00")
+    page.go_back()
+
     # Collections per month, as /v1 answers for the same range.
     start = page.locator('input[name="from"]').input_value()
     collections = v1(

@@ -155,3 +155,37 @@ def test_the_queue_lists_what_waits_and_a_resolution_takes_a_dead_letter_out_of_
     assert 'action="/console/deliveries/' + waiting + '/resolution"' not in resolved.text
     queue = console.get("/console/deliveries", params={"waiting": "true"}, headers=OPERATOR)
     assert re.findall(r'data-delivery-id="([0-9]+)"', queue.text) == []
+
+
+@pytest.mark.parametrize(
+    ("query", "named"),
+    [
+        ({"agingBucket": "days1To29"}, "agingBucket"),
+        ({"asOf": "2026-03-31"}, "asOf"),
+        ({"agingBucket": "over90", "asOf": "31/03/2026"}, "asOf"),
+        ({"currency": "EURO"}, "currency"),
+        ({"currency": "€€€"}, "currency"),
+        ({"status": "LOST"}, "status"),
+        ({"customerName": "x" * 201}, "customerName"),
+    ],
+)
+def test_an_invoice_list_filter_that_cannot_be_read_is_a_400_naming_it(
+    console: httpx.Client, query: dict[str, str], named: str
+) -> None:
+    answer = console.get("/console/invoices", params=query, headers=OPERATOR)
+    assert answer.status_code == 400, answer.text
+    assert f"{named}:" in html.unescape(answer.text)
+
+
+def test_an_aging_bucket_lists_the_invoices_in_it_with_their_customer(
+    console: httpx.Client,
+) -> None:
+    deliver(console, "INV-300")
+    page = console.get(
+        "/console/invoices",
+        params={"agingBucket": "current", "asOf": "2020-01-01", "currency": "usd"},
+        headers=OPERATOR,
+    )
+    assert page.status_code == 200, page.text
+    assert 'data-field="aging-bucket"' in page.text
+    assert "No invoice matches." in page.text  # nothing was owed in 2020

@@ -7,7 +7,7 @@ drawn length is approximate. Pure: no I/O, nothing of the service.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -26,6 +26,7 @@ class Bar:
     value: str | None  # the exact value as shown; None is unknown, never zero
     y: int
     width: int  # drawn length in pixels
+    link: str | None = None  # where the things it counts are listed
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +50,10 @@ def bar_chart(
     title: str,
     unit: str,
     values: Sequence[tuple[str, str, Decimal | int | None, str | None]],
+    links: Mapping[str, str] | None = None,
 ) -> BarChart:
-    """Horizontal bars, one per ``(key, label, amount, shown)``; ``shown`` is the exact text.
+    """Horizontal bars, one per ``(key, label, amount, shown)``; ``shown`` is the exact text;
+    ``links`` by key, where what a bar counts is listed.
 
     Lengths are proportional to the largest known amount; an unknown amount draws no bar.
     Negative amounts (a report never has them, but a chart must not draw backwards) draw none.
@@ -65,7 +68,7 @@ def bar_chart(
             # At least one pixel, so that a tiny known amount is seen to be there.
             width = max(1, round(PLOT_WIDTH_PIXELS * float(Decimal(amount) / Decimal(largest))))
         y = BAR_GAP_PIXELS + index * (BAR_HEIGHT_PIXELS + BAR_GAP_PIXELS)
-        bars.append(Bar(key, label, shown, y, width))
+        bars.append(Bar(key, label, shown, y, width, (links or {}).get(key)))
     height = BAR_GAP_PIXELS + len(bars) * (BAR_HEIGHT_PIXELS + BAR_GAP_PIXELS)
     return BarChart(
         name=name,

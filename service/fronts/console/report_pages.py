@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -27,6 +28,7 @@ from service.fronts.console.inputs import (
     text_filter,
 )
 from service.fronts.console.views import (
+    AGING_LABELS,
     aging_charts,
     as_document,
     collection_charts,
@@ -38,15 +40,15 @@ from service.read.cursors import (
     decode_page_cursor,
     encode_page_cursor,
 )
-from service.read.documents import invoice_from_row, report_items
+from service.read.documents import invoice_at_day_end, invoice_from_row, report_items
 from service.read.headline import DSO_DAYS
-from service.read.invoice_pages import InvoiceFilters, PageKey
+from service.read.invoice_pages import AgingBucketFilter, InvoiceFilters, PageKey
 from service.read.queries import COLLECTION_DAYS_MAX
 
 
 class ReportPages(ConsoleFrame):
     """The first page for finance (headline figures, aging, collections), the ingestion page
-for whoever runs the service, and the invoice list."""
+    for whoever runs the service, and the invoice list."""
 
     async def overview(self, request: Request, caller: Caller) -> Response:
         query = request.query_params
@@ -89,7 +91,7 @@ for whoever runs the service, and the invoice list."""
             organization=organization or "",
             headlines=await self._sources.headlines.per_currency(today, organization),
             dso_days=DSO_DAYS,
-            aging_charts=aging_charts(aging),
+            aging_charts=aging_charts(aging, as_of, organization),
             aging_incomplete=[item["currency"] for item in aging if item["incomplete"]],
             aging_provisional=[
                 f"{item['provisional']} {item['currency']}" for item in provisional_items(aging)
@@ -147,17 +149,20 @@ for whoever runs the service, and the invoice list."""
         query = request.query_params
         number = text_filter(query.get("invoiceNumber"), "invoiceNumber")
         organization = text_filter(query.get("organizationId"), "organizationId")
-        status = text_filter(query.get("status"), "status")
-        if status is not None and status not in set(InvoiceStatus):
-            raise InvalidInput("status: must be one of " + ", ".join(InvoiceStatus))
+        filters = _invoice_filters(query, organization)
         context: dict[str, Any] = {
             "title": "Invoices",
             "statuses": list(InvoiceStatus),
             "search": {
                 "invoiceNumber": number or "",
                 "organizationId": organization or "",
-                "status": status or "",
+                "status": filters.status or "",
+                "currency": filters.currency or "",
+                "customerName": filters.customer_name or "",
+                "customerEmail": filters.customer_email or "",
             },
+            "aging": filters.aging,
+            "aging_label": AGING_LABELS.get(filters.aging.bucket) if filters.aging else None,
             "found": [],
             "listed": [],
             "older": None,
@@ -184,15 +189,50 @@ for whoever runs the service, and the invoice list."""
             except UnreadableCursor:
                 raise InvalidInput("cursor: is not a link this console made") from None
             rows = await self._queries.invoices(
-                InvoiceFilters(organization_id=organization, status=status),
-                INVOICES_PAGE_SIZE,
-                before,
-                newest_first=True,
+                filters, INVOICES_PAGE_SIZE, before, newest_first=True
             )
-            context["listed"] = [as_document(invoice_from_row(row)) for row in rows]
+            # Behind an aging bucket, each invoice as it stood at the end of that day.
+            context["listed"] = [
+                as_document(
+                    invoice_from_row(row)
+                    if filters.aging is None
+                    else invoice_at_day_end(row, filters.aging.end_of_day)
+                )
+                for row in rows
+            ]
             if len(rows) == INVOICES_PAGE_SIZE:
                 last = rows[-1]
                 kept = {name: value for name, value in query.items() if name != "cursor" and value}
                 key = PageKey(last.updated_at, last.organization_id, last.invoice_number)
                 context["older"] = "?" + urlencode({**kept, "cursor": encode_page_cursor(key)})
         return self._render(request, "invoices.html", **context)
+
+
+def _invoice_filters(query: Mapping[str, str], organization: str | None) -> InvoiceFilters:
+    """The invoice list's filters: status, currency, customer, and an aging bucket as of a day
+    (where an aging chart's bar leads)."""
+    status = text_filter(query.get("status"), "status")
+    if status is not None and status not in set(InvoiceStatus):
+        raise InvalidInput("status: must be one of " + ", ".join(InvoiceStatus))
+    currency = text_filter(query.get("currency"), "currency")
+    if currency is not None and not (
+        len(currency) == 3 and currency.isascii() and currency.isalpha()
+    ):
+        raise InvalidInput("currency: must be a three-letter code")
+    bucket = text_filter(query.get("agingBucket"), "agingBucket")
+    as_of = day_filter(query.get("asOf"), "asOf")
+    aging = None
+    if bucket is not None:
+        if bucket not in AGING_BUCKETS:
+            raise InvalidInput("agingBucket: must be one of " + ", ".join(AGING_BUCKETS))
+        aging = AgingBucketFilter(bucket, as_of or datetime.now(UTC).date())
+    elif as_of is not None:
+        raise InvalidInput("asOf: is the day of an agingBucket: name the bucket too")
+    return InvoiceFilters(
+        organization_id=organization,
+        status=status,
+        currency=currency.upper() if currency else None,
+        aging=aging,
+        customer_name=text_filter(query.get("customerName"), "customerName"),
+        customer_email=text_filter(query.get("customerEmail"), "customerEmail"),
+    )

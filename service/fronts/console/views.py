@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from datetime import date
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlencode
 
 from markupsafe import Markup
 from pydantic import BaseModel
@@ -53,7 +55,10 @@ def provisional_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [item for item in items if item["provisional"] and Decimal(item["provisional"])]
 
 
-def aging_charts(items: list[dict[str, Any]]) -> list[BarChart]:
+def aging_charts(
+    items: list[dict[str, Any]], as_of: date, organization_id: str | None
+) -> list[BarChart]:
+    """A chart per currency; each bucket's bar links to the invoices in it, as they stood."""
     return [
         bar_chart(
             f"aging-{item['currency']}",
@@ -63,6 +68,18 @@ def aging_charts(items: list[dict[str, Any]]) -> list[BarChart]:
                 (bucket, AGING_LABELS[bucket], amount_of(item[bucket]), item[bucket])
                 for bucket in AGING_BUCKETS
             ],
+            {
+                bucket: "/console/invoices?"
+                + urlencode(
+                    {
+                        "agingBucket": bucket,
+                        "asOf": as_of.isoformat(),
+                        "currency": item["currency"] or "",
+                        **({"organizationId": organization_id} if organization_id else {}),
+                    }
+                )
+                for bucket in AGING_BUCKETS
+            },
         )
         for item in items
     ]
