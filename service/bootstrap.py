@@ -21,7 +21,6 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.alerting.notifier import DigestNotifier
 from service.configured_keys import master_key, merchant_credentials, notification_keyring
 from service.cybersource.webhook_signature import SignedContent, WebhookVerifier
 from service.http_server import HttpImplementation, HttpLimits
@@ -36,6 +35,7 @@ from service.read.accounting import AccountingExports
 from service.read.delivery_outcomes import DeliveryOutcomes
 from service.read.headline import FinanceHeadlines
 from service.read.queries import InvoiceQueries
+from service.read.statements import CustomerStatements
 from service.reconciler.answers import CallFailure, CallObserver, CallOutcome
 from service.reconciler.client import CybersourceClient
 from service.reconciler.ledger_view import SqlLedgerView
@@ -48,7 +48,6 @@ from service.settings import (
     Settings,
     personal_data_master_key,
     resolve_database_url,
-    standard_webhooks_key,
 )
 from service.store.accounting_exports import SqlAccountingExports
 from service.store.console_sessions import SqlConsoleSessions
@@ -238,24 +237,13 @@ class Ledger:
             decryption=self.notification_decryption,
         )
 
-    def notifier(self) -> DigestNotifier | None:
-        """The digest notifier, or None without LEDGER_NOTIFIER_URL."""
-        settings = self.settings
-        if settings.notifier_url is None or settings.notifier_secret is None:
-            return None
-        return DigestNotifier(
-            self.engine,
-            url=settings.notifier_url,
-            key=standard_webhooks_key(settings.notifier_secret.get_secret_value()),
-            interval_seconds=settings.notifier_interval_seconds,
-            console_url=settings.console_public_url,
-            owner=process_owner("notifier"),
-            on_digest=lambda outcome: self.metrics.notifier_digests.labels(outcome).inc(),
-        )
-
     @cached_property
     def headlines(self) -> FinanceHeadlines:
         return FinanceHeadlines(self.queries, self.engine)
+
+    @cached_property
+    def statements(self) -> CustomerStatements:
+        return CustomerStatements(self.engine)
 
     @cached_property
     def resolver(self) -> DeliveryResolver:

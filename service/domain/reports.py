@@ -17,6 +17,16 @@ def aging_bounds(as_of: date) -> tuple[date, ...]:
     return (as_of, *(days_before(as_of, days) for days in (30, 60, 90)))
 
 
+def aging_bucket(due: date | None, as_of: date) -> str:
+    """The aging bucket of one due date at the end of ``as_of``."""
+    if due is None:
+        return "noDueDate"
+    for bucket, first_due in zip(AGING_BUCKETS, aging_bounds(as_of), strict=False):
+        if due >= first_due:
+            return bucket
+    return "over90"
+
+
 def days_before(day: date, days: int) -> date:
     """``day`` less ``days``, or the first day there is (no invoice is due before it)."""
     return day - timedelta(days=days) if day - date.min >= timedelta(days=days) else date.min

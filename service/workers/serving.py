@@ -9,10 +9,12 @@ from contextlib import asynccontextmanager
 
 import structlog
 
-from service.bootstrap import Ledger
+from service.alerting.notifier import DigestNotifier
+from service.bootstrap import Ledger, process_owner
 from service.configured_keys import merchant_credentials
 from service.metrics import LedgerMetrics
 from service.projections.projector import InvoiceProjector
+from service.settings import standard_webhooks_key
 from service.store.database import is_postgresql
 from service.store.notifications import appended_events_signal
 from service.store.retention import PruneResult
@@ -116,10 +118,19 @@ class ServingWorkers:
     @asynccontextmanager
     async def _notifying(self) -> WorkerContext:
         """Post digests of what waits for an operator when LEDGER_NOTIFIER_URL is set."""
-        notifier = self._ledger.notifier()
-        if notifier is None:
+        settings, metrics = self._ledger.settings, self._ledger.metrics
+        if settings.notifier_url is None or settings.notifier_secret is None:
             yield None
             return
+        notifier = DigestNotifier(
+            self._ledger.engine,
+            url=settings.notifier_url,
+            key=standard_webhooks_key(settings.notifier_secret.get_secret_value()),
+            interval_seconds=settings.notifier_interval_seconds,
+            console_url=settings.console_public_url,
+            owner=process_owner("notifier"),
+            on_digest=lambda outcome: metrics.notifier_digests.labels(outcome).inc(),
+        )
         stop = asyncio.Event()
         yield RunningWorker("notifier", asyncio.create_task(notifier.run(stop)), stop)
 

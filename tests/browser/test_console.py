@@ -20,6 +20,7 @@ from tests.support.webhooks import WEBHOOK_KEYS_SETTING, encode, signed_headers
 
 TOKEN = "console-browser-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+OPEN_STATUSES = ("CREATED", "SENT", "PARTIAL", "PENDING")
 AGING_BUCKETS = ("current", "days1To30", "days31To60", "days61To90", "over90", "noDueDate")
 TODAY = datetime.now(UTC).date()
 DEAD_LETTER = b'{"notificationId": "not closed'
@@ -222,6 +223,18 @@ def test_an_operator_signs_in_reads_the_charts_filters_deliveries_and_finds_an_a
     assert positions == [event["position"] for event in trail]
     assert "60.00 EUR" in page.locator("section.invoice dl").inner_text()
     page.screenshot(path=str(artifacts / f"console-invoice-{engine}.png"), full_page=True)
+
+    # The customer's statement, from the invoice page: what it owes is what /v1 lists for it,
+    # and it prints without the console around it.
+    page.click('section.invoice a:has-text("statement")')
+    page.wait_for_url("**/console/statements?*")
+    theirs = v1(api, "/v1/invoices", customerEmail="tanya@example.com", currency="EUR")["items"]
+    owed = sum(Decimal(item["balanceAmount"]) for item in theirs if item["status"] in OPEN_STATUSES)
+    assert Decimal(page.locator('[data-figure="owed"]').get_attribute("data-value") or "") == owed
+    page.emulate_media(media="print")
+    assert not page.locator("header.top").is_visible()
+    page.screenshot(path=str(artifacts / f"console-statement-print-{engine}.png"), full_page=True)
+    page.emulate_media(media="screen")
     page.close()
 
 

@@ -3,9 +3,12 @@ headers every answer carries, and pages that must render whatever a delivery hel
 
 from __future__ import annotations
 
+import csv
 import html
+import io
 import re
 from collections.abc import Iterator
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -189,3 +192,42 @@ def test_an_aging_bucket_lists_the_invoices_in_it_with_their_customer(
     assert page.status_code == 200, page.text
     assert 'data-field="aging-bucket"' in page.text
     assert "No invoice matches." in page.text  # nothing was owed in 2020
+
+
+def test_a_customer_statement_owes_what_v1_lists_for_them_and_exports_the_same_as_csv(
+    console: httpx.Client,
+) -> None:
+    for number, balance in (("INV-401", "102.00"), ("INV-402", "17.25")):
+        body = encode(invoice_notification(number, notification_id=f"n-{number}", balance=balance))
+        assert console.post("/webhooks/cybersource", content=body, headers=signed_headers(body))
+    listed = console.get(
+        "/v1/invoices",
+        params={"customerEmail": "tanya@example.com", "currency": "USD", "minPosition": 2},
+        headers=OPERATOR,
+    ).json()["items"]
+    owed = sum(Decimal(item["balanceAmount"]) for item in listed)
+    assert owed == Decimal("119.25")
+    query = {"customerEmail": "tanya@example.com", "currency": "usd", "asOf": "2023-06-30"}
+
+    page = console.get("/console/statements", params=query, headers=OPERATOR)
+    assert page.status_code == 200, page.text
+    [shown] = re.findall(r'data-figure="owed" data-value="([^"]+)"', page.text)
+    assert Decimal(shown) == owed
+    assert "Tanya Lee" in page.text
+
+    exported = console.get("/console/statements.csv", params=query, headers=OPERATOR)
+    assert exported.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(exported.text)))
+    assert sorted(row["invoice"] for row in rows if row["line"] == "open_invoice") == [
+        "INV-401", "INV-402",
+    ]  # fmt: skip
+    [total] = [row for row in rows if row["line"] == "owed"]
+    assert Decimal(total["amount"]) == owed
+    assert {row["days_overdue"] for row in rows if row["line"] == "open_invoice"} == {"36"}
+
+    unnamed = console.get("/console/statements.csv", params={"currency": "USD"}, headers=OPERATOR)
+    assert unnamed.status_code == 400
+    no_currency = console.get(
+        "/console/statements", params={"customerEmail": "tanya@example.com"}, headers=OPERATOR
+    )
+    assert no_currency.status_code == 400 and "currency:" in html.unescape(no_currency.text)

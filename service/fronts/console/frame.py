@@ -36,6 +36,7 @@ from service.ingest.resolutions import DeliveryResolver
 from service.read.delivery_outcomes import DeliveryOutcomes
 from service.read.headline import FinanceHeadlines
 from service.read.queries import InvoiceQueries
+from service.read.statements import CustomerStatements
 from service.store.console_sessions import SqlConsoleSessions
 from service.store.delivery_log import SqlDeliveryLog
 from service.store.events.base import EventStore
@@ -80,6 +81,8 @@ class ConsoleSources(Protocol):
     def resolver(self) -> DeliveryResolver: ...
     @property
     def headlines(self) -> FinanceHeadlines: ...
+    @property
+    def statements(self) -> CustomerStatements: ...
     @property
     def console_sessions(self) -> SqlConsoleSessions: ...
     @property

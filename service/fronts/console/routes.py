@@ -12,9 +12,10 @@ from starlette.routing import Route
 from service.fronts.auth import Scope
 from service.fronts.console.delivery_pages import DeliveryPages
 from service.fronts.console.report_pages import ReportPages
+from service.fronts.console.statement_pages import StatementPages
 
 
-class Console(DeliveryPages, ReportPages):
+class Console(DeliveryPages, ReportPages, StatementPages):
     """The /console pages, each authorized through the frame."""
 
     def routes(self) -> list[Route]:
@@ -43,6 +44,8 @@ class Console(DeliveryPages, ReportPages):
                 methods=["POST"],
             ),
             Route("/console/invoices", self._page(self.invoices), methods=["GET"]),
+            Route("/console/statements", self._page(self.statement), methods=["GET"]),
+            Route("/console/statements.csv", self._page(self.statement_csv), methods=["GET"]),
             Route("/console/login", self._bounded(self.login), methods=["GET", "POST"]),
             Route("/console/logout", self._bounded(self.logout), methods=["POST"]),
             Route("/console/console.css", self.stylesheet, methods=["GET"]),
