@@ -37,6 +37,8 @@ from service.read.delivery_outcomes import DeliveryOutcomes
 from service.read.headline import FinanceHeadlines
 from service.read.queries import InvoiceQueries
 from service.read.statements import CustomerStatements
+from service.reconciler.client import CybersourceClient
+from service.reconciler.reconciler import Reconciler
 from service.store.console_sessions import SqlConsoleSessions
 from service.store.delivery_log import SqlDeliveryLog
 from service.store.events.base import EventStore
@@ -83,6 +85,8 @@ class ConsoleSources(Protocol):
     def headlines(self) -> FinanceHeadlines: ...
     @property
     def statements(self) -> CustomerStatements: ...
+    def cybersource_client(self, *, counted: bool = False) -> CybersourceClient: ...
+    def reconciler(self, client: CybersourceClient, *, counted: bool = False) -> Reconciler: ...
     @property
     def console_sessions(self) -> SqlConsoleSessions: ...
     @property

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from service.bootstrap import MissingCredentials
 from service.domain.identity import invoices_in_stream
 from service.domain.reports import AGING_BUCKETS
 from service.domain.status import InvoiceStatus
@@ -25,6 +26,7 @@ from service.fronts.console.frame import (
 from service.fronts.console.inputs import (
     InvalidInput,
     day_filter,
+    small_form,
     text_filter,
 )
 from service.fronts.console.views import (
@@ -33,8 +35,10 @@ from service.fronts.console.views import (
     as_document,
     collection_charts,
     provisional_items,
+    see_other,
     trail_view,
 )
+from service.read.conditions import OPEN
 from service.read.cursors import (
     UnreadableCursor,
     decode_page_cursor,
@@ -44,6 +48,7 @@ from service.read.documents import invoice_at_day_end, invoice_from_row, report_
 from service.read.headline import DSO_DAYS
 from service.read.invoice_pages import AgingBucketFilter, InvoiceFilters, PageKey
 from service.read.queries import COLLECTION_DAYS_MAX
+from service.reconciler.reconciler import OrganizationNotChosen
 
 
 class ReportPages(ConsoleFrame):
@@ -129,6 +134,29 @@ class ReportPages(ConsoleFrame):
             lag=await self._projection_lag(),
         )
 
+    async def reconcile(self, request: Request, caller: Caller) -> Response:
+        """Asks Cybersource for one invoice now, then shows it with what was appended."""
+        form = await small_form(request)
+        number = text_filter(str(form.get("invoiceNumber", "")), "invoiceNumber")
+        organization = text_filter(str(form.get("organizationId", "")), "organizationId")
+        if number is None:
+            raise InvalidInput("invoiceNumber: name the invoice to reconcile")
+        try:
+            client = self._sources.cybersource_client(counted=True)
+        except MissingCredentials:
+            outcome = "no_credentials"
+        else:
+            async with client:
+                reconciler = self._sources.reconciler(client, counted=True)
+                try:
+                    reconciled = await reconciler.reconcile_invoice(number, organization)
+                except OrganizationNotChosen as refused:
+                    raise InvalidInput(f"organizationId: {refused}") from None
+            failed = reconciled.error is not None
+            outcome = "failed" if failed else f"appended_{reconciled.appended}"
+        shown = {"invoiceNumber": number, "organizationId": organization or ""}
+        return see_other("/console/invoices?" + urlencode({**shown, "reconciled": outcome}))
+
     async def _projection_lag(self) -> dict[str, Any]:
         """How far the read models are behind the event store, in events and in seconds."""
         recorded = await self._events.highest_position()
@@ -147,6 +175,7 @@ class ReportPages(ConsoleFrame):
 
     async def invoices(self, request: Request, caller: Caller) -> Response:
         query = request.query_params
+        notice, failed = _reconcile_notice(query.get("reconciled"))
         number = text_filter(query.get("invoiceNumber"), "invoiceNumber")
         organization = text_filter(query.get("organizationId"), "organizationId")
         filters = _invoice_filters(query, organization)
@@ -162,6 +191,9 @@ class ReportPages(ConsoleFrame):
                 "customerEmail": filters.customer_email or "",
             },
             "aging": filters.aging,
+            "operator": caller.is_operator,
+            "notice": notice,
+            "notice_failed": failed,
             "aging_label": AGING_LABELS.get(filters.aging.bucket) if filters.aging else None,
             "found": [],
             "listed": [],
@@ -175,10 +207,12 @@ class ReportPages(ConsoleFrame):
                     number, await self._events.read_stream(number)
                 ).items()
             }
+            today = datetime.now(UTC).date()
             context["found"] = [
                 {
                     "invoice": as_document(invoice_from_row(row)),
                     "events": trail_view(trails.get(row.organization_id, [])),
+                    "days_overdue": days_overdue(row, today),
                 }
                 for row in rows
             ]
@@ -236,3 +270,24 @@ def _invoice_filters(query: Mapping[str, str], organization: str | None) -> Invo
         customer_name=text_filter(query.get("customerName"), "customerName"),
         customer_email=text_filter(query.get("customerEmail"), "customerEmail"),
     )
+
+
+def days_overdue(row: Any, today: date) -> int | None:
+    """How many days past its due date an open invoice is today; None when it is not."""
+    if row.status not in OPEN or row.due_date is None or row.due_date >= today:
+        return None
+    return int((today - row.due_date).days)
+
+
+def _reconcile_notice(outcome: str | None) -> tuple[str | None, bool]:
+    """What the page says after "Reconcile now" (its answer travels in the redirect)."""
+    if outcome is None:
+        return None, False
+    if outcome == "no_credentials":
+        return "Not reconciled: no Cybersource credentials are configured.", True
+    if outcome == "failed":
+        return "Not reconciled: Cybersource did not answer usefully (the log says why).", True
+    appended = outcome.removeprefix("appended_")
+    if not appended.isdigit():
+        return None, False
+    return f"Reconciled: {appended} new fact(s) appended.", False

@@ -44,6 +44,11 @@ class Console(DeliveryPages, ReportPages, StatementPages):
                 methods=["POST"],
             ),
             Route("/console/invoices", self._page(self.invoices), methods=["GET"]),
+            Route(
+                "/console/invoices/reconcile",
+                self._bounded(self._page(self.reconcile, Scope.OPERATOR)),
+                methods=["POST"],
+            ),
             Route("/console/statements", self._page(self.statement), methods=["GET"]),
             Route("/console/statements.csv", self._page(self.statement_csv), methods=["GET"]),
             Route("/console/login", self._bounded(self.login), methods=["GET", "POST"]),
