@@ -4,7 +4,8 @@ produced or conflicts with, and what a replay or a correction did."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -230,3 +231,37 @@ def _version(
         position=position,
         data=data,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ComparedField:
+    """One field of a conflict's two versions, side by side (dotted name, text of each)."""
+
+    name: str
+    recorded: str
+    delivered: str
+
+    @property
+    def differs(self) -> bool:
+        return self.recorded != self.delivered
+
+
+def compared_fields(
+    recorded: Mapping[str, Any], delivered: Mapping[str, Any]
+) -> list[ComparedField]:
+    """Every field either version holds, by name; a field one lacks is empty there."""
+    left, right = _flat(recorded), _flat(delivered)
+    return [
+        ComparedField(name, left.get(name, ""), right.get(name, ""))
+        for name in sorted(set(left) | set(right))
+    ]
+
+
+def _flat(data: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    cells: dict[str, str] = {}
+    for name, value in data.items():
+        if isinstance(value, Mapping):
+            cells.update(_flat(value, f"{prefix}{name}."))
+        else:
+            cells[prefix + name] = "null" if value is None else str(value)
+    return cells

@@ -291,3 +291,20 @@ def test_reconcile_now_without_credentials_says_so_and_asks_nobody(
     )
     assert answer.status_code == 200
     assert "no Cybersource credentials are configured" in answer.text
+
+
+def test_a_conflicts_page_marks_the_fields_that_differ_between_its_versions(
+    console: httpx.Client,
+) -> None:
+    for balance in ("100.00", "80.00"):
+        body = encode(invoice_notification("INV-500", notification_id="n-500", balance=balance))
+        assert console.post("/webhooks/cybersource", content=body, headers=signed_headers(body))
+    [conflict] = console.get(
+        "/v1/deliveries", params={"outcome": "conflict"}, headers=OPERATOR
+    ).json()["items"]
+    page = console.get(f"/console/deliveries/{conflict['deliveryId']}", headers=OPERATOR).text
+    differing = set(re.findall(r'<tr class="differs" data-field-name="([^"]+)">', page))
+    same = set(re.findall(r'<tr class="same" data-field-name="([^"]+)">', page))
+    assert {"balanceAmount", "stated.balanceAmount"} & differing
+    assert "invoiceNumber" not in differing
+    assert same  # the rest is shown too, unmarked

@@ -29,6 +29,7 @@ from service.ingest.corrections import CorrectionRefused, DeliveryCorrections
 from service.ingest.delivery_documents import (
     DeliveryDetail,
     DeliveryList,
+    compared_fields,
     detail,
     replay_answer,
     resolved,
@@ -253,16 +254,13 @@ def _print_detail(shown: DeliveryDetail) -> None:
             f"conflict on invoice {versions.recorded.invoice_number}"
             f" (recorded at position {versions.recorded.position}):"
         )
-        recorded = _flat(versions.recorded.data)
-        delivered = _flat(versions.delivered.data)
+        compared = compared_fields(versions.recorded.data, versions.delivered.data)
         rows = [("field", "recorded", "this delivery")]
-        rows += [
-            (name, recorded.get(name, ""), delivered.get(name, ""))
-            for name in sorted(set(recorded) | set(delivered))
-        ]
+        rows += [(field.name, _cell(field.recorded), _cell(field.delivered)) for field in compared]
+        differs = [False, *(field.differs for field in compared)]
         widths = [max(len(row[column]) for row in rows) for column in range(3)]
-        for name, left, right in rows:
-            mark = "*" if left != right and name != "field" else " "
+        for (name, left, right), different in zip(rows, differs, strict=True):
+            mark = "*" if different else " "
             click.echo(
                 f"{mark} {name:<{widths[0]}}  {left:<{widths[1]}}  {right:<{widths[2]}}".rstrip()
             )
@@ -271,16 +269,8 @@ def _print_detail(shown: DeliveryDetail) -> None:
         click.echo(shown.body)
 
 
-def _flat(data: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """Nested data as dotted names and short text cells, for a side-by-side table."""
-    cells: dict[str, str] = {}
-    for name, value in data.items():
-        if isinstance(value, Mapping):
-            cells.update(_flat(value, f"{prefix}{name}."))
-        else:
-            text = "null" if value is None else str(value)
-            cells[prefix + name] = text if len(text) <= CELL_WIDTH_MAX else text[:39] + "…"
-    return cells
+def _cell(text: str) -> str:
+    return text if len(text) <= CELL_WIDTH_MAX else text[: CELL_WIDTH_MAX - 1] + "…"
 
 
 @deliveries.command()

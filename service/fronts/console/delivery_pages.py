@@ -24,7 +24,7 @@ from service.fronts.console.views import (
     body_text,
 )
 from service.ingest.corrections import CorrectionRefused
-from service.ingest.delivery_documents import detail, summaries
+from service.ingest.delivery_documents import compared_fields, detail, summaries
 from service.ingest.replay import NotReplayable, UnknownDelivery
 from service.ingest.resolutions import ResolutionRefused
 from service.read.cursors import (
@@ -122,6 +122,11 @@ class DeliveryPages(ConsoleFrame):
             status_code,
             title=f"Delivery {delivery_id}",
             delivery=shown,
+            # Each conflict's two versions field by field, the fields that differ marked.
+            compared=[
+                compared_fields(versions.recorded.data, versions.delivered.data)
+                for versions in document.conflicts
+            ],
             waiting=await sources.resolver.is_waiting(delivery_id),
             body=body_text(shown["body"]),
             operator=caller.is_operator,
