@@ -49,6 +49,8 @@ class DeliveryFilters:
     reason_prefix: str | None = None
     # Only the dead letters and conflicts that wait for an operator (delivery_queue.py).
     waiting: bool = False
+    # The deliveries that produced (or repeated) a fact of this invoice number.
+    invoice_number: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +206,9 @@ def _filtered(query: Select[Any], filters: DeliveryFilters) -> Select[Any]:
         query = query.where(func.substr(inbox.c.reason, 1, len(prefix)) == prefix)
     if filters.waiting:
         query = query.where(waiting())
+    if filters.invoice_number is not None:
+        positions = select(events.c.position).where(events.c.stream_id == filters.invoice_number)
+        query = query.where(inbox.c.event_position.in_(positions))
     return query
 
 

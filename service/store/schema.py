@@ -117,6 +117,8 @@ inbox = Table(
     ),
     # Retention finds the oldest rows of an outcome, and the inbox gauge counts them, here.
     Index("ix_inbox_outcome_received_at", "outcome", "received_at"),
+    # The deliveries of an invoice, through its events' positions (migration 0021).
+    Index("ix_inbox_event_position", "event_position"),
     sqlite_autoincrement=True,
 )
 

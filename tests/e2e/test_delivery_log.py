@@ -377,3 +377,17 @@ def test_a_wrong_paid_corrected_into_a_partial_payment_reopens_the_invoice(
         "/v1/reports/outstanding", params={"minPosition": position}, headers=READ
     ).json()["items"]
     assert [(row["currency"], row["balanceAmount"]) for row in outstanding] == [("USD", "60.00")]
+
+
+def test_the_deliveries_of_an_invoice_are_found_by_its_number(api: httpx.Client) -> None:
+    first = encode(invoice_notification("INV-F", notification_id="n-f1"))
+    again = encode(invoice_notification("INV-F", notification_id="n-f1"))
+    other = encode(invoice_notification("INV-G", notification_id="n-g1"))
+    for body in (first, again, other):
+        assert post_delivery(api, body).status_code == 200
+    found = deliveries(api, invoiceNumber="INV-F")["items"]
+    assert sorted(item["outcome"] for item in found) == ["accepted", "duplicate"]
+    assert deliveries(api, invoiceNumber="INV-NONE")["items"] == []
+    assert (
+        api.get("/v1/deliveries", params={"invoiceNumber": ""}, headers=OPERATOR).status_code == 400
+    )

@@ -24,6 +24,8 @@ from service.read.invoice_pages import InvoiceFilters, PageKey
 from service.read.queries import InvoiceQueries
 from service.settings import resolve_database_url
 from service.store.database import create_engine
+from service.store.delivery_log import DeliveryFilters, SqlDeliveryLog
+from service.store.delivery_queue import deliveries_waiting, waiting_after
 from service.store.events.for_engine import event_store_for
 from service.store.views.read_model_store import SqlReadModelStore
 from tests.support.events import invoice_event
@@ -249,3 +251,45 @@ async def test_the_projector_and_invoice_queries_use_their_indexes(
         assert await plans_reading_whole_tables(postgresql_database_url, statements) == []
     finally:
         await engine.dispose()
+
+
+async def test_the_delivery_log_finds_an_invoices_deliveries_and_the_queue_on_indexes(
+    postgresql_database_url: str,
+) -> None:
+    engine = await analysed_invoices(postgresql_database_url)
+    connection = await asyncpg.connect(postgresql_database_url)
+    try:
+        # An inbox of 40,000 deliveries, one in a thousand a dead letter or a conflict.
+        await connection.execute(
+            "INSERT INTO inbox (received_at, outcome, event_position, body)"
+            " SELECT now(), CASE WHEN g % 1000 = 0 THEN 'rejected' WHEN g % 1000 = 1"
+            " THEN 'conflict' ELSE 'accepted' END, g, CASE WHEN g % 1000 = 0 THEN '{}'::bytea"
+            " END FROM generate_series(1, 40000) AS g"
+        )
+        await connection.execute("ANALYZE")
+    finally:
+        await connection.close()
+    log = SqlDeliveryLog(engine)
+    try:
+        with statements_of(engine) as statements:
+            await log.deliveries(DeliveryFilters(invoice_number="BENCH-00000123"), 100)
+            await log.deliveries(DeliveryFilters(waiting=True), 100)
+            await deliveries_waiting(engine)
+            await waiting_after(engine, 10, 101)
+        plans = await plans_of(postgresql_database_url, statements)
+        assert len(plans) == 5
+        # Replays and resolutions are operators' acts, a handful: reading them whole is right.
+        for plan in plans:
+            scans = _scans(plan)
+            assert not [scan for scan in scans if scan in {"Seq Scan inbox", "Seq Scan events"}], (
+                " / ".join(scans)
+            )
+    finally:
+        await engine.dispose()
+
+
+def _scans(plan: dict[str, Any]) -> list[str]:
+    found = [f"{plan['Node Type']} {plan.get('Relation Name', '')}"]
+    for child in plan.get("Plans", []):
+        found += _scans(child)
+    return found

@@ -81,6 +81,9 @@ class DeliveryListParameters(BaseModel):
     reason: str | None = Field(None, min_length=1, max_length=IDENTIFIER_LENGTH_MAX)
     # The queue: dead letters not replayed into facts and conflicts not corrected or resolved.
     waiting: bool = False
+    invoice_number: str | None = Field(
+        None, alias="invoiceNumber", min_length=1, max_length=IDENTIFIER_LENGTH_MAX
+    )
     received_from: p.Instant | None = Field(None, alias="receivedFrom")
     received_to: p.Instant | None = Field(None, alias="receivedTo")
     limit: int = Field(100, ge=1, le=PAGE_SIZE_MAX)
@@ -225,6 +228,7 @@ class DeliveryApi:
             received_to=parameters.received_to,
             reason_prefix=parameters.reason,
             waiting=parameters.waiting,
+            invoice_number=parameters.invoice_number,
         )
         rows = await self._log.deliveries(filters, parameters.limit, before_id)
         next_cursor = None

@@ -120,6 +120,7 @@ def _filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--event-type", help="e.g. invoicing.customer.invoice.paid"),
         click.option("--organization", help="The organization id the delivery names."),
         click.option("--notification-id"),
+        click.option("--invoice", help="Deliveries that produced a fact of this invoice number."),
         click.option("--since", callback=_instant, help="Received at or after (ISO-8601)."),
         click.option("--until", callback=_instant, help="Received before (ISO-8601)."),
         click.option("--reason", help="Reasons starting with this, e.g. unusable_body."),
@@ -144,6 +145,7 @@ def _filters(options: Mapping[str, Any]) -> DeliveryFilters:
         received_to=options["until"],
         reason_prefix=options["reason"],
         waiting=options["waiting"],
+        invoice_number=options["invoice"],
     )
 
 

@@ -44,6 +44,7 @@ DELIVERY_FILTERS = (
     "receivedTo",
     "reason",
     "waiting",
+    "invoiceNumber",
 )
 
 
@@ -64,6 +65,7 @@ class DeliveryPages(ConsoleFrame):
             received_to=instant_or_day(query.get("receivedTo"), "receivedTo", end=True),
             reason_prefix=text_filter(query.get("reason"), "reason"),
             waiting=query.get("waiting") == "true",
+            invoice_number=text_filter(query.get("invoiceNumber"), "invoiceNumber"),
         )
         cursor = text_filter(query.get("cursor"), "cursor")
         try:
