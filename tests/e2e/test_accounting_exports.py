@@ -321,3 +321,11 @@ def test_a_period_at_the_ends_of_the_calendar_is_an_export_not_an_error(api: htt
                 "/v1/exports", json={"kind": kind, "from": day, "to": day}, headers=OPERATOR
             )
             assert made.status_code == 200, made.text
+
+
+def test_a_head_request_on_exports_is_answered_as_its_get_is(api: httpx.Client) -> None:
+    export = create(api)
+    for path in ("/v1/exports", f"/v1/exports/{export['id']}"):
+        answer = api.head(path, headers=READ)
+        assert answer.status_code == 200, (path, answer.status_code)
+        assert answer.headers["content-type"] == api.get(path, headers=READ).headers["content-type"]
