@@ -32,7 +32,7 @@ from tenacity import (
 
 from service.alerting.digest import digest_document
 from service.alerting.standard_webhooks import signed_headers
-from service.store.delivery_queue import deliveries_waiting, waiting_after
+from service.store.delivery_queue import deliveries_waiting, waiting_after, waiting_count_after
 from service.store.errors import StoreUnavailable, unavailability_as_store_error
 from service.store.views.leases import SqlLeases
 
@@ -112,16 +112,19 @@ class DigestNotifier:
     async def send_due(self, client: httpx.AsyncClient) -> bool:
         """Send the digest of what began waiting since the last one; False when nothing did."""
         after = await self._leases.checkpoint(NOTIFIER)
-        found = await waiting_after(self._engine, after, ITEMS_PER_DIGEST_MAX + 1)
-        items = found[:ITEMS_PER_DIGEST_MAX]
+        items = await waiting_after(self._engine, after, ITEMS_PER_DIGEST_MAX)
         if not items:
             return False
+        # Counted, not just noticed: every delivery this digest leaves for the next ones.
+        omitted = 0
+        if len(items) == ITEMS_PER_DIGEST_MAX:
+            omitted = await waiting_count_after(self._engine, items[-1].delivery_id)
         document = digest_document(
             items,
             await deliveries_waiting(self._engine),
             created_at=datetime.now(UTC),
             console_url=self._console_url,
-            items_omitted=len(found) - len(items),
+            items_omitted=omitted,
         )
         body = json.dumps(document, separators=(",", ":")).encode()
         # The same id on every attempt and every resend of these items: receivers drop repeats.

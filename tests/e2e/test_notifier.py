@@ -135,3 +135,29 @@ def test_a_digest_names_what_waits_is_retried_with_the_same_id_and_is_sent_once(
         assert later["waiting"] == {"deadLetters": 2, "conflicts": 1}
         metrics = client.get("/metrics").text
         assert 'ledger_notifier_digests_total{outcome="sent"} 2.0' in metrics
+
+
+def test_a_digest_holding_fewer_items_than_wait_counts_every_one_it_left_out(
+    database_url: str, receiver: tuple[Receiver, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("service.alerting.notifier.ITEMS_PER_DIGEST_MAX", 1)
+    kept, url = receiver
+    kept.failures = 0
+    settings = load_settings(
+        database_url=database_url,
+        webhook_keys=WEBHOOK_KEYS_SETTING,
+        webhook_items_max=1,
+        notifier_url=url,
+        notifier_secret=SECRET,
+        notifier_interval_seconds=3.0,
+    )
+    with serving(create_app(settings)) as base_url, httpx.Client(base_url=base_url) as client:
+        for number in range(4):
+            body = two_invoice_notification(f"n-unread-{number}")
+            assert post_delivery(client, body).status_code == 422
+        eventually(lambda: len(kept.answered(204)) >= 2)
+        first, second = (verified(*answered) for answered in kept.answered(204)[:2])
+    assert [item["notificationId"] for item in first["items"]] == ["n-unread-0"]
+    assert first["itemsOmitted"] == 3
+    assert [item["notificationId"] for item in second["items"]] == ["n-unread-1"]
+    assert second["itemsOmitted"] == 2
