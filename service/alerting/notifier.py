@@ -153,12 +153,17 @@ class DigestNotifier:
             with attempt:
                 headers = signed_headers(self._key, message_id, int(time.time()), body)
                 try:
-                    answer = await client.post(self._url, content=body, headers=headers)
+                    # The status is the whole answer: its body is never read, so a receiver
+                    # that answers with a huge or endless one holds up nothing.
+                    async with client.stream(
+                        "POST", self._url, content=body, headers=headers
+                    ) as answer:
+                        status_code = answer.status_code
                 except httpx.TransportError as error:
                     raise DigestNotSent(f"{type(error).__name__} reaching the receiver") from None
-                if answer.status_code == 429 or answer.status_code >= 500:
-                    raise DigestNotSent(f"the receiver answered {answer.status_code}")
-                if not answer.is_success:
+                if status_code == 429 or status_code >= 500:
+                    raise DigestNotSent(f"the receiver answered {status_code}")
+                if not 200 <= status_code < 300:
                     # A 4xx other than 429 will not change by sending again: the next
                     # interval tries once more, with whatever else began waiting.
-                    raise DigestRefused(f"the receiver answered {answer.status_code}")
+                    raise DigestRefused(f"the receiver answered {status_code}")
