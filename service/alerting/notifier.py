@@ -32,7 +32,7 @@ from tenacity import (
 
 from service.alerting.digest import digest_document
 from service.alerting.standard_webhooks import signed_headers
-from service.store.delivery_queue import deliveries_waiting, waiting_after
+from service.store.delivery_queue import deliveries_waiting, waiting_after, waiting_count_after
 from service.store.errors import StoreUnavailable, unavailability_as_store_error
 from service.store.views.leases import SqlLeases
 
@@ -112,16 +112,19 @@ class DigestNotifier:
     async def send_due(self, client: httpx.AsyncClient) -> bool:
         """Send the digest of what began waiting since the last one; False when nothing did."""
         after = await self._leases.checkpoint(NOTIFIER)
-        found = await waiting_after(self._engine, after, ITEMS_PER_DIGEST_MAX + 1)
-        items = found[:ITEMS_PER_DIGEST_MAX]
+        items = await waiting_after(self._engine, after, ITEMS_PER_DIGEST_MAX)
         if not items:
             return False
+        # Counted, not just noticed: every delivery this digest leaves for the next ones.
+        omitted = 0
+        if len(items) == ITEMS_PER_DIGEST_MAX:
+            omitted = await waiting_count_after(self._engine, items[-1].delivery_id)
         document = digest_document(
             items,
             await deliveries_waiting(self._engine),
             created_at=datetime.now(UTC),
             console_url=self._console_url,
-            items_omitted=len(found) - len(items),
+            items_omitted=omitted,
         )
         body = json.dumps(document, separators=(",", ":")).encode()
         # The same id on every attempt and every resend of these items: receivers drop repeats.
@@ -150,12 +153,17 @@ class DigestNotifier:
             with attempt:
                 headers = signed_headers(self._key, message_id, int(time.time()), body)
                 try:
-                    answer = await client.post(self._url, content=body, headers=headers)
+                    # The status is the whole answer: its body is never read, so a receiver
+                    # that answers with a huge or endless one holds up nothing.
+                    async with client.stream(
+                        "POST", self._url, content=body, headers=headers
+                    ) as answer:
+                        status_code = answer.status_code
                 except httpx.TransportError as error:
                     raise DigestNotSent(f"{type(error).__name__} reaching the receiver") from None
-                if answer.status_code == 429 or answer.status_code >= 500:
-                    raise DigestNotSent(f"the receiver answered {answer.status_code}")
-                if not answer.is_success:
+                if status_code == 429 or status_code >= 500:
+                    raise DigestNotSent(f"the receiver answered {status_code}")
+                if not 200 <= status_code < 300:
                     # A 4xx other than 429 will not change by sending again: the next
                     # interval tries once more, with whatever else began waiting.
-                    raise DigestRefused(f"the receiver answered {answer.status_code}")
+                    raise DigestRefused(f"the receiver answered {status_code}")

@@ -11,8 +11,9 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
+from service.cybersource.envelope import is_storable
 from service.cybersource.transaction_details import TransactionDetails
 from service.domain.events import EventSource, InvoiceEventType, NewEvent, RecordedEvent
 from service.domain.invoice import InvoiceState
@@ -55,6 +56,14 @@ Amount = Annotated[Decimal | None, BeforeValidator(parse_optional_amount)]
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
+
+    @field_validator("*")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        # PostgreSQL text and JSONB hold neither, so its append would refuse the facts.
+        if isinstance(value, str) and not is_storable(value):
+            raise ValueError("holds a NUL character or a lone surrogate")
+        return value
 
 
 class _Transaction(_Model):

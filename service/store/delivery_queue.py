@@ -108,6 +108,22 @@ async def deliveries_waiting(
     return counts
 
 
+async def waiting_count_after(
+    engine: AsyncEngine, after_delivery_id: int, counted_max: int = WAITING_COUNTED_MAX
+) -> int:
+    """How many deliveries with ids above ``after_delivery_id`` wait for an operator (at most
+    ``counted_max``)."""
+    capped = (
+        select(inbox.c.id)
+        .where(inbox.c.id > after_delivery_id, waiting())
+        .limit(counted_max)
+        .subquery()
+    )
+    async with unavailability_as_store_error(), engine.connect() as connection:
+        counted = await connection.execute(select(func.count()).select_from(capped))
+        return int(counted.scalar_one())
+
+
 @dataclass(frozen=True, slots=True)
 class WaitingDelivery:
     delivery_id: int

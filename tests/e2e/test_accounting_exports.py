@@ -321,3 +321,30 @@ def test_a_period_at_the_ends_of_the_calendar_is_an_export_not_an_error(api: htt
                 "/v1/exports", json={"kind": kind, "from": day, "to": day}, headers=OPERATOR
             )
             assert made.status_code == 200, made.text
+
+
+def test_a_head_request_on_exports_is_answered_as_its_get_is(api: httpx.Client) -> None:
+    export = create(api)
+    for path in ("/v1/exports", f"/v1/exports/{export['id']}"):
+        answer = api.head(path, headers=READ)
+        assert answer.status_code == 200, (path, answer.status_code)
+        assert answer.headers["content-type"] == api.get(path, headers=READ).headers["content-type"]
+
+
+def test_the_command_line_refuses_a_currency_or_export_id_the_api_would_refuse(
+    database_url: str,
+) -> None:
+    environment = {"LEDGER_DATABASE_URL": database_url}
+    made = invoice_ledger(
+        "exports", "create", "--from", "2026-03-01", "--to", "2026-03-31", "--json",
+        environment=environment,
+    )  # fmt: skip
+    export_id = str(json.loads(made.stdout)["id"])
+    for arguments in (
+        [export_id, "--format", "xero", "--currency", "usd"],
+        [export_id, "--currency", "US"],
+        [str(2**63)],
+    ):
+        refused = invoice_ledger("exports", "download", *arguments, environment=environment)
+        assert (refused.returncode, refused.stdout) == (2, b""), refused.stderr
+        assert b"Traceback" not in refused.stderr

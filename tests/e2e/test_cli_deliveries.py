@@ -83,6 +83,20 @@ def test_invalid_choices_and_arguments_exit_2(database_url: str) -> None:
     assert "no delivery 999999" in unknown.stderr.decode()
 
 
+def test_a_delivery_id_beyond_64_bits_exits_2_from_every_command(database_url: str) -> None:
+    environment = {"LEDGER_DATABASE_URL": database_url}
+    beyond = str(2**63)
+    for arguments in (
+        ("deliveries", "show", beyond),
+        ("deliveries", "replay", beyond),
+        ("deliveries", "correct", beyond, "--reason", "the second version is right"),
+        ("deliveries", "resolve", beyond, "--reason", "entered by hand"),
+    ):
+        result = invoice_ledger(*arguments, environment=environment)
+        assert result.returncode == 2, (arguments, result.stderr)
+        assert b"Traceback" not in result.stderr
+
+
 def test_show_puts_a_conflicts_versions_side_by_side_and_correct_records_the_second(
     database_url: str,
 ) -> None:

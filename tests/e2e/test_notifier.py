@@ -135,3 +135,83 @@ def test_a_digest_names_what_waits_is_retried_with_the_same_id_and_is_sent_once(
         assert later["waiting"] == {"deadLetters": 2, "conflicts": 1}
         metrics = client.get("/metrics").text
         assert 'ledger_notifier_digests_total{outcome="sent"} 2.0' in metrics
+
+
+def test_a_digest_holding_fewer_items_than_wait_counts_every_one_it_left_out(
+    database_url: str, receiver: tuple[Receiver, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("service.alerting.notifier.ITEMS_PER_DIGEST_MAX", 1)
+    kept, url = receiver
+    kept.failures = 0
+    settings = load_settings(
+        database_url=database_url,
+        webhook_keys=WEBHOOK_KEYS_SETTING,
+        webhook_items_max=1,
+        notifier_url=url,
+        notifier_secret=SECRET,
+        notifier_interval_seconds=3.0,
+    )
+    with serving(create_app(settings)) as base_url, httpx.Client(base_url=base_url) as client:
+        for number in range(4):
+            body = two_invoice_notification(f"n-unread-{number}")
+            assert post_delivery(client, body).status_code == 422
+        eventually(lambda: len(kept.answered(204)) >= 2)
+        first, second = (verified(*answered) for answered in kept.answered(204)[:2])
+    assert [item["notificationId"] for item in first["items"]] == ["n-unread-0"]
+    assert first["itemsOmitted"] == 3
+    assert [item["notificationId"] for item in second["items"]] == ["n-unread-1"]
+    assert second["itemsOmitted"] == 2
+
+
+@pytest.fixture
+def endless_receiver() -> Iterator[tuple[list[bytes], str]]:
+    """Answers 200 to every digest, then a body that never ends."""
+    bodies: list[bytes] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            chunk = b"x" * 65536
+            try:
+                while True:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            except OSError:
+                pass  # the notifier hung up
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield bodies, f"http://127.0.0.1:{server.server_address[1]}/ledger-digests"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_digest_answered_2xx_is_sent_once_however_long_the_answer_s_body(
+    database_url: str, endless_receiver: tuple[list[bytes], str]
+) -> None:
+    bodies, url = endless_receiver
+    settings = load_settings(
+        database_url=database_url,
+        webhook_keys=WEBHOOK_KEYS_SETTING,
+        webhook_items_max=1,
+        notifier_url=url,
+        notifier_secret=SECRET,
+        notifier_interval_seconds=INTERVAL_SECONDS,
+    )
+    with serving(create_app(settings)) as base_url, httpx.Client(base_url=base_url) as client:
+        assert post_delivery(client, two_invoice_notification("n-unread")).status_code == 422
+        sent = 'ledger_notifier_digests_total{outcome="sent"} 1.0'
+        eventually(lambda: sent in client.get("/metrics").text)
+        time.sleep(INTERVAL_SECONDS * 4)
+    assert len(bodies) == 1

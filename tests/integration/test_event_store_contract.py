@@ -310,3 +310,20 @@ async def test_a_group_held_up_at_the_database_does_not_hold_up_the_next(
         await holder.close()
         await committer.close()
         await engine.dispose()
+
+
+@pytest.mark.parametrize("groups_in_flight_max", [1, 2])
+async def test_an_append_made_as_soon_as_the_previous_one_is_answered_is_stored(
+    event_store: EventStore, groups_in_flight_max: int
+) -> None:
+    committer = GroupCommitter(
+        event_store, group_wait_seconds=0, groups_in_flight_max=groups_in_flight_max
+    )
+    try:
+        async with asyncio.timeout(5):
+            for number in range(3):
+                [result] = await committer.append([invoice_event("INV-1", f"k{number}")])
+                assert result.outcome is AppendOutcome.APPENDED
+    finally:
+        await committer.close()
+    assert len(await event_store.read_after(0, limit=100)) == 3

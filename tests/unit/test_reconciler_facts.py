@@ -120,3 +120,21 @@ def test_unreadable_details_are_refused_naming_the_field(
 ) -> None:
     with pytest.raises(InvalidInvoiceDetails, match=field):
         read_details(documented_details(**changes))
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"customerInformation": {"name": "Tanya\x00Lee"}}, "name"),
+        ({"customerInformation": {"email": "tanya\ud800@example.com"}}, "email"),
+        ({"invoiceInformation": {"invoiceNumber": "26\x0070"}}, "invoiceNumber"),
+        ({"id": "26\x0070"}, "id"),
+    ],
+)
+def test_details_holding_text_no_database_can_store_are_refused_naming_the_field(
+    changes: dict[str, Any], field: str
+) -> None:
+    # PostgreSQL text and JSONB hold no NUL and no lone surrogate: such details are refused
+    # alike on both engines instead of failing only PostgreSQL's append.
+    with pytest.raises(InvalidInvoiceDetails, match=field):
+        read_details(documented_details(**changes))

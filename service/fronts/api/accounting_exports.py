@@ -176,7 +176,9 @@ def _dispatch(
     endpoints: dict[str, Callable[[Request], Awaitable[Response]]],
 ) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
-        return await endpoints[request.method](request)
+        # Starlette routes HEAD wherever GET is; it is answered as the GET (without its body).
+        method = "GET" if request.method == "HEAD" else request.method
+        return await endpoints[method](request)
 
     return endpoint
 

@@ -43,7 +43,12 @@ from service.ingest.replay import (
     UnknownDelivery,
 )
 from service.ingest.resolutions import DeliveryResolver, ResolutionRefused
-from service.read.cursors import UnreadableCursor, decode_delivery_cursor, encode_delivery_cursor
+from service.read.cursors import (
+    DELIVERY_ID_MAX,
+    UnreadableCursor,
+    decode_delivery_cursor,
+    encode_delivery_cursor,
+)
 from service.read.instants import parse_instant
 from service.settings import Settings
 from service.store.delivery_log import PAGE_SIZE_MAX, DeliveryFilters, SqlDeliveryLog
@@ -157,6 +162,10 @@ def _print_json(document: BaseModel | list[BaseModel]) -> None:
     click.echo(json.dumps(value, indent=2, ensure_ascii=False))
 
 
+# A delivery id as the database holds it (64 bits): a larger one is a usage error.
+DELIVERY_ID = click.IntRange(1, DELIVERY_ID_MAX)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def deliveries() -> None:
     """The delivery log: list, show, replay dead letters, correct or resolve conflicts.
@@ -209,7 +218,7 @@ def list_deliveries(limit: int, cursor: str | None, as_json: bool, **options: An
 
 
 @deliveries.command()
-@click.argument("delivery_id", type=click.IntRange(1))
+@click.argument("delivery_id", type=DELIVERY_ID)
 @click.option("--body", "with_body", is_flag=True, help="Also print the raw body.")
 @click.option("--json", "as_json", is_flag=True, help="Print the /v1/deliveries/{id} document.")
 def show(delivery_id: int, with_body: bool, as_json: bool) -> None:
@@ -276,7 +285,7 @@ def _cell(text: str) -> str:
 
 
 @deliveries.command()
-@click.argument("delivery_id", type=click.IntRange(1), required=False)
+@click.argument("delivery_id", type=DELIVERY_ID, required=False)
 @click.option("--all", "replay_all", is_flag=True, help="Every replayable delivery selected.")
 @_filter_options
 @click.option(
@@ -345,7 +354,7 @@ def _print_outcome(outcome: ReplayOutcome) -> None:
 
 
 @deliveries.command()
-@click.argument("delivery_id", type=click.IntRange(1))
+@click.argument("delivery_id", type=DELIVERY_ID)
 @click.option("--reason", required=True, help="Why this delivery's version is the right one.")
 @click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
 def correct(delivery_id: int, reason: str, as_json: bool) -> None:
@@ -366,7 +375,7 @@ def correct(delivery_id: int, reason: str, as_json: bool) -> None:
 
 
 @deliveries.command()
-@click.argument("delivery_id", type=click.IntRange(1))
+@click.argument("delivery_id", type=DELIVERY_ID)
 @click.option("--reason", required=True, help="Why it needs nothing more.")
 @click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
 def resolve(delivery_id: int, reason: str, as_json: bool) -> None:

@@ -26,6 +26,8 @@ from service.read.accounting import AccountingExports, ExportKind, PeriodRefused
 from service.read.accounting_files import FileFormat, FormatRefused, render
 from service.store.accounting_exports import EXPORTS_PAGE_SIZE_MAX
 
+EXPORT_ID_MAX = 2**63 - 1
+
 Result = TypeVar("Result")
 
 
@@ -49,6 +51,15 @@ def _day(ctx: click.Context, param: click.Parameter, value: str) -> date:
         return date.fromisoformat(value)
     except ValueError:
         raise click.BadParameter("must be a day, YYYY-MM-DD") from None
+
+
+def _currency(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    # As /v1/exports: a code that names no currency would give an empty file, not an error.
+    if value is not None and not (
+        len(value) == 3 and value.isascii() and value.isalpha() and value.isupper()
+    ):
+        raise click.BadParameter("must be a currency code, three capital letters (USD)")
+    return value
 
 
 @click.group()
@@ -98,12 +109,12 @@ def list_(limit: int, as_json: bool) -> None:
 
 
 @exports.command()
-@click.argument("export_id", type=click.IntRange(1))
+@click.argument("export_id", type=click.IntRange(1, EXPORT_ID_MAX))
 @click.option(
     "--format", "file_format", type=click.Choice(get_args(FileFormat)), default="csv",
     help="csv, json, xero (bank statement) or quickbooks (3-column bank transactions).",
 )  # fmt: skip
-@click.option("--currency", help="Only the lines in this currency (ISO 4217).")
+@click.option("--currency", callback=_currency, help="Only the lines in this currency (ISO 4217).")
 @click.option(
     "--output", type=click.Path(dir_okay=False, path_type=Path), help="A file (default stdout)."
 )

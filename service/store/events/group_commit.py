@@ -133,7 +133,17 @@ class GroupCommitter:
 
     async def _write_groups(self) -> None:
         # A writer lives while there is something to write: no task outlives the last
-        # request, whether or not whoever built the committer ever closes it.
+        # request, whether or not whoever built the committer ever closes it. It leaves the
+        # set of writers as it finds the queue empty, in the same step: a done callback runs
+        # later, and a delivery queued in between would count it and wait for no writer.
+        try:
+            await self._write_while_queued()
+        finally:
+            writer = asyncio.current_task()
+            if writer is not None:
+                self._writers.discard(writer)
+
+    async def _write_while_queued(self) -> None:
         while not self._queue.empty():
             group: list[_Pending] = []
             try:
