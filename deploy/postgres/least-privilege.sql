@@ -22,7 +22,8 @@ $$;
 
 REVOKE ALL ON ALL TABLES IN SCHEMA public FROM invoice_ledger_service;
 GRANT USAGE ON SCHEMA public TO invoice_ledger_service;
-GRANT SELECT, INSERT ON events, inbox, delivery_replays, delivery_resolutions TO invoice_ledger_service;
+GRANT SELECT, INSERT ON events, inbox, delivery_replays, delivery_resolutions, delivery_notices
+    TO invoice_ledger_service;
 -- Accounting exports are append-only: an export and its lines are never changed or deleted.
 GRANT SELECT, INSERT ON accounting_exports, accounting_export_lines TO invoice_ledger_service;
 GRANT SELECT ON alembic_version TO invoice_ledger_service;

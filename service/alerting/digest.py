@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from service.cybersource.envelope import dead_letter_identifiers
-from service.store.delivery_queue import WaitingDelivery
+from service.store.delivery_notices import WaitingDelivery
 
 DIGEST_TYPE = "ledger.deliveries_waiting"
 

@@ -3,9 +3,10 @@ began waiting for an operator since the last digest, posted to ``LEDGER_NOTIFIER
 signed as Standard Webhooks, for deployments without Prometheus and Alertmanager.
 
 - At most one digest per interval, and none when nothing new waits.
-- One sender across replicas: the holder of the ``notifier`` lease (projection_checkpoints);
-  its checkpoint is the last delivery id a receiver acknowledged, so a digest that was not
-  acknowledged is sent again, with its items and any newer ones, at the next interval.
+- One sender across replicas: the holder of the ``notifier`` lease (projection_checkpoints).
+  A delivery is named until a receiver acknowledges a digest that names it
+  (``delivery_notices``), so a digest that was not acknowledged is sent again, with its items
+  and any newer ones, at the next interval, and none is passed over.
 - A send is retried with exponential backoff (a connection that fails, 429 or 5xx), a
   bounded number of times, each attempt signed anew with the same ``webhook-id``.
 - A failing notifier logs and counts, and never stops the server.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -32,8 +34,9 @@ from tenacity import (
 
 from service.alerting.digest import digest_document
 from service.alerting.standard_webhooks import signed_headers
-from service.store.delivery_queue import deliveries_waiting, waiting_after, waiting_count_after
-from service.store.errors import StoreUnavailable, unavailability_as_store_error
+from service.store.delivery_notices import record_notices, untold_count, untold_waiting
+from service.store.delivery_queue import deliveries_waiting
+from service.store.errors import StoreUnavailable
 from service.store.views.leases import SqlLeases
 
 log = structlog.get_logger("service.alerting")
@@ -45,6 +48,11 @@ BACKOFF_SECONDS_MAX = 30.0
 REQUEST_TIMEOUT_SECONDS = 10.0
 # The lease outlives a few intervals, so that a holder that stopped is replaced soon after.
 LEASES_PER_INTERVAL = 3
+# The longest a digest's send can take: every attempt timing out, and the waits between them.
+SEND_SECONDS_MAX = SEND_ATTEMPTS_MAX * REQUEST_TIMEOUT_SECONDS + sum(
+    min(2**attempt, BACKOFF_SECONDS_MAX) for attempt in range(SEND_ATTEMPTS_MAX - 1)
+)
+LEASE_MARGIN_SECONDS = 30.0
 
 
 class DigestNotSent(Exception):
@@ -97,7 +105,11 @@ class DigestNotifier:
 
     async def _round(self, client: httpx.AsyncClient) -> None:
         try:
-            lease_seconds = self._interval_seconds * LEASES_PER_INTERVAL
+            # Held past a digest's longest send (every attempt timing out, with its backoff).
+            lease_seconds = max(
+                self._interval_seconds * LEASES_PER_INTERVAL,
+                SEND_SECONDS_MAX + LEASE_MARGIN_SECONDS,
+            )
             if await self._leases.acquire_lease(self._owner, lease_seconds, NOTIFIER):
                 await self.send_due(client)
         except StoreUnavailable:
@@ -111,14 +123,13 @@ class DigestNotifier:
 
     async def send_due(self, client: httpx.AsyncClient) -> bool:
         """Send the digest of what began waiting since the last one; False when nothing did."""
-        after = await self._leases.checkpoint(NOTIFIER)
-        items = await waiting_after(self._engine, after, ITEMS_PER_DIGEST_MAX)
+        items = await untold_waiting(self._engine, ITEMS_PER_DIGEST_MAX)
         if not items:
             return False
         # Counted, not just noticed: every delivery this digest leaves for the next ones.
         omitted = 0
         if len(items) == ITEMS_PER_DIGEST_MAX:
-            omitted = await waiting_count_after(self._engine, items[-1].delivery_id)
+            omitted = max(await untold_count(self._engine) - len(items), 0)
         document = digest_document(
             items,
             await deliveries_waiting(self._engine),
@@ -128,16 +139,10 @@ class DigestNotifier:
         )
         body = json.dumps(document, separators=(",", ":")).encode()
         # The same id on every attempt and every resend of these items: receivers drop repeats.
-        message_id = f"ledger-digest-{items[0].delivery_id}-{items[-1].delivery_id}"
+        named = [item.delivery_id for item in items]
+        message_id = "ledger-digest-" + hashlib.sha256(repr(named).encode()).hexdigest()[:32]
         await self._post(client, message_id, body)
-        async with unavailability_as_store_error(), self._engine.begin() as connection:
-            await self._leases.move_checkpoint(
-                connection,
-                name=NOTIFIER,
-                owner=self._owner,
-                to_position=items[-1].delivery_id,
-                from_position=after,
-            )
+        await record_notices(self._engine, named, message_id, datetime.now(UTC))
         self._on_digest("sent")
         log.info("notifier.digest_sent", message_id=message_id, items=len(items))
         return True

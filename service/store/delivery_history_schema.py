@@ -1,6 +1,7 @@
 """The tables of what became of a delivery after it arrived, made on the schema's metadata by
-``service.store.schema``. Both are append-only: the delivery's own inbox row is never
-changed, so its history is the row, its replays and its resolution."""
+``service.store.schema``. All are append-only: the delivery's own inbox row is never
+changed, so its history is the row, its replays, its resolution and the digest that told of
+it."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ class ReplayResult(StrEnum):
     UNREADABLE = "unreadable"  # it still does not read (reason says why)
 
 
-def delivery_history_tables(metadata: MetaData) -> tuple[Table, Table]:
+def delivery_history_tables(metadata: MetaData) -> tuple[Table, Table, Table]:
     results = ", ".join(repr(str(result)) for result in ReplayResult)
     # Every replay of a delivery, by whom and with what result.
     replays = Table(
@@ -58,4 +59,13 @@ def delivery_history_tables(metadata: MetaData) -> tuple[Table, Table]:
         UniqueConstraint("delivery_id"),
         sqlite_autoincrement=True,
     )
-    return replays, resolutions
+    # Which deliveries a digest told people about (service.alerting), once acknowledged: one
+    # row per delivery, so each is told once, whatever order their rows committed in.
+    notices = Table(
+        "delivery_notices",
+        metadata,
+        Column("delivery_id", BigInteger, primary_key=True),
+        Column("notified_at", UtcDateTime, nullable=False),
+        Column("message_id", String(100), nullable=False),
+    )
+    return replays, resolutions, notices

@@ -108,22 +108,6 @@ async def deliveries_waiting(
     return counts
 
 
-async def waiting_count_after(
-    engine: AsyncEngine, after_delivery_id: int, counted_max: int = WAITING_COUNTED_MAX
-) -> int:
-    """How many deliveries with ids above ``after_delivery_id`` wait for an operator (at most
-    ``counted_max``)."""
-    capped = (
-        select(inbox.c.id)
-        .where(inbox.c.id > after_delivery_id, waiting())
-        .limit(counted_max)
-        .subquery()
-    )
-    async with unavailability_as_store_error(), engine.connect() as connection:
-        counted = await connection.execute(select(func.count()).select_from(capped))
-        return int(counted.scalar_one())
-
-
 @dataclass(frozen=True, slots=True)
 class WaitingDelivery:
     delivery_id: int
@@ -132,39 +116,6 @@ class WaitingDelivery:
     reason: str | None
     notification_id: str | None
     body: bytes | None
-
-
-async def waiting_after(
-    engine: AsyncEngine, after_delivery_id: int, limit: int
-) -> list[WaitingDelivery]:
-    """The deliveries that wait for an operator with ids above ``after_delivery_id``, oldest
-    first, at most ``limit``."""
-    query = (
-        select(
-            inbox.c.id,
-            inbox.c.outcome,
-            inbox.c.received_at,
-            inbox.c.reason,
-            inbox.c.notification_id,
-            inbox.c.body,
-        )
-        .where(inbox.c.id > after_delivery_id, waiting())
-        .order_by(inbox.c.id)
-        .limit(limit)
-    )
-    async with unavailability_as_store_error(), engine.connect() as connection:
-        rows = (await connection.execute(query)).all()
-    return [
-        WaitingDelivery(
-            row.id,
-            CONFLICT if row.outcome == InboxOutcome.CONFLICT.value else DEAD_LETTER,
-            row.received_at,
-            row.reason,
-            row.notification_id,
-            None if row.body is None else bytes(row.body),
-        )
-        for row in rows
-    ]
 
 
 def resolution_row(values: Any) -> ResolutionRow:

@@ -123,9 +123,9 @@ inbox = Table(
 )
 
 
-# What became of each delivery after it arrived: replays and resolutions
+# What became of each delivery after it arrived: replays, resolutions and notices
 # (service.store.delivery_history_schema).
-delivery_replays, delivery_resolutions = delivery_history_tables(metadata)
+delivery_replays, delivery_resolutions, delivery_notices = delivery_history_tables(metadata)
 
 
 # Read models, derived from the events by the projector and rebuildable from them at any time.

@@ -83,6 +83,7 @@ async def test_the_service_role_opens_ends_and_prunes_console_sessions(
         # An operator's resolution stands as recorded.
         "UPDATE delivery_resolutions SET reason = 'rewritten'",
         "DELETE FROM delivery_resolutions",
+        "DELETE FROM delivery_notices",
         # A session cannot be prolonged nor given another token's name or scope.
         "UPDATE console_sessions SET expires_at = now() + interval '1 year'",
         "UPDATE console_sessions SET scope = 'operator'",

@@ -25,7 +25,8 @@ from service.read.queries import InvoiceQueries
 from service.settings import resolve_database_url
 from service.store.database import create_engine
 from service.store.delivery_log import DeliveryFilters, SqlDeliveryLog
-from service.store.delivery_queue import deliveries_waiting, waiting_after
+from service.store.delivery_notices import untold_waiting
+from service.store.delivery_queue import deliveries_waiting
 from service.store.events.for_engine import event_store_for
 from service.store.views.read_model_store import SqlReadModelStore
 from tests.support.events import invoice_event
@@ -275,7 +276,7 @@ async def test_the_delivery_log_finds_an_invoices_deliveries_and_the_queue_on_in
             await log.deliveries(DeliveryFilters(invoice_number="BENCH-00000123"), 100)
             await log.deliveries(DeliveryFilters(waiting=True), 100)
             await deliveries_waiting(engine)
-            await waiting_after(engine, 10, 101)
+            await untold_waiting(engine, 101)
         plans = await plans_of(postgresql_database_url, statements)
         assert len(plans) == 5
         # Replays and resolutions are operators' acts, a handful: reading them whole is right.
