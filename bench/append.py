@@ -7,7 +7,8 @@ text), in alternating rounds of one run.
 
 Each round appends fresh webhook deliveries (one fact and one inbox row each, about the size
 the receiver stores) in groups, one group after another, as the group committer's writer
-does; one delivery in twenty repeats an earlier one (a retry). Figures are CPU seconds from
+does; one delivery in twenty repeats an earlier one (a retry). A warm-up of each way comes
+first, unmeasured. Figures are CPU seconds from
 ``/proc`` (this process, and PostgreSQL's processes serving the bench database), which the
 machine's load moves far less than wall time; medians over the rounds.
 """
@@ -171,10 +172,16 @@ def main() -> None:
     parser.add_argument("--deliveries", type=int, default=20_000)
     parser.add_argument("--group", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--warmup", type=int, default=5000, help="deliveries each way, untimed, before the rounds"
+    )
     arguments = parser.parse_args()
     figures: dict[str, list[dict[str, float]]] = {"columns": [], "replaced": []}
     with migrated_database("bench_append") as (database_url, _):
         asyncio.run(install_replaced_function(database_url))
+        # The first appends into an empty database grow its files and caches: not measured.
+        for way in ("columns", "replaced"):
+            asyncio.run(measure(database_url, way, deliveries(arguments.warmup), arguments.group))
         for round_number in range(arguments.rounds):
             for way in ("replaced", "columns") if round_number % 2 else ("columns", "replaced"):
                 made = deliveries(arguments.deliveries)
