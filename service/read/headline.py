@@ -89,11 +89,17 @@ def _headline(
         return found[0] if found else None
 
     this_month, last_month = collected_in(today), collected_in(today.replace(day=1) - timedelta(1))
-    balance = Decimal(outstanding["balance"]) if outstanding and outstanding["balance"] else None
+    balance = None  # unknown: open invoices, none with a known balance
+    if outstanding is not None and outstanding["balance"] is not None:
+        balance = Decimal(outstanding["balance"])
     overdue = None
     if aging is not None:
         overdue = sum(
-            (Decimal(aging[b]) for b in AGING_BUCKETS if b not in NOT_OVERDUE and aging[b]),
+            (
+                Decimal(aging[b])
+                for b in AGING_BUCKETS
+                if b not in NOT_OVERDUE and aging[b] is not None
+            ),
             Decimal(0),
         )
     billed_amount, billed_incomplete = billed.get(currency, (Decimal(0), False))

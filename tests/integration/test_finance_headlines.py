@@ -86,3 +86,13 @@ async def test_nothing_billed_in_the_window_leaves_dso_unknown(engine: AsyncEngi
     )  # fmt: skip
     [usd] = await FinanceHeadlines(InvoiceQueries(engine), engine).per_currency(TODAY)
     assert usd.outstanding == Decimal(50) and usd.dso_days is None
+
+
+async def test_open_invoices_owing_nothing_owe_a_known_zero(engine: AsyncEngine) -> None:
+    await project(
+        engine,
+        sent("Z-1", total="50", balance="0", due=date(2026, 4, 1),
+             first_seen=datetime(2026, 3, 1, tzinfo=UTC)),
+    )  # fmt: skip
+    [usd] = await FinanceHeadlines(InvoiceQueries(engine), engine).per_currency(TODAY)
+    assert (usd.outstanding, usd.open_invoices, usd.dso_days) == (Decimal(0), 1, Decimal("0.0"))
