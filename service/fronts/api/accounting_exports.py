@@ -7,12 +7,10 @@ creating a payments export marks what it holds as posted.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -33,7 +31,6 @@ from service.read.accounting import (
 from service.read.accounting_files import FileFormat, FormatRefused, filename, media_type, render
 from service.store.accounting_exports import EXPORTS_PAGE_SIZE_MAX, ExportTooLarge
 
-REQUEST_BODY_BYTES_MAX = 4096
 EXPORT_ID_MAX = 2**63 - 1
 
 
@@ -202,20 +199,5 @@ def _export_id(request: Request) -> int:
 
 
 async def _export_request(request: Request) -> ExportRequest:
-    body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > REQUEST_BODY_BYTES_MAX:
-            too_large = f"the body exceeds {REQUEST_BODY_BYTES_MAX} bytes"
-            raise ApiError(413, "body_too_large", too_large)
     example = '{"kind": "payments", "from": "2026-03-01", "to": "2026-03-31"}'
-    try:
-        document: Any = json.loads(body)
-    except (ValueError, RecursionError):
-        raise ApiError(400, "bad_body", f"the body must be JSON: {example}") from None
-    try:
-        return ExportRequest.model_validate(document)
-    except ValidationError as error:
-        detail = error.errors()[0]
-        name = ".".join(str(part) for part in detail["loc"]) or "body"
-        raise ApiError(400, "bad_body", f"{name}: {detail['msg']}") from None
+    return await p.json_body(request, ExportRequest, example)

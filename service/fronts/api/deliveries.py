@@ -7,11 +7,9 @@ and resolve waiting deliveries (403 ``insufficient_scope`` otherwise).
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -47,7 +45,7 @@ from service.store.delivery_log import (
 )
 from service.store.schema import InboxOutcome
 
-REQUEST_BODY_BYTES_MAX = 4096
+REASON_EXAMPLE = '{"reason": "why"}'
 
 
 class ReasonRequest(BaseModel):
@@ -95,7 +93,6 @@ class DeliveryParameters(BaseModel):
 
 
 Handler = Callable[[Request, Caller], Awaitable[BaseModel]]
-Reasoned = TypeVar("Reasoned", bound=ReasonRequest)
 
 DELIVERY_ID = PathParameter(
     "deliveryId", "The delivery's id in the log", {"type": "integer", "minimum": 1,
@@ -259,13 +256,13 @@ class DeliveryApi:
 
     async def correct(self, request: Request, caller: Caller) -> ReplayAnswer:
         delivery_id = _delivery_id(request)
-        correction = await _reason_request(request, CorrectionRequest)
+        correction = await p.json_body(request, CorrectionRequest, REASON_EXAMPLE)
         outcome = await self._corrections.correct(delivery_id, correction.reason, caller.name)
         return replay_answer(outcome)
 
     async def resolve(self, request: Request, caller: Caller) -> DeliveryResolution:
         delivery_id = _delivery_id(request)
-        resolution = await _reason_request(request, ResolutionRequest)
+        resolution = await p.json_body(request, ResolutionRequest, REASON_EXAMPLE)
         return resolved(await self._resolver.resolve(delivery_id, resolution.reason, caller.name))
 
 
@@ -277,22 +274,3 @@ def _delivery_id(request: Request) -> int:
     if not 0 < delivery_id <= DELIVERY_ID_MAX:
         raise bad_parameter("deliveryId", "must be a delivery id, a positive integer")
     return delivery_id
-
-
-async def _reason_request(request: Request, model: type[Reasoned]) -> Reasoned:
-    body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > REQUEST_BODY_BYTES_MAX:
-            too_large = f"the body exceeds {REQUEST_BODY_BYTES_MAX} bytes"
-            raise ApiError(413, "body_too_large", too_large)
-    try:
-        document: Mapping[str, Any] = json.loads(body)
-    except (ValueError, RecursionError):
-        raise ApiError(400, "bad_body", 'the body must be JSON: {"reason": "why"}') from None
-    try:
-        return model.model_validate(document)
-    except ValidationError as error:
-        detail = error.errors()[0]
-        name = ".".join(str(part) for part in detail["loc"]) or "body"
-        raise ApiError(400, "bad_body", f"{name}: {detail['msg']}") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Annotated, Any, Literal, TypeVar
@@ -9,10 +10,11 @@ from urllib.parse import quote, unquote_to_bytes
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, WithJsonSchema
+from starlette.requests import Request
 
 from service.cybersource.envelope import IDENTIFIER_LENGTH_MAX, is_storable
 from service.domain.status import InvoiceStatus
-from service.fronts.errors import bad_parameter
+from service.fronts.errors import ApiError, bad_parameter
 from service.read.cursors import (
     UnreadableCursor,
     decode_page_cursor,
@@ -259,3 +261,28 @@ def invoice_path(scope: Mapping[str, Any]) -> tuple[str, str | None] | None:
     if len(invoice_number) > IDENTIFIER_LENGTH_MAX:
         raise bad_parameter("invoiceNumber", f"is longer than {IDENTIFIER_LENGTH_MAX} characters")
     return invoice_number, sub_resource
+
+
+# A request body an operator's action sends (a reason, an export's period): small.
+REQUEST_BODY_BYTES_MAX = 4096
+
+
+async def json_body(request: Request, model: type[Parameters], example: str) -> Parameters:
+    """The request's JSON body as ``model``: 413 past ``REQUEST_BODY_BYTES_MAX``, 400 naming
+    the first field that does not read, or showing ``example`` when it is not JSON."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > REQUEST_BODY_BYTES_MAX:
+            too_large = f"the body exceeds {REQUEST_BODY_BYTES_MAX} bytes"
+            raise ApiError(413, "body_too_large", too_large)
+    try:
+        document: Any = json.loads(body)
+    except (ValueError, RecursionError):
+        raise ApiError(400, "bad_body", f"the body must be JSON: {example}") from None
+    try:
+        return model.model_validate(document)
+    except ValidationError as error:
+        detail = error.errors()[0]
+        name = ".".join(str(part) for part in detail["loc"]) or "body"
+        raise ApiError(400, "bad_body", f"{name}: {detail['msg']}") from None
