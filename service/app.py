@@ -13,12 +13,13 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from service.bootstrap import serving_ledger
-from service.configured_keys import merchant_credentials
+from service.configured_keys import merchants_credentials
 from service.cybersource.jwt_authentication import CertificateCredentials
 from service.cybersource.keys import CertifiedKey
 from service.fronts.api.accounting_exports import AccountingExportApi
 from service.fronts.api.contract import ApiRoute, declared_operations, openapi_document
 from service.fronts.api.deliveries import DeliveryApi
+from service.fronts.api.merchant_scope import MerchantOrganizations
 from service.fronts.api.routes import QueryApi
 from service.fronts.api.webhook_operation import WEBHOOK_OPERATIONS
 from service.fronts.auth import ApiAuthorizer, AuthSurface
@@ -42,11 +43,16 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
     metrics = ledger.metrics
     committer = ledger.committer()
     receiver = ledger.receiver(committer, clock)
-    authorizer = _authorizer(settings, metrics)
+    merchants = MerchantOrganizations(
+        {account.merchant_id: account.organizations for account in settings.merchant_accounts}
+    )
+    authorizer = _authorizer(settings, metrics, merchants)
     _export_expiries(settings, metrics, ledger.notification_decryption.keyring.keys)
     serving_workers = ServingWorkers(ledger)
     workers = BackgroundWorkers(serving_workers.factories())
-    query_api = QueryApi(ledger.queries, ledger.event_store, ledger.read_models, authorizer)
+    query_api = QueryApi(
+        ledger.queries, ledger.event_store, ledger.read_models, authorizer, merchants
+    )
     delivery_api = DeliveryApi(
         ledger.delivery_log,
         ledger.replayer,
@@ -67,7 +73,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
         log.info(
             "service.started",
             database=ledger.engine.dialect.name,
-            key_ids=sorted(settings.webhook_keys.keys),
+            key_ids=sorted(settings.webhook_keys_by_id),
+            merchants=[account.merchant_id for account in settings.merchant_accounts],
             decryption_kids=ledger.notification_decryption.keyring.kids,
             signed_content=settings.webhook_signed_content,
             projector=settings.projector_enabled,
@@ -126,9 +133,9 @@ def _export_expiries(
             settings.webhook_key_expires_at.timestamp()
         )
     certificates = [("notification_decryption", key) for key in decryption_keys]
-    credentials = merchant_credentials(settings)
-    if isinstance(credentials, CertificateCredentials):
-        certificates.append(("rest_authentication", credentials.key))
+    for credentials in merchants_credentials(settings).values():
+        if isinstance(credentials, CertificateCredentials):
+            certificates.append(("rest_authentication", credentials.key))
     for use, key in certificates:
         if key.not_after is not None:
             metrics.certificate_expiry_timestamp_seconds.labels(use, key.kid).set(
@@ -136,10 +143,16 @@ def _export_expiries(
             )
 
 
-def _authorizer(settings: Settings, metrics: LedgerMetrics) -> ApiAuthorizer:
+def _authorizer(
+    settings: Settings, metrics: LedgerMetrics, merchants: MerchantOrganizations
+) -> ApiAuthorizer:
     failures = {surface: metrics.auth_failures.labels(surface.value) for surface in AuthSurface}
+    limits = settings.api_tokens.merchants_by_token
     return ApiAuthorizer(
         settings.api_tokens.tokens,
+        organizations_by_token={
+            token: merchants.limited_to(names) for token, names in limits.items()
+        },
         operator_tokens=settings.api_tokens.operator_tokens,
         allow_anonymous=settings.api_allow_anonymous,
         throttle=FailureThrottle(settings.auth_failures_max, settings.auth_failure_window_seconds),
@@ -148,9 +161,11 @@ def _authorizer(settings: Settings, metrics: LedgerMetrics) -> ApiAuthorizer:
 
 
 def _warn_about_open_doors(settings: Settings, authorizer: ApiAuthorizer) -> None:
-    if not settings.webhook_keys.keys:
+    if not settings.webhook_keys_by_id:
         log.warning(
-            "webhook.no_keys", detail="LEDGER_WEBHOOK_KEYS is empty: every delivery is refused"
+            "webhook.no_keys",
+            detail="no webhook key is configured (LEDGER_WEBHOOK_KEYS, or a merchant's"
+            " webhook_keys): every delivery is refused",
         )
     if authorizer.anonymous:
         log.warning(

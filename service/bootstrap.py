@@ -21,7 +21,12 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.configured_keys import master_key, merchant_credentials, notification_keyring
+from service.configured_keys import (
+    cybersource_client,
+    master_key,
+    notification_keyring,
+    webhook_key_organizations,
+)
 from service.cybersource.webhook_signature import SignedContent, WebhookVerifier
 from service.http_server import HttpImplementation, HttpLimits
 from service.ingest.corrections import DeliveryCorrections
@@ -36,13 +41,12 @@ from service.read.delivery_outcomes import DeliveryOutcomes
 from service.read.headline import FinanceHeadlines
 from service.read.queries import InvoiceQueries
 from service.read.statements import CustomerStatements
-from service.reconciler.answers import CallFailure, CallObserver, CallOutcome
+from service.reconciler.answers import CallFailure, CallOutcome
 from service.reconciler.client import CybersourceClient
 from service.reconciler.ledger_view import SqlLedgerView
 from service.reconciler.outcomes import ReconcilerFailure, SweepSummary, TransactionLookup
 from service.reconciler.reconciler import Reconciler
 from service.reconciler.sweep_schedule import SqlSweepSchedule
-from service.reconciler.transport import ClientLimits
 from service.reconciler.worker import ReconcilerWorker
 from service.settings import (
     Settings,
@@ -70,17 +74,6 @@ from service.store.views.read_model_store import SqlReadModelStore
 SERVING_SQLITE_LOCK_WAIT_SECONDS = 5.0
 # A command's connections: enough for a reconciler's few concurrent reads beside its writes.
 COMMAND_POOL_SIZE = 4
-
-
-class MissingCredentials(Exception):
-    """A Cybersource call was asked for without LEDGER_CYBERSOURCE_* credentials."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            "set LEDGER_CYBERSOURCE_MERCHANT_ID, LEDGER_CYBERSOURCE_KEY_ID and"
-            " LEDGER_CYBERSOURCE_SECRET_KEY (or LEDGER_CYBERSOURCE_AUTH=jwt with"
-            " LEDGER_CYBERSOURCE_MERCHANT_ID and LEDGER_CYBERSOURCE_KEY_FILE) to call Cybersource"
-        )
 
 
 def database_url(settings: Settings) -> URL:
@@ -119,17 +112,6 @@ def http_limits(settings: Settings) -> HttpLimits:
         limits["max_connections_per_client"], limits["max_connections"]
     )
     return HttpLimits(**limits)
-
-
-def cybersource_client(
-    settings: Settings, observer: CallObserver | None = None
-) -> CybersourceClient:
-    """A client with the configured credentials; MissingCredentials without them."""
-    credentials = merchant_credentials(settings)
-    if credentials is None:
-        raise MissingCredentials()
-    limits = ClientLimits(max_requests_per_second=settings.cybersource_max_requests_per_second)
-    return CybersourceClient(settings.cybersource_base_url, credentials, limits, observer=observer)
 
 
 def process_owner(role: str | None = None) -> str:
@@ -235,6 +217,7 @@ class Ledger:
             self.event_store,
             items_per_delivery_max=self.items_per_delivery_max,
             decryption=self.notification_decryption,
+            organizations_by_key=webhook_key_organizations(self.settings),
         )
 
     @cached_property
@@ -273,7 +256,7 @@ class Ledger:
     ) -> WebhookReceiver:
         settings = self.settings
         verifier = WebhookVerifier(
-            settings.webhook_keys.keys,
+            {key_id: key for key_id, (key, _) in settings.webhook_keys_by_id.items()},
             tolerance_seconds=settings.webhook_tolerance_seconds,
             signed_content=SignedContent(settings.webhook_signed_content),
             future_skew_seconds=settings.webhook_future_skew_seconds,
@@ -290,6 +273,7 @@ class Ledger:
             refusals_recorded_per_second=settings.refusals_recorded_per_second,
             clock=clock or time.time,
             decryption=self.notification_decryption,
+            organizations_by_key=webhook_key_organizations(self.settings),
         )
 
     def projector(self) -> InvoiceProjector:

@@ -19,6 +19,32 @@ from service.domain.events import RecordedEvent
 UNKNOWN_ORGANIZATION = ""
 
 
+# Which organizations a read covers: one (its id; UNKNOWN_ORGANIZATION names the unknown one),
+# any of a set (a merchant's, or the merchants' a token is limited to), or every one (None).
+OrganizationScope = str | frozenset[str] | None
+
+
+def scope_includes(scope: OrganizationScope, organization_id: str) -> bool:
+    if scope is None:
+        return True
+    if isinstance(scope, str):
+        return organization_id == scope
+    return organization_id in scope
+
+
+def narrowed(scope: OrganizationScope, narrower: OrganizationScope) -> OrganizationScope:
+    """What both scopes cover: a request's filter within what its caller may see."""
+    if scope is None:
+        return narrower
+    if narrower is None:
+        return scope
+    if isinstance(narrower, str):
+        return narrower if scope_includes(scope, narrower) else frozenset()
+    if isinstance(scope, str):
+        return scope if scope in narrower else frozenset()
+    return scope & narrower
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class InvoiceKey:
     organization_id: str

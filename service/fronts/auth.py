@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -55,10 +55,16 @@ class AuthSurface(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """Who is asking: their scope, and a name for audit records that reveals no token."""
+    """Who is asking: their scope, a name for audit records that reveals no token, and the
+    organizations they may see (a token limited to merchants: theirs; otherwise every one)."""
 
     scope: Scope
     name: str
+    organizations: frozenset[str] | None = None
+
+    @property
+    def sees_every_merchant(self) -> bool:
+        return self.organizations is None
 
     @property
     def is_operator(self) -> bool:
@@ -84,11 +90,17 @@ class ApiAuthorizer:
         allow_anonymous: bool = False,
         throttle: FailureThrottle | None = None,
         on_failure: Callable[[AuthSurface], None] = lambda surface: None,
+        organizations_by_token: Mapping[str, frozenset[str]] | None = None,
     ) -> None:
-        self._tokens = tuple(
-            (token.encode(), Caller(Scope.READ, token_name(token))) for token in tokens
-        ) + tuple(
-            (token.encode(), Caller(Scope.OPERATOR, token_name(token))) for token in operator_tokens
+        """``organizations_by_token``: the organizations a token limited to merchants sees
+        (the union of its merchants'); a token not there sees every organization."""
+        limits = organizations_by_token or {}
+
+        def caller(token: str, scope: Scope) -> tuple[bytes, Caller]:
+            return token.encode(), Caller(scope, token_name(token), limits.get(token))
+
+        self._tokens = tuple(caller(token, Scope.READ) for token in tokens) + tuple(
+            caller(token, Scope.OPERATOR) for token in operator_tokens
         )
         self._allow_anonymous = allow_anonymous
         self._throttle = throttle
@@ -178,6 +190,16 @@ def require_scope(caller: Caller, scope: Scope) -> Caller:
     """``caller`` if it has ``scope``; 403 otherwise."""
     if scope is Scope.OPERATOR and not caller.is_operator:
         raise ApiError(403, "insufficient_scope", "this needs an operator token",
+                       {"WWW-Authenticate": 'Bearer error="insufficient_scope"'})  # fmt: skip
+    return caller
+
+
+def require_every_merchant(caller: Caller) -> Caller:
+    """``caller`` if limited to no merchant; 403 otherwise: what is not an invoice of one
+    merchant (deliveries, exports, corrections) is for tokens that see them all."""
+    if not caller.sees_every_merchant:
+        raise ApiError(403, "merchant_limited",
+                       "this needs a token that is not limited to merchants",
                        {"WWW-Authenticate": 'Bearer error="insufficient_scope"'})  # fmt: skip
     return caller
 

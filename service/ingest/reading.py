@@ -7,6 +7,7 @@ it arrived (same facts, same idempotency keys).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -59,6 +60,26 @@ class Undecrypted:
 
 
 @dataclass(frozen=True, slots=True)
+class ForeignOrganization:
+    """Signed with a merchant's webhook key, about an organization that merchant does not act
+    for (a key leaked to, or misconfigured for, another merchant): a dead letter, which a
+    replay reads once the merchants configured say the organization is the key's."""
+
+    organization_id: str
+
+    @property
+    def problem(self) -> str:
+        return (
+            f"organization {self.organization_id[:100]!r} is not one the signing key's merchant"
+            " acts for"
+        )
+
+    @property
+    def reason(self) -> str:
+        return f"foreign_organization: {self.problem}"
+
+
+@dataclass(frozen=True, slots=True)
 class Ignored:
     """A genuine notification of a type the ledger does not record."""
 
@@ -80,7 +101,7 @@ class Contradiction:
         return f"envelope_mismatch: {self.problem}"
 
 
-Reading = ReadDelivery | Unreadable | Undecrypted | Ignored | Contradiction
+Reading = ReadDelivery | Unreadable | Undecrypted | ForeignOrganization | Ignored | Contradiction
 
 
 def read_delivery(
@@ -90,13 +111,18 @@ def read_delivery(
     *,
     items_per_delivery_max: int,
     signed_at: datetime,
+    organizations: Collection[str] | None = None,
 ) -> Reading:
+    """``organizations``: those the signing key's merchant acts for (None: any)."""
     try:
         notification = read_notification(parse_body(body), headers, scope)
         if len(notification.items) > items_per_delivery_max:
             # Each item is validated, hashed and appended in one transaction: a signed body
             # of a million items would hold the append lock for minutes.
             raise UnusableBody(f"the payload holds more than {items_per_delivery_max} items")
+        named = notification.organization_id
+        if organizations is not None and named is not None and named not in organizations:
+            return ForeignOrganization(named)
         return ReadDelivery(notification, notification_events(notification, signed_at))
     except EnvelopeContradictsPayload as contradiction:
         return Contradiction(str(contradiction))

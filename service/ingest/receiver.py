@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -33,6 +33,7 @@ from service.ingest.payload_forms import RETRY_AFTER_SECONDS as PAYLOAD_FORMS_RE
 from service.ingest.payload_forms import PayloadFormsBusy, PayloadFormWorker
 from service.ingest.reading import (
     Contradiction,
+    ForeignOrganization,
     Ignored,
     Undecrypted,
     Unreadable,
@@ -91,8 +92,12 @@ class WebhookReceiver:
         clock: Callable[[], float] = time.time,
         refusals_recorded_per_second: float = 10.0,
         decryption: NotificationDecryption | None = None,
+        organizations_by_key: Mapping[str, frozenset[str]] | None = None,
     ) -> None:
         self._verifier = verifier
+        # A merchant's webhook key signs only the notifications of organizations it acts for
+        # (several merchants); a key not here signs any (a single merchant's deployment).
+        self._organizations_by_key = organizations_by_key or {}
         # Encrypted notifications: the keys, and what their signature covers.
         self._decryption = decryption or NotificationDecryption()
         # Started when a body first needs its payload form; stopped by aclose().
@@ -218,6 +223,7 @@ class WebhookReceiver:
                 opened.scope,
                 items_per_delivery_max=self._items_per_delivery_max,
                 signed_at=signed_at,
+                organizations=self._organizations_by_key.get(verified.key_id),
             )
             if isinstance(opened, Opened)
             else opened
@@ -227,7 +233,7 @@ class WebhookReceiver:
                 return await self._refuse(
                     replace(entry, body=None), "envelope_mismatch", reading.problem
                 )
-            case Unreadable() | Undecrypted():
+            case Unreadable() | Undecrypted() | ForeignOrganization():
                 # Signed by Cybersource but unreadable: keep it whole (encrypted, as it came)
                 # for an operator; the answer is the same whatever the reason.
                 delivery_id = await self._store.record_inbox(
@@ -236,10 +242,11 @@ class WebhookReceiver:
                 self._count(DEAD_LETTER)
                 log.warning(
                     "webhook.dead_letter", key_id=verified.key_id,
-                    reason=reading.problem if isinstance(reading, Unreadable) else reading.reason,
+                    reason=reading.reason if isinstance(reading, Undecrypted) else reading.problem,
                     delivery_id=delivery_id, **dead_letter_identifiers(entry.body or b""),
                 )  # fmt: skip
-                return _error(422, "unusable_body", reading.problem)
+                error = "foreign_organization" if isinstance(reading, ForeignOrganization) else None
+                return _error(422, error or "unusable_body", reading.problem)
             case Ignored():
                 await self._store.record_inbox(
                     replace(entry, outcome=InboxOutcome.IGNORED, reason=reading.reason)

@@ -14,7 +14,7 @@ beside the delivery, whose own row is never changed.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -91,6 +91,7 @@ def reread(
     *,
     items_per_delivery_max: int,
     decryption: NotificationDecryption | None = None,
+    organizations_by_key: Mapping[str, frozenset[str]] | None = None,
 ) -> Reading:
     """Read a kept delivery as on receipt: the headers and signature time it came with, and
     an encrypted body decrypted with today's keys.
@@ -117,6 +118,8 @@ def reread(
         opened.scope,
         items_per_delivery_max=items_per_delivery_max,
         signed_at=signed_at,
+        # Today's merchants, as today's keys decrypt: a replay reads what they now allow.
+        organizations=(organizations_by_key or {}).get(delivery.key_id or ""),
     )
 
 
@@ -125,6 +128,7 @@ def delivery_facts(
     *,
     items_per_delivery_max: int,
     decryption: NotificationDecryption | None = None,
+    organizations_by_key: Mapping[str, frozenset[str]] | None = None,
 ) -> list[NewEvent] | None:
     """The facts a kept delivery states, read as on receipt; None if it does not read."""
     if delivery.body is None or delivery.key_id is None:
@@ -135,6 +139,7 @@ def delivery_facts(
             delivery.body,
             items_per_delivery_max=items_per_delivery_max,
             decryption=decryption,
+            organizations_by_key=organizations_by_key,
         )
     except Exception:  # a body that broke the reader on receipt may break it again
         return None
@@ -150,8 +155,10 @@ class DeliveryReplayer:
         items_per_delivery_max: int,
         clock: Callable[[], float] = time.time,
         decryption: NotificationDecryption | None = None,
+        organizations_by_key: Mapping[str, frozenset[str]] | None = None,
     ) -> None:
         self._log = delivery_log
+        self._organizations_by_key = organizations_by_key
         self._store = store
         self._items_per_delivery_max = items_per_delivery_max
         self._clock = clock
@@ -224,6 +231,7 @@ class DeliveryReplayer:
                 body,
                 items_per_delivery_max=self._items_per_delivery_max,
                 decryption=self._decryption,
+                organizations_by_key=self._organizations_by_key,
             )
         except Exception as error:
             # The receiver keeps such a body as a dead letter; a replay says it still fails.

@@ -8,8 +8,10 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, or_
 
+from service.domain.identity import OrganizationScope
 from service.domain.reports import days_before
 from service.domain.status import OPEN_STATUSES
+from service.store.organization_scope import in_scope
 from service.store.schema import invoice_versions
 
 OPEN = sorted(status.value for status in OPEN_STATUSES)
@@ -28,8 +30,8 @@ def aging_buckets(as_of: date, due: ColumnElement[Any]) -> dict[str, ColumnEleme
     }
 
 
-def in_organization(table: Any, organization_id: str | None) -> list[ColumnElement[bool]]:
-    return [] if organization_id is None else [table.c.organization_id == organization_id]
+def in_organization(table: Any, organizations: OrganizationScope) -> list[ColumnElement[bool]]:
+    return in_scope(table.c.organization_id, organizations)
 
 
 def valid_at(moment: datetime) -> ColumnElement[bool]:

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import and_, exists
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from service.domain.identity import OrganizationScope
 from service.domain.reports import AGING_BUCKETS, period_of
 from service.read.conditions import in_organization
 from service.read.queries import InvoiceQueries
@@ -47,22 +48,24 @@ class FinanceHeadlines:
         self._queries = queries
         self._engine = engine
 
-    async def per_currency(self, today: date, organization_id: str | None = None) -> list[Headline]:
+    async def per_currency(
+        self, today: date, organizations: OrganizationScope = None
+    ) -> list[Headline]:
         """Per currency, as of the end of ``today`` (UTC)."""
-        return await _headlines(self._queries, self._engine, today, organization_id)
+        return await _headlines(self._queries, self._engine, today, organizations)
 
 
 async def _headlines(
-    queries: InvoiceQueries, engine: AsyncEngine, today: date, organization_id: str | None
+    queries: InvoiceQueries, engine: AsyncEngine, today: date, organizations: OrganizationScope
 ) -> list[Headline]:
     outstanding = {
-        item["currency"]: item for item in await queries.outstanding(None, organization_id)
+        item["currency"]: item for item in await queries.outstanding(None, organizations)
     }
-    aging = {item["currency"]: item for item in await queries.aging(today, organization_id)}
+    aging = {item["currency"]: item for item in await queries.aging(today, organizations)}
     first_of_month = today.replace(day=1)
     first_of_last_month = (first_of_month - timedelta(days=1)).replace(day=1)
-    collected = await queries.collections(first_of_last_month, today, "month", organization_id)
-    billed = await _billed_since(engine, today - timedelta(days=DSO_DAYS - 1), organization_id)
+    collected = await queries.collections(first_of_last_month, today, "month", organizations)
+    billed = await _billed_since(engine, today - timedelta(days=DSO_DAYS - 1), organizations)
     currencies = sorted(
         {*outstanding, *aging, *(item["currency"] for item in collected), *billed},
         key=lambda currency: currency or "",
@@ -129,7 +132,7 @@ def _amount(item: dict[str, Any] | None) -> Decimal | None:
 
 
 async def _billed_since(
-    engine: AsyncEngine, first_day: date, organization_id: str | None
+    engine: AsyncEngine, first_day: date, organizations: OrganizationScope
 ) -> dict[str | None, tuple[Decimal | None, bool]]:
     """Per currency: the totals of the invoices first seen on or after ``first_day``, as their
     first state stated them (an invoice's first state: no earlier one of the same invoice)."""
@@ -152,7 +155,7 @@ async def _billed_since(
             [
                 versions.valid_from >= since,
                 first_state,
-                *in_organization(invoice_versions, organization_id),
+                *in_organization(invoice_versions, organizations),
             ],
         )
     return {

@@ -10,8 +10,10 @@ from typing import Any
 from sqlalchemy import and_, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from service.domain.identity import OrganizationScope
 from service.domain.reports import start_of_day_after
 from service.read.conditions import OPEN, aging_buckets, valid_before
+from service.store.organization_scope import in_scope
 from service.store.schema import invoice_versions, invoices
 
 
@@ -31,7 +33,7 @@ class AgingBucketFilter:
 
 @dataclass(frozen=True, slots=True)
 class InvoiceFilters:
-    organization_id: str | None = None
+    organizations: OrganizationScope = None
     status: str | None = None
     currency: str | None = None
     due_before: date | None = None
@@ -65,8 +67,7 @@ def invoices_page(
     # Behind an aging bucket, invoices are listed as they stood then, and filtered so.
     state = columns if filters.aging is None else invoice_versions.c
     conditions = []
-    if filters.organization_id is not None:
-        conditions.append(columns.organization_id == filters.organization_id)
+    conditions.extend(in_scope(columns.organization_id, filters.organizations))
     if filters.status:
         conditions.append(state.status == filters.status)
     if filters.currency:

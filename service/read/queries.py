@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Row, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.domain.identity import InvoiceKey
+from service.domain.identity import InvoiceKey, OrganizationScope
 from service.domain.reports import (
     AGING_BUCKETS,
     Interval,
@@ -80,17 +80,16 @@ class InvoiceQueries:
             return await grouped_sums(connection, source, keys, sums, where)
 
     async def invoices_numbered(
-        self, invoice_number: str, organization_id: str | None = None
+        self, invoice_number: str, organizations: OrganizationScope = None
     ) -> Sequence[Row[Any]]:
-        """The invoices with this number: in the organization named, else in every one; each
+        """The invoices with this number: in the organizations named, else in every one; each
         row with the projection position it reflects (``projection_position``)."""
         checkpoint = projection_checkpoints.c
         position = select(checkpoint.position).where(checkpoint.name == INVOICES_PROJECTION)
         # The projection position the rows reflect, in the same statement (one round trip).
         query = select(invoices, position.scalar_subquery().label("projection_position"))
         query = query.where(invoices.c.invoice_number == invoice_number)
-        if organization_id is not None:
-            query = query.where(invoices.c.organization_id == organization_id)
+        query = query.where(*in_organization(invoices, organizations))
         async with unavailability_as_store_error(), self._engine.connect() as connection:
             if is_postgresql(self._engine):
                 # One statement needs no transaction: without one it is one round trip, not
@@ -135,12 +134,12 @@ class InvoiceQueries:
         raise ExportTooLarge(f"more than {pages_max} pages of {page_rows} invoices")
 
     async def outstanding(
-        self, as_of: datetime | None, organization_id: str | None = None
+        self, as_of: datetime | None, organizations: OrganizationScope = None
     ) -> list[dict[str, Any]]:
         """Per currency: open invoices and their balance, now or at a past provider time."""
         if as_of is None:
             by_currency: dict[str | None, PartialSum] = {}
-            for row in await self._totals(organization_id, invoice_totals.c.status.in_(OPEN)):
+            for row in await self._totals(organizations, invoice_totals.c.status.in_(OPEN)):
                 currency = row.currency or None
                 balance = PartialSum(
                     row.invoices, row.invoices_without_balance, row.balance_amount,
@@ -151,7 +150,7 @@ class InvoiceQueries:
         else:
             async with unavailability_as_store_error(), self._engine.connect() as connection:
                 balances = await report_reads.open_balances(
-                    connection, as_of, inclusive=True, organization_id=organization_id
+                    connection, as_of, inclusive=True, organizations=organizations
                 )
             by_currency = {}
             for (currency, _bucket), balance in balances.items():
@@ -160,7 +159,7 @@ class InvoiceQueries:
         return outstanding_items(sums)
 
     async def outstanding_from_history(
-        self, as_of: datetime, organization_id: str | None = None
+        self, as_of: datetime, organizations: OrganizationScope = None
     ) -> list[dict[str, Any]]:
         """``outstanding`` as of ``as_of`` read from the state history itself: what the report
         aggregates must agree with (tests hold them to it)."""
@@ -176,7 +175,7 @@ class InvoiceQueries:
             [
                 invoice_versions.c.status.in_(OPEN),
                 valid_at(as_of),
-                *in_organization(invoice_versions, organization_id),
+                *in_organization(invoice_versions, organizations),
             ],
         )
         return outstanding_items(
@@ -184,7 +183,7 @@ class InvoiceQueries:
         )
 
     async def aging(
-        self, as_of: date, organization_id: str | None = None, zone: tzinfo = UTC
+        self, as_of: date, organizations: OrganizationScope = None, zone: tzinfo = UTC
     ) -> list[dict[str, Any]]:
         """Open balances by days past due at the end of ``as_of`` (in ``zone``), from the
         report aggregates: the end of a day in any zone is an instant they answer exactly."""
@@ -194,7 +193,7 @@ class InvoiceQueries:
         names[report_reads.NO_DUE_DATE_BUCKET] = "noDueDate"
         async with unavailability_as_store_error(), self._engine.connect() as connection:
             balances = await report_reads.open_balances(
-                connection, end_of_day, inclusive=False, organization_id=organization_id,
+                connection, end_of_day, inclusive=False, organizations=organizations,
                 buckets=report_reads.DueDateBuckets(bounds),
             )  # fmt: skip
         by_currency: dict[str | None, dict[str, PartialSum]] = {}
@@ -208,19 +207,19 @@ class InvoiceQueries:
         return aging_items(groups)
 
     async def aging_from_history(
-        self, as_of: date, organization_id: str | None = None, zone: tzinfo = UTC
+        self, as_of: date, organizations: OrganizationScope = None, zone: tzinfo = UTC
     ) -> list[dict[str, Any]]:
         """``aging`` read from the state history itself: what the report aggregates must agree
         with (tests hold them to it)."""
-        groups = await self._aging_groups(as_of, organization_id, zone, by_customer=False)
+        groups = await self._aging_groups(as_of, organizations, zone, by_customer=False)
         return aging_items(groups)
 
     async def aging_by_customer(
-        self, as_of: date, organization_id: str | None = None, zone: tzinfo = UTC
+        self, as_of: date, organizations: OrganizationScope = None, zone: tzinfo = UTC
     ) -> list[dict[str, Any]]:
         """The aging report with a row per organization, customer (name and email, as the
         invoice states them) and currency: its rows add up to ``aging``'s."""
-        groups = await self._aging_groups(as_of, organization_id, zone, by_customer=True)
+        groups = await self._aging_groups(as_of, organizations, zone, by_customer=True)
         items = [
             {
                 "organization_id": group.key[1],
@@ -236,7 +235,7 @@ class InvoiceQueries:
         return sorted(items, key=customer_order)
 
     async def _aging_groups(
-        self, as_of: date, organization_id: str | None, zone: tzinfo, *, by_customer: bool
+        self, as_of: date, organizations: OrganizationScope, zone: tzinfo, *, by_customer: bool
     ) -> list[GroupSums]:
         end_of_day = start_of_day_after(as_of, zone) or datetime.max.replace(tzinfo=UTC)
         versions = invoice_versions.c
@@ -264,7 +263,7 @@ class InvoiceQueries:
             [
                 versions.status.in_(OPEN),
                 valid_before(end_of_day),
-                *in_organization(invoice_versions, organization_id),
+                *in_organization(invoice_versions, organizations),
             ],
         )
 
@@ -273,7 +272,7 @@ class InvoiceQueries:
         start: date,
         end: date,
         interval: Interval,
-        organization_id: str | None = None,
+        organizations: OrganizationScope = None,
         zone: tzinfo = UTC,
     ) -> list[dict[str, Any]]:
         """Money collected per period and currency, days beginning at midnight in ``zone``; a
@@ -286,7 +285,7 @@ class InvoiceQueries:
         if is_utc(zone):
             async with unavailability_as_store_error(), self._engine.connect() as connection:
                 periods = await report_reads.collections_by_period(
-                    connection, start, end, interval, organization_id
+                    connection, start, end, interval, organizations
                 )
             return collection_items(
                 ((period_of(first_day, interval), currency), amount)
@@ -295,20 +294,20 @@ class InvoiceQueries:
         if is_postgresql(self._engine) and zoned_collections.answers(start, end):
             async with unavailability_as_store_error(), self._engine.connect() as connection:
                 periods = await zoned_collections.collections_in_zone(
-                    connection, start, end, interval, organization_id, zone
+                    connection, start, end, interval, organizations, zone
                 )
             return collection_items(
                 ((period_of(first_day, interval), currency), amount)
                 for (currency, first_day), amount in periods.items()
             )
-        return await self.collections_from_history(start, end, interval, organization_id, zone)
+        return await self.collections_from_history(start, end, interval, organizations, zone)
 
     async def collections_from_history(
         self,
         start: date,
         end: date,
         interval: Interval,
-        organization_id: str | None = None,
+        organizations: OrganizationScope = None,
         zone: tzinfo = UTC,
     ) -> list[dict[str, Any]]:
         """``collections`` summed from the collections themselves (any zone; the oracle the
@@ -324,7 +323,7 @@ class InvoiceQueries:
             invoice_collections,
             [collected.currency, day],
             {"amount": Summed(collected.amount, provisional=collected.provisional)},
-            [*within, *in_organization(invoice_collections, organization_id)],
+            [*within, *in_organization(invoice_collections, organizations)],
         )
         pairs = []
         for group in groups:
@@ -357,10 +356,10 @@ class InvoiceQueries:
         )
         return [InvoiceKey(row.organization_id, row.invoice_number) for row in rows]
 
-    async def by_status(self, organization_id: str | None = None) -> list[dict[str, Any]]:
+    async def by_status(self, organizations: OrganizationScope = None) -> list[dict[str, Any]]:
         """Per status and currency: invoices, and the sums of their totals and balances."""
         by_key: dict[tuple[str | None, str | None], tuple[PartialSum, PartialSum]] = {}
-        for row in await self._totals(organization_id):
+        for row in await self._totals(organizations):
             key = (row.status or None, row.currency or None)
             total = PartialSum(
                 row.invoices, row.invoices_without_total, row.total_amount,
@@ -388,13 +387,13 @@ class InvoiceQueries:
         return sorted(items, key=report_order)
 
     async def _totals(
-        self, organization_id: str | None, *conditions: ColumnElement[bool]
+        self, organizations: OrganizationScope, *conditions: ColumnElement[bool]
     ) -> Sequence[Row[Any]]:
         """invoice_totals rows: a handful per organization, added up in Python, exactly."""
         return await self._all(
             select(invoice_totals).where(
                 invoice_totals.c.invoices > 0,
                 *conditions,
-                *in_organization(invoice_totals, organization_id),
+                *in_organization(invoice_totals, organizations),
             )
         )

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from service.domain.identity import OrganizationScope
 from service.domain.reports import Interval, period_days, period_of, start_of_day
 from service.store.exact_sums import PartialSum
 
@@ -27,7 +28,8 @@ SELECT c.currency, p.period, sum(c.collections), sum(c.without_amount), sum(c.am
 FROM unnest(CAST(:firsts AS integer[]), CAST(:lasts AS integer[]), CAST(:periods AS integer[]))
      AS p(first_day, last_day, period)
 JOIN report_daily_collections AS c ON c.day BETWEEN p.first_day AND p.last_day
-WHERE CAST(:organization_id AS varchar) IS NULL OR c.organization_id = :organization_id
+WHERE CAST(:organizations AS varchar[]) IS NULL
+   OR c.organization_id = ANY(CAST(:organizations AS varchar[]))
 GROUP BY c.currency, p.period
 """)
 SPLIT_DAYS = text("""
@@ -36,7 +38,8 @@ SELECT c.currency, p.period, count(*), count(*) FILTER (WHERE c.amount IS NULL),
 FROM unnest(CAST(:starts AS timestamptz[]), CAST(:ends AS timestamptz[]),
             CAST(:periods AS integer[])) AS p(starts, ends, period)
 JOIN invoice_collections AS c ON c.collected_at >= p.starts AND c.collected_at < p.ends
-WHERE CAST(:organization_id AS varchar) IS NULL OR c.organization_id = :organization_id
+WHERE CAST(:organizations AS varchar[]) IS NULL
+   OR c.organization_id = ANY(CAST(:organizations AS varchar[]))
 GROUP BY c.currency, p.period
 """)
 
@@ -52,7 +55,7 @@ async def collections_in_zone(
     start: date,
     end: date,
     interval: Interval,
-    organization_id: str | None,
+    organizations: OrganizationScope,
     zone: tzinfo,
 ) -> dict[tuple[str | None, date], PartialSum]:
     """Per (currency, first day of its period in ``zone``) from ``start`` to ``end``:
@@ -78,7 +81,8 @@ async def collections_in_zone(
     for statement, ranges in ((WHOLE_DAYS, whole), (SPLIT_DAYS, split)):
         if not ranges["periods"]:
             continue
-        parameters = {**ranges, "organization_id": organization_id}
+        named = [organizations] if isinstance(organizations, str) else organizations
+        parameters = {**ranges, "organizations": None if named is None else sorted(named)}
         for row in await connection.execute(statement, parameters):
             key = (row[0] or None, date.fromordinal(row[1]))
             partial = PartialSum(int(row[2]), int(row[3]), row[4] or ZERO, row[5] or ZERO)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -30,6 +30,11 @@ INVOICING_PRODUCT = "customerInvoicing"
 
 
 class CybersourceClient:
+    """Calls as one merchant, or as several: ``more_merchants`` each with their own
+    credentials and limits. A call for an organization goes out as the merchant that acts for
+    it (each at its own rate); a call naming none, or an organization no merchant acts for, as
+    the first merchant (Cybersource then refuses what its key may not do)."""
+
     def __init__(
         self,
         base_url: str,
@@ -37,8 +42,18 @@ class CybersourceClient:
         limits: ClientLimits = DEFAULT_LIMITS,
         *,
         observer: CallObserver | None = None,
+        more_merchants: Sequence[tuple[RequestCredentials, ClientLimits]] = (),
     ) -> None:
         self._transport = SignedTransport(base_url, credentials, limits, observer)
+        self._transports = [self._transport] + [
+            SignedTransport(base_url, more, more_limits, observer)
+            for more, more_limits in more_merchants
+        ]
+        self._by_organization: dict[str, SignedTransport] = {}
+        for transport in reversed(self._transports):  # the first configured wins a tie
+            acting = transport.credentials
+            for organization in (acting.merchant_id, *acting.organization_ids):
+                self._by_organization[organization] = transport
 
     @property
     def merchant_id(self) -> str:
@@ -46,7 +61,12 @@ class CybersourceClient:
 
     @property
     def requests_sent(self) -> int:
-        return self._transport.requests_sent
+        return sum(transport.requests_sent for transport in self._transports)
+
+    def _for(self, organization_id: str | None) -> SignedTransport:
+        if organization_id is None:
+            return self._transport
+        return self._by_organization.get(organization_id, self._transport)
 
     async def __aenter__(self) -> CybersourceClient:
         return self
@@ -55,14 +75,15 @@ class CybersourceClient:
         await self.close()
 
     async def close(self) -> None:
-        await self._transport.close()
+        for transport in self._transports:
+            await transport.close()
 
     async def get_invoice(
         self, invoice_number: str, organization_id: str | None = None
     ) -> dict[str, Any]:
         """Get Invoice Details, for ``organization_id`` (by default the key's own merchant)."""
         path = f"/invoicing/v2/invoices/{quote(invoice_number, safe='')}"
-        return await self._transport.call(
+        return await self._for(organization_id).call(
             "Get Invoice Details", "GET", path, organization_id=organization_id, read=_as_sent
         )
 
@@ -74,7 +95,7 @@ class CybersourceClient:
         this organization) raises ``CybersourceNotFound`` at once, never retried; an answer
         that does not fit raises ``CybersourceError`` naming the field."""
         path = f"/tss/v2/transactions/{quote(transaction_id, safe='')}"
-        return await self._transport.call(
+        return await self._for(organization_id).call(
             "Get Transaction Details", "GET", path,
             organization_id=organization_id,
             read=lambda document: read_transaction_details(document, transaction_id),
@@ -90,7 +111,7 @@ class CybersourceClient:
         query: dict[str, Any] = {"offset": offset, "limit": limit}
         if status:
             query["status"] = status
-        return await self._transport.call(
+        return await self._for(organization_id).call(
             "Get List of Invoices", "GET", "/invoicing/v2/invoices", query,
             organization_id=organization_id, read=_as_sent,
         )  # fmt: skip
@@ -190,7 +211,7 @@ class CybersourceClient:
                 "expiryDuration": str(expiry_days),
             },
         }
-        return await self._transport.call(
+        return await self._for(organization_id).call(
             "Create Webhook Key", "POST", "/kms/egress/v2/keys-sym", body=body,
             organization_id=None, read=_as_sent,
         )  # fmt: skip
@@ -211,7 +232,7 @@ class CybersourceClient:
                 "expiryDuration": str(expiry_days),
             },
         }
-        return await self._transport.call(
+        return await self._for(organization_id).call(
             "Store Notification Certificate", "POST", "/kms/egress/v2/keys-asym", body=body,
             organization_id=organization_id, read=_as_sent,
         )  # fmt: skip
@@ -219,7 +240,7 @@ class CybersourceClient:
     async def encrypted_event_types(self, organization_id: str) -> dict[str, bool]:
         """Each invoicing event type the organization may subscribe to, and whether Cybersource
         sends it encrypted (``payloadEncryption``)."""
-        return await self._transport.call(
+        return await self._for(organization_id).call(
             "Get Products", "GET",
             f"/notification-subscriptions/v2/products/{quote(organization_id, safe='')}",
             organization_id=organization_id, read=_payload_encryption,
@@ -241,7 +262,7 @@ class CybersourceClient:
                             "repeatSequenceCount": 0, "repeatSequenceWaitTime": 0},
             "securityPolicy": {"securityType": "KEY"},
         }  # fmt: skip
-        return await self._transport.call(
+        return await self._for(organization_id).call(
             "Create Webhook Subscription", "POST", "/notification-subscriptions/v2/webhooks",
             body=body, organization_id=None, read=_as_sent,
         )  # fmt: skip

@@ -12,6 +12,7 @@ import random
 import time
 import uuid
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -115,11 +116,16 @@ class WebhookDeliveries:
         *,
         include_payment_amount: bool = False,
         encryption: NotificationEncryption | None = None,
+        targets_by_organization: Mapping[str, WebhookTarget] | None = None,
     ) -> None:
         """``include_payment_amount``: add ``paymentAmount`` to paid and partial-payment data.
         Off by default: what those payloads carry is undocumented, so consumers must not need
-        more than the send example shows."""
+        more than the send example shows.
+
+        ``targets_by_organization``: several merchants, each with its own subscription and
+        webhook key; an organization not named there is delivered to ``target``."""
         self._target = target
+        self._targets = dict(targets_by_organization or {})
         self._retry = retry_policy
         self._faults = faults
         self._event_dates = EventDates(timing or EventTiming())
@@ -198,7 +204,7 @@ class WebhookDeliveries:
             "retryNumber": 0,
             "eventType": event_type,
             "eventDate": event_date.isoformat(timespec="milliseconds"),
-            "webhookId": self._target.webhook_id,
+            "webhookId": self._target_of(organization_id).webhook_id,
             "payloads": [{"data": data}],
         }
 
@@ -226,14 +232,18 @@ class WebhookDeliveries:
         finally:
             self.log.pending -= 1
 
+    def _target_of(self, organization_id: str) -> WebhookTarget:
+        return self._targets.get(organization_id, self._target)
+
     async def _attempt(self, notification: dict[str, Any], attempt: int) -> int | None:
         """The ledger's HTTP status, or None when it did not answer."""
-        body, signed, form = self._body(notification)
+        target = self._target_of(notification["payloads"][0]["data"]["organizationID"])
+        body, signed, form = self._body(notification, target)
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "Vert.x-WebClient/3.9.8",
             "v-c-signature": sign(
-                self._target.key_id, self._target.key, signed, int(time.time() * 1000), form
+                target.key_id, target.key, signed, int(time.time() * 1000), form
             ),
             "V-C-Event-Type": notification["eventType"],
             "V-C-Organization-Id": notification["payloads"][0]["data"]["organizationID"],
@@ -241,26 +251,28 @@ class WebhookDeliveries:
             "V-C-Request-Type": "NEW" if attempt == 0 else "RETRY",
             "V-C-Retry-Count": str(attempt),
             "V-C-Transaction-Trace-Id": f"{uuid.uuid4()}-{attempt}",
-            "V-C-Webhook-Id": self._target.webhook_id,
+            "V-C-Webhook-Id": target.webhook_id,
         }
         self.log.sent += 1
         try:
-            response = await self._http.post(self._target.url, content=body, headers=headers)
+            response = await self._http.post(target.url, content=body, headers=headers)
         except httpx.TransportError as error:
             log.info("sandbox.delivery_failed", error=type(error).__name__, attempt=attempt)
             return None
         return response.status_code
 
-    def _body(self, notification: dict[str, Any]) -> tuple[bytes, bytes, SignedContent]:
+    def _body(
+        self, notification: dict[str, Any], target: WebhookTarget
+    ) -> tuple[bytes, bytes, SignedContent]:
         """What is sent, what is signed, and in which form."""
         clear = json.dumps(notification).encode()
         organization = notification["payloads"][0]["data"]["organizationID"]
         encryption = self.encryption.for_notification(organization, notification["eventType"])
         if encryption is None:
-            return clear, clear, self._target.signed_content
+            return clear, clear, target.signed_content
         body = encryption.encrypt(clear)
         signed = clear if encryption.signature_covers is SignatureCovers.DECRYPTED else body
-        form = self._target.signed_content
+        form = target.signed_content
         if form is SignedContent.PAYLOAD and payload_content(signed) is None:
             form = SignedContent.RAW  # a body that is only the JWE has no payload to sign
         return body, signed, form

@@ -10,25 +10,39 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
-import re
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL
 
+from service.settings.merchants import (
+    MerchantAccount,
+    MerchantsFileError,
+    environment_account,
+    read_merchants_file,
+)
 from service.settings.values import (
     PERSONAL_DATA_KEY_BYTES,
     SQLITE_LOCK_WAIT_SECONDS,
     ApiTokens,
     UnsupportedDatabaseUrl,
     WebhookKeyring,
+    organization_ids,
     personal_data_master_key,
     resolve_database_url,
     sqlite_lock_wait_seconds,
     standard_webhooks_key,
+    trusted_proxies,
 )
 
 # The package's public names: the settings, and the values they are made of.
@@ -39,6 +53,7 @@ __all__ = [
     "SQLITE_LOCK_WAIT_SECONDS",
     "ApiTokens",
     "ConfigurationError",
+    "MerchantAccount",
     "Settings",
     "UnsupportedDatabaseUrl",
     "WebhookKeyring",
@@ -121,6 +136,11 @@ class Settings(BaseSettings):
     # merchant id itself.
     cybersource_organization_ids: Annotated[tuple[str, ...], NoDecode] = ()
     cybersource_max_requests_per_second: float = Field(5.0, gt=0, le=1000)
+    # Several merchant accounts (docs/merchants.md): a TOML file of merchants, each with its
+    # credentials, webhook keys, organizations and rate limit, in place of the one merchant
+    # the LEDGER_CYBERSOURCE_* settings and LEDGER_WEBHOOK_KEYS configure.
+    merchants_file: str | None = None
+    _merchant_accounts: tuple[MerchantAccount, ...] = PrivateAttr(default=())
     reconcile_interval_seconds: int = Field(900, ge=10, le=7 * 24 * 3600)
     # The serving reconciler fetches every invoice this often (the incremental sweeps between
     # fetch only those whose summaries give reason to).
@@ -231,13 +251,7 @@ class Settings(BaseSettings):
     @field_validator("cybersource_organization_ids", mode="before")
     @classmethod
     def _parse_organizations(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        organizations = tuple(part.strip() for part in value.split(",") if part.strip())
-        for organization in organizations:
-            if not re.fullmatch(r"[A-Za-z0-9_.\-]{1,100}", organization):
-                raise ValueError(f"organization id {organization[:20]!r} is not an identifier")
-        return organizations
+        return organization_ids(value) if isinstance(value, str) else value
 
     @field_validator("cybersource_key_file", "cybersource_certificate_file", mode="before")
     @classmethod
@@ -259,15 +273,7 @@ class Settings(BaseSettings):
     @field_validator("http_trusted_proxies", mode="before")
     @classmethod
     def _parse_trusted_proxies(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        entries = tuple(part.strip() for part in value.split(",") if part.strip())
-        for entry in entries:
-            try:
-                ipaddress.ip_network(entry, strict=False)
-            except ValueError:
-                raise ValueError(f"{entry[:50]!r} is not an IP address or network") from None
-        return entries
+        return trusted_proxies(value) if isinstance(value, str) else value
 
     @field_validator("log_level")
     @classmethod
@@ -321,12 +327,59 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _merchants(self) -> Settings:
+        if self.merchants_file is None:
+            self._merchant_accounts = environment_account(
+                self.cybersource_merchant_id,
+                self.cybersource_organization_ids,
+                self.cybersource_auth,
+                self.cybersource_key_id,
+                self.cybersource_secret_key,
+                self.cybersource_key_file,
+                self.cybersource_certificate_file,
+                self.cybersource_key_password,
+                self.cybersource_max_requests_per_second,
+            )
+        else:
+            single = ["merchant_id", "key_id", "secret_key", "key_file", "organization_ids"]
+            given = [name for name in single if getattr(self, f"cybersource_{name}")]
+            if given or self.webhook_keys.keys:
+                named = [f"LEDGER_CYBERSOURCE_{name.upper()}" for name in given]
+                raise ValueError(
+                    "LEDGER_MERCHANTS_FILE configures every merchant: unset "
+                    + ", ".join(named + ["LEDGER_WEBHOOK_KEYS"] * bool(self.webhook_keys.keys))
+                )
+            try:
+                self._merchant_accounts = read_merchants_file(Path(self.merchants_file))
+            except MerchantsFileError as error:
+                raise ValueError(str(error)) from None
+        unknown = self.api_tokens.merchants_named - {a.merchant_id for a in self._merchant_accounts}
+        if unknown:
+            raise ValueError(f"LEDGER_API_TOKENS: no merchant {min(unknown)[:40]!r} is configured")
+        return self
+
+    @property
+    def merchant_accounts(self) -> tuple[MerchantAccount, ...]:
+        """The merchants: the file's, else the one the environment configures (if any)."""
+        return self._merchant_accounts
+
+    @property
+    def webhook_keys_by_id(self) -> dict[str, tuple[bytes, frozenset[str] | None]]:
+        """Every webhook signing key by keyId, with the organizations its notifications may
+        name: a merchant's (file), or any (LEDGER_WEBHOOK_KEYS, a single deployment)."""
+        keys: dict[str, tuple[bytes, frozenset[str] | None]] = {
+            key_id: (key, None) for key_id, key in self.webhook_keys.keys.items()
+        }
+        for account in self._merchant_accounts:
+            for key_id, key in account.webhook_keys.keys.items():
+                keys[key_id] = (key, frozenset(account.organizations))
+        return keys
+
     @property
     def cybersource_organizations(self) -> tuple[str, ...]:
-        """The organizations the reconciler acts for: the configured ones, else the merchant."""
-        if self.cybersource_organization_ids:
-            return self.cybersource_organization_ids
-        return (self.cybersource_merchant_id,) if self.cybersource_merchant_id else ()
+        """The organizations the merchants act for, in the order configured."""
+        return tuple(org for account in self._merchant_accounts for org in account.organizations)
 
     @property
     def database(self) -> URL:

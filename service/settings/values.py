@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -82,6 +84,34 @@ def sqlite_lock_wait_seconds(url: URL, default: float = SQLITE_LOCK_WAIT_SECONDS
     return seconds
 
 
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9_.\-]{1,100}$"
+
+
+def is_identifier(value: str) -> bool:
+    """An organization or merchant id as Cybersource writes them."""
+    return re.fullmatch(IDENTIFIER_PATTERN, value) is not None
+
+
+def organization_ids(value: str) -> tuple[str, ...]:
+    """Comma-separated organization ids; ValueError naming the first that is not one."""
+    organizations = tuple(part.strip() for part in value.split(",") if part.strip())
+    for organization in organizations:
+        if not is_identifier(organization):
+            raise ValueError(f"organization id {organization[:20]!r} is not an identifier")
+    return organizations
+
+
+def trusted_proxies(value: str) -> tuple[str, ...]:
+    """Comma-separated addresses or networks; ValueError naming the first that is not one."""
+    entries = tuple(part.strip() for part in value.split(",") if part.strip())
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ValueError(f"{entry[:50]!r} is not an IP address or network") from None
+    return entries
+
+
 @dataclass(frozen=True)
 class WebhookKeyring:
     """Signing keys by keyId. Its repr lists key ids only, so settings can be logged safely."""
@@ -114,33 +144,52 @@ class WebhookKeyring:
 @dataclass(frozen=True)
 class ApiTokens:
     """Bearer tokens for the query API: ``TOKEN`` reads, ``operator:TOKEN`` also reads
-    delivery bodies and replays. Its repr counts them and shows none."""
+    delivery bodies and replays; ``read@acme:TOKEN`` or ``read@acme+beta:TOKEN`` sees only
+    those merchants' invoices. Its repr counts them and shows none."""
 
     tokens: tuple[str, ...] = ()  # read tokens
     operator_tokens: tuple[str, ...] = ()
+    # The merchants a token is limited to; a token not here sees every merchant.
+    merchants_by_token: Mapping[str, frozenset[str]] = field(default_factory=dict, repr=False)
 
     def __repr__(self) -> str:
-        return f"ApiTokens(read={len(self.tokens)}, operator={len(self.operator_tokens)})"
+        return (
+            f"ApiTokens(read={len(self.tokens)}, operator={len(self.operator_tokens)},"
+            f" limited={len(self.merchants_by_token)})"
+        )
+
+    @property
+    def merchants_named(self) -> frozenset[str]:
+        return frozenset().union(*self.merchants_by_token.values())
 
     @classmethod
     def parse(cls, value: str) -> ApiTokens:
         read: list[str] = []
         operator: list[str] = []
+        limits: dict[str, frozenset[str]] = {}
         entries = [entry.strip() for entry in value.split(",") if entry.strip()]
         for position, entry in enumerate(entries, 1):
-            scope, separator, token = entry.partition(":")
+            prefix, separator, token = entry.partition(":")
             if not separator:
-                scope, token = "read", entry
+                prefix, token = "read", entry
+            scope, limited, merchants = prefix.strip().partition("@")
             # The message names the entry's position, never its text: it may be a token.
-            if scope.strip() not in ("read", "operator"):
-                raise ValueError(f"entry {position} is neither TOKEN nor operator:TOKEN")
+            if scope not in ("read", "operator"):
+                raise ValueError(
+                    f"entry {position} is neither TOKEN, operator:TOKEN nor SCOPE@MERCHANT:TOKEN"
+                )
             token = token.strip()
             if len(token) < 16:
                 raise ValueError(f"entry {position}: every token must be at least 16 characters")
             if token in read or token in operator:
                 raise ValueError(f"entry {position} repeats a token")
-            (operator if scope.strip() == "operator" else read).append(token)
-        return cls(tuple(read), tuple(operator))
+            if limited:
+                named = frozenset(m.strip() for m in merchants.split("+"))
+                if not all(is_identifier(merchant) for merchant in named):
+                    raise ValueError(f"entry {position}: after @, merchant ids joined by +")
+                limits[token] = named
+            (operator if scope == "operator" else read).append(token)
+        return cls(tuple(read), tuple(operator), limits)
 
 
 # A Standard Webhooks secret: "whsec_" and the base64 of the key (24 to 64 bytes).

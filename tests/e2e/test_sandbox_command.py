@@ -98,3 +98,37 @@ def test_the_command_encrypts_notifications_for_a_certificate(
     assert found is not None
     clear = json.loads(NotificationKeyring([key]).decrypt(found).plaintext)
     assert clear["payloads"][0]["data"]["invoiceNumber"] == "9"
+
+
+def test_the_command_plays_every_merchant_of_a_merchants_file_with_its_own_webhook_key(
+    receiver: tuple[Receiver, str], tmp_path: Path
+) -> None:
+    webhooks, webhook_url = receiver
+    secret = base64.b64encode(b"second-merchant-shared-secret-01").decode()
+    hook = base64.b64encode(b"a-webhook-signing-key-of-merchant").decode()
+    merchants = tmp_path / "merchants.toml"
+    merchants.write_text(
+        f'[[merchants]]\nid = "first"\nkey_id = "{MERCHANT.key_id}"\n'
+        f'secret_key = "{base64.b64encode(MERCHANT.secret_key).decode()}"\n'
+        f'webhook_keys = "first-hook:{hook}"\n'
+        f'[[merchants]]\nid = "second"\norganizations = ["second", "second-eu"]\n'
+        f'key_id = "second-key"\nsecret_key = "{secret}"\nwebhook_keys = "second-hook:{hook}"\n'
+    )
+    port = free_port()
+    command = [sys.executable, "-m", "service.fronts.cli", "sandbox", "--port", str(port),
+               "--webhook-url", webhook_url]  # fmt: skip
+    with (
+        server(command, port, {"LEDGER_MERCHANTS_FILE": str(merchants)}, "/sandbox/deliveries"),
+        httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as sandbox,
+    ):
+        invoice = {"invoiceNumber": "1", "totalAmount": "5.00", "dueDate": "2026-12-31",
+                   "status": "SENT"}  # fmt: skip
+        for organization in ("first", "second-eu"):
+            answer = sandbox.post(f"/sandbox/invoices?organizationId={organization}", json=invoice)
+            assert answer.status_code == 201, answer.text
+        received = webhooks.wait_for(2)
+    signers = {
+        headers["v-c-organization-id"]: headers["v-c-signature"].split("keyId=")[1].split(";")[0]
+        for headers, _ in received
+    }
+    assert signers == {"first": "first-hook", "second-eu": "second-hook"}

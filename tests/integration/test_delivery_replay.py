@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from service.domain.identity import organization_named_by
 from service.ingest.replay import DeliveryReplayer, NotReplayable
 from service.store.delivery_log import DeliveryFilters, SqlDeliveryLog
 from service.store.events.base import EventStore, InboxEntry
@@ -76,3 +77,36 @@ async def test_bulk_replay_takes_dead_letters_by_reason_and_passes_over_what_alr
     with pytest.raises(NotReplayable) as refused:
         await replaying.replay(unsigned.delivery_id, "test")
     assert refused.value.code == "unsigned"
+
+
+async def test_a_foreign_organizations_dead_letter_reads_once_the_merchants_say_it_may(
+    event_store: EventStore,
+) -> None:
+    body = encode(invoice_notification("INV-F", notification_id="n-f", organizationID="beta"))
+    await event_store.record_inbox(
+        InboxEntry(
+            received_at=RECEIVED_AT,
+            outcome=InboxOutcome.REJECTED,
+            reason="foreign_organization: organization 'beta' is not one the signing key's"
+            " merchant acts for",
+            key_id="acme-hook",
+            signed_content="raw",
+            body=body,
+        )
+    )
+    delivery_log = SqlDeliveryLog(event_store._engine)
+    [kept] = await delivery_log.deliveries(DeliveryFilters(), limit=10)
+
+    def replaying(organizations: frozenset[str]) -> DeliveryReplayer:
+        return DeliveryReplayer(
+            delivery_log, event_store, items_per_delivery_max=10,
+            organizations_by_key={"acme-hook": organizations},
+        )  # fmt: skip
+
+    still = await replaying(frozenset({"acme"})).replay(kept.delivery_id, "test")
+    assert (still.result, still.reason) == (ReplayResult.UNREADABLE, kept.reason)
+    assert await event_store.read_stream("INV-F") == []
+    now = await replaying(frozenset({"acme", "beta"})).replay(kept.delivery_id, "test")
+    assert now.result is ReplayResult.APPENDED
+    [event] = await event_store.read_stream("INV-F")
+    assert organization_named_by(event.data) == "beta"

@@ -121,7 +121,7 @@ async def analysed_invoices(database_url: str) -> AsyncEngine:
 # A filter of the list, matching a few invoices of the generated ones or a tenth of them,
 # and the index that must serve it: read in the list's order, a page stops at its limit.
 LIST_FILTERS = {
-    "ix_invoices_list_by_organization_id": InvoiceFilters(organization_id="org-a"),
+    "ix_invoices_list_by_organization_id": InvoiceFilters(organizations="org-a"),
     "ix_invoices_list_by_status": InvoiceFilters(status="PAID"),
     "ix_invoices_list_by_status_currency": InvoiceFilters(status="PAID", currency="GBP"),
     "ix_invoices_list_by_currency": InvoiceFilters(currency="GBP"),

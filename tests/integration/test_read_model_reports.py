@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import event, select, text
@@ -184,3 +185,39 @@ async def test_an_invoice_is_read_with_the_projection_position_in_one_statement(
         event.remove(engine.sync_engine, "before_cursor_execute", record)
     assert [(row.invoice_number, row.projection_position) for row in rows] == [("ONE-1", 2)]
     assert len([statement for statement in statements if statement.startswith("SELECT")]) == 1
+
+
+@pytest.mark.parametrize("zone", ["UTC", "America/Los_Angeles"])
+async def test_a_set_of_organizations_reads_what_its_organizations_read_added_up(
+    engine: AsyncEngine, zone: str
+) -> None:
+    """A merchant's organizations (or a limited token's) read as one: every report over the set
+    is the sum of its organizations' reports, and another organization adds nothing."""
+    await project(
+        engine,
+        invoice("S-1", organization="org-a", total="100", balance="60", collected=("40",)),
+        invoice("S-2", organization="org-b", total="50", balance="50"),
+        invoice("S-3", organization="org-c", total="7", balance="2", collected=("5",)),
+    )
+    queries, day, tz = InvoiceQueries(engine), date(2026, 3, 31), ZoneInfo(zone)
+    march = (date(2026, 3, 1), date(2026, 3, 31), "month")
+
+    async def reports(scope: Any) -> list[Any]:
+        return [
+            await queries.outstanding(None, scope),
+            await queries.outstanding(MOMENT + timedelta(seconds=1), scope),
+            await queries.aging(day, scope, tz),
+            await queries.collections(*march, scope, tz),  # type: ignore[arg-type]
+            await queries.by_status(scope),
+        ]
+
+    both = await reports(frozenset({"org-a", "org-b"}))
+    [outstanding, outstanding_then, aging, collections, statuses] = both
+    assert outstanding[0]["balance"] == outstanding_then[0]["balance"] == Decimal("110")
+    assert outstanding[0]["invoices"] == 2
+    assert sum(row["current"] for row in aging) == Decimal("110")
+    assert [row["amount"] for row in collections] == [Decimal("40")]
+    assert statuses[0]["total"] == Decimal("150")
+    assert await reports(frozenset()) == [[], [], [], [], []]
+    assert await reports(frozenset({"org-a"})) == await reports("org-a")
+    assert list(await queries.invoices_numbered("S-2", frozenset({"org-a"}))) == []

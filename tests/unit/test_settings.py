@@ -125,7 +125,7 @@ def test_api_tokens_are_read_or_operator_tokens_and_their_repr_hides_them() -> N
 @pytest.mark.parametrize(
     ("value", "problem"),
     [
-        ("admin:secret-token-0123456789", "entry 1 is neither TOKEN nor operator:TOKEN"),
+        ("admin:secret-token-0123456789", "entry 1 is neither TOKEN, operator:TOKEN nor SCOPE@"),
         ("read-token-0123456789,operator:short", "entry 2: every token must be at least 16"),
         ("same-token-0123456789,operator:same-token-0123456789", "entry 2 repeats a token"),
     ],

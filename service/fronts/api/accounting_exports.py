@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from service.fronts.api import parameters as p
 from service.fronts.api.contract import CSV_MEDIA_TYPE, ApiOperation, ApiRoute, PathParameter
 from service.fronts.api.exports import CSV_CONTENT_TYPE, answers_csv
-from service.fronts.auth import ApiAuthorizer, Caller, Scope
+from service.fronts.auth import ApiAuthorizer, Caller, Scope, require_every_merchant
 from service.fronts.errors import ApiError, bad_parameter
 from service.read.accounting import (
     AccountingExport,
@@ -122,7 +122,8 @@ class AccountingExportApi:
 
     def _endpoint(self, handler: Handler, scope: Scope) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
-            caller = self._authorizer.check(request, scope)
+            # Deliveries and exports span merchants: not for a token limited to some.
+            caller = require_every_merchant(self._authorizer.check(request, scope))
             try:
                 return await handler(request, caller)
             except UnknownExport:

@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from service.cybersource.envelope import IDENTIFIER_LENGTH_MAX
 from service.fronts.api import parameters as p
 from service.fronts.api.contract import ApiOperation, ApiRoute, PathParameter
-from service.fronts.auth import ApiAuthorizer, Caller, Scope
+from service.fronts.auth import ApiAuthorizer, Caller, Scope, require_every_merchant
 from service.fronts.errors import ApiError, bad_parameter
 from service.ingest.corrections import CorrectionRefused, DeliveryCorrections
 from service.ingest.delivery_documents import (
@@ -184,7 +184,8 @@ class DeliveryApi:
 
     def _endpoint(self, handler: Handler, scope: Scope) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
-            caller = self._authorizer.check(request, scope)
+            # Deliveries and exports span merchants: not for a token limited to some.
+            caller = require_every_merchant(self._authorizer.check(request, scope))
             try:
                 document = await handler(request, caller)
             except UnknownDelivery:

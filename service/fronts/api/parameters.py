@@ -80,7 +80,16 @@ class Consistency(_Strict):
     )  # fmt: skip
 
 
-class OrganizationFilter(Consistency):
+class MerchantFilter(Consistency):
+    merchant: str | None = Field(
+        None, max_length=IDENTIFIER_LENGTH_MAX,
+        description="Only the invoices of this merchant's organizations (a merchant id the "
+        "ledger is configured with). A token limited to merchants sees only theirs whatever "
+        "is asked.",
+    )  # fmt: skip
+
+
+class OrganizationFilter(MerchantFilter):
     # "" is a value, not an absence: it names the invoices whose organization is unknown.
     organization_id: str | None = Field(
         None, alias="organizationId", max_length=IDENTIFIER_LENGTH_MAX, description=_ORGANIZATION
@@ -95,7 +104,7 @@ class Exportable(OrganizationFilter):
     )
 
 
-class InvoiceParameters(Consistency):
+class InvoiceParameters(MerchantFilter):
     organization_id: str | None = Field(
         None, alias="organizationId", max_length=IDENTIFIER_LENGTH_MAX,
         description=_ONE_ORGANIZATION,
@@ -107,7 +116,7 @@ class InvoiceParameters(Consistency):
     )  # fmt: skip
 
 
-class InvoiceEventsParameters(Consistency):
+class InvoiceEventsParameters(MerchantFilter):
     organization_id: str | None = Field(
         None, alias="organizationId", max_length=IDENTIFIER_LENGTH_MAX,
         description=_ONE_ORGANIZATION,

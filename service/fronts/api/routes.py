@@ -16,13 +16,14 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from service.domain.identity import invoices_in_stream
+from service.domain.identity import OrganizationScope, invoices_in_stream, scope_includes
 from service.domain.invoice import corrected_by, fold_as_of
 from service.domain.reports import AGING_BUCKETS, period_days
 from service.fronts.api import parameters as p
 from service.fronts.api.contract import ApiRoute
 from service.fronts.api.exports import answers_csv, csv_response, one_batch
 from service.fronts.api.invoice_identity import organization_meant
+from service.fronts.api.merchant_scope import MerchantOrganizations, ScopeRequest
 from service.fronts.api.operations import OPERATIONS, POSITION_HEADER
 from service.fronts.auth import ApiAuthorizer
 from service.fronts.errors import ApiError, bad_parameter
@@ -70,11 +71,13 @@ class QueryApi:
         event_store: EventStore,
         read_models: SqlReadModelStore,
         authorizer: ApiAuthorizer,
+        merchants: MerchantOrganizations | None = None,
     ) -> None:
         self._queries = queries
         self._events = event_store
         self._read_models = read_models
         self._authorizer = authorizer
+        self._merchants = merchants or MerchantOrganizations({})
 
     def routes(self) -> list[ApiRoute]:
         endpoints: dict[str, Endpoint] = {
@@ -103,7 +106,7 @@ class QueryApi:
         self, handler: Endpoint, *, reads_position: bool = False
     ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
-            self._authorizer.check(request)
+            request.state.caller = self._authorizer.check(request)
             # minPosition is checked and awaited first; each handler validates the rest.
             query = self._query(request)
             wanted = {name: value for name, value in query.items() if name == "minPosition"}
@@ -149,6 +152,10 @@ class QueryApi:
     def _query(request: Request) -> dict[str, str]:
         return p.query_dict(request.scope.get("query_string", b""))
 
+    def _organizations(self, request: Request, parameters: ScopeRequest) -> OrganizationScope:
+        """What the request asks for (merchant, organization) within what its caller sees."""
+        return self._merchants.scope(request.state.caller, parameters)
+
     async def invoice_resource(self, request: Request, position: int) -> Any:
         path = p.invoice_path(request.scope)
         if path is None:
@@ -165,9 +172,10 @@ class QueryApi:
         parameters = p.parse(p.InvoiceParameters, self._query(request))
         answers_csv(request, None, csv_offered=False)
         named = parameters.organization_id
+        organizations = self._organizations(request, parameters)
         if parameters.as_of is None:
             # One statement: the rows and the projection position they reflect.
-            rows = await self._queries.invoices_numbered(number, named)
+            rows = await self._queries.invoices_numbered(number, organizations)
             organization = organization_meant(number, [r.organization_id for r in rows], named)
             [row] = [r for r in rows if r.organization_id == organization]
             return AtPosition(invoice_from_row(row), int(row.projection_position or 0))
@@ -180,6 +188,7 @@ class QueryApi:
             key.organization_id: events
             for key, events in invoices_in_stream(number, stream).items()
             if any(event.occurred_at <= as_of for event in events)
+            and scope_includes(organizations, key.organization_id)
         }
         organization = organization_meant(
             number, existing, named, when=f" as of {as_of.isoformat()}"
@@ -194,7 +203,7 @@ class QueryApi:
         as_csv = answers_csv(request, parameters.format, csv_offered=True)
         after = p.decode_cursor(parameters.cursor) if parameters.cursor else None
         filters = InvoiceFilters(
-            organization_id=parameters.organization_id,
+            organizations=self._organizations(request, parameters),
             status=parameters.status.value if parameters.status else None,
             currency=parameters.currency,
             due_before=parameters.due_before,
@@ -226,11 +235,13 @@ class QueryApi:
     async def invoice_events(self, request: Request, number: str) -> Any:
         parameters = p.parse(p.InvoiceEventsParameters, self._query(request))
         as_csv = answers_csv(request, parameters.format, csv_offered=True)
+        organizations = self._organizations(request, parameters)
         by_organization = {
             key.organization_id: events
             for key, events in invoices_in_stream(
                 number, await self._events.read_stream(number)
             ).items()
+            if scope_includes(organizations, key.organization_id)
         }
         organization = organization_meant(number, by_organization, parameters.organization_id)
         ordered = sorted(by_organization[organization], key=lambda event: event.position)
@@ -246,7 +257,8 @@ class QueryApi:
     async def outstanding(self, request: Request, position: int) -> Any:
         parameters = p.parse(p.OutstandingParameters, self._query(request))
         as_csv = answers_csv(request, parameters.format, csv_offered=True)
-        rows = await self._queries.outstanding(parameters.as_of, parameters.organization_id)
+        organizations = self._organizations(request, parameters)
+        rows = await self._queries.outstanding(parameters.as_of, organizations)
         items = [models.OutstandingRow(**item) for item in report_items(rows, OUTSTANDING_AMOUNTS)]
         if as_csv:
             return _csv_of(items, models.OutstandingRow, "outstanding.csv")
@@ -259,8 +271,9 @@ class QueryApi:
         as_of = parameters.as_of or datetime.now(zone).date()
         buckets = {name: name for name in AGING_BUCKETS}
         buckets["provisional_balance"] = "provisionalBalanceAmount"
+        organizations = self._organizations(request, parameters)
         if parameters.group_by == "customer":
-            rows = await self._queries.aging_by_customer(as_of, parameters.organization_id, zone)
+            rows = await self._queries.aging_by_customer(as_of, organizations, zone)
             renamed = {"organization_id": "organizationId", "customer_name": "customerName",
                        "customer_email": "customerEmail"}  # fmt: skip
             items = [
@@ -268,7 +281,7 @@ class QueryApi:
                 for item in report_items(rows, buckets)
             ]
         else:
-            rows = await self._queries.aging(as_of, parameters.organization_id, zone)
+            rows = await self._queries.aging(as_of, organizations, zone)
             items = [models.AgingRow(**item) for item in report_items(rows, buckets)]
         if as_csv:
             filename = f"aging-{as_of.isoformat()}.csv"
@@ -283,7 +296,7 @@ class QueryApi:
         p.collection_range(parameters)
         start, end = parameters.start, parameters.end
         rows = await self._queries.collections(
-            start, end, parameters.interval, parameters.organization_id,
+            start, end, parameters.interval, self._organizations(request, parameters),
             parameters.time_zone or p.UTC_ZONE,
         )  # fmt: skip
         items = []
@@ -301,7 +314,7 @@ class QueryApi:
     async def status(self, request: Request, position: int) -> Any:
         parameters = p.parse(p.StatusParameters, self._query(request))
         as_csv = answers_csv(request, parameters.format, csv_offered=True)
-        rows = await self._queries.by_status(parameters.organization_id)
+        rows = await self._queries.by_status(self._organizations(request, parameters))
         items = [models.StatusRow(**item) for item in report_items(rows, STATUS_AMOUNTS)]
         if as_csv:
             return _csv_of(items, models.StatusRow, "status.csv")

@@ -15,8 +15,7 @@ import click
 import structlog
 from prometheus_client import start_http_server
 
-from service.bootstrap import MissingCredentials
-from service.configured_keys import merchant_credentials, notification_keyring
+from service.configured_keys import MissingCredentials, merchant_credentials, notification_keyring
 from service.logs import configure_logging
 from service.metrics import LedgerMetrics
 from service.settings import ENVIRONMENT_PREFIX, ConfigurationError, Settings, load_settings

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from service.configured_keys import merchant_credentials, notification_keyring
+from service.configured_keys import merchants_credentials, notification_keyring
 from service.cybersource.jwt_authentication import CertificateCredentials
 from service.cybersource.keys import (
     CertifiedKey,
@@ -105,9 +105,11 @@ def show(paths: tuple[Path, ...]) -> None:
                 _describe(key)
         return
     configured = [("notification decryption", key) for key in notification_keyring(settings).keys]
-    credentials = merchant_credentials(settings)
-    if isinstance(credentials, CertificateCredentials):
-        configured.insert(0, ("REST authentication", credentials.key))
+    configured[:0] = [
+        (f"REST authentication, merchant {merchant}", credentials.key)
+        for merchant, credentials in merchants_credentials(settings).items()
+        if isinstance(credentials, CertificateCredentials)
+    ]
     if not configured:
         fail("no key is configured: give a PATH")
     for use, key in configured:

@@ -11,8 +11,8 @@ import click
 from prometheus_client import start_http_server
 from tqdm import tqdm
 
-from service.bootstrap import MissingCredentials, command_ledger, process_owner
-from service.configured_keys import merchant_credentials
+from service.bootstrap import command_ledger, process_owner
+from service.configured_keys import MissingCredentials, merchant_credentials
 from service.fronts.cli.common import (
     JSON_HELP,
     command_settings,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import click
 import uvicorn
 
-from service.configured_keys import merchant_credentials
+from service.configured_keys import merchants_credentials
 from service.cybersource.http_signature import MerchantCredentials
 from service.cybersource.jwt_authentication import CertificateCredentials, MerchantCertificate
 from service.cybersource.webhook_signature import SignedContent, sign
@@ -18,6 +18,10 @@ from service.fronts.cli.common import (
     command_settings,
     fail,
 )
+from service.settings import Settings
+
+if TYPE_CHECKING:
+    from service.sandbox.deliveries import WebhookTarget
 
 
 @click.command()
@@ -116,9 +120,9 @@ def sandbox(
     webhooks.
 
     It accepts the credentials in LEDGER_CYBERSOURCE_* (with LEDGER_CYBERSOURCE_AUTH=jwt, the key
-    file's certificate) and serves the organizations of
-    LEDGER_CYBERSOURCE_ORGANIZATION_IDS (else the merchant's own), each with its own invoices;
-    it signs webhooks with the first key of LEDGER_WEBHOOK_KEYS. Customers' doings are unsigned
+    file's certificate), or every merchant's of LEDGER_MERCHANTS_FILE, and serves their
+    organizations, each with its own invoices; it signs webhooks with the first key of
+    LEDGER_WEBHOOK_KEYS, or each organization's with its merchant's first webhook key. Customers' doings are unsigned
     helpers, each taking ?organizationId= (default: the first organization): POST
     /sandbox/invoices/{id}/pay|pending|accept|reject|remind; inject 429/502 with POST
     /sandbox/faults; read the delivery log at GET /sandbox/deliveries. Signed GET
@@ -129,7 +133,6 @@ def sandbox(
         DeliveryFaults,
         RetryPolicy,
         WebhookDeliveries,
-        WebhookTarget,
     )
     from service.sandbox.errors import SandboxRefusal
     from service.sandbox.event_dates import EventDateOrder, EventTiming
@@ -137,19 +140,20 @@ def sandbox(
     from service.sandbox.options import SandboxOptions
 
     settings = command_settings()
-    credentials = merchant_credentials(settings)
-    if credentials is None:
+    every_credentials = list(merchants_credentials(settings).values())
+    if not every_credentials:
         fail("set LEDGER_CYBERSOURCE_MERCHANT_ID, _KEY_ID and _SECRET_KEY (or _AUTH=jwt and"
-             " _KEY_FILE) for the sandbox")  # fmt: skip
+             " _KEY_FILE), or LEDGER_MERCHANTS_FILE, for the sandbox")  # fmt: skip
     if event_date_offset_min_seconds > event_date_offset_max_seconds:
         fail("--event-date-offset-min-seconds exceeds --event-date-offset-max-seconds")
     deliveries = None
     if webhook_url:
-        if not settings.webhook_keys.keys:
-            fail("set LEDGER_WEBHOOK_KEYS: the sandbox signs its webhooks with the first key")
-        key_id, key = next(iter(settings.webhook_keys.keys.items()))
+        targets = _webhook_targets(settings, webhook_url)
+        if not targets:
+            fail("set LEDGER_WEBHOOK_KEYS (or a merchant's webhook_keys): the sandbox signs its"
+                 " webhooks with the first key")  # fmt: skip
         deliveries = WebhookDeliveries(
-            WebhookTarget(webhook_url, key_id, key),
+            next(iter(targets.values())),
             RetryPolicy(seconds_per_minute=seconds_per_minute),
             DeliveryFaults(
                 drop_share=drop,
@@ -165,14 +169,16 @@ def sandbox(
                 order=EventDateOrder(event_date_order) if event_date_order else None,
             ),
             include_payment_amount=payment_amount_in_webhooks,
+            targets_by_organization=targets,
         )
     # The sandbox holds what Cybersource holds: the shared secret, or only the certificate.
-    merchant = (
+    merchants = [
         credentials.public() if isinstance(credentials, CertificateCredentials) else credentials
-    )
-    assert isinstance(merchant, MerchantCredentials | MerchantCertificate)
+        for credentials in every_credentials
+    ]
+    assert all(isinstance(m, MerchantCredentials | MerchantCertificate) for m in merchants)
     app = create_sandbox_app(
-        [merchant],
+        merchants,  # type: ignore[arg-type]
         organization_ids=settings.cybersource_organizations,
         deliveries=deliveries,
         options=SandboxOptions(
@@ -199,6 +205,24 @@ def sandbox(
     uvicorn.run(app, host=host, port=port, log_config=None)
 
 
+def _webhook_targets(settings: Settings, webhook_url: str) -> dict[str, WebhookTarget]:
+    """Each organization's webhook target: its merchant's first webhook key signs (one
+    subscription per merchant, as Cybersource keeps them); with LEDGER_WEBHOOK_KEYS, its first
+    key signs for every organization (under the empty name: the default)."""
+    from service.sandbox.deliveries import WebhookTarget
+
+    targets: dict[str, WebhookTarget] = {}
+    if settings.webhook_keys.keys:
+        key_id, key = next(iter(settings.webhook_keys.keys.items()))
+        targets[""] = WebhookTarget(webhook_url, key_id, key)
+    for account in settings.merchant_accounts:
+        if account.webhook_keys.keys:
+            key_id, key = next(iter(account.webhook_keys.keys.items()))
+            target = WebhookTarget(webhook_url, key_id, key)
+            targets.update(dict.fromkeys(account.organizations, target))
+    return targets
+
+
 @click.command("sign-webhook")
 @click.argument("body_file", type=click.File("rb"), default="-")
 @click.option("--key-id", required=True, help="Which key of LEDGER_WEBHOOK_KEYS signs.")
@@ -216,9 +240,9 @@ def sign_webhook(body_file: BinaryIO, key_id: str, signed_content: str) -> None:
     of shell history. Useful to try the receiver with curl.
     """
     settings = command_settings()
-    key = settings.webhook_keys.keys.get(key_id)
+    key, _ = settings.webhook_keys_by_id.get(key_id, (None, None))
     if key is None:
-        fail(f"LEDGER_WEBHOOK_KEYS has no key with keyId {key_id!r}")
+        fail(f"no configured webhook key has keyId {key_id!r}")
     body = body_file.read()
     try:
         header = sign(key_id, key, body, int(time.time() * 1000), SignedContent(signed_content))

@@ -13,7 +13,14 @@ import structlog
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from service.fronts.auth import ApiAuthorizer, AuthSurface, Caller, Scope, require_scope
+from service.fronts.auth import (
+    ApiAuthorizer,
+    AuthSurface,
+    Caller,
+    Scope,
+    require_every_merchant,
+    require_scope,
+)
 from service.fronts.console import access
 from service.fronts.console.inputs import (
     FORM_BYTES_MAX,
@@ -137,7 +144,9 @@ class ConsoleFrame:
         and while its token is still configured with the same scope."""
         authorizer = self._authorizer
         if not authorizer.uses_tokens or access.bearer_token(request) is not None:
-            return authorizer.check(request, scope, AuthSurface.CONSOLE)
+            # The console shows every merchant's deliveries and figures side by side: a token
+            # limited to merchants reads its invoices through /v1.
+            return require_every_merchant(authorizer.check(request, scope, AuthSurface.CONSOLE))
         session_id = access.session_id(request)
         session = None if session_id is None else await self._sessions.find_valid(session_id)
         caller = None
@@ -145,7 +154,7 @@ class ConsoleFrame:
             caller = authorizer.caller_named(session.caller_name, Scope(session.scope))
         if caller is None:
             raise ApiError(401, "unauthorized", "sign in: no session, or it has ended")
-        return require_scope(caller, scope)
+        return require_every_merchant(require_scope(caller, scope))
 
     def _page(self, page: Page, scope: Scope = Scope.READ) -> Endpoint:
         async def endpoint(request: Request) -> Response:
@@ -209,8 +218,10 @@ class ConsoleFrame:
         if not self._authorizer.uses_tokens:
             return see_other(target)
         try:
-            caller = self._authorizer.check_token(
-                request, str(form.get("token", "")), AuthSurface.CONSOLE_SIGN_IN
+            caller = require_every_merchant(
+                self._authorizer.check_token(
+                    request, str(form.get("token", "")), AuthSurface.CONSOLE_SIGN_IN
+                )
             )
         except ApiError as refused:
             return self._render(

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.bootstrap import MissingCredentials
+from service.configured_keys import MissingCredentials
 from service.domain.identity import invoices_in_stream
 from service.domain.reports import AGING_BUCKETS
 from service.domain.status import InvoiceStatus
@@ -263,7 +263,7 @@ def _invoice_filters(query: Mapping[str, str], organization: str | None) -> Invo
     elif as_of is not None:
         raise InvalidInput("asOf: is the day of an agingBucket: name the bucket too")
     return InvoiceFilters(
-        organization_id=organization,
+        organizations=organization,
         status=status,
         currency=currency.upper() if currency else None,
         aging=aging,

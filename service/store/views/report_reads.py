@@ -17,8 +17,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, Date, DateTime, String, case, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from service.domain.identity import OrganizationScope
 from service.domain.reports import Interval
 from service.store.exact_sums import PartialSum
+from service.store.organization_scope import in_scope
 from service.store.schema import (
     invoice_versions,
     report_daily_collections,
@@ -69,7 +71,7 @@ async def open_balances(
     moment: datetime,
     *,
     inclusive: bool,
-    organization_id: str | None,
+    organizations: OrganizationScope,
     buckets: DueDateBuckets = DueDateBuckets(),
 ) -> dict[tuple[str | None, int], PartialSum]:
     """Per (currency, due-date bucket): the open invoices in force at ``moment`` (valid from at
@@ -83,19 +85,17 @@ async def open_balances(
     ).one()
     if first is not None and day > (first + last) // 2:
         # Nearer the last day of change: every day's total less the days from ``day`` on.
-        changes = await _summed(
-            connection, report_open_balance_totals, [], organization_id, buckets
-        )
+        changes = await _summed(connection, report_open_balance_totals, [], organizations, buckets)
         later = await _summed(
-            connection, report_open_balance_changes, [columns.day >= day], organization_id, buckets
+            connection, report_open_balance_changes, [columns.day >= day], organizations, buckets
         )
         for key, change in later.items():
             changes[key] = changes.get(key, ReportChange()).minus(change)
     else:
         changes = await _summed(
-            connection, report_open_balance_changes, [columns.day < day], organization_id, buckets
+            connection, report_open_balance_changes, [columns.day < day], organizations, buckets
         )
-    for key, change in (await _moments_own_day(connection, moment, inclusive, organization_id,
+    for key, change in (await _moments_own_day(connection, moment, inclusive, organizations,
                                                 buckets)).items():  # fmt: skip
         changes[key] = changes.get(key, ReportChange()).merged(change)
     found: dict[tuple[str | None, int], PartialSum] = {}
@@ -110,13 +110,13 @@ async def _moments_own_day(
     connection: AsyncConnection,
     moment: datetime,
     inclusive: bool,
-    organization_id: str | None,
+    organizations: OrganizationScope,
     buckets: DueDateBuckets,
 ) -> dict[tuple[str, int], ReportChange]:
     """The moment's own UTC day, exactly, from the state rows that began or ended on it."""
     first_of_day = datetime.combine(moment.astimezone(UTC).date(), time(), UTC)
     versions = invoice_versions.c
-    organization = [] if organization_id is None else [versions.organization_id == organization_id]
+    organization = in_scope(versions.organization_id, organizations)
     bucket = buckets.of_due_date(versions.due_date)
     changes: dict[tuple[str, int], ReportChange] = {}
     for column, closing in ((versions.valid_from, False), (versions.valid_to, True)):
@@ -158,13 +158,12 @@ async def _summed(
     connection: AsyncConnection,
     table: Any,
     where: Sequence[ColumnElement[bool]],
-    organization_id: str | None,
+    organizations: OrganizationScope,
     buckets: DueDateBuckets,
 ) -> dict[tuple[str, int], ReportChange]:
     """Per (currency, due-date bucket): the rows of ``table`` meeting ``where``, added up."""
     columns = table.c
-    if organization_id is not None:
-        where = [*where, columns.organization_id == organization_id]
+    where = [*where, *in_scope(columns.organization_id, organizations)]
     changes: dict[tuple[str, int], ReportChange] = {}
     if connection.dialect.name == "postgresql":
         bucket = buckets.of_due_day(columns.due_day)
@@ -206,14 +205,13 @@ async def collections_by_period(
     first: date,
     last: date,
     interval: Interval,
-    organization_id: str | None,
+    organizations: OrganizationScope,
 ) -> dict[tuple[str | None, date], PartialSum]:
     """Per (currency, first day of its period) from UTC day ``first`` to ``last``:
     collections and their known sum."""
     columns = report_daily_collections.c
     where = [columns.day >= day_number(first), columns.day <= day_number(last)]
-    if organization_id is not None:
-        where.append(columns.organization_id == organization_id)
+    where.extend(in_scope(columns.organization_id, organizations))
     found: dict[tuple[str | None, date], PartialSum] = {}
     if connection.dialect.name == "postgresql":
         period = _period_start(columns.day, interval)
