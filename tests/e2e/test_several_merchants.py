@@ -25,6 +25,7 @@ from service.sandbox.app import create_sandbox_app
 from service.sandbox.deliveries import RetryPolicy, WebhookDeliveries, WebhookTarget
 from service.sandbox.event_dates import EventDateOrder, EventTiming
 from service.settings import Settings, load_settings
+from tests.support.cli import invoice_ledger
 from tests.support.server import serving
 from tests.support.webhooks import WEBHOOK_PATH, encode, invoice_notification, signed_headers
 
@@ -278,3 +279,28 @@ def test_each_merchant_is_reconciled_with_its_own_credentials(estate: Estate) ->
 async def _sweep(settings: Settings) -> SweepSummary:
     async with command_ledger(settings) as ledger, ledger.cybersource_client() as client:
         return await ledger.reconciler(client).sweep()
+
+
+def test_subscribe_creates_the_webhook_key_of_the_merchant_named(tmp_path: Path) -> None:
+    with serving(create_sandbox_app([ACME, BETA])) as sandbox_url:
+        environment = {
+            "LEDGER_MERCHANTS_FILE": str(write_merchants_file(tmp_path)),
+            "LEDGER_CYBERSOURCE_BASE_URL": sandbox_url,
+        }
+        url = "https://ledger.example.com/webhooks/cybersource"
+        unnamed = invoice_ledger("subscribe", "--url", url, environment=environment)
+        assert unnamed.returncode == 2
+        assert "name the merchant with --merchant: acme, beta" in unnamed.stderr.decode()
+        # The sandbox refuses a call for beta signed with acme's key: beta's own signs it.
+        done = invoice_ledger(
+            "subscribe", "--url", url, "--merchant", "beta", environment=environment
+        )
+        assert done.returncode == 0, done.stderr
+        [entry] = [line for line in done.stdout.decode().splitlines() if "webhook_keys = " in line]
+        assert entry.startswith('merchant beta in LEDGER_MERCHANTS_FILE: webhook_keys = "')
+        foreign = invoice_ledger(
+            "subscribe", "--url", url, "--merchant", "beta", "--organization-id", "acme_eu",
+            environment=environment,
+        )  # fmt: skip
+        assert foreign.returncode == 2
+        assert "merchant beta acts for beta" in foreign.stderr.decode()

@@ -177,8 +177,8 @@ def _organizations_to_reconcile(
     unknown = [organization for organization in named if organization not in configured]
     if unknown:
         fail(
-            f"--organization {unknown[0]} is not configured: LEDGER_CYBERSOURCE_ORGANIZATION_IDS"
-            f" (else LEDGER_CYBERSOURCE_MERCHANT_ID) gives {', '.join(configured)}"
+            f"--organization {unknown[0]} is not configured: the merchants act for"
+            f" {', '.join(configured)}"
         )
     if for_invoices and not named and len(configured) > 1:
         fail(
