@@ -61,7 +61,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
         authorizer,
         items_per_delivery_max=settings.webhook_items_max,
     )
-    accounting_api = AccountingExportApi(ledger.accounting_exports, authorizer)
+    accounting_api = AccountingExportApi(ledger.accounting_exports, authorizer, merchants)
     console = Console(ledger, authorizer)
 
     @asynccontextmanager

@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from service.domain.identity import OrganizationScope
 from service.domain.money import format_amount
 from service.read.models import Customer, Document
 from service.store.accounting_exports import SqlAccountingExports
@@ -51,6 +52,9 @@ class AccountingExport(Document):
         description="SHA-256 of the export's lines as recorded, whatever the format.",
     )
     line_count: int = Field(alias="lineCount")
+    merchant: str | None = Field(
+        None, description="The merchant whose organizations it holds; null: every merchant."
+    )
 
 
 class AccountingExportList(Document):
@@ -94,7 +98,7 @@ def export_document(record: ExportRecord) -> AccountingExport:
             "id": record.export_id, "kind": record.kind, "from": record.period_from,
             "to": record.period_to, "createdAt": record.created_at,
             "createdBy": record.created_by, "contentDigest": record.content_digest,
-            "lineCount": record.line_count,
+            "lineCount": record.line_count, "merchant": record.merchant,
         }
     )  # fmt: skip
 
@@ -135,14 +139,18 @@ class AccountingExports:
 
     async def create(
         self, kind: ExportKind, period_from: date, period_to: date, created_by: str,
-        now: datetime,
+        now: datetime, *, merchant: str | None = None, organizations: OrganizationScope = None,
     ) -> AccountingExport:  # fmt: skip
-        """Record a new export: for payments, it marks what it holds as posted."""
+        """Record a new export: for payments, it marks what it holds as posted. A merchant's
+        holds the lines of its ``organizations`` only."""
         if period_to < period_from:
             raise PeriodRefused("the period's last day is before its first")
         if (period_to - period_from).days >= PERIOD_DAYS_MAX:
             raise PeriodRefused(f"a period is at most {PERIOD_DAYS_MAX} days")
-        record = await self._store.create(kind, period_from, period_to, created_by, now)
+        record = await self._store.create(
+            kind, period_from, period_to, created_by, now,
+            merchant=merchant, organizations=organizations,
+        )  # fmt: skip
         return export_document(record)
 
     async def exports(self, limit: int, before_id: int | None = None) -> list[AccountingExport]:

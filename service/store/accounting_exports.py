@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, insert, literal, or_, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from service.domain.identity import OrganizationScope, scope_includes
 from service.domain.status import OPEN_STATUSES
 from service.store.accounting_lines import (
     PAYMENT,
@@ -71,8 +72,18 @@ class SqlAccountingExports:
         self._engine = engine
 
     async def create(
-        self, kind: str, period_from: date, period_to: date, created_by: str, now: datetime
+        self,
+        kind: str,
+        period_from: date,
+        period_to: date,
+        created_by: str,
+        now: datetime,
+        *,
+        merchant: str | None = None,
+        organizations: OrganizationScope = None,
     ) -> ExportRecord:
+        """``merchant``'s export holds the lines of ``organizations`` only (its own); a
+        payment another merchant's export posted stays posted there."""
         async with unavailability_as_store_error(), self._engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 await connection.execute(
@@ -82,6 +93,11 @@ class SqlAccountingExports:
                 lines = await _payment_lines(connection, period_from, period_to)
             else:
                 lines = await _receivable_lines(connection, period_to)
+            if organizations is not None:
+                kept = [
+                    line for line in lines if scope_includes(organizations, line.organization_id)
+                ]
+                lines = [replace(line, line=number) for number, line in enumerate(kept, start=1)]
             if len(lines) > LINES_PER_EXPORT_MAX:
                 raise ExportTooLarge
             record = ExportRecord(
@@ -93,6 +109,7 @@ class SqlAccountingExports:
                 created_by,
                 content_digest(kind, period_from, period_to, lines),
                 len(lines),
+                merchant,
             )
             inserted = await connection.execute(
                 insert(accounting_exports)
@@ -104,6 +121,7 @@ class SqlAccountingExports:
                     created_by=created_by,
                     content_digest=record.content_digest,
                     line_count=record.line_count,
+                    merchant=merchant,
                 )
                 .returning(accounting_exports.c.id)
             )

@@ -23,6 +23,7 @@ class ExportRecord:
     created_by: str
     content_digest: str
     line_count: int
+    merchant: str | None = None  # None: every merchant's organizations
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,4 +137,5 @@ def record_of(row: Any) -> ExportRecord:
         row.created_by,
         row.content_digest,
         row.line_count,
+        row.merchant,
     )

@@ -35,6 +35,8 @@ def accounting_tables(metadata: MetaData) -> tuple[Table, Table]:
         # SHA-256 of the lines as stored, whatever format they are downloaded in.
         Column("content_digest", String(64), nullable=False),
         Column("line_count", Integer, nullable=False),
+        # The merchant whose organizations it keeps to; NULL: every merchant.
+        Column("merchant", String(100), nullable=True),
         CheckConstraint("kind IN ('payments', 'receivables')", name="kind"),
         sqlite_autoincrement=True,
     )

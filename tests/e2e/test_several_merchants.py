@@ -10,6 +10,7 @@ import base64
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -304,3 +305,45 @@ def test_subscribe_creates_the_webhook_key_of_the_merchant_named(tmp_path: Path)
         )  # fmt: skip
         assert foreign.returncode == 2
         assert "merchant beta acts for beta" in foreign.stderr.decode()
+
+
+def test_an_accounting_export_may_keep_to_one_merchant_and_posts_each_payment_once(
+    estate: Estate,
+) -> None:
+    the_estate(estate)
+    act(estate.sandbox_url, "acme_eu", "/INV-2/pay", amount="50.00", transactionId="acme-tx-1")
+    settled(estate.sandbox_url, acknowledged=5)
+    # A read at the last recorded position: the exports read a projection that has them.
+    read(estate, OPERATOR_TOKEN, "/v1/invoices").raise_for_status()
+    today = datetime.now(UTC).date().isoformat()
+
+    def export(**merchant: str) -> dict[str, Any]:
+        created = httpx.post(
+            f"{estate.ledger_url}/v1/exports",
+            json={"kind": "payments", "from": today, "to": today, **merchant},
+            headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"},
+        )
+        assert created.status_code == 200, created.text
+        document: dict[str, Any] = httpx.get(
+            f"{estate.ledger_url}/v1/exports/{created.json()['id']}",
+            headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"},
+        ).json()
+        return document
+
+    betas = export(merchant="beta")
+    assert betas["export"]["merchant"] == "beta"
+    assert [(line["organizationId"], line["amount"]) for line in betas["lines"]] == [
+        ("beta", "15.00")
+    ]
+    # Every merchant's export next: beta's payment is posted already, acme_eu's is not.
+    everyone = export()
+    assert everyone["export"]["merchant"] is None
+    assert [(line["organizationId"], line["amount"]) for line in everyone["lines"]] == [
+        ("acme_eu", "50.00")
+    ]
+    unknown = httpx.post(
+        f"{estate.ledger_url}/v1/exports",
+        json={"kind": "payments", "from": today, "to": today, "merchant": "gamma"},
+        headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"},
+    )
+    assert unknown.status_code == 400 and "gamma" in unknown.json()["detail"]

@@ -14,9 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from service.cybersource.envelope import IDENTIFIER_LENGTH_MAX
 from service.fronts.api import parameters as p
 from service.fronts.api.contract import CSV_MEDIA_TYPE, ApiOperation, ApiRoute, PathParameter
 from service.fronts.api.exports import CSV_CONTENT_TYPE, answers_csv
+from service.fronts.api.merchant_scope import MerchantOrganizations
 from service.fronts.auth import ApiAuthorizer, Caller, Scope, require_every_merchant
 from service.fronts.errors import ApiError, bad_parameter
 from service.read.accounting import (
@@ -40,6 +42,11 @@ class ExportRequest(BaseModel):
     kind: ExportKind
     period_from: p.Day = Field(alias="from", description="First day of the period (UTC).")
     period_to: p.Day = Field(alias="to", description="Last day, inclusive (UTC).")
+    merchant: str | None = Field(
+        None, max_length=IDENTIFIER_LENGTH_MAX,
+        description="Only this merchant's organizations (several merchants configured); a "
+        "payment is still posted once, in whichever merchant's export first holds it.",
+    )  # fmt: skip
 
 
 class ExportListParameters(BaseModel):
@@ -97,9 +104,15 @@ Handler = Callable[[Request, Caller], Awaitable[Response]]
 
 
 class AccountingExportApi:
-    def __init__(self, exports: AccountingExports, authorizer: ApiAuthorizer) -> None:
+    def __init__(
+        self,
+        exports: AccountingExports,
+        authorizer: ApiAuthorizer,
+        merchants: MerchantOrganizations | None = None,
+    ) -> None:
         self._exports = exports
         self._authorizer = authorizer
+        self._merchants = merchants or MerchantOrganizations({})
 
     def routes(self) -> list[ApiRoute]:
         endpoints = {
@@ -150,9 +163,12 @@ class AccountingExportApi:
 
     async def create(self, request: Request, caller: Caller) -> Response:
         wanted = await _export_request(request)
+        merchant = wanted.merchant
         created = await self._exports.create(
-            wanted.kind, wanted.period_from, wanted.period_to, caller.name, datetime.now(UTC)
-        )
+            wanted.kind, wanted.period_from, wanted.period_to, caller.name, datetime.now(UTC),
+            merchant=merchant,
+            organizations=None if merchant is None else self._merchants.of(merchant),
+        )  # fmt: skip
         return _json(created)
 
     async def download(self, request: Request, caller: Caller) -> Response:

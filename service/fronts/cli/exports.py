@@ -24,7 +24,11 @@ from service.bootstrap import command_ledger
 from service.fronts.cli.common import command_settings, fail, print_json
 from service.read.accounting import AccountingExports, ExportKind, PeriodRefused, UnknownExport
 from service.read.accounting_files import FileFormat, FormatRefused, render
-from service.store.accounting_exports import EXPORTS_PAGE_SIZE_MAX
+from service.store.accounting_exports import (
+    EXPORTS_PAGE_SIZE_MAX,
+    LINES_PER_EXPORT_MAX,
+    ExportTooLarge,
+)
 
 EXPORT_ID_MAX = 2**63 - 1
 
@@ -62,6 +66,13 @@ def _currency(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     return value
 
 
+def _organizations_of(merchant: str) -> frozenset[str]:
+    for account in command_settings().merchant_accounts:
+        if account.merchant_id == merchant:
+            return frozenset(account.organizations)
+    fail(f"--merchant {merchant}: no merchant of that id is configured")
+
+
 @click.group()
 def exports() -> None:
     """Accounting exports: the payments journal (each payment once) and the open invoices."""
@@ -71,18 +82,25 @@ def exports() -> None:
 @click.option("--kind", type=click.Choice(get_args(ExportKind)), default="payments")
 @click.option("--from", "period_from", required=True, callback=_day, help="First day (UTC).")
 @click.option("--to", "period_to", required=True, callback=_day, help="Last day, inclusive.")
+@click.option("--merchant", help="Only this merchant's organizations (LEDGER_MERCHANTS_FILE).")
 @click.option("--json", "as_json", is_flag=True, help="Print the export's record as JSON.")
-def create(kind: str, period_from: date, period_to: date, as_json: bool) -> None:
+def create(
+    kind: str, period_from: date, period_to: date, merchant: str | None, as_json: bool
+) -> None:
     """Record a new export; a payments export marks what it holds as posted."""
     who = _operator()
+    organizations = None if merchant is None else _organizations_of(merchant)
     try:
         created = _run(
             lambda accounting: accounting.create(
-                cast(ExportKind, kind), period_from, period_to, who, datetime.now(UTC)
+                cast(ExportKind, kind), period_from, period_to, who, datetime.now(UTC),
+                merchant=merchant, organizations=organizations,
             )
-        )
+        )  # fmt: skip
     except PeriodRefused as refused:
         fail(f"--to: {refused}")
+    except ExportTooLarge:
+        fail(f"--from/--to: more than {LINES_PER_EXPORT_MAX} lines: choose a shorter period")
     if as_json:
         print_json(created.model_dump(mode="json", by_alias=True))
     else:

@@ -122,9 +122,10 @@ def sandbox(
     It accepts the credentials in LEDGER_CYBERSOURCE_* (with LEDGER_CYBERSOURCE_AUTH=jwt, the key
     file's certificate), or every merchant's of LEDGER_MERCHANTS_FILE, and serves their
     organizations, each with its own invoices; it signs webhooks with the first key of
-    LEDGER_WEBHOOK_KEYS, or each organization's with its merchant's first webhook key. Customers' doings are unsigned
-    helpers, each taking ?organizationId= (default: the first organization): POST
-    /sandbox/invoices/{id}/pay|pending|accept|reject|remind; inject 429/502 with POST
+    LEDGER_WEBHOOK_KEYS, or each organization's with its merchant's first webhook key.
+    Customers' doings are unsigned helpers, each taking ?organizationId= (default: the first
+    organization): POST /sandbox/invoices/{id}/pay|pending|accept|reject|remind; inject 429/502
+    with POST
     /sandbox/faults; read the delivery log at GET /sandbox/deliveries. Signed GET
     /tss/v2/transactions/{id} answers the Transaction Details of the invoices' payments.
     """
