@@ -24,6 +24,11 @@ class Console(DeliveryPages, ReportPages, StatementPages):
             Route("/console/operations", self._page(self.operations), methods=["GET"]),
             Route("/console/deliveries", self._page(self.deliveries), methods=["GET"]),
             Route(
+                "/console/deliveries/replay",
+                self._bounded(self._page(self.replay_selected, Scope.OPERATOR)),
+                methods=["POST"],
+            ),
+            Route(
                 "/console/deliveries/{deliveryId:int}",
                 self._page(self.delivery),
                 methods=["GET"],
