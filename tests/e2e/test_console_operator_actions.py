@@ -1,5 +1,6 @@
-"""What an operator does from the console, over a real socket on both engines: several dead
-letters replayed in one action, each with what happened to it."""
+"""What an operator does and sees from the console, over a real socket on both engines:
+several dead letters replayed in one action, each with what happened to it; where each of an
+invoice's payments came from."""
 
 from __future__ import annotations
 
@@ -17,6 +18,13 @@ from tests.support.console_pages import (
     deliver_raw,
     form_token,
     posted_from_console,
+    projected,
+)
+from tests.support.cybersource_sandbox import (
+    MERCHANT,
+    cybersource_environment,
+    drive,
+    new_invoice,
 )
 
 
@@ -98,3 +106,48 @@ def test_a_bulk_replay_needs_an_operator_the_console_s_form_and_a_readable_selec
         assert refused.status_code == 400 and "deliveryId:" in refused.text
     replays = console.get(f"/v1/deliveries/{delivery_id}", headers=OPERATOR).json()["replays"]
     assert replays == []
+
+
+def payment_sources(page: str) -> list[list[str]]:
+    cells = re.findall(r'<td data-field="payment-source">(.*?)</td>', page, re.DOTALL)
+    return [re.findall(r'data-source="([a-z]+)"', cell) for cell in cells]
+
+
+def test_a_payment_from_a_webhook_says_so_on_the_invoice_page(console: httpx.Client) -> None:
+    deliver(console, "INV-PAY", balance="100.00", event_date="2023-05-25T10:00:00Z")
+    deliver(
+        console, "INV-PAY", event_type="invoicing.customer.invoice.partial-payment",
+        notification_id="n-pay-2", balance="60.00", event_date="2023-05-26T10:00:00Z",
+    )  # fmt: skip
+    projected(console, 2)
+    page = console.get("/console/invoices", params={"invoiceNumber": "INV-PAY"}, headers=OPERATOR)
+    assert page.status_code == 200, page.text
+    assert payment_sources(page.text) == [["webhook"]]
+    assert "webhook notification" in page.text
+
+
+def test_a_payment_cybersource_s_history_states_is_the_reconciler_s(
+    database_url: str, sandbox_url: str
+) -> None:
+    new_invoice(sandbox_url, "REC-PAY", "80.00", allowPartialPayments=True)
+    drive(sandbox_url, "/invoices/REC-PAY/send")
+    drive(sandbox_url, "/invoices/REC-PAY/pay", {"amount": "30.00", "transactionId": "tx-30"})
+    environment = {
+        name.removeprefix("LEDGER_").lower(): value
+        for name, value in cybersource_environment(sandbox_url).items()
+    }
+    with console_client(database_url, **environment) as client:
+        shown = {"invoiceNumber": "REC-PAY", "organizationId": MERCHANT.merchant_id}
+        page = client.get("/console/invoices", params=shown, headers=OPERATOR)
+        answer = client.post(
+            "/console/invoices/reconcile",
+            data={"formToken": form_token(page.text), **shown},
+            headers=posted_from_console(client),
+            follow_redirects=True,
+        )
+        assert answer.status_code == 200, answer.text
+        trail = client.get("/v1/invoices/REC-PAY/events", headers=OPERATOR).json()["items"]
+        projected(client, max(event["position"] for event in trail))
+        page = client.get("/console/invoices", params=shown, headers=OPERATOR)
+        assert payment_sources(page.text) == [["reconciler"]]
+        assert "Cybersource history (reconciler)" in page.text

@@ -27,11 +27,13 @@ READER = {"Authorization": f"Bearer {READER_TOKEN}"}
 
 
 @contextmanager
-def console_client(database_url: str) -> Iterator[httpx.Client]:
+def console_client(database_url: str, **settings_given: Any) -> Iterator[httpx.Client]:
+    """The service with an operator and a read token, and ``settings_given`` besides."""
     settings = load_settings(
         database_url=database_url,
         webhook_keys=WEBHOOK_KEYS_SETTING,
         api_tokens=f"operator:{TOKEN},read:{READER_TOKEN}",
+        **settings_given,
     )
     with (
         serving(create_app(settings)) as base_url,

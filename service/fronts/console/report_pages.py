@@ -29,6 +29,7 @@ from service.fronts.console.inputs import (
     small_form,
     text_filter,
 )
+from service.fronts.console.payment_sources import payment_sources
 from service.fronts.console.views import (
     AGING_LABELS,
     aging_charts,
@@ -208,14 +209,19 @@ class ReportPages(ConsoleFrame):
                 ).items()
             }
             today = datetime.now(UTC).date()
-            context["found"] = [
-                {
-                    "invoice": as_document(invoice_from_row(row)),
-                    "events": trail_view(trails.get(row.organization_id, [])),
-                    "days_overdue": days_overdue(row, today),
-                }
-                for row in rows
-            ]
+            found = []
+            for row in rows:
+                invoice = as_document(invoice_from_row(row))
+                events = trail_view(trails.get(row.organization_id, []))
+                found.append(
+                    {
+                        "invoice": invoice,
+                        "events": events,
+                        "payment_sources": payment_sources(invoice["payments"], events),
+                        "days_overdue": days_overdue(row, today),
+                    }
+                )
+            context["found"] = found
         else:
             cursor = text_filter(query.get("cursor"), "cursor")
             try:
