@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from service.fronts.auth import ApiAuthorizer, AuthSurface, Caller, Scope, require_scope
-from service.fronts.console import access
+from service.fronts.console import access, zones
 from service.fronts.console.inputs import (
     FORM_BYTES_MAX,
     FormTooLarge,
@@ -110,6 +110,8 @@ class ConsoleFrame:
             undefined=jinja2.StrictUndefined,
         )
         self._templates.filters["money"] = money
+        self._templates.filters["when"] = zones.when
+        self._templates.filters["zoned"] = zones.zoned
 
     # Rendering and access
 
@@ -121,10 +123,20 @@ class ConsoleFrame:
         headers: Mapping[str, str] | None = None,
         **context: Any,
     ) -> Response:
+        zone = zones.requested_zone(request)
         html = self._templates.get_template(template).render(
             path=request.url.path,
+            method=request.method,
             form_token=self._form_tokens.issue(request),
             signed_in=access.session_id(request) is not None,
+            zone=zone,
+            zone_name=zones.zone_name(zone),
+            # The page's other parameters, kept by the form that changes the zone.
+            kept_query=[
+                (name, value)
+                for name, value in request.query_params.multi_items()
+                if name != zones.ZONE_PARAMETER and value
+            ],
             **context,
         )
         return HTMLResponse(
@@ -151,6 +163,9 @@ class ConsoleFrame:
         async def endpoint(request: Request) -> Response:
             try:
                 caller = await self._caller(request, scope)
+                request.state.zone = zones.zone_filter(
+                    request.query_params.get(zones.ZONE_PARAMETER)
+                )
                 if request.method == "POST":
                     form = await small_form(request)
                     if not self._form_accepted(request, form.get(access.FORM_TOKEN_FIELD)):

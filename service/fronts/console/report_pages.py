@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 from urllib.parse import urlencode
 
@@ -39,6 +39,7 @@ from service.fronts.console.views import (
     see_other,
     trail_view,
 )
+from service.fronts.console.zones import requested_zone, with_zone, zone_name
 from service.read.conditions import OPEN
 from service.read.cursors import (
     UnreadableCursor,
@@ -58,7 +59,8 @@ class ReportPages(ConsoleFrame):
 
     async def overview(self, request: Request, caller: Caller) -> Response:
         query = request.query_params
-        today = datetime.now(UTC).date()
+        zone = requested_zone(request)
+        today = datetime.now(zone).date()
         as_of = day_filter(query.get("asOf"), "asOf") or today
         interval = query.get("interval") or "month"
         if interval not in COLLECTION_PERIODS:
@@ -74,7 +76,7 @@ class ReportPages(ConsoleFrame):
         organization = text_filter(query.get("organizationId"), "organizationId")
 
         aging = report_items(
-            await self._queries.aging(as_of, organization),
+            await self._queries.aging(as_of, organization, zone),
             {**{name: name for name in AGING_BUCKETS}, "provisional_balance": "provisional"},
         )
         collections = report_items(
@@ -83,6 +85,7 @@ class ReportPages(ConsoleFrame):
                 collections_to,
                 interval,  # type: ignore[arg-type]
                 organization,
+                zone,
             ),
             {"amount": "amount", "provisional_amount": "provisional"},
         )
@@ -95,7 +98,9 @@ class ReportPages(ConsoleFrame):
             collections_from=collections_from.isoformat(),
             collections_to=collections_to.isoformat(),
             organization=organization or "",
-            headlines=await self._sources.headlines.per_currency(today, organization),
+            headlines=await self._sources.headlines.per_currency(
+                datetime.now(UTC).date(), organization
+            ),
             dso_days=DSO_DAYS,
             aging_charts=aging_charts(aging, as_of, organization),
             aging_incomplete=[item["currency"] for item in aging if item["incomplete"]],
@@ -156,7 +161,8 @@ class ReportPages(ConsoleFrame):
             failed = reconciled.error is not None
             outcome = "failed" if failed else f"appended_{reconciled.appended}"
         shown = {"invoiceNumber": number, "organizationId": organization or ""}
-        return see_other("/console/invoices?" + urlencode({**shown, "reconciled": outcome}))
+        target = "/console/invoices?" + urlencode({**shown, "reconciled": outcome})
+        return see_other(with_zone(target, zone_name(requested_zone(request))))
 
     async def _projection_lag(self) -> dict[str, Any]:
         """How far the read models are behind the event store, in events and in seconds."""
@@ -179,7 +185,7 @@ class ReportPages(ConsoleFrame):
         notice, failed = _reconcile_notice(query.get("reconciled"))
         number = text_filter(query.get("invoiceNumber"), "invoiceNumber")
         organization = text_filter(query.get("organizationId"), "organizationId")
-        filters = _invoice_filters(query, organization)
+        filters = _invoice_filters(query, organization, requested_zone(request))
         context: dict[str, Any] = {
             "title": "Invoices",
             "statuses": list(InvoiceStatus),
@@ -248,7 +254,9 @@ class ReportPages(ConsoleFrame):
         return self._render(request, "invoices.html", **context)
 
 
-def _invoice_filters(query: Mapping[str, str], organization: str | None) -> InvoiceFilters:
+def _invoice_filters(
+    query: Mapping[str, str], organization: str | None, zone: tzinfo = UTC
+) -> InvoiceFilters:
     """The invoice list's filters: status, currency, customer, and an aging bucket as of a day
     (where an aging chart's bar leads)."""
     status = text_filter(query.get("status"), "status")
@@ -265,7 +273,7 @@ def _invoice_filters(query: Mapping[str, str], organization: str | None) -> Invo
     if bucket is not None:
         if bucket not in AGING_BUCKETS:
             raise InvalidInput("agingBucket: must be one of " + ", ".join(AGING_BUCKETS))
-        aging = AgingBucketFilter(bucket, as_of or datetime.now(UTC).date())
+        aging = AgingBucketFilter(bucket, as_of or datetime.now(zone).date(), zone)
     elif as_of is not None:
         raise InvalidInput("asOf: is the day of an agingBucket: name the bucket too")
     return InvoiceFilters(
