@@ -3,6 +3,7 @@ a delivery's story, replays, corrections and resolutions."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -10,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service.fronts.auth import Caller
+from service.fronts.console.csv_files import same_filters
 from service.fronts.console.frame import (
     DELIVERIES_PAGE_SIZE,
     ConsoleFrame,
@@ -48,6 +50,23 @@ DELIVERY_FILTERS = (
     "waiting",
     "invoiceNumber",
 )
+
+
+def delivery_filters(query: Mapping[str, str]) -> DeliveryFilters:
+    outcome_text = query.get("outcome") or None
+    if outcome_text is not None and outcome_text not in set(InboxOutcome):
+        raise InvalidInput("outcome: must be one of " + ", ".join(InboxOutcome))
+    return DeliveryFilters(
+        outcome=InboxOutcome(outcome_text) if outcome_text else None,
+        event_type=text_filter(query.get("eventType"), "eventType"),
+        organization_id=text_filter(query.get("organizationId"), "organizationId"),
+        notification_id=text_filter(query.get("notificationId"), "notificationId"),
+        received_from=instant_or_day(query.get("receivedFrom"), "receivedFrom", end=False),
+        received_to=instant_or_day(query.get("receivedTo"), "receivedTo", end=True),
+        reason_prefix=text_filter(query.get("reason"), "reason"),
+        waiting=query.get("waiting") == "true",
+        invoice_number=text_filter(query.get("invoiceNumber"), "invoiceNumber"),
+    )
 
 
 def selected_deliveries(values: list[str | Any]) -> list[int]:
@@ -90,20 +109,7 @@ class DeliveryPages(ConsoleFrame):
 
     async def deliveries(self, request: Request, caller: Caller) -> Response:
         query = request.query_params
-        outcome_text = query.get("outcome") or None
-        if outcome_text is not None and outcome_text not in set(InboxOutcome):
-            raise InvalidInput("outcome: must be one of " + ", ".join(InboxOutcome))
-        filters = DeliveryFilters(
-            outcome=InboxOutcome(outcome_text) if outcome_text else None,
-            event_type=text_filter(query.get("eventType"), "eventType"),
-            organization_id=text_filter(query.get("organizationId"), "organizationId"),
-            notification_id=text_filter(query.get("notificationId"), "notificationId"),
-            received_from=instant_or_day(query.get("receivedFrom"), "receivedFrom", end=False),
-            received_to=instant_or_day(query.get("receivedTo"), "receivedTo", end=True),
-            reason_prefix=text_filter(query.get("reason"), "reason"),
-            waiting=query.get("waiting") == "true",
-            invoice_number=text_filter(query.get("invoiceNumber"), "invoiceNumber"),
-        )
+        filters = delivery_filters(query)
         cursor = text_filter(query.get("cursor"), "cursor")
         try:
             before = decode_delivery_cursor(cursor) if cursor else None
@@ -126,6 +132,7 @@ class DeliveryPages(ConsoleFrame):
             filters={name: query.get(name, "") for name in DELIVERY_FILTERS},
             older=older,
             operator=caller.is_operator,
+            csv_query=same_filters(query),
         )
 
     async def replay_selected(self, request: Request, caller: Caller) -> Response:

@@ -33,9 +33,11 @@ from service.fronts.errors import ApiError
 from service.ingest.corrections import DeliveryCorrections
 from service.ingest.replay import DeliveryReplayer, UnknownDelivery
 from service.ingest.resolutions import DeliveryResolver
+from service.read.collected_payments import CollectedPayments
 from service.read.delivery_outcomes import DeliveryOutcomes
 from service.read.headline import FinanceHeadlines
 from service.read.queries import InvoiceQueries
+from service.read.sorted_invoices import SortedInvoices
 from service.read.statements import CustomerStatements
 from service.reconciler.client import CybersourceClient
 from service.reconciler.reconciler import Reconciler
@@ -85,6 +87,10 @@ class ConsoleSources(Protocol):
     def headlines(self) -> FinanceHeadlines: ...
     @property
     def statements(self) -> CustomerStatements: ...
+    @property
+    def sorted_invoices(self) -> SortedInvoices: ...
+    @property
+    def collected_payments(self) -> CollectedPayments: ...
     def cybersource_client(self, *, counted: bool = False) -> CybersourceClient: ...
     def reconciler(self, client: CybersourceClient, *, counted: bool = False) -> Reconciler: ...
     @property
