@@ -33,6 +33,7 @@ from service.fronts.errors import ApiError
 from service.ingest.corrections import DeliveryCorrections
 from service.ingest.replay import DeliveryReplayer, UnknownDelivery
 from service.ingest.resolutions import DeliveryResolver
+from service.read.accounting import AccountingExports
 from service.read.collected_payments import CollectedPayments
 from service.read.delivery_outcomes import DeliveryOutcomes
 from service.read.headline import FinanceHeadlines
@@ -91,6 +92,8 @@ class ConsoleSources(Protocol):
     def sorted_invoices(self) -> SortedInvoices: ...
     @property
     def collected_payments(self) -> CollectedPayments: ...
+    @property
+    def accounting_exports(self) -> AccountingExports: ...
     def cybersource_client(self, *, counted: bool = False) -> CybersourceClient: ...
     def reconciler(self, client: CybersourceClient, *, counted: bool = False) -> Reconciler: ...
     @property

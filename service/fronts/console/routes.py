@@ -10,6 +10,7 @@ from __future__ import annotations
 from starlette.routing import Route
 
 from service.fronts.auth import Scope
+from service.fronts.console.accounting_pages import AccountingPages
 from service.fronts.console.collection_pages import CollectionPages
 from service.fronts.console.csv_pages import CsvPages
 from service.fronts.console.delivery_pages import DeliveryPages
@@ -17,7 +18,9 @@ from service.fronts.console.report_pages import ReportPages
 from service.fronts.console.statement_pages import StatementPages
 
 
-class Console(CollectionPages, CsvPages, DeliveryPages, ReportPages, StatementPages):
+class Console(
+    AccountingPages, CollectionPages, CsvPages, DeliveryPages, ReportPages, StatementPages
+):
     """The /console pages, each authorized through the frame."""
 
     def routes(self) -> list[Route]:
@@ -69,6 +72,17 @@ class Console(CollectionPages, CsvPages, DeliveryPages, ReportPages, StatementPa
             ),
             Route("/console/collections", self._page(self.collected), methods=["GET"]),
             Route("/console/collections.csv", self._page(self.collected_csv), methods=["GET"]),
+            Route("/console/exports", self._page(self.accounting_exports), methods=["GET"]),
+            Route(
+                "/console/exports",
+                self._bounded(self._page(self.create_accounting_export, Scope.OPERATOR)),
+                methods=["POST"],
+            ),
+            Route(
+                "/console/exports/{exportId:int}/download",
+                self._page(self.download_accounting_export),
+                methods=["GET"],
+            ),
             Route("/console/statements", self._page(self.statement), methods=["GET"]),
             Route("/console/statements.csv", self._page(self.statement_csv), methods=["GET"]),
             Route("/console/login", self._bounded(self.login), methods=["GET", "POST"]),
