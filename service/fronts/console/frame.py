@@ -135,12 +135,13 @@ class ConsoleFrame:
         zone = zones.requested_zone(request)
         html = self._templates.get_template(template).render(
             path=request.url.path,
-            method=request.method,
             form_token=self._form_tokens.issue(request),
             signed_in=access.session_id(request) is not None,
             zone=zone,
             zone_name=zones.zone_name(zone),
-            # The page's other parameters, kept by the form that changes the zone.
+            # The form that changes the zone, on a page read for an authorized caller only (it
+            # keeps the page's other parameters).
+            zone_form=request.method == "GET" and zones.zone_was_read(request),
             kept_query=[
                 (name, value)
                 for name, value in request.query_params.multi_items()

@@ -42,6 +42,11 @@ def requested_zone(request: Request) -> tzinfo:
     return zone
 
 
+def zone_was_read(request: Request) -> bool:
+    """Whether the page's endpoint read the zone (after its caller was authorized)."""
+    return hasattr(request.state, "zone")
+
+
 def with_zone(url: str, name: str) -> str:
     """``url`` carrying the zone, unless it is UTC or the url names one already."""
     if name == DEFAULT_ZONE_NAME:
