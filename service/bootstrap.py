@@ -37,9 +37,11 @@ from service.ingest.resolutions import DeliveryResolver
 from service.metrics import LedgerMetrics
 from service.projections.projector import InvoiceProjector
 from service.read.accounting import AccountingExports
+from service.read.collected_payments import CollectedPayments
 from service.read.delivery_outcomes import DeliveryOutcomes
 from service.read.headline import FinanceHeadlines
 from service.read.queries import InvoiceQueries
+from service.read.sorted_invoices import SortedInvoices
 from service.read.statements import CustomerStatements
 from service.reconciler.answers import CallFailure, CallOutcome
 from service.reconciler.client import CybersourceClient
@@ -227,6 +229,14 @@ class Ledger:
     @cached_property
     def statements(self) -> CustomerStatements:
         return CustomerStatements(self.engine)
+
+    @cached_property
+    def sorted_invoices(self) -> SortedInvoices:
+        return SortedInvoices(self.engine)
+
+    @cached_property
+    def collected_payments(self) -> CollectedPayments:
+        return CollectedPayments(self.engine)
 
     @cached_property
     def resolver(self) -> DeliveryResolver:

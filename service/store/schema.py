@@ -234,6 +234,8 @@ invoices = Table(
         Index(f"ix_invoices_list_by_{name}", *leading, *(c for c in LIST_ORDER if c not in leading))
         for name, leading in LIST_FILTERS.items()
     ),
+    # The console's list sorted by balance, read in that order (migration 0024).
+    Index("ix_invoices_list_by_balance_amount", "balance_amount", *LIST_ORDER),
 )
 invoice_versions = Table(
     "invoice_versions",

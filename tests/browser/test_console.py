@@ -185,7 +185,11 @@ def test_an_operator_signs_in_reads_the_charts_filters_deliveries_and_finds_an_a
     rows = page.locator("tbody tr[data-delivery-id]")
     assert rows.count() == 1
     assert rows.first.locator(".badge").inner_text() == "rejected"
-    assert rows.first.locator("td").nth(3).inner_text().startswith("unusable_body")
+    assert (
+        rows.first.locator('[data-field="delivery-reason"]')
+        .inner_text()
+        .startswith("unusable_body")
+    )
     page.screenshot(path=str(artifacts / f"console-deliveries-{engine}.png"), full_page=True)
 
     rows.first.locator("a").click()
@@ -193,7 +197,7 @@ def test_an_operator_signs_in_reads_the_charts_filters_deliveries_and_finds_an_a
     assert page.locator('[data-field="outcome"]').inner_text() == "rejected"
     assert page.locator("pre.body").inner_text() == DEAD_LETTER.decode()
     # Not JSON with any reader: the replay is recorded and says it still does not read.
-    page.click('button:has-text("Replay")')
+    page.click('form[action$="/replay"] button:has-text("Replay")')
     page.wait_for_load_state()
     result = page.locator('[data-field="replay-result"]').inner_text()
     assert result.startswith("Replayed: unreadable")
@@ -317,4 +321,64 @@ def test_the_browser_keeps_a_session_not_the_token_and_signing_out_ends_it(
     assert (replayed.status_code, replayed.headers["location"]) == (
         303, "/console/login?next=%2Fconsole%2Finvoices"
     )  # fmt: skip
+    page.close()
+
+
+def test_finance_reads_times_in_its_zone_drills_into_collections_sorts_replays_and_exports(
+    console_url: str, browser: Browser, artifacts: Path, request: pytest.FixtureRequest
+) -> None:
+    engine = request.node.callspec.params["database_url"]
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    sign_in(page, f"{console_url}/console?interval=month")
+
+    # A time zone chosen once is kept by every link.
+    page.fill('form.zone input[name="tz"]', "Asia/Tokyo")
+    page.click('form.zone button:has-text("Show")')
+    page.wait_for_url("**tz=Asia%2FTokyo*")
+    assert "(days in Asia/Tokyo)" in page.locator("#collections").inner_text()
+
+    # The EUR collections bar opens the payment behind it: its amounts add up to the bar.
+    [(period, collected)] = chart_values(page, "collections-EUR").items()
+    page.click(f'figure[data-chart="collections-EUR"] a:has(g.bar[data-key="{period}"])')
+    page.wait_for_url("**/console/collections?*")
+    assert "tz=Asia%2FTokyo" in page.url
+    amounts = page.locator("table.collected td.amount").evaluate_all(
+        "cells => cells.map(cell => cell.dataset.value)"
+    )
+    assert sum(Decimal(amount) for amount in amounts) == Decimal(collected) == Decimal("40.00")
+    when = page.locator("table.collected time").first
+    assert str(when.get_attribute("title")).endswith("Z")
+    assert when.inner_text().endswith(" JST")
+    page.screenshot(path=str(artifacts / f"console-collected-{engine}.png"), full_page=True)
+
+    # The invoice list, by balance, largest first.
+    page.click('nav a:has-text("Invoices")')
+    page.wait_for_url("**/console/invoices?tz=Asia%2FTokyo")
+    page.click('a[data-sort="balance-desc"]')
+    page.wait_for_url("**sort=balance*")
+    balances = page.locator("table.invoices tbody tr td.amount:nth-of-type(6) .money")
+    shown = [Decimal(t) for t in balances.evaluate_all("spans => spans.map(span => span.title)")]
+    assert shown == sorted(shown, reverse=True) and len(shown) == 3
+    assert page.locator("table.invoices time").first.inner_text().endswith(" JST")
+    page.screenshot(path=str(artifacts / f"console-sorted-{engine}.png"), full_page=True)
+
+    # The queue's dead letter, ticked and replayed in one action.
+    page.goto(f"{console_url}/console/deliveries?waiting=true")
+    page.check('input[name="deliveryId"]')
+    page.click('button:has-text("Replay the ticked deliveries")')
+    page.wait_for_url("**/console/deliveries/replay*")
+    assert page.locator("table.replayed tbody tr").get_attribute("data-result") == "unreadable"
+    page.screenshot(path=str(artifacts / f"console-bulk-replay-{engine}.png"), full_page=True)
+
+    # A payments export of the last days, recorded through the form.
+    page.click('nav a:has-text("Exports")')
+    # The payment was an hour ago: two days back hold it, whatever the hour.
+    since = (TODAY - timedelta(days=2)).isoformat()
+    page.fill('form[data-field="new-export"] input[name="from"]', since)
+    page.fill('form[data-field="new-export"] input[name="to"]', TODAY.isoformat())
+    page.click('button:has-text("Record the export")')
+    page.wait_for_url("**/console/exports?created=*")
+    assert page.locator('[data-field="export-created"]').is_visible()
+    assert page.locator("table.exports tbody tr td.amount").first.inner_text() == "1"
+    page.screenshot(path=str(artifacts / f"console-exports-{engine}.png"), full_page=True)
     page.close()

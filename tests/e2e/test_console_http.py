@@ -159,7 +159,8 @@ def test_the_queue_lists_what_waits_and_a_resolution_takes_a_dead_letter_out_of_
         headers={**OPERATOR, "Origin": str(console.base_url).rstrip("/")},
     )
     assert resolved.status_code == 200, resolved.text
-    [shown] = re.findall(r'data-field="resolution">([^<]*)</p>', resolved.text)
+    [shown] = re.findall(r'data-field="resolution">(.*?)</p>', resolved.text)
+    assert '<time datetime="' in shown  # when, in the page's zone, the exact instant beside it
     assert html.unescape(shown).endswith(": entered by hand from the bank statement")
     assert 'action="/console/deliveries/' + waiting + '/resolution"' not in resolved.text
     queue = console.get("/console/deliveries", params={"waiting": "true"}, headers=OPERATOR)

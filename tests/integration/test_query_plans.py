@@ -22,6 +22,7 @@ from service.projections.projector import InvoiceProjector
 from service.projections.rebuild import rebuild_invoices
 from service.read.invoice_pages import InvoiceFilters, PageKey
 from service.read.queries import InvoiceQueries
+from service.read.sorted_invoices import InvoiceSort, SortedInvoices, key_of
 from service.settings import resolve_database_url
 from service.store.database import create_engine
 from service.store.delivery_log import DeliveryFilters, SqlDeliveryLog
@@ -159,6 +160,37 @@ async def test_each_filter_of_the_invoice_list_reads_the_index_made_for_it(
         for plan in plans[len(wanted) :]:
             assert any(name.startswith("ix_invoices_list_by_") for name in index_names(plan))
             assert full_scans(plan) == []
+    finally:
+        await engine.dispose()
+
+
+async def test_the_console_s_sorted_list_reads_each_order_from_an_index_either_way(
+    postgresql_database_url: str,
+) -> None:
+    engine = await analysed_invoices(postgresql_database_url)
+    try:
+        sorted_invoices = SortedInvoices(engine)
+        indexes = {
+            "updated": "ix_invoices_updated_at_organization_id_invoice_number",
+            "due": "ix_invoices_list_by_due_date",
+            "balance": "ix_invoices_list_by_balance_amount",
+        }
+        for by, index in indexes.items():
+            with statements_of(engine) as statements:
+                for descending in (False, True):
+                    sort = InvoiceSort(by, descending)  # type: ignore[arg-type]
+                    first = await sorted_invoices.page(InvoiceFilters(), sort, 50)
+                    # A page after the first, and the page before that one.
+                    key = key_of(first.rows[-1], sort)
+                    await sorted_invoices.page(InvoiceFilters(), sort, 50, key)
+                    await sorted_invoices.page(InvoiceFilters(), sort, 50, key, before=True)
+            # A page reads its part of known values, and of unknown ones where it reaches
+            # them: each from the order's index.
+            plans = await plans_of(postgresql_database_url, statements)
+            assert len(plans) >= 6
+            for plan in plans:
+                assert index in index_names(plan), (by, plan)
+                assert full_scans(plan) == []
     finally:
         await engine.dispose()
 

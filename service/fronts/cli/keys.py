@@ -105,10 +105,14 @@ def show(paths: tuple[Path, ...]) -> None:
                 _describe(key)
         return
     configured = [("notification decryption", key) for key in notification_keyring(settings).keys]
-    configured[:0] = [
-        (f"REST authentication, merchant {merchant}", credentials.key)
+    certified = {
+        merchant: credentials.key
         for merchant, credentials in merchants_credentials(settings).items()
         if isinstance(credentials, CertificateCredentials)
+    }
+    configured[:0] = [
+        ("REST authentication" + (f", merchant {merchant}" if len(certified) > 1 else ""), key)
+        for merchant, key in certified.items()
     ]
     if not configured:
         fail("no key is configured: give a PATH")

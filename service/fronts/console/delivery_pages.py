@@ -3,12 +3,15 @@ a delivery's story, replays, corrections and resolutions."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from service.fronts.auth import Caller
+from service.fronts.console.csv_files import same_filters
 from service.fronts.console.frame import (
     DELIVERIES_PAGE_SIZE,
     ConsoleFrame,
@@ -28,6 +31,7 @@ from service.ingest.delivery_documents import compared_fields, detail, summaries
 from service.ingest.replay import NotReplayable, UnknownDelivery
 from service.ingest.resolutions import ResolutionRefused
 from service.read.cursors import (
+    DELIVERY_ID_MAX,
     UnreadableCursor,
     decode_delivery_cursor,
     encode_delivery_cursor,
@@ -48,25 +52,64 @@ DELIVERY_FILTERS = (
 )
 
 
+def delivery_filters(query: Mapping[str, str]) -> DeliveryFilters:
+    outcome_text = query.get("outcome") or None
+    if outcome_text is not None and outcome_text not in set(InboxOutcome):
+        raise InvalidInput("outcome: must be one of " + ", ".join(InboxOutcome))
+    return DeliveryFilters(
+        outcome=InboxOutcome(outcome_text) if outcome_text else None,
+        event_type=text_filter(query.get("eventType"), "eventType"),
+        organization_id=text_filter(query.get("organizationId"), "organizationId"),
+        notification_id=text_filter(query.get("notificationId"), "notificationId"),
+        received_from=instant_or_day(query.get("receivedFrom"), "receivedFrom", end=False),
+        received_to=instant_or_day(query.get("receivedTo"), "receivedTo", end=True),
+        reason_prefix=text_filter(query.get("reason"), "reason"),
+        waiting=query.get("waiting") == "true",
+        invoice_number=text_filter(query.get("invoiceNumber"), "invoiceNumber"),
+    )
+
+
+def selected_deliveries(values: list[str | Any]) -> list[int]:
+    """The delivery ids a bulk replay form ticked: each a positive integer, once, in order."""
+    if not values:
+        raise InvalidInput("deliveryId: tick at least one delivery to replay")
+    if len(values) > DELIVERIES_PAGE_SIZE:
+        raise InvalidInput(f"deliveryId: at most {DELIVERIES_PAGE_SIZE} at once")
+    chosen: list[int] = []
+    for value in values:
+        if not isinstance(value, str) or not value.isascii() or not value.isdigit():
+            raise InvalidInput("deliveryId: must be a delivery's number")
+        delivery_id = int(value)
+        if not 0 < delivery_id <= DELIVERY_ID_MAX:
+            raise InvalidInput("deliveryId: must be a delivery's number")
+        if delivery_id not in chosen:
+            chosen.append(delivery_id)
+    return chosen
+
+
+def _replayed(
+    delivery_id: int,
+    result: str,
+    reason: str | None,
+    positions: tuple[int, ...] = (),
+    *,
+    failed: bool = True,
+) -> dict[str, Any]:
+    return {
+        "deliveryId": delivery_id,
+        "result": result,
+        "reason": reason,
+        "positions": list(positions),
+        "failed": failed,
+    }
+
+
 class DeliveryPages(ConsoleFrame):
     """The delivery log's pages: the list, one delivery, replay and correction."""
 
     async def deliveries(self, request: Request, caller: Caller) -> Response:
         query = request.query_params
-        outcome_text = query.get("outcome") or None
-        if outcome_text is not None and outcome_text not in set(InboxOutcome):
-            raise InvalidInput("outcome: must be one of " + ", ".join(InboxOutcome))
-        filters = DeliveryFilters(
-            outcome=InboxOutcome(outcome_text) if outcome_text else None,
-            event_type=text_filter(query.get("eventType"), "eventType"),
-            organization_id=text_filter(query.get("organizationId"), "organizationId"),
-            notification_id=text_filter(query.get("notificationId"), "notificationId"),
-            received_from=instant_or_day(query.get("receivedFrom"), "receivedFrom", end=False),
-            received_to=instant_or_day(query.get("receivedTo"), "receivedTo", end=True),
-            reason_prefix=text_filter(query.get("reason"), "reason"),
-            waiting=query.get("waiting") == "true",
-            invoice_number=text_filter(query.get("invoiceNumber"), "invoiceNumber"),
-        )
+        filters = delivery_filters(query)
         cursor = text_filter(query.get("cursor"), "cursor")
         try:
             before = decode_delivery_cursor(cursor) if cursor else None
@@ -88,6 +131,35 @@ class DeliveryPages(ConsoleFrame):
             outcomes=list(InboxOutcome),
             filters={name: query.get(name, "") for name in DELIVERY_FILTERS},
             older=older,
+            operator=caller.is_operator,
+            csv_query=same_filters(query),
+        )
+
+    async def replay_selected(self, request: Request, caller: Caller) -> Response:
+        """Replays the deliveries ticked on a page of the log, one by one with the function a
+        single replay uses, and shows what happened to each."""
+        form = await small_form(request)
+        delivery_ids = selected_deliveries(form.getlist("deliveryId"))
+        outcomes = []
+        for delivery_id in delivery_ids:
+            try:
+                outcome = await self._sources.replayer.replay(delivery_id, caller.name)
+            except UnknownDelivery:
+                outcomes.append(_replayed(delivery_id, "unknown", "no delivery with this id"))
+            except NotReplayable as refused:
+                outcomes.append(_replayed(delivery_id, "not_replayable", refused.detail))
+            else:
+                outcomes.append(
+                    _replayed(
+                        delivery_id,
+                        outcome.result.value,
+                        outcome.reason,
+                        outcome.positions,
+                        failed=outcome.result in (ReplayResult.UNREADABLE, ReplayResult.CONFLICT),
+                    )
+                )
+        return self._render(
+            request, "replayed.html", title="Replayed deliveries", outcomes=outcomes
         )
 
     async def delivery(self, request: Request, caller: Caller) -> Response:

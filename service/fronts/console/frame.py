@@ -21,7 +21,7 @@ from service.fronts.auth import (
     require_every_merchant,
     require_scope,
 )
-from service.fronts.console import access
+from service.fronts.console import access, zones
 from service.fronts.console.inputs import (
     FORM_BYTES_MAX,
     FormTooLarge,
@@ -40,9 +40,12 @@ from service.fronts.errors import ApiError
 from service.ingest.corrections import DeliveryCorrections
 from service.ingest.replay import DeliveryReplayer, UnknownDelivery
 from service.ingest.resolutions import DeliveryResolver
+from service.read.accounting import AccountingExports
+from service.read.collected_payments import CollectedPayments
 from service.read.delivery_outcomes import DeliveryOutcomes
 from service.read.headline import FinanceHeadlines
 from service.read.queries import InvoiceQueries
+from service.read.sorted_invoices import SortedInvoices
 from service.read.statements import CustomerStatements
 from service.reconciler.client import CybersourceClient
 from service.reconciler.reconciler import Reconciler
@@ -92,6 +95,12 @@ class ConsoleSources(Protocol):
     def headlines(self) -> FinanceHeadlines: ...
     @property
     def statements(self) -> CustomerStatements: ...
+    @property
+    def sorted_invoices(self) -> SortedInvoices: ...
+    @property
+    def collected_payments(self) -> CollectedPayments: ...
+    @property
+    def accounting_exports(self) -> AccountingExports: ...
     def cybersource_client(self, *, counted: bool = False) -> CybersourceClient: ...
     def reconciler(self, client: CybersourceClient, *, counted: bool = False) -> Reconciler: ...
     @property
@@ -117,6 +126,8 @@ class ConsoleFrame:
             undefined=jinja2.StrictUndefined,
         )
         self._templates.filters["money"] = money
+        self._templates.filters["when"] = zones.when
+        self._templates.filters["zoned"] = zones.zoned
 
     # Rendering and access
 
@@ -128,10 +139,21 @@ class ConsoleFrame:
         headers: Mapping[str, str] | None = None,
         **context: Any,
     ) -> Response:
+        zone = zones.requested_zone(request)
         html = self._templates.get_template(template).render(
             path=request.url.path,
             form_token=self._form_tokens.issue(request),
             signed_in=access.session_id(request) is not None,
+            zone=zone,
+            zone_name=zones.zone_name(zone),
+            # The form that changes the zone, on a page read for an authorized caller only (it
+            # keeps the page's other parameters).
+            zone_form=request.method == "GET" and zones.zone_was_read(request),
+            kept_query=[
+                (name, value)
+                for name, value in request.query_params.multi_items()
+                if name != zones.ZONE_PARAMETER and value
+            ],
             **context,
         )
         return HTMLResponse(
@@ -160,6 +182,9 @@ class ConsoleFrame:
         async def endpoint(request: Request) -> Response:
             try:
                 caller = await self._caller(request, scope)
+                request.state.zone = zones.zone_filter(
+                    request.query_params.get(zones.ZONE_PARAMETER)
+                )
                 if request.method == "POST":
                     form = await small_form(request)
                     if not self._form_accepted(request, form.get(access.FORM_TOKEN_FIELD)):

@@ -11,9 +11,10 @@ from starlette.requests import Request
 from service.read.instants import parse_day, parse_instant
 
 FILTER_LENGTH_MAX = 200
-# The console's forms hold a token and a few short fields; nothing larger is read.
+# The console's forms hold a token and a few short fields, or (the queue's bulk replay) a
+# page of delivery ids; nothing larger is read.
 FORM_BYTES_MAX = 8 * 1024
-FORM_FIELDS_MAX = 10
+FORM_FIELDS_MAX = 60
 
 
 class InvalidInput(Exception):

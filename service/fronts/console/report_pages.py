@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, tzinfo
 from typing import Any
 from urllib.parse import urlencode
 
@@ -16,8 +16,8 @@ from service.domain.reports import AGING_BUCKETS
 from service.domain.status import InvoiceStatus
 from service.fronts.auth import Caller
 from service.fronts.console.charts import bar_chart
+from service.fronts.console.csv_files import same_filters
 from service.fronts.console.frame import (
-    COLLECTION_PERIODS,
     INVOICES_PAGE_SIZE,
     OUTCOME_WINDOW_LABELS,
     OUTCOME_WINDOWS,
@@ -29,6 +29,14 @@ from service.fronts.console.inputs import (
     small_form,
     text_filter,
 )
+from service.fronts.console.invoice_list import list_cursor, list_sort, page_links, sort_choices
+from service.fronts.console.payment_sources import payment_sources
+from service.fronts.console.receivables import (
+    aging_report,
+    collected_link,
+    collections_report,
+    overview_inputs,
+)
 from service.fronts.console.views import (
     AGING_LABELS,
     aging_charts,
@@ -38,16 +46,11 @@ from service.fronts.console.views import (
     see_other,
     trail_view,
 )
+from service.fronts.console.zones import requested_zone, with_zone, zone_name
 from service.read.conditions import OPEN
-from service.read.cursors import (
-    UnreadableCursor,
-    decode_page_cursor,
-    encode_page_cursor,
-)
-from service.read.documents import invoice_at_day_end, invoice_from_row, report_items
+from service.read.documents import invoice_at_day_end, invoice_from_row
 from service.read.headline import DSO_DAYS
-from service.read.invoice_pages import AgingBucketFilter, InvoiceFilters, PageKey
-from service.read.queries import COLLECTION_DAYS_MAX
+from service.read.invoice_pages import AgingBucketFilter, InvoiceFilters
 from service.reconciler.reconciler import OrganizationNotChosen
 
 
@@ -56,52 +59,32 @@ class ReportPages(ConsoleFrame):
     for whoever runs the service, and the invoice list."""
 
     async def overview(self, request: Request, caller: Caller) -> Response:
-        query = request.query_params
-        today = datetime.now(UTC).date()
-        as_of = day_filter(query.get("asOf"), "asOf") or today
-        interval = query.get("interval") or "month"
-        if interval not in COLLECTION_PERIODS:
-            raise InvalidInput("interval: must be day, week or month")
-        collections_to = day_filter(query.get("to"), "to") or today
-        collections_from = day_filter(query.get("from"), "from") or (
-            collections_to - timedelta(days=COLLECTION_PERIODS[interval])
-        )
-        if collections_from > collections_to:
-            raise InvalidInput("from: must not be after to")
-        if (collections_to - collections_from).days > COLLECTION_DAYS_MAX:
-            raise InvalidInput(f"from, to: at most {COLLECTION_DAYS_MAX} days apart")
-        organization = text_filter(query.get("organizationId"), "organizationId")
-
-        aging = report_items(
-            await self._queries.aging(as_of, organization),
-            {**{name: name for name in AGING_BUCKETS}, "provisional_balance": "provisional"},
-        )
-        collections = report_items(
-            await self._queries.collections(
-                collections_from,
-                collections_to,
-                interval,  # type: ignore[arg-type]
-                organization,
-            ),
-            {"amount": "amount", "provisional_amount": "provisional"},
-        )
+        asked = overview_inputs(request.query_params, requested_zone(request))
+        as_of, interval, organization = asked.as_of, asked.interval, asked.organization
+        aging = await aging_report(self._queries, asked)
+        collections = await collections_report(self._queries, asked)
         return self._render(
             request,
             "overview.html",
             title="Receivables",
             as_of=as_of.isoformat(),
             interval=interval,
-            collections_from=collections_from.isoformat(),
-            collections_to=collections_to.isoformat(),
+            collections_from=asked.collections_from.isoformat(),
+            collections_to=asked.collections_to.isoformat(),
             organization=organization or "",
-            headlines=await self._sources.headlines.per_currency(today, organization),
+            csv_query=same_filters(request.query_params),
+            headlines=await self._sources.headlines.per_currency(
+                datetime.now(UTC).date(), organization
+            ),
             dso_days=DSO_DAYS,
             aging_charts=aging_charts(aging, as_of, organization),
             aging_incomplete=[item["currency"] for item in aging if item["incomplete"]],
             aging_provisional=[
                 f"{item['provisional']} {item['currency']}" for item in provisional_items(aging)
             ],
-            collection_charts=collection_charts(collections),
+            collection_charts=collection_charts(
+                collections, lambda item: collected_link(item, organization)
+            ),
             collections_incomplete=[
                 f"{item['period']} {item['currency']}" for item in collections if item["incomplete"]
             ],
@@ -155,7 +138,8 @@ class ReportPages(ConsoleFrame):
             failed = reconciled.error is not None
             outcome = "failed" if failed else f"appended_{reconciled.appended}"
         shown = {"invoiceNumber": number, "organizationId": organization or ""}
-        return see_other("/console/invoices?" + urlencode({**shown, "reconciled": outcome}))
+        target = "/console/invoices?" + urlencode({**shown, "reconciled": outcome})
+        return see_other(with_zone(target, zone_name(requested_zone(request))))
 
     async def _projection_lag(self) -> dict[str, Any]:
         """How far the read models are behind the event store, in events and in seconds."""
@@ -178,7 +162,7 @@ class ReportPages(ConsoleFrame):
         notice, failed = _reconcile_notice(query.get("reconciled"))
         number = text_filter(query.get("invoiceNumber"), "invoiceNumber")
         organization = text_filter(query.get("organizationId"), "organizationId")
-        filters = _invoice_filters(query, organization)
+        filters = invoice_filters(query, organization, requested_zone(request))
         context: dict[str, Any] = {
             "title": "Invoices",
             "statuses": list(InvoiceStatus),
@@ -198,6 +182,9 @@ class ReportPages(ConsoleFrame):
             "found": [],
             "listed": [],
             "older": None,
+            "newer": None,
+            "sort": None,
+            "sorts": [],
         }
         if number is not None:
             rows = await self._queries.invoices_numbered(number, organization)
@@ -208,22 +195,24 @@ class ReportPages(ConsoleFrame):
                 ).items()
             }
             today = datetime.now(UTC).date()
-            context["found"] = [
-                {
-                    "invoice": as_document(invoice_from_row(row)),
-                    "events": trail_view(trails.get(row.organization_id, [])),
-                    "days_overdue": days_overdue(row, today),
-                }
-                for row in rows
-            ]
+            found = []
+            for row in rows:
+                invoice = as_document(invoice_from_row(row))
+                events = trail_view(trails.get(row.organization_id, []))
+                found.append(
+                    {
+                        "invoice": invoice,
+                        "events": events,
+                        "payment_sources": payment_sources(invoice["payments"], events),
+                        "days_overdue": days_overdue(row, today),
+                    }
+                )
+            context["found"] = found
         else:
-            cursor = text_filter(query.get("cursor"), "cursor")
-            try:
-                before = decode_page_cursor(cursor) if cursor else None
-            except UnreadableCursor:
-                raise InvalidInput("cursor: is not a link this console made") from None
-            rows = await self._queries.invoices(
-                filters, INVOICES_PAGE_SIZE, before, newest_first=True
+            sort = list_sort(query)
+            key, before = list_cursor(query, sort)
+            page = await self._sources.sorted_invoices.page(
+                filters, sort, INVOICES_PAGE_SIZE, key, before=before
             )
             # Behind an aging bucket, each invoice as it stood at the end of that day.
             context["listed"] = [
@@ -232,17 +221,19 @@ class ReportPages(ConsoleFrame):
                     if filters.aging is None
                     else invoice_at_day_end(row, filters.aging.end_of_day)
                 )
-                for row in rows
+                for row in page.rows
             ]
-            if len(rows) == INVOICES_PAGE_SIZE:
-                last = rows[-1]
-                kept = {name: value for name, value in query.items() if name != "cursor" and value}
-                key = PageKey(last.updated_at, last.organization_id, last.invoice_number)
-                context["older"] = "?" + urlencode({**kept, "cursor": encode_page_cursor(key)})
+            links = page_links(query, sort, page)
+            context["older"], context["newer"] = links["next"], links["previous"]
+            context["sort"] = {"by": sort.by, "descending": sort.descending}
+            context["sorts"] = sort_choices(query, sort)
+            context["csv_query"] = same_filters(query)
         return self._render(request, "invoices.html", **context)
 
 
-def _invoice_filters(query: Mapping[str, str], organization: str | None) -> InvoiceFilters:
+def invoice_filters(
+    query: Mapping[str, str], organization: str | None, zone: tzinfo = UTC
+) -> InvoiceFilters:
     """The invoice list's filters: status, currency, customer, and an aging bucket as of a day
     (where an aging chart's bar leads)."""
     status = text_filter(query.get("status"), "status")
@@ -259,7 +250,7 @@ def _invoice_filters(query: Mapping[str, str], organization: str | None) -> Invo
     if bucket is not None:
         if bucket not in AGING_BUCKETS:
             raise InvalidInput("agingBucket: must be one of " + ", ".join(AGING_BUCKETS))
-        aging = AgingBucketFilter(bucket, as_of or datetime.now(UTC).date())
+        aging = AgingBucketFilter(bucket, as_of or datetime.now(zone).date(), zone)
     elif as_of is not None:
         raise InvalidInput("asOf: is the day of an agingBucket: name the bucket too")
     return InvoiceFilters(

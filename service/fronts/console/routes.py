@@ -10,19 +10,40 @@ from __future__ import annotations
 from starlette.routing import Route
 
 from service.fronts.auth import Scope
+from service.fronts.console.accounting_pages import AccountingPages
+from service.fronts.console.collection_pages import CollectionPages
+from service.fronts.console.csv_pages import CsvPages
 from service.fronts.console.delivery_pages import DeliveryPages
 from service.fronts.console.report_pages import ReportPages
 from service.fronts.console.statement_pages import StatementPages
 
 
-class Console(DeliveryPages, ReportPages, StatementPages):
+class Console(
+    AccountingPages, CollectionPages, CsvPages, DeliveryPages, ReportPages, StatementPages
+):
     """The /console pages, each authorized through the frame."""
 
     def routes(self) -> list[Route]:
         return [
             Route("/console", self._page(self.overview), methods=["GET"]),
             Route("/console/operations", self._page(self.operations), methods=["GET"]),
+            Route(
+                "/console/reports/outstanding.csv", self._page(self.headline_csv), methods=["GET"]
+            ),
+            Route("/console/reports/aging.csv", self._page(self.aging_csv), methods=["GET"]),
+            Route(
+                "/console/reports/collections.csv",
+                self._page(self.collections_csv),
+                methods=["GET"],
+            ),
+            Route("/console/deliveries.csv", self._page(self.deliveries_csv), methods=["GET"]),
+            Route("/console/invoices.csv", self._page(self.invoices_csv), methods=["GET"]),
             Route("/console/deliveries", self._page(self.deliveries), methods=["GET"]),
+            Route(
+                "/console/deliveries/replay",
+                self._bounded(self._page(self.replay_selected, Scope.OPERATOR)),
+                methods=["POST"],
+            ),
             Route(
                 "/console/deliveries/{deliveryId:int}",
                 self._page(self.delivery),
@@ -48,6 +69,19 @@ class Console(DeliveryPages, ReportPages, StatementPages):
                 "/console/invoices/reconcile",
                 self._bounded(self._page(self.reconcile, Scope.OPERATOR)),
                 methods=["POST"],
+            ),
+            Route("/console/collections", self._page(self.collected), methods=["GET"]),
+            Route("/console/collections.csv", self._page(self.collected_csv), methods=["GET"]),
+            Route("/console/exports", self._page(self.accounting_exports), methods=["GET"]),
+            Route(
+                "/console/exports",
+                self._bounded(self._page(self.create_accounting_export, Scope.OPERATOR)),
+                methods=["POST"],
+            ),
+            Route(
+                "/console/exports/{exportId:int}/download",
+                self._page(self.download_accounting_export),
+                methods=["GET"],
             ),
             Route("/console/statements", self._page(self.statement), methods=["GET"]),
             Route("/console/statements.csv", self._page(self.statement_csv), methods=["GET"]),

@@ -4,7 +4,7 @@ bodies, and the answers to refused sign-ins."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -85,7 +85,10 @@ def aging_charts(
     ]
 
 
-def collection_charts(items: list[dict[str, Any]]) -> list[BarChart]:
+def collection_charts(
+    items: list[dict[str, Any]], link_of: Callable[[dict[str, Any]], str] | None = None
+) -> list[BarChart]:
+    """A chart per currency; each period's bar links (``link_of``) to what it collected."""
     by_currency: dict[str, list[dict[str, Any]]] = {}
     for item in items:
         by_currency.setdefault(item["currency"], []).append(item)
@@ -98,6 +101,7 @@ def collection_charts(items: list[dict[str, Any]]) -> list[BarChart]:
                 (item["period"], item["period"], amount_of(item["amount"]), item["amount"])
                 for item in rows
             ],
+            {item["period"]: link_of(item) for item in rows} if link_of else None,
         )
         for currency, rows in sorted(by_currency.items())
     ]
