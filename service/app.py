@@ -19,13 +19,13 @@ from service.cybersource.keys import CertifiedKey
 from service.fronts.api.accounting_exports import AccountingExportApi
 from service.fronts.api.contract import ApiRoute, declared_operations, openapi_document
 from service.fronts.api.deliveries import DeliveryApi
-from service.fronts.api.merchant_scope import MerchantOrganizations
 from service.fronts.api.routes import QueryApi
 from service.fronts.api.webhook_operation import WEBHOOK_OPERATIONS
 from service.fronts.auth import ApiAuthorizer, AuthSurface
 from service.fronts.console.routes import Console
 from service.fronts.errors import ApiError
 from service.fronts.failure_throttle import FailureThrottle
+from service.fronts.merchant_scope import MerchantOrganizations
 from service.fronts.request_metrics import RequestMetrics
 from service.http_server import WORKERS_SHARE_OF_GRACE
 from service.metrics import LedgerMetrics
@@ -62,7 +62,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
         items_per_delivery_max=settings.webhook_items_max,
     )
     accounting_api = AccountingExportApi(ledger.accounting_exports, authorizer, merchants)
-    console = Console(ledger, authorizer)
+    console = Console(ledger, authorizer, merchants)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from service.domain.identity import OrganizationScope
 from service.read.conditions import in_organization
 from service.store.errors import unavailability_as_store_error
 from service.store.schema import invoice_collections
@@ -35,7 +36,7 @@ class CollectedPayments:
         start: datetime | None,
         end: datetime | None,
         currency: str | None,
-        organization_id: str | None = None,
+        organizations: OrganizationScope = None,
         limit: int = COLLECTIONS_LISTED_MAX,
     ) -> CollectedLines:
         """Collections from ``start`` (inclusive) to ``end`` (exclusive), in ``currency``
@@ -53,7 +54,7 @@ class CollectedPayments:
             query = query.where(
                 collected.currency.is_(None) if currency == "" else collected.currency == currency
             )
-        query = query.where(*in_organization(invoice_collections, organization_id))
+        query = query.where(*in_organization(invoice_collections, organizations))
         query = query.order_by(
             collected.collected_at, collected.organization_id, collected.invoice_number,
             collected.sequence,

@@ -19,9 +19,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from service.domain.identity import OrganizationScope
 from service.domain.reports import AGING_BUCKETS, aging_bucket
 from service.read.conditions import OPEN
 from service.store.errors import unavailability_as_store_error
+from service.store.organization_scope import in_scope
 from service.store.schema import invoice_collections, invoices
 
 # A statement is read by a person and printed: past these it is cut, and says so.
@@ -81,10 +83,15 @@ class CustomerStatements:
         as_of: date,
         period_from: date,
         period_to: date,
+        organizations: OrganizationScope = None,
     ) -> Statement:
+        """``organizations``: only their invoices (a merchant's, or a limited token's)."""
         if not customer_email and not customer_name:
             raise ValueError("a statement names its customer by e-mail or by name")
-        customer = _customer(customer_email, customer_name)
+        customer = and_(
+            _customer(customer_email, customer_name),
+            *in_scope(invoices.c.organization_id, organizations),
+        )
         open_rows, payment_rows = await self._read(customer, currency, period_from, period_to)
         listed = [_open_invoice(row, as_of) for row in open_rows[:OPEN_INVOICES_MAX]]
         payments = [

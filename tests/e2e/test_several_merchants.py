@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import csv
+import io
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -225,10 +227,51 @@ def test_a_token_limited_to_a_merchant_sees_only_its_invoices(estate: Estate) ->
     # What spans merchants is not for it.
     deliveries = read(estate, ACME_TOKEN, "/v1/deliveries")
     assert deliveries.status_code == 403 and deliveries.json()["error"] == "merchant_limited"
-    console = httpx.get(
-        f"{estate.ledger_url}/console", headers={"Authorization": f"Bearer {ACME_TOKEN}"}
+
+
+def console_csv(estate: Estate, token: str, path: str, **params: str) -> list[dict[str, str]]:
+    answer = httpx.get(
+        f"{estate.ledger_url}/console/{path}",
+        params=params,
+        headers={"Authorization": f"Bearer {token}"},
     )
-    assert console.status_code == 403
+    assert answer.status_code == 200, answer.text
+    return list(csv.DictReader(io.StringIO(answer.text)))
+
+
+def test_the_console_reads_a_merchant_and_a_limited_token_sees_only_its_own(
+    estate: Estate,
+) -> None:
+    the_estate(estate)
+    read(estate, OPERATOR_TOKEN, "/v1/invoices").raise_for_status()  # projected
+
+    def listed_in_console(token: str, **params: str) -> set[tuple[str, str]]:
+        rows = console_csv(estate, token, "invoices.csv", **params)
+        return {(row["organization"], row["invoice"]) for row in rows}
+
+    assert listed_in_console(OPERATOR_TOKEN, merchant="beta") == {("beta", "INV-1")}
+    assert listed_in_console(ACME_TOKEN) == {("acme", "INV-1"), ("acme_eu", "INV-2")}
+    assert listed_in_console(ACME_TOKEN, organizationId="beta") == set()
+    # The headline figures are the merchant's, as /v1 gives them.
+    [headline] = console_csv(estate, BETA_TOKEN, "reports/outstanding.csv")
+    [usd] = read(estate, OPERATOR_TOKEN, "/v1/reports/outstanding", merchant="beta").json()["items"]
+    assert Decimal(headline["outstanding"]) == Decimal(usd["balanceAmount"]) == Decimal("25.00")
+    assert console_csv(estate, BETA_TOKEN, "collections.csv", currency="USD") != []
+    assert console_csv(estate, ACME_TOKEN, "collections.csv", currency="USD") == []
+
+    def page(token: str, path: str) -> httpx.Response:
+        return httpx.get(f"{estate.ledger_url}{path}", headers={"Authorization": f"Bearer {token}"})
+
+    beta_invoice = page(ACME_TOKEN, "/console/invoices?invoiceNumber=INV-1")
+    assert 'data-invoice="acme/INV-1"' in beta_invoice.text
+    assert 'data-invoice="beta/INV-1"' not in beta_invoice.text
+    overview = page(ACME_TOKEN, "/console")
+    assert overview.status_code == 200 and '<option value="acme"' in overview.text
+    assert '<option value="beta"' not in overview.text  # nor is the other merchant named
+    # Pages that span merchants answer such a token 403.
+    for path in ("/console/deliveries", "/console/exports", "/console/operations"):
+        assert page(ACME_TOKEN, path).status_code == 403, path
+    assert page(OPERATOR_TOKEN, "/console/deliveries").status_code == 200
 
 
 def test_a_merchants_key_cannot_sign_for_another_merchants_organization(estate: Estate) -> None:

@@ -18,9 +18,9 @@ from service.cybersource.envelope import IDENTIFIER_LENGTH_MAX
 from service.fronts.api import parameters as p
 from service.fronts.api.contract import CSV_MEDIA_TYPE, ApiOperation, ApiRoute, PathParameter
 from service.fronts.api.exports import CSV_CONTENT_TYPE, answers_csv
-from service.fronts.api.merchant_scope import MerchantOrganizations
 from service.fronts.auth import ApiAuthorizer, Caller, Scope, require_every_merchant
 from service.fronts.errors import ApiError, bad_parameter
+from service.fronts.merchant_scope import MerchantOrganizations
 from service.read.accounting import (
     AccountingExport,
     AccountingExportDocument,

@@ -23,10 +23,10 @@ from service.fronts.api import parameters as p
 from service.fronts.api.contract import ApiRoute
 from service.fronts.api.exports import answers_csv, csv_response, one_batch
 from service.fronts.api.invoice_identity import organization_meant
-from service.fronts.api.merchant_scope import MerchantOrganizations, ScopeRequest
 from service.fronts.api.operations import OPERATIONS, POSITION_HEADER
 from service.fronts.auth import ApiAuthorizer
 from service.fronts.errors import ApiError, bad_parameter
+from service.fronts.merchant_scope import MerchantOrganizations, ScopeRequest
 from service.read import models
 from service.read.cursors import encode_page_cursor
 from service.read.documents import (

@@ -25,7 +25,7 @@ COLLECTED_COLUMNS = (
 
 class CollectionPages(ConsoleFrame):
     async def collected(self, request: Request, caller: Caller) -> Response:
-        asked, lines = await self._collected(request)
+        asked, lines = await self._collected(request, caller)
         total, incomplete = known_sum(lines.rows)
         return self._render(
             request,
@@ -41,7 +41,7 @@ class CollectionPages(ConsoleFrame):
         )
 
     async def collected_csv(self, request: Request, caller: Caller) -> Response:
-        asked, lines = await self._collected(request)
+        asked, lines = await self._collected(request, caller)
         if lines.cut:
             raise InvalidInput(f"from, to: more than {COLLECTIONS_LISTED_MAX} payments")
         rows = [
@@ -52,7 +52,9 @@ class CollectionPages(ConsoleFrame):
         name = f"collected-{asked['from']}-{asked['to']}.csv"
         return csv_file(name, COLLECTED_COLUMNS, rows)
 
-    async def _collected(self, request: Request) -> tuple[dict[str, Any], CollectedLines]:
+    async def _collected(
+        self, request: Request, caller: Caller
+    ) -> tuple[dict[str, Any], CollectedLines]:
         query = request.query_params
         zone = requested_zone(request)
         today = datetime.now(zone).date()
@@ -69,8 +71,9 @@ class CollectionPages(ConsoleFrame):
                 raise InvalidInput("currency: must be a three-letter code")
         organization = text_filter(query.get("organizationId"), "organizationId")
         lines = await self._sources.collected_payments.between(
-            start_of_day(first, zone), start_of_day_after(last, zone), currency, organization
-        )
+            start_of_day(first, zone), start_of_day_after(last, zone), currency,
+            self._organizations(request, caller),
+        )  # fmt: skip
         asked = {
             "from": first.isoformat(), "to": last.isoformat(), "currency": currency,
             "organizationId": organization or "", "zone": str(getattr(zone, "key", UTC)),

@@ -14,7 +14,7 @@ from service.fronts.auth import Caller
 from service.fronts.console.csv_files import csv_file
 from service.fronts.console.delivery_pages import delivery_filters
 from service.fronts.console.frame import ConsoleFrame
-from service.fronts.console.inputs import InvalidInput, text_filter
+from service.fronts.console.inputs import InvalidInput
 from service.fronts.console.invoice_list import list_sort
 from service.fronts.console.receivables import aging_report, collections_report, overview_inputs
 from service.fronts.console.report_pages import invoice_filters
@@ -64,8 +64,8 @@ def invoice_line(invoice: dict[str, Any]) -> tuple[Any, ...]:
 class CsvPages(ConsoleFrame):
     async def invoices_csv(self, request: Request, caller: Caller) -> Response:
         query = request.query_params
-        organization = text_filter(query.get("organizationId"), "organizationId")
-        filters = invoice_filters(query, organization, requested_zone(request))
+        organizations = self._organizations(request, caller)
+        filters = invoice_filters(query, organizations, requested_zone(request))
         sort = list_sort(query)
         lines: list[tuple[Any, ...]] = []
         key = None
@@ -104,9 +104,9 @@ class CsvPages(ConsoleFrame):
         raise _too_many()
 
     async def headline_csv(self, request: Request, caller: Caller) -> Response:
-        asked = overview_inputs(request.query_params, requested_zone(request))
+        organizations = self._organizations(request, caller)
         today = datetime.now(UTC).date()
-        rows = await self._sources.headlines.per_currency(today, asked.organization)
+        rows = await self._sources.headlines.per_currency(today, organizations)
         lines = [
             (
                 row.currency, row.outstanding, row.overdue, row.open_invoices,
@@ -117,7 +117,9 @@ class CsvPages(ConsoleFrame):
         return csv_file(f"outstanding-{today.isoformat()}.csv", HEADLINE_COLUMNS, lines)
 
     async def aging_csv(self, request: Request, caller: Caller) -> Response:
-        asked = overview_inputs(request.query_params, requested_zone(request))
+        asked = overview_inputs(
+            request.query_params, requested_zone(request), self._organizations(request, caller)
+        )
         items = await aging_report(self._queries, asked)
         lines = [
             (item["currency"], *(item[bucket] for bucket in AGING_BUCKETS),
@@ -127,7 +129,9 @@ class CsvPages(ConsoleFrame):
         return csv_file(f"aging-{asked.as_of.isoformat()}.csv", AGING_COLUMNS, lines)
 
     async def collections_csv(self, request: Request, caller: Caller) -> Response:
-        asked = overview_inputs(request.query_params, requested_zone(request))
+        asked = overview_inputs(
+            request.query_params, requested_zone(request), self._organizations(request, caller)
+        )
         items = await collections_report(self._queries, asked)
         lines = [
             (item["currency"], item["period"], item["first_day"], item["last_day"],

@@ -13,6 +13,7 @@ import structlog
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from service.domain.identity import OrganizationScope
 from service.fronts.auth import (
     ApiAuthorizer,
     AuthSurface,
@@ -28,6 +29,7 @@ from service.fronts.console.inputs import (
     InvalidInput,
     local_target,
     small_form,
+    text_filter,
 )
 from service.fronts.console.views import (
     SECURITY_HEADERS,
@@ -37,6 +39,7 @@ from service.fronts.console.views import (
     sign_in_problem,
 )
 from service.fronts.errors import ApiError
+from service.fronts.merchant_scope import MerchantOrganizations, ScopeFilters
 from service.ingest.corrections import DeliveryCorrections
 from service.ingest.replay import DeliveryReplayer, UnknownDelivery
 from service.ingest.resolutions import DeliveryResolver
@@ -112,8 +115,14 @@ class ConsoleSources(Protocol):
 class ConsoleFrame:
     """What every console page stands on: sources, templates, sign-in, access per scope."""
 
-    def __init__(self, sources: ConsoleSources, authorizer: ApiAuthorizer) -> None:
+    def __init__(
+        self,
+        sources: ConsoleSources,
+        authorizer: ApiAuthorizer,
+        merchants: MerchantOrganizations | None = None,
+    ) -> None:
         self._sources = sources
+        self._merchants = merchants or MerchantOrganizations({})
         self._queries = sources.queries
         self._events = sources.event_store
         self._read_models = sources.read_models
@@ -149,6 +158,9 @@ class ConsoleFrame:
             # The form that changes the zone, on a page read for an authorized caller only (it
             # keeps the page's other parameters).
             zone_form=request.method == "GET" and zones.zone_was_read(request),
+            # The merchant filter's choices: those the caller sees, once it is authorized.
+            merchants=getattr(request.state, "merchants", []),
+            merchant=request.query_params.get("merchant", ""),
             kept_query=[
                 (name, value)
                 for name, value in request.query_params.multi_items()
@@ -166,9 +178,7 @@ class ConsoleFrame:
         and while its token is still configured with the same scope."""
         authorizer = self._authorizer
         if not authorizer.uses_tokens or access.bearer_token(request) is not None:
-            # The console shows every merchant's deliveries and figures side by side: a token
-            # limited to merchants reads its invoices through /v1.
-            return require_every_merchant(authorizer.check(request, scope, AuthSurface.CONSOLE))
+            return authorizer.check(request, scope, AuthSurface.CONSOLE)
         session_id = access.session_id(request)
         session = None if session_id is None else await self._sessions.find_valid(session_id)
         caller = None
@@ -176,12 +186,30 @@ class ConsoleFrame:
             caller = authorizer.caller_named(session.caller_name, Scope(session.scope))
         if caller is None:
             raise ApiError(401, "unauthorized", "sign in: no session, or it has ended")
-        return require_every_merchant(require_scope(caller, scope))
+        return require_scope(caller, scope)
 
-    def _page(self, page: Page, scope: Scope = Scope.READ) -> Endpoint:
+    def _organizations(self, request: Request, caller: Caller) -> OrganizationScope:
+        """The organizations a page reads: its ``merchant`` and ``organizationId`` filters,
+        within what the caller may see (a token limited to merchants: theirs)."""
+        query = request.query_params
+        asked = ScopeFilters(
+            text_filter(query.get("merchant"), "merchant"),
+            text_filter(query.get("organizationId"), "organizationId"),
+        )
+        return self._merchants.scope(caller, asked)
+
+    def _page(
+        self, page: Page, scope: Scope = Scope.READ, *, per_merchant: bool = False
+    ) -> Endpoint:
+        """``per_merchant``: the page reads through ``_organizations``, so a token limited to
+        merchants may open it; other pages span merchants (deliveries, exports, operations)."""
+
         async def endpoint(request: Request) -> Response:
             try:
                 caller = await self._caller(request, scope)
+                if not per_merchant:
+                    require_every_merchant(caller)
+                request.state.merchants = self._merchants.visible_to(caller)
                 request.state.zone = zones.zone_filter(
                     request.query_params.get(zones.ZONE_PARAMETER)
                 )
@@ -243,10 +271,8 @@ class ConsoleFrame:
         if not self._authorizer.uses_tokens:
             return see_other(target)
         try:
-            caller = require_every_merchant(
-                self._authorizer.check_token(
-                    request, str(form.get("token", "")), AuthSurface.CONSOLE_SIGN_IN
-                )
+            caller = self._authorizer.check_token(
+                request, str(form.get("token", "")), AuthSurface.CONSOLE_SIGN_IN
             )
         except ApiError as refused:
             return self._render(

@@ -10,6 +10,7 @@ from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 from urllib.parse import urlencode
 
+from service.domain.identity import OrganizationScope
 from service.domain.reports import AGING_BUCKETS, Interval, period_days
 from service.fronts.console.frame import COLLECTION_PERIODS
 from service.fronts.console.inputs import InvalidInput, day_filter, text_filter
@@ -28,9 +29,18 @@ class OverviewInputs:
     collections_to: date
     organization: str | None
     zone: tzinfo
+    # What the reports read: the merchant and organization asked for, within the caller's.
+    organizations: OrganizationScope = None
 
 
-def overview_inputs(query: Mapping[str, str], zone: tzinfo) -> OverviewInputs:
+def scope_parameters(query: Mapping[str, str]) -> dict[str, str]:
+    """The filters a drill-down link keeps: the merchant and organization a page was read for."""
+    return {name: query[name] for name in ("merchant", "organizationId") if query.get(name)}
+
+
+def overview_inputs(
+    query: Mapping[str, str], zone: tzinfo, organizations: OrganizationScope = None
+) -> OverviewInputs:
     today = datetime.now(zone).date()
     as_of = day_filter(query.get("asOf"), "asOf") or today
     interval = query.get("interval") or "month"
@@ -46,11 +56,13 @@ def overview_inputs(query: Mapping[str, str], zone: tzinfo) -> OverviewInputs:
         raise InvalidInput(f"from, to: at most {COLLECTION_DAYS_MAX} days apart")
     organization = text_filter(query.get("organizationId"), "organizationId")
     chosen: Interval = interval  # type: ignore[assignment]
-    return OverviewInputs(as_of, chosen, collections_from, collections_to, organization, zone)
+    return OverviewInputs(
+        as_of, chosen, collections_from, collections_to, organization, zone, organizations
+    )
 
 
 async def aging_report(queries: InvoiceQueries, asked: OverviewInputs) -> list[dict[str, Any]]:
-    rows = await queries.aging(asked.as_of, asked.organization, asked.zone)
+    rows = await queries.aging(asked.as_of, asked.organizations, asked.zone)
     return report_items(rows, AGING_AMOUNTS)
 
 
@@ -58,7 +70,7 @@ async def collections_report(
     queries: InvoiceQueries, asked: OverviewInputs
 ) -> list[dict[str, Any]]:
     rows = await queries.collections(
-        asked.collections_from, asked.collections_to, asked.interval, asked.organization,
+        asked.collections_from, asked.collections_to, asked.interval, asked.organizations,
         asked.zone,
     )  # fmt: skip
     items = report_items(rows, COLLECTION_AMOUNTS)
@@ -69,13 +81,13 @@ async def collections_report(
     return items
 
 
-def collected_link(item: Mapping[str, Any], organization: str | None) -> str:
+def collected_link(item: Mapping[str, Any], kept: Mapping[str, str]) -> str:
     """Where a collections bar leads: the payments collected in its days, in its currency."""
     return "/console/collections?" + urlencode(
         {
             "from": item["first_day"].isoformat(),
             "to": item["last_day"].isoformat(),
             "currency": item["currency"] or "",
-            **({"organizationId": organization} if organization else {}),
+            **kept,
         }
     )

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service.configured_keys import MissingCredentials
-from service.domain.identity import invoices_in_stream
+from service.domain.identity import OrganizationScope, invoices_in_stream
 from service.domain.reports import AGING_BUCKETS
 from service.domain.status import InvoiceStatus
 from service.fronts.auth import Caller
@@ -36,6 +36,7 @@ from service.fronts.console.receivables import (
     collected_link,
     collections_report,
     overview_inputs,
+    scope_parameters,
 )
 from service.fronts.console.views import (
     AGING_LABELS,
@@ -59,8 +60,11 @@ class ReportPages(ConsoleFrame):
     for whoever runs the service, and the invoice list."""
 
     async def overview(self, request: Request, caller: Caller) -> Response:
-        asked = overview_inputs(request.query_params, requested_zone(request))
+        asked = overview_inputs(
+            request.query_params, requested_zone(request), self._organizations(request, caller)
+        )
         as_of, interval, organization = asked.as_of, asked.interval, asked.organization
+        kept = scope_parameters(request.query_params)
         aging = await aging_report(self._queries, asked)
         collections = await collections_report(self._queries, asked)
         return self._render(
@@ -74,16 +78,16 @@ class ReportPages(ConsoleFrame):
             organization=organization or "",
             csv_query=same_filters(request.query_params),
             headlines=await self._sources.headlines.per_currency(
-                datetime.now(UTC).date(), organization
+                datetime.now(UTC).date(), asked.organizations
             ),
             dso_days=DSO_DAYS,
-            aging_charts=aging_charts(aging, as_of, organization),
+            aging_charts=aging_charts(aging, as_of, kept),
             aging_incomplete=[item["currency"] for item in aging if item["incomplete"]],
             aging_provisional=[
                 f"{item['provisional']} {item['currency']}" for item in provisional_items(aging)
             ],
             collection_charts=collection_charts(
-                collections, lambda item: collected_link(item, organization)
+                collections, lambda item: collected_link(item, kept)
             ),
             collections_incomplete=[
                 f"{item['period']} {item['currency']}" for item in collections if item["incomplete"]
@@ -162,7 +166,8 @@ class ReportPages(ConsoleFrame):
         notice, failed = _reconcile_notice(query.get("reconciled"))
         number = text_filter(query.get("invoiceNumber"), "invoiceNumber")
         organization = text_filter(query.get("organizationId"), "organizationId")
-        filters = invoice_filters(query, organization, requested_zone(request))
+        organizations = self._organizations(request, caller)
+        filters = invoice_filters(query, organizations, requested_zone(request))
         context: dict[str, Any] = {
             "title": "Invoices",
             "statuses": list(InvoiceStatus),
@@ -187,7 +192,7 @@ class ReportPages(ConsoleFrame):
             "sorts": [],
         }
         if number is not None:
-            rows = await self._queries.invoices_numbered(number, organization)
+            rows = await self._queries.invoices_numbered(number, organizations)
             trails = {
                 key.organization_id: sorted(events, key=lambda event: event.position)
                 for key, events in invoices_in_stream(
@@ -232,7 +237,7 @@ class ReportPages(ConsoleFrame):
 
 
 def invoice_filters(
-    query: Mapping[str, str], organization: str | None, zone: tzinfo = UTC
+    query: Mapping[str, str], organizations: OrganizationScope, zone: tzinfo = UTC
 ) -> InvoiceFilters:
     """The invoice list's filters: status, currency, customer, and an aging bucket as of a day
     (where an aging chart's bar leads)."""
@@ -254,7 +259,7 @@ def invoice_filters(
     elif as_of is not None:
         raise InvalidInput("asOf: is the day of an agingBucket: name the bucket too")
     return InvoiceFilters(
-        organizations=organization,
+        organizations=organizations,
         status=status,
         currency=currency.upper() if currency else None,
         aging=aging,

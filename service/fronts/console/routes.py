@@ -21,23 +21,35 @@ from service.fronts.console.statement_pages import StatementPages
 class Console(
     AccountingPages, CollectionPages, CsvPages, DeliveryPages, ReportPages, StatementPages
 ):
-    """The /console pages, each authorized through the frame."""
+    """The /console pages, each authorized through the frame. The finance pages (per_merchant)
+    read through the caller's organizations, and a token limited to merchants may open them;
+    the rest (deliveries, exports, ingestion) span merchants and need a token that does not."""
 
     def routes(self) -> list[Route]:
         return [
-            Route("/console", self._page(self.overview), methods=["GET"]),
+            Route("/console", self._page(self.overview, per_merchant=True), methods=["GET"]),
             Route("/console/operations", self._page(self.operations), methods=["GET"]),
             Route(
-                "/console/reports/outstanding.csv", self._page(self.headline_csv), methods=["GET"]
+                "/console/reports/outstanding.csv",
+                self._page(self.headline_csv, per_merchant=True),
+                methods=["GET"],
             ),
-            Route("/console/reports/aging.csv", self._page(self.aging_csv), methods=["GET"]),
+            Route(
+                "/console/reports/aging.csv",
+                self._page(self.aging_csv, per_merchant=True),
+                methods=["GET"],
+            ),
             Route(
                 "/console/reports/collections.csv",
-                self._page(self.collections_csv),
+                self._page(self.collections_csv, per_merchant=True),
                 methods=["GET"],
             ),
             Route("/console/deliveries.csv", self._page(self.deliveries_csv), methods=["GET"]),
-            Route("/console/invoices.csv", self._page(self.invoices_csv), methods=["GET"]),
+            Route(
+                "/console/invoices.csv",
+                self._page(self.invoices_csv, per_merchant=True),
+                methods=["GET"],
+            ),
             Route("/console/deliveries", self._page(self.deliveries), methods=["GET"]),
             Route(
                 "/console/deliveries/replay",
@@ -64,14 +76,24 @@ class Console(
                 self._bounded(self._page(self.resolve, Scope.OPERATOR)),
                 methods=["POST"],
             ),
-            Route("/console/invoices", self._page(self.invoices), methods=["GET"]),
+            Route(
+                "/console/invoices", self._page(self.invoices, per_merchant=True), methods=["GET"]
+            ),
             Route(
                 "/console/invoices/reconcile",
                 self._bounded(self._page(self.reconcile, Scope.OPERATOR)),
                 methods=["POST"],
             ),
-            Route("/console/collections", self._page(self.collected), methods=["GET"]),
-            Route("/console/collections.csv", self._page(self.collected_csv), methods=["GET"]),
+            Route(
+                "/console/collections",
+                self._page(self.collected, per_merchant=True),
+                methods=["GET"],
+            ),
+            Route(
+                "/console/collections.csv",
+                self._page(self.collected_csv, per_merchant=True),
+                methods=["GET"],
+            ),
             Route("/console/exports", self._page(self.accounting_exports), methods=["GET"]),
             Route(
                 "/console/exports",
@@ -83,8 +105,16 @@ class Console(
                 self._page(self.download_accounting_export),
                 methods=["GET"],
             ),
-            Route("/console/statements", self._page(self.statement), methods=["GET"]),
-            Route("/console/statements.csv", self._page(self.statement_csv), methods=["GET"]),
+            Route(
+                "/console/statements",
+                self._page(self.statement, per_merchant=True),
+                methods=["GET"],
+            ),
+            Route(
+                "/console/statements.csv",
+                self._page(self.statement_csv, per_merchant=True),
+                methods=["GET"],
+            ),
             Route("/console/login", self._bounded(self.login), methods=["GET", "POST"]),
             Route("/console/logout", self._bounded(self.logout), methods=["POST"]),
             Route("/console/console.css", self.stylesheet, methods=["GET"]),

@@ -29,14 +29,14 @@ CSV_COLUMNS = (
 
 class StatementPages(ConsoleFrame):
     async def statement(self, request: Request, caller: Caller) -> Response:
-        asked, shown = await self._statement(request)
+        asked, shown = await self._statement(request, caller)
         return self._render(
             request, "statement.html", title="Customer statement", asked=asked, statement=shown,
             aging_labels=AGING_LABELS,
         )  # fmt: skip
 
     async def statement_csv(self, request: Request, caller: Caller) -> Response:
-        _, shown = await self._statement(request)
+        _, shown = await self._statement(request, caller)
         if shown is None:
             raise InvalidInput("customerEmail, customerName: name the customer")
         name = (shown.customer_email or shown.customer_name or "customer").replace('"', "")
@@ -50,7 +50,9 @@ class StatementPages(ConsoleFrame):
             },
         )
 
-    async def _statement(self, request: Request) -> tuple[dict[str, str], Statement | None]:
+    async def _statement(
+        self, request: Request, caller: Caller
+    ) -> tuple[dict[str, str], Statement | None]:
         query = request.query_params
         email = text_filter(query.get("customerEmail"), "customerEmail")
         name = text_filter(query.get("customerName"), "customerName")
@@ -76,6 +78,7 @@ class StatementPages(ConsoleFrame):
         shown = await self._sources.statements.statement(
             customer_email=email, customer_name=name, currency=currency, as_of=as_of,
             period_from=period_from, period_to=period_to,
+            organizations=self._organizations(request, caller),
         )  # fmt: skip
         return asked, shown
 

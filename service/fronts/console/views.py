@@ -56,9 +56,10 @@ def provisional_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def aging_charts(
-    items: list[dict[str, Any]], as_of: date, organization_id: str | None
+    items: list[dict[str, Any]], as_of: date, kept: Mapping[str, str]
 ) -> list[BarChart]:
-    """A chart per currency; each bucket's bar links to the invoices in it, as they stood."""
+    """A chart per currency; each bucket's bar links to the invoices in it, as they stood
+    (``kept``: the merchant and organization filters the page was read with)."""
     return [
         bar_chart(
             f"aging-{item['currency']}",
@@ -75,7 +76,7 @@ def aging_charts(
                         "agingBucket": bucket,
                         "asOf": as_of.isoformat(),
                         "currency": item["currency"] or "",
-                        **({"organizationId": organization_id} if organization_id else {}),
+                        **kept,
                     }
                 )
                 for bucket in AGING_BUCKETS

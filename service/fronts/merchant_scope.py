@@ -8,6 +8,7 @@ of organizations in one place, here, whatever front asks."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 from service.domain.identity import OrganizationScope, narrowed
@@ -21,6 +22,14 @@ class ScopeRequest(Protocol):
 
     @property
     def organization_id(self) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeFilters:
+    """A request's filters as a page reads them from its query."""
+
+    merchant: str | None
+    organization_id: str | None
 
 
 class MerchantOrganizations:
@@ -43,6 +52,11 @@ class MerchantOrganizations:
             known = ", ".join(self.merchants) or "none"
             raise bad_parameter("merchant", f"no merchant {merchant[:100]!r} (configured: {known})")
         return organizations
+
+    def visible_to(self, caller: Caller) -> list[str]:
+        """The merchants whose organizations the caller sees, to choose among."""
+        seen = caller.organizations
+        return [m for m in self.merchants if seen is None or self._by_merchant[m] <= seen]
 
     def limited_to(self, merchants: Iterable[str]) -> frozenset[str]:
         """Every organization of these merchants (a token's limit)."""
