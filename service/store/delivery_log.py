@@ -116,6 +116,20 @@ class SqlDeliveryLog:
             row = (await connection.execute(query.where(inbox.c.id == delivery_id))).first()
         return None if row is None else _delivery(row._mapping)
 
+    async def producing_deliveries(self, positions: Sequence[int]) -> dict[int, int]:
+        """The delivery that produced the fact at each position (the first to carry it; a
+        repeat names it too), for the positions a delivery produced; by its index."""
+        if not positions:
+            return {}
+        query = (
+            select(inbox.c.event_position, func.min(inbox.c.id))
+            .where(inbox.c.event_position.in_(sorted(set(positions))))
+            .group_by(inbox.c.event_position)
+        )
+        async with unavailability_as_store_error(), self._engine.connect() as connection:
+            rows = (await connection.execute(query)).all()
+        return {int(position): int(delivery_id) for position, delivery_id in rows}
+
     async def replays(self, delivery_ids: Sequence[int]) -> dict[int, list[ReplayRow]]:
         """Each delivery's replays, oldest first."""
         found: dict[int, list[ReplayRow]] = {delivery_id: [] for delivery_id in delivery_ids}

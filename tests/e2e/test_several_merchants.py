@@ -9,6 +9,7 @@ import asyncio
 import base64
 import csv
 import io
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -262,9 +263,19 @@ def test_the_console_reads_a_merchant_and_a_limited_token_sees_only_its_own(
     def page(token: str, path: str) -> httpx.Response:
         return httpx.get(f"{estate.ledger_url}{path}", headers={"Authorization": f"Bearer {token}"})
 
-    beta_invoice = page(ACME_TOKEN, "/console/invoices?invoiceNumber=INV-1")
-    assert 'data-invoice="acme/INV-1"' in beta_invoice.text
-    assert 'data-invoice="beta/INV-1"' not in beta_invoice.text
+    acme_invoice = page(ACME_TOKEN, "/console/invoices?invoiceNumber=INV-1")
+    assert 'data-invoice="acme/INV-1"' in acme_invoice.text
+    assert 'data-invoice="beta/INV-1"' not in acme_invoice.text
+    # Its audit trail links no delivery for it (the log spans merchants); an operator's does.
+    assert 'href="/console/deliveries/' not in acme_invoice.text
+    beta_invoice = page(OPERATOR_TOKEN, "/console/invoices?invoiceNumber=INV-1&merchant=beta")
+    linked = re.findall(
+        r'data-field="delivery"><a href="/console/deliveries/(\d+)', beta_invoice.text
+    )
+    assert len(linked) == 2  # the send and the partial payment, each from its notification
+    for delivery_id in linked:
+        delivery = page(OPERATOR_TOKEN, f"/v1/deliveries/{delivery_id}").json()
+        assert (delivery["organizationId"], delivery["outcome"]) == ("beta", "accepted")
     overview = page(ACME_TOKEN, "/console")
     assert overview.status_code == 200 and '<option value="acme"' in overview.text
     assert '<option value="beta"' not in overview.text  # nor is the other merchant named

@@ -200,10 +200,20 @@ class ReportPages(ConsoleFrame):
                 ).items()
             }
             today = datetime.now(UTC).date()
+            # Each fact's delivery, for whoever may read the delivery log (it spans merchants).
+            shown = [e.position for r in rows for e in trails.get(r.organization_id, [])]
+            producers = (
+                await self._sources.delivery_log.producing_deliveries(shown)
+                if caller.sees_every_merchant
+                else {}
+            )
             found = []
             for row in rows:
                 invoice = as_document(invoice_from_row(row))
-                events = trail_view(trails.get(row.organization_id, []))
+                events = [
+                    {**event, "deliveryId": producers.get(event["position"])}
+                    for event in trail_view(trails.get(row.organization_id, []))
+                ]
                 found.append(
                     {
                         "invoice": invoice,
