@@ -63,6 +63,14 @@ class CybersourceClient:
     def requests_sent(self) -> int:
         return sum(transport.requests_sent for transport in self._transports)
 
+    def merchant_groups(self, organizations: Sequence[str]) -> list[tuple[str, ...]]:
+        """``organizations`` grouped by the merchant that calls for them, in order: each
+        group's calls share one rate limit, and the groups' limits add up."""
+        groups: dict[int, list[str]] = {}
+        for organization in organizations:
+            groups.setdefault(id(self._for(organization)), []).append(organization)
+        return [tuple(group) for group in groups.values()]
+
     def _for(self, organization_id: str | None) -> SignedTransport:
         if organization_id is None:
             return self._transport

@@ -272,17 +272,22 @@ class Reconciler:
         """Every invoice Cybersource lists with these statuses, for each organization (by
         default all configured ones), compared with the ledger; the details of those the
         summary cannot vouch for (every one with ``full``) fetched and reconciled a few at a
-        time (see ``InvoiceSweep.run``)."""
+        time (see ``InvoiceSweep.run``). Each merchant's organizations are swept beside the
+        others', each at its own rate limit, into one summary."""
         chosen = [choose_organization(named, self.organizations) for named in organizations]
         swept = tuple(chosen) or self.organizations
         summary = SweepSummary(
             full=full or self._ledger is None,
             by_organization={name: SweepCounts() for name in swept},
         )
-        sweep = InvoiceSweep(
-            self._client, self._ledger, self.reconcile_invoice, summary, self._failed
-        )
-        return await sweep.run(statuses, swept, on_invoice)
+        sweeps = [
+            InvoiceSweep(
+                self._client, self._ledger, self.reconcile_invoice, summary, self._failed
+            ).run(statuses, group, on_invoice)
+            for group in self._client.merchant_groups(swept)
+        ]
+        await _side_by_side(sweeps)
+        return summary
 
     def _failed(self, reason: ReconcilerFailure) -> None:
         if self._on_failure is not None:
@@ -293,6 +298,23 @@ class Reconciler:
 class _TransactionsObserved:
     results: list[AppendResult] = field(default_factory=list)
     error: str | None = None
+
+
+async def _side_by_side(work: Sequence[Coroutine[Any, Any, Any]]) -> None:
+    """Run ``work`` concurrently; the first error (a store outage, say) stops the rest and is
+    raised as it is, as one sweep's would be."""
+    tasks = [asyncio.ensure_future(each) for each in work]
+    if not tasks:
+        return
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks)
+        for task in tasks:
+            if not task.cancelled():
+                task.exception()  # retrieved: the first error is the one raised
 
 
 async def _finished_even_if_cancelled(work: Coroutine[Any, Any, Result]) -> Result:

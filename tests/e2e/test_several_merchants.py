@@ -24,7 +24,9 @@ import pytest
 from service.app import create_app
 from service.bootstrap import command_ledger
 from service.cybersource.http_signature import MerchantCredentials
+from service.reconciler.client import CybersourceClient
 from service.reconciler.outcomes import SweepSummary
+from service.reconciler.transport import ClientLimits
 from service.sandbox.app import create_sandbox_app
 from service.sandbox.deliveries import RetryPolicy, WebhookDeliveries, WebhookTarget
 from service.sandbox.event_dates import EventDateOrder, EventTiming
@@ -401,3 +403,15 @@ def test_an_accounting_export_may_keep_to_one_merchant_and_posts_each_payment_on
         headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"},
     )
     assert unknown.status_code == 400 and "gamma" in unknown.json()["detail"]
+
+
+def test_each_merchants_organizations_are_swept_at_its_own_rate() -> None:
+    """The client groups organizations by the merchant calling for them: each group is swept
+    beside the others, at its own limit."""
+    client = CybersourceClient(
+        "http://127.0.0.1:9", ACME, ClientLimits(), more_merchants=[(BETA, ClientLimits())]
+    )
+    groups = client.merchant_groups(["acme", "beta", "acme_eu", "elsewhere"])
+    # An organization no merchant acts for goes out as the first merchant (refused there).
+    assert groups == [("acme", "acme_eu", "elsewhere"), ("beta",)]
+    asyncio.run(client.close())
