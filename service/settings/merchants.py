@@ -35,6 +35,8 @@ MERCHANTS_FILE_BYTES_MAX = 1_048_576
 MERCHANTS_MAX = 1000
 # Fields whose value may instead be read from the file ``<field>_file`` names.
 SECRET_FIELDS = ("secret_key", "key_password", "webhook_keys")
+# Where the one merchant of a single deployment is configured: LEDGER_CYBERSOURCE_<FIELD>.
+ENVIRONMENT_SOURCE = "LEDGER_CYBERSOURCE_"
 
 
 class MerchantsFileError(ValueError):
@@ -58,7 +60,7 @@ class MerchantAccount:
     key_password: SecretStr | None = field(default=None, repr=False)
     webhook_keys: WebhookKeyring = field(default_factory=WebhookKeyring)
     max_requests_per_second: float = 5.0
-    source: str = "LEDGER_CYBERSOURCE_"
+    source: str = ENVIRONMENT_SOURCE
 
     @property
     def organizations(self) -> tuple[str, ...]:
@@ -74,9 +76,9 @@ class MerchantAccount:
     def setting(self, name: str) -> str:
         """Where ``name`` (a field) is set, for a message: LEDGER_CYBERSOURCE_KEY_FILE, or the
         merchants file's merchant and field."""
-        if self.source.startswith("LEDGER_"):
+        if self.source == ENVIRONMENT_SOURCE:
             return f"{self.source}{name.upper()}"
-        return f"{self.source} merchant {self.merchant_id!r}: {name}"
+        return f"{self.source}: merchant {self.merchant_id!r}: {name}"
 
 
 def environment_account(

@@ -144,3 +144,19 @@ def test_tokens_may_be_limited_to_configured_merchants_only(tmp_path: Path) -> N
     message = refused(tmp_path, BETA, api_tokens=f"read@gamma:{token}")
     assert "LEDGER_API_TOKENS: no merchant 'gamma' is configured" in message
     assert token not in message
+
+
+def test_a_key_file_that_cannot_be_used_is_named_with_its_merchant(tmp_path: Path) -> None:
+    (tmp_path / "not_a_key.p12").write_bytes(b"not a PKCS#12 file")
+    text = '[[merchants]]\nid = "gamma"\nauth = "jwt"\nkey_file = "not_a_key.p12"\n'
+    settings = load_settings(merchants_file=merchants_file(tmp_path, text))
+    [gamma] = settings.merchant_accounts
+    with pytest.raises(ConfigurationError) as refused:
+        account_credentials(gamma)
+    assert str(refused.value).startswith("LEDGER_MERCHANTS_FILE: merchant 'gamma': key_file: ")
+    solo = load_settings(
+        cybersource_merchant_id="solo", cybersource_auth="jwt",
+        cybersource_key_file=str(tmp_path / "not_a_key.p12"),
+    ).merchant_accounts[0]  # fmt: skip
+    with pytest.raises(ConfigurationError, match=r"^LEDGER_CYBERSOURCE_KEY_FILE: "):
+        account_credentials(solo)
