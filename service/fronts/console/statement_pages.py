@@ -3,19 +3,16 @@ what they paid in a period, as a printable page and as CSV."""
 
 from __future__ import annotations
 
-import csv
-import io
-from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from service.fronts.auth import Caller
+from service.fronts.console.csv_files import csv_text
 from service.fronts.console.frame import ConsoleFrame
 from service.fronts.console.inputs import InvalidInput, day_filter, text_filter
 from service.fronts.console.views import AGING_LABELS, SECURITY_HEADERS
-from service.read.spreadsheet_cells import not_a_formula
 from service.read.statements import Statement
 
 # A statement's period, unless asked otherwise: the last 90 days.
@@ -85,43 +82,25 @@ class StatementPages(ConsoleFrame):
 
 def statement_csv(statement: Statement) -> str:
     """One line per open invoice, per payment, and the two totals; amounts as exact decimal
-    strings, text guarded against spreadsheet formulas."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    for invoice in statement.open_invoices:
-        writer.writerow(
-            _cells(
-                "open_invoice", invoice.organization_id, invoice.invoice_number,
-                invoice.due_date, invoice.status, invoice.days_overdue, invoice.aging_bucket,
-                invoice.total, invoice.balance, None,
-            )
-        )  # fmt: skip
-    for payment in statement.payments:
-        writer.writerow(
-            _cells(
-                "payment", payment.organization_id, payment.invoice_number,
-                payment.collected_at.date(), None, None, None, None, payment.amount,
-                payment.provisional,
-            )
-        )  # fmt: skip
+    strings, unknown an empty cell, text guarded against spreadsheet formulas."""
     owed = None if statement.owed_incomplete else statement.owed
     paid = None if statement.paid_incomplete else statement.paid
-    writer.writerow(_cells("owed", None, None, statement.as_of, *[None] * 4, owed, None))
-    writer.writerow(_cells("paid", None, None, statement.period_to, *[None] * 4, paid, None))
-    return out.getvalue()
-
-
-def _cells(*values: Any) -> list[str]:
-    """Unknown is an empty cell, never 0."""
-    cells = []
-    for value in values:
-        if value is None:
-            cells.append("")
-        elif isinstance(value, bool):
-            cells.append("true" if value else "false")
-        elif isinstance(value, date):
-            cells.append(value.isoformat())
-        else:
-            cells.append(not_a_formula(str(value)))
-    return cells
+    return csv_text(
+        CSV_COLUMNS,
+        [
+            *(
+                ("open_invoice", invoice.organization_id, invoice.invoice_number,
+                 invoice.due_date, invoice.status, invoice.days_overdue, invoice.aging_bucket,
+                 invoice.total, invoice.balance, None)
+                for invoice in statement.open_invoices
+            ),
+            *(
+                ("payment", payment.organization_id, payment.invoice_number,
+                 payment.collected_at.date(), None, None, None, None, payment.amount,
+                 payment.provisional)
+                for payment in statement.payments
+            ),
+            ("owed", None, None, statement.as_of, *[None] * 4, owed, None),
+            ("paid", None, None, statement.period_to, *[None] * 4, paid, None),
+        ],
+    )  # fmt: skip
