@@ -18,6 +18,7 @@ import pytest
 from service.app import create_app
 from service.bootstrap import command_ledger
 from service.cybersource.http_signature import MerchantCredentials
+from service.reconciler.outcomes import SweepSummary
 from service.sandbox.app import create_sandbox_app
 from service.settings import Settings, load_settings
 from tests.support.server import serving
@@ -115,3 +116,17 @@ def test_an_organization_id_written_as_a_number_is_held_to_the_signing_keys_merc
     # numbered's own key records it, under its organization.
     assert deliver(deployment.url, forged, NUMBERED_WEBHOOK).status_code == 200
     assert invoices(deployment) == [("12345", "INV-9")]
+
+
+def test_a_merchant_without_credentials_is_not_swept_as_another(deployment: Deployment) -> None:
+    """numbered has webhook keys and no credentials: its organization is never called for
+    with acme's (the sandbox refuses acme's key a call for an organization it does not act
+    for), and acme's organizations are swept as acme."""
+    summary = asyncio.run(_sweep(deployment.settings))
+    assert summary.failed == 0, summary.errors
+    assert set(summary.by_organization) == {"acme", "acme_eu"}
+
+
+async def _sweep(settings: Settings) -> SweepSummary:
+    async with command_ledger(settings) as ledger, ledger.cybersource_client() as client:
+        return await ledger.reconciler(client).sweep()
