@@ -130,3 +130,27 @@ def test_a_merchant_without_credentials_is_not_swept_as_another(deployment: Depl
 async def _sweep(settings: Settings) -> SweepSummary:
     async with command_ledger(settings) as ledger, ledger.cybersource_client() as client:
         return await ledger.reconciler(client).sweep()
+
+
+def test_a_token_limited_to_a_merchant_learns_no_other_merchants_name(
+    deployment: Deployment,
+) -> None:
+    numbered = invoice_notification("INV-9", organizationID="12345")
+    assert deliver(deployment.url, numbered, NUMBERED_WEBHOOK).status_code == 200
+    position = asyncio.run(_position(deployment.settings))
+    for merchant in ("numbered", "gamma"):  # configured or not, not acme's: nothing found
+        answer = httpx.get(
+            f"{deployment.url}/v1/invoices",
+            params={"merchant": merchant, "minPosition": position},
+            headers={"Authorization": f"Bearer {ACME_TOKEN}"},
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["items"] == []
+        assert "numbered" not in answer.text
+    # Every merchant's token is told which merchants there are.
+    unknown = httpx.get(
+        f"{deployment.url}/v1/invoices",
+        params={"merchant": "gamma"},
+        headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"},
+    )
+    assert unknown.status_code == 400 and "acme, numbered" in unknown.json()["detail"]
