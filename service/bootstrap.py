@@ -250,6 +250,7 @@ class Ledger:
             self.event_store,
             items_per_delivery_max=self.items_per_delivery_max,
             decryption=self.notification_decryption,
+            organizations_by_key=webhook_key_organizations(self.settings),
         )
 
     def committer(self) -> GroupCommitter:
