@@ -147,7 +147,16 @@ class _MerchantEntry(BaseModel):
 class _MerchantsDocument(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
-    merchants: tuple[_MerchantEntry, ...] = Field(min_length=1, max_length=MERCHANTS_MAX)
+    # Counted once every table reads (a bound on the tuple would count a table with a mistake
+    # as missing, and add "at least 1 item" to the mistake's message).
+    merchants: tuple[_MerchantEntry, ...]
+
+    @field_validator("merchants")
+    @classmethod
+    def _counted(cls, value: tuple[_MerchantEntry, ...]) -> tuple[_MerchantEntry, ...]:
+        if not 1 <= len(value) <= MERCHANTS_MAX:
+            raise ValueError(f"needs 1 to {MERCHANTS_MAX} [[merchants]] tables, not {len(value)}")
+        return value
 
 
 def read_merchants_file(

@@ -85,7 +85,7 @@ def test_a_single_merchant_from_the_environment_keeps_working_unchanged() -> Non
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ("merchants = []", "merchants: Tuple should have at least 1 item"),
+        ("merchants = []", "merchants: needs 1 to 1000 [[merchants]] tables, not 0"),
         ("[[merchants]]\nid = 'x'\ncolour = 'red'", "merchants[0].colour: Extra inputs"),
         ("[[merchants]]\nid = 'not an id!'", "merchants[0].id: String should match"),
         ("[[merchants]\nid = 'x'", "is not TOML"),
@@ -144,3 +144,8 @@ def test_tokens_may_be_limited_to_configured_merchants_only(tmp_path: Path) -> N
     message = refused(tmp_path, BETA, api_tokens=f"read@gamma:{token}")
     assert "LEDGER_API_TOKENS: no merchant 'gamma' is configured" in message
     assert token not in message
+
+
+def test_a_merchants_mistake_is_the_only_problem_named(tmp_path: Path) -> None:
+    message = refused(tmp_path, BETA.replace(SECRET, "not base64!"))
+    assert message.endswith("merchants[0].secret_key: is not valid base64"), message
