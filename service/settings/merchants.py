@@ -37,6 +37,25 @@ MERCHANTS_MAX = 1000
 SECRET_FIELDS = ("secret_key", "key_password", "webhook_keys")
 
 
+# The single merchant's settings (LEDGER_CYBERSOURCE_*), which a merchants file replaces.
+SINGLE_MERCHANT_SETTINGS = (
+    "merchant_id", "auth", "key_id", "secret_key", "key_file", "certificate_file",
+    "key_password", "organization_ids", "max_requests_per_second",
+)  # fmt: skip
+
+
+def settings_to_unset(settings: Any) -> str:
+    """The single merchant's settings given (other than their defaults) beside a merchants
+    file, which would otherwise be ignored, by name; empty when none is."""
+    fields = type(settings).model_fields
+    named = [
+        f"LEDGER_CYBERSOURCE_{name.upper()}"
+        for name in SINGLE_MERCHANT_SETTINGS
+        if getattr(settings, f"cybersource_{name}") != fields[f"cybersource_{name}"].default
+    ]
+    return ", ".join(named + ["LEDGER_WEBHOOK_KEYS"] * bool(settings.webhook_keys.keys))
+
+
 class MerchantsFileError(ValueError):
     """The merchants file cannot be used; the message names what, never a secret."""
 

@@ -149,3 +149,22 @@ def test_tokens_may_be_limited_to_configured_merchants_only(tmp_path: Path) -> N
 def test_a_merchants_mistake_is_the_only_problem_named(tmp_path: Path) -> None:
     message = refused(tmp_path, BETA.replace(SECRET, "not base64!"))
     assert message.endswith("merchants[0].secret_key: is not valid base64"), message
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("auth", "jwt"),
+        ("key_password", "hunter2-password"),
+        ("certificate_file", "/run/secrets/certificate.pem"),
+        ("max_requests_per_second", "50"),
+    ],
+)
+def test_every_single_merchant_setting_is_named_beside_a_merchants_file(
+    tmp_path: Path, setting: str, value: str
+) -> None:
+    """Set beside the file, it would be ignored (each merchant's own are in the file): named
+    to unset, and alone, not with a message asking for the settings the file replaces."""
+    message = refused(tmp_path, BETA, **{f"cybersource_{setting}": value})
+    assert message.endswith(f"unset LEDGER_CYBERSOURCE_{setting.upper()}"), message
+    assert "hunter2" not in message
