@@ -149,3 +149,33 @@ async def test_a_conflict_about_an_organization_the_key_no_longer_signs_for_is_n
     assert refused.value.code == "no_conflict_left"
     [event] = await event_store.read_stream("INV-C")
     assert organization_named_by(event.data) == "acme"
+
+
+async def test_a_dead_letter_signed_with_a_key_no_merchant_holds_now_records_no_organization(
+    event_store: EventStore,
+) -> None:
+    """A merchant's key signed a notification about beta, not its merchant's; the key was
+    then taken out of the merchants file (it had leaked). Replayed, it still says nothing of
+    beta: with merchants' keys, a key no merchant holds signs for no organization."""
+    body = encode(invoice_notification("INV-L", notification_id="n-l", organizationID="beta"))
+    await event_store.record_inbox(
+        InboxEntry(
+            received_at=RECEIVED_AT,
+            outcome=InboxOutcome.REJECTED,
+            reason="foreign_organization: organization 'beta' is not one the signing key's"
+            " merchant acts for",
+            key_id="leaked-hook",
+            signed_content="raw",
+            body=body,
+        )
+    )
+    delivery_log = SqlDeliveryLog(event_store._engine)
+    [kept] = await delivery_log.deliveries(DeliveryFilters(), limit=10)
+    replaying = DeliveryReplayer(
+        delivery_log, event_store, items_per_delivery_max=10,
+        organizations_by_key={"acme-hook": frozenset({"acme"}), "beta-hook": frozenset({"beta"})},
+    )  # fmt: skip
+    outcome = await replaying.replay(kept.delivery_id, "test")
+    assert outcome.result is ReplayResult.UNREADABLE, outcome
+    assert outcome.reason is not None and outcome.reason.startswith("foreign_organization")
+    assert await event_store.read_stream("INV-L") == []
