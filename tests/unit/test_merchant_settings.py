@@ -168,3 +168,13 @@ def test_every_single_merchant_setting_is_named_beside_a_merchants_file(
     message = refused(tmp_path, BETA, **{f"cybersource_{setting}": value})
     assert message.endswith(f"unset LEDGER_CYBERSOURCE_{setting.upper()}"), message
     assert "hunter2" not in message
+
+
+def test_webhook_keys_written_one_a_line_are_refused_without_naming_a_key(tmp_path: Path) -> None:
+    """Read as one entry, the first key would end up inside a keyId, which start-up logs."""
+    (tmp_path / "hooks").write_text(f"beta-hook:{WEBHOOK_SECRET}\nbeta-hook-2:{SECRET}\n")
+    text = BETA.replace(
+        f'webhook_keys = "beta-hook:{WEBHOOK_SECRET}"', 'webhook_keys_file = "hooks"'
+    )
+    message = refused(tmp_path, text)
+    assert "merchants[0].webhook_keys: entry 1 is not keyId:base64key" in message, message
