@@ -25,6 +25,7 @@ from service.configured_keys import (
     cybersource_client,
     master_key,
     notification_keyring,
+    reconciled_organizations,
     webhook_key_organizations,
 )
 from service.cybersource.webhook_signature import SignedContent, WebhookVerifier
@@ -249,6 +250,7 @@ class Ledger:
             self.event_store,
             items_per_delivery_max=self.items_per_delivery_max,
             decryption=self.notification_decryption,
+            organizations_by_key=webhook_key_organizations(self.settings),
         )
 
     def committer(self) -> GroupCommitter:
@@ -309,7 +311,7 @@ class Ledger:
         return Reconciler(
             client,
             self.event_store,
-            self.settings.cybersource_organizations,
+            reconciled_organizations(self.settings),
             ledger=SqlLedgerView(self.engine),
             on_failure=self._count_failure if counted else None,
             on_transaction_lookup=self._count_transaction_lookup if counted else None,

@@ -118,6 +118,17 @@ def _certificate_credentials(account: MerchantAccount) -> CertificateCredentials
         raise ConfigurationError(f"{account.setting('key_file')}: {error}") from None
 
 
+def reconciled_organizations(settings: Settings) -> tuple[str, ...]:
+    """The organizations the reconciler sweeps: those of the merchants with credentials, each
+    called as its own merchant (a webhook-only merchant's are never called as another)."""
+    return tuple(
+        organization
+        for account in settings.merchant_accounts
+        if account.calls_cybersource
+        for organization in account.organizations
+    )
+
+
 def webhook_key_organizations(settings: Settings) -> dict[str, frozenset[str]]:
     """The organizations each merchant's webhook key may sign for (keys of no merchant,
     LEDGER_WEBHOOK_KEYS, sign for any)."""

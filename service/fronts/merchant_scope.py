@@ -67,7 +67,12 @@ class MerchantOrganizations:
         for lies outside what the caller may see (nothing found, never another's)."""
         scope: OrganizationScope = caller.organizations
         if request.merchant is not None:
-            scope = narrowed(scope, self.of(request.merchant))
+            if caller.sees_every_merchant:
+                scope = narrowed(scope, self.of(request.merchant))
+            else:
+                # A limited token learns nothing of the merchants configured: one not its own,
+                # configured or not, finds nothing (never a 400 listing every merchant).
+                scope = narrowed(scope, self._by_merchant.get(request.merchant, frozenset()))
         if request.organization_id is not None:
             scope = narrowed(scope, request.organization_id)
         return scope

@@ -8,7 +8,7 @@ an edit of the first. Recording the same correction again changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from service.domain.events import EventSource, NewEvent, RecordedEvent
@@ -66,8 +66,11 @@ class DeliveryCorrections:
         *,
         items_per_delivery_max: int,
         decryption: NotificationDecryption | None = None,
+        organizations_by_key: Mapping[str, frozenset[str]] | None = None,
     ) -> None:
         self._log = delivery_log
+        # Read as a replay reads: a version is one the signing key's merchant may state today.
+        self._organizations_by_key = organizations_by_key
         self._store = store
         self._items_per_delivery_max = items_per_delivery_max
         self._decryption = decryption
@@ -78,6 +81,7 @@ class DeliveryCorrections:
             delivery,
             items_per_delivery_max=self._items_per_delivery_max,
             decryption=self._decryption,
+            organizations_by_key=self._organizations_by_key,
         )
 
     async def versions(self, delivery: DeliveryRow) -> list[ConflictingVersions]:

@@ -123,7 +123,15 @@ def read_delivery(
         named = notification.organization_id
         if organizations is not None and named is not None and named not in organizations:
             return ForeignOrganization(named)
-        return ReadDelivery(notification, notification_events(notification, signed_at))
+        events = notification_events(notification, signed_at)
+        if organizations is not None:
+            # The organization each fact is recorded under, however the payload wrote it (an
+            # organizationId given as a JSON number names no organization above, but one here).
+            for event in events:
+                recorded = event.data.get("organizationId")
+                if isinstance(recorded, str) and recorded and recorded not in organizations:
+                    return ForeignOrganization(recorded)
+        return ReadDelivery(notification, events)
     except EnvelopeContradictsPayload as contradiction:
         return Contradiction(str(contradiction))
     except UnusableBody as problem:

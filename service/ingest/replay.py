@@ -119,8 +119,19 @@ def reread(
         items_per_delivery_max=items_per_delivery_max,
         signed_at=signed_at,
         # Today's merchants, as today's keys decrypt: a replay reads what they now allow.
-        organizations=(organizations_by_key or {}).get(delivery.key_id or ""),
+        organizations=key_organizations(organizations_by_key, delivery.key_id),
     )
+
+
+def key_organizations(
+    organizations_by_key: Mapping[str, frozenset[str]] | None, key_id: str | None
+) -> frozenset[str] | None:
+    """The organizations ``key_id`` signs for today. With merchants' keys, a key no merchant
+    holds any more (rotated out, or taken out once it leaked) signs for none; with keys of no
+    merchant (LEDGER_WEBHOOK_KEYS), every key signs for any, as it always did."""
+    if not organizations_by_key:
+        return None
+    return organizations_by_key.get(key_id or "", frozenset())
 
 
 def delivery_facts(

@@ -242,9 +242,7 @@ class WebhookDeliveries:
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "Vert.x-WebClient/3.9.8",
-            "v-c-signature": sign(
-                target.key_id, target.key, signed, int(time.time() * 1000), form
-            ),
+            "v-c-signature": sign(target.key_id, target.key, signed, int(time.time() * 1000), form),
             "V-C-Event-Type": notification["eventType"],
             "V-C-Organization-Id": notification["payloads"][0]["data"]["organizationID"],
             "V-C-Product-Name": "customerInvoicing",

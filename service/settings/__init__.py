@@ -30,6 +30,7 @@ from service.settings.merchants import (
     MerchantsFileError,
     environment_account,
     read_merchants_file,
+    settings_to_unset,
 )
 from service.settings.values import (
     PERSONAL_DATA_KEY_BYTES,
@@ -285,6 +286,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _credentials_all_or_none(self) -> Settings:
+        if self.merchants_file is not None:
+            return self  # the merchants check names every single-merchant setting to unset
         if self.cybersource_auth == "jwt":
             return self._certificate_credentials_complete()
         if self.cybersource_key_file or self.cybersource_certificate_file:
@@ -342,14 +345,9 @@ class Settings(BaseSettings):
                 self.cybersource_max_requests_per_second,
             )
         else:
-            single = ["merchant_id", "key_id", "secret_key", "key_file", "organization_ids"]
-            given = [name for name in single if getattr(self, f"cybersource_{name}")]
-            if given or self.webhook_keys.keys:
-                named = [f"LEDGER_CYBERSOURCE_{name.upper()}" for name in given]
-                raise ValueError(
-                    "LEDGER_MERCHANTS_FILE configures every merchant: unset "
-                    + ", ".join(named + ["LEDGER_WEBHOOK_KEYS"] * bool(self.webhook_keys.keys))
-                )
+            unset = settings_to_unset(self)
+            if unset:
+                raise ValueError("LEDGER_MERCHANTS_FILE configures every merchant: unset " + unset)
             try:
                 self._merchant_accounts = read_merchants_file(Path(self.merchants_file))
             except MerchantsFileError as error:

@@ -39,6 +39,25 @@ SECRET_FIELDS = ("secret_key", "key_password", "webhook_keys")
 ENVIRONMENT_SOURCE = "LEDGER_CYBERSOURCE_"
 
 
+# The single merchant's settings (LEDGER_CYBERSOURCE_*), which a merchants file replaces.
+SINGLE_MERCHANT_SETTINGS = (
+    "merchant_id", "auth", "key_id", "secret_key", "key_file", "certificate_file",
+    "key_password", "organization_ids", "max_requests_per_second",
+)  # fmt: skip
+
+
+def settings_to_unset(settings: Any) -> str:
+    """The single merchant's settings given (other than their defaults) beside a merchants
+    file, which would otherwise be ignored, by name; empty when none is."""
+    fields = type(settings).model_fields
+    named = [
+        f"LEDGER_CYBERSOURCE_{name.upper()}"
+        for name in SINGLE_MERCHANT_SETTINGS
+        if getattr(settings, f"cybersource_{name}") != fields[f"cybersource_{name}"].default
+    ]
+    return ", ".join(named + ["LEDGER_WEBHOOK_KEYS"] * bool(settings.webhook_keys.keys))
+
+
 class MerchantsFileError(ValueError):
     """The merchants file cannot be used; the message names what, never a secret."""
 
@@ -149,7 +168,16 @@ class _MerchantEntry(BaseModel):
 class _MerchantsDocument(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
-    merchants: tuple[_MerchantEntry, ...] = Field(min_length=1, max_length=MERCHANTS_MAX)
+    # Counted once every table reads (a bound on the tuple would count a table with a mistake
+    # as missing, and add "at least 1 item" to the mistake's message).
+    merchants: tuple[_MerchantEntry, ...]
+
+    @field_validator("merchants")
+    @classmethod
+    def _counted(cls, value: tuple[_MerchantEntry, ...]) -> tuple[_MerchantEntry, ...]:
+        if not 1 <= len(value) <= MERCHANTS_MAX:
+            raise ValueError(f"needs 1 to {MERCHANTS_MAX} [[merchants]] tables, not {len(value)}")
+        return value
 
 
 def read_merchants_file(

@@ -112,6 +112,10 @@ def trusted_proxies(value: str) -> tuple[str, ...]:
     return entries
 
 
+def _not_a_key_id(key_id: str) -> bool:
+    return ":" in key_id or any(character.isspace() for character in key_id)
+
+
 @dataclass(frozen=True)
 class WebhookKeyring:
     """Signing keys by keyId. Its repr lists key ids only, so settings can be logged safely."""
@@ -127,7 +131,9 @@ class WebhookKeyring:
         for position, pair in enumerate(filter(None, (p.strip() for p in value.split(","))), 1):
             key_id, separator, encoded = pair.rpartition(":")
             key_id = key_id.strip()
-            if not separator or not key_id or not encoded.strip():
+            # A keyId holds no colon or white space: entries on lines of their own would put
+            # the first one's key in a keyId, which start-up logs. The message names no key.
+            if not separator or not key_id or not encoded.strip() or _not_a_key_id(key_id):
                 raise ValueError(f"entry {position} is not keyId:base64key")
             try:
                 key = base64.b64decode(encoded.strip(), validate=True)

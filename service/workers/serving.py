@@ -11,7 +11,7 @@ import structlog
 
 from service.alerting.notifier import DigestNotifier
 from service.bootstrap import Ledger, process_owner
-from service.configured_keys import merchant_credentials
+from service.configured_keys import merchant_credentials, reconciled_organizations
 from service.metrics import LedgerMetrics
 from service.projections.projector import InvoiceProjector
 from service.settings import standard_webhooks_key
@@ -73,7 +73,7 @@ class ServingWorkers:
             yield None
             return
         async with self._ledger.reconciler_worker() as worker:
-            log.info("reconciler.on", organizations=list(settings.cybersource_organizations))
+            log.info("reconciler.on", organizations=list(reconciled_organizations(settings)))
             stop = asyncio.Event()
             yield RunningWorker("reconciler", asyncio.create_task(worker.run(stop)), stop)
 

@@ -85,7 +85,7 @@ def test_a_single_merchant_from_the_environment_keeps_working_unchanged() -> Non
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ("merchants = []", "merchants: Tuple should have at least 1 item"),
+        ("merchants = []", "merchants: needs 1 to 1000 [[merchants]] tables, not 0"),
         ("[[merchants]]\nid = 'x'\ncolour = 'red'", "merchants[0].colour: Extra inputs"),
         ("[[merchants]]\nid = 'not an id!'", "merchants[0].id: String should match"),
         ("[[merchants]\nid = 'x'", "is not TOML"),
@@ -160,3 +160,37 @@ def test_a_key_file_that_cannot_be_used_is_named_with_its_merchant(tmp_path: Pat
     ).merchant_accounts[0]  # fmt: skip
     with pytest.raises(ConfigurationError, match=r"^LEDGER_CYBERSOURCE_KEY_FILE: "):
         account_credentials(solo)
+
+
+def test_a_merchants_mistake_is_the_only_problem_named(tmp_path: Path) -> None:
+    message = refused(tmp_path, BETA.replace(SECRET, "not base64!"))
+    assert message.endswith("merchants[0].secret_key: is not valid base64"), message
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("auth", "jwt"),
+        ("key_password", "hunter2-password"),
+        ("certificate_file", "/run/secrets/certificate.pem"),
+        ("max_requests_per_second", "50"),
+    ],
+)
+def test_every_single_merchant_setting_is_named_beside_a_merchants_file(
+    tmp_path: Path, setting: str, value: str
+) -> None:
+    """Set beside the file, it would be ignored (each merchant's own are in the file): named
+    to unset, and alone, not with a message asking for the settings the file replaces."""
+    message = refused(tmp_path, BETA, **{f"cybersource_{setting}": value})
+    assert message.endswith(f"unset LEDGER_CYBERSOURCE_{setting.upper()}"), message
+    assert "hunter2" not in message
+
+
+def test_webhook_keys_written_one_a_line_are_refused_without_naming_a_key(tmp_path: Path) -> None:
+    """Read as one entry, the first key would end up inside a keyId, which start-up logs."""
+    (tmp_path / "hooks").write_text(f"beta-hook:{WEBHOOK_SECRET}\nbeta-hook-2:{SECRET}\n")
+    text = BETA.replace(
+        f'webhook_keys = "beta-hook:{WEBHOOK_SECRET}"', 'webhook_keys_file = "hooks"'
+    )
+    message = refused(tmp_path, text)
+    assert "merchants[0].webhook_keys: entry 1 is not keyId:base64key" in message, message

@@ -12,7 +12,11 @@ from prometheus_client import start_http_server
 from tqdm import tqdm
 
 from service.bootstrap import command_ledger, process_owner
-from service.configured_keys import MissingCredentials, merchant_credentials
+from service.configured_keys import (
+    MissingCredentials,
+    merchant_credentials,
+    reconciled_organizations,
+)
 from service.fronts.cli.common import (
     JSON_HELP,
     command_settings,
@@ -173,7 +177,7 @@ def _organizations_to_reconcile(
     none named, the only configured one."""
     if merchant_credentials(settings) is None:
         raise MissingCredentials()
-    configured = settings.cybersource_organizations
+    configured = reconciled_organizations(settings)
     unknown = [organization for organization in named if organization not in configured]
     if unknown:
         fail(
