@@ -49,10 +49,13 @@ class CybersourceClient:
             SignedTransport(base_url, more, more_limits, observer)
             for more, more_limits in more_merchants
         ]
+        # An organization a merchant lists is that merchant's, even where it is another
+        # merchant's own id; otherwise a merchant acts for its own id (the first one wins).
         self._by_organization: dict[str, SignedTransport] = {}
-        for transport in reversed(self._transports):  # the first configured wins a tie
-            acting = transport.credentials
-            for organization in (acting.merchant_id, *acting.organization_ids):
+        for transport in reversed(self._transports):
+            self._by_organization[transport.credentials.merchant_id] = transport
+        for transport in reversed(self._transports):
+            for organization in transport.credentials.organization_ids:
                 self._by_organization[organization] = transport
 
     @property

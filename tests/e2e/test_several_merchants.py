@@ -415,3 +415,10 @@ def test_each_merchants_organizations_are_swept_at_its_own_rate() -> None:
     # An organization no merchant acts for goes out as the first merchant (refused there).
     assert groups == [("acme", "acme_eu", "elsewhere"), ("beta",)]
     asyncio.run(client.close())
+    # An organization one merchant lists is that merchant's, though it is another's own id.
+    lister = MerchantCredentials("lister", "lister-key", b"l" * 32, organization_ids=("beta",))
+    client = CybersourceClient(
+        "http://127.0.0.1:9", BETA, ClientLimits(), more_merchants=[(lister, ClientLimits())]
+    )
+    assert client.merchant_groups(["beta", "lister"]) == [("beta", "lister")]
+    asyncio.run(client.close())
