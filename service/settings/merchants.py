@@ -128,7 +128,9 @@ class _MerchantEntry(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     id: str = Field(pattern=IDENTIFIER_PATTERN)
-    organizations: tuple[str, ...] = ()
+    # Absent: the merchant's own id; given, at least one (an empty list would mean the same
+    # as absent while reading as "none").
+    organizations: tuple[str, ...] = Field((), min_length=1)
     auth: Literal["http_signature", "jwt"] = "http_signature"
     key_id: str | None = Field(None, min_length=1, max_length=200)
     secret_key: SecretStr | None = None

@@ -194,3 +194,10 @@ def test_webhook_keys_written_one_a_line_are_refused_without_naming_a_key(tmp_pa
     )
     message = refused(tmp_path, text)
     assert "merchants[0].webhook_keys: entry 1 is not keyId:base64key" in message, message
+
+
+def test_an_empty_organizations_list_is_refused_rather_than_read_as_the_merchants_own(
+    tmp_path: Path,
+) -> None:
+    message = refused(tmp_path, BETA + "organizations = []\n")
+    assert "merchants[0].organizations: Tuple should have at least 1 item" in message, message
