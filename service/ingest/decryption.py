@@ -90,7 +90,7 @@ class NotificationDecryption:
     ) -> VerifiedDelivery:
         """The signature over the body as received or, failing that, over its decryption;
         ``SignatureRejected`` (bad_signature) when neither verifies, decrypted or not."""
-        mismatch = SignatureRejected("bad_signature", "the signature does not match the body")
+        mismatch: SignatureRejected | None = None  # made only when it is raised
         if self.covers is not SignatureCovers.DECRYPTED:
             try:
                 return VerifiedDelivery(
@@ -98,6 +98,9 @@ class NotificationDecryption:
                 )
             except SignatureRejected as refused:
                 mismatch = refused
+        mismatch = mismatch or SignatureRejected(
+            "bad_signature", "the signature does not match the body"
+        )
         encrypted = None
         if self.covers is not SignatureCovers.ENCRYPTED and len(self.keyring):
             encrypted = encrypted_notification(body)

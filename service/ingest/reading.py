@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from service.cybersource.envelope import DeliveryHeaders, UnusableBody, parse_body
+from service.cybersource.envelope import DeliveryHeaders, UnusableBody, decode_envelope
 from service.cybersource.message_encryption import Failure
 from service.domain.events import NewEvent
 from service.ingest.notification import (
@@ -92,7 +92,7 @@ def read_delivery(
     signed_at: datetime,
 ) -> Reading:
     try:
-        notification = read_notification(parse_body(body), headers, scope)
+        notification = read_notification(decode_envelope(body), headers, scope)
         if len(notification.items) > items_per_delivery_max:
             # Each item is validated, hashed and appended in one transaction: a signed body
             # of a million items would hold the append lock for minutes.
