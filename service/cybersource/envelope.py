@@ -20,7 +20,6 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-import msgspec
 from pydantic import (
     AliasChoices,
     BaseModel,
@@ -223,76 +222,6 @@ def parse_body(raw_body: bytes) -> Any:
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
-
-
-class _EnvelopeFields(msgspec.Struct, frozen=True, gc=False):
-    """The envelope's fields as the JSON gives them (UNSET where absent), every other key of
-    the body passed over. Numbers with a fraction or an exponent arrive as exact Decimals."""
-
-    notification_id: Any = msgspec.field(default=msgspec.UNSET, name="notificationId")
-    event_type: Any = msgspec.field(default=msgspec.UNSET, name="eventType")
-    event_date: Any = msgspec.field(default=msgspec.UNSET, name="eventDate")
-    webhook_id: Any = msgspec.field(default=msgspec.UNSET, name="webhookId")
-    product_id: Any = msgspec.field(default=msgspec.UNSET, name="productId")
-    organization_id: Any = msgspec.field(default=msgspec.UNSET, name="organizationId")
-    organization_id_upper: Any = msgspec.field(default=msgspec.UNSET, name="organizationID")
-    retry_number: Any = msgspec.field(default=msgspec.UNSET, name="retryNumber")
-    payload: Any = msgspec.field(default=msgspec.UNSET, name="payload")
-    payloads: Any = msgspec.field(default=msgspec.UNSET, name="payloads")
-
-
-_ENVELOPE_DECODER = msgspec.json.Decoder(_EnvelopeFields, float_hook=Decimal)
-# Where msgspec and json.loads could disagree, json.loads (parse_body) reads: it refuses an
-# integer of over 4,300 digits and nesting past the recursion limit, which msgspec accepts.
-# A body below both bounds cannot hold either.
-_DECODED_BODY_BYTES_MAX = 4096
-_DECODED_BRACKETS_MAX = 64
-
-
-def decode_envelope(raw_body: bytes) -> Envelope:
-    """``read_envelope(parse_body(raw_body))`` in one decode: the same envelope, and for any
-    body it does not read plainly, that very reading (with its refusal and message)."""
-    envelope = _plain_envelope(raw_body)
-    return envelope if envelope is not None else read_envelope(parse_body(raw_body))
-
-
-def _plain_envelope(raw_body: bytes) -> Envelope | None:
-    if (
-        len(raw_body) > _DECODED_BODY_BYTES_MAX
-        or raw_body.count(b"{") + raw_body.count(b"[") > _DECODED_BRACKETS_MAX
-    ):
-        return None
-    try:
-        fields = _ENVELOPE_DECODER.decode(raw_body)
-        # The envelope model's aliases take the first key present, even when it is null.
-        organization = fields.organization_id
-        if organization is msgspec.UNSET:
-            organization = fields.organization_id_upper
-        payload = fields.payload if fields.payload is not msgspec.UNSET else fields.payloads
-        payload = None if payload is msgspec.UNSET else payload
-        if not (payload is None or isinstance(payload, list | dict)):
-            return None
-        retry_number = None if fields.retry_number is msgspec.UNSET else fields.retry_number
-        return Envelope.model_construct(
-            notification_id=_plain_text(fields.notification_id),
-            event_type=_plain_text(fields.event_type),
-            event_date=_plain_text(fields.event_date),
-            webhook_id=_plain_text(fields.webhook_id),
-            product_id=_plain_text(fields.product_id),
-            organization_id=_plain_text(organization),
-            retry_number=_retry_number(retry_number),
-            payload=payload,
-        )
-    except (msgspec.DecodeError, ValueError):
-        return None  # the model's reading decides, and words the refusal
-
-
-def _plain_text(value: Any) -> str | None:
-    """What the model's ``Text`` makes of a value it accepts; ValueError for any other."""
-    text = None if value is msgspec.UNSET else _optional_text(value)
-    if text is None or (isinstance(text, str) and len(text) <= IDENTIFIER_LENGTH_MAX):
-        return text
-    raise ValueError("not a text the envelope accepts")
 
 
 def read_envelope(body: Any) -> Envelope:

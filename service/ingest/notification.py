@@ -23,6 +23,7 @@ from service.cybersource.envelope import (
     payload_items,
     read_envelope,
 )
+from service.cybersource.envelope_decoding import PlainEnvelope
 
 
 class EnvelopeContradictsPayload(Exception):
@@ -100,10 +101,12 @@ class Notification:
 
 
 def read_notification(
-    body: Envelope | Any, headers: DeliveryHeaders, scope: SignatureScope = WHOLE_BODY_SIGNED
+    body: Envelope | PlainEnvelope | Any,
+    headers: DeliveryHeaders,
+    scope: SignatureScope = WHOLE_BODY_SIGNED,
 ) -> Notification:
     """``body``: the parsed JSON, or its envelope already read (``decode_envelope``)."""
-    envelope = body if isinstance(body, Envelope) else read_envelope(body)
+    envelope = body if isinstance(body, Envelope | PlainEnvelope) else read_envelope(body)
     items = payload_items(envelope.payload)
     signed_event_type = _agreed_item_field(items, "eventType")
     signed_organization = _agreed_item_field(items, "organizationId", "organizationID")

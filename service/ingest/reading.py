@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from service.cybersource.envelope import DeliveryHeaders, UnusableBody, decode_envelope
+from service.cybersource.envelope import DeliveryHeaders, UnusableBody
+from service.cybersource.envelope_decoding import decode_envelope
 from service.cybersource.message_encryption import Failure
 from service.domain.events import NewEvent
 from service.ingest.notification import (
