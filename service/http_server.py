@@ -136,8 +136,55 @@ class BoundedH11Protocol(_BoundedConnection, H11Protocol):
     """h11 bounds the head's size itself (``h11_max_incomplete_event_size``)."""
 
 
+class _ResponseInOneWrite:
+    """The transport as a request's cycle sees it: a response head whose body follows (a
+    ``content-length`` above zero) is held and written with the body's first bytes, in one
+    write. uvicorn writes them apart, and on a small answer (every webhook's) the second
+    write is a second system call and packet for the same few hundred bytes."""
+
+    def __init__(self, transport: asyncio.Transport, cycle: Any) -> None:
+        self._transport = transport
+        self._cycle = cycle
+        self._head_seen = False
+        self._held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        if self._held is not None:
+            data, self._held = self._held + data, None
+        elif not self._head_seen and self._cycle.response_started:
+            # The first write once the response has started is its head (a 100 Continue is
+            # written before): held only when body bytes must follow it.
+            self._head_seen = True
+            cycle = self._cycle
+            if (
+                cycle.chunked_encoding is False
+                and cycle.expected_content_length > 0
+                and cycle.scope["method"] != "HEAD"
+            ):
+                self._held = data
+                return
+        self._transport.write(data)
+
+    def close(self) -> None:
+        # A response failing after its head still sends the head first, as uvicorn would.
+        if self._held is not None:
+            self._transport.write(self._held)
+            self._held = None
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class BoundedHttpToolsProtocol(_BoundedConnection, HttpToolsProtocol):
     _head_bytes = 0
+
+    def on_headers_complete(self) -> None:
+        previous = self.cycle
+        super().on_headers_complete()
+        # A new request's cycle (an upgrade makes none); its task has not run yet.
+        if self.cycle is not None and self.cycle is not previous:
+            self.cycle.transport = _ResponseInOneWrite(self.transport, self.cycle)
 
     def on_message_begin(self) -> None:
         self._head_bytes = 0
