@@ -70,21 +70,24 @@ class RequestMetrics:
 
         direct_route = (scope["method"], scope["path"])
         app = self._direct.get(direct_route) if not scope.get("root_path") else None
-        with structlog.contextvars.bound_contextvars(request_id=request_id.decode()):
-            try:
-                await (app or self._app)(scope, receive, send_and_note_status)
-            finally:
-                seconds = time.perf_counter() - started
-                method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
-                route = direct_route[1] if app else _route_template(scope.get("route"))
-                requests, durations = self._series_of(route, method, status)
-                requests.inc()
-                durations.observe(seconds)
-                if self._access_log:
-                    log.info(
-                        "http.request", method=method, route=route, status=status,
-                        milliseconds=round(seconds * 1000, 3),
-                    )  # fmt: skip
+        # Reset by its token afterwards (bound_contextvars would copy the whole context to
+        # save what it replaces, on every request).
+        bound = structlog.contextvars.bind_contextvars(request_id=request_id.decode())
+        try:
+            await (app or self._app)(scope, receive, send_and_note_status)
+        finally:
+            seconds = time.perf_counter() - started
+            method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
+            route = direct_route[1] if app else _route_template(scope.get("route"))
+            requests, durations = self._series_of(route, method, status)
+            requests.inc()
+            durations.observe(seconds)
+            if self._access_log:
+                log.info(
+                    "http.request", method=method, route=route, status=status,
+                    milliseconds=round(seconds * 1000, 3),
+                )  # fmt: skip
+            structlog.contextvars.reset_contextvars(**bound)
 
     def _series_of(self, route: str, method: str, status: int) -> tuple[Counter, Histogram]:
         key = (route, method, status)
