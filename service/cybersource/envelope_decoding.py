@@ -1,27 +1,35 @@
 """A delivery's envelope in one decode: msgspec reads the body straight into the envelope's
-fields, numbers with a fraction or an exponent as exact Decimals, every other key passed over.
+fields, numbers with a fraction or an exponent as exact Decimals, every other key passed over;
+its invoice items are read by the same validators without building the model.
 
-It reads as ``read_envelope(parse_body(body))`` does, and leaves to that reading every body it
-cannot read plainly (anything its validators or bounds would refuse), so the answers, the
-facts and the refusals' messages are the model's: ``tests/unit/test_envelope_decoding.py``
-holds both readings equal.
+Each reads as the models do (``read_envelope(parse_body(body))``, ``read_invoice_data``) and
+leaves to them every body or item it cannot read plainly (anything their validators or bounds
+would refuse), so the answers, the facts and the refusals' messages are the models':
+``tests/unit/test_envelope_decoding.py`` holds both readings equal.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
 import msgspec
 
 from service.cybersource.envelope import (
+    _DATE,
     IDENTIFIER_LENGTH_MAX,
     Envelope,
+    InvoiceData,
+    _amount,
+    _currency,
     _optional_text,
     _retry_number,
     parse_body,
     read_envelope,
+    read_invoice_data,
 )
 
 
@@ -108,3 +116,74 @@ def _plain_text(value: Any) -> str | None:
     if text is None or (isinstance(text, str) and len(text) <= IDENTIFIER_LENGTH_MAX):
         return text
     raise ValueError("not a text the envelope accepts")
+
+
+@dataclass(frozen=True, slots=True)
+class PlainInvoiceData:
+    """The fields of an ``InvoiceData`` read by ``decode_invoice_data``."""
+
+    invoice_number: str
+    balance_amount: Decimal | None
+    total_amount: Decimal | None
+    currency: str | None
+    due_date: date | None
+    payer_name: str | None
+    email_to: str | None
+    transaction_id: str | None
+    payment_amount: Decimal | None
+    event_type: str | None
+    organization_id: str | None
+
+
+def decode_invoice_data(item: Mapping[str, Any], index: int) -> InvoiceData | PlainInvoiceData:
+    """``read_invoice_data(item, index)`` without the model for an item it reads plainly: the
+    same fields, and for any other item that very reading (with its refusal and message)."""
+    try:
+        return _plain_invoice_data(item)
+    except ValueError:
+        return read_invoice_data(item, index)
+
+
+def _plain_invoice_data(item: Mapping[str, Any]) -> PlainInvoiceData:
+    invoice_number = _plain_text(item.get("invoiceNumber", msgspec.UNSET))
+    if not invoice_number:
+        raise ValueError("no invoice number")
+    currency = _currency(item.get("currency"))
+    if not (currency is None or isinstance(currency, str)):
+        raise ValueError("not a currency the model accepts")
+    return PlainInvoiceData(
+        invoice_number=invoice_number,
+        balance_amount=_plain_amount(_first(item, "balanceAmount", "invoiceBalance")),
+        total_amount=_plain_amount(item.get("totalAmount")),
+        currency=currency,
+        due_date=_plain_date(item.get("dueDate")),
+        payer_name=_plain_text(item.get("payerName", msgspec.UNSET)),
+        email_to=_plain_text(item.get("emailTo", msgspec.UNSET)),
+        transaction_id=_plain_text(item.get("transactionId", msgspec.UNSET)),
+        payment_amount=_plain_amount(_first(item, "paymentAmount", "paidAmount", "amount")),
+        event_type=_plain_text(item.get("eventType", msgspec.UNSET)),
+        organization_id=_plain_text(_first(item, "organizationId", "organizationID")),
+    )
+
+
+def _first(item: Mapping[str, Any], *names: str) -> Any:
+    """As the model's alias choices: the first name present, even when its value is null."""
+    for name in names:
+        if name in item:
+            return item[name]
+    return None
+
+
+def _plain_amount(value: Any) -> Decimal | None:
+    amount = _amount(value)
+    if amount is None or isinstance(amount, Decimal):
+        return amount
+    raise ValueError("not an amount the model accepts")
+
+
+def _plain_date(value: Any) -> date | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not _DATE.fullmatch(value.strip()):
+        raise ValueError("not a date the model accepts")
+    return date.fromisoformat(value.strip())
