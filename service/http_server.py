@@ -95,6 +95,8 @@ class _BoundedConnection:
     config: uvicorn.Config
     client: tuple[str, int] | None
     _head_deadline: asyncio.TimerHandle | None = None
+    _head_due_at = 0.0
+    _cycle_when_armed: Any = None
     _counted_peer: str | None = None
 
     def connection_made(self, transport: Any) -> None:
@@ -114,21 +116,29 @@ class _BoundedConnection:
     def connection_lost(self, exc: Exception | None) -> None:
         if self._head_deadline is not None:
             self._head_deadline.cancel()
+            self._head_deadline = None
         if self._counted_peer is not None:
             _slots_of(self.config).close_connection(self._counted_peer)
             self._counted_peer = None
         super().connection_lost(exc)  # type: ignore[misc]
 
     def _arm_head_deadline(self) -> None:
-        if self._head_deadline is not None:
-            self._head_deadline.cancel()
-        self._head_deadline = self.loop.call_later(
-            limits_of(self.config).header_timeout_seconds, self._head_overdue, self.cycle
-        )
+        # One timer per connection, moved on when it fires: re-arming follows every response,
+        # and cancelling and making a timer each time cost more than the rest of the bound.
+        self._head_due_at = self.loop.time() + limits_of(self.config).header_timeout_seconds
+        self._cycle_when_armed = self.cycle
+        if self._head_deadline is None:
+            self._head_deadline = self.loop.call_at(self._head_due_at, self._head_overdue)
 
-    def _head_overdue(self, cycle_when_armed: Any) -> None:
-        # A new cycle means a head arrived in time; the same one means none has.
-        if self.cycle is cycle_when_armed and not self.transport.is_closing():
+    def _head_overdue(self) -> None:
+        self._head_deadline = None
+        # A new cycle means a head arrived in time (the next response re-arms); the same one
+        # means none has since the deadline was last armed.
+        if self.cycle is not self._cycle_when_armed:
+            return
+        if self.loop.time() < self._head_due_at:  # armed again since this timer was made
+            self._head_deadline = self.loop.call_at(self._head_due_at, self._head_overdue)
+        elif not self.transport.is_closing():
             self.transport.close()
 
 
