@@ -107,10 +107,8 @@ def continued_history(
     ]
     if len(notices) != len(facts):
         return None
-    if (
-        snapshot.observed
-        and _amount_unknown(snapshot.last_state)
-        and any(fact.event.type in PAYMENT_NOTIFICATION_TYPES for fact in facts)
+    if snapshot.observed and _amount_unknown(snapshot.last_state) and any(
+        fact.event.type in PAYMENT_NOTIFICATION_TYPES for fact in facts
     ):
         return None
     running = _Running.resumed(snapshot)
