@@ -11,6 +11,8 @@ from contextlib import asynccontextmanager
 import structlog
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.bootstrap import serving_ledger
 from service.configured_keys import merchants_credentials
@@ -28,6 +30,7 @@ from service.fronts.failure_throttle import FailureThrottle
 from service.fronts.merchant_scope import MerchantOrganizations
 from service.fronts.request_metrics import RequestMetrics
 from service.http_server import WORKERS_SHARE_OF_GRACE
+from service.ingest.receiver import WebhookReceiver
 from service.metrics import LedgerMetrics
 from service.operations import api_error, operations_routes, try_again_later
 from service.settings import Settings
@@ -36,6 +39,7 @@ from service.workers.runner import BackgroundWorkers
 from service.workers.serving import ServingWorkers
 
 log = structlog.get_logger("service.app")
+WEBHOOK_PATH = "/webhooks/cybersource"
 
 
 def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) -> Starlette:
@@ -96,7 +100,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
     app = Starlette(
         routes=[
             ApiRoute(
-                "/webhooks/cybersource",
+                WEBHOOK_PATH,
                 receiver.endpoint,
                 methods=["GET", "HEAD", "POST"],
                 operations=WEBHOOK_OPERATIONS,
@@ -108,7 +112,14 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
             *operations_routes(ledger, serving_workers, lambda: app.state.openapi),
         ],
         exception_handlers={StoreUnavailable: try_again_later, ApiError: api_error},
-        middleware=[Middleware(RequestMetrics, metrics=metrics, access_log=settings.access_log)],
+        middleware=[
+            Middleware(
+                RequestMetrics,
+                metrics=metrics,
+                access_log=settings.access_log,
+                direct={("POST", WEBHOOK_PATH): _webhook_post(receiver)},
+            )
+        ],
         lifespan=lifespan,
     )
     app.state.ledger = ledger
@@ -122,6 +133,22 @@ def create_app(settings: Settings, *, clock: Callable[[], float] | None = None) 
         "and reports out.",
     )
     return app
+
+
+def _webhook_post(receiver: WebhookReceiver) -> ASGIApp:
+    """The webhook's POST as the router would serve it, without the router: the same answer
+    to a database that is away (``try_again_later``); anything else raised reaches the
+    server-error layer, as from any route."""
+
+    async def webhook_post(scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await receiver.handle(scope, receive, send)
+        except StoreUnavailable as error:
+            # Raised before anything is sent: the answer is still to be given.
+            response = await try_again_later(Request(scope), error)
+            await response(scope, receive, send)
+
+    return webhook_post
 
 
 def _export_expiries(

@@ -95,6 +95,8 @@ class _BoundedConnection:
     config: uvicorn.Config
     client: tuple[str, int] | None
     _head_deadline: asyncio.TimerHandle | None = None
+    _head_due_at = 0.0
+    _cycle_when_armed: Any = None
     _counted_peer: str | None = None
 
     def connection_made(self, transport: Any) -> None:
@@ -114,21 +116,29 @@ class _BoundedConnection:
     def connection_lost(self, exc: Exception | None) -> None:
         if self._head_deadline is not None:
             self._head_deadline.cancel()
+            self._head_deadline = None
         if self._counted_peer is not None:
             _slots_of(self.config).close_connection(self._counted_peer)
             self._counted_peer = None
         super().connection_lost(exc)  # type: ignore[misc]
 
     def _arm_head_deadline(self) -> None:
-        if self._head_deadline is not None:
-            self._head_deadline.cancel()
-        self._head_deadline = self.loop.call_later(
-            limits_of(self.config).header_timeout_seconds, self._head_overdue, self.cycle
-        )
+        # One timer per connection, moved on when it fires: re-arming follows every response,
+        # and cancelling and making a timer each time cost more than the rest of the bound.
+        self._head_due_at = self.loop.time() + limits_of(self.config).header_timeout_seconds
+        self._cycle_when_armed = self.cycle
+        if self._head_deadline is None:
+            self._head_deadline = self.loop.call_at(self._head_due_at, self._head_overdue)
 
-    def _head_overdue(self, cycle_when_armed: Any) -> None:
-        # A new cycle means a head arrived in time; the same one means none has.
-        if self.cycle is cycle_when_armed and not self.transport.is_closing():
+    def _head_overdue(self) -> None:
+        self._head_deadline = None
+        # A new cycle means a head arrived in time (the next response re-arms); the same one
+        # means none has since the deadline was last armed.
+        if self.cycle is not self._cycle_when_armed:
+            return
+        if self.loop.time() < self._head_due_at:  # armed again since this timer was made
+            self._head_deadline = self.loop.call_at(self._head_due_at, self._head_overdue)
+        elif not self.transport.is_closing():
             self.transport.close()
 
 
@@ -136,8 +146,55 @@ class BoundedH11Protocol(_BoundedConnection, H11Protocol):
     """h11 bounds the head's size itself (``h11_max_incomplete_event_size``)."""
 
 
+class _ResponseInOneWrite:
+    """The transport as a request's cycle sees it: a response head whose body follows (a
+    ``content-length`` above zero) is held and written with the body's first bytes, in one
+    write. uvicorn writes them apart, and on a small answer (every webhook's) the second
+    write is a second system call and packet for the same few hundred bytes."""
+
+    def __init__(self, transport: asyncio.Transport, cycle: Any) -> None:
+        self._transport = transport
+        self._cycle = cycle
+        self._head_seen = False
+        self._held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        if self._held is not None:
+            data, self._held = self._held + data, None
+        elif not self._head_seen and self._cycle.response_started:
+            # The first write once the response has started is its head (a 100 Continue is
+            # written before): held only when body bytes must follow it.
+            self._head_seen = True
+            cycle = self._cycle
+            if (
+                cycle.chunked_encoding is False
+                and cycle.expected_content_length > 0
+                and cycle.scope["method"] != "HEAD"
+            ):
+                self._held = data
+                return
+        self._transport.write(data)
+
+    def close(self) -> None:
+        # A response failing after its head still sends the head first, as uvicorn would.
+        if self._held is not None:
+            self._transport.write(self._held)
+            self._held = None
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class BoundedHttpToolsProtocol(_BoundedConnection, HttpToolsProtocol):
     _head_bytes = 0
+
+    def on_headers_complete(self) -> None:
+        previous = self.cycle
+        super().on_headers_complete()
+        # A new request's cycle (an upgrade makes none); its task has not run yet.
+        if self.cycle is not None and self.cycle is not previous:
+            self.cycle.transport = _ResponseInOneWrite(self.transport, self.cycle)
 
     def on_message_begin(self) -> None:
         self._head_bytes = 0

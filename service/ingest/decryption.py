@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
@@ -90,7 +90,7 @@ class NotificationDecryption:
     ) -> VerifiedDelivery:
         """The signature over the body as received or, failing that, over its decryption;
         ``SignatureRejected`` (bad_signature) when neither verifies, decrypted or not."""
-        mismatch = SignatureRejected("bad_signature", "the signature does not match the body")
+        mismatch: SignatureRejected | None = None  # made only when it is raised
         if self.covers is not SignatureCovers.DECRYPTED:
             try:
                 return VerifiedDelivery(
@@ -98,6 +98,9 @@ class NotificationDecryption:
                 )
             except SignatureRejected as refused:
                 mismatch = refused
+        mismatch = mismatch or SignatureRejected(
+            "bad_signature", "the signature does not match the body"
+        )
         encrypted = None
         if self.covers is not SignatureCovers.ENCRYPTED and len(self.keyring):
             encrypted = encrypted_notification(body)
@@ -131,40 +134,43 @@ class NotificationDecryption:
         if decrypted is None:
             encrypted = encrypted_notification(body)
             if encrypted is None:
-                return _signed_at(_clear(body, form, payload_digest), signed_at)
+                return _clear(body, form, payload_digest, signed_at)
             try:
                 decrypted = self.keyring.decrypt(encrypted)
             except Undecryptable as failure:
                 return Undecrypted(failure.failure)
-        return _signed_at(_decrypted(decrypted, form), signed_at)
+        return _decrypted(decrypted, form, signed_at)
 
 
-def _signed_at(opened: Opened | Unreadable, signed_at: datetime) -> Opened | Unreadable:
-    if isinstance(opened, Unreadable):
-        return opened
-    return replace(opened, scope=replace(opened.scope, signed_at=signed_at))
-
-
-def _clear(body: bytes, form: SignedContent, payload_digest: str | None) -> Opened | Unreadable:
+def _clear(
+    body: bytes, form: SignedContent, payload_digest: str | None, signed_at: datetime
+) -> Opened | Unreadable:
     if form is not SignedContent.PAYLOAD:
-        return Opened(body, SignatureScope(envelope_signed=True))
+        return Opened(body, SignatureScope(envelope_signed=True, signed_at=signed_at))
     if payload_digest is None:
         content = payload_content(body)
         if content is None:
             return Unreadable("the payload-signed body no longer has a payload to read")
         payload_digest = hashlib.sha256(content).hexdigest()
-    return Opened(body, SignatureScope(envelope_signed=False, payload_digest=payload_digest))
+    scope = SignatureScope(
+        envelope_signed=False, signed_at=signed_at, payload_digest=payload_digest
+    )
+    return Opened(body, scope)
 
 
-def _decrypted(decrypted: Decrypted, form: SignedContent) -> Opened | Unreadable:
+def _decrypted(
+    decrypted: Decrypted, form: SignedContent, signed_at: datetime
+) -> Opened | Unreadable:
     shape = decrypted.encrypted.shape
     whole_body = shape is not Shape.PAYLOAD
     if form is SignedContent.RAW:
         # Every byte received is signed, the JWE too: what it decrypts to is Cybersource's.
-        return Opened(decrypted.content, SignatureScope(envelope_signed=True), decrypted)
+        scope = SignatureScope(envelope_signed=True, signed_at=signed_at)
+        return Opened(decrypted.content, scope, decrypted)
     if form is SignedContent.DECRYPTED_RAW and whole_body:
         # The plaintext is what is signed; clear fields beside it are not, so not read.
-        return Opened(decrypted.plaintext, SignatureScope(envelope_signed=True), decrypted)
+        scope = SignatureScope(envelope_signed=True, signed_at=signed_at)
+        return Opened(decrypted.plaintext, scope, decrypted)
     if form is SignedContent.PAYLOAD and whole_body:
         return Unreadable("only a clear payload beside the encrypted notification is signed")
     # Only the payload is signed (encrypted, or decrypted): named by its clear content, so a
@@ -172,7 +178,6 @@ def _decrypted(decrypted: Decrypted, form: SignedContent) -> Opened | Unreadable
     content = payload_content(decrypted.content)
     if content is None:
         return Unreadable("the decrypted notification has no payload to read")
-    scope = SignatureScope(
-        envelope_signed=False, payload_digest=hashlib.sha256(content).hexdigest()
-    )
+    digest = hashlib.sha256(content).hexdigest()
+    scope = SignatureScope(envelope_signed=False, signed_at=signed_at, payload_digest=digest)
     return Opened(decrypted.content, scope, decrypted)

@@ -15,6 +15,7 @@ from typing import Any
 from service.cybersource.envelope import (
     IDENTIFIER_LENGTH_MAX,
     DeliveryHeaders,
+    Envelope,
     UnusableBody,
     is_storable,
     item_text,
@@ -22,6 +23,7 @@ from service.cybersource.envelope import (
     payload_items,
     read_envelope,
 )
+from service.cybersource.envelope_decoding import PlainEnvelope
 
 
 class EnvelopeContradictsPayload(Exception):
@@ -99,9 +101,12 @@ class Notification:
 
 
 def read_notification(
-    body: Any, headers: DeliveryHeaders, scope: SignatureScope = WHOLE_BODY_SIGNED
+    body: Envelope | PlainEnvelope | Any,
+    headers: DeliveryHeaders,
+    scope: SignatureScope = WHOLE_BODY_SIGNED,
 ) -> Notification:
-    envelope = read_envelope(body)
+    """``body``: the parsed JSON, or its envelope already read (``decode_envelope``)."""
+    envelope = body if isinstance(body, Envelope | PlainEnvelope) else read_envelope(body)
     items = payload_items(envelope.payload)
     signed_event_type = _agreed_item_field(items, "eventType")
     signed_organization = _agreed_item_field(items, "organizationId", "organizationID")

@@ -11,7 +11,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from service.cybersource.envelope import DeliveryHeaders, UnusableBody, parse_body
+from service.cybersource.envelope import DeliveryHeaders, UnusableBody
+from service.cybersource.envelope_decoding import decode_envelope
 from service.cybersource.message_encryption import Failure
 from service.domain.events import NewEvent
 from service.ingest.notification import (
@@ -115,7 +116,7 @@ def read_delivery(
 ) -> Reading:
     """``organizations``: those the signing key's merchant acts for (None: any)."""
     try:
-        notification = read_notification(parse_body(body), headers, scope)
+        notification = read_notification(decode_envelope(body), headers, scope)
         if len(notification.items) > items_per_delivery_max:
             # Each item is validated, hashed and appended in one transaction: a signed body
             # of a million items would hold the append lock for minutes.

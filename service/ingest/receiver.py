@@ -10,24 +10,28 @@ cannot read.
 from __future__ import annotations
 
 import asyncio
-import re
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 
 import structlog
+from prometheus_client import Counter
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from service.cybersource.envelope import DeliveryHeaders, dead_letter_identifiers
 from service.cybersource.webhook_signature import (
     SIGNATURE_HEADER,
+    AdmittedSignature,
     SignatureRejected,
     SignedContent,
     WebhookVerifier,
 )
 from service.ingest.decryption import NotificationDecryption, Opened, VerifiedDelivery
+from service.ingest.inbox_entries import SignedDelivery, unsigned_entry
 from service.ingest.notification import kept_headers
 from service.ingest.payload_forms import RETRY_AFTER_SECONDS as PAYLOAD_FORMS_RETRY_SECONDS
 from service.ingest.payload_forms import PayloadFormsBusy, PayloadFormWorker
@@ -40,6 +44,15 @@ from service.ingest.reading import (
     read_delivery,
 )
 from service.ingest.token_bucket import TokenBucket
+from service.ingest.webhook_http import (
+    EMPTY_BAD_REQUEST,
+    Answer,
+    BodyTooLarge,
+    error_answer,
+    json_answer,
+    read_bounded_body,
+    read_headers,
+)
 from service.metrics import LedgerMetrics
 from service.store.errors import StoreUnavailable, is_unavailability
 from service.store.events.base import Appender, EventStore, InboxEntry, delivery_outcome
@@ -53,29 +66,16 @@ log = structlog.get_logger("service.ingest")
 
 # Cybersource sends one invoice per notification; a thousand leaves room for batches.
 ITEMS_PER_DELIVERY_MAX_DEFAULT = 1000
-
-
-class BodyTooLarge(Exception):
-    pass
-
-
-_CONTENT_LENGTH_PATTERN = re.compile(r"[0-9]{1,20}")  # ASCII only: str.isdigit accepts "²"
-
-
-async def read_bounded_body(request: Request, max_body_bytes: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if (
-        declared is not None
-        and _CONTENT_LENGTH_PATTERN.fullmatch(declared.strip())
-        and int(declared) > max_body_bytes
-    ):
-        raise BodyTooLarge
-    chunks = bytearray()
-    async for chunk in request.stream():
-        chunks.extend(chunk)
-        if len(chunks) > max_body_bytes:
-            raise BodyTooLarge
-    return bytes(chunks)
+# The answers almost every delivery gets, encoded once.
+_OUTCOME_ANSWERS = {outcome: json_answer({"status": outcome.value}) for outcome in InboxOutcome}
+_PAYLOAD_FORMS_BUSY = json_answer(
+    {
+        "error": "payload_form_busy",
+        "detail": "too many deliveries wait for their payload-form signature check; retry later",
+    },
+    503,
+    {"Retry-After": str(PAYLOAD_FORMS_RETRY_SECONDS)},
+)
 
 
 class WebhookReceiver:
@@ -113,105 +113,102 @@ class WebhookReceiver:
         self._pinning_recommended = False
         # A flood of junk must not grow the inbox (or the logs) without bound.
         self._refusal_recording = TokenBucket(refusals_recorded_per_second)
+        # prometheus_client's labels() takes a lock and builds a key on every call; the
+        # children are few (outcomes, signed forms) and kept here instead.
+        self._outcome_counters: dict[str, Counter] = {}
+        self._form_counters: dict[SignedContent, Counter] = {}
 
     async def endpoint(self, request: Request) -> Response:
+        """GET and HEAD (Cybersource's health check); POST when ``handle`` is not routed to."""
         if request.method in ("GET", "HEAD"):
-            return JSONResponse({"status": "ok"})  # Cybersource's health check
+            return JSONResponse({"status": "ok"})
+        answer = await self.answer(request.scope, request.receive)
+        return Response(answer.body, answer.status, headers=answer.header_map)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A POST, straight from the ASGI server, without Starlette's request and response."""
+        answer = await self.answer(scope, receive)
+        await answer.send_to(send)
+
+    async def answer(self, scope: Scope, receive: Receive) -> Answer:
         started = time.perf_counter()
         try:
-            return await self._receive(request)
+            return await self._receive(scope, receive)
         except StoreUnavailable:
             self._metrics.store_unavailable.inc()
             raise
         except ClientDisconnect:
             # Nobody is left to answer; the sender retries what it did not see acknowledged.
             log.info("webhook.client_disconnected")
-            return Response(status_code=400)
+            return EMPTY_BAD_REQUEST
         finally:
             self._metrics.acknowledgement_seconds.observe(time.perf_counter() - started)
 
-    async def _receive(self, request: Request) -> Response:
+    async def _receive(self, scope: Scope, receive: Receive) -> Answer:
         now = self._clock()
         received_at = datetime.fromtimestamp(now, UTC)
-        headers = DeliveryHeaders.from_mapping(request.headers)
-        entry = InboxEntry(
-            received_at=received_at,
-            event_type=headers.event_type,
-            webhook_id=headers.webhook_id,
-            retry_count=headers.retry_count,
-            trace_id=headers.trace_id,
-            headers=kept_headers(request.headers),
-            organization_id=headers.organization_id,
-        )
+        header_values = read_headers(scope["headers"])
+        headers = DeliveryHeaders.from_mapping(header_values)
+        kept = kept_headers(header_values)
         try:
             # The header alone can be refused before a byte of the body is read.
-            admitted = self._verifier.admit(request.headers.get(SIGNATURE_HEADER), int(now * 1000))
+            admitted = self._verifier.admit(header_values.get(SIGNATURE_HEADER), int(now * 1000))
         except SignatureRejected as rejection:
+            entry = unsigned_entry(received_at, headers, kept)
             return await self._refuse(entry, rejection.reason, rejection.detail)
         try:
             # A client trickling its body would otherwise hold a connection and its buffer.
             async with asyncio.timeout(self._body_timeout_seconds):
-                body = await read_bounded_body(request, self._max_body_bytes)
+                body = await read_bounded_body(header_values, receive, self._max_body_bytes)
         except TimeoutError:
-            await self._record_refusal(entry, "body_timeout")
-            return _error(
+            await self._record_refusal(unsigned_entry(received_at, headers, kept), "body_timeout")
+            return error_answer(
                 408, "body_timeout", f"the body took over {self._body_timeout_seconds:g} s to send"
             )
         except BodyTooLarge:
-            await self._record_refusal(entry, "body_too_large")
-            return _error(413, "body_too_large", f"the body exceeds {self._max_body_bytes} bytes")
-        try:
-            delivery = await self._decryption.verify(
-                self._verifier, admitted, body, self._payload_forms.content
+            await self._record_refusal(unsigned_entry(received_at, headers, kept), "body_too_large")
+            return error_answer(
+                413, "body_too_large", f"the body exceeds {self._max_body_bytes} bytes"
             )
+        try:
+            delivery = await self._verify(admitted, body)
         except SignatureRejected as rejection:
+            entry = unsigned_entry(received_at, headers, kept)
             return await self._refuse(entry, rejection.reason, rejection.detail)
         except PayloadFormsBusy:
             # Not judged, so not recorded: the sender retries, and a genuine delivery then
             # verifies once the flood that filled the queue has passed.
             self._metrics.payload_forms_busy.inc()
-            return JSONResponse(
-                {
-                    "error": "payload_form_busy",
-                    "detail": "too many deliveries wait for their payload-form signature check;"
-                    " retry later",
-                },
-                status_code=503,
-                headers={"Retry-After": str(PAYLOAD_FORMS_RETRY_SECONDS)},
-            )
+            return _PAYLOAD_FORMS_BUSY
 
         verified = delivery.verified
-        self._metrics.signed_content_matches.labels(verified.signed_content.value).inc()
+        self._count_form(verified.signed_content)
         self._recommend_pinning(verified.signed_content)
-        # One copy of the entry for everything the signature established (a dataclass copy
-        # is among the request's costlier steps).
-        entry = replace(
-            entry,
-            key_id=verified.key_id,
-            signed_content=verified.signed_content,
-            body=body,
-            signed_at=datetime.fromtimestamp(verified.timestamp_ms / 1000, UTC),
-        )
+        signed_at = datetime.fromtimestamp(verified.timestamp_ms / 1000, UTC)
+        signed = SignedDelivery(received_at, headers, kept, verified, body, signed_at)
         try:
-            return await self._record(entry, headers, delivery)
+            return await self._record(signed, delivery)
         except (StoreUnavailable, ClientDisconnect):
             raise
         except Exception as error:
             if is_unavailability(error):
                 raise StoreUnavailable(f"database unavailable: {type(error).__name__}") from error
             # A signed body must never be lost to a fault of ours: keep it for an operator.
-            return await self._keep_unexpected_dead_letter(entry, error)
+            return await self._keep_unexpected_dead_letter(signed, error)
 
-    async def _record(
-        self, entry: InboxEntry, headers: DeliveryHeaders, delivery: VerifiedDelivery
-    ) -> Response:
-        verified = delivery.verified
-        signed_at = entry.signed_at
-        assert signed_at is not None, "a verified delivery carries its signature's time"
+    async def _verify(self, admitted: AdmittedSignature, body: bytes) -> VerifiedDelivery:
+        """Every signature check of a delivery whose header was admitted: the one place that
+        decides whether its body is Cybersource's."""
+        return await self._decryption.verify(
+            self._verifier, admitted, body, self._payload_forms.content
+        )
+
+    async def _record(self, signed: SignedDelivery, delivery: VerifiedDelivery) -> Answer:
+        verified = signed.verified
         opened = self._decryption.open(
-            entry.body or b"",
+            signed.body,
             verified.signed_content,
-            signed_at,
+            signed.signed_at,
             payload_digest=verified.payload_digest,
             decrypted=delivery.decrypted,
         )
@@ -219,10 +216,10 @@ class WebhookReceiver:
         reading = (
             read_delivery(
                 opened.content,
-                headers,
+                signed.headers,
                 opened.scope,
                 items_per_delivery_max=self._items_per_delivery_max,
-                signed_at=signed_at,
+                signed_at=signed.signed_at,
                 organizations=self._organizations_by_key.get(verified.key_id),
             )
             if isinstance(opened, Opened)
@@ -231,91 +228,90 @@ class WebhookReceiver:
         match reading:
             case Contradiction():
                 return await self._refuse(
-                    replace(entry, body=None), "envelope_mismatch", reading.problem
+                    signed.inbox_entry(with_body=False), "envelope_mismatch", reading.problem
                 )
             case Unreadable() | Undecrypted() | ForeignOrganization():
                 # Signed by Cybersource but unreadable: keep it whole (encrypted, as it came)
                 # for an operator; the answer is the same whatever the reason.
                 delivery_id = await self._store.record_inbox(
-                    replace(entry, outcome=InboxOutcome.REJECTED, reason=reading.reason)
+                    signed.inbox_entry(InboxOutcome.REJECTED, reading.reason)
                 )
                 self._count(DEAD_LETTER)
                 log.warning(
                     "webhook.dead_letter", key_id=verified.key_id,
                     reason=reading.reason if isinstance(reading, Undecrypted) else reading.problem,
-                    delivery_id=delivery_id, **dead_letter_identifiers(entry.body or b""),
+                    delivery_id=delivery_id, **dead_letter_identifiers(signed.body),
                 )  # fmt: skip
-                error = "foreign_organization" if isinstance(reading, ForeignOrganization) else None
-                return _error(422, error or "unusable_body", reading.problem)
+                foreign = isinstance(reading, ForeignOrganization)
+                return error_answer(
+                    422, "foreign_organization" if foreign else "unusable_body", reading.problem
+                )
             case Ignored():
                 await self._store.record_inbox(
-                    replace(entry, outcome=InboxOutcome.IGNORED, reason=reading.reason)
+                    signed.inbox_entry(InboxOutcome.IGNORED, reading.reason)
                 )
                 self._count(InboxOutcome.IGNORED)
                 log.info("webhook.ignored", event_type=reading.event_type)
-                return JSONResponse({"status": InboxOutcome.IGNORED.value})
+                return _OUTCOME_ANSWERS[InboxOutcome.IGNORED]
         notification, new_events = reading.notification, reading.events
-        entry = replace(
-            entry,
-            notification_id=notification.notification_id,
-            event_type=notification.event_type,
-            webhook_id=notification.webhook_id,
-            retry_count=notification.retry_number,
-            organization_id=notification.organization_id,
-        )
-
-        results = await self._appender.append(new_events, entry)
+        results = await self._appender.append(new_events, signed.read_entry(notification))
         outcome = delivery_outcome(results)
         self._count(outcome)
-        fields = {
-            "notification_id": notification.notification_id,
-            "claimed_notification_id": notification.claimed_notification_id,
-            "event_type": notification.event_type,
-            "key_id": verified.key_id,
-            "signed_content": verified.signed_content.value,
-            "positions": [result.position for result in results],
-            "retry_count": notification.retry_number,
-        }
-        if outcome is InboxOutcome.CONFLICT:
-            log.error("webhook.conflict", **fields)
-        else:
-            # DEBUG: one INFO line per delivery cost more CPU than the append's own work; the
-            # deliveries metric counts them, and conflicts, dead letters and refusals are
-            # still logged one by one.
-            log.debug(f"webhook.{outcome.value}", **fields)
-        return JSONResponse({"status": outcome.value})
+        conflict = outcome is InboxOutcome.CONFLICT
+        # DEBUG for the rest: one INFO line per delivery cost more CPU than the append's own
+        # work; the deliveries metric counts them, and conflicts, dead letters and refusals
+        # are still logged one by one. Its fields are built only when the line is written.
+        if conflict or log.is_enabled_for(logging.DEBUG):
+            fields = {
+                "notification_id": notification.notification_id,
+                "claimed_notification_id": notification.claimed_notification_id,
+                "event_type": notification.event_type,
+                "key_id": verified.key_id,
+                "signed_content": verified.signed_content.value,
+                "positions": [result.position for result in results],
+                "retry_count": notification.retry_number,
+            }
+            if conflict:
+                log.error("webhook.conflict", **fields)
+            else:
+                log.debug(f"webhook.{outcome.value}", **fields)
+        return _OUTCOME_ANSWERS[outcome]
 
-    async def _keep_unexpected_dead_letter(self, entry: InboxEntry, error: Exception) -> Response:
+    async def _keep_unexpected_dead_letter(
+        self, signed: SignedDelivery, error: Exception
+    ) -> Answer:
         """Record the body with as little else as possible: the rest may be what failed."""
-        reason = f"unusable_body: unexpected {type(error).__name__}"
+        key_id = signed.verified.key_id
         dead_letter = InboxEntry(
-            received_at=entry.received_at,
+            received_at=signed.received_at,
             outcome=InboxOutcome.REJECTED,
-            reason=reason,
-            key_id=entry.key_id,
-            signed_content=entry.signed_content,
-            body=entry.body,
-            headers=entry.headers,
-            signed_at=entry.signed_at,
-            organization_id=entry.organization_id,
+            reason=f"unusable_body: unexpected {type(error).__name__}",
+            key_id=key_id,
+            signed_content=signed.verified.signed_content,
+            body=signed.body,
+            headers=signed.kept_headers,
+            signed_at=signed.signed_at,
+            organization_id=signed.headers.organization_id,
         )
         try:
             delivery_id = await self._store.record_inbox(dead_letter)
         except Exception as recording_error:
-            log.error("webhook.unexpected_error", key_id=entry.key_id, exc_info=error)
+            log.error("webhook.unexpected_error", key_id=key_id, exc_info=error)
             # Not even the bare body could be stored: the sender must keep it and retry.
             raise StoreUnavailable("the dead letter could not be recorded") from recording_error
         log.error(
-            "webhook.unexpected_dead_letter", key_id=entry.key_id, delivery_id=delivery_id,
-            exc_info=error, **dead_letter_identifiers(entry.body or b""),
+            "webhook.unexpected_dead_letter", key_id=key_id, delivery_id=delivery_id,
+            exc_info=error, **dead_letter_identifiers(signed.body),
         )  # fmt: skip
         self._count(DEAD_LETTER)
-        return _error(422, "unusable_body", "the body could not be read; it is kept for review")
+        return error_answer(
+            422, "unusable_body", "the body could not be read; it is kept for review"
+        )
 
-    async def _refuse(self, entry: InboxEntry, reason: str, detail: str) -> Response:
+    async def _refuse(self, entry: InboxEntry, reason: str, detail: str) -> Answer:
         self._metrics.signature_failures.labels(reason).inc()
         await self._record_refusal(entry, reason)
-        return _error(401, reason, detail)
+        return error_answer(401, reason, detail)
 
     async def _record_refusal(self, entry: InboxEntry, reason: str) -> None:
         """An untrusted delivery leaves a trace without its body, up to a rate; past it, only
@@ -358,8 +354,15 @@ class WebhookReceiver:
             self._metrics.notification_decryptions.labels("decrypted", kid).inc()
 
     def _count(self, outcome: InboxOutcome | str) -> None:
-        self._metrics.deliveries.labels(str(outcome)).inc()
+        label = str(outcome)
+        counter = self._outcome_counters.get(label)
+        if counter is None:
+            counter = self._outcome_counters[label] = self._metrics.deliveries.labels(label)
+        counter.inc()
 
-
-def _error(status_code: int, error: str, detail: str) -> JSONResponse:
-    return JSONResponse({"error": error, "detail": detail}, status_code=status_code)
+    def _count_form(self, form: SignedContent) -> None:
+        counter = self._form_counters.get(form)
+        if counter is None:
+            counter = self._metrics.signed_content_matches.labels(form.value)
+            self._form_counters[form] = counter
+        counter.inc()

@@ -6,7 +6,8 @@ import hashlib
 import json
 from datetime import datetime
 
-from service.cybersource.envelope import InvoiceData, UnusableBody, read_invoice_data
+from service.cybersource.envelope import InvoiceData, UnusableBody
+from service.cybersource.envelope_decoding import PlainInvoiceData, decode_invoice_data
 from service.domain.events import EVENT_TYPE_BY_NOTIFICATION_TYPE, EventSource, NewEvent
 from service.domain.payloads import (
     NotificationIdentity,
@@ -31,7 +32,7 @@ def notification_events(notification: Notification, signed_at: datetime) -> list
         raise UnusableBody("the notification has no payload")
     # Cybersource stamps eventDate; the signature time is the next best witness of when.
     occurred_at = notification.event_date or signed_at
-    invoices = [read_invoice_data(item, index) for index, item in enumerate(notification.items)]
+    invoices = [decode_invoice_data(item, index) for index, item in enumerate(notification.items)]
     events = []
     for index, invoice in enumerate(invoices):
         key = idempotency_key(notification, invoice)
@@ -57,7 +58,7 @@ KEY_PREFIX = "cybersource:notification:"
 KEY_LENGTH_MAX = 300  # the events table allows 400
 
 
-def idempotency_key(notification: Notification, invoice: InvoiceData) -> str:
+def idempotency_key(notification: Notification, invoice: InvoiceData | PlainInvoiceData) -> str:
     """Names the notification, not the delivery: retries share it, trace ids never enter it.
 
     Without a notification id: the subscription, type, organization, invoice and eventDate
@@ -89,7 +90,9 @@ def _payload_digest(notification: Notification) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _fact(notification: Notification, invoice: InvoiceData) -> NotificationReceived:
+def _fact(
+    notification: Notification, invoice: InvoiceData | PlainInvoiceData
+) -> NotificationReceived:
     payment = None
     if invoice.transaction_id or invoice.payment_amount is not None:
         payment = PaymentReported(invoice.transaction_id, invoice.payment_amount)
