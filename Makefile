@@ -52,6 +52,7 @@ test: $(VENV)/.installed-dev
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check service tests bench demo migrations
+	$(BIN)/ruff format --check service tests bench demo migrations
 	$(BIN)/mypy
 
 # The service image, built without a daemon (buildah, chroot isolation, vfs storage: what

@@ -58,9 +58,7 @@ def main() -> None:
     parser.add_argument("--invoices", type=int, default=100_000)
     parser.add_argument("--page-rows", type=int, default=500)
     arguments = parser.parse_args()
-    with tempfile.TemporaryDirectory() as directory, fresh_sqlite_database(
-        Path(directory)
-    ) as url:
+    with tempfile.TemporaryDirectory() as directory, fresh_sqlite_database(Path(directory)) as url:
         _export(url, "sqlite", arguments.invoices, arguments.page_rows)
     server = PostgresServer()
     try:

@@ -55,9 +55,7 @@ def invoice_events(number: int, rng: random.Random) -> Iterator[tuple[Any, ...]]
         )  # fmt: skip
 
 
-def reminder_events(
-    number: int, first_version: int, count: int
-) -> Iterator[tuple[Any, ...]]:
+def reminder_events(number: int, first_version: int, count: int) -> Iterator[tuple[Any, ...]]:
     """A long-lived invoice: ``count`` reminders, a minute apart, from ``first_version`` on (the
     first of all is the send). For measuring what one more fact on a long stream costs."""
     invoice = f"LONG-{number:06d}"

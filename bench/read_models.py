@@ -74,8 +74,12 @@ REPORTS = {
     # Days in another zone are not UTC days: summed from the collections themselves.
     "collections timeZone": (
         "/v1/reports/collections",
-        {"from": "2025-01-01", "to": "2025-12-31", "interval": "month",
-         "timeZone": "America/Los_Angeles"},
+        {
+            "from": "2025-01-01",
+            "to": "2025-12-31",
+            "interval": "month",
+            "timeZone": "America/Los_Angeles",
+        },
     ),
     "status": ("/v1/reports/status", {}),
 }

@@ -143,6 +143,4 @@ def _empty_read_models() -> None:
 
 
 def _project_again_from_the_start() -> None:
-    op.execute(
-        sa.text("UPDATE projection_checkpoints SET position = 0 WHERE name = 'invoices'")
-    )
+    op.execute(sa.text("UPDATE projection_checkpoints SET position = 0 WHERE name = 'invoices'"))
