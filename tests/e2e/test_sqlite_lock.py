@@ -4,31 +4,38 @@ serving process holds it while it writes."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 from tests.support.cli import invoice_ledger
 from tests.support.databases import fresh_sqlite_database
 
-# Longer than one busy timeout (5 s), shorter than the default wait (30 s).
-HELD_SECONDS = 6.5
+# The most the first test holds the lock while it waits for the command to say it waits.
+LONGEST_HOLD_SECONDS = 25.0
 
 
 @contextmanager
-def write_lock_held(database_path: Path, seconds: float) -> Iterator[None]:
-    """Another connection takes the write lock and keeps it ``seconds``, then commits."""
+def write_lock_held(
+    database_path: Path, seconds: float, released: threading.Event | None = None
+) -> Iterator[None]:
+    """Another connection takes the write lock and keeps it ``seconds`` (or until
+    ``released`` is set, if given first), then commits."""
     taken = threading.Event()
+    release = released or threading.Event()
 
     def hold() -> None:
         connection = sqlite3.connect(database_path, isolation_level=None)
         try:
             connection.execute("BEGIN IMMEDIATE")
             taken.set()
-            time.sleep(seconds)
+            release.wait(timeout=seconds)
             connection.execute("COMMIT")
         finally:
             connection.close()
@@ -39,27 +46,47 @@ def write_lock_held(database_path: Path, seconds: float) -> Iterator[None]:
         assert taken.wait(timeout=5)
         yield
     finally:
+        release.set()
         holder.join(timeout=seconds + 5)
 
 
 def test_a_command_waits_for_a_lock_held_longer_than_the_busy_timeout(tmp_path: Path) -> None:
+    # The holder releases the lock as soon as the command says it waits, however long the
+    # command took to start: a fixed hold would race the interpreter's start-up.
+    said_it_waits = threading.Event()
+    stderr_lines: list[str] = []
+
+    def read_stderr(stream: IO[bytes]) -> None:
+        for line in stream:
+            stderr_lines.append(line.decode())
+            if "sqlite.waiting_for_lock" in stderr_lines[-1]:
+                said_it_waits.set()
+
     with (
         fresh_sqlite_database(tmp_path) as database_url,
-        write_lock_held(tmp_path / "ledger.db", HELD_SECONDS),
+        write_lock_held(tmp_path / "ledger.db", LONGEST_HOLD_SECONDS, released=said_it_waits),
+        subprocess.Popen(
+            [sys.executable, "-m", "service.fronts.cli", "prune", "--older-than", "30"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "LEDGER_DATABASE_URL": database_url},
+        ) as command,
     ):
-        started = time.monotonic()
-        result = invoice_ledger(
-            "prune", "--older-than", "30", environment={"LEDGER_DATABASE_URL": database_url}
-        )
-    assert result.returncode == 0, result.stderr.decode()
-    assert time.monotonic() - started >= HELD_SECONDS - 1
-    assert "sqlite.waiting_for_lock" in result.stderr.decode()
+        assert command.stdout is not None and command.stderr is not None
+        reader = threading.Thread(target=read_stderr, args=(command.stderr,))
+        reader.start()
+        assert said_it_waits.wait(timeout=LONGEST_HOLD_SECONDS), "".join(stderr_lines)
+        output = command.stdout.read()
+        assert command.wait(timeout=30) == 0, "".join(stderr_lines)
+        reader.join(timeout=5)
+    assert b"deleted 0 rows" in output
 
 
 def test_a_lock_held_past_the_wait_is_reported_as_locked(tmp_path: Path) -> None:
+    # Held until the command has answered, however long it took to start.
     with (
         fresh_sqlite_database(tmp_path) as database_url,
-        write_lock_held(tmp_path / "ledger.db", 3.0),
+        write_lock_held(tmp_path / "ledger.db", LONGEST_HOLD_SECONDS),
     ):
         result = invoice_ledger(
             "prune", "--older-than", "30",
