@@ -6,7 +6,8 @@
    (memory should stay flat), against a bare read of every event in the same order;
 2. what one more fact on a long-lived invoice costs the projector, folded onto the stream's
    snapshot and, in the same run, with the snapshots dropped (the stream read whole);
-3. ``GET /v1/invoices/{n}`` and each report, sequentially over HTTP, against ``GET /healthz``;
+3. ``GET /v1/invoices/{n}``, each report and the invoice list with filters, sequentially over
+   HTTP, against ``GET /healthz``;
 4. projection lag (append to read-model position) while notifications arrive at 500/s.
 
 ``python -m bench.read_models --projector-only [--projector-invoices 20000]`` measures only the
@@ -82,6 +83,10 @@ REPORTS = {
         },
     ),
     "status": ("/v1/reports/status", {}),
+    # The invoice list with filters, each of which has an index leading with it.
+    "list currency dueAfter": ("/v1/invoices", {"currency": "GBP", "dueAfter": "2025-06-01"}),
+    "list customerName": ("/v1/invoices", {"customerName": "Customer 4321"}),
+    "list status": ("/v1/invoices", {"status": "PARTIAL"}),
 }
 
 

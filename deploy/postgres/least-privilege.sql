@@ -31,6 +31,9 @@ GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO invoice_ledger_service;
 GRANT EXECUTE ON FUNCTION ledger_append_columns TO invoice_ledger_service;
 -- Retention deletes expired inbox rows through this function only (no DELETE on inbox).
 GRANT EXECUTE ON FUNCTION ledger_prune_inbox(text, timestamptz, integer) TO invoice_ledger_service;
+-- A rebuild indexes its tables and renames them into place through this function only
+-- (the service's role owns no table, so it could do neither itself).
+GRANT EXECUTE ON FUNCTION ledger_rebuild_tables(text) TO invoice_ledger_service;
 -- Read models are derived and rebuildable: the projector and `rebuild` rewrite them.
 GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON
     invoices, invoice_versions, invoice_collections, invoice_totals,

@@ -32,8 +32,8 @@ from service.store.views.changes import (
 )
 from service.store.views.keyed_rows import array_type, delete_keyed, empty
 
-# How long copying the rebuilt rows into the live tables may take, per table.
-SWAP_COPY_SECONDS_MAX = 30 * 60.0
+# How long indexing the rebuild tables may take (PostgreSQL), all of them.
+SWAP_INDEX_SECONDS_MAX = 60 * 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +90,17 @@ async def apply(connection: AsyncConnection, changes: ViewChanges) -> None:
 
 
 async def recount(connection: AsyncConnection) -> None:
-    """Make the rebuilt rows live (the rebuild tables are emptied after)."""
+    """Make the rebuilt rows live, in the caller's transaction.
+
+    On PostgreSQL the tables are exchanged by renaming (``ledger_rebuild_tables``, migration
+    0025): readers wait for the renames, not for a copy of the whole read model into indexed
+    tables, and the rebuild tables must have been indexed first (``index_rebuild_tables``).
+    SQLite copies the rows over: its read models are small, and renaming there would rewrite
+    the schema under other connections.
+    """
+    if connection.dialect.name == "postgresql":
+        await connection.execute(text("SELECT ledger_rebuild_tables('swap')"))
+        return
     await empty(connection, LIVE_TABLES.all())
     for live, rebuilt in zip(LIVE_TABLES.all(), REBUILD_TABLES.all(), strict=True):
         await _copy_table(connection, live, rebuilt)
@@ -98,7 +108,24 @@ async def recount(connection: AsyncConnection) -> None:
 
 
 async def clear_rebuild_tables(connection: AsyncConnection) -> None:
+    """Empty the rebuild tables and, on PostgreSQL, leave them only their primary keys: rows
+    load faster into tables without indexes, and the indexes are built once at the end."""
+    if connection.dialect.name == "postgresql":
+        await connection.execute(text("SELECT ledger_rebuild_tables('unindex')"))
     await empty(connection, REBUILD_TABLES.all())
+
+
+async def index_rebuild_tables(connection: AsyncConnection) -> None:
+    """Give the loaded rebuild tables the live tables' indexes and statistics (PostgreSQL),
+    before the swap's transaction, so that readers do not wait while they are built."""
+    if connection.dialect.name != "postgresql":
+        return
+    driver_connection = (await connection.get_raw_connection()).driver_connection
+    assert driver_connection is not None
+    # Bounded as the copy it replaces: this reads the whole read model, once per index.
+    await driver_connection.execute(
+        "SELECT ledger_rebuild_tables('index')", timeout=SWAP_INDEX_SECONDS_MAX
+    )
 
 
 async def write_rebuild_batch(
@@ -164,18 +191,8 @@ def _rows_by_table(
 
 
 async def _copy_table(connection: AsyncConnection, live: Table, rebuilt: Table) -> None:
-    """Every rebuilt row into its live table. On PostgreSQL through the driver, with a bound of
-    its own: this copies the whole read model, which can outlast the per-statement bound every
-    other statement is held to (a loaded server took over 30 s for 1.4 M events' rows)."""
-    statement = insert(live).from_select(list(rebuilt.c), select(rebuilt))
-    if connection.dialect.name != "postgresql":
-        await connection.execute(statement)
-        return
-    driver_connection = (await connection.get_raw_connection()).driver_connection
-    assert driver_connection is not None
-    await driver_connection.execute(
-        str(statement.compile(dialect=connection.dialect)), timeout=SWAP_COPY_SECONDS_MAX
-    )
+    """Every rebuilt row into its live table (SQLite)."""
+    await connection.execute(insert(live).from_select(list(rebuilt.c), select(rebuilt)))
 
 
 def _binders(table: Table, dialect: Dialect) -> list[tuple[int, Callable[[Any], Any]]]:

@@ -70,7 +70,12 @@ class SqlReadModelStore(SqlLeases):
         self, *, owner: str, to_position: int, name: str = INVOICES_PROJECTION
     ) -> None:
         """Make the rebuilt rows live, recount every other view from them and set the
-        checkpoint, atomically for every reader."""
+        checkpoint, atomically for every reader.
+
+        The rebuilt rows are indexed first, in a transaction of their own that readers do not
+        wait for; the swap's transaction then only exchanges tables and recounts."""
+        async with unavailability_as_store_error(), self._engine.begin() as connection:
+            await invoice_rows.index_rebuild_tables(connection)
         async with unavailability_as_store_error(), self._engine.begin() as connection:
             await self.move_checkpoint(connection, name=name, owner=owner, to_position=to_position)
             for view in VIEWS:
