@@ -15,6 +15,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -107,3 +108,31 @@ def migrated_database(prefix: str) -> Iterator[tuple[str, dict[str, str]]]:
             stderr=subprocess.DEVNULL,
         )
         yield database_url, environment
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One figure a benchmark measured, beside its target and its same-run baseline."""
+
+    measure: str
+    figure: float
+    unit: str
+    limit: float
+    at_least: bool  # the figure must reach the limit (else stay under it)
+    baseline: str = ""
+
+    @property
+    def met(self) -> bool:
+        return self.figure >= self.limit if self.at_least else self.figure <= self.limit
+
+
+def print_targets(targets: list[Target]) -> None:
+    """Every target beside its figure, its same-run baseline, and whether it was met."""
+    print("\ntarget                                    figure          target       same run")
+    for t in targets:
+        bound = f"{'>=' if t.at_least else '<='} {t.limit:,.6g} {t.unit}"
+        verdict = "met" if t.met else "MISSED"
+        print(
+            f"{t.measure:40s}  {t.figure:>10,.6g} {t.unit:5s} {bound:>16s}  {verdict:6s}"
+            f"  {t.baseline}"
+        )

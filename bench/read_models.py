@@ -41,8 +41,10 @@ from bench.generate import copy_events, generate, reminder_events
 from bench.harness import (
     PATH,
     RESULTS_DIRECTORY,
+    Target,
     free_port,
     migrated_database,
+    print_targets,
     server,
     signed_delivery,
 )
@@ -88,6 +90,10 @@ REPORTS = {
     "list customerName": ("/v1/invoices", {"customerName": "Customer 4321"}),
     "list status": ("/v1/invoices", {"status": "PARTIAL"}),
 }
+
+
+P95_MS_MAX_LIST = 20.0
+P95_MS_MAX_REPORT = 100.0
 
 
 def rebuild(database_url: str, workers: int) -> dict[str, float]:
@@ -310,6 +316,7 @@ def main() -> None:
                 projector_cost(database_url, 0, arguments.projector_invoices)
             )
         print(json.dumps(report, indent=2))
+        print_targets(targets(report))
         return
     with migrated_database("ledger_bench_read") as (database_url, environment):
         quarter = arguments.invoices // 4
@@ -349,6 +356,83 @@ def main() -> None:
         json.dumps(report, indent=2)
     )
     print(json.dumps(report, indent=2))
+    print_targets(targets(report))
+
+
+def targets(report: dict[str, Any]) -> list[Target]:
+    """The read side's targets, for whichever parts of the benchmark ran."""
+    found: list[Target] = []
+    for name, run in report.get("projector", {}).items():
+        found.append(
+            Target(
+                f"projector, {name}, CPU per event",
+                run["cpu_us_per_event"],
+                "us",
+                100,
+                at_least=False,
+                baseline=f"{run['events_per_second']:,.0f} ev/s",
+            )
+        )
+    if "rebuild_full" not in report:
+        return found
+    quarter, full = report["rebuild_quarter"], report["rebuild_full"]
+    found.append(
+        Target(
+            f"rebuild, {full['events']:,} events",
+            full["events_per_second"],
+            "ev/s",
+            40_000,
+            at_least=True,
+            baseline=f"bare read {full['read_events_per_second']:,.0f} ev/s",
+        )
+    )
+    peaks = [run[key] for run in (quarter, full) for key in ("peak_rss_mb", "worker_peak_rss_mb")]
+    found.append(
+        Target(
+            "rebuild, peak memory per process",
+            max(peaks),
+            "MB",
+            300,
+            at_least=False,
+            baseline=f"a quarter of the events: {max(peaks[:2]):.0f} MB",
+        )
+    )
+    healthz = report["healthz"]["p95_ms"]
+    found.append(
+        Target(
+            "GET /v1/invoices/{n}, p95",
+            report["get_invoice"]["p95_ms"],
+            "ms",
+            5,
+            at_least=False,
+            baseline=f"/healthz p95 {healthz:.2f} ms",
+        )
+    )
+    for name, timings in report["reports"].items():
+        limit = P95_MS_MAX_LIST if name.startswith("list") else P95_MS_MAX_REPORT
+        if name != "status":  # counted from a few rows, no target
+            found.append(
+                Target(
+                    f"{name}, p95",
+                    timings["p95_ms"],
+                    "ms",
+                    limit,
+                    at_least=False,
+                    baseline=f"/healthz p95 {healthz:.2f} ms",
+                )
+            )
+    lag = report["projection_lag"]
+    found.append(
+        Target(
+            "projection lag p99 at 500/s",
+            lag["lag_p99_ms"],
+            "ms",
+            1000,
+            at_least=False,
+            baseline=f"acknowledgements p99 {lag['ack_p99_ms']:.0f} ms",
+        )
+    )
+    return found
 
 
 if __name__ == "__main__":

@@ -36,7 +36,14 @@ from typing import Any
 import asyncpg
 import httpx
 
-from bench.harness import RESULTS_DIRECTORY, free_port, migrated_database, server
+from bench.harness import (
+    RESULTS_DIRECTORY,
+    Target,
+    free_port,
+    migrated_database,
+    print_targets,
+    server,
+)
 from service.bootstrap import command_ledger
 from service.cybersource.http_signature import MerchantCredentials
 from service.reconciler.client import CybersourceClient
@@ -286,6 +293,47 @@ def main() -> None:
     RESULTS_DIRECTORY.mkdir(exist_ok=True)
     (RESULTS_DIRECTORY / f"sweep-{report['date']}.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
+    print_targets(targets(report))
+
+
+def targets(report: dict[str, Any]) -> list[Target]:
+    full, incremental, verifying = report["full"], report["incremental"], report["verifying_full"]
+    sweeps = [report[name] for name in ("full_quarter", "full", "incremental", "verifying_full")]
+    peaks = [sweep["peak_rss_mb"] for sweep in sweeps]
+    return [
+        Target(
+            "incremental sweep, share of the limit",
+            incremental["share_of_limit"] * 100,
+            "%",
+            90,
+            at_least=True,
+            baseline=f"full sweep {full['share_of_limit'] * 100:.1f}%",
+        ),
+        Target(
+            "incremental sweep, detail calls",
+            report["detail_calls_incremental_over_full"] * 100,
+            "%",
+            3,
+            at_least=False,
+            baseline=f"full sweep {full['detail_calls']:,} calls",
+        ),
+        Target(
+            "verifying sweep, facts appended",
+            verifying["changed"] + verifying["failed"],
+            "facts",
+            0,
+            at_least=False,
+            baseline="none: the ledger agrees exactly",
+        ),
+        Target(
+            "peak memory, largest sweep over smallest",
+            max(peaks) / min(peaks),
+            "x",
+            1.25,
+            at_least=False,
+            baseline=f"{min(peaks):.0f}-{max(peaks):.0f} MB",
+        ),
+    ]
 
 
 if __name__ == "__main__":
