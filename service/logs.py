@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 import traceback
 from collections.abc import MutableMapping
 from datetime import UTC, datetime
@@ -104,6 +105,8 @@ class PlainLines:
     def __init__(self, logger: Any, writer: LineWriter) -> None:
         self._logger = logger
         self._writer = writer
+        # The current second's ISO text, replaced whole (so a reader never sees half of it).
+        self._second: tuple[int, str] = (-1, "")
 
     @classmethod
     def of(cls, logger: Any) -> PlainLines | None:
@@ -144,10 +147,21 @@ class PlainLines:
             # The chain is given what the caller gave: the fields, before the event.
             self._logger.info(event, **dict(islice(entry.items(), given)))
             return
-        # TimeStamper(fmt="iso", utc=True)'s own rendering.
-        timestamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-        members.append(f'"level": "info", "timestamp": "{timestamp}"')
+        members.append(f'"level": "info", "timestamp": "{self.timestamp_at(time.time_ns())}"')
         self._writer.msg("{" + ", ".join(members) + "}")
+
+    def timestamp_at(self, nanoseconds: int) -> str:
+        """TimeStamper(fmt="iso", utc=True)'s text for ``time.time_ns()``, the clock
+        ``datetime.now`` reads (and floors to microseconds): ``datetime.now(UTC).isoformat()``
+        with ``Z`` for ``+00:00``, its seconds rendered once a second, as ``isoformat`` takes
+        longer than the rest of the line."""
+        seconds, remainder = divmod(nanoseconds, 1_000_000_000)
+        second, second_text = self._second
+        if second != seconds:
+            second_text = datetime.fromtimestamp(seconds, UTC).isoformat().removesuffix("+00:00")
+            self._second = (seconds, second_text)
+        microseconds = remainder // 1000
+        return f"{second_text}.{microseconds:06d}Z" if microseconds else f"{second_text}Z"
 
 
 # Fields the chain adds or replaces: an entry naming one is left to the chain.

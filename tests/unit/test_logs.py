@@ -7,6 +7,7 @@ import logging
 import re
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import structlog
@@ -121,3 +122,25 @@ def test_plain_lines_are_not_used_above_info_nor_beside_another_configuration(
     assert PlainLines.of(structlog.get_logger("service.http")) is None
     configure_logging("INFO")
     assert PlainLines.of(structlog.get_logger("service.http").bind(worker=1)) is None
+
+
+@pytest.mark.parametrize(
+    "nanoseconds",
+    [
+        1_796_688_000_000_000_000,  # a whole second: isoformat leaves the fraction out
+        1_796_688_000_000_000_999,  # under a microsecond, floored as datetime floors it
+        1_796_688_000_000_001_000,
+        1_796_688_059_999_999_999,
+        1_796_688_060_123_456_789,  # the next second, after the one before was rendered
+    ],
+)
+def test_a_plain_lines_timestamp_is_the_one_structlogs_time_stamper_writes(
+    json_logging: None, nanoseconds: int
+) -> None:
+    configure_logging("INFO")
+    lines = PlainLines.of(structlog.get_logger("service.http"))
+    assert lines is not None
+    lines.timestamp_at(nanoseconds - 1_000_000_000)  # a second already rendered
+    instant = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=nanoseconds // 1000)
+    expected = instant.isoformat().replace("+00:00", "Z")
+    assert lines.timestamp_at(nanoseconds) == expected
