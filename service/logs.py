@@ -94,8 +94,9 @@ class _ServiceChain(list[Any]):
 class PlainLines:
     """Info entries whose fields are plain values (text, whole numbers, finite decimals),
     rendered and written as structlog's chain from ``configure_logging`` would write them,
-    byte for byte, without running it: one entry is written on every request, and the chain's
-    calls and ``json.dumps`` (which builds an encoder per entry) cost four times the rest.
+    byte for byte, without running it: one entry is written on every request, and the chain
+    (its calls, and ``json.dumps``, which builds an encoder per entry) more than doubled the
+    line's cost.
 
     The entry is what the chain makes of it: the fields, the event, the context variables
     bound to structlog (``merge_contextvars``: the request id), then level and timestamp; an

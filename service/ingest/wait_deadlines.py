@@ -59,9 +59,9 @@ class WaitDeadlines:
                     raise TimeoutError from error
 
     def _move_to(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        # The timer of the loop before is left alone (that loop may be closed): if it ever
+        # fires, it finds itself let go.
+        self._timer = None
         self._waiting.clear()
         self._expired.clear()
         self._loop = loop
