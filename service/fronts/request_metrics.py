@@ -26,6 +26,7 @@ from prometheus_client import Counter, Histogram
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.logs import PlainLines
 from service.metrics import LedgerMetrics
 
 log = structlog.get_logger("service.http")
@@ -52,6 +53,10 @@ class RequestMetrics:
         # prometheus_client's labels() takes a lock and builds a key on every call; the
         # children are kept here instead. Bounded: routes, methods and statuses are few.
         self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        # The access line's writer, sought at the first line (logging is configured by then);
+        # None when structlog's own chain writes it.
+        self._access_lines: PlainLines | None = None
+        self._access_lines_sought = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -83,11 +88,17 @@ class RequestMetrics:
             requests.inc()
             durations.observe(seconds)
             if self._access_log:
-                log.info(
-                    "http.request", method=method, route=route, status=status,
-                    milliseconds=round(seconds * 1000, 3),
-                )  # fmt: skip
+                self._log_access(method, route, status, seconds)
             structlog.contextvars.reset_contextvars(**bound)
+
+    def _log_access(self, method: str, route: str, status: int, seconds: float) -> None:
+        if not self._access_lines_sought:
+            self._access_lines = PlainLines.of(log)
+            self._access_lines_sought = True
+        (self._access_lines or log).info(
+            "http.request", method=method, route=route, status=status,
+            milliseconds=round(seconds * 1000, 3),
+        )  # fmt: skip
 
     def _series_of(self, route: str, method: str, status: int) -> tuple[Counter, Histogram]:
         key = (route, method, status)

@@ -9,7 +9,6 @@ cannot read.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -44,6 +43,7 @@ from service.ingest.reading import (
     read_delivery,
 )
 from service.ingest.token_bucket import TokenBucket
+from service.ingest.wait_deadlines import WaitDeadlines
 from service.ingest.webhook_http import (
     EMPTY_BAD_REQUEST,
     Answer,
@@ -108,6 +108,7 @@ class WebhookReceiver:
         self._metrics = metrics
         self._max_body_bytes = max_body_bytes
         self._body_timeout_seconds = body_timeout_seconds
+        self._body_deadlines = WaitDeadlines(body_timeout_seconds)
         self._items_per_delivery_max = items_per_delivery_max
         self._clock = clock
         self._pinning_recommended = False
@@ -158,8 +159,9 @@ class WebhookReceiver:
             return await self._refuse(entry, rejection.reason, rejection.detail)
         try:
             # A client trickling its body would otherwise hold a connection and its buffer.
-            async with asyncio.timeout(self._body_timeout_seconds):
-                body = await read_bounded_body(header_values, receive, self._max_body_bytes)
+            body = await self._body_deadlines.bound(
+                read_bounded_body(header_values, receive, self._max_body_bytes)
+            )
         except TimeoutError:
             await self._record_refusal(unsigned_entry(received_at, headers, kept), "body_timeout")
             return error_answer(
