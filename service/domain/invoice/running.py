@@ -44,6 +44,9 @@ class _Running:
     total_provisional: bool = False
     balance_provisional: bool = False
     customer_erased: bool = False
+    # Per instant of the facts folded, the highest store position among the facts up to it
+    # (``at_positions``): each state names it as it is made, rather than being made again.
+    positions: dict[datetime, int] = field(default_factory=dict)
 
     @classmethod
     def resumed(cls, snapshot: FoldSnapshot) -> _Running:
@@ -56,13 +59,19 @@ class _Running:
             state.balance_provisional, state.customer_erased,
         )  # fmt: skip
 
-    def fold_snapshot(
-        self, last_state: InvoiceState, facts: Sequence[_Fact], highest_before: int = 0
-    ) -> FoldSnapshot:
+    def at_positions(self, facts: Sequence[_Fact], highest_before: int = 0) -> None:
+        """Learn the positions the states of ``facts`` (in the fold's order) name: at each
+        instant, the highest among ``highest_before`` and the facts up to that instant."""
+        highest = highest_before
+        for moment, position in (fact.key for fact in facts):
+            highest = max(highest, position)
+            self.positions[moment] = highest
+
+    def fold_snapshot(self, last_state: InvoiceState, facts: Sequence[_Fact]) -> FoldSnapshot:
         return FoldSnapshot(
             last_state=last_state,
             last_fact=facts[-1].key,
-            highest_position=max(highest_before, max(fact.key[1] for fact in facts)),
+            highest_position=self.positions[facts[-1].moment],
             observed=self.observed,
             matched_payments=frozenset(self.matched_payments),
         )
@@ -83,6 +92,7 @@ class _Running:
             payments=tuple(self.payments),
             collections=tuple(self.collections),
             last_event_at=moment,
+            last_position=self.positions.get(moment, 0),
             total_provisional=self.total_provisional and self.total is not None,
             balance_provisional=self.balance_provisional and self.balance is not None,
             customer_erased=self.customer_erased,
