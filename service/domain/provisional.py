@@ -12,5 +12,7 @@ from service.domain.invoice import InvoiceState
 
 def provisional_payments(state: InvoiceState) -> tuple[bool, ...]:
     """Per payment of ``state``, in order: whether the money it brought is provisional."""
+    if not state.payments:
+        return ()  # most invoices: no set of instants to build for no payment
     instants = {c.collected_at for c in state.collections if c.provisional}
     return tuple(payment.received_at in instants for payment in state.payments)

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.domain.events import RecordedEvent
 from service.store.delivery_queue import ResolutionRow, resolution_row, waiting
 from service.store.errors import unavailability_as_store_error
-from service.store.events.base import recorded_event
+from service.store.events.recorded_rows import recorded_event
 from service.store.personal_data.data_keys import SqlDataKeys
 from service.store.personal_data.sealed_facts import opened_events, sealed_payers
 from service.store.schema import (

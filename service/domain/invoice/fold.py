@@ -4,9 +4,8 @@ continued from a snapshot."""
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import datetime
-from itertools import accumulate
 
 from service.domain.events import RecordedEvent
 from service.domain.invoice.corrections import _corrected
@@ -60,6 +59,7 @@ def folded_history(
     if not facts:
         return [], None
     running = _Running(invoice_number, organization_id)
+    running.at_positions(facts)
     states: list[InvoiceState] = []
     observations = [fact for fact in facts if isinstance(fact.payload, InvoiceObserved)]
     horizon: tuple[datetime, int] | None = None
@@ -74,8 +74,8 @@ def folded_history(
     if not states:
         # Facts that establish nothing (history entries without their observation): the
         # invoice exists, and everything about it is unknown.
-        return _one_per_instant([running.snapshot(facts[0].moment)], facts), None
-    history = _one_per_instant(states, facts)
+        return [running.snapshot(facts[0].moment)], None
+    history = _merged_per_instant(states)
     return history, running.fold_snapshot(history[-1], facts)
 
 
@@ -114,22 +114,13 @@ def continued_history(
     ):
         return None
     running = _Running.resumed(snapshot)
-    states = [snapshot.last_state]
-    states += [running.notified(fact, notice) for fact, notice in notices]
     # Every earlier fact is at or before each new state's instant, so each new state's position
     # is the highest of theirs and of the new facts up to its instant.
-    moments = [fact.key[0] for fact in facts]
-    highest = list(accumulate((fact.key[1] for fact in facts), max))
-    result = []
-    for state in _merged_per_instant(states):
-        if state is snapshot.last_state:
-            result.append(state)
-            continue
-        assert state.last_event_at is not None
-        seen = bisect.bisect_right(moments, state.last_event_at)
-        position = max(snapshot.highest_position, highest[seen - 1] if seen else 0)
-        result.append(_at_position(state, position))
-    return result, running.fold_snapshot(result[-1], facts, snapshot.highest_position)
+    running.at_positions(facts, snapshot.highest_position)
+    states = [snapshot.last_state]
+    states += [running.notified(fact, notice) for fact, notice in notices]
+    result = _merged_per_instant(states)
+    return result, running.fold_snapshot(result[-1], facts)
 
 
 def _amount_unknown(state: InvoiceState) -> bool:
@@ -147,21 +138,9 @@ def _invoice_facts(events: Iterable[RecordedEvent]) -> list[_Fact]:
     ]
 
 
-def _one_per_instant(states: list[InvoiceState], facts: Sequence[_Fact]) -> list[InvoiceState]:
-    """Several facts at one instant: only the last state was ever in force. Each state also
-    names the highest store position among the facts up to its instant."""
-    merged = _merged_per_instant(states)
-    moments = [fact.key[0] for fact in facts]  # facts are in provider-time order
-    highest = list(accumulate((fact.key[1] for fact in facts), max))
-    result = []
-    for state in merged:
-        assert state.last_event_at is not None
-        seen = bisect.bisect_right(moments, state.last_event_at)
-        result.append(_at_position(state, highest[seen - 1] if seen else 0))
-    return result
-
-
 def _merged_per_instant(states: list[InvoiceState]) -> list[InvoiceState]:
+    """Several facts at one instant: only the last state was ever in force. (Each state names
+    the highest store position among the facts up to its instant: ``_Running.at_positions``.)"""
     merged: list[InvoiceState] = []
     for state in states:
         if merged and merged[-1].last_event_at == state.last_event_at:
@@ -169,14 +148,3 @@ def _merged_per_instant(states: list[InvoiceState]) -> list[InvoiceState]:
         else:
             merged.append(state)
     return merged
-
-
-def _at_position(state: InvoiceState, position: int) -> InvoiceState:
-    """``replace(state, last_position=position)``, without ``replace``'s per-field
-    introspection: it runs once per state of every invoice a projector folds."""
-    return InvoiceState(
-        state.invoice_number, state.organization_id, state.status, state.currency,
-        state.total_amount, state.balance_amount, state.due_date, state.customer_name,
-        state.customer_email, state.payments, state.collections, state.last_event_at, position,
-        state.total_provisional, state.balance_provisional, state.customer_erased,
-    )  # fmt: skip

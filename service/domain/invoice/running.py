@@ -20,6 +20,18 @@ from service.domain.status import (
     InvoiceStatus,
 )
 
+# The members the fold compares with on every fact, read once: on Python 3.11 reading a
+# member from its enum class goes through EnumType.__getattr__, and costs ten times as much
+# as reading a module's name.
+_SENT, _PARTIAL, _PAID, _CANCELED = (
+    InvoiceStatus.SENT, InvoiceStatus.PARTIAL, InvoiceStatus.PAID, InvoiceStatus.CANCELED,
+)  # fmt: skip
+_REOPENABLE = (None, InvoiceStatus.DRAFT, InvoiceStatus.CREATED)
+_PAID_BEFORE = (_PARTIAL, _PAID)
+_SENDS = frozenset({E.INVOICE_SENT, E.INVOICE_REMINDER_SENT, E.INVOICE_OVERDUE_REMINDER_SENT})
+_PARTIAL_STEPS = frozenset({E.INVOICE_PARTIAL_RESENT, E.INVOICE_PARTIALLY_PAID})
+_INVOICE_PAID, _INVOICE_CANCELED = E.INVOICE_PAID, E.INVOICE_CANCELED
+
 
 @dataclass
 class _Running:
@@ -44,6 +56,9 @@ class _Running:
     total_provisional: bool = False
     balance_provisional: bool = False
     customer_erased: bool = False
+    # Per instant of the facts folded, the highest store position among the facts up to it
+    # (``at_positions``): each state names it as it is made, rather than being made again.
+    positions: dict[datetime, int] = field(default_factory=dict)
 
     @classmethod
     def resumed(cls, snapshot: FoldSnapshot) -> _Running:
@@ -56,13 +71,19 @@ class _Running:
             state.balance_provisional, state.customer_erased,
         )  # fmt: skip
 
-    def fold_snapshot(
-        self, last_state: InvoiceState, facts: Sequence[_Fact], highest_before: int = 0
-    ) -> FoldSnapshot:
+    def at_positions(self, facts: Sequence[_Fact], highest_before: int = 0) -> None:
+        """Learn the positions the states of ``facts`` (in the fold's order) name: at each
+        instant, the highest among ``highest_before`` and the facts up to that instant."""
+        highest = highest_before
+        for moment, position in (fact.key for fact in facts):
+            highest = max(highest, position)
+            self.positions[moment] = highest
+
+    def fold_snapshot(self, last_state: InvoiceState, facts: Sequence[_Fact]) -> FoldSnapshot:
         return FoldSnapshot(
             last_state=last_state,
             last_fact=facts[-1].key,
-            highest_position=max(highest_before, max(fact.key[1] for fact in facts)),
+            highest_position=self.positions[facts[-1].moment],
             observed=self.observed,
             matched_payments=frozenset(self.matched_payments),
         )
@@ -83,6 +104,7 @@ class _Running:
             payments=tuple(self.payments),
             collections=tuple(self.collections),
             last_event_at=moment,
+            last_position=self.positions.get(moment, 0),
             total_provisional=self.total_provisional and self.total is not None,
             balance_provisional=self.balance_provisional and self.balance is not None,
             customer_erased=self.customer_erased,
@@ -107,7 +129,7 @@ class _Running:
 
     @property
     def paid_before(self) -> bool:
-        return bool(self.collections) or self.status in (InvoiceStatus.PARTIAL, InvoiceStatus.PAID)
+        return bool(self.collections) or self.status in _PAID_BEFORE
 
     def collect(self, moment: datetime, amount: Decimal | None, provisional: bool = False) -> None:
         if amount is None or amount != 0:
@@ -122,11 +144,14 @@ class _Running:
     def settle_money(self, moment: datetime) -> None:
         """Make the money rules hold: PAID owes nothing, and where total and balance are
         known the collections sum to their difference."""
-        if self.status is InvoiceStatus.PAID:
+        if self.status is _PAID:
             self.state_balance(ZERO)
         if self.total is None or self.balance is None:
             return
-        known = sum((c.amount for c in self.collections if c.amount is not None), ZERO)
+        known = ZERO  # summed in order from ZERO, as sum() would, without a generator
+        for collection in self.collections:
+            if collection.amount is not None:
+                known += collection.amount
         missing = self.total - self.balance - known
         provisional = self.total_provisional or self.balance_provisional
         if missing < 0:
@@ -166,7 +191,7 @@ class _Running:
         self.status = next_status(previous, event_type, has_payments=paid_before)
         if previous in FINAL_STATUSES:
             return self.snapshot(moment)  # a settled invoice's money no longer moves
-        balance = ZERO if event_type == E.INVOICE_PAID else stated.balance_amount
+        balance = ZERO if event_type == _INVOICE_PAID else stated.balance_amount
         reported = notice.payment.amount if notice.payment else None
         if paid_before:
             self._later_payment(moment, event_type, stated, balance, reported)
@@ -303,17 +328,14 @@ def next_status(
     current: InvoiceStatus | None, event_type: str, *, has_payments: bool
 ) -> InvoiceStatus | None:
     """The status a notification leads to."""
-    match event_type:
-        case E.INVOICE_SENT | E.INVOICE_REMINDER_SENT | E.INVOICE_OVERDUE_REMINDER_SENT:
-            # Sending never reopens a settled invoice and a resend keeps PARTIAL/PENDING; an
-            # invoice first heard of through a reminder was sent, so it is open.
-            reopenable = (None, InvoiceStatus.DRAFT, InvoiceStatus.CREATED)
-            return InvoiceStatus.SENT if current in reopenable else current
-        case E.INVOICE_PARTIAL_RESENT | E.INVOICE_PARTIALLY_PAID:
-            return current if current in FINAL_STATUSES else InvoiceStatus.PARTIAL
-        case E.INVOICE_PAID:
-            return current if current is InvoiceStatus.CANCELED else InvoiceStatus.PAID
-        case E.INVOICE_CANCELED:
-            return current if current is InvoiceStatus.PAID else InvoiceStatus.CANCELED
-        case _:
-            return current
+    if event_type in _SENDS:
+        # Sending never reopens a settled invoice and a resend keeps PARTIAL/PENDING; an
+        # invoice first heard of through a reminder was sent, so it is open.
+        return _SENT if current in _REOPENABLE else current
+    if event_type in _PARTIAL_STEPS:
+        return current if current in FINAL_STATUSES else _PARTIAL
+    if event_type == _INVOICE_PAID:
+        return current if current is _CANCELED else _PAID
+    if event_type == _INVOICE_CANCELED:
+        return current if current is _PAID else _CANCELED
+    return current

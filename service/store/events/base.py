@@ -33,8 +33,9 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from service.domain.events import EventSource, NewEvent, RecordedEvent
+from service.domain.events import NewEvent, RecordedEvent
 from service.store.errors import StoreUnavailable, is_unavailability, unavailability_as_store_error
+from service.store.events.recorded_rows import recorded_event
 from service.store.schema import InboxOutcome, events, inbox
 
 # The advisory locks of appends on PostgreSQL, named once here: appends take APPEND_LOCK_KEY
@@ -376,24 +377,3 @@ async def insert_inbox(
 ) -> None:
     position = results[0].position if results else None
     await connection.execute(inbox.insert().values(**inbox_row(entry, outcome, position)))
-
-
-def recorded_event(values: Any) -> RecordedEvent:
-    """The one row mapper: a stored event row as a ``RecordedEvent``.
-
-    ``values`` indexes by column name: a SQLAlchemy row mapping or a driver record. A data
-    column read as text (PostgreSQL's driver, queried with ``data::text``) is decoded here.
-    """
-    data = values["data"]
-    return RecordedEvent(
-        position=values["position"],
-        stream_id=values["stream_id"],
-        version=values["version"],
-        type=values["type"],
-        schema_version=values["schema_version"],
-        occurred_at=values["occurred_at"],
-        recorded_at=values["recorded_at"],
-        source=EventSource(values["source"]),
-        idempotency_key=values["idempotency_key"],
-        data=json.loads(data) if isinstance(data, str) else data,
-    )

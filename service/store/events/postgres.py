@@ -49,8 +49,8 @@ from service.store.events.base import (
     StoreBusy,
     content_digest,
     inbox_row,
-    recorded_event,
 )
+from service.store.events.recorded_rows import recorded_event
 from service.store.schema import events
 
 # The function's arguments after the lock keys and the time: one array per column (see

@@ -29,8 +29,8 @@ from service.store.events.base import (
     content_digest,
     delivery_outcome,
     insert_inbox,
-    recorded_event,
 )
+from service.store.events.recorded_rows import recorded_event
 from service.store.schema import events
 
 
