@@ -126,3 +126,38 @@ async def test_readers_do_not_wait_while_the_rebuild_tables_are_indexed(
     finally:
         await reader.close()
         await indexer.close()
+
+
+async def test_a_projector_whose_statements_predate_a_swap_goes_on_writing_the_live_tables(
+    postgresql_database_url: str,
+) -> None:
+    # The serving process keeps its connections, and their prepared statements, across a
+    # rebuild another process swaps in: its projector's next batches land in the new tables,
+    # during a rebuild as after one.
+    engine = create_engine(resolve_database_url(postgresql_database_url))
+    try:
+        store, prefix = event_store_for(engine), uuid.uuid4().hex[:6]
+        events = random_history(5, 15, 120, prefix=f"{prefix}-")
+        for event in events[:60]:
+            await store.append([event])
+        await projector(engine, batch_size=5).catch_up()
+        await rebuild_invoices(store, SqlReadModelStore(engine))
+        for event in events[60:]:
+            await store.append([event])
+        serving = projector(engine, owner="serving", batch_size=5)
+        await serving.catch_up()
+
+        async def deliver_and_project() -> None:
+            for event in random_history(6, 15, 60, prefix=f"{prefix}b-"):
+                await store.append([event])
+                await serving.catch_up()
+
+        await asyncio.gather(
+            deliver_and_project(), rebuild_invoices(store, SqlReadModelStore(engine))
+        )
+        await projector(engine, owner="after", batch_size=5).catch_up()
+        incremental = await read_model(engine)
+        await rebuild_invoices(store, SqlReadModelStore(engine))
+        assert await read_model(engine) == incremental
+    finally:
+        await engine.dispose()
