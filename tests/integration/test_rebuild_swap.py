@@ -10,6 +10,7 @@ import uuid
 
 import asyncpg
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Connection, make_url
@@ -18,6 +19,7 @@ from service.projections.rebuild import rebuild_invoices
 from service.settings import resolve_database_url
 from service.store.database import create_engine
 from service.store.events.for_engine import event_store_for
+from service.store.migrations import alembic_config
 from service.store.schema import metadata
 from service.store.views.read_model_store import SqlReadModelStore
 from tests.support.histories import random_history
@@ -160,4 +162,28 @@ async def test_a_projector_whose_statements_predate_a_swap_goes_on_writing_the_l
         await rebuild_invoices(store, SqlReadModelStore(engine))
         assert await read_model(engine) == incremental
     finally:
+        await engine.dispose()
+
+
+async def test_the_downgrade_leaves_the_rebuild_tables_as_the_models_describe_them(
+    postgresql_database_url: str,
+) -> None:
+    # A rebuild that failed after indexing its tables leaves them indexed; the next rebuild
+    # takes the indexes away, but a rebuild before revision 0025 never would.
+    await _histories(postgresql_database_url, 6)
+    admin = await _admin(postgresql_database_url)
+    engine = create_engine(resolve_database_url(postgresql_database_url))
+
+    def differences(connection: Connection) -> list[object]:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return list(compare_metadata(context, metadata))
+
+    try:
+        await admin.execute("SELECT ledger_rebuild_tables('index')")
+        await asyncio.to_thread(command.downgrade, alembic_config(postgresql_database_url), "0024")
+        async with engine.connect() as connection:
+            assert await connection.run_sync(differences) == []
+    finally:
+        await asyncio.to_thread(command.upgrade, alembic_config(postgresql_database_url), "head")
+        await admin.close()
         await engine.dispose()
