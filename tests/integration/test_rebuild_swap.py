@@ -187,3 +187,26 @@ async def test_the_downgrade_leaves_the_rebuild_tables_as_the_models_describe_th
         await asyncio.to_thread(command.upgrade, alembic_config(postgresql_database_url), "head")
         await admin.close()
         await engine.dispose()
+
+
+async def test_indexes_named_near_the_length_limit_are_rebuilt_under_names_of_their_own(
+    postgresql_database_url: str,
+) -> None:
+    # PostgreSQL cuts names at 63 bytes: "rebuild_" and two long names alike in their first 55
+    # characters would otherwise name one rebuilt index twice.
+    await _histories(postgresql_database_url, 6)
+    admin = await _admin(postgresql_database_url)
+    engine = create_engine(resolve_database_url(postgresql_database_url))
+    try:
+        prefix = "ix_invoices_" + "x" * 44
+        await admin.execute(f"CREATE INDEX {prefix}_currency ON invoices (currency)")
+        await admin.execute(f"CREATE INDEX {prefix}_due_date ON invoices (due_date)")
+        indexes_before = await admin.fetch(INDEXES)
+        incremental = await read_model(engine)
+        for _ in range(2):
+            await rebuild_invoices(event_store_for(engine), SqlReadModelStore(engine))
+            assert await read_model(engine) == incremental
+            assert await admin.fetch(INDEXES) == indexes_before
+    finally:
+        await admin.close()
+        await engine.dispose()
