@@ -5,8 +5,9 @@
 --   'unindex'  drops every index of the rebuild tables but their primary keys, so that a
 --              rebuild loads them without keeping a dozen indexes up to date row by row.
 --   'index'    gives each rebuild table every index its live table has, built once over the
---              loaded rows under the name 'rebuild_' || the live index's name, then ANALYZEs
---              it. Done before the swap: readers never wait for it.
+--              loaded rows under the name 'rebuild_' || the live index's name (cut to 46
+--              bytes and ended by 16 of the live name's md5 where that would pass the 63
+--              bytes PostgreSQL keeps, so two long names never make one), then ANALYZEs it. Done before the swap: readers never wait for it.
 --   'swap'     exchanges each live table and its twin by renaming them, in the caller's
 --              transaction (readers wait only for the renames and what the caller does after
 --              them), gives the indexes and primary keys their names back, and empties the
@@ -24,6 +25,7 @@ DECLARE
     index_name text;
     definition text;
     rebuilt_definition text;
+    rebuilt_index text;
     live_key text;
     rebuilt_key text;
 BEGIN
@@ -46,12 +48,16 @@ BEGIN
                 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
                 WHERE i.indrelid = live::regclass AND NOT i.indisprimary
             LOOP
+                rebuilt_index := 'rebuild_' || index_name;
+                IF octet_length(rebuilt_index) > 63 THEN
+                    rebuilt_index := left(rebuilt_index, 46) || '_' || left(md5(index_name), 16);
+                END IF;
                 -- "CREATE [UNIQUE] INDEX name ON public.table USING ...": the same index,
                 -- named for the twin, on the twin.
                 rebuilt_definition := regexp_replace(
                     definition,
                     '^CREATE (UNIQUE )?INDEX \S+ ON \S+ ',
-                    format('CREATE \1INDEX %I ON %I ', left('rebuild_' || index_name, 63), rebuilt)
+                    format('CREATE \1INDEX %I ON %I ', rebuilt_index, rebuilt)
                 );
                 IF rebuilt_definition = definition THEN
                     RAISE EXCEPTION 'cannot read the definition of index %', index_name;
@@ -69,10 +75,12 @@ BEGIN
                 SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
                 WHERE i.indrelid = rebuilt::regclass AND NOT i.indisprimary
             LOOP
+                rebuilt_index := 'rebuild_' || index_name;
+                IF octet_length(rebuilt_index) > 63 THEN
+                    rebuilt_index := left(rebuilt_index, 46) || '_' || left(md5(index_name), 16);
+                END IF;
                 EXECUTE format('DROP INDEX %I', index_name);
-                EXECUTE format(
-                    'ALTER INDEX %I RENAME TO %I', left('rebuild_' || index_name, 63), index_name
-                );
+                EXECUTE format('ALTER INDEX %I RENAME TO %I', rebuilt_index, index_name);
             END LOOP;
             SELECT conname INTO live_key FROM pg_constraint
                 WHERE conrelid = live::regclass AND contype = 'p';

@@ -34,4 +34,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
+        # Rebuild tables indexed by a rebuild that never swapped them in are left as the
+        # earlier revisions have them, with their primary keys only: nothing before this one
+        # would take those indexes away.
+        op.execute("SELECT ledger_rebuild_tables('unindex')")
         op.execute("DROP FUNCTION ledger_rebuild_tables(text)")

@@ -33,6 +33,9 @@ class WaitDeadlines:
         self._expired: dict[asyncio.Task[Any], int] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due_at = 0.0
+        # Which timer is the armed one: a timer armed before (left on a loop moved off, which
+        # may be waited on again later) finds itself let go when it fires.
+        self._timer_number = 0
 
     async def bound(self, awaitable: Awaitable[T]) -> T:
         task = asyncio.current_task()
@@ -62,16 +65,18 @@ class WaitDeadlines:
         # The timer of the loop before is left alone (that loop may be closed): if it ever
         # fires, it finds itself let go.
         self._timer = None
+        self._timer_number += 1
         self._waiting.clear()
         self._expired.clear()
         self._loop = loop
 
     def _arm(self, loop: asyncio.AbstractEventLoop, due_at: float) -> None:
         self._timer_due_at = due_at
-        self._timer = loop.call_at(due_at, self._fire, loop)
+        self._timer_number += 1
+        self._timer = loop.call_at(due_at, self._fire, loop, self._timer_number)
 
-    def _fire(self, loop: asyncio.AbstractEventLoop) -> None:
-        if loop is not self._loop:  # armed on a loop since let go
+    def _fire(self, loop: asyncio.AbstractEventLoop, number: int) -> None:
+        if loop is not self._loop or number != self._timer_number:  # let go since
             return
         self._timer = None
         # A timer may fire a little before its time (the loop's clock resolution): the wait

@@ -252,8 +252,9 @@ invoice_collections = Table(
     Index("ix_invoice_collections_collected_at", "collected_at"),
 )
 
-# A rebuild fills these, then swaps their content into the live tables in one transaction,
-# so dashboards never see a half-built read model.
+# A rebuild fills these, then swaps them in for the live tables in one transaction (on
+# PostgreSQL by renaming the tables, on SQLite by copying the rows), so dashboards never see a
+# half-built read model.
 rebuild_invoices = Table("rebuild_invoices", metadata, *_invoice_columns())
 rebuild_invoice_versions = Table("rebuild_invoice_versions", metadata, *_invoice_version_columns())
 rebuild_invoice_collections = Table("rebuild_invoice_collections", metadata, *_collection_columns())

@@ -73,11 +73,16 @@ def test_a_command_waits_for_a_lock_held_longer_than_the_busy_timeout(tmp_path: 
         ) as command,
     ):
         assert command.stdout is not None and command.stderr is not None
-        reader = threading.Thread(target=read_stderr, args=(command.stderr,))
+        reader = threading.Thread(target=read_stderr, args=(command.stderr,), daemon=True)
         reader.start()
-        assert said_it_waits.wait(timeout=LONGEST_HOLD_SECONDS), "".join(stderr_lines)
-        output = command.stdout.read()
-        assert command.wait(timeout=30) == 0, "".join(stderr_lines)
+        try:
+            assert said_it_waits.wait(timeout=LONGEST_HOLD_SECONDS), "".join(stderr_lines)
+            # Bounded before its output is read (a line or two: the pipe cannot fill), so a
+            # command that never ends fails the test instead of blocking the read for ever.
+            assert command.wait(timeout=30) == 0, "".join(stderr_lines)
+            output = command.stdout.read()
+        finally:
+            command.kill()  # nothing if it has ended; Popen's exit waits for it unbounded
         reader.join(timeout=5)
     assert b"deleted 0 rows" in output
 

@@ -10,6 +10,7 @@ import uuid
 
 import asyncpg
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Connection, make_url
@@ -18,6 +19,7 @@ from service.projections.rebuild import rebuild_invoices
 from service.settings import resolve_database_url
 from service.store.database import create_engine
 from service.store.events.for_engine import event_store_for
+from service.store.migrations import alembic_config
 from service.store.schema import metadata
 from service.store.views.read_model_store import SqlReadModelStore
 from tests.support.histories import random_history
@@ -126,3 +128,85 @@ async def test_readers_do_not_wait_while_the_rebuild_tables_are_indexed(
     finally:
         await reader.close()
         await indexer.close()
+
+
+async def test_a_projector_whose_statements_predate_a_swap_goes_on_writing_the_live_tables(
+    postgresql_database_url: str,
+) -> None:
+    # The serving process keeps its connections, and their prepared statements, across a
+    # rebuild another process swaps in: its projector's next batches land in the new tables,
+    # during a rebuild as after one.
+    engine = create_engine(resolve_database_url(postgresql_database_url))
+    try:
+        store, prefix = event_store_for(engine), uuid.uuid4().hex[:6]
+        events = random_history(5, 15, 120, prefix=f"{prefix}-")
+        for event in events[:60]:
+            await store.append([event])
+        await projector(engine, batch_size=5).catch_up()
+        await rebuild_invoices(store, SqlReadModelStore(engine))
+        for event in events[60:]:
+            await store.append([event])
+        serving = projector(engine, owner="serving", batch_size=5)
+        await serving.catch_up()
+
+        async def deliver_and_project() -> None:
+            for event in random_history(6, 15, 60, prefix=f"{prefix}b-"):
+                await store.append([event])
+                await serving.catch_up()
+
+        await asyncio.gather(
+            deliver_and_project(), rebuild_invoices(store, SqlReadModelStore(engine))
+        )
+        await projector(engine, owner="after", batch_size=5).catch_up()
+        incremental = await read_model(engine)
+        await rebuild_invoices(store, SqlReadModelStore(engine))
+        assert await read_model(engine) == incremental
+    finally:
+        await engine.dispose()
+
+
+async def test_the_downgrade_leaves_the_rebuild_tables_as_the_models_describe_them(
+    postgresql_database_url: str,
+) -> None:
+    # A rebuild that failed after indexing its tables leaves them indexed; the next rebuild
+    # takes the indexes away, but a rebuild before revision 0025 never would.
+    await _histories(postgresql_database_url, 6)
+    admin = await _admin(postgresql_database_url)
+    engine = create_engine(resolve_database_url(postgresql_database_url))
+
+    def differences(connection: Connection) -> list[object]:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return list(compare_metadata(context, metadata))
+
+    try:
+        await admin.execute("SELECT ledger_rebuild_tables('index')")
+        await asyncio.to_thread(command.downgrade, alembic_config(postgresql_database_url), "0024")
+        async with engine.connect() as connection:
+            assert await connection.run_sync(differences) == []
+    finally:
+        await asyncio.to_thread(command.upgrade, alembic_config(postgresql_database_url), "head")
+        await admin.close()
+        await engine.dispose()
+
+
+async def test_indexes_named_near_the_length_limit_are_rebuilt_under_names_of_their_own(
+    postgresql_database_url: str,
+) -> None:
+    # PostgreSQL cuts names at 63 bytes: "rebuild_" and two long names alike in their first 55
+    # characters would otherwise name one rebuilt index twice.
+    await _histories(postgresql_database_url, 6)
+    admin = await _admin(postgresql_database_url)
+    engine = create_engine(resolve_database_url(postgresql_database_url))
+    try:
+        prefix = "ix_invoices_" + "x" * 44
+        await admin.execute(f"CREATE INDEX {prefix}_currency ON invoices (currency)")
+        await admin.execute(f"CREATE INDEX {prefix}_due_date ON invoices (due_date)")
+        indexes_before = await admin.fetch(INDEXES)
+        incremental = await read_model(engine)
+        for _ in range(2):
+            await rebuild_invoices(event_store_for(engine), SqlReadModelStore(engine))
+            assert await read_model(engine) == incremental
+            assert await admin.fetch(INDEXES) == indexes_before
+    finally:
+        await admin.close()
+        await engine.dispose()

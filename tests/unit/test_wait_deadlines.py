@@ -91,3 +91,19 @@ def test_waits_on_a_new_event_loop_are_bounded_too() -> None:
     deadlines = WaitDeadlines(0.05)
     for _ in range(2):  # as tests that start a loop per client do
         asyncio.run(_seconds_until_cut_off(deadlines, 10))
+
+
+def test_a_loop_waited_on_again_is_not_cut_off_by_its_earlier_timer() -> None:
+    # A's first timer outlives the move to B; back on A, a wait begun after it must still
+    # get its whole bound, not be cut off when that earlier timer fires.
+    deadlines = WaitDeadlines(0.5)
+    first, second = asyncio.new_event_loop(), asyncio.new_event_loop()
+    try:
+        first.run_until_complete(deadlines.bound(_value_after(0, "quick")))
+        second.run_until_complete(deadlines.bound(_value_after(0, "quick")))
+        first.run_until_complete(asyncio.sleep(0.3))
+        seconds = first.run_until_complete(_seconds_until_cut_off(deadlines, 10))
+        assert 0.5 <= seconds < 0.5 + LATENESS_SECONDS_MAX
+    finally:
+        first.close()
+        second.close()
