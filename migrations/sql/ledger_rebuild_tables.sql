@@ -7,7 +7,8 @@
 --   'index'    gives each rebuild table every index its live table has, built once over the
 --              loaded rows under the name 'rebuild_' || the live index's name (cut to 46
 --              bytes and ended by 16 of the live name's md5 where that would pass the 63
---              bytes PostgreSQL keeps, so two long names never make one), then ANALYZEs it. Done before the swap: readers never wait for it.
+--              bytes PostgreSQL keeps, so two long names never make one), then ANALYZEs
+--              it. Done before the swap: readers never wait for it.
 --   'swap'     exchanges each live table and its twin by renaming them, in the caller's
 --              transaction (readers wait only for the renames and what the caller does after
 --              them), gives the indexes and primary keys their names back, and empties the
