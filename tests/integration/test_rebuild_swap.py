@@ -14,6 +14,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.projections.rebuild import rebuild_invoices
 from service.settings import resolve_database_url
@@ -41,6 +42,17 @@ async def _admin(database_url: str) -> asyncpg.Connection:
     )
 
 
+async def _schema_differences(engine: AsyncEngine) -> list[object]:
+    """What alembic finds between the database and the models (nothing, when they agree)."""
+
+    def differences(connection: Connection) -> list[object]:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return list(compare_metadata(context, metadata))
+
+    async with engine.connect() as connection:
+        return await connection.run_sync(differences)
+
+
 async def _histories(database_url: str, streams: int) -> None:
     engine = create_engine(resolve_database_url(database_url))
     try:
@@ -59,10 +71,6 @@ async def test_rebuilds_swap_tables_in_by_name_and_leave_the_schema_the_models_d
     admin = await _admin(postgresql_database_url)
     engine = create_engine(resolve_database_url(postgresql_database_url))
 
-    def differences(connection: Connection) -> list[object]:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
-        return list(compare_metadata(context, metadata))
-
     try:
         indexes_before = await admin.fetch(INDEXES)
         live_tables_before = await admin.fetchval("SELECT 'invoices'::regclass::oid")
@@ -74,8 +82,7 @@ async def test_rebuilds_swap_tables_in_by_name_and_leave_the_schema_the_models_d
             await rebuild_invoices(store, read_models)
             assert await read_model(engine) == incremental
             assert await admin.fetch(INDEXES) == indexes_before
-            async with engine.connect() as connection:
-                assert await connection.run_sync(differences) == []
+            assert await _schema_differences(engine) == []
             for table in ("invoices", "invoice_versions", "invoice_collections"):
                 assert await admin.fetchval(f"SELECT count(*) FROM rebuild_{table}") == 0
             live_tables.append(await admin.fetchval("SELECT 'invoices'::regclass::oid"))
@@ -174,15 +181,10 @@ async def test_the_downgrade_leaves_the_rebuild_tables_as_the_models_describe_th
     admin = await _admin(postgresql_database_url)
     engine = create_engine(resolve_database_url(postgresql_database_url))
 
-    def differences(connection: Connection) -> list[object]:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
-        return list(compare_metadata(context, metadata))
-
     try:
         await admin.execute("SELECT ledger_rebuild_tables('index')")
         await asyncio.to_thread(command.downgrade, alembic_config(postgresql_database_url), "0024")
-        async with engine.connect() as connection:
-            assert await connection.run_sync(differences) == []
+        assert await _schema_differences(engine) == []
     finally:
         await asyncio.to_thread(command.upgrade, alembic_config(postgresql_database_url), "head")
         await admin.close()
