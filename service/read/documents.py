@@ -58,36 +58,31 @@ class StoredInvoice:
 
 def stored_invoice(row: Row[Any]) -> StoredInvoice:
     """The state the projector stored in an ``invoices`` row (store/views/changes.py)."""
-    # By the row's mapping: a Row's attributes cost four times as much, and a page of the
-    # list reads seventeen of them from each of its hundred rows.
-    values = row._mapping
-    payments = values["payments"]
-    status = values["status"]
     state = InvoiceState(
-        invoice_number=values["invoice_number"],
-        organization_id=values["organization_id"],
-        status=InvoiceStatus(status) if status else None,
-        currency=values["currency"],
-        total_amount=values["total_amount"],
-        balance_amount=values["balance_amount"],
-        due_date=values["due_date"],
-        customer_name=values["customer_name"],
-        customer_email=values["customer_email"],
-        customer_erased=values["customer_erased"],
+        invoice_number=row.invoice_number,
+        organization_id=row.organization_id,
+        status=InvoiceStatus(row.status) if row.status else None,
+        currency=row.currency,
+        total_amount=row.total_amount,
+        balance_amount=row.balance_amount,
+        due_date=row.due_date,
+        customer_name=row.customer_name,
+        customer_email=row.customer_email,
+        customer_erased=row.customer_erased,
         payments=tuple(
             Payment(
                 transaction_id=payment["transactionId"],
                 amount=Decimal(payment["amount"]) if payment["amount"] else None,
                 received_at=datetime.fromisoformat(payment["date"]),
             )
-            for payment in payments
+            for payment in row.payments
         ),
-        last_event_at=values["last_event_at"],
-        total_provisional=values["total_provisional"],
-        balance_provisional=values["balance_provisional"],
+        last_event_at=row.last_event_at,
+        total_provisional=row.total_provisional,
+        balance_provisional=row.balance_provisional,
     )
     # Rows projected before payments said so hold no provisional payment.
-    provisional = tuple(bool(payment.get("provisional")) for payment in payments)
+    provisional = tuple(bool(payment.get("provisional")) for payment in row.payments)
     return StoredInvoice(state, provisional)
 
 
